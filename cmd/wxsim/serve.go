@@ -1,0 +1,107 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/wxrelay/wxrelay/relay/wechat/wxsim"
+)
+
+// shutdownGrace is how long in-flight calls get to finish on SIGINT/SIGTERM.
+const shutdownGrace = 5 * time.Second
+
+// appFlag collects repeated --app APPID:SECRET values.
+type appFlag map[string]string
+
+func (f appFlag) String() string { return "" }
+
+func (f appFlag) Set(v string) error {
+	appid, secret, ok := strings.Cut(v, ":")
+	if !ok || appid == "" || secret == "" {
+		return errors.New("want APPID:SECRET")
+	}
+	f[appid] = secret
+	return nil
+}
+
+// runServe is "wxsim serve": the fake WeChat API until ctx ends.
+func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	addr := fs.String("addr", "127.0.0.1:9999", "listen `address`; port 0 picks a free one, which the start-up line reports")
+	apps := appFlag{}
+	fs.Var(apps, "app", "register a mini program as `APPID:SECRET` (repeatable; more via POST /wxsim/apps)")
+	verbose := fs.Bool("verbose", false, "log every WeChat API call received")
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), `Usage: wxsim serve [--addr 127.0.0.1:9999] [--app APPID:SECRET ...] [--verbose]
+
+Serves the WeChat API endpoints wxrelay calls (/cgi-bin/token, /cgi-bin/stable_token,
+/cgi-bin/message/custom/send and typing, /cgi-bin/media/upload and get) with real token
+lifetimes and WeChat's error codes, plus test controls under /wxsim/ (see package wxsim).
+Stops gracefully on SIGINT or SIGTERM.
+
+Flags:
+`)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return errUsage // the flag package has explained
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "wxsim serve: unexpected argument %q\n", fs.Arg(0))
+		fs.Usage()
+		return errUsage
+	}
+
+	level := slog.LevelInfo
+	if *verbose {
+		level = slog.LevelDebug
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	sim := wxsim.New(wxsim.Options{Log: log})
+	ids := make([]string, 0, len(apps))
+	for appid, secret := range apps {
+		sim.AddApp(appid, secret)
+		ids = append(ids, appid)
+	}
+
+	ln, err := new(net.ListenConfig).Listen(ctx, "tcp", *addr)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{
+		Handler:           sim,
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	slices.Sort(ids)
+	log.Info("wxsim serving the WeChat API", "addr", ln.Addr().String(), "apps", ids)
+
+	select {
+	case err := <-served:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownGrace)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		srv.Close()
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	log.Info("wxsim stopped")
+	return nil
+}
