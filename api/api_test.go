@@ -1,0 +1,491 @@
+package api_test
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/wxrelay/wxrelay/api"
+	"github.com/wxrelay/wxrelay/store"
+	"github.com/wxrelay/wxrelay/store/storetest"
+	"github.com/wxrelay/wxrelay/tenant"
+)
+
+// env is a running API on a real, migrated SQLite database, reached through
+// the real HTTP mux, gateway and interceptors.
+type env struct {
+	t      *testing.T
+	key    []byte
+	url    string
+	admin  string
+	srv    *api.Server
+	db     *store.DB
+	logBuf *bytes.Buffer
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	db := storetest.New(t)
+	key := make([]byte, 32)
+	rand.Read(key)
+	tenants := store.NewTenantStore(db)
+	auth, err := tenant.NewAuthenticator(key, tenants, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logBuf := &bytes.Buffer{}
+	srv, err := api.New(api.Options{
+		Logger:    slog.New(slog.NewJSONHandler(logBuf, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Auth:      auth,
+		Tenants:   tenant.NewService(tenants, auth, false, nil),
+		PublicURL: "https://relay.example.com/",
+		Ready:     db.Ping,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Close)
+	hs := httptest.NewServer(srv.Handler())
+	t.Cleanup(hs.Close)
+	admin, err := auth.IssueAdminToken(time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &env{t: t, key: key, url: hs.URL, admin: admin, srv: srv, db: db, logBuf: logBuf}
+}
+
+// response is a decoded REST answer.
+type response struct {
+	status int
+	body   map[string]any
+	raw    string
+}
+
+func (e *env) do(method, path, token string, body any) response {
+	e.t.Helper()
+	var r io.Reader
+	switch b := body.(type) {
+	case nil:
+	case string:
+		r = strings.NewReader(b)
+	case []byte:
+		r = bytes.NewReader(b)
+	default:
+		j, err := json.Marshal(b)
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		r = bytes.NewReader(j)
+	}
+	req, err := http.NewRequest(method, e.url+path, r)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	out := response{status: resp.StatusCode, raw: string(raw)}
+	_ = json.Unmarshal(raw, &out.body)
+	return out
+}
+
+func (e *env) mustStatus(r response, want int) response {
+	e.t.Helper()
+	if r.status != want {
+		e.t.Fatalf("status = %d, want %d; body %s", r.status, want, r.raw)
+	}
+	return r
+}
+
+const (
+	testSecret = "0123456789abcdef0123456789abcdef"
+	testToken  = "PushToken123"
+	testAESKey = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
+)
+
+// appSeq gives each test tenant its own appid.
+var appSeq = 0
+
+// validTenant returns a creatable tenant body with a fresh appid.
+func validTenant() map[string]any {
+	appSeq++
+	return map[string]any{
+		"display_name":     "Shop",
+		"appid":            fmt.Sprintf("wx%016x", appSeq),
+		"app_secret":       testSecret,
+		"token":            testToken,
+		"encoding_aes_key": testAESKey,
+		"encrypt_mode":     "ENCRYPT_MODE_SAFE",
+		"data_format":      "DATA_FORMAT_JSON",
+		"webhook_url":      "https://hooks.example.com/wechat",
+	}
+}
+
+type created struct {
+	id, apiKey, webhookSecret string
+}
+
+func (e *env) createTenant(body map[string]any) created {
+	e.t.Helper()
+	r := e.mustStatus(e.do("POST", "/v1/tenants", e.admin, body), 200)
+	tn := r.body["tenant"].(map[string]any)
+	return created{id: tn["id"].(string), apiKey: r.body["api_key"].(string), webhookSecret: r.body["webhook_secret"].(string)}
+}
+
+func TestCreateTenant(t *testing.T) {
+	e := newEnv(t)
+	body := validTenant()
+	r := e.mustStatus(e.do("POST", "/v1/tenants", e.admin, body), 200)
+
+	tn, _ := r.body["tenant"].(map[string]any)
+	if tn == nil {
+		t.Fatalf("no tenant in %s", r.raw)
+	}
+	id, _ := tn["id"].(string)
+	if !strings.HasPrefix(id, "tn_") {
+		t.Errorf("id = %q, want tn_...", id)
+	}
+	for field, want := range map[string]any{
+		"appid": body["appid"], "display_name": "Shop", "encrypt_mode": "ENCRYPT_MODE_SAFE",
+		"data_format": "DATA_FORMAT_JSON", "reply_mode": "REPLY_MODE_SUCCESS", "state": "STATE_ACTIVE",
+		"push_url": "https://relay.example.com/wx/" + id, "webhook_url": body["webhook_url"],
+	} {
+		if got := tn[field]; got != want {
+			t.Errorf("tenant.%s = %v, want %v", field, got, want)
+		}
+	}
+	for _, f := range []string{"create_time", "update_time"} {
+		if _, err := time.Parse(time.RFC3339Nano, tn[f].(string)); err != nil {
+			t.Errorf("tenant.%s = %v: not RFC 3339", f, tn[f])
+		}
+	}
+	// Secrets are input only.
+	for _, secret := range []string{testSecret, testToken, testAESKey} {
+		if strings.Contains(r.raw, secret) {
+			t.Errorf("create response reveals a secret: %s", r.raw)
+		}
+	}
+	ws, _ := r.body["webhook_secret"].(string)
+	raw, err := base64.StdEncoding.DecodeString(strings.TrimPrefix(ws, "whsec_"))
+	if !strings.HasPrefix(ws, "whsec_") || err != nil || len(raw) < 24 || len(raw) > 64 {
+		t.Errorf("webhook_secret = %q, want whsec_ + base64 of 24..64 bytes", ws)
+	}
+	if k, _ := r.body["api_key"].(string); strings.Count(k, ".") != 2 {
+		t.Errorf("api_key = %q, want a JWT", k)
+	}
+
+	got := e.mustStatus(e.do("GET", "/v1/tenants/"+id, e.admin, nil), 200)
+	if got.body["appid"] != body["appid"] || got.body["id"] != id {
+		t.Errorf("GET tenant = %s", got.raw)
+	}
+	for _, secret := range []string{testSecret, testToken, testAESKey} {
+		if strings.Contains(got.raw, secret) {
+			t.Errorf("GET reveals a secret: %s", got.raw)
+		}
+	}
+	if strings.Contains(e.logBuf.String(), testSecret) || strings.Contains(e.logBuf.String(), testAESKey) {
+		t.Errorf("logs reveal a secret")
+	}
+}
+
+func TestCreateTenantDefaults(t *testing.T) {
+	e := newEnv(t)
+	body := validTenant()
+	delete(body, "encrypt_mode")
+	delete(body, "data_format")
+	delete(body, "encoding_aes_key")
+	r := e.mustStatus(e.do("POST", "/v1/tenants", e.admin, body), 200)
+	tn := r.body["tenant"].(map[string]any)
+	if tn["encrypt_mode"] != "ENCRYPT_MODE_PLAINTEXT" || tn["data_format"] != "DATA_FORMAT_XML" {
+		t.Errorf("defaults = %v/%v, want the console's plaintext/XML", tn["encrypt_mode"], tn["data_format"])
+	}
+}
+
+func TestCreateTenantInvalid(t *testing.T) {
+	e := newEnv(t)
+	for _, tt := range []struct {
+		name      string
+		change    func(map[string]any)
+		wantField string
+	}{
+		{"appid missing", func(b map[string]any) { delete(b, "appid") }, "appid"},
+		{"appid short", func(b map[string]any) { b["appid"] = "wx123" }, "appid"},
+		{"appid not hex", func(b map[string]any) { b["appid"] = "wxzzzzzzzzzzzzzzzz" }, "appid"},
+		{"secret missing", func(b map[string]any) { delete(b, "app_secret") }, "app_secret"},
+		{"token missing", func(b map[string]any) { delete(b, "token") }, "token"},
+		{"aes key missing in safe mode", func(b map[string]any) { delete(b, "encoding_aes_key") }, "encoding_aes_key"},
+		{"aes key missing in compatible mode", func(b map[string]any) {
+			delete(b, "encoding_aes_key")
+			b["encrypt_mode"] = "ENCRYPT_MODE_COMPATIBLE"
+		}, "encoding_aes_key"},
+		{"aes key 42 chars", func(b map[string]any) { b["encoding_aes_key"] = testAESKey[:42] }, "encoding_aes_key"},
+		{"aes key bad chars", func(b map[string]any) { b["encoding_aes_key"] = testAESKey[:42] + "+" }, "encoding_aes_key"},
+		{"webhook missing", func(b map[string]any) { delete(b, "webhook_url") }, "webhook_url"},
+		{"webhook not a URL", func(b map[string]any) { b["webhook_url"] = "::nope" }, "webhook_url"},
+		{"webhook plain http", func(b map[string]any) { b["webhook_url"] = "http://hooks.example.com/" }, "webhook_url"},
+		{"webhook ftp", func(b map[string]any) { b["webhook_url"] = "ftp://hooks.example.com/" }, "webhook_url"},
+		{"webhook loopback", func(b map[string]any) { b["webhook_url"] = "https://127.0.0.1/hook" }, "webhook_url"},
+		{"webhook localhost", func(b map[string]any) { b["webhook_url"] = "https://localhost:8443/hook" }, "webhook_url"},
+		{"webhook private", func(b map[string]any) { b["webhook_url"] = "https://10.1.2.3/hook" }, "webhook_url"},
+		{"webhook link-local v6", func(b map[string]any) { b["webhook_url"] = "https://[fe80::1]/hook" }, "webhook_url"},
+		{"original id", func(b map[string]any) { b["original_id"] = "nope" }, "original_id"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			body := validTenant()
+			tt.change(body)
+			r := e.mustStatus(e.do("POST", "/v1/tenants", e.admin, body), 400)
+			if msg, _ := r.body["message"].(string); !strings.HasPrefix(msg, tt.wantField+":") {
+				t.Errorf("message = %q, want it to name %s", msg, tt.wantField)
+			}
+			if !strings.Contains(r.raw, "BadRequest") {
+				t.Errorf("details lack a BadRequest field violation: %s", r.raw)
+			}
+		})
+	}
+	list := e.mustStatus(e.do("GET", "/v1/tenants", e.admin, nil), 200)
+	if ts, _ := list.body["tenants"].([]any); len(ts) != 0 {
+		t.Errorf("failed creates left %d tenants behind", len(ts))
+	}
+}
+
+func TestBadBodies(t *testing.T) {
+	e := newEnv(t)
+	big := validTenant()
+	big["display_name"] = strings.Repeat("x", api.MaxBodyBytes)
+	for _, tt := range []struct {
+		name    string
+		body    any
+		want    int
+		message string
+	}{
+		{"malformed JSON", `{"appid": "wx`, 400, ""},
+		{"not an object", `[1,2]`, 400, ""},
+		{"unknown enum", `{"appid":"wx0123456789abcdef","encrypt_mode":"ENCRYPT_MODE_ROT13"}`, 400, "ENCRYPT_MODE_ROT13"},
+		{"unknown field", `{"appid":"wx0123456789abcdef","colour":"red"}`, 400, "colour"},
+		{"oversized", big, 413, "exceeds"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			r := e.mustStatus(e.do("POST", "/v1/tenants", e.admin, tt.body), tt.want)
+			if msg, _ := r.body["message"].(string); msg == "" || !strings.Contains(msg, tt.message) {
+				t.Errorf("message = %q, want one mentioning %q", msg, tt.message)
+			}
+			if _, ok := r.body["code"]; !ok {
+				t.Errorf("body %s is not a google.rpc.Status", r.raw)
+			}
+		})
+	}
+}
+
+func TestDuplicateAppID(t *testing.T) {
+	e := newEnv(t)
+	body := validTenant()
+	e.createTenant(body)
+	r := e.mustStatus(e.do("POST", "/v1/tenants", e.admin, body), 409)
+	if msg, _ := r.body["message"].(string); !strings.Contains(msg, "appid") {
+		t.Errorf("409 message %q does not say the appid is taken", msg)
+	}
+}
+
+func TestListTenantsPaging(t *testing.T) {
+	e := newEnv(t)
+	want := map[string]bool{}
+	for range 5 {
+		want[e.createTenant(validTenant()).id] = true
+	}
+	got := map[string]bool{}
+	token, pages := "", 0
+	for {
+		r := e.mustStatus(e.do("GET", "/v1/tenants?page_size=2&page_token="+token, e.admin, nil), 200)
+		pages++
+		ts, _ := r.body["tenants"].([]any)
+		if len(ts) > 2 {
+			t.Fatalf("page of %d tenants, want at most 2", len(ts))
+		}
+		for _, tn := range ts {
+			id := tn.(map[string]any)["id"].(string)
+			if got[id] {
+				t.Fatalf("tenant %s on two pages", id)
+			}
+			got[id] = true
+		}
+		token, _ = r.body["next_page_token"].(string)
+		if token == "" {
+			break
+		}
+	}
+	if len(got) != len(want) || pages != 3 {
+		t.Errorf("paged %d tenants in %d pages, want %d in 3", len(got), pages, len(want))
+	}
+	e.mustStatus(e.do("GET", "/v1/tenants?page_token=garbage", e.admin, nil), 400)
+	e.mustStatus(e.do("GET", "/v1/tenants?page_size=-1", e.admin, nil), 400)
+}
+
+func TestUpdateTenant(t *testing.T) {
+	e := newEnv(t)
+	c := e.createTenant(validTenant())
+	r := e.mustStatus(e.do("PATCH", "/v1/tenants/"+c.id, e.admin, map[string]any{
+		"display_name": "Renamed", "reply_mode": "REPLY_MODE_TRANSFER_CUSTOMER_SERVICE",
+	}), 200)
+	if r.body["display_name"] != "Renamed" || r.body["reply_mode"] != "REPLY_MODE_TRANSFER_CUSTOMER_SERVICE" {
+		t.Errorf("patched tenant = %s", r.raw)
+	}
+	if r.body["encrypt_mode"] != "ENCRYPT_MODE_SAFE" || r.body["webhook_url"] != "https://hooks.example.com/wechat" {
+		t.Errorf("patch changed fields it did not name: %s", r.raw)
+	}
+	// A patch that would leave an invalid tenant is refused whole.
+	bad := e.mustStatus(e.do("PATCH", "/v1/tenants/"+c.id, e.admin, map[string]any{
+		"display_name": "Half", "encoding_aes_key": "short",
+	}), 400)
+	if msg, _ := bad.body["message"].(string); !strings.HasPrefix(msg, "encoding_aes_key:") {
+		t.Errorf("message = %q", msg)
+	}
+	after := e.mustStatus(e.do("GET", "/v1/tenants/"+c.id, e.admin, nil), 200)
+	if after.body["display_name"] != "Renamed" {
+		t.Errorf("a refused patch was half-applied: %s", after.raw)
+	}
+	e.mustStatus(e.do("PATCH", "/v1/tenants/"+c.id, e.admin, map[string]any{"push_url": "https://evil"}), 400)
+	e.mustStatus(e.do("PATCH", "/v1/tenants/tn_missing", e.admin, map[string]any{"display_name": "x"}), 404)
+}
+
+func TestDeleteTenant(t *testing.T) {
+	e := newEnv(t)
+	c := e.createTenant(validTenant())
+	e.mustStatus(e.do("DELETE", "/v1/tenants/"+c.id, e.admin, nil), 200)
+	e.mustStatus(e.do("GET", "/v1/tenants/"+c.id, e.admin, nil), 404)
+	e.mustStatus(e.do("DELETE", "/v1/tenants/"+c.id, e.admin, nil), 404)
+}
+
+func TestRotateWebhookSecret(t *testing.T) {
+	e := newEnv(t)
+	c := e.createTenant(validTenant())
+	r := e.mustStatus(e.do("POST", "/v1/tenants/"+c.id+":rotateWebhookSecret", e.admin, "{}"), 200)
+	ws, _ := r.body["webhook_secret"].(string)
+	if !strings.HasPrefix(ws, "whsec_") || ws == c.webhookSecret {
+		t.Errorf("rotated secret = %q (old %q)", ws, c.webhookSecret)
+	}
+}
+
+func TestAuthMatrix(t *testing.T) {
+	e := newEnv(t)
+	a := e.createTenant(validTenant())
+	b := e.createTenant(validTenant())
+	gone := e.createTenant(validTenant())
+	e.mustStatus(e.do("DELETE", "/v1/tenants/"+gone.id, e.admin, nil), 200)
+	rotated := e.createTenant(validTenant())
+	e.mustStatus(e.do("POST", "/v1/tenants/"+rotated.id+":rotateApiKey", e.admin, "{}"), 200)
+
+	past := func() time.Time { return time.Now().Add(-48 * time.Hour) }
+	oldAuth, err := tenant.NewAuthenticator(e.key, nil, past)
+	if err != nil {
+		t.Fatal(err)
+	}
+	expired, err := oldAuth.IssueAdminToken(time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherKey := make([]byte, 32)
+	rand.Read(otherKey)
+	foreignAuth, _ := tenant.NewAuthenticator(otherKey, nil, nil)
+	foreign, _ := foreignAuth.IssueAdminToken(time.Hour)
+	adminClaims := jwt.MapClaims{"role": "admin", "sub": "admin", "iss": "wxrelay", "iat": time.Now().Unix(), "exp": time.Now().Add(time.Hour).Unix()}
+	hs384, _ := jwt.NewWithClaims(jwt.SigningMethodHS384, adminClaims).SignedString(e.key)
+	none, _ := jwt.NewWithClaims(jwt.SigningMethodNone, adminClaims).SignedString(jwt.UnsafeAllowNoneSignatureType)
+	noExp := jwt.MapClaims{"role": "admin", "sub": "admin", "iss": "wxrelay", "iat": time.Now().Unix()}
+	neverExpires, _ := jwt.NewWithClaims(jwt.SigningMethodHS256, noExp).SignedString(e.key)
+
+	for _, tt := range []struct {
+		name   string
+		method string
+		path   string
+		token  string
+		want   int
+	}{
+		{"admin lists", "GET", "/v1/tenants", e.admin, 200},
+		{"missing token", "GET", "/v1/tenants", "", 401},
+		{"garbage token", "GET", "/v1/tenants", "not-a-jwt", 401},
+		{"expired admin token", "GET", "/v1/tenants", expired, 401},
+		{"signed with another key", "GET", "/v1/tenants", foreign, 401},
+		{"HS384 instead of HS256", "GET", "/v1/tenants", hs384, 401},
+		{"alg none", "GET", "/v1/tenants", none, 401},
+		{"admin token without expiry", "GET", "/v1/tenants", neverExpires, 401},
+		{"tenant reads itself", "GET", "/v1/tenants/" + a.id, a.apiKey, 200},
+		{"tenant lists tenants", "GET", "/v1/tenants", a.apiKey, 403},
+		{"tenant creates tenant", "POST", "/v1/tenants", a.apiKey, 403},
+		{"tenant patches itself", "PATCH", "/v1/tenants/" + a.id, a.apiKey, 403},
+		{"tenant deletes itself", "DELETE", "/v1/tenants/" + a.id, a.apiKey, 403},
+		{"tenant rotates own key", "POST", "/v1/tenants/" + a.id + ":rotateApiKey", a.apiKey, 403},
+		{"tenant A reads tenant B", "GET", "/v1/tenants/" + b.id, a.apiKey, 403},
+		{"rotated key", "GET", "/v1/tenants/" + rotated.id, rotated.apiKey, 401},
+		{"deleted tenant's key", "GET", "/v1/tenants/" + gone.id, gone.apiKey, 401},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var body any = "{}"
+			if tt.path == "/v1/tenants" || tt.method == "PATCH" {
+				body = validTenant()
+			}
+			r := e.do(tt.method, tt.path, tt.token, body)
+			if r.status != tt.want {
+				t.Fatalf("status = %d, want %d; body %s", r.status, tt.want, r.raw)
+			}
+			if tt.want >= 400 {
+				if _, ok := r.body["code"]; !ok {
+					t.Errorf("error body %s is not a google.rpc.Status", r.raw)
+				}
+			}
+		})
+	}
+	// Basic and lowercase-bearer headers.
+	req, _ := http.NewRequest("GET", e.url+"/v1/tenants", nil)
+	req.Header.Set("Authorization", "Basic "+e.admin)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 401 {
+		t.Errorf("Basic scheme: status %d, want 401", resp.StatusCode)
+	}
+}
+
+func TestOperationsEndpoints(t *testing.T) {
+	e := newEnv(t)
+	for _, tt := range []struct {
+		path, want string
+	}{
+		{"/healthz", "ok"},
+		{"/readyz", "ready"},
+		{"/metrics", "grpc_server_handled_total"},
+		{"/openapi.json", `"/v1/tenants"`},
+	} {
+		t.Run(tt.path, func(t *testing.T) {
+			e.do("GET", "/v1/tenants", e.admin, nil) // so call metrics exist
+			r := e.mustStatus(e.do("GET", tt.path, "", nil), 200)
+			if !strings.Contains(r.raw, tt.want) {
+				t.Errorf("%s body lacks %q", tt.path, tt.want)
+			}
+		})
+	}
+	e.db.Close()
+	r := e.do("GET", "/readyz", "", nil)
+	if r.status != 503 {
+		t.Errorf("/readyz with the database closed = %d, want 503", r.status)
+	}
+}

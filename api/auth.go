@@ -1,0 +1,132 @@
+package api
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
+
+	wxrelayv1 "github.com/wxrelay/wxrelay/api/gen/wxrelay/v1"
+	"github.com/wxrelay/wxrelay/tenant"
+)
+
+// access says who may call a method.
+type access int
+
+const (
+	// accessAdmin: admin tokens only.
+	accessAdmin access = iota + 1
+	// accessTenant: admins, and the tenant whose id the request names.
+	accessTenant
+	// accessPublic: no token (server reflection, health).
+	accessPublic
+)
+
+// policy lists every method of the API. A method missing here is refused,
+// so a new RPC cannot ship unprotected by accident.
+var policy = map[string]access{
+	wxrelayv1.TenantService_CreateTenant_FullMethodName:        accessAdmin,
+	wxrelayv1.TenantService_GetTenant_FullMethodName:           accessTenant,
+	wxrelayv1.TenantService_ListTenants_FullMethodName:         accessAdmin,
+	wxrelayv1.TenantService_UpdateTenant_FullMethodName:        accessAdmin,
+	wxrelayv1.TenantService_DeleteTenant_FullMethodName:        accessAdmin,
+	wxrelayv1.TenantService_RotateApiKey_FullMethodName:        accessAdmin,
+	wxrelayv1.TenantService_RotateWebhookSecret_FullMethodName: accessAdmin,
+}
+
+// publicPrefixes are services that need no token.
+var publicPrefixes = []string{
+	"/grpc.reflection.",
+	"/grpc.health.v1.Health/",
+}
+
+func accessFor(method string) (access, bool) {
+	for _, p := range publicPrefixes {
+		if strings.HasPrefix(method, p) {
+			return accessPublic, true
+		}
+	}
+	a, ok := policy[method]
+	return a, ok
+}
+
+// tenantScoped is implemented by every request that names a tenant.
+type tenantScoped interface{ GetId() string }
+
+type principalKey struct{}
+
+// principalFrom returns the caller authenticated by authInterceptor.
+func principalFrom(ctx context.Context) tenant.Principal {
+	p, _ := ctx.Value(principalKey{}).(tenant.Principal)
+	return p
+}
+
+// authenticator is what the interceptor needs from tenant.Authenticator.
+type authenticator interface {
+	Verify(ctx context.Context, token string) (tenant.Principal, error)
+}
+
+// authorize authenticates the bearer token in ctx and checks that its
+// principal may call method with req.
+func authorize(ctx context.Context, auth authenticator, method string, req any) (context.Context, error) {
+	acc, ok := accessFor(method)
+	if !ok {
+		return nil, fmt.Errorf("%w: method %s is not open to any principal", tenant.ErrForbidden, method)
+	}
+	if acc == accessPublic {
+		return ctx, nil
+	}
+	token, err := bearerToken(ctx)
+	if err != nil {
+		return nil, err
+	}
+	p, err := auth.Verify(ctx, token)
+	if err != nil {
+		return nil, err
+	}
+	if !p.Admin {
+		scoped, isScoped := req.(tenantScoped)
+		if acc != accessTenant || !isScoped || !p.CanAccess(tenant.ID(scoped.GetId())) {
+			return nil, tenant.ErrForbidden
+		}
+	}
+	return context.WithValue(ctx, principalKey{}, p), nil
+}
+
+func bearerToken(ctx context.Context) (string, error) {
+	md, _ := metadata.FromIncomingContext(ctx)
+	vals := md.Get("authorization")
+	if len(vals) == 0 {
+		return "", fmt.Errorf("%w: no authorization header", tenant.ErrUnauthenticated)
+	}
+	scheme, token, ok := strings.Cut(vals[0], " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(token) == "" {
+		return "", fmt.Errorf("%w: authorization must be \"Bearer <token>\"", tenant.ErrUnauthenticated)
+	}
+	return strings.TrimSpace(token), nil
+}
+
+func authUnaryInterceptor(auth authenticator) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		ctx, err := authorize(ctx, auth, info.FullMethod, req)
+		if err != nil {
+			return nil, err
+		}
+		return handler(ctx, req)
+	}
+}
+
+// authStreamInterceptor guards streaming methods (server reflection today).
+// Streams carry no request message up front, so only admin and public
+// methods can be streams.
+func authStreamInterceptor(auth authenticator, log *slog.Logger) grpc.StreamServerInterceptor {
+	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+		if _, err := authorize(ss.Context(), auth, info.FullMethod, nil); err != nil {
+			return toStatus(ss.Context(), log, info.FullMethod, err)
+		}
+		return handler(srv, ss)
+	}
+}

@@ -1,0 +1,75 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/wxrelay/wxrelay/tenant"
+)
+
+// codeOf maps domain sentinels to gRPC codes; REST derives the HTTP status
+// from the code (grpc-gateway's HTTPStatusFromCode). The first match wins.
+var codeOf = []struct {
+	err  error
+	code codes.Code
+}{
+	{tenant.ErrInvalid, codes.InvalidArgument},
+	{tenant.ErrNotFound, codes.NotFound},
+	{tenant.ErrConflict, codes.AlreadyExists},
+	{tenant.ErrUnauthenticated, codes.Unauthenticated},
+	{tenant.ErrForbidden, codes.PermissionDenied},
+	{context.DeadlineExceeded, codes.DeadlineExceeded},
+	{context.Canceled, codes.Canceled},
+}
+
+// errorInterceptor turns every error a handler returns into a gRPC status.
+// Clients get a message that is safe to show; the full chain goes to the log
+// only for internal errors, whose detail is nobody else's business.
+func errorInterceptor(log *slog.Logger) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		resp, err := handler(ctx, req)
+		if err != nil {
+			return nil, toStatus(ctx, log, info.FullMethod, err)
+		}
+		return resp, nil
+	}
+}
+
+func toStatus(ctx context.Context, log *slog.Logger, method string, err error) error {
+	if _, ok := status.FromError(err); ok {
+		return err // already a status, made on purpose by a handler
+	}
+	var fe *tenant.FieldError
+	if errors.As(err, &fe) {
+		st := status.New(codes.InvalidArgument, fe.Error())
+		if d, derr := st.WithDetails(&errdetails.BadRequest{FieldViolations: []*errdetails.BadRequest_FieldViolation{
+			{Field: fe.Field, Description: fe.Reason},
+		}}); derr == nil {
+			st = d
+		}
+		return st.Err()
+	}
+	for _, c := range codeOf {
+		if errors.Is(err, c.err) {
+			return status.Error(c.code, clientMessage(err, c.err))
+		}
+	}
+	log.ErrorContext(ctx, "internal error", "method", method, "err", err)
+	return status.Error(codes.Internal, "internal error")
+}
+
+// clientMessage returns the error's own text when it is the sentinel or a
+// conflict/auth explanation the domain wrote for clients, else the sentinel.
+func clientMessage(err, sentinel error) string {
+	switch sentinel {
+	case tenant.ErrConflict, tenant.ErrNotFound:
+		return err.Error()
+	}
+	return sentinel.Error()
+}

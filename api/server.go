@@ -1,0 +1,233 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	_ "embed"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/logging"
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/reflection"
+	"google.golang.org/grpc/status"
+	"google.golang.org/grpc/test/bufconn"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	wxrelayv1 "github.com/wxrelay/wxrelay/api/gen/wxrelay/v1"
+	"github.com/wxrelay/wxrelay/tenant"
+)
+
+// MaxBodyBytes caps REST request bodies; larger ones get 413.
+const MaxBodyBytes = 1 << 20
+
+//go:embed gen/openapi/wxrelay.swagger.json
+var openAPI []byte
+
+// Options wires a Server. Logger, Auth and Tenants are required.
+type Options struct {
+	Logger    *slog.Logger
+	Auth      *tenant.Authenticator
+	Tenants   *tenant.Service
+	PublicURL string // base of push URLs, e.g. https://relay.example.com
+	// Ready reports whether the service can take traffic (the database
+	// answers); /readyz answers 503 while it returns an error.
+	Ready func(context.Context) error
+	// Registry collects the API's metrics and is served at /metrics.
+	Registry *prometheus.Registry
+	// Routes adds handlers beside the API, such as the push endpoint.
+	Routes map[string]http.Handler
+}
+
+// Server serves the API over gRPC and, through grpc-gateway, over REST.
+type Server struct {
+	log     *slog.Logger
+	grpc    *grpc.Server
+	handler http.Handler
+	inproc  *bufconn.Listener
+	gwConn  *grpc.ClientConn
+	health  *health.Server
+}
+
+// New builds a Server. REST calls travel to the gRPC server over an
+// in-process connection, so they pass through the very same interceptors
+// (auth, error mapping, logging, metrics) as gRPC calls do; the gateway's
+// direct-call mode would skip them.
+func New(opts Options) (*Server, error) {
+	if opts.Logger == nil || opts.Auth == nil || opts.Tenants == nil {
+		return nil, errors.New("api: Logger, Auth and Tenants are required")
+	}
+	if opts.Registry == nil {
+		opts.Registry = prometheus.NewRegistry()
+	}
+	log := opts.Logger
+	metrics := grpcprom.NewServerMetrics(grpcprom.WithServerHandlingTimeHistogram())
+	if err := opts.Registry.Register(metrics); err != nil {
+		return nil, fmt.Errorf("api: register metrics: %w", err)
+	}
+	logCalls := logging.LoggerFunc(func(ctx context.Context, lvl logging.Level, msg string, fields ...any) {
+		log.Log(ctx, slog.Level(lvl), msg, fields...)
+	})
+	recover := recovery.WithRecoveryHandlerContext(func(ctx context.Context, p any) error {
+		log.ErrorContext(ctx, "panic in handler", "panic", p)
+		return status.Error(codes.Internal, "internal error")
+	})
+	gs := grpc.NewServer(
+		grpc.ChainUnaryInterceptor(
+			recovery.UnaryServerInterceptor(recover),
+			metrics.UnaryServerInterceptor(),
+			logging.UnaryServerInterceptor(logCalls, logging.WithLogOnEvents(logging.FinishCall)),
+			errorInterceptor(log),
+			authUnaryInterceptor(opts.Auth),
+		),
+		grpc.ChainStreamInterceptor(
+			recovery.StreamServerInterceptor(recover),
+			metrics.StreamServerInterceptor(),
+			logging.StreamServerInterceptor(logCalls, logging.WithLogOnEvents(logging.FinishCall)),
+			authStreamInterceptor(opts.Auth, log),
+		),
+	)
+	wxrelayv1.RegisterTenantServiceServer(gs, &tenantServer{
+		tenants:   opts.Tenants,
+		publicURL: strings.TrimRight(opts.PublicURL, "/"),
+	})
+	hs := health.NewServer()
+	healthpb.RegisterHealthServer(gs, hs)
+	reflection.Register(gs)
+	metrics.InitializeMetrics(gs)
+
+	s := &Server{log: log, grpc: gs, inproc: bufconn.Listen(1 << 20), health: hs}
+	go gs.Serve(s.inproc) //nolint:errcheck // ends with Stop
+	conn, err := grpc.NewClient("passthrough:///inproc",
+		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return s.inproc.DialContext(ctx) }),
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+	)
+	if err != nil {
+		gs.Stop()
+		return nil, fmt.Errorf("api: connect gateway: %w", err)
+	}
+	s.gwConn = conn
+
+	gw := runtime.NewServeMux(
+		runtime.WithMarshalerOption(runtime.MIMEWildcard, &runtime.JSONPb{
+			MarshalOptions:   protojson.MarshalOptions{UseProtoNames: true},
+			UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
+		}),
+	)
+	if err := wxrelayv1.RegisterTenantServiceHandler(context.Background(), gw, conn); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("api: register gateway: %w", err)
+	}
+
+	mux := http.NewServeMux()
+	mux.Handle("/v1/", limitBody(gw))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
+	mux.HandleFunc("GET /readyz", readyHandler(opts.Ready))
+	mux.Handle("GET /metrics", promhttp.HandlerFor(opts.Registry, promhttp.HandlerOpts{Registry: opts.Registry}))
+	mux.HandleFunc("GET /openapi.json", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(openAPI)
+	})
+	for pattern, h := range opts.Routes {
+		mux.Handle(pattern, h)
+	}
+	s.handler = mux
+	return s, nil
+}
+
+// Handler serves REST, operations endpoints and the extra routes.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// GRPC returns the gRPC server, to serve on a network listener.
+func (s *Server) GRPC() *grpc.Server { return s.grpc }
+
+// Shutdown marks the service not serving and lets in-flight calls finish
+// until ctx ends, then stops hard.
+func (s *Server) Shutdown(ctx context.Context) {
+	s.health.Shutdown()
+	done := make(chan struct{})
+	go func() { s.grpc.GracefulStop(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		s.grpc.Stop()
+	}
+	s.gwConn.Close()
+}
+
+// Close stops the server at once.
+func (s *Server) Close() {
+	s.grpc.Stop()
+	if s.gwConn != nil {
+		s.gwConn.Close()
+	}
+}
+
+func readyHandler(ready func(context.Context) error) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if ready != nil {
+			ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+			defer cancel()
+			if err := ready(ctx); err != nil {
+				http.Error(w, "not ready: database unavailable", http.StatusServiceUnavailable)
+				return
+			}
+		}
+		io.WriteString(w, "ready\n")
+	}
+}
+
+// limitBody reads REST bodies up front, capped at MaxBodyBytes, so that an
+// oversized body is a clear 413 rather than a JSON syntax error from a
+// truncated read.
+func limitBody(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Body == nil || r.Body == http.NoBody {
+			next.ServeHTTP(w, r)
+			return
+		}
+		if r.ContentLength > MaxBodyBytes {
+			writeStatus(w, http.StatusRequestEntityTooLarge, codes.InvalidArgument, bodyTooLarge)
+			return
+		}
+		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+		var tooLarge *http.MaxBytesError
+		switch {
+		case errors.As(err, &tooLarge):
+			writeStatus(w, http.StatusRequestEntityTooLarge, codes.InvalidArgument, bodyTooLarge)
+			return
+		case err != nil:
+			writeStatus(w, http.StatusBadRequest, codes.InvalidArgument, "could not read request body")
+			return
+		}
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		r.ContentLength = int64(len(body))
+		next.ServeHTTP(w, r)
+	})
+}
+
+var bodyTooLarge = fmt.Sprintf("request body exceeds %d bytes", MaxBodyBytes)
+
+// writeStatus writes the gateway's error body shape for errors raised before
+// a request reaches the gateway.
+func writeStatus(w http.ResponseWriter, httpStatus int, code codes.Code, msg string) {
+	b, _ := protojson.Marshal(status.New(code, msg).Proto())
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(httpStatus)
+	w.Write(b)
+}

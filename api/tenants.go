@@ -1,0 +1,141 @@
+package api
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"google.golang.org/protobuf/types/known/emptypb"
+
+	wxrelayv1 "github.com/wxrelay/wxrelay/api/gen/wxrelay/v1"
+	"github.com/wxrelay/wxrelay/tenant"
+)
+
+// tenantServer implements wxrelayv1.TenantServiceServer on tenant.Service.
+type tenantServer struct {
+	wxrelayv1.UnimplementedTenantServiceServer
+	tenants   *tenant.Service
+	publicURL string // no trailing slash
+}
+
+func (s *tenantServer) pushURL(id tenant.ID) string { return s.publicURL + "/wx/" + string(id) }
+
+func (s *tenantServer) CreateTenant(ctx context.Context, req *wxrelayv1.CreateTenantRequest) (*wxrelayv1.CreateTenantResponse, error) {
+	if req.GetTenant() == nil {
+		return nil, &tenant.FieldError{Field: "tenant", Reason: "is required"}
+	}
+	in := toDomainTenant(req.GetTenant())
+	if req.GetTenant().GetState() != wxrelayv1.Tenant_STATE_UNSPECIFIED {
+		in.State = fromProto(states, req.GetTenant().GetState())
+	}
+	t, creds, err := s.tenants.Create(ctx, in)
+	if err != nil {
+		return nil, err
+	}
+	return &wxrelayv1.CreateTenantResponse{
+		Tenant:        s.toProtoTenant(t),
+		ApiKey:        creds.APIKey,
+		WebhookSecret: creds.WebhookSecret,
+	}, nil
+}
+
+func (s *tenantServer) GetTenant(ctx context.Context, req *wxrelayv1.GetTenantRequest) (*wxrelayv1.Tenant, error) {
+	t, err := s.tenants.Get(ctx, tenant.ID(req.GetId()))
+	if err != nil {
+		return nil, err
+	}
+	return s.toProtoTenant(t), nil
+}
+
+func (s *tenantServer) ListTenants(ctx context.Context, req *wxrelayv1.ListTenantsRequest) (*wxrelayv1.ListTenantsResponse, error) {
+	ts, next, err := s.tenants.List(ctx, int(req.GetPageSize()), req.GetPageToken())
+	if err != nil {
+		return nil, err
+	}
+	resp := &wxrelayv1.ListTenantsResponse{NextPageToken: next}
+	for _, t := range ts {
+		resp.Tenants = append(resp.Tenants, s.toProtoTenant(t))
+	}
+	return resp, nil
+}
+
+func (s *tenantServer) UpdateTenant(ctx context.Context, req *wxrelayv1.UpdateTenantRequest) (*wxrelayv1.Tenant, error) {
+	p, err := patchFromMask(req.GetTenant(), req.GetUpdateMask().GetPaths())
+	if err != nil {
+		return nil, err
+	}
+	t, err := s.tenants.Update(ctx, tenant.ID(req.GetId()), p)
+	if err != nil {
+		return nil, err
+	}
+	return s.toProtoTenant(t), nil
+}
+
+// patchFromMask picks the masked fields of in. Output-only fields in the mask
+// are an error rather than silently ignored, so a client learns at once that
+// its change did not happen.
+func patchFromMask(in *wxrelayv1.Tenant, paths []string) (tenant.Patch, error) {
+	var p tenant.Patch
+	if in == nil {
+		in = &wxrelayv1.Tenant{}
+	}
+	if len(paths) == 0 {
+		return p, &tenant.FieldError{Field: "update_mask", Reason: "names no field to change"}
+	}
+	d := toDomainTenant(in)
+	for _, path := range paths {
+		switch path {
+		case "display_name":
+			p.DisplayName = &d.DisplayName
+		case "appid":
+			p.AppID = &d.AppID
+		case "app_secret":
+			p.AppSecret = &d.Secrets.AppSecret
+		case "token":
+			p.Token = &d.Secrets.Token
+		case "encoding_aes_key":
+			p.EncodingAESKey = &d.Secrets.EncodingAESKey
+		case "original_id":
+			p.OriginalID = &d.OriginalID
+		case "encrypt_mode":
+			p.EncryptMode = &d.EncryptMode
+		case "data_format":
+			p.DataFormat = &d.DataFormat
+		case "webhook_url":
+			p.WebhookURL = &d.WebhookURL
+		case "reply_mode":
+			p.ReplyMode = &d.ReplyMode
+		case "state":
+			st := fromProto(states, in.GetState())
+			p.State = &st
+		case "id", "push_url", "create_time", "update_time":
+			return p, &tenant.FieldError{Field: path, Reason: "is output only and cannot be changed"}
+		default:
+			return p, &tenant.FieldError{Field: "update_mask", Reason: fmt.Sprintf("unknown field %q", strings.TrimSpace(path))}
+		}
+	}
+	return p, nil
+}
+
+func (s *tenantServer) DeleteTenant(ctx context.Context, req *wxrelayv1.DeleteTenantRequest) (*emptypb.Empty, error) {
+	if err := s.tenants.Delete(ctx, tenant.ID(req.GetId())); err != nil {
+		return nil, err
+	}
+	return &emptypb.Empty{}, nil
+}
+
+func (s *tenantServer) RotateApiKey(ctx context.Context, req *wxrelayv1.RotateApiKeyRequest) (*wxrelayv1.RotateApiKeyResponse, error) {
+	key, err := s.tenants.RotateAPIKey(ctx, tenant.ID(req.GetId()))
+	if err != nil {
+		return nil, err
+	}
+	return &wxrelayv1.RotateApiKeyResponse{ApiKey: key}, nil
+}
+
+func (s *tenantServer) RotateWebhookSecret(ctx context.Context, req *wxrelayv1.RotateWebhookSecretRequest) (*wxrelayv1.RotateWebhookSecretResponse, error) {
+	secret, err := s.tenants.RotateWebhookSecret(ctx, tenant.ID(req.GetId()))
+	if err != nil {
+		return nil, err
+	}
+	return &wxrelayv1.RotateWebhookSecretResponse{WebhookSecret: secret}, nil
+}

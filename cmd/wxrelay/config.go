@@ -1,0 +1,231 @@
+package main
+
+import (
+	"crypto/hkdf"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/wxrelay/wxrelay/store"
+)
+
+// config is everything wxrelay can be told, from flags and WXRELAY_*
+// variables. Defaults let `wxrelay serve` run with no configuration.
+type config struct {
+	DB                   string
+	HTTPAddr             string
+	GRPCAddr             string
+	PublicURL            string
+	WeChatAPI            string
+	SecretKey            string // base64; empty means the key file beside a SQLite DB
+	AllowPrivateWebhooks bool
+	RetrySchedule        []time.Duration
+	LogLevel             slog.Level
+}
+
+// flagSet binds the flags every command shares, with defaults taken from
+// the environment. Commands add their own flags before parsing.
+type flagSet struct {
+	*flag.FlagSet
+	cfg    *config
+	getenv func(string) string
+	envs   map[string]string // flag name → env variable
+}
+
+func newFlagSet(name string, getenv func(string) string, stderr io.Writer) *flagSet {
+	fs := &flagSet{FlagSet: flag.NewFlagSet("wxrelay "+name, flag.ContinueOnError), cfg: &config{}, getenv: getenv, envs: map[string]string{}}
+	fs.SetOutput(stderr)
+	fs.StringVar(&fs.cfg.DB, "db", "wxrelay.db", "a SQLite file path, or a postgres:// URL for scale-out (WXRELAY_DB)")
+	fs.StringVar(&fs.cfg.SecretKey, "secret-key", "", "32 bytes, base64: seals tenant secrets and signs tokens; default: a key file beside a SQLite DB (WXRELAY_SECRET_KEY)")
+	fs.bindEnv("db", "WXRELAY_DB")
+	fs.bindEnv("secret-key", "WXRELAY_SECRET_KEY")
+	return fs
+}
+
+// addServeFlags binds the flags only serve needs.
+func (fs *flagSet) addServeFlags() {
+	c := fs.cfg
+	fs.StringVar(&c.HTTPAddr, "http-addr", ":8080", "push endpoints, REST, /healthz, /readyz, /metrics, /openapi.json (WXRELAY_HTTP_ADDR)")
+	fs.StringVar(&c.GRPCAddr, "grpc-addr", ":9090", "gRPC with server reflection (WXRELAY_GRPC_ADDR)")
+	fs.StringVar(&c.PublicURL, "public-url", "http://localhost:8080", "base of the push URLs handed out (WXRELAY_PUBLIC_URL)")
+	fs.StringVar(&c.WeChatAPI, "wechat-api", "https://api.weixin.qq.com", "base URL of the WeChat API (WXRELAY_WECHAT_API)")
+	fs.BoolVar(&c.AllowPrivateWebhooks, "allow-private-webhooks", false, "allow webhook URLs on loopback and private addresses (WXRELAY_ALLOW_PRIVATE_WEBHOOKS)")
+	c.RetrySchedule = defaultRetrySchedule
+	fs.Func("retry-schedule", "webhook delivery delays, comma-separated Go durations (WXRELAY_RETRY_SCHEDULE)\n(default 0s,5s,5m,30m,2h,5h,10h,10h)", func(s string) error {
+		d, err := parseSchedule(s)
+		c.RetrySchedule = d
+		return err
+	})
+	fs.TextVar(&c.LogLevel, "log-level", slog.LevelInfo, "debug, info, warn or error (WXRELAY_LOG_LEVEL)")
+	for name, env := range map[string]string{
+		"http-addr": "WXRELAY_HTTP_ADDR", "grpc-addr": "WXRELAY_GRPC_ADDR", "public-url": "WXRELAY_PUBLIC_URL",
+		"wechat-api": "WXRELAY_WECHAT_API", "allow-private-webhooks": "WXRELAY_ALLOW_PRIVATE_WEBHOOKS",
+		"retry-schedule": "WXRELAY_RETRY_SCHEDULE", "log-level": "WXRELAY_LOG_LEVEL",
+	} {
+		fs.bindEnv(name, env)
+	}
+}
+
+func (fs *flagSet) bindEnv(name, env string) { fs.envs[name] = env }
+
+// parse applies the environment, then the flags (flags win), then checks
+// the result. Every error names the flag and variable at fault.
+func (fs *flagSet) parse(args []string) (*config, error) {
+	for name, env := range fs.envs {
+		if v := fs.getenv(env); v != "" {
+			if err := fs.Set(name, v); err != nil {
+				return nil, fmt.Errorf("%s=%q: %v", env, v, err)
+			}
+		}
+	}
+	// The flag package would print the error and the whole usage; one
+	// line that names the problem and where to look is easier to read.
+	out := fs.Output()
+	fs.SetOutput(io.Discard)
+	err := fs.Parse(args)
+	fs.SetOutput(out)
+	if errors.Is(err, flag.ErrHelp) {
+		fmt.Fprintf(out, "usage of %s:\n", fs.Name())
+		fs.PrintDefaults()
+		return nil, errUsage
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v (see '%s -h')", errBadFlags, err, fs.Name())
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	return fs.cfg, fs.cfg.validate()
+}
+
+var defaultRetrySchedule = []time.Duration{0, 5 * time.Second, 5 * time.Minute, 30 * time.Minute, 2 * time.Hour, 5 * time.Hour, 10 * time.Hour, 10 * time.Hour}
+
+func parseSchedule(s string) ([]time.Duration, error) {
+	var ds []time.Duration
+	for _, part := range strings.Split(s, ",") {
+		d, err := time.ParseDuration(strings.TrimSpace(part))
+		if err != nil {
+			return nil, fmt.Errorf("%q is not a Go duration such as 5s or 2h", strings.TrimSpace(part))
+		}
+		if d < 0 {
+			return nil, fmt.Errorf("%s: delays must not be negative", d)
+		}
+		ds = append(ds, d)
+	}
+	return ds, nil
+}
+
+// validate checks the settings that flags alone cannot.
+func (c *config) validate() error {
+	if _, _, err := store.ParseDSN(c.DB); err != nil {
+		return fmt.Errorf("--db / WXRELAY_DB: %w", err)
+	}
+	if c.SecretKey != "" {
+		if _, err := decodeKey(c.SecretKey); err != nil {
+			return fmt.Errorf("--secret-key / WXRELAY_SECRET_KEY: %w", err)
+		}
+	}
+	return nil
+}
+
+// validateServe checks what serve needs beyond the shared settings.
+func (c *config) validateServe() error {
+	for _, a := range []struct{ flag, env, addr string }{
+		{"--http-addr", "WXRELAY_HTTP_ADDR", c.HTTPAddr},
+		{"--grpc-addr", "WXRELAY_GRPC_ADDR", c.GRPCAddr},
+	} {
+		if err := checkAddr(a.addr); err != nil {
+			return fmt.Errorf("%s / %s: %w", a.flag, a.env, err)
+		}
+	}
+	if err := checkBaseURL(c.PublicURL); err != nil {
+		return fmt.Errorf("--public-url / WXRELAY_PUBLIC_URL: %w", err)
+	}
+	if err := checkBaseURL(c.WeChatAPI); err != nil {
+		return fmt.Errorf("--wechat-api / WXRELAY_WECHAT_API: %w", err)
+	}
+	if len(c.RetrySchedule) == 0 {
+		return errors.New("--retry-schedule / WXRELAY_RETRY_SCHEDULE: needs at least one delay")
+	}
+	return nil
+}
+
+func checkAddr(addr string) error {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("%q is not host:port (for example :8080 or 127.0.0.1:8080)", addr)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return fmt.Errorf("%q has no valid port number", addr)
+	}
+	return nil
+}
+
+func checkBaseURL(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("%q is not an absolute http or https URL", raw)
+	}
+	if u.RawQuery != "" || u.Fragment != "" {
+		return fmt.Errorf("%q must not have a query or fragment", raw)
+	}
+	return nil
+}
+
+func decodeKey(s string) ([]byte, error) {
+	s = strings.TrimSpace(s)
+	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.URLEncoding, base64.RawStdEncoding, base64.RawURLEncoding} {
+		if b, err := enc.DecodeString(s); err == nil {
+			if len(b) != 32 {
+				return nil, fmt.Errorf("must be 32 bytes, base64-encoded; this one is %d bytes (make one with: openssl rand -base64 32)", len(b))
+			}
+			return b, nil
+		}
+	}
+	return nil, errors.New("is not base64 (make one with: openssl rand -base64 32)")
+}
+
+// keys are the independent keys derived from the one secret key, so that
+// sealing and token signing never share key material.
+type keys struct {
+	seal, jwt []byte
+}
+
+func deriveKeys(secret []byte) (keys, error) {
+	seal, err := hkdf.Key(sha256.New, secret, nil, "wxrelay seal v1", 32)
+	if err != nil {
+		return keys{}, err
+	}
+	jwt, err := hkdf.Key(sha256.New, secret, nil, "wxrelay jwt v1", 32)
+	if err != nil {
+		return keys{}, err
+	}
+	return keys{seal: seal, jwt: jwt}, nil
+}
+
+// LogValue keeps the secret key out of logs.
+func (c config) LogValue() slog.Value {
+	key := "key file"
+	if c.SecretKey != "" {
+		key = "set"
+	}
+	db := c.DB
+	if u, err := url.Parse(c.DB); err == nil && u.User != nil {
+		db = u.Redacted()
+	}
+	return slog.GroupValue(
+		slog.String("db", db), slog.String("http_addr", c.HTTPAddr), slog.String("grpc_addr", c.GRPCAddr),
+		slog.String("public_url", c.PublicURL), slog.String("wechat_api", c.WeChatAPI),
+		slog.String("secret_key", key), slog.Bool("allow_private_webhooks", c.AllowPrivateWebhooks),
+		slog.Any("retry_schedule", c.RetrySchedule),
+	)
+}

@@ -1,0 +1,133 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func env(vars map[string]string) func(string) string {
+	return func(k string) string { return vars[k] }
+}
+
+func TestBadSettingsStopStartup(t *testing.T) {
+	dir := t.TempDir()
+	db := filepath.Join(dir, "x.db")
+	for _, tt := range []struct {
+		name string
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{"bad http addr", []string{"serve", "--db", db, "--http-addr", "8080"}, nil, "--http-addr"},
+		{"bad grpc port", []string{"serve", "--db", db, "--grpc-addr", ":99999"}, nil, "--grpc-addr"},
+		{"unknown db scheme", []string{"serve", "--db", "mysql://x"}, nil, `unsupported database scheme "mysql"`},
+		{"short key", []string{"serve", "--db", db}, map[string]string{"WXRELAY_SECRET_KEY": "c2hvcnQ="}, "must be 32 bytes"},
+		{"key not base64", []string{"serve", "--db", db, "--secret-key", "!!!"}, nil, "not base64"},
+		{"postgres without key", []string{"serve", "--db", "postgres://u@127.0.0.1:1/db"}, nil, "required with PostgreSQL"},
+		{"bad public url", []string{"serve", "--db", db, "--public-url", "relay.example.com"}, nil, "--public-url"},
+		{"bad retry schedule", []string{"serve", "--db", db}, map[string]string{"WXRELAY_RETRY_SCHEDULE": "0s,5 minutes"}, "WXRELAY_RETRY_SCHEDULE"},
+		{"negative delay", []string{"serve", "--db", db, "--retry-schedule", "-5s"}, nil, "negative"},
+		{"bad bool env", []string{"serve", "--db", db}, map[string]string{"WXRELAY_ALLOW_PRIVATE_WEBHOOKS": "sure"}, "WXRELAY_ALLOW_PRIVATE_WEBHOOKS"},
+		{"bad ttl", []string{"admin-token", "--db", db, "--ttl", "-1h"}, nil, "--ttl"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			err := run(context.Background(), tt.args, env(tt.env), &stdout, &stderr)
+			if err == nil {
+				t.Fatalf("run succeeded, want an error mentioning %q", tt.want)
+			}
+			if msg := err.Error(); !strings.Contains(msg, tt.want) || strings.Contains(msg, "\n") {
+				t.Errorf("error = %q, want one line mentioning %q", msg, tt.want)
+			}
+		})
+	}
+}
+
+func TestFlagsWinOverEnvironment(t *testing.T) {
+	fs := newFlagSet("serve", env(map[string]string{"WXRELAY_HTTP_ADDR": ":1111", "WXRELAY_GRPC_ADDR": ":2222"}), &bytes.Buffer{})
+	fs.addServeFlags()
+	cfg, err := fs.parse([]string{"--http-addr", ":3333"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.HTTPAddr != ":3333" || cfg.GRPCAddr != ":2222" {
+		t.Errorf("http %s grpc %s, want the flag :3333 and the env :2222", cfg.HTTPAddr, cfg.GRPCAddr)
+	}
+	if cfg.DB != "wxrelay.db" || len(cfg.RetrySchedule) != 8 {
+		t.Errorf("defaults: db %q schedule %v", cfg.DB, cfg.RetrySchedule)
+	}
+}
+
+func TestKeyFileMadeOnceWithMode0600(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "sub", "relay.db")
+	cfg := &config{DB: db}
+	k1, err := secretKey(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := os.Stat(db + ".key")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mode := st.Mode().Perm(); mode != 0o600 {
+		t.Errorf("key file mode = %o, want 600", mode)
+	}
+	k2, err := secretKey(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(k1, k2) || len(k1) != 32 {
+		t.Errorf("second start read a different key")
+	}
+}
+
+func TestAdminTokenPrintsOnlyAToken(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "relay.db")
+	var stdout, stderr bytes.Buffer
+	if err := run(context.Background(), []string{"admin-token", "--db", db, "--ttl", "1h"}, env(nil), &stdout, &stderr); err != nil {
+		t.Fatal(err)
+	}
+	out := stdout.String()
+	if strings.Count(out, "\n") != 1 || strings.Count(strings.TrimSpace(out), ".") != 2 {
+		t.Errorf("stdout = %q, want one JWT line", out)
+	}
+}
+
+func TestVersion(t *testing.T) {
+	var stdout bytes.Buffer
+	if err := run(context.Background(), []string{"version"}, env(nil), &stdout, &bytes.Buffer{}); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(stdout.String(), "wxrelay ") {
+		t.Errorf("version output %q", stdout.String())
+	}
+}
+
+func TestUnknownCommand(t *testing.T) {
+	var stderr bytes.Buffer
+	err := run(context.Background(), []string{"frobnicate"}, env(nil), &bytes.Buffer{}, &stderr)
+	if exitCode(err) != 2 || !strings.Contains(stderr.String(), "usage") {
+		t.Errorf("exit %d, stderr %q", exitCode(err), stderr.String())
+	}
+}
+
+func TestMigrateCreatesTheSchema(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "relay.db")
+	var stderr bytes.Buffer
+	if err := run(context.Background(), []string{"migrate", "--db", db}, env(nil), &bytes.Buffer{}, &stderr); err != nil {
+		t.Fatalf("migrate: %v\n%s", err, stderr.String())
+	}
+	if !strings.Contains(stderr.String(), "database is up to date") {
+		t.Errorf("migrate log: %s", stderr.String())
+	}
+	if _, err := os.Stat(db); err != nil {
+		t.Errorf("no database after migrate: %v", err)
+	}
+	if _, err := os.Stat(db + ".key"); err == nil {
+		t.Errorf("migrate made a key file it does not need")
+	}
+}

@@ -1,0 +1,163 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// binary is wxrelay built once for the process tests.
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "wxrelay-bin")
+	if err != nil {
+		panic(err)
+	}
+	binary = filepath.Join(dir, "wxrelay")
+	if out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "build wxrelay: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// process is a running wxrelay serve.
+type process struct {
+	cmd    *exec.Cmd
+	http   string
+	stderr *bytes.Buffer
+}
+
+func startServe(t *testing.T, dir string, extraEnv ...string) *process {
+	t.Helper()
+	p := &process{http: freePort(t), stderr: &bytes.Buffer{}}
+	p.cmd = exec.Command(binary, "serve")
+	p.cmd.Dir = dir
+	p.cmd.Env = append(os.Environ(),
+		"WXRELAY_HTTP_ADDR="+p.http, "WXRELAY_GRPC_ADDR="+freePort(t),
+	)
+	p.cmd.Env = append(p.cmd.Env, extraEnv...)
+	p.cmd.Stderr = p.stderr
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.cmd.Process.Kill(); p.cmd.Wait() })
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := http.Get("http://" + p.http + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return p
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("wxrelay did not become ready: %v\n%s", err, p.stderr)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestServeWithNoConfiguration starts the binary the way the README does,
+// with nothing set but the ports, onboards a tenant with a token from
+// admin-token, and stops it with SIGTERM.
+func TestServeWithNoConfiguration(t *testing.T) {
+	dir := t.TempDir()
+	p := startServe(t, dir)
+
+	if st, err := os.Stat(filepath.Join(dir, "wxrelay.db.key")); err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("key file beside the default database: %v %v", st, err)
+	}
+	tok := exec.Command(binary, "admin-token")
+	tok.Dir = dir
+	out, err := tok.Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := `{"appid":"wx00000000000000aa","app_secret":"s3cret","token":"PushToken1","webhook_url":"https://hooks.example.com/a"}`
+	req, _ := http.NewRequest("POST", "http://"+p.http+"/v1/tenants", strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(out)))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("create tenant: %d %s", resp.StatusCode, raw)
+	}
+	var created struct {
+		Tenant struct {
+			PushURL string `json:"push_url"`
+		} `json:"tenant"`
+	}
+	json.Unmarshal(raw, &created)
+	if !strings.HasPrefix(created.Tenant.PushURL, "http://localhost:8080/wx/tn_") {
+		t.Errorf("push_url = %q, want the default public URL", created.Tenant.PushURL)
+	}
+
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- p.cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("exit after SIGTERM: %v\n%s", err, p.stderr)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("no exit within 30 s of SIGTERM")
+	}
+	// Logs are JSON lines and never carry the secrets.
+	sc := bufio.NewScanner(bytes.NewReader(p.stderr.Bytes()))
+	for sc.Scan() {
+		if !json.Valid(sc.Bytes()) {
+			t.Errorf("log line is not JSON: %s", sc.Text())
+		}
+		if strings.Contains(sc.Text(), "s3cret") || strings.Contains(sc.Text(), "PushToken1") {
+			t.Errorf("log line reveals a secret: %s", sc.Text())
+		}
+	}
+	if !strings.Contains(p.stderr.String(), `"msg":"stopped"`) {
+		t.Errorf("no graceful stop in the log:\n%s", p.stderr)
+	}
+}
+
+func TestBadSettingExitsNonZeroWithOneLine(t *testing.T) {
+	cmd := exec.Command(binary, "serve", "--db", "mysql://nope")
+	cmd.Dir = t.TempDir()
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	err := cmd.Run()
+	if exit, ok := err.(*exec.ExitError); !ok || exit.ExitCode() == 0 {
+		t.Fatalf("err = %v, want a non-zero exit", err)
+	}
+	if lines := strings.Count(strings.TrimSpace(stderr.String()), "\n") + 1; lines != 1 {
+		t.Errorf("stderr has %d lines, want 1:\n%s", lines, stderr.String())
+	}
+}

@@ -1,0 +1,413 @@
+// Package store keeps wxrelay's state in SQL through bun: in a SQLite file
+// for a single node, or in PostgreSQL when several replicas share the work.
+// Every query is written once, with bun's query builder and placeholders, and
+// runs on both engines; the schema lives in package migrations.
+//
+// Secrets never reach the database in the clear: they are sealed with
+// AES-256-GCM under Config.SealKey, each ciphertext bound to the row and
+// column it belongs to (seal.go).
+//
+// The store translates driver errors into the domain's sentinels (for
+// example a duplicate appid into tenant.ErrConflict), wrapping them with %w
+// and with detail for logs that never includes a secret.
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/mattn/go-sqlite3"
+	"github.com/uptrace/bun"
+	"github.com/uptrace/bun/dialect/pgdialect"
+	"github.com/uptrace/bun/dialect/sqlitedialect"
+	"github.com/uptrace/bun/driver/pgdriver"
+	"github.com/uptrace/bun/migrate"
+
+	"github.com/wxrelay/wxrelay/migrations"
+)
+
+// Config says which database to open and how.
+type Config struct {
+	// DSN names the database:
+	//
+	//	wxrelay.db, ./data/wxrelay.db   a SQLite file path
+	//	sqlite:data/wxrelay.db          the same, explicitly
+	//	sqlite:///var/lib/wxrelay.db    an absolute path in URL form (file: works alike)
+	//	postgres://user:pass@host/db    PostgreSQL (also postgresql://)
+	//
+	// A prefix that looks like a URL scheme ("mysql://...", "redis:...")
+	// and is none of these is an error, not a file name; write ./name for
+	// a file whose name contains a colon. Postgres URLs take pgdriver's
+	// query parameters; note that pgdriver insists on TLS unless the URL
+	// says sslmode=disable.
+	DSN string
+	// SealKey is the 32-byte key that seals tenant secrets at rest. It may
+	// be nil only for a DB opened to migrate: its stores then refuse to
+	// read or write secrets.
+	SealKey []byte
+	// Logger receives migration and start-up messages; nil discards them.
+	Logger *slog.Logger
+	// SkipMigrate opens the database without bringing its schema up to
+	// date. Open migrates by default, so that `wxrelay serve` needs no
+	// separate step; tools that want to report on migrating, such as
+	// `wxrelay migrate`, set this and call DB.Migrate themselves.
+	SkipMigrate bool
+}
+
+// DB is an open database: a connection pool, the dialect it speaks and the
+// key that seals secrets. It is safe for concurrent use.
+type DB struct {
+	bun    *bun.DB
+	sealer *sealer
+	log    *slog.Logger
+}
+
+// Open connects to the database named by cfg.DSN, checks that it answers,
+// and, unless cfg.SkipMigrate is set, migrates it (see Migrate). For SQLite
+// the file and its parent directory are created if missing.
+func Open(ctx context.Context, cfg Config) (*DB, error) {
+	var sl *sealer
+	if cfg.SealKey != nil {
+		var err error
+		if sl, err = newSealer(cfg.SealKey); err != nil {
+			return nil, err
+		}
+	}
+	tgt, err := parseDSN(cfg.DSN)
+	if err != nil {
+		return nil, err
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+
+	var bdb *bun.DB
+	switch tgt.dialect {
+	case "sqlite":
+		bdb, err = openSQLite(ctx, tgt.path)
+	case "pg":
+		bdb, err = openPostgres(ctx, tgt.url)
+	}
+	if err != nil {
+		return nil, err
+	}
+	db := &DB{bun: bdb, sealer: sl, log: log}
+	log.InfoContext(ctx, "database opened", "dialect", tgt.dialect, "location", tgt.String())
+
+	if !cfg.SkipMigrate {
+		if err := db.Migrate(ctx); err != nil {
+			db.Close()
+			return nil, err
+		}
+	}
+	return db, nil
+}
+
+// Bun returns the bun handle, for stores of other packages' types that live
+// beside this one. Callers must keep to SQL both engines accept.
+func (db *DB) Bun() *bun.DB { return db.bun }
+
+// Dialect returns "sqlite" or "pg".
+func (db *DB) Dialect() string { return db.bun.Dialect().Name().String() }
+
+// Ping reports whether the database answers; it backs /readyz.
+func (db *DB) Ping(ctx context.Context) error {
+	if err := db.bun.PingContext(ctx); err != nil {
+		return fmt.Errorf("store: ping: %w", err)
+	}
+	return nil
+}
+
+// Close closes the connection pool.
+func (db *DB) Close() error { return db.bun.Close() }
+
+// migrateLockWait bounds how long Migrate waits for another process's
+// migration lock before concluding that the lock is stale.
+const migrateLockWait = time.Minute
+
+// Migrate applies the migrations the database lacks and logs what it
+// applied. It is safe to run from several processes at once, as replicas
+// starting together do: bun's migration lock lets one of them migrate while
+// the others wait for it (until ctx is done, at most a minute) and then find
+// nothing left to do.
+//
+// A process killed while migrating leaves its lock behind; the error then
+// says so and names the table row to delete.
+func (db *DB) Migrate(ctx context.Context) (err error) {
+	ms, err := migrations.For(db.Dialect())
+	if err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	// Marking a migration applied only after it succeeded keeps a failed
+	// one pending, to be retried on the next start rather than skipped.
+	m := migrate.NewMigrator(db.bun, ms, migrate.WithMarkAppliedOnSuccess(true))
+
+	if err := db.lockMigrations(ctx, m); err != nil {
+		return err
+	}
+	defer func() {
+		// Unlock even when ctx is cancelled mid-migration: a lock left
+		// behind would stall every later start.
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		if uerr := m.Unlock(ctx); uerr != nil {
+			err = errors.Join(err, fmt.Errorf("store: release migration lock: %w", uerr))
+		}
+	}()
+
+	if missing, err := m.MissingMigrations(ctx); err != nil {
+		return fmt.Errorf("store: list applied migrations: %w", err)
+	} else if len(missing) > 0 {
+		// An older binary on a newer schema, as during a rolling upgrade.
+		// Refusing to start would stall the rollout; say so instead.
+		db.log.WarnContext(ctx, "database has migrations this binary does not know; is it older than the schema?",
+			"unknown", missing.String())
+	}
+
+	group, err := m.Migrate(ctx)
+	if err != nil {
+		return fmt.Errorf("store: migrate: %w", err)
+	}
+	if group.IsZero() {
+		db.log.DebugContext(ctx, "database schema is up to date")
+	} else {
+		db.log.InfoContext(ctx, "applied migrations", "group", group.ID, "migrations", group.Migrations.String())
+	}
+	return nil
+}
+
+// lockMigrations creates bun's bookkeeping tables and takes its migration
+// lock, waiting while another process holds it. bun's Lock does not wait by
+// itself: it inserts a row that a unique constraint keeps single, so a
+// unique violation means "held". Creating the tables collides too when
+// processes start together (see migrationBusy), and is retried alike.
+func (db *DB) lockMigrations(ctx context.Context, m *migrate.Migrator) error {
+	ctx, cancel := context.WithTimeout(ctx, migrateLockWait)
+	defer cancel()
+	stale := func() error {
+		return fmt.Errorf("store: migrations are locked by another process (%w); "+
+			"if none is running, one died while migrating: delete the row in bun_migration_locks and start again",
+			context.Cause(ctx))
+	}
+	for wait, busy := 50*time.Millisecond, false; ; wait = min(2*wait, time.Second) {
+		err := m.Init(ctx)
+		if err == nil {
+			err = m.Lock(ctx)
+		}
+		switch {
+		case err == nil:
+			return nil
+		case migrationBusy(err):
+			if !busy {
+				db.log.InfoContext(ctx, "waiting for another process to finish migrating the database")
+				busy = true
+			}
+		case busy && ctx.Err() != nil:
+			return stale() // the wait ran out during a retry
+		default:
+			return fmt.Errorf("store: take migration lock: %w", err)
+		}
+		select {
+		case <-ctx.Done():
+			return stale()
+		case <-time.After(wait):
+		}
+	}
+}
+
+// target is a parsed DSN.
+type target struct {
+	dialect string   // "sqlite" or "pg"
+	path    string   // sqlite: the database file
+	url     *url.URL // pg: the connection URL
+}
+
+// String describes the target for logs, without a password.
+func (t target) String() string {
+	if t.url != nil {
+		return t.url.Redacted()
+	}
+	return t.path
+}
+
+// schemePrefix matches a URL scheme at the start of a DSN. Two letters at
+// least, so that a Windows drive letter (C:\...) reads as a path.
+var schemePrefix = regexp.MustCompile(`^([A-Za-z][A-Za-z0-9+.-]+):`)
+
+// ParseDSN checks a DSN without opening it, so that a bad --db stops
+// start-up at once. It returns the dialect ("sqlite" or "pg") and, for
+// SQLite, the path of the database file.
+func ParseDSN(dsn string) (dialect, sqlitePath string, err error) {
+	t, err := parseDSN(dsn)
+	return t.dialect, t.path, err
+}
+
+func parseDSN(dsn string) (target, error) {
+	if dsn == "" {
+		return target{}, errors.New("store: no database given: want a SQLite file path or a postgres:// URL")
+	}
+	scheme := ""
+	if m := schemePrefix.FindStringSubmatch(dsn); m != nil {
+		scheme = strings.ToLower(m[1])
+	}
+	switch scheme {
+	case "":
+		return sqliteTarget(dsn)
+	case "sqlite", "file":
+		path := dsn[len(scheme)+1:]
+		if strings.Contains(path, "?") {
+			return target{}, fmt.Errorf("store: %s: DSN takes no query parameters: wxrelay sets the SQLite options itself", scheme)
+		}
+		if rest, ok := strings.CutPrefix(path, "//"); ok {
+			// URL form: sqlite:///abs/path, with an empty host.
+			if !strings.HasPrefix(rest, "/") {
+				return target{}, fmt.Errorf("store: %s: DSN names a host; write %s:relative/path or %s:///absolute/path", scheme, scheme, scheme)
+			}
+			path = rest
+		}
+		return sqliteTarget(path)
+	case "postgres", "postgresql":
+		u, err := url.Parse(dsn)
+		if err != nil {
+			// url.Error repeats the whole URL, password included.
+			var ue *url.Error
+			if errors.As(err, &ue) {
+				err = ue.Err
+			}
+			return target{}, fmt.Errorf("store: postgres URL does not parse: %v", err)
+		}
+		if !strings.HasPrefix(dsn[len(scheme)+1:], "//") {
+			return target{}, fmt.Errorf("store: postgres URL must start with %s://", scheme)
+		}
+		return target{dialect: "pg", url: u}, nil
+	default:
+		return target{}, fmt.Errorf("store: unsupported database scheme %q: want a SQLite file path (or sqlite:path) or a postgres:// URL", scheme)
+	}
+}
+
+func sqliteTarget(path string) (target, error) {
+	if path == "" {
+		return target{}, errors.New("store: SQLite DSN names no file")
+	}
+	// Each pooled connection to an in-memory database gets its own empty
+	// one, so the schema migrated on one connection is missing on the next.
+	if strings.HasPrefix(path, ":memory:") {
+		return target{}, errors.New("store: in-memory SQLite is not supported; give a file path (tests: storetest.New)")
+	}
+	return target{dialect: "sqlite", path: filepath.Clean(path)}, nil
+}
+
+// sqliteOptions are mattn/go-sqlite3's DSN parameters. They go in the DSN,
+// not in one-off PRAGMA statements, because the driver applies them to every
+// connection the pool opens, and foreign_keys and busy_timeout are settings
+// of a connection, not of the file.
+var sqliteOptions = url.Values{
+	// Readers do not block the writer, nor the writer the readers.
+	"_journal_mode": {"WAL"},
+	// fsync the WAL at every commit. WAL's customary NORMAL may lose the
+	// last transactions on power loss or a kernel crash, and the relay
+	// answers WeChat "success" only once a push is committed, so a commit
+	// must be on disk. (The driver would silently pick NORMAL with WAL.)
+	"_synchronous": {"FULL"},
+	// Tenant deletion cascades to everything the tenant owns.
+	"_foreign_keys": {"on"},
+	// Wait for a busy database instead of failing at once.
+	"_busy_timeout": {"10000"},
+	// Take the write lock at BEGIN. A deferred transaction that reads and
+	// then writes must upgrade its lock, and two of them doing so at once
+	// deadlock: one fails with SQLITE_BUSY no matter the busy_timeout.
+	"_txlock": {"immediate"},
+}
+
+func openSQLite(ctx context.Context, path string) (*bun.DB, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+		return nil, fmt.Errorf("store: create database directory: %w", err)
+	}
+	// Create the file ourselves so that it is private to its owner: it holds
+	// sealed secrets and key hashes, and SQLite gives the -wal and -shm
+	// files the mode of the database file.
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("store: open database file: %w", err)
+	}
+	f.Close()
+
+	// A file: URI, so that a path holding ? or # stays a path; the driver
+	// reads its own options from the query and SQLite ignores them.
+	escaped := strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(path)
+	sqldb, err := sql.Open("sqlite3", "file:"+escaped+"?"+sqliteOptions.Encode())
+	if err != nil {
+		return nil, fmt.Errorf("store: open %s: %w", path, err)
+	}
+	db := bun.NewDB(sqldb, sqlitedialect.New())
+
+	// PRAGMA journal_mode=WAL reports failure only by answering with the
+	// mode it kept, as it does on file systems without shared memory.
+	var mode string
+	if err := db.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("store: open %s: %w", path, err)
+	}
+	if !strings.EqualFold(mode, "wal") {
+		db.Close()
+		return nil, fmt.Errorf("store: open %s: SQLite journal mode is %q, not WAL (network file system?)", path, mode)
+	}
+	return db, nil
+}
+
+func openPostgres(ctx context.Context, u *url.URL) (*bun.DB, error) {
+	connector, err := pgConnector(u.String())
+	if err != nil {
+		return nil, err
+	}
+	db := bun.NewDB(sql.OpenDB(connector), pgdialect.New())
+	if err := db.PingContext(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("store: connect to %s: %w", u.Redacted(), err)
+	}
+	return db, nil
+}
+
+// pgConnector builds pgdriver's connector, which panics on a bad query
+// parameter (an unknown sslmode, a malformed timeout) instead of returning
+// an error. parseDSN has parsed the URL already, so what pgdriver objects to
+// is a parameter, and its message does not repeat the password.
+func pgConnector(dsn string) (c *pgdriver.Connector, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("store: postgres URL: %v", r)
+		}
+	}()
+	// The application name shows in pg_stat_activity; the DSN may override it.
+	return pgdriver.NewConnector(pgdriver.WithApplicationName("wxrelay"), pgdriver.WithDSN(dsn)), nil
+}
+
+// migrationBusy reports whether err from bun's Init or Lock means that
+// another process got there first. On Postgres, CREATE TABLE IF NOT EXISTS
+// is not atomic: two sessions may both find no table, and the slower one
+// fails on the table's name (42P07) or its row type's (42710, or 23505 on
+// the catalog's unique index) instead of doing nothing.
+func migrationBusy(err error) bool {
+	var pe pgdriver.Error
+	return isUniqueViolation(err) ||
+		(errors.As(err, &pe) && (pe.Field('C') == "42P07" || pe.Field('C') == "42710"))
+}
+
+// isUniqueViolation reports whether err is a unique constraint violation on
+// either engine.
+func isUniqueViolation(err error) bool {
+	var le sqlite3.Error
+	var pe pgdriver.Error
+	return (errors.As(err, &le) && le.ExtendedCode == sqlite3.ErrConstraintUnique) ||
+		(errors.As(err, &pe) && pe.Field('C') == "23505")
+}

@@ -1,0 +1,327 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/uptrace/bun"
+
+	"github.com/wxrelay/wxrelay/tenant"
+)
+
+// TenantStore keeps tenants in the tenants table, their secrets sealed.
+type TenantStore struct {
+	db *DB
+}
+
+var _ tenant.Store = (*TenantStore)(nil)
+
+// NewTenantStore returns a TenantStore on db.
+func NewTenantStore(db *DB) *TenantStore { return &TenantStore{db: db} }
+
+// Create stores a new tenant. tenant.ErrConflict if its appid is taken.
+func (s *TenantStore) Create(ctx context.Context, t *tenant.Tenant) error {
+	row, err := fromDomain(t, s.db.sealer)
+	if err != nil {
+		return fmt.Errorf("create tenant %s: %w", t.ID, err)
+	}
+	_, err = s.db.bun.NewInsert().Model(row).Exec(ctx)
+	if isUniqueViolation(err) {
+		// Ids are 80 random bits, so the unique key that clashed is the appid.
+		return fmt.Errorf("create tenant %s: appid %s is already registered: %w", t.ID, t.AppID, tenant.ErrConflict)
+	} else if err != nil {
+		return fmt.Errorf("create tenant %s: %w", t.ID, err)
+	}
+	return nil
+}
+
+// FindByID returns the tenant with its secrets opened. tenant.ErrNotFound.
+func (s *TenantStore) FindByID(ctx context.Context, id tenant.ID) (*tenant.Tenant, error) {
+	var row tenantRow
+	err := s.db.bun.NewSelect().Model(&row).Where("id = ?", string(id)).Scan(ctx)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("find tenant %s: %w", id, tenant.ErrNotFound)
+	} else if err != nil {
+		return nil, fmt.Errorf("find tenant %s: %w", id, err)
+	}
+	return row.toDomain(s.db.sealer)
+}
+
+// Find returns up to f.PageSize tenants (tenant.DefaultPageSize if it is not
+// positive) in ascending id order, starting after f.After. Paging by key
+// rather than by offset keeps pages stable while tenants come and go.
+func (s *TenantStore) Find(ctx context.Context, f tenant.Filter) ([]*tenant.Tenant, error) {
+	limit := f.PageSize
+	if limit <= 0 {
+		limit = tenant.DefaultPageSize
+	}
+	var rows []tenantRow
+	q := s.db.bun.NewSelect().Model(&rows).OrderExpr("id ASC").Limit(int64(limit))
+	if f.After != "" {
+		q = q.Where("id > ?", string(f.After))
+	}
+	if err := q.Scan(ctx); err != nil {
+		return nil, fmt.Errorf("find tenants: %w", err)
+	}
+	ts := make([]*tenant.Tenant, 0, len(rows))
+	for i := range rows {
+		t, err := rows[i].toDomain(s.db.sealer)
+		if err != nil {
+			return nil, fmt.Errorf("find tenants: %w", err)
+		}
+		ts = append(ts, t)
+	}
+	return ts, nil
+}
+
+// Update saves t if the stored version is still t.Version, then bumps
+// t.Version. tenant.ErrNotFound; tenant.ErrConflict if the appid is taken or
+// the tenant changed since t was read.
+func (s *TenantStore) Update(ctx context.Context, t *tenant.Tenant) error {
+	row, err := fromDomain(t, s.db.sealer)
+	if err != nil {
+		return fmt.Errorf("update tenant %s: %w", t.ID, err)
+	}
+	row.Version = t.Version + 1
+	res, err := s.db.bun.NewUpdate().Model(row).
+		ExcludeColumn("create_time"). // set once, by Create
+		Where("id = ?", string(t.ID)).
+		Where("version = ?", t.Version).
+		Exec(ctx)
+	if isUniqueViolation(err) {
+		return fmt.Errorf("update tenant %s: appid %s is already registered: %w", t.ID, t.AppID, tenant.ErrConflict)
+	} else if err != nil {
+		return fmt.Errorf("update tenant %s: %w", t.ID, err)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return fmt.Errorf("update tenant %s: %w", t.ID, err)
+	} else if n == 0 {
+		// Nothing matched id and version: gone, or changed by someone else.
+		exists, err := s.db.bun.NewSelect().Model((*tenantRow)(nil)).Where("id = ?", string(t.ID)).Exists(ctx)
+		switch {
+		case err != nil:
+			return fmt.Errorf("update tenant %s: %w", t.ID, err)
+		case !exists:
+			return fmt.Errorf("update tenant %s: %w", t.ID, tenant.ErrNotFound)
+		default:
+			return fmt.Errorf("update tenant %s: tenant was modified concurrently; retry: %w", t.ID, tenant.ErrConflict)
+		}
+	}
+	t.Version = row.Version
+	return nil
+}
+
+// Delete removes the tenant; the schema's foreign keys cascade to what it
+// owns. tenant.ErrNotFound.
+func (s *TenantStore) Delete(ctx context.Context, id tenant.ID) error {
+	res, err := s.db.bun.NewDelete().Model((*tenantRow)(nil)).Where("id = ?", string(id)).Exec(ctx)
+	if err != nil {
+		return fmt.Errorf("delete tenant %s: %w", id, err)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return fmt.Errorf("delete tenant %s: %w", id, err)
+	} else if n == 0 {
+		return fmt.Errorf("delete tenant %s: %w", id, tenant.ErrNotFound)
+	}
+	return nil
+}
+
+// tenantRow is a row of the tenants table.
+type tenantRow struct {
+	bun.BaseModel `bun:"table:tenants,alias:t"`
+
+	ID                   string    `bun:"id,pk"`
+	DisplayName          string    `bun:"display_name"`
+	AppID                string    `bun:"appid"`
+	OriginalID           string    `bun:"original_id"`
+	EncryptMode          string    `bun:"encrypt_mode"`
+	DataFormat           string    `bun:"data_format"`
+	ReplyMode            string    `bun:"reply_mode"`
+	State                string    `bun:"state"`
+	WebhookURL           string    `bun:"webhook_url"`
+	SealedSecrets        []byte    `bun:"sealed_secrets"`
+	SealedWebhookSecrets []byte    `bun:"sealed_webhook_secrets"`
+	APIKeyHash           []byte    `bun:"api_key_hash"`
+	CreateTime           time.Time `bun:"create_time"`
+	UpdateTime           time.Time `bun:"update_time"`
+	Version              int64     `bun:"version"`
+}
+
+// The columns holding sealed values, as named in their additional data.
+const (
+	colSecrets        = "tenants.sealed_secrets"
+	colWebhookSecrets = "tenants.sealed_webhook_secrets"
+)
+
+// storedSecrets is the sealed form of tenant.Secrets, and storedWebhookSecrets
+// of tenant.WebhookSecrets. They name their JSON fields themselves so that
+// renaming a domain field cannot orphan what was sealed before; converting
+// between them and the domain types makes any such change a compile error
+// here rather than a silent loss.
+type storedSecrets struct {
+	AppSecret      string `json:"app_secret"`
+	Token          string `json:"token"`
+	EncodingAESKey string `json:"encoding_aes_key,omitempty"`
+}
+
+type storedWebhookSecrets struct {
+	Current       string    `json:"current"`
+	Previous      string    `json:"previous,omitempty"`
+	PreviousUntil time.Time `json:"previous_until,omitzero"`
+}
+
+// Stored names of the tenant enums: words rather than numbers, so that the
+// table reads plainly and does not depend on the order of Go constants.
+var (
+	encryptModes = enum[tenant.EncryptMode]{
+		{tenant.EncryptPlaintext, "plaintext"},
+		{tenant.EncryptCompatible, "compatible"},
+		{tenant.EncryptSafe, "safe"},
+	}
+	dataFormats = enum[tenant.DataFormat]{
+		{tenant.FormatJSON, "json"},
+		{tenant.FormatXML, "xml"},
+	}
+	replyModes = enum[tenant.ReplyMode]{
+		{tenant.ReplySuccess, "success"},
+		{tenant.ReplyTransferCustomerService, "transfer_customer_service"},
+	}
+	states = enum[tenant.State]{
+		{tenant.StateActive, "active"},
+		{tenant.StateDisabled, "disabled"},
+	}
+)
+
+// fromDomain converts t to a row, sealing its secrets.
+func fromDomain(t *tenant.Tenant, sl *sealer) (*tenantRow, error) {
+	if sl == nil {
+		return nil, errNoSealKey
+	}
+	row := &tenantRow{
+		ID:          string(t.ID),
+		DisplayName: t.DisplayName,
+		AppID:       t.AppID,
+		OriginalID:  t.OriginalID,
+		WebhookURL:  t.WebhookURL,
+		APIKeyHash:  t.APIKeyHash,
+		CreateTime:  t.CreateTime.UTC(),
+		UpdateTime:  t.UpdateTime.UTC(),
+		Version:     t.Version,
+	}
+	var err error
+	if row.EncryptMode, err = encryptModes.encode("encrypt_mode", t.EncryptMode); err != nil {
+		return nil, err
+	}
+	if row.DataFormat, err = dataFormats.encode("data_format", t.DataFormat); err != nil {
+		return nil, err
+	}
+	if row.ReplyMode, err = replyModes.encode("reply_mode", t.ReplyMode); err != nil {
+		return nil, err
+	}
+	if row.State, err = states.encode("state", t.State); err != nil {
+		return nil, err
+	}
+
+	// Marshalling errors are dropped rather than wrapped: they could quote
+	// the value that failed.
+	secrets, err := json.Marshal(storedSecrets(t.Secrets))
+	if err != nil {
+		return nil, errors.New("encode secrets")
+	}
+	ws := storedWebhookSecrets(t.WebhookSecrets)
+	ws.PreviousUntil = ws.PreviousUntil.UTC()
+	webhook, err := json.Marshal(ws)
+	if err != nil {
+		return nil, errors.New("encode webhook secrets")
+	}
+	row.SealedSecrets = sl.seal(secrets, colSecrets, row.ID)
+	row.SealedWebhookSecrets = sl.seal(webhook, colWebhookSecrets, row.ID)
+	return row, nil
+}
+
+// toDomain converts r to a tenant, opening its secrets.
+func (r *tenantRow) toDomain(sl *sealer) (*tenant.Tenant, error) {
+	if sl == nil {
+		return nil, errNoSealKey
+	}
+	t := &tenant.Tenant{
+		ID:          tenant.ID(r.ID),
+		DisplayName: r.DisplayName,
+		AppID:       r.AppID,
+		OriginalID:  r.OriginalID,
+		WebhookURL:  r.WebhookURL,
+		APIKeyHash:  r.APIKeyHash,
+		CreateTime:  r.CreateTime.UTC(),
+		UpdateTime:  r.UpdateTime.UTC(),
+		Version:     r.Version,
+	}
+	var err error
+	if t.EncryptMode, err = encryptModes.decode("encrypt_mode", r.EncryptMode); err != nil {
+		return nil, fmt.Errorf("tenant %s: %w", r.ID, err)
+	}
+	if t.DataFormat, err = dataFormats.decode("data_format", r.DataFormat); err != nil {
+		return nil, fmt.Errorf("tenant %s: %w", r.ID, err)
+	}
+	if t.ReplyMode, err = replyModes.decode("reply_mode", r.ReplyMode); err != nil {
+		return nil, fmt.Errorf("tenant %s: %w", r.ID, err)
+	}
+	if t.State, err = states.decode("state", r.State); err != nil {
+		return nil, fmt.Errorf("tenant %s: %w", r.ID, err)
+	}
+
+	var secrets storedSecrets
+	if err := openJSON(sl, r.SealedSecrets, colSecrets, r.ID, &secrets); err != nil {
+		return nil, err
+	}
+	t.Secrets = tenant.Secrets(secrets)
+
+	var webhook storedWebhookSecrets
+	if err := openJSON(sl, r.SealedWebhookSecrets, colWebhookSecrets, r.ID, &webhook); err != nil {
+		return nil, err
+	}
+	t.WebhookSecrets = tenant.WebhookSecrets(webhook)
+	t.WebhookSecrets.PreviousUntil = t.WebhookSecrets.PreviousUntil.UTC()
+	return t, nil
+}
+
+// openJSON opens a sealed value and decodes the JSON inside into v.
+func openJSON(sl *sealer, sealed []byte, column, rowID string, v any) error {
+	plain, err := sl.open(sealed, column, rowID)
+	if err != nil {
+		return fmt.Errorf("tenant %s: %s: %w", rowID, column, err)
+	}
+	if err := json.Unmarshal(plain, v); err != nil {
+		// Not %w: a JSON syntax error quotes the text it choked on.
+		return fmt.Errorf("tenant %s: %s: sealed value holds no valid JSON", rowID, column)
+	}
+	return nil
+}
+
+// enum maps the values of a domain enum to their stored names.
+type enum[T comparable] []struct {
+	v    T
+	name string
+}
+
+func (e enum[T]) encode(column string, v T) (string, error) {
+	for _, p := range e {
+		if p.v == v {
+			return p.name, nil
+		}
+	}
+	return "", fmt.Errorf("%s: %v has no stored name", column, v)
+}
+
+func (e enum[T]) decode(column, name string) (T, error) {
+	for _, p := range e {
+		if p.name == name {
+			return p.v, nil
+		}
+	}
+	var zero T
+	return zero, fmt.Errorf("%s: unknown stored value %q", column, name)
+}

@@ -1,0 +1,576 @@
+package store_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/wxrelay/wxrelay/store"
+	"github.com/wxrelay/wxrelay/store/storetest"
+	"github.com/wxrelay/wxrelay/tenant"
+)
+
+var testNow = time.Date(2026, 11, 23, 15, 4, 5, 123456000, time.UTC)
+
+// newTenant returns a complete tenant whose secrets are unique to id, so
+// that tests can tell tenants' secrets apart and look for them in raw bytes.
+func newTenant(id, appid string) *tenant.Tenant {
+	key := sha256.Sum256([]byte(id))
+	return &tenant.Tenant{
+		ID:          tenant.ID(id),
+		DisplayName: "Shop 商店 " + id,
+		AppID:       appid,
+		OriginalID:  "gh_0123456789ab",
+		EncryptMode: tenant.EncryptSafe,
+		DataFormat:  tenant.FormatJSON,
+		WebhookURL:  "https://example.com/hooks/" + id,
+		ReplyMode:   tenant.ReplyTransferCustomerService,
+		State:       tenant.StateActive,
+		Secrets: tenant.Secrets{
+			AppSecret:      "AppSecret" + id + "5f1c0ffee",
+			Token:          "PushToken" + strings.ReplaceAll(id, "_", ""),
+			EncodingAESKey: fmt.Sprintf("%.43s", "AesKey"+strings.ReplaceAll(id, "_", "")+strings.Repeat("Q", 43)),
+		},
+		WebhookSecrets: tenant.WebhookSecrets{
+			Current:       "whsec_Current" + id,
+			Previous:      "whsec_Previous" + id,
+			PreviousUntil: testNow.Add(24 * time.Hour),
+		},
+		APIKeyHash: key[:],
+		CreateTime: testNow,
+		UpdateTime: testNow,
+		Version:    1,
+	}
+}
+
+// secretsOf lists every secret a tenant holds.
+func secretsOf(t *tenant.Tenant) []string {
+	s := []string{t.Secrets.AppSecret, t.Secrets.Token, t.Secrets.EncodingAESKey, t.WebhookSecrets.Current, t.WebhookSecrets.Previous}
+	return slices.DeleteFunc(s, func(v string) bool { return v == "" })
+}
+
+func mustCreate(t *testing.T, s *store.TenantStore, tn *tenant.Tenant) {
+	t.Helper()
+	if err := s.Create(context.Background(), tn); err != nil {
+		t.Fatalf("Create(%s): %v", tn.ID, err)
+	}
+}
+
+func mustFind(t *testing.T, s *store.TenantStore, id tenant.ID) *tenant.Tenant {
+	t.Helper()
+	got, err := s.FindByID(context.Background(), id)
+	if err != nil {
+		t.Fatalf("FindByID(%s): %v", id, err)
+	}
+	return got
+}
+
+// assertTenant compares tenants field by field. Times are compared as
+// instants; secrets are spelled out because Secrets.String hides them.
+func assertTenant(t *testing.T, got, want *tenant.Tenant) {
+	t.Helper()
+	g, w := *got, *want
+	for _, p := range []struct {
+		name string
+		g, w *time.Time
+	}{
+		{"CreateTime", &g.CreateTime, &w.CreateTime},
+		{"UpdateTime", &g.UpdateTime, &w.UpdateTime},
+		{"WebhookSecrets.PreviousUntil", &g.WebhookSecrets.PreviousUntil, &w.WebhookSecrets.PreviousUntil},
+	} {
+		if !p.g.Equal(*p.w) {
+			t.Errorf("tenant %s: %s = %v, want %v", w.ID, p.name, *p.g, *p.w)
+		}
+		if p.g.Location() != time.UTC {
+			t.Errorf("tenant %s: %s is in %v, want UTC", w.ID, p.name, p.g.Location())
+		}
+		*p.g, *p.w = time.Time{}, time.Time{}
+	}
+	if g.Secrets != w.Secrets {
+		t.Errorf("tenant %s: Secrets = %q, want %q", w.ID,
+			[]string{g.Secrets.AppSecret, g.Secrets.Token, g.Secrets.EncodingAESKey},
+			[]string{w.Secrets.AppSecret, w.Secrets.Token, w.Secrets.EncodingAESKey})
+	}
+	if g.WebhookSecrets != w.WebhookSecrets {
+		t.Errorf("tenant %s: WebhookSecrets = %q, want %q", w.ID,
+			[]string{g.WebhookSecrets.Current, g.WebhookSecrets.Previous},
+			[]string{w.WebhookSecrets.Current, w.WebhookSecrets.Previous})
+	}
+	g.Secrets, w.Secrets = tenant.Secrets{}, tenant.Secrets{}
+	g.WebhookSecrets, w.WebhookSecrets = tenant.WebhookSecrets{}, tenant.WebhookSecrets{}
+	if !reflect.DeepEqual(g, w) {
+		t.Errorf("tenant %s:\n got %+v\nwant %+v", w.ID, g, w)
+	}
+}
+
+// assertNoSecrets fails if err's text holds any of the secrets.
+func assertNoSecrets(t *testing.T, err error, secrets ...string) {
+	t.Helper()
+	if err == nil {
+		return
+	}
+	for _, s := range secrets {
+		if strings.Contains(err.Error(), s) {
+			t.Errorf("error %q reveals a secret", err)
+		}
+	}
+}
+
+func TestTenantStore_CreateAndFind(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		s := store.NewTenantStore(db)
+		full := newTenant("tn_full", "wx0123456789abcdef")
+		// The least a tenant can be: plaintext mode, no original id, never rotated.
+		minimal := &tenant.Tenant{
+			ID:             "tn_minimal",
+			AppID:          "wx00000000000000ff",
+			EncryptMode:    tenant.EncryptPlaintext,
+			DataFormat:     tenant.FormatXML,
+			WebhookURL:     "https://example.com/h",
+			ReplyMode:      tenant.ReplySuccess,
+			State:          tenant.StateDisabled,
+			Secrets:        tenant.Secrets{AppSecret: "s", Token: "tok"},
+			WebhookSecrets: tenant.WebhookSecrets{Current: "whsec_x"},
+			APIKeyHash:     []byte{1},
+			CreateTime:     testNow,
+			UpdateTime:     testNow,
+			Version:        1,
+		}
+		for _, want := range []*tenant.Tenant{full, minimal} {
+			t.Run(string(want.ID), func(t *testing.T) {
+				mustCreate(t, s, want)
+				assertTenant(t, mustFind(t, s, want.ID), want)
+			})
+		}
+
+		t.Run("missing", func(t *testing.T) {
+			_, err := s.FindByID(context.Background(), "tn_missing")
+			if got, want := err, tenant.ErrNotFound; !errors.Is(got, want) {
+				t.Errorf("FindByID(missing) error = %v, want %v", got, want)
+			}
+		})
+	})
+}
+
+func TestTenantStore_CreateConflict(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		s := store.NewTenantStore(db)
+		const appid = "wx0123456789abcdef"
+		mustCreate(t, s, newTenant("tn_first", appid))
+
+		for _, tt := range []struct {
+			name    string
+			tn      *tenant.Tenant
+			wantErr error
+		}{
+			{"same appid", newTenant("tn_same", appid), tenant.ErrConflict},
+			{"same appid in other case", newTenant("tn_case", "wx0123456789ABCDEF"), tenant.ErrConflict},
+			{"other appid", newTenant("tn_other", "wx0123456789abcde0"), nil},
+		} {
+			t.Run(tt.name, func(t *testing.T) {
+				err := s.Create(context.Background(), tt.tn)
+				if got, want := err, tt.wantErr; !errors.Is(got, want) {
+					t.Fatalf("Create() error = %v, want %v", got, want)
+				}
+				assertNoSecrets(t, err, secretsOf(tt.tn)...)
+				if tt.wantErr != nil {
+					_, err := s.FindByID(context.Background(), tt.tn.ID)
+					if !errors.Is(err, tenant.ErrNotFound) {
+						t.Errorf("FindByID after a refused Create: error = %v, want %v", err, tenant.ErrNotFound)
+					}
+				}
+			})
+		}
+	})
+}
+
+func TestTenantStore_Find(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		s := store.NewTenantStore(db)
+		// Created out of order: pages follow ids, not insertion.
+		for i, id := range []string{"tn_c", "tn_a", "tn_e", "tn_b", "tn_d"} {
+			mustCreate(t, s, newTenant(id, fmt.Sprintf("wx%016x", i)))
+		}
+		for _, tt := range []struct {
+			name    string
+			filter  tenant.Filter
+			wantIDs []tenant.ID
+		}{
+			{"first page", tenant.Filter{PageSize: 2}, []tenant.ID{"tn_a", "tn_b"}},
+			{"next page", tenant.Filter{PageSize: 2, After: "tn_b"}, []tenant.ID{"tn_c", "tn_d"}},
+			{"last page", tenant.Filter{PageSize: 2, After: "tn_d"}, []tenant.ID{"tn_e"}},
+			{"past the end", tenant.Filter{PageSize: 2, After: "tn_e"}, []tenant.ID{}},
+			{"after an id since deleted", tenant.Filter{PageSize: 2, After: "tn_bb"}, []tenant.ID{"tn_c", "tn_d"}},
+			{"larger than the table", tenant.Filter{PageSize: tenant.MaxPageSize + 1}, []tenant.ID{"tn_a", "tn_b", "tn_c", "tn_d", "tn_e"}},
+			{"default page size", tenant.Filter{}, []tenant.ID{"tn_a", "tn_b", "tn_c", "tn_d", "tn_e"}},
+		} {
+			t.Run(tt.name, func(t *testing.T) {
+				ts, err := s.Find(context.Background(), tt.filter)
+				if err != nil {
+					t.Fatalf("Find(%+v): %v", tt.filter, err)
+				}
+				got := []tenant.ID{}
+				for _, tn := range ts {
+					got = append(got, tn.ID)
+				}
+				if !reflect.DeepEqual(got, tt.wantIDs) {
+					t.Errorf("Find(%+v) = %v, want %v", tt.filter, got, tt.wantIDs)
+				}
+			})
+		}
+
+		t.Run("secrets opened", func(t *testing.T) {
+			ts, err := s.Find(context.Background(), tenant.Filter{PageSize: 1, After: "tn_c"})
+			if err != nil || len(ts) != 1 {
+				t.Fatalf("Find() = %d tenants, %v; want 1", len(ts), err)
+			}
+			want := newTenant("tn_d", fmt.Sprintf("wx%016x", 4))
+			assertTenant(t, ts[0], want)
+		})
+	})
+}
+
+func TestTenantStore_Update(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		s := store.NewTenantStore(db)
+		ctx := context.Background()
+
+		t.Run("saves every field and bumps the version", func(t *testing.T) {
+			mustCreate(t, s, newTenant("tn_update", "wx1000000000000000"))
+			tn := mustFind(t, s, "tn_update")
+			tn.DisplayName = "renamed"
+			tn.AppID = "wx1000000000000001"
+			tn.OriginalID = ""
+			tn.EncryptMode, tn.DataFormat = tenant.EncryptCompatible, tenant.FormatXML
+			tn.ReplyMode, tn.State = tenant.ReplySuccess, tenant.StateDisabled
+			tn.WebhookURL = "https://example.org/new"
+			tn.Secrets = tenant.Secrets{AppSecret: "NewAppSecret", Token: "NewToken", EncodingAESKey: strings.Repeat("N", 43)}
+			tn.WebhookSecrets = tenant.WebhookSecrets{Current: "whsec_new", Previous: tn.WebhookSecrets.Current, PreviousUntil: testNow.Add(48 * time.Hour)}
+			tn.APIKeyHash = []byte("new key hash")
+			tn.UpdateTime = testNow.Add(time.Hour)
+			if err := s.Update(ctx, tn); err != nil {
+				t.Fatalf("Update: %v", err)
+			}
+			if got, want := tn.Version, int64(2); got != want {
+				t.Errorf("Version after Update = %d, want %d", got, want)
+			}
+			assertTenant(t, mustFind(t, s, "tn_update"), tn)
+		})
+
+		t.Run("keeps the creation time", func(t *testing.T) {
+			mustCreate(t, s, newTenant("tn_created", "wx2000000000000000"))
+			tn := mustFind(t, s, "tn_created")
+			tn.CreateTime = testNow.Add(time.Hour)
+			if err := s.Update(ctx, tn); err != nil {
+				t.Fatalf("Update: %v", err)
+			}
+			if got, want := mustFind(t, s, "tn_created").CreateTime, testNow; !got.Equal(want) {
+				t.Errorf("CreateTime after Update = %v, want %v", got, want)
+			}
+		})
+
+		t.Run("stale version", func(t *testing.T) {
+			mustCreate(t, s, newTenant("tn_stale", "wx3000000000000000"))
+			first, second := mustFind(t, s, "tn_stale"), mustFind(t, s, "tn_stale")
+			first.DisplayName = "first"
+			if err := s.Update(ctx, first); err != nil {
+				t.Fatalf("first Update: %v", err)
+			}
+			second.DisplayName = "second"
+			err := s.Update(ctx, second)
+			if got, want := err, tenant.ErrConflict; !errors.Is(got, want) {
+				t.Fatalf("Update with a stale version: error = %v, want %v", got, want)
+			}
+			if !strings.Contains(err.Error(), "modified concurrently") {
+				t.Errorf("stale Update error = %q, want it to say the tenant was modified concurrently", err)
+			}
+			assertNoSecrets(t, err, secretsOf(second)...)
+			if got, want := second.Version, int64(1); got != want {
+				t.Errorf("Version after a refused Update = %d, want %d, unchanged", got, want)
+			}
+			assertTenant(t, mustFind(t, s, "tn_stale"), first)
+		})
+
+		t.Run("missing", func(t *testing.T) {
+			err := s.Update(ctx, newTenant("tn_never_created", "wx4000000000000000"))
+			if got, want := err, tenant.ErrNotFound; !errors.Is(got, want) {
+				t.Errorf("Update(missing) error = %v, want %v", got, want)
+			}
+		})
+
+		t.Run("appid taken", func(t *testing.T) {
+			mustCreate(t, s, newTenant("tn_holder", "wx5000000000000000"))
+			mustCreate(t, s, newTenant("tn_taker", "wx5000000000000001"))
+			tn := mustFind(t, s, "tn_taker")
+			tn.AppID = "wx5000000000000000"
+			err := s.Update(ctx, tn)
+			if got, want := err, tenant.ErrConflict; !errors.Is(got, want) {
+				t.Fatalf("Update to a taken appid: error = %v, want %v", got, want)
+			}
+			assertNoSecrets(t, err, secretsOf(tn)...)
+			if got, want := mustFind(t, s, "tn_taker").AppID, "wx5000000000000001"; got != want {
+				t.Errorf("AppID after a refused Update = %s, want %s", got, want)
+			}
+		})
+	})
+}
+
+// TestTenantStore_UpdateRace has several writers patch the same version of
+// a tenant at once: exactly one may win, the others must hear ErrConflict.
+func TestTenantStore_UpdateRace(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		s := store.NewTenantStore(db)
+		mustCreate(t, s, newTenant("tn_race", "wx6000000000000000"))
+
+		const writers = 8
+		copies := make([]*tenant.Tenant, writers)
+		for i := range copies { // all read before any writes
+			copies[i] = mustFind(t, s, "tn_race")
+			copies[i].DisplayName = fmt.Sprint("writer ", i)
+		}
+		errs := make([]error, writers)
+		var wg sync.WaitGroup
+		for i, tn := range copies {
+			wg.Go(func() { errs[i] = s.Update(context.Background(), tn) })
+		}
+		wg.Wait()
+
+		wins := 0
+		for _, err := range errs {
+			switch {
+			case err == nil:
+				wins++
+			case !errors.Is(err, tenant.ErrConflict):
+				t.Errorf("Update: %v, want nil or %v", err, tenant.ErrConflict)
+			}
+		}
+		if wins != 1 {
+			t.Errorf("%d concurrent Updates of one version succeeded, want exactly 1", wins)
+		}
+		if got, want := mustFind(t, s, "tn_race").Version, int64(2); got != want {
+			t.Errorf("Version = %d, want %d", got, want)
+		}
+	})
+}
+
+func TestTenantStore_Delete(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		s := store.NewTenantStore(db)
+		ctx := context.Background()
+		mustCreate(t, s, newTenant("tn_gone", "wx7000000000000000"))
+		mustCreate(t, s, newTenant("tn_kept", "wx7000000000000001"))
+
+		for _, tt := range []struct {
+			name    string
+			id      tenant.ID
+			wantErr error
+		}{
+			{"existing", "tn_gone", nil},
+			{"again", "tn_gone", tenant.ErrNotFound},
+			{"never created", "tn_never", tenant.ErrNotFound},
+		} {
+			t.Run(tt.name, func(t *testing.T) {
+				if got, want := s.Delete(ctx, tt.id), tt.wantErr; !errors.Is(got, want) {
+					t.Errorf("Delete(%s) error = %v, want %v", tt.id, got, want)
+				}
+				if _, err := s.FindByID(ctx, tt.id); !errors.Is(err, tenant.ErrNotFound) {
+					t.Errorf("FindByID after Delete: error = %v, want %v", err, tenant.ErrNotFound)
+				}
+			})
+		}
+		mustFind(t, s, "tn_kept")
+
+		// The appid is free again for a new tenant.
+		mustCreate(t, s, newTenant("tn_reborn", "wx7000000000000000"))
+	})
+}
+
+// TestTenantStore_SealedValuesStayPut moves sealed values between rows and
+// columns behind the store's back, as someone with write access to the
+// database might: reading must fail, not hand one tenant another's secrets.
+func TestTenantStore_SealedValuesStayPut(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		s := store.NewTenantStore(db)
+		ctx := context.Background()
+
+		for i, tt := range []struct {
+			name  string
+			query string // moves a sealed value into row ?1 from row ?0
+		}{
+			{"secrets of another row", "UPDATE tenants SET sealed_secrets = (SELECT sealed_secrets FROM tenants WHERE id = ?0) WHERE id = ?1"},
+			{"webhook secrets of another row", "UPDATE tenants SET sealed_webhook_secrets = (SELECT sealed_webhook_secrets FROM tenants WHERE id = ?0) WHERE id = ?1"},
+			{"secrets in the webhook column", "UPDATE tenants SET sealed_webhook_secrets = sealed_secrets WHERE id = ?1"},
+			{"webhook secrets in the secrets column", "UPDATE tenants SET sealed_secrets = sealed_webhook_secrets WHERE id = ?1"},
+		} {
+			t.Run(tt.name, func(t *testing.T) {
+				from := newTenant(fmt.Sprintf("tn_from%d", i), fmt.Sprintf("wx80000000000000%d0", i))
+				to := newTenant(fmt.Sprintf("tn_to%d", i), fmt.Sprintf("wx80000000000000%d1", i))
+				mustCreate(t, s, from)
+				mustCreate(t, s, to)
+				if _, err := db.Bun().ExecContext(ctx, tt.query, string(from.ID), string(to.ID)); err != nil {
+					t.Fatal(err)
+				}
+
+				got, err := s.FindByID(ctx, to.ID)
+				if err == nil {
+					t.Fatalf("FindByID(%s) = tenant with app secret %q, want an error", to.ID, got.Secrets.AppSecret)
+				}
+				if errors.Is(err, tenant.ErrNotFound) {
+					t.Errorf("FindByID error = %v, want a sealing error, not %v", err, tenant.ErrNotFound)
+				}
+				assertNoSecrets(t, err, append(secretsOf(from), secretsOf(to)...)...)
+				if _, err := s.Find(ctx, tenant.Filter{After: from.ID, PageSize: 1}); err == nil {
+					t.Error("Find() over the altered row succeeded, want an error")
+				}
+				mustFind(t, s, from.ID) // untouched
+			})
+		}
+	})
+}
+
+// TestTenantStore_WrongKey reopens a database under another seal key, as
+// after a misconfigured restart: secrets must not open, nor leak.
+func TestTenantStore_WrongKey(t *testing.T) {
+	storetest.EachDSN(t, func(t *testing.T, dsn string) {
+		ctx := context.Background()
+		tn := newTenant("tn_key", "wx9000000000000000")
+		mustCreate(t, store.NewTenantStore(storetest.MustOpen(t, dsn)), tn)
+
+		other := storetest.MustOpen(t, dsn) // a new random key
+		_, err := store.NewTenantStore(other).FindByID(ctx, tn.ID)
+		if err == nil || errors.Is(err, tenant.ErrNotFound) {
+			t.Fatalf("FindByID under another key: error = %v, want a sealing error", err)
+		}
+		assertNoSecrets(t, err, secretsOf(tn)...)
+	})
+}
+
+// TestTenantStore_NoPlaintextOnDisk reads the SQLite files byte by byte, as
+// someone holding a copy of them would: no secret may appear, before or
+// after the write-ahead log is checkpointed into the database file.
+func TestTenantStore_NoPlaintextOnDisk(t *testing.T) {
+	ctx := context.Background()
+	path := storetest.SQLiteDSN(t)
+	db, err := store.Open(ctx, storetest.Config(t, path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := store.NewTenantStore(db)
+
+	tn := newTenant("tn_disk", "wxa000000000000000")
+	mustCreate(t, s, tn)
+	secrets := secretsOf(tn)
+	// A rotation leaves both webhook secrets in the row, and the first
+	// version of the row in the log.
+	tn.WebhookSecrets = tenant.WebhookSecrets{Current: "whsec_RotatedIn0000", Previous: tn.WebhookSecrets.Current, PreviousUntil: testNow.Add(24 * time.Hour)}
+	if err := s.Update(ctx, tn); err != nil {
+		t.Fatal(err)
+	}
+	secrets = append(secrets, tn.WebhookSecrets.Current)
+
+	check := func(when string, files ...string) {
+		t.Helper()
+		var all []byte
+		for _, f := range files {
+			b, err := os.ReadFile(f)
+			if errors.Is(err, os.ErrNotExist) {
+				continue
+			} else if err != nil {
+				t.Fatal(err)
+			}
+			all = append(all, b...)
+		}
+		// The appid is stored in the clear: finding it shows that the
+		// files hold the row, so finding no secret means something.
+		if !bytes.Contains(all, []byte(tn.AppID)) {
+			t.Fatalf("%s: the files do not hold the tenant's row at all", when)
+		}
+		for _, secret := range secrets {
+			if bytes.Contains(all, []byte(secret)) {
+				t.Errorf("%s: secret %q appears in the database files", when, secret)
+			}
+		}
+	}
+	check("before checkpoint", path, path+"-wal")
+
+	if err := db.Close(); err != nil { // the last connection checkpoints the log
+		t.Fatal(err)
+	}
+	check("after close", path, path+"-wal")
+}
+
+// TestTenantStore_WithService runs the tenant service on the store, so the
+// two halves of tenant.Store's contract are seen to meet.
+func TestTenantStore_WithService(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		s := store.NewTenantStore(db)
+		auth, err := tenant.NewAuthenticator(bytes.Repeat([]byte("k"), 32), s, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		svc := tenant.NewService(s, auth, false, nil)
+
+		in := &tenant.Tenant{
+			AppID:      "wxb000000000000000",
+			Secrets:    tenant.Secrets{AppSecret: "SvcAppSecret", Token: "SvcToken"},
+			WebhookURL: "https://example.com/hook",
+		}
+		created, creds, err := svc.Create(ctx, in)
+		if err != nil {
+			t.Fatalf("Create: %v", err)
+		}
+		if _, _, err := svc.Create(ctx, in); !errors.Is(err, tenant.ErrConflict) {
+			t.Errorf("second Create with the same appid: error = %v, want %v", err, tenant.ErrConflict)
+		}
+		if p, err := auth.Verify(ctx, creds.APIKey); err != nil || p.Tenant != created.ID {
+			t.Errorf("Verify(api key) = %+v, %v; want tenant %s", p, err, created.ID)
+		}
+
+		secret, err := svc.RotateWebhookSecret(ctx, created.ID)
+		if err != nil {
+			t.Fatalf("RotateWebhookSecret: %v", err)
+		}
+		got, err := svc.Get(ctx, created.ID)
+		if err != nil {
+			t.Fatalf("Get: %v", err)
+		}
+		if got.WebhookSecrets.Current != secret || got.WebhookSecrets.Previous != creds.WebhookSecret {
+			t.Error("after rotation the stored webhook secrets are not (new, old)")
+		}
+		if got, want := got.Version, int64(2); got != want {
+			t.Errorf("Version after rotation = %d, want %d", got, want)
+		}
+
+		if err := svc.Delete(ctx, created.ID); err != nil {
+			t.Fatalf("Delete: %v", err)
+		}
+		if _, err := auth.Verify(ctx, creds.APIKey); !errors.Is(err, tenant.ErrUnauthenticated) {
+			t.Errorf("Verify(key of a deleted tenant) error = %v, want %v", err, tenant.ErrUnauthenticated)
+		}
+	})
+}
+
+// A DB opened without a seal key (as `wxrelay migrate` does) migrates, but
+// refuses to touch secrets rather than store them in the clear.
+func TestTenantStore_NoSealKey(t *testing.T) {
+	db, err := store.Open(context.Background(), store.Config{DSN: filepath.Join(t.TempDir(), "m.db")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	err = store.NewTenantStore(db).Create(context.Background(), &tenant.Tenant{ID: "tn_x", AppID: "wx0123456789abcdef"})
+	if err == nil || !strings.Contains(err.Error(), "without a seal key") {
+		t.Errorf("Create without a seal key: %v", err)
+	}
+}

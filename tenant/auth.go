@@ -1,0 +1,152 @@
+package tenant
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+)
+
+// Principal is who made a request: an admin, or one tenant's API key.
+type Principal struct {
+	Admin  bool
+	Tenant ID // set for tenant principals
+}
+
+// CanAccess reports whether p may act on tenant id's resources.
+func (p Principal) CanAccess(id ID) bool { return p.Admin || p.Tenant == id }
+
+const (
+	issuer      = "wxrelay"
+	roleAdmin   = "admin"
+	roleTenant  = "tenant"
+	adminSubjct = "admin"
+)
+
+// claims are the JWT claims of both kinds of token. Role tells them apart so
+// that a tenant key can never pass for an admin token.
+type claims struct {
+	Role string `json:"role"`
+	jwt.RegisteredClaims
+}
+
+// Authenticator issues and verifies bearer tokens: short-lived admin tokens,
+// and tenant API keys whose key id is checked against the store on every
+// call, so that rotation and deletion revoke a key at once.
+type Authenticator struct {
+	key    []byte
+	store  Store
+	now    func() time.Time
+	parser *jwt.Parser
+}
+
+// NewAuthenticator signs with key (HMAC-SHA256; at least 32 bytes).
+// now may be nil for time.Now.
+func NewAuthenticator(key []byte, store Store, now func() time.Time) (*Authenticator, error) {
+	if len(key) < 32 {
+		return nil, errors.New("tenant: signing key must be at least 32 bytes")
+	}
+	if now == nil {
+		now = time.Now
+	}
+	return &Authenticator{
+		key:   key,
+		store: store,
+		now:   now,
+		// The algorithm is pinned: "none", RS256 with the HMAC key as a
+		// public key, and every other confusion is refused by the parser.
+		parser: jwt.NewParser(
+			jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}),
+			jwt.WithIssuer(issuer),
+			jwt.WithIssuedAt(),
+			jwt.WithTimeFunc(now),
+			jwt.WithLeeway(30*time.Second),
+		),
+	}, nil
+}
+
+// IssueAdminToken returns an admin token valid for ttl.
+func (a *Authenticator) IssueAdminToken(ttl time.Duration) (string, error) {
+	if ttl <= 0 {
+		return "", errors.New("tenant: admin token ttl must be positive")
+	}
+	now := a.now()
+	return a.sign(claims{Role: roleAdmin, RegisteredClaims: jwt.RegisteredClaims{
+		Issuer:    issuer,
+		Subject:   adminSubjct,
+		IssuedAt:  jwt.NewNumericDate(now),
+		ExpiresAt: jwt.NewNumericDate(now.Add(ttl)),
+		ID:        randomString(12),
+	}})
+}
+
+// newAPIKey returns a fresh API key for tenant id and the hash of its key id
+// that the store keeps. API keys do not expire: they are revoked by rotation.
+func (a *Authenticator) newAPIKey(id ID) (key string, keyHash []byte, err error) {
+	keyID := randomString(24)
+	key, err = a.sign(claims{Role: roleTenant, RegisteredClaims: jwt.RegisteredClaims{
+		Issuer:   issuer,
+		Subject:  string(id),
+		IssuedAt: jwt.NewNumericDate(a.now()),
+		ID:       keyID,
+	}})
+	return key, hashKeyID(keyID), err
+}
+
+func (a *Authenticator) sign(c claims) (string, error) {
+	s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, c).SignedString(a.key)
+	if err != nil {
+		return "", fmt.Errorf("tenant: sign token: %w", err)
+	}
+	return s, nil
+}
+
+// Verify returns the principal behind a bearer token. ErrUnauthenticated for
+// anything but a well-formed, correctly signed, unexpired admin token or a
+// tenant's current API key.
+func (a *Authenticator) Verify(ctx context.Context, token string) (Principal, error) {
+	var c claims
+	_, err := a.parser.ParseWithClaims(token, &c, func(*jwt.Token) (any, error) { return a.key, nil })
+	if err != nil {
+		return Principal{}, fmt.Errorf("%w: %v", ErrUnauthenticated, err)
+	}
+	switch c.Role {
+	case roleAdmin:
+		// Admin tokens must expire: a leaked one is only good for its ttl.
+		if c.ExpiresAt == nil || c.Subject != adminSubjct {
+			return Principal{}, fmt.Errorf("%w: admin token without expiry", ErrUnauthenticated)
+		}
+		return Principal{Admin: true}, nil
+	case roleTenant:
+		t, err := a.store.FindByID(ctx, ID(c.Subject))
+		if errors.Is(err, ErrNotFound) {
+			return Principal{}, fmt.Errorf("%w: tenant %q no longer exists", ErrUnauthenticated, c.Subject)
+		} else if err != nil {
+			return Principal{}, fmt.Errorf("verify api key: %w", err)
+		}
+		if subtle.ConstantTimeCompare(t.APIKeyHash, hashKeyID(c.ID)) != 1 {
+			return Principal{}, fmt.Errorf("%w: api key was rotated", ErrUnauthenticated)
+		}
+		return Principal{Tenant: t.ID}, nil
+	default:
+		return Principal{}, fmt.Errorf("%w: unknown role %q", ErrUnauthenticated, c.Role)
+	}
+}
+
+func hashKeyID(keyID string) []byte {
+	h := sha256.Sum256([]byte(keyID))
+	return h[:]
+}
+
+// randomString returns n random bytes as unpadded URL-safe base64.
+func randomString(n int) string {
+	b := make([]byte, n)
+	rand.Read(b) // never fails: crypto/rand aborts the program rather than return an error
+	return base64.RawURLEncoding.EncodeToString(b)
+}

@@ -1,0 +1,125 @@
+// Package tenant holds the mini-programs wxrelay serves: their settings,
+// their secrets, and who may act on them (admins and per-tenant API keys).
+//
+// It imports neither the database nor the wire API: store/ implements Store,
+// api/ converts to and from protobuf.
+package tenant
+
+import (
+	"context"
+	"time"
+)
+
+// ID identifies a tenant. It is URL-safe and appears in push URLs.
+type ID string
+
+// EncryptMode is the message encryption mode chosen in the mini-program console.
+type EncryptMode int
+
+const (
+	EncryptUnspecified EncryptMode = iota
+	EncryptPlaintext
+	EncryptCompatible
+	EncryptSafe
+)
+
+// DataFormat is the push body format chosen in the mini-program console.
+type DataFormat int
+
+const (
+	FormatUnspecified DataFormat = iota
+	FormatJSON
+	FormatXML
+)
+
+// ReplyMode says how the relay answers a user message pushed by WeChat.
+type ReplyMode int
+
+const (
+	ReplyUnspecified ReplyMode = iota
+	// ReplySuccess answers "success": the tenant replies later through the send API.
+	ReplySuccess
+	// ReplyTransferCustomerService hands user messages to WeChat's customer-service tool.
+	ReplyTransferCustomerService
+)
+
+// State says whether a tenant is served.
+type State int
+
+const (
+	StateUnspecified State = iota
+	StateActive
+	StateDisabled
+)
+
+// Secrets are the credentials a tenant hands to wxrelay. They are sealed at
+// rest and never returned by the API after creation.
+type Secrets struct {
+	AppSecret      string // AppSecret from the console: fetches access tokens
+	Token          string // the push Token: signs pushes
+	EncodingAESKey string // 43 characters: encrypts pushes in compatible and safe mode
+}
+
+// WebhookSecrets sign webhook deliveries. During a rotation the previous
+// secret keeps signing beside the current one until PreviousUntil.
+type WebhookSecrets struct {
+	Current       string
+	Previous      string
+	PreviousUntil time.Time
+}
+
+// Signing returns the secrets that sign a delivery at now: the current one,
+// and the previous one while its grace period lasts.
+func (w WebhookSecrets) Signing(now time.Time) []string {
+	if w.Previous != "" && now.Before(w.PreviousUntil) {
+		return []string{w.Current, w.Previous}
+	}
+	return []string{w.Current}
+}
+
+// Tenant is one mini-program served by wxrelay.
+type Tenant struct {
+	ID          ID
+	DisplayName string
+	AppID       string // wx + 16 hex characters
+	OriginalID  string // optional gh_...: pushes for another ToUserName are rejected
+	EncryptMode EncryptMode
+	DataFormat  DataFormat
+	WebhookURL  string
+	ReplyMode   ReplyMode
+	State       State
+
+	Secrets        Secrets
+	WebhookSecrets WebhookSecrets
+	// APIKeyHash is the SHA-256 of the current API key's key id: enough to
+	// recognise the key, useless for making one.
+	APIKeyHash []byte
+
+	CreateTime time.Time
+	UpdateTime time.Time
+	// Version increases with every update; Store.Update refuses a stale one
+	// so that two concurrent patches cannot silently overwrite each other.
+	Version int64
+}
+
+// Filter pages through tenants in a stable order.
+type Filter struct {
+	PageSize int
+	After    ID // the last ID of the previous page; empty for the first page
+}
+
+// Store persists tenants. Secrets are sealed by the implementation.
+type Store interface {
+	// Create stores a new tenant. ErrConflict if the appid is taken.
+	Create(ctx context.Context, t *Tenant) error
+	// FindByID returns the tenant with its secrets opened. ErrNotFound.
+	FindByID(ctx context.Context, id ID) (*Tenant, error)
+	// Find returns up to f.PageSize tenants ordered by ID, after f.After.
+	Find(ctx context.Context, f Filter) ([]*Tenant, error)
+	// Update saves t if its stored Version is still t.Version, then bumps
+	// t.Version. ErrNotFound; ErrConflict if the appid is taken or the
+	// tenant changed meanwhile.
+	Update(ctx context.Context, t *Tenant) error
+	// Delete removes the tenant and everything that belongs to it. ErrNotFound.
+	Delete(ctx context.Context, id ID) error
+}

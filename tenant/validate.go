@@ -1,0 +1,137 @@
+package tenant
+
+import (
+	"net"
+	"net/netip"
+	"net/url"
+	"regexp"
+	"strings"
+	"unicode/utf8"
+)
+
+var (
+	appIDPattern      = regexp.MustCompile(`^wx[0-9a-fA-F]{16}$`)
+	pushTokenPattern  = regexp.MustCompile(`^[A-Za-z0-9]{3,32}$`) // the console's rule
+	aesKeyPattern     = regexp.MustCompile(`^[A-Za-z0-9]{43}$`)
+	originalIDPattern = regexp.MustCompile(`^gh_[0-9A-Za-z]{1,32}$`)
+)
+
+// validate checks a complete tenant, naming the first wrong field.
+func (t *Tenant) validate(allowPrivateWebhooks bool) error {
+	switch {
+	case utf8.RuneCountInString(t.DisplayName) > 200:
+		return fieldErr("display_name", "must be at most 200 characters")
+	case t.AppID == "":
+		return fieldErr("appid", "is required")
+	case !appIDPattern.MatchString(t.AppID):
+		return fieldErr("appid", "must be wx followed by 16 hex characters")
+	case t.Secrets.AppSecret == "":
+		return fieldErr("app_secret", "is required")
+	case len(t.Secrets.AppSecret) > 128 || strings.ContainsAny(t.Secrets.AppSecret, " \t\r\n"):
+		return fieldErr("app_secret", "must be at most 128 characters without spaces")
+	case t.Secrets.Token == "":
+		return fieldErr("token", "is required")
+	case !pushTokenPattern.MatchString(t.Secrets.Token):
+		return fieldErr("token", "must be 3 to 32 letters or digits, as the mini-program console requires")
+	case t.OriginalID != "" && !originalIDPattern.MatchString(t.OriginalID):
+		return fieldErr("original_id", "must look like gh_ followed by letters or digits")
+	case t.EncryptMode < EncryptPlaintext || t.EncryptMode > EncryptSafe:
+		return fieldErr("encrypt_mode", "unknown encryption mode")
+	case t.DataFormat < FormatJSON || t.DataFormat > FormatXML:
+		return fieldErr("data_format", "unknown data format")
+	case t.ReplyMode < ReplySuccess || t.ReplyMode > ReplyTransferCustomerService:
+		return fieldErr("reply_mode", "unknown reply mode")
+	case t.State < StateActive || t.State > StateDisabled:
+		return fieldErr("state", "unknown state")
+	}
+	if t.EncryptMode != EncryptPlaintext || t.Secrets.EncodingAESKey != "" {
+		switch {
+		case t.Secrets.EncodingAESKey == "":
+			return fieldErr("encoding_aes_key", "is required unless encrypt_mode is ENCRYPT_MODE_PLAINTEXT")
+		case !aesKeyPattern.MatchString(t.Secrets.EncodingAESKey):
+			return fieldErr("encoding_aes_key", "must be exactly 43 letters or digits")
+		}
+	}
+	return ValidateWebhookURL(t.WebhookURL, allowPrivateWebhooks)
+}
+
+// ValidateWebhookURL checks that raw is an absolute https URL (http too when
+// private webhooks are allowed) whose host is not obviously private. The
+// address actually dialled is checked again at delivery, since a public name
+// may resolve to a private address.
+func ValidateWebhookURL(raw string, allowPrivate bool) error {
+	const field = "webhook_url"
+	if raw == "" {
+		return fieldErr(field, "is required")
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return fieldErr(field, "does not parse as a URL")
+	}
+	switch {
+	case u.Scheme == "http" && !allowPrivate:
+		return fieldErr(field, "must use https (plain http is accepted only with WXRELAY_ALLOW_PRIVATE_WEBHOOKS=true)")
+	case u.Scheme != "https" && u.Scheme != "http":
+		return fieldErr(field, "must be an https URL")
+	case u.Host == "" || u.Hostname() == "":
+		return fieldErr(field, "must name a host")
+	case u.User != nil:
+		return fieldErr(field, "must not carry credentials; verify the webhook-signature header instead")
+	case u.Fragment != "":
+		return fieldErr(field, "must not have a fragment")
+	}
+	if !allowPrivate && isPrivateHost(u.Hostname()) {
+		return fieldErr(field, "points at a loopback or private address; set WXRELAY_ALLOW_PRIVATE_WEBHOOKS=true to allow it")
+	}
+	return nil
+}
+
+// isPrivateHost recognises hosts that are private without a DNS lookup:
+// localhost names and literal addresses outside the public internet.
+func isPrivateHost(host string) bool {
+	h := strings.ToLower(strings.TrimSuffix(host, "."))
+	if h == "localhost" || strings.HasSuffix(h, ".localhost") || strings.HasSuffix(h, ".internal") {
+		return true
+	}
+	if ip := net.ParseIP(h); ip != nil {
+		addr, _ := netip.AddrFromSlice(ip)
+		return !IsPublicAddr(addr)
+	}
+	return false
+}
+
+// nonPublic lists the ranges a webhook must never reach: loopback, private,
+// link-local, CGNAT, multicast, documentation, benchmarking and other
+// reserved or unspecified ranges of IPv4 and IPv6.
+var nonPublic = func() []netip.Prefix {
+	var ps []netip.Prefix
+	for _, s := range []string{
+		"0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16",
+		"172.16.0.0/12", "192.0.0.0/24", "192.0.2.0/24", "192.88.99.0/24", "192.168.0.0/16",
+		"198.18.0.0/15", "198.51.100.0/24", "203.0.113.0/24", "224.0.0.0/4", "240.0.0.0/4",
+		"::/128", "::1/128", "64:ff9b:1::/48", "100::/64", "2001::/23", "2001:db8::/32",
+		"fc00::/7", "fe80::/10", "ff00::/8",
+	} {
+		ps = append(ps, netip.MustParsePrefix(s))
+	}
+	return ps
+}()
+
+// IsPublicAddr reports whether a webhook may be delivered to addr.
+// IPv4-mapped and NAT64 IPv6 forms are judged by the IPv4 address inside.
+func IsPublicAddr(addr netip.Addr) bool {
+	if !addr.IsValid() {
+		return false
+	}
+	addr = addr.Unmap()
+	if nat64 := netip.MustParsePrefix("64:ff9b::/96"); nat64.Contains(addr) {
+		b := addr.As16()
+		addr = netip.AddrFrom4([4]byte{b[12], b[13], b[14], b[15]})
+	}
+	for _, p := range nonPublic {
+		if p.Contains(addr) {
+			return false
+		}
+	}
+	return true
+}
