@@ -242,7 +242,9 @@ func (s Secrets) String() string { return "{sealed}" }
 func (s Secrets) GoString() string { return s.String() }
 
 // String hides webhook secrets like Secrets.String.
-func (w WebhookSecrets) String() string { return fmt.Sprintf("{sealed, previous until %s}", w.PreviousUntil) }
+func (w WebhookSecrets) String() string {
+	return fmt.Sprintf("{sealed, previous until %s}", w.PreviousUntil)
+}
 
 // GoString is the %#v form of String.
 func (w WebhookSecrets) GoString() string { return w.String() }
