@@ -17,6 +17,8 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/wxrelay/wxrelay/api"
+	"github.com/wxrelay/wxrelay/relay"
+	"github.com/wxrelay/wxrelay/relay/ingress"
 	"github.com/wxrelay/wxrelay/store"
 	"github.com/wxrelay/wxrelay/store/storetest"
 	"github.com/wxrelay/wxrelay/tenant"
@@ -45,12 +47,21 @@ func newEnv(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	logBuf := &bytes.Buffer{}
+	log := slog.New(slog.NewJSONHandler(logBuf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	svc := tenant.NewService(tenants, auth, false, nil)
+	events := store.NewEventStore(db)
+	ingestor := relay.NewIngestor(events, relay.IngestorOptions{})
+	t.Cleanup(ingestor.Close)
 	srv, err := api.New(api.Options{
-		Logger:    slog.New(slog.NewJSONHandler(logBuf, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Logger:    log,
 		Auth:      auth,
-		Tenants:   tenant.NewService(tenants, auth, false, nil),
+		Tenants:   svc,
+		Events:    relay.NewEvents(events),
 		PublicURL: "https://relay.example.com/",
 		Ready:     db.Ping,
+		Routes: map[string]http.Handler{
+			"/wx/{id}": ingress.New(ingress.Options{Tenants: svc, Events: ingestor, Logger: log}),
+		},
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -35,6 +35,8 @@ var policy = map[string]access{
 	wxrelayv1.TenantService_DeleteTenant_FullMethodName:        accessAdmin,
 	wxrelayv1.TenantService_RotateApiKey_FullMethodName:        accessAdmin,
 	wxrelayv1.TenantService_RotateWebhookSecret_FullMethodName: accessAdmin,
+	wxrelayv1.EventService_ListEvents_FullMethodName:           accessTenant,
+	wxrelayv1.EventService_GetEvent_FullMethodName:             accessTenant,
 }
 
 // publicPrefixes are services that need no token.

@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/wxrelay/wxrelay/relay"
 	"github.com/wxrelay/wxrelay/tenant"
 )
 
@@ -21,6 +22,7 @@ var codeOf = []struct {
 }{
 	{tenant.ErrInvalid, codes.InvalidArgument},
 	{tenant.ErrNotFound, codes.NotFound},
+	{relay.ErrNotFound, codes.NotFound},
 	{tenant.ErrConflict, codes.AlreadyExists},
 	{tenant.ErrUnauthenticated, codes.Unauthenticated},
 	{tenant.ErrForbidden, codes.PermissionDenied},
@@ -68,7 +70,7 @@ func toStatus(ctx context.Context, log *slog.Logger, method string, err error) e
 // conflict/auth explanation the domain wrote for clients, else the sentinel.
 func clientMessage(err, sentinel error) string {
 	switch sentinel {
-	case tenant.ErrConflict, tenant.ErrNotFound:
+	case tenant.ErrConflict, tenant.ErrNotFound, relay.ErrNotFound:
 		return err.Error()
 	}
 	return sentinel.Error()

@@ -30,6 +30,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 
 	wxrelayv1 "github.com/wxrelay/wxrelay/api/gen/wxrelay/v1"
+	"github.com/wxrelay/wxrelay/relay"
 	"github.com/wxrelay/wxrelay/tenant"
 )
 
@@ -39,11 +40,12 @@ const MaxBodyBytes = 1 << 20
 //go:embed gen/openapi/wxrelay.swagger.json
 var openAPI []byte
 
-// Options wires a Server. Logger, Auth and Tenants are required.
+// Options wires a Server. All but Ready, Registry and Routes are required.
 type Options struct {
 	Logger    *slog.Logger
 	Auth      *tenant.Authenticator
 	Tenants   *tenant.Service
+	Events    *relay.Events
 	PublicURL string // base of push URLs, e.g. https://relay.example.com
 	// Ready reports whether the service can take traffic (the database
 	// answers); /readyz answers 503 while it returns an error.
@@ -69,8 +71,8 @@ type Server struct {
 // (auth, error mapping, logging, metrics) as gRPC calls do; the gateway's
 // direct-call mode would skip them.
 func New(opts Options) (*Server, error) {
-	if opts.Logger == nil || opts.Auth == nil || opts.Tenants == nil {
-		return nil, errors.New("api: Logger, Auth and Tenants are required")
+	if opts.Logger == nil || opts.Auth == nil || opts.Tenants == nil || opts.Events == nil {
+		return nil, errors.New("api: Logger, Auth, Tenants and Events are required")
 	}
 	if opts.Registry == nil {
 		opts.Registry = prometheus.NewRegistry()
@@ -106,6 +108,7 @@ func New(opts Options) (*Server, error) {
 		tenants:   opts.Tenants,
 		publicURL: strings.TrimRight(opts.PublicURL, "/"),
 	})
+	wxrelayv1.RegisterEventServiceServer(gs, &eventServer{events: opts.Events})
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(gs, hs)
 	reflection.Register(gs)
@@ -129,9 +132,14 @@ func New(opts Options) (*Server, error) {
 			UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
 		}),
 	)
-	if err := wxrelayv1.RegisterTenantServiceHandler(context.Background(), gw, conn); err != nil {
-		s.Close()
-		return nil, fmt.Errorf("api: register gateway: %w", err)
+	for _, register := range []func(context.Context, *runtime.ServeMux, *grpc.ClientConn) error{
+		wxrelayv1.RegisterTenantServiceHandler,
+		wxrelayv1.RegisterEventServiceHandler,
+	} {
+		if err := register(context.Background(), gw, conn); err != nil {
+			s.Close()
+			return nil, fmt.Errorf("api: register gateway: %w", err)
+		}
 	}
 
 	mux := http.NewServeMux()

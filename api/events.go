@@ -1,0 +1,114 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"google.golang.org/protobuf/types/known/structpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	wxrelayv1 "github.com/wxrelay/wxrelay/api/gen/wxrelay/v1"
+	"github.com/wxrelay/wxrelay/relay"
+	"github.com/wxrelay/wxrelay/tenant"
+)
+
+// eventServer implements wxrelayv1.EventServiceServer on relay.Events.
+type eventServer struct {
+	wxrelayv1.UnimplementedEventServiceServer
+	events *relay.Events
+}
+
+func (s *eventServer) ListEvents(ctx context.Context, req *wxrelayv1.ListEventsRequest) (*wxrelayv1.ListEventsResponse, error) {
+	evs, next, err := s.events.List(ctx, tenant.ID(req.GetId()), int(req.GetPageSize()), req.GetPageToken())
+	if err != nil {
+		return nil, err
+	}
+	resp := &wxrelayv1.ListEventsResponse{NextPageToken: next}
+	for _, e := range evs {
+		resp.Events = append(resp.Events, toProtoEvent(e))
+	}
+	return resp, nil
+}
+
+func (s *eventServer) GetEvent(ctx context.Context, req *wxrelayv1.GetEventRequest) (*wxrelayv1.Event, error) {
+	e, err := s.events.Get(ctx, tenant.ID(req.GetId()), relay.EventID(req.GetEventId()))
+	if err != nil {
+		return nil, err
+	}
+	pe := toProtoEvent(e)
+	if pe.Payload, err = payloadStruct(e.Payload); err != nil {
+		return nil, fmt.Errorf("event %s: %w", e.ID, err)
+	}
+	return pe, nil
+}
+
+var eventStates = map[wxrelayv1.Event_State]relay.State{
+	wxrelayv1.Event_STATE_UNSPECIFIED: relay.StateUnspecified,
+	wxrelayv1.Event_STATE_PENDING:     relay.StatePending,
+	wxrelayv1.Event_STATE_DELIVERED:   relay.StateDelivered,
+	wxrelayv1.Event_STATE_FAILED:      relay.StateFailed,
+}
+
+func toProtoEvent(e *relay.Event) *wxrelayv1.Event {
+	return &wxrelayv1.Event{
+		Id:           string(e.ID),
+		Type:         e.Type,
+		Openid:       e.OpenID,
+		ReceiveTime:  timestamppb.New(e.ReceiveTime),
+		State:        toProto(eventStates, e.State),
+		AttemptCount: int32(e.AttemptCount),
+	}
+}
+
+// payloadStruct turns the stored webhook body into a Struct. Struct numbers
+// are doubles, which would round a MsgId (beyond 2^53); such integers
+// become strings instead, as protojson writes every 64-bit integer.
+func payloadStruct(payload []byte) (*structpb.Struct, error) {
+	dec := json.NewDecoder(bytes.NewReader(payload))
+	dec.UseNumber()
+	var m map[string]any
+	if err := dec.Decode(&m); err != nil {
+		return nil, fmt.Errorf("decode payload: %w", err)
+	}
+	return structpb.NewStruct(exactNumbers(m).(map[string]any))
+}
+
+func exactNumbers(v any) any {
+	switch v := v.(type) {
+	case map[string]any:
+		for k, x := range v {
+			v[k] = exactNumbers(x)
+		}
+		return v
+	case []any:
+		for i, x := range v {
+			v[i] = exactNumbers(x)
+		}
+		return v
+	case json.Number:
+		if beyondDouble(string(v)) {
+			return string(v)
+		}
+		if f, err := v.Float64(); err == nil {
+			return f
+		}
+		return string(v)
+	default:
+		return v
+	}
+}
+
+// beyondDouble reports whether n is an integer literal that a float64
+// cannot hold exactly (|n| > 2^53).
+func beyondDouble(n string) bool {
+	digits := strings.TrimPrefix(n, "-")
+	if digits == "" || strings.Trim(digits, "0123456789") != "" {
+		return false // a fraction or exponent: a double anyway
+	}
+	u, err := strconv.ParseUint(digits, 10, 64)
+	return err != nil || u > 1<<53
+}

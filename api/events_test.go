@@ -1,0 +1,93 @@
+package api_test
+
+import (
+	"bytes"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/wxrelay/wxrelay/relay/wechat"
+)
+
+// push sends a safe-mode JSON text push for tenant c, as WeChat would.
+func (e *env) push(c created, appid, openid string, msgID int64) {
+	e.t.Helper()
+	cipher, err := wechat.NewCipher(testAESKey, appid)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	p := &wechat.Pusher{Token: testToken, Mode: wechat.ModeSafe, Cipher: cipher}
+	msg := wechat.TextMessage(wechat.FormatJSON, wechat.Header{ToUserName: "gh_x", FromUserName: openid, CreateTime: time.Now().Unix()}, "hello", msgID)
+	req, err := p.Push(msg, time.Now().Unix(), "1")
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	resp, err := http.Post(e.url+"/wx/"+c.id+"?"+req.RawQuery(), req.ContentType, bytes.NewReader(req.Body))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		e.t.Fatalf("push answered %d", resp.StatusCode)
+	}
+}
+
+func TestEventsAPI(t *testing.T) {
+	e := newEnv(t)
+	body := validTenant()
+	a := e.createTenant(body)
+	b := e.createTenant(validTenant())
+	const n = 5
+	for i := range n {
+		e.push(a, body["appid"].(string), fmt.Sprintf("o_%d", i), 9007199254740993+int64(i))
+	}
+
+	// Newest first, paged.
+	var ids []string
+	token := ""
+	for {
+		r := e.mustStatus(e.do("GET", "/v1/tenants/"+a.id+"/events?page_size=2&page_token="+token, a.apiKey, nil), 200)
+		evs, _ := r.body["events"].([]any)
+		for _, ev := range evs {
+			m := ev.(map[string]any)
+			ids = append(ids, m["id"].(string))
+			if m["type"] != "message.text" || m["state"] != "STATE_PENDING" || m["receive_time"] == nil {
+				t.Errorf("listed event %v", m)
+			}
+			if _, has := m["payload"]; has {
+				t.Errorf("list carries payloads: %v", m)
+			}
+		}
+		if token, _ = r.body["next_page_token"].(string); token == "" {
+			break
+		}
+	}
+	if len(ids) != n {
+		t.Fatalf("listed %d events, want %d", len(ids), n)
+	}
+	newest := e.mustStatus(e.do("GET", "/v1/tenants/"+a.id+"/events/"+ids[0], a.apiKey, nil), 200)
+	if newest.body["openid"] != fmt.Sprintf("o_%d", n-1) {
+		t.Errorf("first listed event is from %v, want the newest push", newest.body["openid"])
+	}
+	payload, _ := newest.body["payload"].(map[string]any)
+	data, _ := payload["data"].(map[string]any)
+	if payload["id"] != ids[0] || payload["tenant_id"] != a.id || data["Content"] != "hello" {
+		t.Errorf("payload = %v", payload)
+	}
+	// MsgId is beyond 2^53: exact, as a string.
+	if got, want := data["MsgId"], fmt.Sprint(9007199254740993+n-1); got != want {
+		t.Errorf("payload.data.MsgId = %v (%T), want the exact string %s", got, got, want)
+	}
+	if !strings.Contains(newest.raw, `"attempt_count"`) && !strings.Contains(newest.raw, `"state"`) {
+		t.Errorf("event lacks state: %s", newest.raw)
+	}
+
+	// Scoping: tenant B sees none of A's events, by either route.
+	e.mustStatus(e.do("GET", "/v1/tenants/"+a.id+"/events", b.apiKey, nil), 403)
+	e.mustStatus(e.do("GET", "/v1/tenants/"+b.id+"/events/"+ids[0], b.apiKey, nil), 404)
+	e.mustStatus(e.do("GET", "/v1/tenants/"+a.id+"/events/"+ids[0], e.admin, nil), 200)
+	e.mustStatus(e.do("GET", "/v1/tenants/"+a.id+"/events/evt_nope", a.apiKey, nil), 404)
+	e.mustStatus(e.do("GET", "/v1/tenants/"+a.id+"/events?page_token=bogus", a.apiKey, nil), 400)
+}

@@ -1,0 +1,162 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os/exec"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/wxrelay/wxrelay/relay/wechat"
+)
+
+// api calls the REST API of p with a bearer token and decodes the answer.
+func (p *process) api(t *testing.T, method, path, token, body string, out any) int {
+	t.Helper()
+	req, _ := http.NewRequest(method, "http://"+p.http+path, strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	if out != nil {
+		if err := json.Unmarshal(raw, out); err != nil {
+			t.Fatalf("%s %s: %d %s", method, path, resp.StatusCode, raw)
+		}
+	}
+	return resp.StatusCode
+}
+
+func adminTokenIn(t *testing.T, dir string) string {
+	t.Helper()
+	cmd := exec.Command(binary, "admin-token")
+	cmd.Dir = dir
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// TestAnsweredPushesSurviveSIGKILL pushes distinct messages from many
+// goroutines, kills the relay with SIGKILL while they are in flight, starts
+// it again on the same database, and checks that every push that was
+// answered "success" is there.
+func TestAnsweredPushesSurviveSIGKILL(t *testing.T) {
+	dir := t.TempDir()
+	p := startServe(t, dir)
+	admin := adminTokenIn(t, dir)
+	var created struct {
+		Tenant struct{ ID string } `json:"tenant"`
+		APIKey string              `json:"api_key"`
+	}
+	body := `{"appid":"wx0123456789abcdef","app_secret":"s","token":"PushToken1","encoding_aes_key":"abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG",
+		"encrypt_mode":"ENCRYPT_MODE_SAFE","data_format":"DATA_FORMAT_JSON","webhook_url":"https://hooks.example.com/a"}`
+	if code := p.api(t, "POST", "/v1/tenants", admin, body, &created); code != 200 {
+		t.Fatalf("create tenant: %d", code)
+	}
+	cipher, _ := wechat.NewCipher("abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG", "wx0123456789abcdef")
+	pusher := &wechat.Pusher{Token: "PushToken1", Mode: wechat.ModeSafe, Cipher: cipher}
+	pushURL := "http://" + p.http + "/wx/" + created.Tenant.ID
+
+	var (
+		mu       sync.Mutex
+		answered = map[string]bool{} // openids answered success
+		next     atomic.Int64
+		stop     atomic.Bool
+		wg       sync.WaitGroup
+	)
+	client := &http.Client{Timeout: 5 * time.Second}
+	for range 32 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for !stop.Load() {
+				n := next.Add(1)
+				openid := fmt.Sprintf("o_user_%06d", n)
+				msg := wechat.TextMessage(wechat.FormatJSON, wechat.Header{ToUserName: "gh_x", FromUserName: openid, CreateTime: time.Now().Unix()}, "hi", 1e18+n)
+				req, err := pusher.Push(msg, time.Now().Unix(), fmt.Sprint(n))
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				resp, err := client.Post(pushURL+"?"+req.RawQuery(), req.ContentType, bytes.NewReader(req.Body))
+				if err != nil {
+					continue // the relay died under this push: it was never answered
+				}
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode == 200 && string(b) == "success" {
+					mu.Lock()
+					answered[openid] = true
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	// Kill once a good number of pushes have been answered.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		mu.Lock()
+		n := len(answered)
+		mu.Unlock()
+		if n >= 300 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	p.cmd.Wait()
+	stop.Store(true)
+	wg.Wait()
+	mu.Lock()
+	defer mu.Unlock()
+	if len(answered) == 0 {
+		t.Fatalf("no push was answered before the kill:\n%s", p.stderr)
+	}
+
+	p2 := startServe(t, dir)
+	stored := map[string]bool{}
+	token := ""
+	for {
+		var page struct {
+			Events []struct {
+				OpenID string `json:"openid"`
+			} `json:"events"`
+			Next string `json:"next_page_token"`
+		}
+		if code := p2.api(t, "GET", "/v1/tenants/"+created.Tenant.ID+"/events?page_size=500&page_token="+token, created.APIKey, "", &page); code != 200 {
+			t.Fatalf("list events: %d", code)
+		}
+		for _, e := range page.Events {
+			if stored[e.OpenID] {
+				t.Errorf("push from %s stored twice", e.OpenID)
+			}
+			stored[e.OpenID] = true
+		}
+		if token = page.Next; token == "" {
+			break
+		}
+	}
+	lost := 0
+	for openid := range answered {
+		if !stored[openid] {
+			lost++
+		}
+	}
+	if lost > 0 {
+		t.Errorf("%d of %d pushes answered success are missing after SIGKILL", lost, len(answered))
+	}
+	t.Logf("answered %d pushes before SIGKILL; %d stored after restart", len(answered), len(stored))
+}

@@ -1,0 +1,79 @@
+package relay
+
+import (
+	"context"
+	"encoding/base64"
+	"strconv"
+	"strings"
+
+	"github.com/wxrelay/wxrelay/tenant"
+)
+
+// Page sizes for listing events.
+const (
+	DefaultPageSize = 50
+	MaxPageSize     = 500
+)
+
+// Events answers tenants' questions about their events.
+type Events struct {
+	store Store
+}
+
+// NewEvents returns an Events on store.
+func NewEvents(store Store) *Events { return &Events{store: store} }
+
+// Get returns one of tid's events. ErrNotFound.
+func (s *Events) Get(ctx context.Context, tid tenant.ID, id EventID) (*Event, error) {
+	return s.store.FindEvent(ctx, tid, id)
+}
+
+// List returns a page of tid's events, newest first, and the token of the
+// next page ("" at the end). ErrInvalid for a bad page size or token.
+func (s *Events) List(ctx context.Context, tid tenant.ID, pageSize int, pageToken string) ([]*Event, string, error) {
+	switch {
+	case pageSize < 0:
+		return nil, "", &tenant.FieldError{Field: "page_size", Reason: "must not be negative"}
+	case pageSize == 0:
+		pageSize = DefaultPageSize
+	case pageSize > MaxPageSize:
+		pageSize = MaxPageSize
+	}
+	before, err := decodeCursor(pageToken)
+	if err != nil {
+		return nil, "", err
+	}
+	stored, err := s.store.FindEvents(ctx, tid, EventFilter{PageSize: pageSize + 1, Before: before})
+	if err != nil {
+		return nil, "", err
+	}
+	next := ""
+	if len(stored) > pageSize {
+		stored = stored[:pageSize]
+		next = encodeCursor(stored[pageSize-1].Cursor)
+	}
+	events := make([]*Event, len(stored))
+	for i, s := range stored {
+		events[i] = s.Event
+	}
+	return events, next, nil
+}
+
+func encodeCursor(c int64) string {
+	return base64.RawURLEncoding.EncodeToString([]byte("before:" + strconv.FormatInt(c, 10)))
+}
+
+func decodeCursor(tok string) (int64, error) {
+	if tok == "" {
+		return 0, nil
+	}
+	b, err := base64.RawURLEncoding.DecodeString(tok)
+	if err == nil {
+		if s, ok := strings.CutPrefix(string(b), "before:"); ok {
+			if c, err := strconv.ParseInt(s, 10, 64); err == nil && c > 0 {
+				return c, nil
+			}
+		}
+	}
+	return 0, &tenant.FieldError{Field: "page_token", Reason: "is not a token returned by a previous page"}
+}

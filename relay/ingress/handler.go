@@ -1,0 +1,215 @@
+// Package ingress is the relay's front door: the push URL WeChat calls for
+// each tenant. It verifies, decrypts and de-duplicates a push, has it stored
+// durably, and only then answers WeChat.
+package ingress
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/wxrelay/wxrelay/relay"
+	"github.com/wxrelay/wxrelay/relay/wechat"
+	"github.com/wxrelay/wxrelay/tenant"
+)
+
+// MaxBodyBytes caps push bodies. WeChat's pushes are a few KiB.
+const MaxBodyBytes = 1 << 20
+
+// answerDeadline bounds the work on one push: WeChat drops the connection
+// after 5 s and retries, so an answer later than that is wasted.
+const answerDeadline = 4500 * time.Millisecond
+
+// Appender stores events durably; relay.Ingestor is one.
+type Appender interface {
+	Append(ctx context.Context, e *relay.Event) (relay.AppendResult, error)
+}
+
+// Options wire a Handler. Tenants and Events are required.
+type Options struct {
+	Tenants TenantGetter
+	Events  Appender
+	Logger  *slog.Logger
+	Metrics *Metrics // nil: not measured
+	Now     func() time.Time
+	// TenantTTL is how long a tenant's settings are cached (default 1 s):
+	// a change made through another replica applies within it.
+	TenantTTL time.Duration
+}
+
+// Handler serves GET and POST /wx/{id}.
+type Handler struct {
+	receivers *receiverCache
+	events    Appender
+	log       *slog.Logger
+	metrics   *Metrics
+	now       func() time.Time
+}
+
+// New returns a Handler. Route it as "/wx/{id}".
+func New(opts Options) *Handler {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.TenantTTL <= 0 {
+		opts.TenantTTL = time.Second
+	}
+	return &Handler{
+		receivers: newReceiverCache(opts.Tenants, opts.TenantTTL, opts.Now),
+		events:    opts.Events,
+		log:       opts.Logger,
+		metrics:   opts.Metrics,
+		now:       opts.Now,
+	}
+}
+
+// ServeHTTP answers one request from WeChat. Error bodies are short plain
+// text: WeChat shows none of them, but an operator with curl reads them.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	outcome := h.serve(w, r)
+	h.metrics.observe(outcome, time.Since(start))
+}
+
+func (h *Handler) serve(w http.ResponseWriter, r *http.Request) string {
+	ctx, cancel := context.WithTimeout(r.Context(), answerDeadline)
+	defer cancel()
+	id := tenant.ID(r.PathValue("id"))
+	if r.Method != http.MethodGet && r.Method != http.MethodPost {
+		w.Header().Set("Allow", "GET, POST")
+		http.Error(w, "push URLs take GET (verification) and POST (pushes)", http.StatusMethodNotAllowed)
+		return "bad_method"
+	}
+	rc, err := h.receivers.get(ctx, id)
+	switch {
+	case errors.Is(err, tenant.ErrNotFound):
+		http.Error(w, "unknown tenant", http.StatusNotFound)
+		return "unknown_tenant"
+	case err != nil:
+		h.log.ErrorContext(ctx, "push: load tenant", "tenant", id, "err", err)
+		http.Error(w, "internal error", http.StatusInternalServerError)
+		return "error"
+	case rc.tenant.State != tenant.StateActive:
+		http.Error(w, "tenant is disabled", http.StatusForbidden)
+		return "disabled"
+	}
+	if r.Method == http.MethodGet {
+		return h.verifyURL(w, r, rc)
+	}
+	return h.push(ctx, w, r, rc)
+}
+
+// verifyURL answers the GET WeChat sends when the push URL is saved in the
+// console: the echostr, unchanged, if the signature holds. Safe mode does
+// not change this request.
+func (h *Handler) verifyURL(w http.ResponseWriter, r *http.Request, rc *receiver) string {
+	echo, err := wechat.VerifyURL(rc.tenant.Secrets.Token, r.URL.Query())
+	if err != nil {
+		http.Error(w, "signature does not match the tenant's token", http.StatusUnauthorized)
+		return "bad_signature"
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	io.WriteString(w, echo)
+	return "verified"
+}
+
+func (h *Handler) push(ctx context.Context, w http.ResponseWriter, r *http.Request, rc *receiver) string {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+	var tooLarge *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooLarge):
+		http.Error(w, "push body exceeds 1 MiB", http.StatusRequestEntityTooLarge)
+		return "too_large"
+	case err != nil:
+		http.Error(w, "could not read the push body", http.StatusBadRequest)
+		return "bad_body"
+	}
+	query := r.URL.Query()
+	msg, err := rc.receiver.Receive(query, body)
+	if err != nil {
+		status, outcome, text := rejection(err)
+		if status == http.StatusInternalServerError {
+			h.log.ErrorContext(ctx, "push: tenant settings unusable", "tenant", rc.tenant.ID, "err", err)
+		} else {
+			// The error names what failed, never the message content.
+			h.log.InfoContext(ctx, "push rejected", "tenant", rc.tenant.ID, "outcome", outcome, "err", err)
+		}
+		http.Error(w, text, status)
+		return outcome
+	}
+	now := h.now()
+	ev, err := relay.NewEvent(rc.tenant, msg, body, now)
+	if err != nil {
+		h.log.ErrorContext(ctx, "push: make event", "tenant", rc.tenant.ID, "err", err)
+		http.Error(w, "internal error", http.StatusInternalServerError)
+		return "error"
+	}
+	res, err := h.events.Append(ctx, ev)
+	if err != nil {
+		// Never "success" for an event that is not stored: a 500 makes
+		// WeChat retry, and the retry is de-duplicated if this one did land.
+		h.log.ErrorContext(ctx, "push: store event", "tenant", rc.tenant.ID, "err", err)
+		http.Error(w, "could not store the push; WeChat will retry", http.StatusInternalServerError)
+		return "store_error"
+	}
+	h.log.DebugContext(ctx, "push stored", "tenant", rc.tenant.ID, "event", res.ID, "type", ev.Type, "duplicate", res.Duplicate)
+	outcome := "stored"
+	if res.Duplicate {
+		outcome = "duplicate"
+	}
+	// A duplicate gets the same answer as the original: the answer depends
+	// only on the message and the tenant's settings.
+	if rc.tenant.ReplyMode == tenant.ReplyTransferCustomerService && !msg.IsEvent() {
+		return h.transfer(ctx, w, query, rc, msg, now, outcome)
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	io.WriteString(w, wechat.Success)
+	return outcome
+}
+
+// transfer answers a user message with transfer_customer_service, handing
+// the conversation to WeChat's customer-service tool.
+func (h *Handler) transfer(ctx context.Context, w http.ResponseWriter, query map[string][]string, rc *receiver, msg *wechat.Message, now time.Time, outcome string) string {
+	reply := wechat.TransferReply(msg, rc.format, now.Unix())
+	sealed, err := rc.receiver.Reply(query, rc.format, reply, now.Unix())
+	if err != nil {
+		// The event is stored; "success" still tells WeChat so, and the
+		// tenant can reply through the send API.
+		h.log.ErrorContext(ctx, "push: seal transfer reply", "tenant", rc.tenant.ID, "err", err)
+		io.WriteString(w, wechat.Success)
+		return outcome
+	}
+	if rc.format == wechat.FormatJSON {
+		w.Header().Set("Content-Type", "application/json")
+	} else {
+		w.Header().Set("Content-Type", "text/xml; charset=utf-8")
+	}
+	w.Header().Set("Content-Length", strconv.Itoa(len(sealed)))
+	w.Write(sealed)
+	return outcome
+}
+
+// rejection maps a push the protocol refuses to its answer.
+func rejection(err error) (status int, outcome, text string) {
+	switch {
+	case errors.Is(err, wechat.ErrBadSignature):
+		return http.StatusUnauthorized, "bad_signature", "signature does not match the tenant's token"
+	case errors.Is(err, wechat.ErrAppIDMismatch):
+		return http.StatusForbidden, "wrong_appid", "push is encrypted for another mini-program"
+	case errors.Is(err, wechat.ErrWrongRecipient):
+		return http.StatusForbidden, "wrong_recipient", "push is addressed to another original_id"
+	case errors.Is(err, wechat.ErrBadCiphertext):
+		return http.StatusBadRequest, "bad_ciphertext", "Encrypt does not decrypt with the tenant's EncodingAESKey"
+	case errors.Is(err, wechat.ErrMalformed):
+		return http.StatusBadRequest, "malformed", "push body does not parse"
+	default:
+		return http.StatusInternalServerError, "error", "internal error"
+	}
+}

@@ -1,0 +1,377 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/mattn/go-sqlite3"
+	"github.com/uptrace/bun"
+	"github.com/uptrace/bun/driver/pgdriver"
+
+	"github.com/wxrelay/wxrelay/relay"
+	"github.com/wxrelay/wxrelay/tenant"
+)
+
+// EventStore keeps WeChat's pushes in the events table. The table's unique
+// (tenant_id, dedup_key) is what de-duplicates WeChat's retries, across
+// processes and replicas alike.
+type EventStore struct {
+	db *DB
+}
+
+var _ relay.Store = (*EventStore)(nil)
+
+// NewEventStore returns an EventStore on db.
+func NewEventStore(db *DB) *EventStore { return &EventStore{db: db} }
+
+// defaultEventPageSize is the page size of FindEvents when the filter names none.
+const defaultEventPageSize = 50
+
+// Limits on one INSERT or SELECT statement of AppendEvents. bun writes the
+// values into the statement's text (bytes as hex), so a statement's size
+// follows the bodies it carries: large batches of large pushes are split
+// into several statements, still in the one transaction.
+const (
+	appendChunkRows  = 256
+	appendChunkBytes = 4 << 20 // raw + payload
+	lookupChunkRows  = 500
+)
+
+// appendAttempts bounds how often AppendEvents runs a batch that PostgreSQL
+// aborted as a deadlock victim (see AppendEvents).
+const appendAttempts = 3
+
+// AppendEvents stores a batch of events in one transaction, so that the
+// whole batch costs one durable commit (one fsync on SQLite), and reports
+// for each event, in input order, the id it is stored under: its own when
+// new, the original's when tenant and DedupKey were stored before, by this
+// batch or an earlier one, by this process or another (Duplicate). A
+// duplicate is not stored again.
+//
+// New events start pending, with no attempts, due at their ReceiveTime;
+// their State and AttemptCount are not read. ID, TenantID, DedupKey and
+// ReceiveTime are required: relay.ErrInvalid otherwise. An event of a tenant
+// that does not exist (deleted meanwhile) fails the batch with
+// tenant.ErrNotFound. Any error means that nothing of the batch was stored.
+func (s *EventStore) AppendEvents(ctx context.Context, events []*relay.Event) ([]relay.AppendResult, error) {
+	if len(events) == 0 {
+		return nil, nil
+	}
+	b, err := newAppendBatch(events)
+	if err != nil {
+		return nil, fmt.Errorf("append events: %w", err)
+	}
+	for attempt := 1; ; attempt++ {
+		err = s.db.bun.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+			return b.run(ctx, tx)
+		})
+		// Events are inserted in input order, so two transactions holding
+		// the same dedup keys in opposite orders wait for each other, and
+		// PostgreSQL aborts one of them. Its work was rolled back: run it
+		// again. Sorting the keys instead would avoid the deadlock but give
+		// up ordering the cursors of a batch as the batch.
+		if err == nil || !isDeadlock(err) || attempt == appendAttempts {
+			break
+		}
+	}
+	switch {
+	case isForeignKeyViolation(err):
+		return nil, fmt.Errorf("append events: a tenant of the batch does not exist: %w", tenant.ErrNotFound)
+	case err != nil:
+		return nil, fmt.Errorf("append events: %w", err)
+	}
+	return b.results(), nil
+}
+
+// appendBatch is one call of AppendEvents: the rows to insert, and what
+// became of them.
+type appendBatch struct {
+	events []*relay.Event
+	// rows holds the first event of each (tenant, dedup key) in the batch.
+	rows []*eventRow
+	// row[i] is the index in rows of events[i] or of the event it repeats.
+	row []int
+	// stored[j] is the id that rows[j] is stored under, and dup[j] whether
+	// that is an earlier event's; both are set by run.
+	stored []string
+	dup    []bool
+}
+
+type dedupKey struct{ tenantID, key string }
+
+func newAppendBatch(events []*relay.Event) (*appendBatch, error) {
+	b := &appendBatch{events: events, row: make([]int, len(events))}
+	first := make(map[dedupKey]int, len(events))
+	for i, e := range events {
+		if err := validateNewEvent(e); err != nil {
+			return nil, fmt.Errorf("event %d: %w", i, err)
+		}
+		k := dedupKey{string(e.TenantID), e.DedupKey}
+		if j, ok := first[k]; ok {
+			b.row[i] = j // WeChat retried while the first was still queued
+			continue
+		}
+		first[k] = len(b.rows)
+		b.row[i] = len(b.rows)
+		b.rows = append(b.rows, newEventRow(e))
+	}
+	b.stored = make([]string, len(b.rows))
+	b.dup = make([]bool, len(b.rows))
+	return b, nil
+}
+
+func validateNewEvent(e *relay.Event) error {
+	switch {
+	case e == nil:
+		return fmt.Errorf("nil event: %w", relay.ErrInvalid)
+	case e.ID == "":
+		return fmt.Errorf("no id: %w", relay.ErrInvalid)
+	case e.TenantID == "":
+		return fmt.Errorf("%s: no tenant: %w", e.ID, relay.ErrInvalid)
+	case e.DedupKey == "":
+		return fmt.Errorf("%s: no dedup key: %w", e.ID, relay.ErrInvalid)
+	case e.ReceiveTime.IsZero():
+		return fmt.Errorf("%s: no receive time: %w", e.ID, relay.ErrInvalid)
+	}
+	return nil
+}
+
+// run inserts the batch's rows, skipping those whose key is stored already,
+// and looks up the ids of the rows stored before. It may run more than once.
+func (b *appendBatch) run(ctx context.Context, tx bun.Tx) error {
+	if appendPerRow {
+		return b.runPerRow(ctx, tx)
+	}
+	index := make(map[string]int, len(b.rows)) // row id → index in rows
+	for j, r := range b.rows {
+		index[r.ID] = j
+		b.stored[j], b.dup[j] = "", false
+	}
+
+	// Multi-row INSERTs: one statement per chunk, not per event.
+	for start := 0; start < len(b.rows); {
+		end, size := start, 0
+		for end < len(b.rows) && end-start < appendChunkRows && (end == start || size+b.rows[end].size() <= appendChunkBytes) {
+			size += b.rows[end].size()
+			end++
+		}
+		chunk := b.rows[start:end]
+		// RETURNING yields the inserted rows only, in no promised order;
+		// ids tell them apart.
+		var ids []string
+		_, err := tx.NewInsert().Model(&chunk).
+			On("CONFLICT (tenant_id, dedup_key) DO NOTHING").
+			Returning("id").
+			Exec(ctx, &ids)
+		if err != nil {
+			return fmt.Errorf("insert events: %w", err)
+		}
+		for _, id := range ids {
+			j, ok := index[id]
+			if !ok {
+				return fmt.Errorf("insert events: database returned unknown id %q", id)
+			}
+			b.stored[j] = id
+		}
+		start = end
+	}
+
+	// The rest are retries of events stored before: report the originals.
+	var missing []int
+	for j := range b.rows {
+		if b.stored[j] == "" {
+			missing = append(missing, j)
+		}
+	}
+	for start := 0; start < len(missing); start += lookupChunkRows {
+		chunk := missing[start:min(start+lookupChunkRows, len(missing))]
+		keys := make([][]any, 0, len(chunk))
+		for _, j := range chunk {
+			keys = append(keys, []any{b.rows[j].TenantID, b.rows[j].DedupKey})
+		}
+		var found []struct {
+			TenantID string `bun:"tenant_id"`
+			DedupKey string `bun:"dedup_key"`
+			ID       string `bun:"id"`
+		}
+		// A row value IN a VALUES list: both engines accept it and search
+		// the unique (tenant_id, dedup_key) index for each pair.
+		err := tx.NewSelect().Table("events").Column("tenant_id", "dedup_key", "id").
+			Where("(tenant_id, dedup_key) IN (VALUES ?)", bun.In(keys)).
+			Scan(ctx, &found)
+		if err != nil {
+			return fmt.Errorf("find originals of duplicate events: %w", err)
+		}
+		byKey := make(map[dedupKey]string, len(found))
+		for _, f := range found {
+			byKey[dedupKey{f.TenantID, f.DedupKey}] = f.ID
+		}
+		for _, j := range chunk {
+			id, ok := byKey[dedupKey{b.rows[j].TenantID, b.rows[j].DedupKey}]
+			if !ok {
+				// Its insert conflicted with a row that is gone now: its
+				// tenant was deleted meanwhile.
+				return fmt.Errorf("event %s: the original of dedup key %q disappeared: %w", b.rows[j].ID, b.rows[j].DedupKey, tenant.ErrNotFound)
+			}
+			b.stored[j], b.dup[j] = id, true
+		}
+	}
+	return nil
+}
+
+// results reports the outcome of a batch that run has committed.
+func (b *appendBatch) results() []relay.AppendResult {
+	res := make([]relay.AppendResult, len(b.events))
+	for i, e := range b.events {
+		j := b.row[i]
+		res[i] = relay.AppendResult{
+			ID: relay.EventID(b.stored[j]),
+			// A repeat within the batch is a duplicate even though the
+			// event it repeats is new.
+			Duplicate: b.dup[j] || string(e.ID) != b.rows[j].ID,
+		}
+	}
+	return res
+}
+
+// FindEvent returns tenant tid's event id. relay.ErrNotFound, also when the
+// event belongs to another tenant.
+func (s *EventStore) FindEvent(ctx context.Context, tid tenant.ID, id relay.EventID) (*relay.Event, error) {
+	var row eventRow
+	err := s.db.bun.NewSelect().Model(&row).
+		Where("tenant_id = ?", string(tid)).
+		Where("id = ?", string(id)).
+		Scan(ctx)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("find event %s of tenant %s: %w", id, tid, relay.ErrNotFound)
+	} else if err != nil {
+		return nil, fmt.Errorf("find event %s of tenant %s: %w", id, tid, err)
+	}
+	return row.toDomain()
+}
+
+// FindEvents returns up to f.PageSize (50 if it is not positive) of tenant
+// tid's events, newest first, starting below the cursor f.Before when it is
+// positive. Paging by cursor rather than by offset keeps pages from
+// overlapping while events arrive.
+func (s *EventStore) FindEvents(ctx context.Context, tid tenant.ID, f relay.EventFilter) ([]relay.StoredEvent, error) {
+	limit := f.PageSize
+	if limit <= 0 {
+		limit = defaultEventPageSize
+	}
+	var rows []eventRow
+	q := s.db.bun.NewSelect().Model(&rows).
+		Where("tenant_id = ?", string(tid)).
+		OrderExpr("seq DESC").
+		Limit(int64(limit))
+	if f.Before > 0 {
+		q = q.Where("seq < ?", f.Before)
+	}
+	if err := q.Scan(ctx); err != nil {
+		return nil, fmt.Errorf("find events of tenant %s: %w", tid, err)
+	}
+	out := make([]relay.StoredEvent, 0, len(rows))
+	for i := range rows {
+		e, err := rows[i].toDomain()
+		if err != nil {
+			return nil, fmt.Errorf("find events of tenant %s: %w", tid, err)
+		}
+		out = append(out, relay.StoredEvent{Event: e, Cursor: rows[i].Seq})
+	}
+	return out, nil
+}
+
+// eventRow is a row of the events table, without the lease columns, which
+// belong to delivery. Times are UTC; bun writes them with microseconds.
+type eventRow struct {
+	bun.BaseModel `bun:"table:events,alias:e"`
+
+	Seq           int64     `bun:"seq,pk,autoincrement"`
+	ID            string    `bun:"id"`
+	TenantID      string    `bun:"tenant_id"`
+	DedupKey      string    `bun:"dedup_key"`
+	Type          string    `bun:"type"`
+	OpenID        string    `bun:"openid"`
+	CreateTime    time.Time `bun:"create_time"`
+	ReceiveTime   time.Time `bun:"receive_time"`
+	Raw           []byte    `bun:"raw"`
+	Payload       []byte    `bun:"payload"`
+	State         string    `bun:"state"`
+	AttemptCount  int       `bun:"attempt_count"`
+	NextAttemptAt time.Time `bun:"next_attempt_at"`
+}
+
+// eventStates are the stored names of relay.State.
+var eventStates = enum[relay.State]{
+	{relay.StatePending, "pending"},
+	{relay.StateDelivered, "delivered"},
+	{relay.StateFailed, "failed"},
+}
+
+// newEventRow converts an event about to be stored for the first time: it
+// is pending, with no attempts, and due at once.
+func newEventRow(e *relay.Event) *eventRow {
+	return &eventRow{
+		ID:            string(e.ID),
+		TenantID:      string(e.TenantID),
+		DedupKey:      e.DedupKey,
+		Type:          e.Type,
+		OpenID:        e.OpenID,
+		CreateTime:    e.CreateTime.UTC(),
+		ReceiveTime:   e.ReceiveTime.UTC(),
+		Raw:           nonNil(e.Raw),
+		Payload:       nonNil(e.Payload),
+		State:         "pending",
+		NextAttemptAt: e.ReceiveTime.UTC(),
+	}
+}
+
+// size is what the row's bodies add to an INSERT statement.
+func (r *eventRow) size() int { return len(r.Raw) + len(r.Payload) }
+
+func (r *eventRow) toDomain() (*relay.Event, error) {
+	state, err := eventStates.decode("state", r.State)
+	if err != nil {
+		return nil, fmt.Errorf("event %s: %w", r.ID, err)
+	}
+	return &relay.Event{
+		ID:           relay.EventID(r.ID),
+		TenantID:     tenant.ID(r.TenantID),
+		DedupKey:     r.DedupKey,
+		Type:         r.Type,
+		OpenID:       r.OpenID,
+		CreateTime:   r.CreateTime.UTC(),
+		ReceiveTime:  r.ReceiveTime.UTC(),
+		Raw:          r.Raw,
+		Payload:      r.Payload,
+		State:        state,
+		AttemptCount: r.AttemptCount,
+	}, nil
+}
+
+// nonNil keeps a nil body from becoming NULL in a NOT NULL column.
+func nonNil(b []byte) []byte {
+	if b == nil {
+		return []byte{}
+	}
+	return b
+}
+
+// isDeadlock reports whether PostgreSQL aborted the transaction to break a
+// deadlock or a serialization conflict; running it again may succeed.
+func isDeadlock(err error) bool {
+	var pe pgdriver.Error
+	return errors.As(err, &pe) && (pe.Field('C') == "40P01" || pe.Field('C') == "40001")
+}
+
+// isForeignKeyViolation reports whether err is a foreign key violation on
+// either engine.
+func isForeignKeyViolation(err error) bool {
+	var le sqlite3.Error
+	var pe pgdriver.Error
+	return (errors.As(err, &le) && le.ExtendedCode == sqlite3.ErrConstraintForeignKey) ||
+		(errors.As(err, &pe) && pe.Field('C') == "23503")
+}

@@ -1,0 +1,4 @@
+package store
+
+// SetAppendPerRow is TEMPORARY, for the benchmark comparison.
+func SetAppendPerRow(v bool) { appendPerRow = v }
