@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"sync"
 	"time"
+
+	"github.com/wxrelay/wxrelay/tenant"
 )
 
 // ErrClosed is returned by Ingestor.Append after Close.
@@ -136,12 +138,18 @@ func (in *Ingestor) commit(batch []*pendingAppend, events []*Event) {
 	ctx, cancel := context.WithTimeout(context.Background(), in.opts.CommitTimeout)
 	defer cancel()
 	start := time.Now()
-	results, err := in.store.AppendEvents(ctx, events)
-	if err == nil && len(results) != len(events) {
-		err = fmt.Errorf("relay: store returned %d results for %d events", len(results), len(events))
-	}
+	results, err := in.append(ctx, events)
 	if in.opts.OnCommit != nil {
 		in.opts.OnCommit(len(events), time.Since(start), err)
+	}
+	if err != nil && len(batch) > 1 && (errors.Is(err, ErrInvalid) || errors.Is(err, tenant.ErrNotFound)) {
+		// One event the store refuses (invalid, or its tenant deleted
+		// meanwhile) must not fail its neighbours: commit them one by one,
+		// so only the bad one is answered with an error.
+		for i := range batch {
+			in.commit(batch[i:i+1], events[i:i+1])
+		}
+		return
 	}
 	for i, p := range batch {
 		if err != nil {
@@ -150,4 +158,12 @@ func (in *Ingestor) commit(batch []*pendingAppend, events []*Event) {
 			p.result <- appendOutcome{res: results[i]}
 		}
 	}
+}
+
+func (in *Ingestor) append(ctx context.Context, events []*Event) ([]AppendResult, error) {
+	results, err := in.store.AppendEvents(ctx, events)
+	if err == nil && len(results) != len(events) {
+		err = fmt.Errorf("relay: store returned %d results for %d events", len(results), len(events))
+	}
+	return results, err
 }

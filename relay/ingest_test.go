@@ -108,3 +108,35 @@ func TestIngestorStoreFailure(t *testing.T) {
 		t.Errorf("Append with the database closed succeeded")
 	}
 }
+
+// An event the store refuses fails alone, not the pushes committed with it.
+func TestIngestorIsolatesARefusedEvent(t *testing.T) {
+	db := storetest.New(t)
+	tid := mustTenant(t, db)
+	in := relay.NewIngestor(store.NewEventStore(db), relay.IngestorOptions{})
+	defer in.Close()
+	var wg sync.WaitGroup
+	var failed, stored atomic.Int64
+	for i := range 100 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			e := event(tid, fmt.Sprintf("msg:%d", i))
+			if i%10 == 0 {
+				e.DedupKey = "" // the store refuses this one
+			}
+			if _, err := in.Append(context.Background(), e); err != nil {
+				if i%10 != 0 {
+					t.Errorf("good event %d failed: %v", i, err)
+				}
+				failed.Add(1)
+			} else {
+				stored.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	if failed.Load() != 10 || stored.Load() != 90 {
+		t.Errorf("failed %d, stored %d; want 10 and 90", failed.Load(), stored.Load())
+	}
+}

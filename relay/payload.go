@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/wxrelay/wxrelay/relay/wechat"
 	"github.com/wxrelay/wxrelay/tenant"
@@ -22,6 +24,9 @@ type webhookBody struct {
 	Data        json.RawMessage `json:"data"`
 }
 
+// maxTextField bounds the push fields stored as text columns.
+const maxTextField = 256
+
 // EventType names a message message.<MsgType> and an event event.<Event>.
 func EventType(m *wechat.Message) string {
 	if m.IsEvent() {
@@ -36,7 +41,18 @@ func EventType(m *wechat.Message) string {
 // NewEvent makes the event for a verified, decoded push of tenant t, with
 // its webhook body computed once, here, so every delivery attempt sends
 // the same bytes.
+//
+// The fields stored as text (sender, type, de-duplication key) must be valid
+// UTF-8 without NUL and of sane length, else ErrInvalid: databases refuse
+// such text, and one refused row would fail every push committed with it.
 func NewEvent(t *tenant.Tenant, m *wechat.Message, raw []byte, receivedAt time.Time) (*Event, error) {
+	for _, f := range []struct{ name, value string }{
+		{"FromUserName", m.FromUserName}, {"MsgType", m.MsgType}, {"Event", m.Event}, {"MsgId", m.MsgID},
+	} {
+		if len(f.value) > maxTextField || !utf8.ValidString(f.value) || strings.ContainsRune(f.value, 0) {
+			return nil, fmt.Errorf("%w: %s is not valid text of at most %d bytes", ErrInvalid, f.name, maxTextField)
+		}
+	}
 	receivedAt = receivedAt.UTC().Truncate(time.Microsecond)
 	e := &Event{
 		ID:          NewEventID(receivedAt),

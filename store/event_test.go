@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/uptrace/bun"
+
 	"github.com/wxrelay/wxrelay/relay"
 	"github.com/wxrelay/wxrelay/store"
 	"github.com/wxrelay/wxrelay/store/storetest"
@@ -209,6 +211,14 @@ func TestEventStore_AppendDuplicateInBatch(t *testing.T) {
 			if got := countEvents(t, db, tid, key); got != 1 {
 				t.Errorf("dedup key %s stored %d times, want once", key, got)
 			}
+		}
+
+		// The very same event twice: the second is the duplicate.
+		c := newEvent(tid, "1003")
+		res = mustAppend(t, s, c, c)
+		want = []relay.AppendResult{{ID: c.ID}, {ID: c.ID, Duplicate: true}}
+		if !reflect.DeepEqual(res, want) {
+			t.Errorf("AppendEvents(c, c) = %+v, want %+v", res, want)
 		}
 	})
 }
@@ -652,4 +662,89 @@ func BenchmarkAppendEvents(b *testing.B) {
 			b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "events/s")
 		})
 	}
+}
+
+// TestEventStore_AppendDeadlock makes a batch deadlock on PostgreSQL with
+// another transaction that holds the batch's keys in the opposite order, as
+// two replicas receiving WeChat's retries may: the batch must still be
+// stored, each key once.
+func TestEventStore_AppendDeadlock(t *testing.T) {
+	db := storetest.NewPostgres(t)
+	s, ctx := store.NewEventStore(db), context.Background()
+	tid := mustCreateTenant(t, db, "tn_a")
+	insert := func(tx bun.Tx, e *relay.Event) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO events (id, tenant_id, dedup_key, type, openid, create_time, receive_time, raw, payload, state, next_attempt_at)
+			VALUES (?, ?, ?, '', '', ?, ?, '', '', 'pending', ?) ON CONFLICT (tenant_id, dedup_key) DO NOTHING`,
+			e.ID, e.TenantID, e.DedupKey, e.CreateTime, e.ReceiveTime, e.ReceiveTime)
+		return err
+	}
+
+	// The other transaction takes b, the batch then takes a and waits for
+	// b, and the other transaction waits for a: a deadlock, which
+	// PostgreSQL breaks after deadlock_timeout (1s by default) by aborting
+	// the transaction that has waited longest: the batch's.
+	otherA, otherB := newEvent(tid, "a"), newEvent(tid, "b")
+	tx, err := db.Bun().BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	if err := insert(tx, otherB); err != nil {
+		t.Fatal(err)
+	}
+	batch := []*relay.Event{newEvent(tid, "a"), newEvent(tid, "b")}
+	done := make(chan error, 1)
+	var res []relay.AppendResult
+	go func() {
+		var err error
+		res, err = s.AppendEvents(ctx, batch)
+		done <- err
+	}()
+	mustWaitForLockWait(t, db)
+	if err := insert(tx, otherA); err != nil {
+		// PostgreSQL picked the other transaction after all: then the
+		// batch goes through on its first try.
+		t.Logf("the other transaction was the deadlock's victim: %v", err)
+		tx.Rollback()
+		if err := <-done; err != nil {
+			t.Fatalf("AppendEvents: %v", err)
+		}
+		want := []relay.AppendResult{{ID: batch[0].ID}, {ID: batch[1].ID}}
+		if !reflect.DeepEqual(res, want) {
+			t.Errorf("AppendEvents() = %+v, want %+v", res, want)
+		}
+		return
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("AppendEvents: %v", err)
+	}
+	want := []relay.AppendResult{{ID: otherA.ID, Duplicate: true}, {ID: otherB.ID, Duplicate: true}}
+	if !reflect.DeepEqual(res, want) {
+		t.Errorf("AppendEvents() = %+v, want %+v", res, want)
+	}
+	for _, key := range []string{"a", "b"} {
+		if got := countEvents(t, db, tid, key); got != 1 {
+			t.Errorf("dedup key %s stored %d times, want once", key, got)
+		}
+	}
+}
+
+// mustWaitForLockWait waits until a session of db's schema waits for a lock.
+func mustWaitForLockWait(t *testing.T, db *store.DB) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		var n int
+		err := db.Bun().QueryRowContext(context.Background(),
+			`SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()`).Scan(&n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n > 0 {
+			return
+		}
+	}
+	t.Fatal("AppendEvents never waited for the other transaction's key")
 }

@@ -146,6 +146,10 @@ func (h *Handler) push(ctx context.Context, w http.ResponseWriter, r *http.Reque
 	}
 	now := h.now()
 	ev, err := relay.NewEvent(rc.tenant, msg, body, now)
+	if errors.Is(err, relay.ErrInvalid) {
+		http.Error(w, "push has fields that are not valid text", http.StatusBadRequest)
+		return "malformed"
+	}
 	if err != nil {
 		h.log.ErrorContext(ctx, "push: make event", "tenant", rc.tenant.ID, "err", err)
 		http.Error(w, "internal error", http.StatusInternalServerError)

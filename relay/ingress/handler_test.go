@@ -477,3 +477,21 @@ func TestConcurrentPushesAllStored(t *testing.T) {
 		t.Errorf("decrypted content reached the logs")
 	}
 }
+
+// A push whose sender is not valid text is refused alone; pushes committed
+// beside it are stored.
+func TestInvalidTextRefusedAlone(t *testing.T) {
+	e := newRelayEnv(t)
+	tn := e.newTenant(tenant.EncryptPlaintext, tenant.FormatJSON)
+	bad := []byte("{\"ToUserName\":\"gh_10f6c3c3ac5a\",\"FromUserName\":\"o\\u0000x\",\"CreateTime\":1,\"MsgType\":\"text\",\"Content\":\"x\",\"MsgId\":5}")
+	if a := e.postRaw(tn.ID, signedQuery(pushToken), "application/json", bad); a.status != 400 {
+		t.Errorf("NUL in FromUserName: %d %q, want 400", a.status, a.body)
+	}
+	good, _ := pusher(t, tn).Push(wechat.TextMessage(wechat.FormatJSON, header(1), "fine", 6), 1, "1")
+	if a := e.post(tn.ID, good); a.body != "success" {
+		t.Errorf("good push after a bad one: %d %q", a.status, a.body)
+	}
+	if n := len(e.stored(tn.ID)); n != 1 {
+		t.Errorf("%d events stored, want 1", n)
+	}
+}

@@ -1,4 +1,0 @@
-package store
-
-// SetAppendPerRow is TEMPORARY, for the benchmark comparison.
-func SetAppendPerRow(v bool) { appendPerRow = v }
