@@ -36,6 +36,9 @@ type command struct {
 // commands are wxsim's subcommands, in the order the usage text lists them.
 var commands = []command{
 	{"serve", "serve the fake WeChat API (tokens, customer-service messages, media)", runServe},
+	{"push", "send one push to a push URL as WeChat would and print the answer", runPush},
+	{"verify", "check a push URL with WeChat's signed GET (echostr)", runVerify},
+	{"load", "push load at a push URL; compare it with a bare handler", runLoad},
 }
 
 // errUsage marks a command-line mistake whose explanation has already been

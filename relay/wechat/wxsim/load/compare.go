@@ -58,10 +58,10 @@ func (b *BareServer) Close() error {
 
 // Comparison is the result of [Compare].
 type Comparison struct {
-	Rounds []Round  `json:"rounds"`
-	Relay  *Result  `json:"relay"` // all relay rounds merged
-	Bare   *Result  `json:"bare"`  // all bare rounds merged
-	Ratio  float64  `json:"ratio"` // Relay.Rate / Bare.Rate
+	Rounds []Round `json:"rounds"`
+	Relay  *Result `json:"relay"` // all relay rounds merged
+	Bare   *Result `json:"bare"`  // all bare rounds merged
+	Ratio  float64 `json:"ratio"` // Relay.Rate / Bare.Rate
 }
 
 // Round holds the rates of one round of a [Compare].

@@ -51,7 +51,6 @@ type Generator struct {
 	pusher wechat.Pusher
 	base   int64
 	next   atomic.Int64 // the next unused index
-	now    func() time.Time
 }
 
 // msgIDFloor keeps MsgIds in the range WeChat uses (about 2^62, well above
@@ -83,7 +82,6 @@ func NewGenerator(t Tenant) (*Generator, error) {
 		tenant: t,
 		pusher: wechat.Pusher{Token: t.Token, Mode: wechat.ModeSafe, Cipher: c},
 		base:   msgIDFloor + rand.Int64N(msgIDRoom),
-		now:    time.Now,
 	}, nil
 }
 
@@ -100,7 +98,7 @@ func (g *Generator) Next() (Push, error) {
 func (g *Generator) reserve(n int) int64 { return g.next.Add(int64(n)) - int64(n) }
 
 func (g *Generator) push(i int64) (Push, error) {
-	ts := g.now().Unix()
+	ts := time.Now().Unix()
 	id := g.base + i
 	msg := wechat.TextMessage(wechat.FormatJSON, wechat.Header{
 		ToUserName:   g.tenant.ToUserName,
