@@ -18,6 +18,7 @@ import (
 
 	"github.com/wxrelay/wxrelay/api"
 	"github.com/wxrelay/wxrelay/relay"
+	"github.com/wxrelay/wxrelay/relay/delivery"
 	"github.com/wxrelay/wxrelay/relay/ingress"
 	"github.com/wxrelay/wxrelay/store"
 	"github.com/wxrelay/wxrelay/store/storetest"
@@ -52,15 +53,25 @@ func newEnv(t *testing.T) *env {
 	events := store.NewEventStore(db)
 	ingestor := relay.NewIngestor(events, relay.IngestorOptions{})
 	t.Cleanup(ingestor.Close)
+	// A dispatcher that is not running: the API only queues redeliveries.
+	dispatcher, err := delivery.New(delivery.Options{
+		Store:   store.NewDeliveryStore(db),
+		Tenants: tenant.NewCache(svc, 0, nil),
+		Sender:  delivery.NewSender(delivery.SenderOptions{}),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 	srv, err := api.New(api.Options{
 		Logger:    log,
 		Auth:      auth,
 		Tenants:   svc,
 		Events:    relay.NewEvents(events),
+		Redeliver: dispatcher,
 		PublicURL: "https://relay.example.com/",
 		Ready:     db.Ping,
 		Routes: map[string]http.Handler{
-			"/wx/{id}": ingress.New(ingress.Options{Tenants: svc, Events: ingestor, Logger: log}),
+			"/wx/{id}": ingress.New(ingress.Options{Tenants: tenant.NewCache(svc, 0, nil), Events: ingestor, Logger: log}),
 		},
 	})
 	if err != nil {

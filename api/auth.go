@@ -37,6 +37,7 @@ var policy = map[string]access{
 	wxrelayv1.TenantService_RotateWebhookSecret_FullMethodName: accessAdmin,
 	wxrelayv1.EventService_ListEvents_FullMethodName:           accessTenant,
 	wxrelayv1.EventService_GetEvent_FullMethodName:             accessTenant,
+	wxrelayv1.EventService_RedeliverEvent_FullMethodName:       accessTenant,
 }
 
 // publicPrefixes are services that need no token.

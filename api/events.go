@@ -16,10 +16,16 @@ import (
 	"github.com/wxrelay/wxrelay/tenant"
 )
 
+// Redeliverer queues an event for delivery again; delivery.Dispatcher is one.
+type Redeliverer interface {
+	Redeliver(ctx context.Context, tid tenant.ID, id relay.EventID) error
+}
+
 // eventServer implements wxrelayv1.EventServiceServer on relay.Events.
 type eventServer struct {
 	wxrelayv1.UnimplementedEventServiceServer
-	events *relay.Events
+	events    *relay.Events
+	redeliver Redeliverer
 }
 
 func (s *eventServer) ListEvents(ctx context.Context, req *wxrelayv1.ListEventsRequest) (*wxrelayv1.ListEventsResponse, error) {
@@ -35,13 +41,34 @@ func (s *eventServer) ListEvents(ctx context.Context, req *wxrelayv1.ListEventsR
 }
 
 func (s *eventServer) GetEvent(ctx context.Context, req *wxrelayv1.GetEventRequest) (*wxrelayv1.Event, error) {
-	e, err := s.events.Get(ctx, tenant.ID(req.GetId()), relay.EventID(req.GetEventId()))
+	return s.event(ctx, tenant.ID(req.GetId()), relay.EventID(req.GetEventId()))
+}
+
+func (s *eventServer) RedeliverEvent(ctx context.Context, req *wxrelayv1.RedeliverEventRequest) (*wxrelayv1.Event, error) {
+	tid, id := tenant.ID(req.GetId()), relay.EventID(req.GetEventId())
+	if err := s.redeliver.Redeliver(ctx, tid, id); err != nil {
+		return nil, err
+	}
+	return s.event(ctx, tid, id)
+}
+
+// event is one event with its payload and attempts.
+func (s *eventServer) event(ctx context.Context, tid tenant.ID, id relay.EventID) (*wxrelayv1.Event, error) {
+	e, attempts, err := s.events.GetWithAttempts(ctx, tid, id)
 	if err != nil {
 		return nil, err
 	}
 	pe := toProtoEvent(e)
 	if pe.Payload, err = payloadStruct(e.Payload); err != nil {
 		return nil, fmt.Errorf("event %s: %w", e.ID, err)
+	}
+	for _, a := range attempts {
+		pe.Attempts = append(pe.Attempts, &wxrelayv1.Attempt{
+			Time:       timestamppb.New(a.Time),
+			HttpStatus: int32(a.HTTPStatus),
+			LatencyMs:  int32(a.Latency.Milliseconds()),
+			Error:      a.Error,
+		})
 	}
 	return pe, nil
 }

@@ -90,4 +90,12 @@ func TestEventsAPI(t *testing.T) {
 	e.mustStatus(e.do("GET", "/v1/tenants/"+a.id+"/events/"+ids[0], e.admin, nil), 200)
 	e.mustStatus(e.do("GET", "/v1/tenants/"+a.id+"/events/evt_nope", a.apiKey, nil), 404)
 	e.mustStatus(e.do("GET", "/v1/tenants/"+a.id+"/events?page_token=bogus", a.apiKey, nil), 400)
+
+	// Redelivery: the tenant may queue its own event again, not another's.
+	r := e.mustStatus(e.do("POST", "/v1/tenants/"+a.id+"/events/"+ids[0]+":redeliver", a.apiKey, "{}"), 200)
+	if r.body["id"] != ids[0] || r.body["state"] != "STATE_PENDING" {
+		t.Errorf("redeliver answered %s", r.raw)
+	}
+	e.mustStatus(e.do("POST", "/v1/tenants/"+a.id+"/events/"+ids[0]+":redeliver", b.apiKey, "{}"), 403)
+	e.mustStatus(e.do("POST", "/v1/tenants/"+b.id+"/events/"+ids[0]+":redeliver", b.apiKey, "{}"), 404)
 }

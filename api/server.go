@@ -46,6 +46,7 @@ type Options struct {
 	Auth      *tenant.Authenticator
 	Tenants   *tenant.Service
 	Events    *relay.Events
+	Redeliver Redeliverer
 	PublicURL string // base of push URLs, e.g. https://relay.example.com
 	// Ready reports whether the service can take traffic (the database
 	// answers); /readyz answers 503 while it returns an error.
@@ -71,8 +72,8 @@ type Server struct {
 // (auth, error mapping, logging, metrics) as gRPC calls do; the gateway's
 // direct-call mode would skip them.
 func New(opts Options) (*Server, error) {
-	if opts.Logger == nil || opts.Auth == nil || opts.Tenants == nil || opts.Events == nil {
-		return nil, errors.New("api: Logger, Auth, Tenants and Events are required")
+	if opts.Logger == nil || opts.Auth == nil || opts.Tenants == nil || opts.Events == nil || opts.Redeliver == nil {
+		return nil, errors.New("api: Logger, Auth, Tenants, Events and Redeliver are required")
 	}
 	if opts.Registry == nil {
 		opts.Registry = prometheus.NewRegistry()
@@ -108,7 +109,7 @@ func New(opts Options) (*Server, error) {
 		tenants:   opts.Tenants,
 		publicURL: strings.TrimRight(opts.PublicURL, "/"),
 	})
-	wxrelayv1.RegisterEventServiceServer(gs, &eventServer{events: opts.Events})
+	wxrelayv1.RegisterEventServiceServer(gs, &eventServer{events: opts.Events, redeliver: opts.Redeliver})
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(gs, hs)
 	reflection.Register(gs)

@@ -105,6 +105,8 @@ func patchFromMask(in *wxrelayv1.Tenant, paths []string) (tenant.Patch, error) {
 			p.WebhookURL = &d.WebhookURL
 		case "reply_mode":
 			p.ReplyMode = &d.ReplyMode
+		case "ordered_delivery":
+			p.OrderedDelivery = &d.OrderedDelivery
 		case "state":
 			st := fromProto(states, in.GetState())
 			p.State = &st

@@ -81,8 +81,12 @@ type Store interface {
 	// FindEvent returns one of tenant tid's events. ErrNotFound, also for
 	// another tenant's event.
 	FindEvent(ctx context.Context, tid tenant.ID, id EventID) (*Event, error)
-	// FindEvents returns up to f.PageSize of tid's events, newest first.
+	// FindEvents returns up to f.PageSize of tid's events, newest first,
+	// without Raw and Payload.
 	FindEvents(ctx context.Context, tid tenant.ID, f EventFilter) ([]StoredEvent, error)
+	// FindAttempts returns the delivery attempts of one of tid's events,
+	// oldest first. ErrNotFound.
+	FindAttempts(ctx context.Context, tid tenant.ID, id EventID) ([]Attempt, error)
 }
 
 // AppendResult is the outcome of storing one event.

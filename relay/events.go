@@ -28,6 +28,20 @@ func (s *Events) Get(ctx context.Context, tid tenant.ID, id EventID) (*Event, er
 	return s.store.FindEvent(ctx, tid, id)
 }
 
+// GetWithAttempts returns one of tid's events with its delivery attempts,
+// oldest first. ErrNotFound.
+func (s *Events) GetWithAttempts(ctx context.Context, tid tenant.ID, id EventID) (*Event, []Attempt, error) {
+	e, err := s.store.FindEvent(ctx, tid, id)
+	if err != nil {
+		return nil, nil, err
+	}
+	attempts, err := s.store.FindAttempts(ctx, tid, id)
+	if err != nil {
+		return nil, nil, err
+	}
+	return e, attempts, nil
+}
+
 // List returns a page of tid's events, newest first, and the token of the
 // next page ("" at the end). ErrInvalid for a bad page size or token.
 func (s *Events) List(ctx context.Context, tid tenant.ID, pageSize int, pageToken string) ([]*Event, string, error) {

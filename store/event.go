@@ -266,7 +266,8 @@ func (s *EventStore) FindEvent(ctx context.Context, tid tenant.ID, id relay.Even
 // FindEvents returns up to f.PageSize (50 if it is not positive) of tenant
 // tid's events, newest first, starting below the cursor f.Before when it is
 // positive. Paging by cursor rather than by offset keeps pages from
-// overlapping while events arrive.
+// overlapping while events arrive. The events come without Raw and Payload:
+// a page of listings need not read up to a megabyte per event.
 func (s *EventStore) FindEvents(ctx context.Context, tid tenant.ID, f relay.EventFilter) ([]relay.StoredEvent, error) {
 	limit := f.PageSize
 	if limit <= 0 {
@@ -274,6 +275,7 @@ func (s *EventStore) FindEvents(ctx context.Context, tid tenant.ID, f relay.Even
 	}
 	var rows []eventRow
 	q := s.db.bun.NewSelect().Model(&rows).
+		ExcludeColumn("raw", "payload").
 		Where("tenant_id = ?", string(tid)).
 		OrderExpr("seq DESC").
 		Limit(int64(limit))
@@ -294,8 +296,9 @@ func (s *EventStore) FindEvents(ctx context.Context, tid tenant.ID, f relay.Even
 	return out, nil
 }
 
-// eventRow is a row of the events table, without the lease columns, which
-// belong to delivery. Times are UTC; bun writes them with microseconds.
+// eventRow is a row of the events table, without the columns that belong
+// to delivery (retry_index, finished_at and the lease: delivery.go). Times
+// are UTC; bun writes them with microseconds.
 type eventRow struct {
 	bun.BaseModel `bun:"table:events,alias:e"`
 

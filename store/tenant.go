@@ -143,6 +143,7 @@ type tenantRow struct {
 	ReplyMode            string    `bun:"reply_mode"`
 	State                string    `bun:"state"`
 	WebhookURL           string    `bun:"webhook_url"`
+	OrderedDelivery      bool      `bun:"ordered_delivery"`
 	SealedSecrets        []byte    `bun:"sealed_secrets"`
 	SealedWebhookSecrets []byte    `bun:"sealed_webhook_secrets"`
 	APIKeyHash           []byte    `bun:"api_key_hash"`
@@ -202,15 +203,16 @@ func fromDomain(t *tenant.Tenant, sl *sealer) (*tenantRow, error) {
 		return nil, errNoSealKey
 	}
 	row := &tenantRow{
-		ID:          string(t.ID),
-		DisplayName: t.DisplayName,
-		AppID:       t.AppID,
-		OriginalID:  t.OriginalID,
-		WebhookURL:  t.WebhookURL,
-		APIKeyHash:  t.APIKeyHash,
-		CreateTime:  t.CreateTime.UTC(),
-		UpdateTime:  t.UpdateTime.UTC(),
-		Version:     t.Version,
+		ID:              string(t.ID),
+		DisplayName:     t.DisplayName,
+		AppID:           t.AppID,
+		OriginalID:      t.OriginalID,
+		WebhookURL:      t.WebhookURL,
+		OrderedDelivery: t.OrderedDelivery,
+		APIKeyHash:      t.APIKeyHash,
+		CreateTime:      t.CreateTime.UTC(),
+		UpdateTime:      t.UpdateTime.UTC(),
+		Version:         t.Version,
 	}
 	var err error
 	if row.EncryptMode, err = encryptModes.encode("encrypt_mode", t.EncryptMode); err != nil {
@@ -249,15 +251,16 @@ func (r *tenantRow) toDomain(sl *sealer) (*tenant.Tenant, error) {
 		return nil, errNoSealKey
 	}
 	t := &tenant.Tenant{
-		ID:          tenant.ID(r.ID),
-		DisplayName: r.DisplayName,
-		AppID:       r.AppID,
-		OriginalID:  r.OriginalID,
-		WebhookURL:  r.WebhookURL,
-		APIKeyHash:  r.APIKeyHash,
-		CreateTime:  r.CreateTime.UTC(),
-		UpdateTime:  r.UpdateTime.UTC(),
-		Version:     r.Version,
+		ID:              tenant.ID(r.ID),
+		DisplayName:     r.DisplayName,
+		AppID:           r.AppID,
+		OriginalID:      r.OriginalID,
+		WebhookURL:      r.WebhookURL,
+		OrderedDelivery: r.OrderedDelivery,
+		APIKeyHash:      r.APIKeyHash,
+		CreateTime:      r.CreateTime.UTC(),
+		UpdateTime:      r.UpdateTime.UTC(),
+		Version:         r.Version,
 	}
 	var err error
 	if t.EncryptMode, err = encryptModes.decode("encrypt_mode", r.EncryptMode); err != nil {

@@ -130,6 +130,7 @@ func TestTenantStore_CreateAndFind(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, db *store.DB) {
 		s := store.NewTenantStore(db)
 		full := newTenant("tn_full", "wx0123456789abcdef")
+		full.OrderedDelivery = true
 		// The least a tenant can be: plaintext mode, no original id, never rotated.
 		minimal := &tenant.Tenant{
 			ID:             "tn_minimal",
@@ -254,6 +255,7 @@ func TestTenantStore_Update(t *testing.T) {
 			tn.EncryptMode, tn.DataFormat = tenant.EncryptCompatible, tenant.FormatXML
 			tn.ReplyMode, tn.State = tenant.ReplySuccess, tenant.StateDisabled
 			tn.WebhookURL = "https://example.org/new"
+			tn.OrderedDelivery = !tn.OrderedDelivery
 			tn.Secrets = tenant.Secrets{AppSecret: "NewAppSecret", Token: "NewToken", EncodingAESKey: strings.Repeat("N", 43)}
 			tn.WebhookSecrets = tenant.WebhookSecrets{Current: "whsec_new", Previous: tn.WebhookSecrets.Current, PreviousUntil: testNow.Add(48 * time.Hour)}
 			tn.APIKeyHash = []byte("new key hash")

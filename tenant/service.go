@@ -112,17 +112,18 @@ func (s *Service) List(ctx context.Context, pageSize int, pageToken string) ([]*
 
 // Patch holds the fields to change; nil fields stay as they are.
 type Patch struct {
-	DisplayName    *string
-	AppID          *string
-	AppSecret      *string
-	Token          *string
-	EncodingAESKey *string
-	OriginalID     *string
-	EncryptMode    *EncryptMode
-	DataFormat     *DataFormat
-	WebhookURL     *string
-	ReplyMode      *ReplyMode
-	State          *State
+	DisplayName     *string
+	AppID           *string
+	AppSecret       *string
+	Token           *string
+	EncodingAESKey  *string
+	OriginalID      *string
+	EncryptMode     *EncryptMode
+	DataFormat      *DataFormat
+	WebhookURL      *string
+	ReplyMode       *ReplyMode
+	State           *State
+	OrderedDelivery *bool
 }
 
 func (p Patch) apply(t *Tenant) {
@@ -137,6 +138,7 @@ func (p Patch) apply(t *Tenant) {
 	set(&t.WebhookURL, p.WebhookURL)
 	set(&t.ReplyMode, p.ReplyMode)
 	set(&t.State, p.State)
+	set(&t.OrderedDelivery, p.OrderedDelivery)
 }
 
 func set[T any](dst *T, src *T) {

@@ -88,6 +88,9 @@ type Tenant struct {
 	WebhookURL  string
 	ReplyMode   ReplyMode
 	State       State
+	// OrderedDelivery delivers the events of one openid in CreateTime
+	// order: a later event waits while an earlier one is pending.
+	OrderedDelivery bool
 
 	Secrets        Secrets
 	WebhookSecrets WebhookSecrets

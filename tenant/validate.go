@@ -1,7 +1,6 @@
 package tenant
 
 import (
-	"net"
 	"net/netip"
 	"net/url"
 	"regexp"
@@ -93,8 +92,7 @@ func isPrivateHost(host string) bool {
 	if h == "localhost" || strings.HasSuffix(h, ".localhost") || strings.HasSuffix(h, ".internal") {
 		return true
 	}
-	if ip := net.ParseIP(h); ip != nil {
-		addr, _ := netip.AddrFromSlice(ip)
+	if addr, err := netip.ParseAddr(h); err == nil { // zoned IPv6 included
 		return !IsPublicAddr(addr)
 	}
 	return false
@@ -123,7 +121,8 @@ func IsPublicAddr(addr netip.Addr) bool {
 	if !addr.IsValid() {
 		return false
 	}
-	addr = addr.Unmap()
+	// A zone (fe80::1%eth0) would make every prefix test below fail.
+	addr = addr.WithZone("").Unmap()
 	if nat64 := netip.MustParsePrefix("64:ff9b::/96"); nat64.Contains(addr) {
 		b := addr.As16()
 		addr = netip.AddrFrom4([4]byte{b[12], b[13], b[14], b[15]})

@@ -15,6 +15,7 @@ import (
 
 	"github.com/wxrelay/wxrelay/api"
 	"github.com/wxrelay/wxrelay/relay"
+	"github.com/wxrelay/wxrelay/relay/delivery"
 	"github.com/wxrelay/wxrelay/relay/ingress"
 	"github.com/wxrelay/wxrelay/store"
 	"github.com/wxrelay/wxrelay/tenant"
@@ -61,7 +62,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	}
 	defer db.Close()
 
-	tenantStore, eventStore := store.NewTenantStore(db), store.NewEventStore(db)
+	tenantStore, eventStore, deliveryStore := store.NewTenantStore(db), store.NewEventStore(db), store.NewDeliveryStore(db)
 	auth, err := tenant.NewAuthenticator(k.jwt, tenantStore, nil)
 	if err != nil {
 		return err
@@ -70,13 +71,35 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	// Pushes are committed by one group-committing writer. It is closed
-	// after the HTTP server has drained, so no push in flight loses its
-	// commit at shutdown.
-	ingestor := relay.NewIngestor(eventStore, relay.IngestorOptions{OnCommit: commitMetrics(reg)})
+	tenantCache := tenant.NewCache(tenants, time.Second, nil)
+	sender := delivery.NewSender(delivery.SenderOptions{AllowPrivate: cfg.AllowPrivateWebhooks})
+	defer sender.Close()
+	deliveryMetrics := delivery.NewMetrics(reg)
+	dispatcher, err := delivery.New(delivery.Options{
+		Store:    deliveryStore,
+		Tenants:  tenantCache,
+		Sender:   sender,
+		Schedule: delivery.Schedule(cfg.RetrySchedule),
+		Logger:   log,
+		Metrics:  deliveryMetrics,
+	})
+	if err != nil {
+		return err
+	}
+
+	// Pushes are committed by one group-committing writer, which wakes the
+	// dispatcher after each commit. It is closed after the HTTP server has
+	// drained, so no push in flight loses its commit at shutdown.
+	recordCommit := commitMetrics(reg)
+	ingestor := relay.NewIngestor(eventStore, relay.IngestorOptions{OnCommit: func(n int, took time.Duration, err error) {
+		recordCommit(n, took, err)
+		if err == nil {
+			dispatcher.Notify()
+		}
+	}})
 	defer ingestor.Close()
 	push := ingress.New(ingress.Options{
-		Tenants: tenants,
+		Tenants: tenantCache,
 		Events:  ingestor,
 		Logger:  log,
 		Metrics: ingress.NewMetrics(reg),
@@ -87,6 +110,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		Auth:      auth,
 		Tenants:   tenants,
 		Events:    relay.NewEvents(eventStore),
+		Redeliver: dispatcher,
 		PublicURL: cfg.PublicURL,
 		Ready:     db.Ping,
 		Registry:  reg,
@@ -105,6 +129,28 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		IdleTimeout:       120 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
+	// Delivery and the jobs stop with workCtx, after the listeners: a
+	// SIGTERM first stops new pushes, then lets deliveries in flight end.
+	workCtx, stopWork := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopWork()
+	delivered := make(chan struct{})
+	go func() { dispatcher.Run(workCtx); close(delivered) }()
+	jobs, err := startJobs(workCtx, log,
+		job{name: "delivery-stats", every: 15 * time.Second, run: func(ctx context.Context) error {
+			return deliveryMetrics.CollectStats(ctx, deliveryStore, time.Now())
+		}},
+		job{name: "prune-events", every: time.Hour, run: func(ctx context.Context) error {
+			n, err := delivery.Prune(ctx, deliveryStore, delivery.Retention{}, time.Now())
+			if n > 0 {
+				log.Info("pruned finished events", "events", n)
+			}
+			return err
+		}},
+	)
+	if err != nil {
+		return err
+	}
+
 	errc := make(chan error, 2)
 	go func() { errc <- httpSrv.Serve(httpLn) }()
 	go func() { errc <- srv.GRPC().Serve(grpcLn) }()
@@ -125,6 +171,11 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		log.Warn("http shutdown", "err", err)
 	}
 	srv.Shutdown(sctx)
+	stopWork()
+	if err := jobs.Shutdown(); err != nil {
+		log.Warn("jobs shutdown", "err", err)
+	}
+	<-delivered
 	log.Info("stopped")
 	return nil
 }

@@ -31,19 +31,17 @@ type Appender interface {
 
 // Options wire a Handler. Tenants and Events are required.
 type Options struct {
-	Tenants TenantGetter
+	// Tenants reads tenants, usually through a short-lived tenant.Cache.
+	Tenants *tenant.Cache
 	Events  Appender
 	Logger  *slog.Logger
 	Metrics *Metrics // nil: not measured
 	Now     func() time.Time
-	// TenantTTL is how long a tenant's settings are cached (default 1 s):
-	// a change made through another replica applies within it.
-	TenantTTL time.Duration
 }
 
 // Handler serves GET and POST /wx/{id}.
 type Handler struct {
-	receivers *receiverCache
+	receivers *receivers
 	events    Appender
 	log       *slog.Logger
 	metrics   *Metrics
@@ -58,11 +56,8 @@ func New(opts Options) *Handler {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	if opts.TenantTTL <= 0 {
-		opts.TenantTTL = time.Second
-	}
 	return &Handler{
-		receivers: newReceiverCache(opts.Tenants, opts.TenantTTL, opts.Now),
+		receivers: newReceivers(opts.Tenants),
 		events:    opts.Events,
 		log:       opts.Logger,
 		metrics:   opts.Metrics,

@@ -14,7 +14,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/wxrelay/wxrelay/relay"
 	"github.com/wxrelay/wxrelay/relay/ingress"
@@ -59,10 +58,9 @@ func newRelayEnv(t *testing.T) *relayEnv {
 	logs := &bytes.Buffer{}
 	mux := http.NewServeMux()
 	mux.Handle("/wx/{id}", ingress.New(ingress.Options{
-		Tenants: svc, Events: ing,
-		Logger: slog.New(slog.NewJSONHandler(&lockedWriter{w: logs}, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		// No caching: tests change tenants and expect it at once.
-		TenantTTL: time.Nanosecond,
+		Tenants: tenant.NewCache(svc, 0, nil), Events: ing,
+		Logger: slog.New(slog.NewJSONHandler(&lockedWriter{w: logs}, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	}))
 	hs := httptest.NewServer(mux)
 	t.Cleanup(hs.Close)

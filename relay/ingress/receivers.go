@@ -4,16 +4,10 @@ import (
 	"context"
 	"fmt"
 	"sync"
-	"time"
 
 	"github.com/wxrelay/wxrelay/relay/wechat"
 	"github.com/wxrelay/wxrelay/tenant"
 )
-
-// TenantGetter loads a tenant with its secrets; tenant.Service is one.
-type TenantGetter interface {
-	Get(ctx context.Context, id tenant.ID) (*tenant.Tenant, error)
-}
 
 // receiver is a tenant ready to take pushes: its protocol settings turned
 // into a wechat.Receiver once, not on every push.
@@ -21,47 +15,38 @@ type receiver struct {
 	tenant   *tenant.Tenant
 	receiver *wechat.Receiver
 	format   wechat.Format // the tenant's configured format, for replies
-	loadedAt time.Time
 }
 
-// receiverCache keeps receivers for a short time. Loading a tenant means a
-// database read and opening its sealed secrets; at thousands of pushes a
-// second that is worth sparing, and a second of staleness is harmless.
-type receiverCache struct {
-	tenants TenantGetter
-	ttl     time.Duration
-	now     func() time.Time
+// receivers builds receivers from cached tenants, and builds one again only
+// when the cache hands out a tenant it has read anew.
+type receivers struct {
+	tenants *tenant.Cache
 
-	mu sync.Mutex
-	m  map[tenant.ID]*receiver
+	mu    sync.Mutex
+	built map[tenant.ID]*receiver
 }
 
-func newReceiverCache(tenants TenantGetter, ttl time.Duration, now func() time.Time) *receiverCache {
-	return &receiverCache{tenants: tenants, ttl: ttl, now: now, m: map[tenant.ID]*receiver{}}
+func newReceivers(tenants *tenant.Cache) *receivers {
+	return &receivers{tenants: tenants, built: map[tenant.ID]*receiver{}}
 }
 
-func (c *receiverCache) get(ctx context.Context, id tenant.ID) (*receiver, error) {
-	now := c.now()
-	c.mu.Lock()
-	rc := c.m[id]
-	c.mu.Unlock()
-	if rc != nil && now.Sub(rc.loadedAt) < c.ttl {
+func (rs *receivers) get(ctx context.Context, id tenant.ID) (*receiver, error) {
+	t, err := rs.tenants.Get(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	rs.mu.Lock()
+	rc := rs.built[id]
+	rs.mu.Unlock()
+	if rc != nil && rc.tenant == t {
 		return rc, nil
 	}
-	t, err := c.tenants.Get(ctx, id)
-	if err != nil {
-		c.mu.Lock()
-		delete(c.m, id) // a deleted tenant stops taking pushes at once
-		c.mu.Unlock()
+	if rc, err = newReceiver(t); err != nil {
 		return nil, err
 	}
-	rc, err = newReceiver(t, now)
-	if err != nil {
-		return nil, err
-	}
-	c.mu.Lock()
-	c.m[id] = rc
-	c.mu.Unlock()
+	rs.mu.Lock()
+	rs.built[id] = rc
+	rs.mu.Unlock()
 	return rc, nil
 }
 
@@ -71,7 +56,7 @@ var modes = map[tenant.EncryptMode]wechat.Mode{
 	tenant.EncryptSafe:       wechat.ModeSafe,
 }
 
-func newReceiver(t *tenant.Tenant, now time.Time) (*receiver, error) {
+func newReceiver(t *tenant.Tenant) (*receiver, error) {
 	mode, ok := modes[t.EncryptMode]
 	if !ok {
 		return nil, fmt.Errorf("tenant %s: unknown encrypt mode %d", t.ID, t.EncryptMode)
@@ -88,5 +73,5 @@ func newReceiver(t *tenant.Tenant, now time.Time) (*receiver, error) {
 	if t.DataFormat == tenant.FormatJSON {
 		format = wechat.FormatJSON
 	}
-	return &receiver{tenant: t, receiver: r, format: format, loadedAt: now}, nil
+	return &receiver{tenant: t, receiver: r, format: format}, nil
 }

@@ -423,6 +423,59 @@ func (x *GetEventRequest) GetEventId() string {
 	return ""
 }
 
+type RedeliverEventRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The tenant.
+	Id            string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	EventId       string `protobuf:"bytes,2,opt,name=event_id,json=eventId,proto3" json:"event_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RedeliverEventRequest) Reset() {
+	*x = RedeliverEventRequest{}
+	mi := &file_wxrelay_v1_event_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RedeliverEventRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RedeliverEventRequest) ProtoMessage() {}
+
+func (x *RedeliverEventRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_wxrelay_v1_event_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RedeliverEventRequest.ProtoReflect.Descriptor instead.
+func (*RedeliverEventRequest) Descriptor() ([]byte, []int) {
+	return file_wxrelay_v1_event_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *RedeliverEventRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *RedeliverEventRequest) GetEventId() string {
+	if x != nil {
+		return x.EventId
+	}
+	return ""
+}
+
 var File_wxrelay_v1_event_proto protoreflect.FileDescriptor
 
 const file_wxrelay_v1_event_proto_rawDesc = "" +
@@ -460,11 +513,15 @@ const file_wxrelay_v1_event_proto_rawDesc = "" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"<\n" +
 	"\x0fGetEventRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x19\n" +
-	"\bevent_id\x18\x02 \x01(\tR\aeventId2\x97\x01\n" +
+	"\bevent_id\x18\x02 \x01(\tR\aeventId\"B\n" +
+	"\x15RedeliverEventRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x19\n" +
+	"\bevent_id\x18\x02 \x01(\tR\aeventId2\xdf\x01\n" +
 	"\fEventService\x12K\n" +
 	"\n" +
 	"ListEvents\x12\x1d.wxrelay.v1.ListEventsRequest\x1a\x1e.wxrelay.v1.ListEventsResponse\x12:\n" +
-	"\bGetEvent\x12\x1b.wxrelay.v1.GetEventRequest\x1a\x11.wxrelay.v1.EventB9Z7github.com/wxrelay/wxrelay/api/gen/wxrelay/v1;wxrelayv1b\x06proto3"
+	"\bGetEvent\x12\x1b.wxrelay.v1.GetEventRequest\x1a\x11.wxrelay.v1.Event\x12F\n" +
+	"\x0eRedeliverEvent\x12!.wxrelay.v1.RedeliverEventRequest\x1a\x11.wxrelay.v1.EventB9Z7github.com/wxrelay/wxrelay/api/gen/wxrelay/v1;wxrelayv1b\x06proto3"
 
 var (
 	file_wxrelay_v1_event_proto_rawDescOnce sync.Once
@@ -479,7 +536,7 @@ func file_wxrelay_v1_event_proto_rawDescGZIP() []byte {
 }
 
 var file_wxrelay_v1_event_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_wxrelay_v1_event_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
+var file_wxrelay_v1_event_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
 var file_wxrelay_v1_event_proto_goTypes = []any{
 	(Event_State)(0),              // 0: wxrelay.v1.Event.State
 	(*Event)(nil),                 // 1: wxrelay.v1.Event
@@ -487,22 +544,25 @@ var file_wxrelay_v1_event_proto_goTypes = []any{
 	(*ListEventsRequest)(nil),     // 3: wxrelay.v1.ListEventsRequest
 	(*ListEventsResponse)(nil),    // 4: wxrelay.v1.ListEventsResponse
 	(*GetEventRequest)(nil),       // 5: wxrelay.v1.GetEventRequest
-	(*timestamppb.Timestamp)(nil), // 6: google.protobuf.Timestamp
-	(*structpb.Struct)(nil),       // 7: google.protobuf.Struct
+	(*RedeliverEventRequest)(nil), // 6: wxrelay.v1.RedeliverEventRequest
+	(*timestamppb.Timestamp)(nil), // 7: google.protobuf.Timestamp
+	(*structpb.Struct)(nil),       // 8: google.protobuf.Struct
 }
 var file_wxrelay_v1_event_proto_depIdxs = []int32{
-	6, // 0: wxrelay.v1.Event.receive_time:type_name -> google.protobuf.Timestamp
+	7, // 0: wxrelay.v1.Event.receive_time:type_name -> google.protobuf.Timestamp
 	0, // 1: wxrelay.v1.Event.state:type_name -> wxrelay.v1.Event.State
-	7, // 2: wxrelay.v1.Event.payload:type_name -> google.protobuf.Struct
+	8, // 2: wxrelay.v1.Event.payload:type_name -> google.protobuf.Struct
 	2, // 3: wxrelay.v1.Event.attempts:type_name -> wxrelay.v1.Attempt
-	6, // 4: wxrelay.v1.Attempt.time:type_name -> google.protobuf.Timestamp
+	7, // 4: wxrelay.v1.Attempt.time:type_name -> google.protobuf.Timestamp
 	1, // 5: wxrelay.v1.ListEventsResponse.events:type_name -> wxrelay.v1.Event
 	3, // 6: wxrelay.v1.EventService.ListEvents:input_type -> wxrelay.v1.ListEventsRequest
 	5, // 7: wxrelay.v1.EventService.GetEvent:input_type -> wxrelay.v1.GetEventRequest
-	4, // 8: wxrelay.v1.EventService.ListEvents:output_type -> wxrelay.v1.ListEventsResponse
-	1, // 9: wxrelay.v1.EventService.GetEvent:output_type -> wxrelay.v1.Event
-	8, // [8:10] is the sub-list for method output_type
-	6, // [6:8] is the sub-list for method input_type
+	6, // 8: wxrelay.v1.EventService.RedeliverEvent:input_type -> wxrelay.v1.RedeliverEventRequest
+	4, // 9: wxrelay.v1.EventService.ListEvents:output_type -> wxrelay.v1.ListEventsResponse
+	1, // 10: wxrelay.v1.EventService.GetEvent:output_type -> wxrelay.v1.Event
+	1, // 11: wxrelay.v1.EventService.RedeliverEvent:output_type -> wxrelay.v1.Event
+	9, // [9:12] is the sub-list for method output_type
+	6, // [6:9] is the sub-list for method input_type
 	6, // [6:6] is the sub-list for extension type_name
 	6, // [6:6] is the sub-list for extension extendee
 	0, // [0:6] is the sub-list for field type_name
@@ -519,7 +579,7 @@ func file_wxrelay_v1_event_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_wxrelay_v1_event_proto_rawDesc), len(file_wxrelay_v1_event_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   5,
+			NumMessages:   6,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -19,8 +19,9 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	EventService_ListEvents_FullMethodName = "/wxrelay.v1.EventService/ListEvents"
-	EventService_GetEvent_FullMethodName   = "/wxrelay.v1.EventService/GetEvent"
+	EventService_ListEvents_FullMethodName     = "/wxrelay.v1.EventService/ListEvents"
+	EventService_GetEvent_FullMethodName       = "/wxrelay.v1.EventService/GetEvent"
+	EventService_RedeliverEvent_FullMethodName = "/wxrelay.v1.EventService/RedeliverEvent"
 )
 
 // EventServiceClient is the client API for EventService service.
@@ -34,6 +35,9 @@ type EventServiceClient interface {
 	ListEvents(ctx context.Context, in *ListEventsRequest, opts ...grpc.CallOption) (*ListEventsResponse, error)
 	// Returns one event with its webhook payload and delivery attempts.
 	GetEvent(ctx context.Context, in *GetEventRequest, opts ...grpc.CallOption) (*Event, error)
+	// Queues an event for delivery again, whatever its state, at the start
+	// of the retry schedule. It is delivered under the same webhook-id.
+	RedeliverEvent(ctx context.Context, in *RedeliverEventRequest, opts ...grpc.CallOption) (*Event, error)
 }
 
 type eventServiceClient struct {
@@ -64,6 +68,16 @@ func (c *eventServiceClient) GetEvent(ctx context.Context, in *GetEventRequest, 
 	return out, nil
 }
 
+func (c *eventServiceClient) RedeliverEvent(ctx context.Context, in *RedeliverEventRequest, opts ...grpc.CallOption) (*Event, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Event)
+	err := c.cc.Invoke(ctx, EventService_RedeliverEvent_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // EventServiceServer is the server API for EventService service.
 // All implementations must embed UnimplementedEventServiceServer
 // for forward compatibility.
@@ -75,6 +89,9 @@ type EventServiceServer interface {
 	ListEvents(context.Context, *ListEventsRequest) (*ListEventsResponse, error)
 	// Returns one event with its webhook payload and delivery attempts.
 	GetEvent(context.Context, *GetEventRequest) (*Event, error)
+	// Queues an event for delivery again, whatever its state, at the start
+	// of the retry schedule. It is delivered under the same webhook-id.
+	RedeliverEvent(context.Context, *RedeliverEventRequest) (*Event, error)
 	mustEmbedUnimplementedEventServiceServer()
 }
 
@@ -90,6 +107,9 @@ func (UnimplementedEventServiceServer) ListEvents(context.Context, *ListEventsRe
 }
 func (UnimplementedEventServiceServer) GetEvent(context.Context, *GetEventRequest) (*Event, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetEvent not implemented")
+}
+func (UnimplementedEventServiceServer) RedeliverEvent(context.Context, *RedeliverEventRequest) (*Event, error) {
+	return nil, status.Error(codes.Unimplemented, "method RedeliverEvent not implemented")
 }
 func (UnimplementedEventServiceServer) mustEmbedUnimplementedEventServiceServer() {}
 func (UnimplementedEventServiceServer) testEmbeddedByValue()                      {}
@@ -148,6 +168,24 @@ func _EventService_GetEvent_Handler(srv interface{}, ctx context.Context, dec fu
 	return interceptor(ctx, in, info, handler)
 }
 
+func _EventService_RedeliverEvent_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RedeliverEventRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(EventServiceServer).RedeliverEvent(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: EventService_RedeliverEvent_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(EventServiceServer).RedeliverEvent(ctx, req.(*RedeliverEventRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // EventService_ServiceDesc is the grpc.ServiceDesc for EventService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -162,6 +200,10 @@ var EventService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetEvent",
 			Handler:    _EventService_GetEvent_Handler,
+		},
+		{
+			MethodName: "RedeliverEvent",
+			Handler:    _EventService_RedeliverEvent_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -250,12 +250,15 @@ type Tenant struct {
 	WebhookUrl string           `protobuf:"bytes,10,opt,name=webhook_url,json=webhookUrl,proto3" json:"webhook_url,omitempty"`
 	ReplyMode  Tenant_ReplyMode `protobuf:"varint,11,opt,name=reply_mode,json=replyMode,proto3,enum=wxrelay.v1.Tenant_ReplyMode" json:"reply_mode,omitempty"`
 	// Output only: {public_url}/wx/{id}, to paste into the WeChat console.
-	PushUrl       string                 `protobuf:"bytes,12,opt,name=push_url,json=pushUrl,proto3" json:"push_url,omitempty"`
-	State         Tenant_State           `protobuf:"varint,13,opt,name=state,proto3,enum=wxrelay.v1.Tenant_State" json:"state,omitempty"`
-	CreateTime    *timestamppb.Timestamp `protobuf:"bytes,14,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
-	UpdateTime    *timestamppb.Timestamp `protobuf:"bytes,15,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	PushUrl    string                 `protobuf:"bytes,12,opt,name=push_url,json=pushUrl,proto3" json:"push_url,omitempty"`
+	State      Tenant_State           `protobuf:"varint,13,opt,name=state,proto3,enum=wxrelay.v1.Tenant_State" json:"state,omitempty"`
+	CreateTime *timestamppb.Timestamp `protobuf:"bytes,14,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	UpdateTime *timestamppb.Timestamp `protobuf:"bytes,15,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
+	// Deliver the events of one openid in CreateTime order: a later event
+	// waits while an earlier one is pending. Off by default.
+	OrderedDelivery bool `protobuf:"varint,16,opt,name=ordered_delivery,json=orderedDelivery,proto3" json:"ordered_delivery,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *Tenant) Reset() {
@@ -391,6 +394,13 @@ func (x *Tenant) GetUpdateTime() *timestamppb.Timestamp {
 		return x.UpdateTime
 	}
 	return nil
+}
+
+func (x *Tenant) GetOrderedDelivery() bool {
+	if x != nil {
+		return x.OrderedDelivery
+	}
+	return false
 }
 
 type CreateTenantRequest struct {
@@ -937,7 +947,7 @@ var File_wxrelay_v1_tenant_proto protoreflect.FileDescriptor
 const file_wxrelay_v1_tenant_proto_rawDesc = "" +
 	"\n" +
 	"\x17wxrelay/v1/tenant.proto\x12\n" +
-	"wxrelay.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xfb\a\n" +
+	"wxrelay.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa6\b\n" +
 	"\x06Tenant\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
 	"\fdisplay_name\x18\x02 \x01(\tR\vdisplayName\x12\x14\n" +
@@ -961,7 +971,8 @@ const file_wxrelay_v1_tenant_proto_rawDesc = "" +
 	"\vcreate_time\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"createTime\x12;\n" +
 	"\vupdate_time\x18\x0f \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"updateTime\"{\n" +
+	"updateTime\x12)\n" +
+	"\x10ordered_delivery\x18\x10 \x01(\bR\x0forderedDelivery\"{\n" +
 	"\vEncryptMode\x12\x1c\n" +
 	"\x18ENCRYPT_MODE_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16ENCRYPT_MODE_PLAINTEXT\x10\x01\x12\x1b\n" +

@@ -1,0 +1,26 @@
+package relay
+
+import "time"
+
+// Attempt is one try at delivering an event to its tenant's webhook.
+type Attempt struct {
+	Time       time.Time
+	HTTPStatus int // 0 when no HTTP answer came
+	Latency    time.Duration
+	// ErrorClass sorts failures for metrics and retry policy: "" on
+	// success, else one of the Error* classes.
+	ErrorClass string
+	// Error says what went wrong, for people; empty on success.
+	Error string
+	// ResponseBody is the first 4 KiB of the webhook's answer.
+	ResponseBody []byte
+}
+
+// Attempt error classes.
+const (
+	ErrorHTTPStatus = "http_status" // a non-2xx answer (3xx included: redirects are not followed)
+	ErrorTimeout    = "timeout"     // no answer within the attempt timeout
+	ErrorConnect    = "connect"     // DNS, refused or reset connection, TLS
+	ErrorBlocked    = "blocked"     // the address is private and private webhooks are not allowed
+	ErrorRequest    = "request"     // the webhook URL or request could not be made
+)

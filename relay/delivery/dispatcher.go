@@ -1,0 +1,355 @@
+package delivery
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/wxrelay/wxrelay/relay"
+	"github.com/wxrelay/wxrelay/tenant"
+)
+
+// Options wire a Dispatcher. Store, Tenants and Sender are required.
+type Options struct {
+	Store   Store
+	Tenants *tenant.Cache
+	Sender  *Sender
+	// Breakers guards endpoints that keep failing (default: NewBreakers
+	// with its defaults).
+	Breakers *Breakers
+	Schedule Schedule // default DefaultSchedule
+	// Owner names this dispatcher in leases (default host-pid-random).
+	Owner string
+	// Workers caps the attempts in flight at once (default 64).
+	Workers int
+	// PerTenant caps one tenant's attempts in flight (default 16), so that
+	// a tenant with a slow webhook and a large backlog holds at most this
+	// many workers and every other tenant keeps the rest.
+	PerTenant int
+	// LeaseMargin is how long a claim's lease outlives the Sender's
+	// attempt timeout (default 30 s), so that only a dead worker's lease
+	// ever expires.
+	LeaseMargin time.Duration
+	// PollInterval is how often the store is asked for due work when
+	// nothing wakes the dispatcher (default 1 s). New events wake it at
+	// once through Notify.
+	PollInterval time.Duration
+	// ShutdownGrace bounds how long Run waits for attempts in flight once
+	// its context ends (default 20 s).
+	ShutdownGrace time.Duration
+	Now           func() time.Time
+	Logger        *slog.Logger
+	Metrics       *Metrics // nil: not measured
+}
+
+// Dispatcher claims due events and delivers them.
+type Dispatcher struct {
+	opts     Options
+	wake     chan struct{}
+	outcomes chan Outcome
+
+	mu        sync.Mutex
+	inflight  int
+	perTenant map[tenant.ID]int
+	// endpoints remembers each tenant's webhook endpoint, so that tenants
+	// behind an open breaker can be left out of claims.
+	endpoints map[tenant.ID]string
+	running   sync.WaitGroup
+}
+
+// New returns a Dispatcher; Run starts it.
+func New(opts Options) (*Dispatcher, error) {
+	if opts.Store == nil || opts.Tenants == nil || opts.Sender == nil {
+		return nil, errors.New("delivery: Store, Tenants and Sender are required")
+	}
+	if opts.Schedule == nil {
+		opts.Schedule = DefaultSchedule
+	}
+	if err := opts.Schedule.Validate(); err != nil {
+		return nil, err
+	}
+	if opts.Breakers == nil {
+		opts.Breakers = NewBreakers(BreakerOptions{})
+	}
+	if opts.Owner == "" {
+		opts.Owner = defaultOwner()
+	}
+	setDefault(&opts.Workers, 64)
+	setDefault(&opts.PerTenant, 16)
+	setDefault(&opts.LeaseMargin, 30*time.Second)
+	setDefault(&opts.PollInterval, time.Second)
+	setDefault(&opts.ShutdownGrace, 20*time.Second)
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Dispatcher{
+		opts:      opts,
+		wake:      make(chan struct{}, 1),
+		outcomes:  make(chan Outcome, 4*opts.Workers),
+		perTenant: map[tenant.ID]int{},
+		endpoints: map[tenant.ID]string{},
+	}, nil
+}
+
+func setDefault[T int | time.Duration](v *T, d T) {
+	if *v <= 0 {
+		*v = d
+	}
+}
+
+func defaultOwner() string {
+	host, _ := os.Hostname()
+	b := make([]byte, 4)
+	rand.Read(b)
+	return fmt.Sprintf("%s-%d-%s", host, os.Getpid(), hex.EncodeToString(b))
+}
+
+// Notify wakes the dispatcher to look for due work now: called when events
+// are stored or queued again, so that delivery does not wait for a poll.
+func (d *Dispatcher) Notify() {
+	select {
+	case d.wake <- struct{}{}:
+	default: // already awake or about to be
+	}
+}
+
+// Run delivers until ctx ends, then stops claiming, lets attempts in flight
+// finish within ShutdownGrace, records their outcomes and returns. Events
+// whose attempt was cut short keep their lease until it expires, and are
+// then delivered again under the same webhook-id.
+func (d *Dispatcher) Run(ctx context.Context) {
+	// Attempts outlive ctx by the grace period: a SIGTERM must not turn
+	// attempts that were about to succeed into failures.
+	sendCtx, cancelSends := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelSends()
+	recorded := make(chan struct{})
+	go func() { d.record(); close(recorded) }()
+
+	poll := time.NewTicker(d.opts.PollInterval)
+	defer poll.Stop()
+	for ctx.Err() == nil {
+		d.claim(ctx, sendCtx)
+		select {
+		case <-ctx.Done():
+		case <-d.wake:
+		case <-poll.C:
+		}
+	}
+
+	done := make(chan struct{})
+	go func() { d.running.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(d.opts.ShutdownGrace):
+		d.opts.Logger.Warn("delivery: attempts still in flight after the shutdown grace; cancelling them")
+		cancelSends()
+		<-done
+	}
+	close(d.outcomes)
+	<-recorded
+}
+
+// claim takes due events while workers are free and starts them.
+func (d *Dispatcher) claim(ctx, sendCtx context.Context) {
+	for ctx.Err() == nil {
+		now := d.opts.Now()
+		d.mu.Lock()
+		free := d.opts.Workers - d.inflight
+		exclude := d.excludedLocked(now)
+		d.mu.Unlock()
+		if free <= 0 {
+			return
+		}
+		jobs, err := d.opts.Store.ClaimDue(ctx, Claim{
+			Owner:      d.opts.Owner,
+			Now:        now,
+			LeaseUntil: now.Add(d.opts.Sender.Timeout() + d.opts.LeaseMargin),
+			Limit:      free,
+			PerTenant:  d.opts.PerTenant,
+			Exclude:    exclude,
+		})
+		if err != nil {
+			if ctx.Err() == nil {
+				d.opts.Logger.Error("delivery: claim due events", "err", err)
+			}
+			return
+		}
+		for _, j := range jobs {
+			d.start(sendCtx, j)
+		}
+		if len(jobs) < free {
+			return // nothing more is due
+		}
+	}
+}
+
+// excludedLocked lists the tenants a claim must skip: those at their cap,
+// and those whose endpoint's breaker is open.
+func (d *Dispatcher) excludedLocked(now time.Time) []tenant.ID {
+	var ex []tenant.ID
+	for tid, n := range d.perTenant {
+		if n >= d.opts.PerTenant {
+			ex = append(ex, tid)
+		}
+	}
+	open := d.opts.Breakers.OpenEndpoints(now)
+	if len(open) == 0 {
+		return ex
+	}
+	for tid, ep := range d.endpoints {
+		// OpenEndpoints only reads: Allow here would spend the one probe
+		// a recovering endpoint gets on a claim instead of an attempt.
+		if _, isOpen := open[ep]; isOpen && d.perTenant[tid] < d.opts.PerTenant {
+			ex = append(ex, tid)
+		}
+	}
+	return ex
+}
+
+func (d *Dispatcher) start(ctx context.Context, j *Job) {
+	d.mu.Lock()
+	d.inflight++
+	d.perTenant[j.TenantID]++
+	d.mu.Unlock()
+	d.running.Add(1)
+	go func() {
+		defer d.running.Done()
+		d.attempt(ctx, j)
+		d.mu.Lock()
+		d.inflight--
+		if d.perTenant[j.TenantID]--; d.perTenant[j.TenantID] <= 0 {
+			delete(d.perTenant, j.TenantID)
+		}
+		d.mu.Unlock()
+		d.Notify() // a worker is free
+	}()
+}
+
+// attempt delivers one claimed event and queues its outcome for recording.
+func (d *Dispatcher) attempt(ctx context.Context, j *Job) {
+	t, err := d.opts.Tenants.Get(ctx, j.TenantID)
+	switch {
+	case errors.Is(err, tenant.ErrNotFound):
+		return // deleted with its events; nothing to deliver
+	case err != nil:
+		d.opts.Logger.Error("delivery: load tenant", "tenant", j.TenantID, "err", err)
+		d.release(ctx, j, d.opts.Now().Add(30*time.Second))
+		return
+	case t.State != tenant.StateActive:
+		d.release(ctx, j, d.opts.Now().Add(time.Minute))
+		return
+	}
+	now := d.opts.Now()
+	if first := j.ReceiveTime.Add(d.opts.Schedule[0]); j.RetryIndex == 0 && now.Before(first) {
+		d.release(ctx, j, first) // the schedule's first delay is not over
+		return
+	}
+	ep := endpoint(t.WebhookURL)
+	d.mu.Lock()
+	d.endpoints[t.ID] = ep
+	d.mu.Unlock()
+	if !d.opts.Breakers.Allow(ep, now) {
+		d.release(ctx, j, d.opts.Breakers.OpenUntil(ep, now))
+		return
+	}
+
+	res := d.opts.Sender.Send(ctx, Request{
+		URL:     t.WebhookURL,
+		EventID: string(j.EventID),
+		Body:    j.Payload,
+		Secrets: t.WebhookSecrets.Signing(now),
+		Now:     now,
+	})
+	if res.Canceled {
+		// Cut short by shutdown: not the endpoint's fault, and not an
+		// attempt to count. Another worker takes it once the lease expires.
+		d.release(context.WithoutCancel(ctx), j, d.opts.Now())
+		return
+	}
+	d.opts.Breakers.Report(ep, d.opts.Now(), res.Attempt)
+
+	o := Outcome{Job: j, Owner: d.opts.Owner, Attempt: res.Attempt}
+	if res.Attempt.ErrorClass == "" {
+		o.State = relay.StateDelivered
+	} else {
+		next, index, failed := d.opts.Schedule.next(j.RetryIndex, d.opts.Now(), res.Attempt, res.RetryAfter)
+		o.State, o.NextAttemptAt, o.RetryIndex = relay.StatePending, next, index
+		if failed {
+			o.State = relay.StateFailed
+		}
+	}
+	d.opts.Metrics.attempted(o)
+	d.outcomes <- o
+}
+
+func (d *Dispatcher) release(ctx context.Context, j *Job, at time.Time) {
+	if err := d.opts.Store.Release(ctx, Release{Job: j, Owner: d.opts.Owner, NextAttemptAt: at}); err != nil {
+		d.opts.Logger.Error("delivery: release event", "event", j.EventID, "err", err)
+	}
+}
+
+// record commits outcomes in batches: every outcome that arrived while the
+// previous batch was committing goes into the next one.
+func (d *Dispatcher) record() {
+	batch := make([]Outcome, 0, 256)
+	for o := range d.outcomes {
+		batch = append(batch[:0], o)
+	collect:
+		for len(batch) < cap(batch) {
+			select {
+			case o, ok := <-d.outcomes:
+				if !ok {
+					break collect
+				}
+				batch = append(batch, o)
+			default:
+				break collect
+			}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		if err := d.opts.Store.Record(ctx, batch); err != nil {
+			// The leases expire and these events are attempted again:
+			// at least once, never lost.
+			d.opts.Logger.Error("delivery: record outcomes", "outcomes", len(batch), "err", err)
+		}
+		cancel()
+	}
+}
+
+// endpoint is the scheme://host:port a breaker guards, one key however the
+// URL spells it.
+func endpoint(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return raw
+	}
+	port := u.Port()
+	if port == "" {
+		port = map[string]string{"http": "80", "https": "443"}[u.Scheme]
+	}
+	return strings.ToLower(u.Scheme) + "://" + net.JoinHostPort(strings.ToLower(u.Hostname()), port)
+}
+
+// Redeliver queues one of tid's events again, due now and at the start of
+// the retry schedule, and wakes the dispatcher. It is delivered under its
+// own id, so receivers that de-duplicate on webhook-id see it as the same
+// event. relay.ErrNotFound.
+func (d *Dispatcher) Redeliver(ctx context.Context, tid tenant.ID, id relay.EventID) error {
+	if err := d.opts.Store.Redeliver(ctx, tid, id, d.opts.Now()); err != nil {
+		return err
+	}
+	d.Notify()
+	return nil
+}

@@ -1,0 +1,469 @@
+package delivery_test
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
+
+	"github.com/wxrelay/wxrelay/relay"
+	"github.com/wxrelay/wxrelay/relay/delivery"
+	"github.com/wxrelay/wxrelay/store"
+	"github.com/wxrelay/wxrelay/store/storetest"
+	"github.com/wxrelay/wxrelay/tenant"
+)
+
+// clock is a settable time source shared by the dispatcher and the test.
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func newClock() *clock { return &clock{now: time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)} }
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	c.mu.Unlock()
+}
+
+// receiver is a tenant's webhook: it verifies every request with the
+// Standard Webhooks library, records it and answers as told.
+type receiver struct {
+	t      *testing.T
+	srv    *httptest.Server
+	verify *standardwebhooks.Webhook
+
+	mu       sync.Mutex
+	received []delivered
+	answer   func(n int) int // status for the n-th request (0-based)
+	block    chan struct{}   // if set, requests wait on it
+	waiting  atomic.Int32    // requests waiting on block
+}
+
+type delivered struct {
+	id   string
+	body string
+}
+
+func newReceiver(t *testing.T, secret string) *receiver {
+	t.Helper()
+	wh, err := standardwebhooks.NewWebhook(secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &receiver{t: t, verify: wh, answer: func(int) int { return 204 }}
+	r.srv = httptest.NewServer(http.HandlerFunc(r.serve))
+	t.Cleanup(func() {
+		r.mu.Lock()
+		if r.block != nil {
+			close(r.block)
+			r.block = nil
+		}
+		r.mu.Unlock()
+		r.srv.Close()
+	})
+	return r
+}
+
+func (r *receiver) serve(w http.ResponseWriter, req *http.Request) {
+	body, _ := io.ReadAll(req.Body)
+	if err := r.verify.Verify(body, req.Header); err != nil {
+		r.t.Errorf("signature does not verify: %v", err)
+		w.WriteHeader(400)
+		return
+	}
+	r.mu.Lock()
+	block := r.block
+	r.mu.Unlock()
+	if block != nil {
+		r.waiting.Add(1)
+		<-block
+	}
+	r.mu.Lock()
+	n := len(r.received)
+	r.received = append(r.received, delivered{id: req.Header.Get("webhook-id"), body: string(body)})
+	status := r.answer(n)
+	r.mu.Unlock()
+	w.WriteHeader(status)
+}
+
+func (r *receiver) got() []delivered {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]delivered(nil), r.received...)
+}
+
+// harness is a dispatcher over a real, migrated SQLite database.
+type harness struct {
+	t       *testing.T
+	db      *store.DB
+	clock   *clock
+	tenants *tenant.Service
+	events  *store.EventStore
+	ds      *store.DeliveryStore
+	disp    *delivery.Dispatcher
+	stop    func()
+}
+
+func newHarness(t *testing.T, opts delivery.Options) *harness {
+	t.Helper()
+	db := storetest.New(t)
+	key := make([]byte, 32)
+	rand.Read(key)
+	ts := store.NewTenantStore(db)
+	auth, _ := tenant.NewAuthenticator(key, ts, nil)
+	h := &harness{t: t, db: db, clock: newClock(), events: store.NewEventStore(db), ds: store.NewDeliveryStore(db)}
+	h.tenants = tenant.NewService(ts, auth, true, h.clock.Now)
+	opts.Store = h.ds
+	opts.Tenants = tenant.NewCache(h.tenants, 0, nil)
+	if opts.Sender == nil {
+		opts.Sender = delivery.NewSender(delivery.SenderOptions{AllowPrivate: true, Timeout: 5 * time.Second})
+	}
+	opts.Now = h.clock.Now
+	opts.PollInterval = 10 * time.Millisecond
+	d, err := delivery.New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.disp = d
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { d.Run(ctx); close(done) }()
+	h.stop = func() { cancel(); <-done }
+	t.Cleanup(h.stop)
+	return h
+}
+
+var appSeq atomic.Int64
+
+// tenant onboards a tenant delivering to url and returns it with its secret.
+func (h *harness) tenant(url string, ordered bool) (*tenant.Tenant, string) {
+	h.t.Helper()
+	t, creds, err := h.tenants.Create(context.Background(), &tenant.Tenant{
+		AppID: fmt.Sprintf("wx%016x", appSeq.Add(1)), WebhookURL: url, OrderedDelivery: ordered,
+		Secrets: tenant.Secrets{AppSecret: "s", Token: "tok123"},
+	})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return t, creds.WebhookSecret
+}
+
+// event stores an event for tid from openid created at createTime.
+func (h *harness) event(tid tenant.ID, openid string, createTime time.Time) relay.EventID {
+	h.t.Helper()
+	now := h.clock.Now()
+	id := relay.NewEventID(now)
+	_, err := h.events.AppendEvents(context.Background(), []*relay.Event{{
+		ID: id, TenantID: tid, DedupKey: "msg:" + string(id), Type: "message.text", OpenID: openid,
+		CreateTime: createTime, ReceiveTime: now, Raw: []byte("raw"),
+		Payload: []byte(fmt.Sprintf(`{"id":%q,"openid":%q}`, id, openid)),
+	}})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	h.disp.Notify()
+	return id
+}
+
+func (h *harness) get(tid tenant.ID, id relay.EventID) (*relay.Event, []relay.Attempt) {
+	h.t.Helper()
+	e, a, err := relay.NewEvents(h.events).GetWithAttempts(context.Background(), tid, id)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return e, a
+}
+
+// eventually polls cond for up to 10 s: the dispatcher works in the
+// background. No test asserts how fast; only that it happens.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestDeliversSignedPayload(t *testing.T) {
+	h := newHarness(t, delivery.Options{})
+	var rcv *receiver
+	tn, secret := h.tenant("http://placeholder.invalid/", false)
+	rcv = newReceiver(t, secret)
+	if _, err := h.tenants.Update(context.Background(), tn.ID, tenant.Patch{WebhookURL: &rcv.srv.URL}); err != nil {
+		t.Fatal(err)
+	}
+	id := h.event(tn.ID, "o1", h.clock.Now())
+	eventually(t, "delivery", func() bool { return len(rcv.got()) == 1 })
+	got := rcv.got()[0]
+	if got.id != string(id) || got.body != fmt.Sprintf(`{"id":%q,"openid":"o1"}`, id) {
+		t.Errorf("received %+v", got)
+	}
+	eventually(t, "delivered state", func() bool { e, _ := h.get(tn.ID, id); return e.State == relay.StateDelivered })
+	e, attempts := h.get(tn.ID, id)
+	if e.AttemptCount != 1 || len(attempts) != 1 || attempts[0].HTTPStatus != 204 || attempts[0].Error != "" {
+		t.Errorf("event %+v attempts %+v", e, attempts)
+	}
+}
+
+func TestRetriesOnTheScheduleThenFails(t *testing.T) {
+	h := newHarness(t, delivery.Options{Schedule: delivery.Schedule{0, 5 * time.Second, time.Minute}})
+	tn, secret := h.tenant("http://placeholder.invalid/", false)
+	rcv := newReceiver(t, secret)
+	rcv.answer = func(int) int { return 500 }
+	h.tenants.Update(context.Background(), tn.ID, tenant.Patch{WebhookURL: &rcv.srv.URL})
+	id := h.event(tn.ID, "o1", h.clock.Now())
+
+	eventually(t, "first attempt", func() bool { _, a := h.get(tn.ID, id); return len(a) == 1 })
+	// Not due again before the schedule says so.
+	time.Sleep(50 * time.Millisecond)
+	if n := len(rcv.got()); n != 1 {
+		t.Fatalf("%d attempts before the clock moved, want 1", n)
+	}
+	h.clock.Advance(6 * time.Second) // 5 s ± 10% has passed
+	h.disp.Notify()
+	eventually(t, "second attempt", func() bool { _, a := h.get(tn.ID, id); return len(a) == 2 })
+	h.clock.Advance(30 * time.Second)
+	h.disp.Notify()
+	time.Sleep(50 * time.Millisecond)
+	if n := len(rcv.got()); n != 2 {
+		t.Fatalf("%d attempts 36 s in, want 2 (the third is due after a minute)", n)
+	}
+	h.clock.Advance(40 * time.Second)
+	h.disp.Notify()
+	eventually(t, "failed state", func() bool { e, _ := h.get(tn.ID, id); return e.State == relay.StateFailed })
+	e, attempts := h.get(tn.ID, id)
+	if e.AttemptCount != 3 || len(attempts) != 3 {
+		t.Fatalf("after the schedule: %d attempts recorded, count %d; want 3", len(attempts), e.AttemptCount)
+	}
+	for _, a := range attempts {
+		if a.HTTPStatus != 500 || a.ErrorClass != relay.ErrorHTTPStatus || a.Error == "" {
+			t.Errorf("attempt %+v", a)
+		}
+	}
+
+	// Redelivery queues it again, under the same webhook-id.
+	rcv.mu.Lock()
+	rcv.answer = func(int) int { return 200 }
+	rcv.mu.Unlock()
+	if err := h.disp.Redeliver(context.Background(), tn.ID, id); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "redelivery", func() bool { e, _ := h.get(tn.ID, id); return e.State == relay.StateDelivered })
+	got := rcv.got()
+	if len(got) != 4 || got[3].id != string(id) {
+		t.Errorf("redelivered as %+v", got[len(got)-1])
+	}
+	if err := h.disp.Redeliver(context.Background(), "tn_other", id); err == nil {
+		t.Errorf("redeliver through another tenant succeeded")
+	}
+}
+
+func TestHonoursRetryAfterAndOverload(t *testing.T) {
+	h := newHarness(t, delivery.Options{})
+	tn, secret := h.tenant("http://placeholder.invalid/", false)
+	rcv := newReceiver(t, secret)
+	rcv.answer = func(n int) int {
+		if n == 0 {
+			return 429
+		}
+		return 204
+	}
+	h.tenants.Update(context.Background(), tn.ID, tenant.Patch{WebhookURL: &rcv.srv.URL})
+	id := h.event(tn.ID, "o1", h.clock.Now())
+	eventually(t, "first attempt", func() bool { _, a := h.get(tn.ID, id); return len(a) == 1 })
+	h.clock.Advance(30 * time.Second) // the schedule says 5 s; a 429 means at least 60 s
+	h.disp.Notify()
+	time.Sleep(50 * time.Millisecond)
+	if n := len(rcv.got()); n != 1 {
+		t.Fatalf("retried %d times within 30 s of a 429", n-1)
+	}
+	h.clock.Advance(31 * time.Second)
+	h.disp.Notify()
+	eventually(t, "delivery after the back-off", func() bool { e, _ := h.get(tn.ID, id); return e.State == relay.StateDelivered })
+}
+
+// TestExpiredLeaseIsReclaimed: an event claimed by a worker that died is
+// delivered once the lease expires, and not before.
+func TestExpiredLeaseIsReclaimed(t *testing.T) {
+	h := newHarness(t, delivery.Options{})
+	tn, secret := h.tenant("http://placeholder.invalid/", false)
+	rcv := newReceiver(t, secret)
+	h.tenants.Update(context.Background(), tn.ID, tenant.Patch{WebhookURL: &rcv.srv.URL})
+	h.stop() // claim as a "dead" worker while the dispatcher is off
+	id := h.event(tn.ID, "o1", h.clock.Now())
+	jobs, err := h.ds.ClaimDue(context.Background(), delivery.Claim{
+		Owner: "dead-worker", Now: h.clock.Now(), LeaseUntil: h.clock.Now().Add(45 * time.Second), Limit: 10, PerTenant: 10,
+	})
+	if err != nil || len(jobs) != 1 {
+		t.Fatalf("claim: %v %d", err, len(jobs))
+	}
+	d, err := delivery.New(delivery.Options{
+		Store: h.ds, Tenants: tenant.NewCache(h.tenants, 0, nil), Now: h.clock.Now, PollInterval: 10 * time.Millisecond,
+		Sender: delivery.NewSender(delivery.SenderOptions{AllowPrivate: true}),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { d.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	time.Sleep(50 * time.Millisecond)
+	if n := len(rcv.got()); n != 0 {
+		t.Fatalf("delivered while another worker's lease held")
+	}
+	h.clock.Advance(46 * time.Second)
+	d.Notify()
+	eventually(t, "delivery after lease expiry", func() bool { return len(rcv.got()) == 1 })
+	if rcv.got()[0].id != string(id) {
+		t.Errorf("delivered %s, want %s", rcv.got()[0].id, id)
+	}
+}
+
+// TestSlowTenantDoesNotDelayOthers: tenant A's webhook hangs; tenant B's
+// events are all delivered while A's requests are still hanging.
+func TestSlowTenantDoesNotDelayOthers(t *testing.T) {
+	h := newHarness(t, delivery.Options{Workers: 8, PerTenant: 3})
+	slowT, slowSecret := h.tenant("http://placeholder.invalid/", false)
+	fastT, fastSecret := h.tenant("http://placeholder.invalid/", false)
+	slow, fast := newReceiver(t, slowSecret), newReceiver(t, fastSecret)
+	slow.block = make(chan struct{})
+	h.tenants.Update(context.Background(), slowT.ID, tenant.Patch{WebhookURL: &slow.srv.URL})
+	h.tenants.Update(context.Background(), fastT.ID, tenant.Patch{WebhookURL: &fast.srv.URL})
+	for i := range 50 {
+		h.event(slowT.ID, fmt.Sprint("o", i), h.clock.Now())
+	}
+	for i := range 20 {
+		h.event(fastT.ID, fmt.Sprint("o", i), h.clock.Now())
+	}
+	eventually(t, "the healthy tenant's 20 deliveries", func() bool { return len(fast.got()) == 20 })
+	if n := len(slow.got()); n != 0 {
+		t.Errorf("the hanging webhook finished %d requests", n)
+	}
+}
+
+// TestOrderedDelivery: with ordered delivery, a later event of an openid
+// waits while an earlier one is pending; other openids are not held up.
+func TestOrderedDelivery(t *testing.T) {
+	h := newHarness(t, delivery.Options{})
+	tn, secret := h.tenant("http://placeholder.invalid/", true)
+	rcv := newReceiver(t, secret)
+	var firstFailed atomic.Bool
+	rcv.answer = func(n int) int {
+		if n == 0 {
+			firstFailed.Store(true)
+			return 503
+		}
+		return 204
+	}
+	h.tenants.Update(context.Background(), tn.ID, tenant.Patch{WebhookURL: &rcv.srv.URL})
+	base := h.clock.Now()
+	h.stop() // store all three before anything is claimed
+	first := h.event(tn.ID, "o_ordered", base.Add(-3*time.Second))
+	second := h.event(tn.ID, "o_ordered", base.Add(-2*time.Second))
+	other := h.event(tn.ID, "o_other", base.Add(-1*time.Second))
+	d, _ := delivery.New(delivery.Options{
+		Store: h.ds, Tenants: tenant.NewCache(h.tenants, 0, nil), Now: h.clock.Now, PollInterval: 10 * time.Millisecond,
+		Sender: delivery.NewSender(delivery.SenderOptions{AllowPrivate: true}),
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { d.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+
+	eventually(t, "the other openid's delivery", func() bool {
+		for _, g := range rcv.got() {
+			if g.id == string(other) {
+				return true
+			}
+		}
+		return false
+	})
+	time.Sleep(50 * time.Millisecond)
+	for _, g := range rcv.got() {
+		if g.id == string(second) {
+			t.Fatalf("the second event went out while the first was pending")
+		}
+	}
+	h.clock.Advance(6 * time.Second)
+	d.Notify()
+	eventually(t, "both ordered events", func() bool { e, _ := h.get(tn.ID, second); return e.State == relay.StateDelivered })
+	var order []string
+	for _, g := range rcv.got() {
+		if g.id == string(first) || g.id == string(second) {
+			order = append(order, g.id)
+		}
+	}
+	if want := []string{string(first), string(first), string(second)}; fmt.Sprint(order) != fmt.Sprint(want) {
+		t.Errorf("ordered deliveries %v, want %v", order, want)
+	}
+}
+
+// TestBreakerStopsHammeringAFailingEndpoint: after the breaker opens,
+// further events of that endpoint are held without attempts.
+func TestBreakerStopsHammeringAFailingEndpoint(t *testing.T) {
+	h := newHarness(t, delivery.Options{
+		Breakers: delivery.NewBreakers(delivery.BreakerOptions{Threshold: 3}),
+		Schedule: delivery.Schedule{0, time.Hour},
+	})
+	tn, secret := h.tenant("http://placeholder.invalid/", false)
+	rcv := newReceiver(t, secret)
+	rcv.answer = func(int) int { return 500 }
+	h.tenants.Update(context.Background(), tn.ID, tenant.Patch{WebhookURL: &rcv.srv.URL})
+	for i := range 10 {
+		h.event(tn.ID, fmt.Sprint("o", i), h.clock.Now())
+	}
+	eventually(t, "three failures", func() bool { return len(rcv.got()) >= 3 })
+	time.Sleep(100 * time.Millisecond)
+	if n := len(rcv.got()); n > 3+2 { // attempts already in flight when it opened may land
+		t.Errorf("%d requests to an endpoint whose breaker opened after 3 failures", n)
+	}
+}
+
+func TestShutdownFinishesAttemptsInFlight(t *testing.T) {
+	h := newHarness(t, delivery.Options{})
+	tn, secret := h.tenant("http://placeholder.invalid/", false)
+	rcv := newReceiver(t, secret)
+	rcv.block = make(chan struct{})
+	h.tenants.Update(context.Background(), tn.ID, tenant.Patch{WebhookURL: &rcv.srv.URL})
+	id := h.event(tn.ID, "o1", h.clock.Now())
+	eventually(t, "the attempt to start", func() bool {
+		e, _ := h.get(tn.ID, id)
+		return e != nil && rcv.waiting.Load() > 0
+	})
+	stopped := make(chan struct{})
+	go func() { h.stop(); close(stopped) }()
+	time.Sleep(50 * time.Millisecond)
+	select {
+	case <-stopped:
+		t.Fatal("Run returned with an attempt in flight")
+	default:
+	}
+	rcv.mu.Lock()
+	close(rcv.block)
+	rcv.block = nil
+	rcv.mu.Unlock()
+	<-stopped
+	if e, _ := h.get(tn.ID, id); e.State != relay.StateDelivered {
+		t.Errorf("state after shutdown = %v, want delivered", e.State)
+	}
+}
