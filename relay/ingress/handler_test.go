@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/wxrelay/wxrelay/relay"
 	"github.com/wxrelay/wxrelay/relay/ingress"
@@ -41,7 +42,11 @@ type relayEnv struct {
 	logs    *bytes.Buffer
 }
 
-func newRelayEnv(t *testing.T) *relayEnv {
+func newRelayEnv(t *testing.T) *relayEnv { return newRelayEnvCached(t, 0) }
+
+// newRelayEnvCached caches tenants for ttl, as production does (tests that
+// change tenants use 0).
+func newRelayEnvCached(t *testing.T, ttl time.Duration) *relayEnv {
 	t.Helper()
 	db := storetest.New(t)
 	ts := store.NewTenantStore(db)
@@ -58,8 +63,7 @@ func newRelayEnv(t *testing.T) *relayEnv {
 	logs := &bytes.Buffer{}
 	mux := http.NewServeMux()
 	mux.Handle("/wx/{id}", ingress.New(ingress.Options{
-		// No caching: tests change tenants and expect it at once.
-		Tenants: tenant.NewCache(svc, 0, nil), Events: ing,
+		Tenants: tenant.NewCache(svc, ttl, nil), Events: ing,
 		Logger: slog.New(slog.NewJSONHandler(&lockedWriter{w: logs}, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	}))
 	hs := httptest.NewServer(mux)
