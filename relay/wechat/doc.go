@@ -26,6 +26,17 @@
 // into the query, body and Content-Type WeChat would send, so a simulator
 // and the tests can drive a Receiver exactly as WeChat does.
 //
+// # Calling WeChat
+//
+// [Client] is the other direction: the relay calling WeChat's API for its
+// tenants' mini programs. It fetches access tokens ([Client.Token],
+// [Client.StableToken]), sends customer-service messages whose JSON bodies
+// pass through untouched ([Client.SendCustomMessage]; build them with
+// [EncodeJSON], which keeps <, > and & as they are), sets typing and uploads
+// images. A refusal by WeChat is an [*APIError], matched by errcode
+// ([Errcode], [IsTokenInvalid]); WeChat out of reach is a
+// [*TransportError], whose text never shows a secret or access token.
+//
 // # Formats
 //
 // The mini-program console offers XML or JSON bodies. The format of a body
