@@ -29,6 +29,7 @@ type config struct {
 	SecretKey            string // base64; empty means the key file beside a SQLite DB
 	AllowPrivateWebhooks bool
 	RetrySchedule        []time.Duration
+	DeliveryTimeout      time.Duration
 	LogLevel             slog.Level
 }
 
@@ -65,11 +66,13 @@ func (fs *flagSet) addServeFlags() {
 		c.RetrySchedule = d
 		return err
 	})
+	fs.DurationVar(&c.DeliveryTimeout, "delivery-timeout", 15*time.Second, "how long one webhook delivery attempt may take (WXRELAY_DELIVERY_TIMEOUT)")
 	fs.TextVar(&c.LogLevel, "log-level", slog.LevelInfo, "debug, info, warn or error (WXRELAY_LOG_LEVEL)")
 	for name, env := range map[string]string{
 		"http-addr": "WXRELAY_HTTP_ADDR", "grpc-addr": "WXRELAY_GRPC_ADDR", "public-url": "WXRELAY_PUBLIC_URL",
 		"wechat-api": "WXRELAY_WECHAT_API", "allow-private-webhooks": "WXRELAY_ALLOW_PRIVATE_WEBHOOKS",
 		"retry-schedule": "WXRELAY_RETRY_SCHEDULE", "log-level": "WXRELAY_LOG_LEVEL",
+		"delivery-timeout": "WXRELAY_DELIVERY_TIMEOUT",
 	} {
 		fs.bindEnv(name, env)
 	}
@@ -152,6 +155,9 @@ func (c *config) validateServe() error {
 	}
 	if err := checkBaseURL(c.WeChatAPI); err != nil {
 		return fmt.Errorf("--wechat-api / WXRELAY_WECHAT_API: %w", err)
+	}
+	if c.DeliveryTimeout <= 0 {
+		return errors.New("--delivery-timeout / WXRELAY_DELIVERY_TIMEOUT: must be positive")
 	}
 	if len(c.RetrySchedule) == 0 {
 		return errors.New("--retry-schedule / WXRELAY_RETRY_SCHEDULE: needs at least one delay")

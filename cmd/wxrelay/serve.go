@@ -72,7 +72,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
 	tenantCache := tenant.NewCache(tenants, time.Second, nil)
-	sender := delivery.NewSender(delivery.SenderOptions{AllowPrivate: cfg.AllowPrivateWebhooks})
+	sender := delivery.NewSender(delivery.SenderOptions{AllowPrivate: cfg.AllowPrivateWebhooks, Timeout: cfg.DeliveryTimeout})
 	defer sender.Close()
 	deliveryMetrics := delivery.NewMetrics(reg)
 	dispatcher, err := delivery.New(delivery.Options{

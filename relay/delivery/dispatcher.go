@@ -36,8 +36,8 @@ type Options struct {
 	// many workers and every other tenant keeps the rest.
 	PerTenant int
 	// LeaseMargin is how long a claim's lease outlives the Sender's
-	// attempt timeout (default 30 s), so that only a dead worker's lease
-	// ever expires.
+	// attempt timeout (default: the timeout, at least 5 s), so that only a
+	// dead worker's lease ever expires.
 	LeaseMargin time.Duration
 	// PollInterval is how often the store is asked for due work when
 	// nothing wakes the dispatcher (default 1 s). New events wake it at
@@ -85,7 +85,7 @@ func New(opts Options) (*Dispatcher, error) {
 	}
 	setDefault(&opts.Workers, 64)
 	setDefault(&opts.PerTenant, 16)
-	setDefault(&opts.LeaseMargin, 30*time.Second)
+	setDefault(&opts.LeaseMargin, max(opts.Sender.Timeout(), 5*time.Second))
 	setDefault(&opts.PollInterval, time.Second)
 	setDefault(&opts.ShutdownGrace, 20*time.Second)
 	if opts.Now == nil {

@@ -27,7 +27,9 @@ type clock struct {
 	now time.Time
 }
 
-func newClock() *clock { return &clock{now: time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)} }
+// newClock starts at the real time: receivers check webhook-timestamp
+// against their own clock, and tests move it by minutes at most.
+func newClock() *clock { return &clock{now: time.Now().UTC()} }
 
 func (c *clock) Now() time.Time {
 	c.mu.Lock()
@@ -179,6 +181,15 @@ func (h *harness) event(tid tenant.ID, openid string, createTime time.Time) rela
 	}
 	h.disp.Notify()
 	return id
+}
+
+func (h *harness) list(tid tenant.ID) []*relay.Event {
+	h.t.Helper()
+	evs, _, err := relay.NewEvents(h.events).List(context.Background(), tid, relay.MaxPageSize, "")
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return evs
 }
 
 func (h *harness) get(tid tenant.ID, id relay.EventID) (*relay.Event, []relay.Attempt) {
@@ -367,20 +378,21 @@ func TestOrderedDelivery(t *testing.T) {
 	h := newHarness(t, delivery.Options{})
 	tn, secret := h.tenant("http://placeholder.invalid/", true)
 	rcv := newReceiver(t, secret)
-	var firstFailed atomic.Bool
-	rcv.answer = func(n int) int {
-		if n == 0 {
-			firstFailed.Store(true)
-			return 503
-		}
-		return 204
-	}
 	h.tenants.Update(context.Background(), tn.ID, tenant.Patch{WebhookURL: &rcv.srv.URL})
 	base := h.clock.Now()
 	h.stop() // store all three before anything is claimed
 	first := h.event(tn.ID, "o_ordered", base.Add(-3*time.Second))
 	second := h.event(tn.ID, "o_ordered", base.Add(-2*time.Second))
 	other := h.event(tn.ID, "o_other", base.Add(-1*time.Second))
+	// The first ordered event fails its first attempt; everything else lands.
+	rcv.mu.Lock()
+	rcv.answer = func(n int) int {
+		if rcv.received[n].id == string(first) && n == firstIndex(rcv.received, string(first)) {
+			return 503
+		}
+		return 204
+	}
+	rcv.mu.Unlock()
 	d, _ := delivery.New(delivery.Options{
 		Store: h.ds, Tenants: tenant.NewCache(h.tenants, 0, nil), Now: h.clock.Now, PollInterval: 10 * time.Millisecond,
 		Sender: delivery.NewSender(delivery.SenderOptions{AllowPrivate: true}),
@@ -422,8 +434,9 @@ func TestOrderedDelivery(t *testing.T) {
 // further events of that endpoint are held without attempts.
 func TestBreakerStopsHammeringAFailingEndpoint(t *testing.T) {
 	h := newHarness(t, delivery.Options{
-		Breakers: delivery.NewBreakers(delivery.BreakerOptions{Threshold: 3}),
-		Schedule: delivery.Schedule{0, time.Hour},
+		Breakers:  delivery.NewBreakers(delivery.BreakerOptions{Threshold: 3}),
+		Schedule:  delivery.Schedule{0, time.Hour},
+		PerTenant: 1, // one at a time, so the count of requests is exact
 	})
 	tn, secret := h.tenant("http://placeholder.invalid/", false)
 	rcv := newReceiver(t, secret)
@@ -434,8 +447,18 @@ func TestBreakerStopsHammeringAFailingEndpoint(t *testing.T) {
 	}
 	eventually(t, "three failures", func() bool { return len(rcv.got()) >= 3 })
 	time.Sleep(100 * time.Millisecond)
-	if n := len(rcv.got()); n > 3+2 { // attempts already in flight when it opened may land
+	if n := len(rcv.got()); n != 3 {
 		t.Errorf("%d requests to an endpoint whose breaker opened after 3 failures", n)
+	}
+	// The held events were not charged an attempt.
+	var pending int
+	for _, e := range h.list(tn.ID) {
+		if e.AttemptCount == 0 && e.State == relay.StatePending {
+			pending++
+		}
+	}
+	if pending != 7 {
+		t.Errorf("%d events untried and pending behind the open breaker, want 7", pending)
 	}
 }
 
@@ -466,4 +489,14 @@ func TestShutdownFinishesAttemptsInFlight(t *testing.T) {
 	if e, _ := h.get(tn.ID, id); e.State != relay.StateDelivered {
 		t.Errorf("state after shutdown = %v, want delivered", e.State)
 	}
+}
+
+// firstIndex is the index of the first delivery of id.
+func firstIndex(ds []delivered, id string) int {
+	for i, d := range ds {
+		if d.id == id {
+			return i
+		}
+	}
+	return -1
 }

@@ -1,0 +1,167 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
+
+	"github.com/wxrelay/wxrelay/relay/wechat"
+)
+
+// webhookSink is a tenant's webhook in the test process: it verifies each
+// delivery with the Standard Webhooks library and remembers, per openid,
+// the webhook-ids it came under.
+type webhookSink struct {
+	mu      sync.Mutex
+	secret  *standardwebhooks.Webhook
+	ids     map[string]map[string]int // openid → webhook-id → deliveries
+	total   atomic.Int64
+	badSigs atomic.Int64
+}
+
+func (s *webhookSink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	body, _ := io.ReadAll(r.Body)
+	s.mu.Lock()
+	wh := s.secret
+	s.mu.Unlock()
+	if wh == nil || wh.Verify(body, r.Header) != nil {
+		s.badSigs.Add(1)
+		w.WriteHeader(400)
+		return
+	}
+	time.Sleep(5 * time.Millisecond) // keep deliveries in flight when the relay dies
+	var p struct {
+		OpenID string `json:"openid"`
+	}
+	json.Unmarshal(body, &p)
+	s.mu.Lock()
+	if s.ids[p.OpenID] == nil {
+		s.ids[p.OpenID] = map[string]int{}
+	}
+	s.ids[p.OpenID][r.Header.Get("webhook-id")]++
+	s.mu.Unlock()
+	s.total.Add(1)
+	w.WriteHeader(204)
+}
+
+// TestEveryAnsweredPushIsDeliveredAcrossSIGKILL kills the relay while it is
+// both taking pushes and delivering them, starts it again, and checks that
+// every push answered "success" reaches the webhook, each under one stable
+// webhook-id (a redelivery after the crash reuses it).
+func TestEveryAnsweredPushIsDeliveredAcrossSIGKILL(t *testing.T) {
+	dir := t.TempDir()
+	sink := &webhookSink{ids: map[string]map[string]int{}}
+	hook := httptest.NewServer(sink)
+	defer hook.Close()
+	env := []string{"WXRELAY_ALLOW_PRIVATE_WEBHOOKS=true", "WXRELAY_DELIVERY_TIMEOUT=1s", "WXRELAY_RETRY_SCHEDULE=0s,1s,1s,1s,1s,1s,1s,1s,1s,1s"}
+	p := startServe(t, dir, env...)
+	admin := adminTokenIn(t, dir)
+	var created struct {
+		Tenant        struct{ ID string } `json:"tenant"`
+		WebhookSecret string              `json:"webhook_secret"`
+	}
+	body := fmt.Sprintf(`{"appid":"wx0123456789abcdef","app_secret":"s","token":"PushToken1","encrypt_mode":"ENCRYPT_MODE_PLAINTEXT","data_format":"DATA_FORMAT_XML","webhook_url":%q}`, hook.URL)
+	if code := p.api(t, "POST", "/v1/tenants", admin, body, &created); code != 200 {
+		t.Fatalf("create tenant: %d", code)
+	}
+	wh, err := standardwebhooks.NewWebhook(created.WebhookSecret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sink.mu.Lock()
+	sink.secret = wh
+	sink.mu.Unlock()
+
+	pusher := &wechat.Pusher{Token: "PushToken1", Mode: wechat.ModePlaintext}
+	pushURL := "http://" + p.http + "/wx/" + created.Tenant.ID
+	var (
+		mu       sync.Mutex
+		answered []string
+		next     atomic.Int64
+		stop     atomic.Bool
+		wg       sync.WaitGroup
+	)
+	client := &http.Client{Timeout: 5 * time.Second}
+	for range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for !stop.Load() {
+				n := next.Add(1)
+				openid := fmt.Sprintf("o_%06d", n)
+				msg := wechat.TextMessage(wechat.FormatXML, wechat.Header{ToUserName: "gh_x", FromUserName: openid, CreateTime: time.Now().Unix()}, "hi", 1e18+n)
+				req, _ := pusher.Push(msg, time.Now().Unix(), fmt.Sprint(n))
+				resp, err := client.Post(pushURL+"?"+req.RawQuery(), req.ContentType, bytes.NewReader(req.Body))
+				if err != nil {
+					continue
+				}
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if string(b) == "success" {
+					mu.Lock()
+					answered = append(answered, openid)
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	// Kill while deliveries are under way.
+	deadline := time.Now().Add(20 * time.Second)
+	for sink.total.Load() < 100 && time.Now().Before(deadline) {
+		time.Sleep(2 * time.Millisecond)
+	}
+	p.cmd.Process.Signal(syscall.SIGKILL)
+	p.cmd.Wait()
+	stop.Store(true)
+	wg.Wait()
+	deliveredBeforeKill := sink.total.Load()
+
+	startServe(t, dir, env...)
+	mu.Lock()
+	want := append([]string(nil), answered...)
+	mu.Unlock()
+	deadline = time.Now().Add(60 * time.Second)
+	for {
+		missing := 0
+		sink.mu.Lock()
+		for _, o := range want {
+			if len(sink.ids[o]) == 0 {
+				missing++
+			}
+		}
+		sink.mu.Unlock()
+		if missing == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d answered pushes never reached the webhook", missing, len(want))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	sink.mu.Lock()
+	defer sink.mu.Unlock()
+	redelivered := 0
+	for openid, ids := range sink.ids {
+		if len(ids) != 1 {
+			t.Errorf("push from %s delivered under %d webhook-ids: %v", openid, len(ids), ids)
+		}
+		for _, n := range ids {
+			redelivered += n - 1
+		}
+	}
+	if sink.badSigs.Load() > 0 {
+		t.Errorf("%d deliveries with a bad signature", sink.badSigs.Load())
+	}
+	t.Logf("%d pushes answered; %d delivered before SIGKILL; all delivered after restart, %d of them again under the same id",
+		len(want), deliveredBeforeKill, redelivered)
+}
