@@ -14,6 +14,10 @@ ALTER TABLE events ADD COLUMN retry_index integer NOT NULL DEFAULT 0 CHECK (retr
 -- retention goes by. delivered_at had never been written, and state already
 -- says which of the two an event finished as.
 ALTER TABLE events RENAME COLUMN delivered_at TO finished_at;
+-- Failed events lose their time when this migration is rolled back (see its
+-- down step); without one they would never be pruned. Their last due time
+-- is when they were last attempted.
+UPDATE events SET finished_at = next_attempt_at WHERE state <> 'pending' AND finished_at IS NULL;
 
 -- Retention deletes the oldest finished events of a state in small batches.
 -- Partial: pending events, which have no finished_at, are not in it.
