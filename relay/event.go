@@ -47,6 +47,9 @@ type Event struct {
 	// ingest so that every attempt sends the very same bytes.
 	Payload []byte
 
+	// DueAt is when the first delivery attempt is due; zero means at once.
+	DueAt time.Time
+
 	State        State
 	AttemptCount int
 }

@@ -20,6 +20,9 @@ type IngestorOptions struct {
 	// CommitTimeout bounds one batch's transaction (default 4 s: WeChat
 	// gives up after 5 s, and a late "success" is worth nothing).
 	CommitTimeout time.Duration
+	// FirstDelay delays the first delivery attempt of each event (the
+	// first entry of the retry schedule, usually 0).
+	FirstDelay time.Duration
 	// OnCommit, if set, is told the size and duration of every commit.
 	OnCommit func(size int, took time.Duration, err error)
 }
@@ -73,6 +76,9 @@ func NewIngestor(store Store, opts IngestorOptions) *Ingestor {
 // ctx's error; the event may still be committed, which is harmless: WeChat
 // retries and the retry is recognised as a duplicate.
 func (in *Ingestor) Append(ctx context.Context, e *Event) (AppendResult, error) {
+	if in.opts.FirstDelay > 0 && e.DueAt.IsZero() {
+		e.DueAt = e.ReceiveTime.Add(in.opts.FirstDelay)
+	}
 	p := &pendingAppend{event: e, result: make(chan appendOutcome, 1)}
 	in.mu.RLock()
 	if in.closed {

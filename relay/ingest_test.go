@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/wxrelay/wxrelay/relay"
+	"github.com/wxrelay/wxrelay/relay/delivery"
 	"github.com/wxrelay/wxrelay/store"
 	"github.com/wxrelay/wxrelay/store/storetest"
 	"github.com/wxrelay/wxrelay/tenant"
@@ -138,5 +139,32 @@ func TestIngestorIsolatesARefusedEvent(t *testing.T) {
 	wg.Wait()
 	if failed.Load() != 10 || stored.Load() != 90 {
 		t.Errorf("failed %d, stored %d; want 10 and 90", failed.Load(), stored.Load())
+	}
+}
+
+// FirstDelay (the retry schedule's first entry) holds an event's first
+// delivery attempt back.
+func TestIngestorFirstDelay(t *testing.T) {
+	db := storetest.New(t)
+	tid := mustTenant(t, db)
+	in := relay.NewIngestor(store.NewEventStore(db), relay.IngestorOptions{FirstDelay: time.Minute})
+	defer in.Close()
+	e := event(tid, "msg:1")
+	if _, err := in.Append(context.Background(), e); err != nil {
+		t.Fatal(err)
+	}
+	ds := store.NewDeliveryStore(db)
+	claim := func(at time.Time) int {
+		jobs, err := ds.ClaimDue(context.Background(), delivery.Claim{Owner: "w", Now: at, LeaseUntil: at.Add(time.Minute), Limit: 10, PerTenant: 10})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(jobs)
+	}
+	if n := claim(e.ReceiveTime.Add(59 * time.Second)); n != 0 {
+		t.Errorf("claimed %d events before the first delay was over", n)
+	}
+	if n := claim(e.ReceiveTime.Add(61 * time.Second)); n != 1 {
+		t.Errorf("claimed %d events after the first delay, want 1", n)
 	}
 }

@@ -66,9 +66,10 @@ type Config struct {
 // DB is an open database: a connection pool, the dialect it speaks and the
 // key that seals secrets. It is safe for concurrent use.
 type DB struct {
-	bun    *bun.DB
-	sealer *sealer
-	log    *slog.Logger
+	bun          *bun.DB
+	sealer       *sealer
+	log          *slog.Logger
+	checkpointer *checkpointer // SQLite only
 }
 
 // Open connects to the database named by cfg.DSN, checks that it answers,
@@ -102,6 +103,9 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 		return nil, err
 	}
 	db := &DB{bun: bdb, sealer: sl, log: log}
+	if tgt.dialect == "sqlite" {
+		db.checkpointer = startCheckpointer(bdb.DB, log)
+	}
 	log.InfoContext(ctx, "database opened", "dialect", tgt.dialect, "location", tgt.String())
 
 	if !cfg.SkipMigrate {
@@ -129,7 +133,10 @@ func (db *DB) Ping(ctx context.Context) error {
 }
 
 // Close closes the connection pool.
-func (db *DB) Close() error { return db.bun.Close() }
+func (db *DB) Close() error {
+	db.checkpointer.close()
+	return db.bun.Close()
+}
 
 // migrateLockWait bounds how long Migrate waits for another process's
 // migration lock before concluding that the lock is stale.
@@ -345,7 +352,7 @@ func openSQLite(ctx context.Context, path string) (*bun.DB, error) {
 	// A file: URI, so that a path holding ? or # stays a path; the driver
 	// reads its own options from the query and SQLite ignores them.
 	escaped := strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(path)
-	sqldb, err := sql.Open("sqlite3", "file:"+escaped+"?"+sqliteOptions.Encode())
+	sqldb, err := sql.Open(sqliteDriver, "file:"+escaped+"?"+sqliteOptions.Encode())
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}

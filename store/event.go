@@ -390,8 +390,16 @@ func newEventRow(e *relay.Event) *eventRow {
 		Raw:           nonNil(e.Raw),
 		Payload:       nonNil(e.Payload),
 		State:         "pending",
-		NextAttemptAt: e.ReceiveTime.UTC(),
+		NextAttemptAt: dueAt(e),
 	}
+}
+
+// dueAt is when a new event's first delivery attempt is due.
+func dueAt(e *relay.Event) time.Time {
+	if e.DueAt.IsZero() {
+		return e.ReceiveTime.UTC()
+	}
+	return e.DueAt.UTC()
 }
 
 // size is what the row's bodies add to an INSERT statement.

@@ -30,6 +30,7 @@ type config struct {
 	AllowPrivateWebhooks bool
 	RetrySchedule        []time.Duration
 	DeliveryTimeout      time.Duration
+	DebugAddr            string
 	LogLevel             slog.Level
 }
 
@@ -67,12 +68,13 @@ func (fs *flagSet) addServeFlags() {
 		return err
 	})
 	fs.DurationVar(&c.DeliveryTimeout, "delivery-timeout", 15*time.Second, "how long one webhook delivery attempt may take (WXRELAY_DELIVERY_TIMEOUT)")
+	fs.StringVar(&c.DebugAddr, "debug-addr", "", "if set, serve Go's /debug/pprof profiles here, e.g. 127.0.0.1:6060; keep it private (WXRELAY_DEBUG_ADDR)")
 	fs.TextVar(&c.LogLevel, "log-level", slog.LevelInfo, "debug, info, warn or error (WXRELAY_LOG_LEVEL)")
 	for name, env := range map[string]string{
 		"http-addr": "WXRELAY_HTTP_ADDR", "grpc-addr": "WXRELAY_GRPC_ADDR", "public-url": "WXRELAY_PUBLIC_URL",
 		"wechat-api": "WXRELAY_WECHAT_API", "allow-private-webhooks": "WXRELAY_ALLOW_PRIVATE_WEBHOOKS",
 		"retry-schedule": "WXRELAY_RETRY_SCHEDULE", "log-level": "WXRELAY_LOG_LEVEL",
-		"delivery-timeout": "WXRELAY_DELIVERY_TIMEOUT",
+		"delivery-timeout": "WXRELAY_DELIVERY_TIMEOUT", "debug-addr": "WXRELAY_DEBUG_ADDR",
 	} {
 		fs.bindEnv(name, env)
 	}
@@ -155,6 +157,11 @@ func (c *config) validateServe() error {
 	}
 	if err := checkBaseURL(c.WeChatAPI); err != nil {
 		return fmt.Errorf("--wechat-api / WXRELAY_WECHAT_API: %w", err)
+	}
+	if c.DebugAddr != "" {
+		if err := checkAddr(c.DebugAddr); err != nil {
+			return fmt.Errorf("--debug-addr / WXRELAY_DEBUG_ADDR: %w", err)
+		}
 	}
 	if c.DeliveryTimeout <= 0 {
 		return errors.New("--delivery-timeout / WXRELAY_DELIVERY_TIMEOUT: must be positive")
