@@ -23,6 +23,9 @@ type Envelope struct {
 //
 // It returns ErrMalformed if the body does not parse or has no Encrypt.
 func ParseEnvelope(body []byte) (*Envelope, error) {
+	if env, ok := parseEnvelopeFast(body); ok {
+		return env, nil
+	}
 	obj, f, err := decodeObject(body)
 	if err != nil {
 		return nil, err

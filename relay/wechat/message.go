@@ -37,6 +37,9 @@ type Message struct {
 // field of the wrong type (CreateTime and MsgId must be integers, given as
 // numbers or strings).
 func DecodeMessage(body []byte) (*Message, error) {
+	if m, ok := decodeMessageFast(body); ok {
+		return m, nil
+	}
 	obj, f, err := decodeObject(body)
 	if err != nil {
 		return nil, err
