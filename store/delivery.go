@@ -24,6 +24,13 @@ import (
 //
 // Leases make delivery safe with several claimers at once, in one process
 // or in several replicas sharing a PostgreSQL database: see ClaimDue.
+//
+// Claims, outcomes, releases and pruning commit without waiting for the
+// disk (DB.relaxed): a crash may forget the last of them, and then an event
+// is attempted again under the same webhook-id, which at-least-once
+// delivery allows. Each of them would otherwise cost an fsync per
+// transaction, three per event with ingest, and the disk would set the
+// delivery rate. Redelivery, asked for by a person, is durable.
 type DeliveryStore struct {
 	db *DB
 }
@@ -78,10 +85,11 @@ func NewDeliveryStore(db *DB) *DeliveryStore { return &DeliveryStore{db: db} }
 // relay.ErrInvalid if c lacks an owner, a time, a lease end after c.Now, or
 // positive limits.
 func (s *DeliveryStore) ClaimDue(ctx context.Context, c delivery.Claim) ([]*delivery.Job, error) {
+	defer s.db.serialize()()
 	if err := validateClaim(c); err != nil {
 		return nil, fmt.Errorf("claim due events: %w", err)
 	}
-	db, pg := s.db.bun, s.db.Dialect() == "pg"
+	db, pg := s.db.relaxed, s.db.Dialect() == "pg"
 	now := c.Now.UTC()
 
 	// 1. pt(id): the first pending tenant, then each time the next one.
@@ -220,6 +228,7 @@ const recordAttempts = 3
 // index, a state other than pending, delivered or failed, or is pending
 // without a next attempt time.
 func (s *DeliveryStore) Record(ctx context.Context, outcomes []delivery.Outcome) error {
+	defer s.db.serialize()()
 	if len(outcomes) == 0 {
 		return nil
 	}
@@ -237,7 +246,7 @@ func (s *DeliveryStore) Record(ctx context.Context, outcomes []delivery.Outcome)
 	pg := s.db.Dialect() == "pg"
 	var err error
 	for attempt := 1; ; attempt++ {
-		err = s.db.bun.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+		err = s.db.relaxed.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
 			return record(ctx, tx, pg, recs)
 		})
 		if err == nil || !isDeadlock(err) || attempt == recordAttempts {
@@ -464,6 +473,7 @@ func validateOutcome(o delivery.Outcome) error {
 // it due at r.NextAttemptAt. It does nothing if the lease was lost or the
 // event is gone. relay.ErrInvalid if r lacks a job, an owner or a time.
 func (s *DeliveryStore) Release(ctx context.Context, r delivery.Release) error {
+	defer s.db.serialize()()
 	switch {
 	case r.Job == nil || r.Job.EventID == "":
 		return fmt.Errorf("release event: no job: %w", relay.ErrInvalid)
@@ -474,7 +484,7 @@ func (s *DeliveryStore) Release(ctx context.Context, r delivery.Release) error {
 	// the state or the tenant too would offer PostgreSQL's planner, before
 	// the table's first ANALYZE, the partial index events_pending_openid
 	// (tenant_id, ...) in place of the unique index on id (see record).
-	_, err := s.db.bun.NewUpdate().Model((*eventRow)(nil)).
+	_, err := s.db.relaxed.NewUpdate().Model((*eventRow)(nil)).
 		Set("next_attempt_at = ?", r.NextAttemptAt.UTC()).
 		Set("lease_owner = NULL").
 		Set("lease_expires_at = NULL").
@@ -494,6 +504,7 @@ func (s *DeliveryStore) Release(ctx context.Context, r delivery.Release) error {
 // attempt ever made. relay.ErrNotFound, also for another tenant's event;
 // relay.ErrInvalid if now is zero.
 func (s *DeliveryStore) Redeliver(ctx context.Context, tid tenant.ID, id relay.EventID, now time.Time) error {
+	defer s.db.serialize()()
 	if now.IsZero() {
 		return fmt.Errorf("redeliver event %s: no time: %w", id, relay.ErrInvalid)
 	}
@@ -526,6 +537,7 @@ func (s *DeliveryStore) Redeliver(ctx context.Context, tid tenant.ID, id relay.E
 // events are never deleted. relay.ErrInvalid for another state or a limit
 // that is not positive.
 func (s *DeliveryStore) PruneEvents(ctx context.Context, state relay.State, cutoff time.Time, limit int) (int, error) {
+	defer s.db.serialize()()
 	if state != relay.StateDelivered && state != relay.StateFailed {
 		return 0, fmt.Errorf("prune events: state %v is not a finished one: %w", state, relay.ErrInvalid)
 	}
@@ -537,14 +549,14 @@ func (s *DeliveryStore) PruneEvents(ctx context.Context, state relay.State, cuto
 		return 0, fmt.Errorf("prune events: %w", err)
 	}
 	cutoff = cutoff.UTC()
-	batch := s.db.bun.NewSelect().TableExpr("events").Column("seq").
+	batch := s.db.relaxed.NewSelect().TableExpr("events").Column("seq").
 		Where("state = ?", name).
 		Where("finished_at < ?", cutoff).
 		OrderExpr("finished_at").
 		Limit(int64(limit))
 	// The outer conditions repeat the batch's: on PostgreSQL, an event
 	// redelivered after the batch was read is re-checked, and kept.
-	res, err := s.db.bun.NewDelete().Model((*eventRow)(nil)).
+	res, err := s.db.relaxed.NewDelete().Model((*eventRow)(nil)).
 		Where("seq IN (?)", batch).
 		Where("state = ?", name).
 		Where("finished_at < ?", cutoff).

@@ -1085,7 +1085,7 @@ func TestDeliveryStore_IndexUse(t *testing.T) {
 	mustAppend(t, es, dueEvent(ordered, "1", "o1", t0), dueEvent(ordered, "2", "o1", t0), dueEvent(plain, "1", "o1", t0))
 
 	hook := &queryLog{}
-	db.Bun().AddQueryHook(hook)
+	db.AddQueryHook(hook)
 	c := claimAt("w1", t0)
 	c.Exclude = []tenant.ID{"tn_nobody"}
 	jobs := mustClaim(t, ds, c)

@@ -60,6 +60,7 @@ const appendAttempts = 3
 // unless the connection broke during the COMMIT; either way, appending the
 // batch again is safe, as what was stored reports as duplicates.
 func (s *EventStore) AppendEvents(ctx context.Context, events []*relay.Event) ([]relay.AppendResult, error) {
+	defer s.db.serialize()()
 	if len(events) == 0 {
 		return nil, nil
 	}

@@ -25,6 +25,7 @@ func NewTenantStore(db *DB) *TenantStore { return &TenantStore{db: db} }
 
 // Create stores a new tenant. tenant.ErrConflict if its appid is taken.
 func (s *TenantStore) Create(ctx context.Context, t *tenant.Tenant) error {
+	defer s.db.serialize()()
 	row, err := fromDomain(t, s.db.sealer)
 	if err != nil {
 		return fmt.Errorf("create tenant %s: %w", t.ID, err)
@@ -82,6 +83,7 @@ func (s *TenantStore) Find(ctx context.Context, f tenant.Filter) ([]*tenant.Tena
 // t.Version. tenant.ErrNotFound; tenant.ErrConflict if the appid is taken or
 // the tenant changed since t was read.
 func (s *TenantStore) Update(ctx context.Context, t *tenant.Tenant) error {
+	defer s.db.serialize()()
 	row, err := fromDomain(t, s.db.sealer)
 	if err != nil {
 		return fmt.Errorf("update tenant %s: %w", t.ID, err)
@@ -118,6 +120,7 @@ func (s *TenantStore) Update(ctx context.Context, t *tenant.Tenant) error {
 // Delete removes the tenant; the schema's foreign keys cascade to what it
 // owns. tenant.ErrNotFound.
 func (s *TenantStore) Delete(ctx context.Context, id tenant.ID) error {
+	defer s.db.serialize()()
 	res, err := s.db.bun.NewDelete().Model((*tenantRow)(nil)).Where("id = ?", string(id)).Exec(ctx)
 	if err != nil {
 		return fmt.Errorf("delete tenant %s: %w", id, err)

@@ -166,10 +166,13 @@ func (d *Dispatcher) claim(ctx, sendCtx context.Context) {
 	for ctx.Err() == nil {
 		now := d.opts.Now()
 		d.mu.Lock()
-		free := d.opts.Workers - d.inflight
+		free, busy := d.opts.Workers-d.inflight, d.inflight > 0
 		exclude := d.excludedLocked(now)
 		d.mu.Unlock()
-		if free <= 0 {
+		// Each claim is a write transaction: claiming for every worker as
+		// it frees up would make claims of one. While work is in flight,
+		// wait until a quarter of the workers are free.
+		if free <= 0 || (busy && free < max(1, d.opts.Workers/4)) {
 			return
 		}
 		jobs, err := d.opts.Store.ClaimDue(ctx, Claim{

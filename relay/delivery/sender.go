@@ -58,6 +58,10 @@ type SenderOptions struct {
 	Resolver Resolver
 	// TLSConfig is used for https webhooks; nil means the system roots.
 	TLSConfig *tls.Config
+	// ConnsPerHost is how many idle connections are kept per endpoint
+	// (default 16). Set it to the dispatcher's PerTenant: with fewer,
+	// every delivery beyond it dials a new connection and closes it after.
+	ConnsPerHost int
 }
 
 // Sender makes single delivery attempts to webhooks: it signs, POSTs and
@@ -99,6 +103,10 @@ func NewSender(o SenderOptions) *Sender {
 	if o.TLSConfig != nil {
 		tlsConfig = o.TLSConfig.Clone()
 	}
+	connsPerHost := o.ConnsPerHost
+	if connsPerHost <= 0 {
+		connsPerHost = 16
+	}
 	s.transport = &http.Transport{
 		// Never a proxy: the environment's proxy would do the dialling,
 		// out of reach of the address check.
@@ -106,10 +114,10 @@ func NewSender(o SenderOptions) *Sender {
 		DialContext:       s.dial,
 		TLSClientConfig:   tlsConfig,
 		ForceAttemptHTTP2: true,
-		// Many tenants, each with a few concurrent deliveries: keep a
-		// modest pool per endpoint and a larger one overall.
-		MaxIdleConns:           1024,
-		MaxIdleConnsPerHost:    8,
+		// Many tenants, each with up to PerTenant concurrent deliveries:
+		// a pool of that size per endpoint, and a larger one overall.
+		MaxIdleConns:           4096,
+		MaxIdleConnsPerHost:    connsPerHost,
 		IdleConnTimeout:        90 * time.Second,
 		TLSHandshakeTimeout:    10 * time.Second,
 		MaxResponseHeaderBytes: 64 << 10,

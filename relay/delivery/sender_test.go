@@ -678,6 +678,7 @@ func TestNewSenderSettings(t *testing.T) {
 	}{
 		{"defaults", SenderOptions{}, 15 * time.Second},
 		{"configured timeout", SenderOptions{Timeout: 2 * time.Second}, 2 * time.Second},
+		{"configured pool", SenderOptions{ConnsPerHost: 64}, DefaultTimeout},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			s := newTestSender(t, tt.o)
@@ -687,7 +688,11 @@ func TestNewSenderSettings(t *testing.T) {
 			if s.transport.Proxy != nil {
 				t.Errorf("transport.Proxy is set: an environment proxy would dial past the address check")
 			}
-			if got, want := s.transport.MaxIdleConnsPerHost, 8; got != want {
+			want := 16
+			if tt.o.ConnsPerHost > 0 {
+				want = tt.o.ConnsPerHost
+			}
+			if got := s.transport.MaxIdleConnsPerHost; got != want {
 				t.Errorf("MaxIdleConnsPerHost = %d, want %d", got, want)
 			}
 			if s.dialer.Control == nil {
