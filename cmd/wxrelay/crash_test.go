@@ -1,15 +1,11 @@
 package main
 
 import (
-	"bytes"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
 	"os/exec"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -68,60 +64,17 @@ func TestAnsweredPushesSurviveSIGKILL(t *testing.T) {
 	pusher := &wechat.Pusher{Token: "PushToken1", Mode: wechat.ModeSafe, Cipher: cipher}
 	pushURL := "http://" + p.http + "/wx/" + created.Tenant.ID
 
-	var (
-		mu       sync.Mutex
-		answered = map[string]bool{} // openids answered success
-		next     atomic.Int64
-		stop     atomic.Bool
-		wg       sync.WaitGroup
-	)
-	client := &http.Client{Timeout: 5 * time.Second}
-	for range 32 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for !stop.Load() {
-				n := next.Add(1)
-				openid := fmt.Sprintf("o_user_%06d", n)
-				msg := wechat.TextMessage(wechat.FormatJSON, wechat.Header{ToUserName: "gh_x", FromUserName: openid, CreateTime: time.Now().Unix()}, "hi", 1e18+n)
-				req, err := pusher.Push(msg, time.Now().Unix(), fmt.Sprint(n))
-				if err != nil {
-					t.Error(err)
-					return
-				}
-				resp, err := client.Post(pushURL+"?"+req.RawQuery(), req.ContentType, bytes.NewReader(req.Body))
-				if err != nil {
-					continue // the relay died under this push: it was never answered
-				}
-				b, _ := io.ReadAll(resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode == 200 && string(b) == "success" {
-					mu.Lock()
-					answered[openid] = true
-					mu.Unlock()
-				}
-			}
-		}()
-	}
+	load := startPushLoad(t, pushURL, pusher, wechat.FormatJSON, 32)
 	// Kill once a good number of pushes have been answered.
 	deadline := time.Now().Add(20 * time.Second)
-	for {
-		mu.Lock()
-		n := len(answered)
-		mu.Unlock()
-		if n >= 300 || time.Now().After(deadline) {
-			break
-		}
+	for load.count() < 300 && time.Now().Before(deadline) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	p.cmd.Wait()
-	stop.Store(true)
-	wg.Wait()
-	mu.Lock()
-	defer mu.Unlock()
+	answered := load.halt()
 	if len(answered) == 0 {
 		t.Fatalf("no push was answered before the kill:\n%s", p.stderr)
 	}
@@ -150,7 +103,7 @@ func TestAnsweredPushesSurviveSIGKILL(t *testing.T) {
 		}
 	}
 	lost := 0
-	for openid := range answered {
+	for _, openid := range answered {
 		if !stored[openid] {
 			lost++
 		}

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -84,37 +83,7 @@ func TestEveryAnsweredPushIsDeliveredAcrossSIGKILL(t *testing.T) {
 
 	pusher := &wechat.Pusher{Token: "PushToken1", Mode: wechat.ModePlaintext}
 	pushURL := "http://" + p.http + "/wx/" + created.Tenant.ID
-	var (
-		mu       sync.Mutex
-		answered []string
-		next     atomic.Int64
-		stop     atomic.Bool
-		wg       sync.WaitGroup
-	)
-	client := &http.Client{Timeout: 5 * time.Second}
-	for range 16 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for !stop.Load() {
-				n := next.Add(1)
-				openid := fmt.Sprintf("o_%06d", n)
-				msg := wechat.TextMessage(wechat.FormatXML, wechat.Header{ToUserName: "gh_x", FromUserName: openid, CreateTime: time.Now().Unix()}, "hi", 1e18+n)
-				req, _ := pusher.Push(msg, time.Now().Unix(), fmt.Sprint(n))
-				resp, err := client.Post(pushURL+"?"+req.RawQuery(), req.ContentType, bytes.NewReader(req.Body))
-				if err != nil {
-					continue
-				}
-				b, _ := io.ReadAll(resp.Body)
-				resp.Body.Close()
-				if string(b) == "success" {
-					mu.Lock()
-					answered = append(answered, openid)
-					mu.Unlock()
-				}
-			}
-		}()
-	}
+	load := startPushLoad(t, pushURL, pusher, wechat.FormatXML, 16)
 	// Kill while deliveries are under way.
 	deadline := time.Now().Add(20 * time.Second)
 	for sink.total.Load() < 100 && time.Now().Before(deadline) {
@@ -122,14 +91,10 @@ func TestEveryAnsweredPushIsDeliveredAcrossSIGKILL(t *testing.T) {
 	}
 	p.cmd.Process.Signal(syscall.SIGKILL)
 	p.cmd.Wait()
-	stop.Store(true)
-	wg.Wait()
+	want := load.halt()
 	deliveredBeforeKill := sink.total.Load()
 
 	startServe(t, dir, env...)
-	mu.Lock()
-	want := append([]string(nil), answered...)
-	mu.Unlock()
 	deadline = time.Now().Add(60 * time.Second)
 	for {
 		missing := 0

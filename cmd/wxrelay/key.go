@@ -29,6 +29,15 @@ func secretKey(c *config) ([]byte, error) {
 	return loadOrCreateKeyFile(path + ".key")
 }
 
+// loadKeys returns the keys derived from the configured secret key.
+func loadKeys(c *config) (keys, error) {
+	secret, err := secretKey(c)
+	if err != nil {
+		return keys{}, err
+	}
+	return deriveKeys(secret)
+}
+
 func loadOrCreateKeyFile(path string) ([]byte, error) {
 	for range 2 {
 		b, err := os.ReadFile(path)

@@ -45,11 +45,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		// overrides it.
 		debug.SetGCPercent(400)
 	}
-	secret, err := secretKey(cfg)
-	if err != nil {
-		return err
-	}
-	k, err := deriveKeys(secret)
+	k, err := loadKeys(cfg)
 	if err != nil {
 		return err
 	}
@@ -227,11 +223,7 @@ func adminToken(ctx context.Context, args []string, getenv func(string) string, 
 	if *ttl <= 0 {
 		return fmt.Errorf("--ttl must be positive, got %s", *ttl)
 	}
-	secret, err := secretKey(cfg)
-	if err != nil {
-		return err
-	}
-	k, err := deriveKeys(secret)
+	k, err := loadKeys(cfg)
 	if err != nil {
 		return err
 	}
