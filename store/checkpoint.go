@@ -41,6 +41,7 @@ const checkpointInterval = 250 * time.Millisecond
 // beginning, so the WAL stays small.
 type checkpointer struct {
 	stop chan struct{}
+	once sync.Once
 	done sync.WaitGroup
 }
 
@@ -71,6 +72,7 @@ func (c *checkpointer) close() {
 	if c == nil {
 		return
 	}
-	close(c.stop)
+	// DB.Close may be called more than once.
+	c.once.Do(func() { close(c.stop) })
 	c.done.Wait()
 }
