@@ -112,6 +112,9 @@ func (s *DeliveryStore) ClaimDue(ctx context.Context, c delivery.Claim) ([]*deli
 		Where("p.tenant_id = e.tenant_id").
 		Where("p.openid = e.openid").
 		Where("p.state = 'pending'").
+		// True of every event of an ordered tenant; said literally so that
+		// events_pending_openid, partial on it, serves the search.
+		Where("p.ordered").
 		Where("(p.create_time, p.seq) < (e.create_time, e.seq)")
 	claimable := db.NewSelect().TableExpr("events AS e").
 		Column("e.seq").

@@ -1249,3 +1249,37 @@ func BenchmarkDeliveryStore_ClaimRecord(b *testing.B) {
 		})
 	}
 }
+
+// TestDeliveryStore_OrderedToggle checks that turning ordered delivery on
+// or off applies to the events stored before: each event carries the
+// setting for the index of the ordering check.
+func TestDeliveryStore_OrderedToggle(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		es, ds, ts, ctx := store.NewEventStore(db), store.NewDeliveryStore(db), store.NewTenantStore(db), context.Background()
+		tid := mustCreateTenant(t, db, "tn_toggle")
+		first, second := dueEvent(tid, "1", "o1", t0), dueEvent(tid, "2", "o1", t0.Add(time.Second))
+		mustAppend(t, es, first, second)
+		setOrdered := func(on bool) {
+			t.Helper()
+			tn, err := ts.FindByID(ctx, tid)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tn.OrderedDelivery = on
+			if err := ts.Update(ctx, tn); err != nil {
+				t.Fatal(err)
+			}
+		}
+		setOrdered(true)
+		now := t0.Add(time.Minute)
+		mustClaimOne(t, ds, "w1", now, first) // second waits for first
+		setOrdered(false)
+		mustClaimOne(t, ds, "w2", now, second)
+		// Stored while ordered: waits again once ordered.
+		setOrdered(true)
+		third := dueEvent(tid, "3", "o2", t0)
+		fourth := dueEvent(tid, "4", "o2", t0.Add(time.Second))
+		mustAppend(t, es, third, fourth)
+		mustClaimOne(t, ds, "w3", now, third)
+	})
+}

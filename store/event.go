@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/mattn/go-sqlite3"
@@ -212,6 +213,9 @@ func (b *appendBatch) run(ctx context.Context, tx bun.Tx) error {
 // rather than per event made a batch of 128 take some 40% less time
 // (BenchmarkAppendEvents), as each statement is a round trip to PostgreSQL.
 func (b *appendBatch) insertMultiRow(ctx context.Context, tx bun.Tx, index map[string]int) error {
+	if err := b.setOrdered(ctx, tx); err != nil {
+		return err
+	}
 	for start, end := 0, 0; start < len(b.rows); start = end {
 		end = b.chunkEnd(start)
 		chunk := b.rows[start:end]
@@ -236,14 +240,48 @@ func (b *appendBatch) insertMultiRow(ctx context.Context, tx bun.Tx, index map[s
 	return nil
 }
 
+// setOrdered copies the ordered_delivery of the batch's tenants onto its
+// rows. FOR SHARE holds the tenants until the batch commits, so that a
+// tenant update changing the setting, which marks the tenant's stored
+// events anew (TenantStore.Update), either comes after the batch and marks
+// its events too, or before and is what the batch reads.
+func (b *appendBatch) setOrdered(ctx context.Context, tx bun.Tx) error {
+	var ids []string
+	seen := make(map[string]bool)
+	for _, r := range b.rows {
+		if !seen[r.TenantID] {
+			seen[r.TenantID] = true
+			ids = append(ids, r.TenantID)
+		}
+	}
+	slices.Sort(ids) // one locking order for every batch
+	var ordered []string
+	err := tx.NewSelect().Table("tenants").Column("id").
+		Where("id IN (?)", bun.In(ids)).
+		Where("ordered_delivery").
+		OrderExpr("id").
+		For("SHARE").
+		Scan(ctx, &ordered)
+	if err != nil {
+		return fmt.Errorf("read the ordered delivery of tenants: %w", err)
+	}
+	for _, r := range b.rows {
+		r.Ordered = slices.Contains(ordered, r.TenantID)
+	}
+	return nil
+}
+
 // sqliteInsert is one event's INSERT with bound parameters. SQLite has no
 // round trips to save, and a multi-row statement with its values written
 // into the text (as bun writes them, bodies in hex) costs more to build and
 // parse than the same prepared statement run per row with the bodies bound
 // as blobs: the single ingest writer is the push path's bottleneck, so this
 // matters (BenchmarkPush in relay/ingress).
-const sqliteInsert = `INSERT INTO events (id, tenant_id, dedup_key, type, openid, create_time, receive_time, raw, payload, state, attempt_count, next_attempt_at)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', 0, ?)
+//
+// ordered copies the tenant's ordered_delivery (see ordered in eventRow);
+// an unknown tenant reads as FALSE and then fails the foreign key.
+const sqliteInsert = `INSERT INTO events (id, tenant_id, dedup_key, type, openid, create_time, receive_time, raw, payload, state, attempt_count, next_attempt_at, ordered)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'pending', 0, ?10, coalesce((SELECT ordered_delivery FROM tenants WHERE id = ?2), FALSE))
 ON CONFLICT (tenant_id, dedup_key) DO NOTHING`
 
 func (b *appendBatch) insertPrepared(ctx context.Context, tx bun.Tx) error {
@@ -368,6 +406,11 @@ type eventRow struct {
 	State         string    `bun:"state"`
 	AttemptCount  int       `bun:"attempt_count"`
 	NextAttemptAt time.Time `bun:"next_attempt_at"`
+	// Ordered is the tenant's ordered_delivery, copied so that the index
+	// of the ordering check, events_pending_openid, is partial on it and
+	// costs the pushes of other tenants nothing. Written by AppendEvents
+	// and TenantStore.Update only.
+	Ordered bool `bun:"ordered"`
 }
 
 // eventStates are the stored names of relay.State.

@@ -89,11 +89,35 @@ func (s *TenantStore) Update(ctx context.Context, t *tenant.Tenant) error {
 		return fmt.Errorf("update tenant %s: %w", t.ID, err)
 	}
 	row.Version = t.Version + 1
-	res, err := s.db.bun.NewUpdate().Model(row).
-		ExcludeColumn("create_time"). // set once, by Create
-		Where("id = ?", string(t.ID)).
-		Where("version = ?", t.Version).
-		Exec(ctx)
+	var res sql.Result
+	err = s.db.bun.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+		// The events carry the tenant's ordered_delivery (eventRow.Ordered):
+		// when it changes, so do they, in the same transaction.
+		var old []bool
+		err := tx.NewSelect().Model((*tenantRow)(nil)).Column("ordered_delivery").
+			Where("id = ?", string(t.ID)).
+			Where("version = ?", t.Version).
+			Scan(ctx, &old)
+		if err != nil {
+			return err
+		}
+		res, err = tx.NewUpdate().Model(row).
+			ExcludeColumn("create_time"). // set once, by Create
+			Where("id = ?", string(t.ID)).
+			Where("version = ?", t.Version).
+			Exec(ctx)
+		if err != nil || len(old) == 0 || old[0] == row.OrderedDelivery {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil || n == 0 {
+			return err
+		}
+		_, err = tx.NewUpdate().Model((*eventRow)(nil)).
+			Set("ordered = ?", row.OrderedDelivery).
+			Where("tenant_id = ?", string(t.ID)).
+			Exec(ctx)
+		return err
+	})
 	if isUniqueViolation(err) {
 		return fmt.Errorf("update tenant %s: appid %s is already registered: %w", t.ID, t.AppID, tenant.ErrConflict)
 	} else if err != nil {
