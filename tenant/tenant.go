@@ -43,6 +43,23 @@ const (
 	ReplyTransferCustomerService
 )
 
+// TokenEndpoint says which WeChat endpoint fetches a tenant's access token
+// (protocol §6).
+type TokenEndpoint int
+
+const (
+	// TokenEndpointUnspecified means TokenStable, the default.
+	TokenEndpointUnspecified TokenEndpoint = iota
+	// TokenStable uses POST /cgi-bin/stable_token, whose tokens do not
+	// supersede one another, so other systems holding the same AppSecret
+	// keep working beside the relay.
+	TokenStable
+	// TokenClassic uses GET /cgi-bin/token, where every fetch supersedes
+	// the previous token five minutes later: only for a tenant whose
+	// tokens nothing else fetches.
+	TokenClassic
+)
+
 // State says whether a tenant is served.
 type State int
 
@@ -91,6 +108,9 @@ type Tenant struct {
 	// OrderedDelivery delivers the events of one openid in CreateTime
 	// order: a later event waits while an earlier one is pending.
 	OrderedDelivery bool
+	// TokenEndpoint picks the endpoint relay/token fetches access tokens
+	// from; the zero value means stable_token.
+	TokenEndpoint TokenEndpoint
 
 	Secrets        Secrets
 	WebhookSecrets WebhookSecrets

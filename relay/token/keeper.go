@@ -1,0 +1,571 @@
+package token
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	mrand "math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/wxrelay/wxrelay/relay/wechat"
+	"github.com/wxrelay/wxrelay/tenant"
+)
+
+const (
+	// expirySkew: a token with less than this left counts as expired, so
+	// that a call made with it has time to reach WeChat.
+	expirySkew = 30 * time.Second
+	// recheckEvery is how often, once a token is due, memory asks the
+	// Store whether another process has replaced it.
+	recheckEvery = 5 * time.Second
+	// minDue is the earliest a next fetch is scheduled after the last.
+	minDue = 30 * time.Second
+
+	// A stable token's normal mode hands out the next token only in the
+	// current one's last five minutes (protocol §6); earlier fetches get the
+	// same token back. Stable tokens are therefore refreshed between these
+	// two leads before expiry.
+	stableLeadMin = 90 * time.Second
+	stableLeadMax = 270 * time.Second
+
+	// WeChat's force_refresh limits (protocol §6).
+	forceDailyMax = 20
+	forceGap      = 30 * time.Second
+)
+
+// beijing is WeChat's day boundary for daily quotas.
+var beijing = time.FixedZone("CST", 8*60*60)
+
+// Options configure a Keeper. The zero value is usable.
+type Options struct {
+	// Owner names this process in refresh leases; it must differ between
+	// processes sharing a database. "" means a random id.
+	Owner string
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	// Log receives refresh failures and forced refreshes; nil discards.
+	Log *slog.Logger
+
+	// Margin is how long before expiry a classic token is refreshed, plus
+	// up to Spread at random, so that tenants fetched together spread out
+	// (defaults 10 and 5 minutes). Stable tokens are refreshed in their
+	// last five minutes, the only time a new one is to be had.
+	Margin, Spread time.Duration
+	// Concurrency bounds RefreshDue's simultaneous fetches (default 8);
+	// Batch bounds the tenants one RefreshDue run takes (default 500).
+	Concurrency, Batch int
+	// LeaseTTL is how long a refresh lease lasts, and bounds a fetch
+	// (default 1 minute). Poll is how often a caller waiting for another
+	// process's fetch looks again (default 100 ms).
+	LeaseTTL, Poll time.Duration
+}
+
+// Keeper keeps tenants' access tokens. It is safe for concurrent use.
+type Keeper struct {
+	store   Store
+	wx      WeChat
+	tenants tenant.Getter
+	opts    Options
+	log     *slog.Logger
+
+	mu      sync.Mutex
+	mem     map[tenant.ID]entry
+	flights map[tenant.ID]*flight
+}
+
+// entry is a token in memory, served until recheckAt or near expiresAt.
+type entry struct {
+	token     string
+	expiresAt time.Time
+	recheckAt time.Time
+}
+
+// flight is one fetch (or store read) of a tenant's token that concurrent
+// callers share.
+type flight struct {
+	done  chan struct{}
+	token string
+	err   error
+}
+
+// request says what a flight must produce.
+type request struct {
+	failed string // a token a call refused: produce another
+	due    bool   // scheduled: refresh if due, skip if another process is at it
+}
+
+// errSkipped: RefreshDue left a tenant to a fetch already under way.
+var errSkipped = errors.New("token: refresh already under way")
+
+// NewKeeper returns a Keeper fetching from wx, reading tenants (their appid,
+// secret, endpoint and version) through tenants, ideally a *tenant.Cache.
+func NewKeeper(s Store, wx WeChat, tenants tenant.Getter, opts Options) *Keeper {
+	if opts.Owner == "" {
+		b := make([]byte, 8)
+		rand.Read(b)
+		opts.Owner = "keeper-" + hex.EncodeToString(b)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Margin <= 0 {
+		opts.Margin = 10 * time.Minute
+	}
+	if opts.Spread <= 0 {
+		opts.Spread = 5 * time.Minute
+	}
+	if opts.Concurrency <= 0 {
+		opts.Concurrency = 8
+	}
+	if opts.Batch <= 0 {
+		opts.Batch = 500
+	}
+	if opts.LeaseTTL <= 0 {
+		opts.LeaseTTL = time.Minute
+	}
+	if opts.Poll <= 0 {
+		opts.Poll = 100 * time.Millisecond
+	}
+	log := opts.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Keeper{
+		store: s, wx: wx, tenants: tenants, opts: opts, log: log,
+		mem:     map[tenant.ID]entry{},
+		flights: map[tenant.ID]*flight{},
+	}
+}
+
+func (k *Keeper) now() time.Time { return k.opts.Now().UTC() }
+
+// Token returns tid's current access token: from memory, else from the
+// Store, else fetched from WeChat. Errors: tenant.ErrNotFound, ErrBackoff,
+// a *wechat.APIError or *wechat.TransportError from the fetch.
+func (k *Keeper) Token(ctx context.Context, tid tenant.ID) (string, error) {
+	if tok, ok := k.cached(tid, ""); ok {
+		return tok, nil
+	}
+	return k.do(ctx, tid, request{})
+}
+
+// Refresh returns a token other than failed, which a call has just found
+// dead (wechat.IsTokenInvalid): compare-and-refresh. If the current token
+// is no longer failed, because another caller or process has replaced it,
+// Refresh returns it without fetching. Concurrent callers of one tenant
+// share one fetch, and processes sharing the Store fetch one at a time.
+//
+// A stable token is fetched in normal mode first, which returns a new
+// token when WeChat has retired the old one; only when WeChat hands back
+// failed itself is it force-refreshed, at most 20 times a (Beijing) day and
+// 30 s apart per app (else ErrForceLimited). Forced refreshes are logged.
+func (k *Keeper) Refresh(ctx context.Context, tid tenant.ID, failed string) (string, error) {
+	if tok, ok := k.cached(tid, failed); ok {
+		return tok, nil
+	}
+	// A caller that joins a flight reading the Store may get failed back;
+	// a second flight then refreshes.
+	for range 2 {
+		tok, err := k.do(ctx, tid, request{failed: failed})
+		if err != nil || tok != failed || failed == "" {
+			return tok, err
+		}
+	}
+	return "", fmt.Errorf("token: refresh of tenant %s returned the failed token", tid)
+}
+
+// RefreshDue refreshes the tokens that are due: tenants never fetched,
+// tokens near expiry, and failures whose backoff has ended. It is the
+// scheduled job's body (run it every minute or so). At most Batch tenants
+// are taken per run, Concurrency at a time; a tenant another process is
+// refreshing is skipped. Since every token is scheduled at a random point of
+// a window before its expiry, tenants first fetched together drift apart.
+//
+// Failures are recorded in the tenants' Status and logged; the error only
+// counts them, or says the Store failed.
+func (k *Keeper) RefreshDue(ctx context.Context) error {
+	ids, err := k.store.DueTokens(ctx, k.now(), k.opts.Batch)
+	if err != nil {
+		return fmt.Errorf("token: list due tokens: %w", err)
+	}
+	var (
+		wg     sync.WaitGroup
+		mu     sync.Mutex
+		failed int
+		first  error
+	)
+	sem := make(chan struct{}, k.opts.Concurrency)
+loop:
+	for _, tid := range ids {
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			break loop
+		}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			_, err := k.do(ctx, tid, request{due: true})
+			if err == nil || errors.Is(err, errSkipped) {
+				return
+			}
+			k.log.WarnContext(ctx, "access token refresh failed", "tenant", tid, "err", err)
+			mu.Lock()
+			defer mu.Unlock()
+			failed++
+			if first == nil {
+				first = fmt.Errorf("tenant %s: %w", tid, err)
+			}
+		})
+	}
+	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if failed > 0 {
+		return fmt.Errorf("token: %d of %d due refreshes failed, the first: %w", failed, len(ids), first)
+	}
+	return nil
+}
+
+// Status returns tid's token status: zero, but for no error, if no token
+// was fetched yet. tenant.ErrNotFound.
+func (k *Keeper) Status(ctx context.Context, tid tenant.ID) (Status, error) {
+	if _, err := k.tenants.Get(ctx, tid); err != nil {
+		return Status{}, err
+	}
+	st, err := k.store.FindToken(ctx, tid)
+	if errors.Is(err, ErrNotFound) {
+		return Status{}, nil
+	} else if err != nil {
+		return Status{}, err
+	}
+	s := Status{
+		LastRefresh: st.RefreshedAt,
+		NextRefresh: st.DueAt,
+		Failures:    st.Failures,
+		LastError:   st.LastError,
+		LastErrcode: st.LastErrcode,
+		LastErrorAt: st.LastErrorAt,
+	}
+	if st.Token != "" {
+		s.ExpiresAt = st.ExpiresAt
+	}
+	return s, nil
+}
+
+// cached returns the token in memory, unless it is failed, due for a look
+// at the Store, or near expiry.
+func (k *Keeper) cached(tid tenant.ID, failed string) (string, bool) {
+	now := k.now()
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	e, ok := k.mem[tid]
+	if !ok || e.token == failed || !now.Before(e.recheckAt) || !now.Before(e.expiresAt.Add(-expirySkew)) {
+		return "", false
+	}
+	return e.token, true
+}
+
+// remember keeps st's token in memory until it is due, then has callers
+// look at the Store every few seconds.
+func (k *Keeper) remember(tid tenant.ID, st *State, now time.Time) {
+	recheck := st.DueAt
+	if !recheck.After(now) {
+		recheck = now.Add(recheckEvery)
+	}
+	k.mu.Lock()
+	k.mem[tid] = entry{token: st.Token, expiresAt: st.ExpiresAt, recheckAt: recheck}
+	k.mu.Unlock()
+}
+
+// do runs r for tid as a flight, or joins the one under way (a scheduled
+// refresh skips instead). The flight runs detached from ctx, within
+// LeaseTTL, so that a caller giving up does not fail the others.
+func (k *Keeper) do(ctx context.Context, tid tenant.ID, r request) (string, error) {
+	k.mu.Lock()
+	f, ok := k.flights[tid]
+	if ok && r.due {
+		k.mu.Unlock()
+		return "", errSkipped
+	}
+	if !ok {
+		f = &flight{done: make(chan struct{})}
+		k.flights[tid] = f
+		go func() {
+			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), k.opts.LeaseTTL)
+			defer cancel()
+			f.token, f.err = k.obtain(fctx, tid, r)
+			k.mu.Lock()
+			delete(k.flights, tid)
+			k.mu.Unlock()
+			close(f.done)
+		}()
+	}
+	k.mu.Unlock()
+	select {
+	case <-f.done:
+		return f.token, f.err
+	case <-ctx.Done():
+		return "", ctx.Err()
+	}
+}
+
+// satisfies reports whether st holds a token that answers r for t.
+func satisfies(st *State, t *tenant.Tenant, r request, now time.Time) bool {
+	switch {
+	case st == nil || st.Token == "" || st.AppID != t.AppID || st.Endpoint != endpointOf(t):
+		return false
+	case !now.Before(st.ExpiresAt.Add(-expirySkew)):
+		return false
+	case r.failed != "" && st.Token == r.failed:
+		return false
+	case r.due && !now.Before(st.DueAt):
+		return false
+	}
+	return true
+}
+
+// backingOff returns ErrBackoff, with the last failure, while the backoff
+// after a failed fetch lasts, unless the tenant changed since.
+func backingOff(st *State, t *tenant.Tenant, now time.Time) error {
+	if st == nil || st.Failures == 0 || st.TenantVersion != t.Version || !now.Before(st.DueAt) {
+		return nil
+	}
+	err := fmt.Errorf("%w (until %s, after %d failures): %s",
+		ErrBackoff, st.DueAt.Format(time.RFC3339), st.Failures, st.LastError)
+	if st.LastErrcode != 0 {
+		err = errors.Join(err, &wechat.APIError{Code: st.LastErrcode, Msg: st.LastError})
+	}
+	return err
+}
+
+// obtain produces a token answering r: from the Store if it has one, else
+// by fetching under the tenant's lease.
+func (k *Keeper) obtain(ctx context.Context, tid tenant.ID, r request) (string, error) {
+	t, err := k.tenants.Get(ctx, tid)
+	if err != nil {
+		return "", err
+	}
+	st, err := k.find(ctx, tid)
+	if err != nil {
+		return "", err
+	}
+	if satisfies(st, t, r, k.now()) {
+		k.remember(tid, st, k.now())
+		return st.Token, nil
+	}
+	if err := backingOff(st, t, k.now()); err != nil {
+		return "", err
+	}
+
+	// Take the lease; while another process holds it, wait for what it
+	// saves unless this is a scheduled run, which leaves the tenant to it.
+	for {
+		now := k.now()
+		ok, err := k.store.AcquireTokenLease(ctx, tid, k.opts.Owner, now, now.Add(k.opts.LeaseTTL))
+		if err != nil {
+			return "", fmt.Errorf("token: lease for tenant %s: %w", tid, err)
+		}
+		if ok {
+			break
+		}
+		if r.due {
+			return "", errSkipped
+		}
+		select {
+		case <-ctx.Done():
+			return "", fmt.Errorf("token: waiting for another process's refresh of tenant %s: %w", tid, ctx.Err())
+		case <-time.After(k.opts.Poll):
+		}
+		if st, err := k.find(ctx, tid); err != nil {
+			return "", err
+		} else if satisfies(st, t, request{failed: r.failed}, k.now()) {
+			k.remember(tid, st, k.now())
+			return st.Token, nil
+		}
+	}
+	saved := false
+	defer func() {
+		if !saved {
+			ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+			defer cancel()
+			if err := k.store.ReleaseTokenLease(ctx, tid, k.opts.Owner); err != nil {
+				k.log.WarnContext(ctx, "release token lease", "tenant", tid, "err", err)
+			}
+		}
+	}()
+
+	// Another process may have finished a fetch just before we took over.
+	if st, err = k.find(ctx, tid); err != nil {
+		return "", err
+	}
+	now := k.now()
+	if satisfies(st, t, r, now) {
+		k.remember(tid, st, now)
+		return st.Token, nil
+	}
+	if err := backingOff(st, t, now); err != nil {
+		return "", err
+	}
+	if st == nil {
+		st = &State{}
+	}
+
+	at, err := k.fetch(ctx, t, st, r.failed, now)
+	if err == nil {
+		st.AppID, st.Endpoint = t.AppID, endpointOf(t)
+		st.Token, st.ExpiresAt, st.RefreshedAt = at.Token, now.Add(at.ExpiresIn), now
+		st.DueAt = k.nextDue(st.Endpoint, st.ExpiresAt, now)
+		st.Failures, st.LastError, st.LastErrcode, st.LastErrorAt = 0, "", 0, time.Time{}
+	} else if !errors.Is(err, ErrForceLimited) { // a limit is no failure; its count is saved
+		if ctx.Err() != nil {
+			return "", err // our deadline, not WeChat's failure
+		}
+		st.Failures++
+		st.LastErrcode = wechat.Errcode(err)
+		st.LastError = describe(err)
+		st.LastErrorAt = now
+		st.DueAt = now.Add(backoff(st.LastErrcode, st.Failures, now))
+	}
+	st.TenantVersion = t.Version
+	if serr := k.store.SaveToken(ctx, tid, k.opts.Owner, st); serr != nil {
+		if err == nil {
+			// The token is good; only its record is lost.
+			k.log.WarnContext(ctx, "save access token", "tenant", tid, "err", serr)
+		} else {
+			err = errors.Join(err, serr)
+		}
+	} else {
+		saved = true
+	}
+	if err != nil {
+		return "", fmt.Errorf("token: fetch for tenant %s: %w", tid, err)
+	}
+	k.remember(tid, st, now)
+	return st.Token, nil
+}
+
+// fetch asks WeChat for t's token; see Refresh for when it forces.
+func (k *Keeper) fetch(ctx context.Context, t *tenant.Tenant, st *State, failed string, now time.Time) (wechat.AccessToken, error) {
+	if endpointOf(t) == tenant.TokenClassic {
+		return k.wx.Token(ctx, t.AppID, t.Secrets.AppSecret)
+	}
+	at, err := k.wx.StableToken(ctx, t.AppID, t.Secrets.AppSecret, false)
+	if err != nil || failed == "" || at.Token != failed {
+		return at, err
+	}
+
+	// WeChat still deems the refused token current: only force_refresh
+	// replaces it.
+	day := now.In(beijing).Format(time.DateOnly)
+	if st.ForcedDay != day {
+		st.ForcedDay, st.ForcedCount = day, 0
+	}
+	if st.ForcedCount >= forceDailyMax {
+		k.log.WarnContext(ctx, "forced access token refresh refused: daily limit reached",
+			"tenant", t.ID, "appid", t.AppID, "forced_today", st.ForcedCount)
+		return at, fmt.Errorf("%w: %d today (Beijing)", ErrForceLimited, st.ForcedCount)
+	}
+	if since := now.Sub(st.ForcedAt); !st.ForcedAt.IsZero() && since < forceGap {
+		k.log.WarnContext(ctx, "forced access token refresh refused: too soon after the last",
+			"tenant", t.ID, "appid", t.AppID, "since_last", since)
+		return at, fmt.Errorf("%w: the last was %s ago", ErrForceLimited, since.Round(time.Second))
+	}
+	forced, err := k.wx.StableToken(ctx, t.AppID, t.Secrets.AppSecret, true)
+	if wechat.Errcode(err) == wechat.CodeDailyQuota {
+		// WeChat counts otherwise than we do: believe it until tomorrow.
+		st.ForcedCount = forceDailyMax
+		k.log.WarnContext(ctx, "forced access token refresh refused by WeChat: daily limit", "tenant", t.ID, "appid", t.AppID)
+		return at, fmt.Errorf("%w: %w", ErrForceLimited, err)
+	}
+	if err != nil {
+		return forced, err
+	}
+	st.ForcedCount++
+	st.ForcedAt = now
+	k.log.WarnContext(ctx, "forced access token refresh", "tenant", t.ID, "appid", t.AppID,
+		"forced_today", st.ForcedCount, "limit", forceDailyMax)
+	return forced, nil
+}
+
+// nextDue schedules the next fetch of a token expiring at exp, at a random
+// point of its endpoint's window.
+func (k *Keeper) nextDue(ep tenant.TokenEndpoint, exp, now time.Time) time.Time {
+	var lead time.Duration
+	if ep == tenant.TokenClassic {
+		lead = k.opts.Margin + jitter(k.opts.Spread)
+	} else {
+		lead = stableLeadMin + jitter(stableLeadMax-stableLeadMin)
+	}
+	return latest(exp.Add(-lead), now.Add(minDue))
+}
+
+// backoff is how long to wait before fetching again after failures
+// consecutive failures, the last with errcode code (0: no answer).
+func backoff(code, failures int, now time.Time) time.Duration {
+	n := min(failures-1, 16)
+	var d time.Duration
+	switch code {
+	case wechat.CodeDailyQuota:
+		// The quota comes back at midnight, Beijing time.
+		b := now.In(beijing)
+		d = time.Date(b.Year(), b.Month(), b.Day()+1, 0, 0, 0, 0, beijing).Sub(now)
+		return max(d, time.Minute) + jitter(5*time.Minute)
+	case wechat.CodeMinuteQuota:
+		d = min(time.Minute<<n, 10*time.Minute) // "retry next minute"
+	case wechat.CodeSystemError, 0:
+		d = min(5*time.Second<<n, 5*time.Minute)
+	default:
+		// Wrong secret, IP not whitelisted, frozen account: waiting does
+		// not help, but a tenant update lifts the backoff at once.
+		d = min(time.Minute<<n, 30*time.Minute)
+	}
+	return d + jitter(d/10)
+}
+
+// describe is err for Status: WeChat's message without its request id.
+func describe(err error) string {
+	if e, ok := errors.AsType[*wechat.APIError](err); ok {
+		if m := e.Message(); m != "" {
+			return m
+		}
+		return e.Error()
+	}
+	return err.Error()
+}
+
+func endpointOf(t *tenant.Tenant) tenant.TokenEndpoint {
+	if t.TokenEndpoint == tenant.TokenClassic {
+		return tenant.TokenClassic
+	}
+	return tenant.TokenStable
+}
+
+func jitter(d time.Duration) time.Duration {
+	if d <= 0 {
+		return 0
+	}
+	return time.Duration(mrand.Int64N(int64(d)))
+}
+
+func latest(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+// find reads tid's state from the Store: nil if there is none.
+func (k *Keeper) find(ctx context.Context, tid tenant.ID) (*State, error) {
+	st, err := k.store.FindToken(ctx, tid)
+	if errors.Is(err, ErrNotFound) {
+		return nil, nil
+	} else if err != nil {
+		return nil, fmt.Errorf("token: read tenant %s: %w", tid, err)
+	}
+	return st, nil
+}
