@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/mattn/go-sqlite3"
@@ -22,6 +23,12 @@ import (
 // processes and replicas alike.
 type EventStore struct {
 	db *DB
+
+	// insert is sqliteInsert prepared on the pool, once: database/sql
+	// prepares it once on each connection a batch runs on, rather than
+	// once per batch. Nil until the first batch on SQLite.
+	insertMu sync.Mutex
+	insert   *sql.Stmt
 }
 
 var _ relay.Store = (*EventStore)(nil)
@@ -69,6 +76,11 @@ func (s *EventStore) AppendEvents(ctx context.Context, events []*relay.Event) ([
 	if err != nil {
 		return nil, fmt.Errorf("append events: %w", err)
 	}
+	if s.db.bun.Dialect().Name() == dialect.SQLite {
+		if b.prepared, err = s.insertStmt(ctx); err != nil {
+			return nil, fmt.Errorf("append events: %w", err)
+		}
+	}
 	for attempt := 1; ; attempt++ {
 		err = s.db.bun.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
 			return b.run(ctx, tx)
@@ -104,6 +116,8 @@ type appendBatch struct {
 	// stored[j] is the id that rows[j] is stored under, and dup[j] whether
 	// that is an earlier event's; both are set by run.
 	stored []string
+	// prepared is sqliteInsert prepared on the pool (SQLite only).
+	prepared *sql.Stmt
 	dup    []bool
 }
 
@@ -158,7 +172,7 @@ func (b *appendBatch) run(ctx context.Context, tx bun.Tx) error {
 
 	var err error
 	if tx.Dialect().Name() == dialect.SQLite {
-		err = b.insertPrepared(ctx, tx)
+		err = b.insertPrepared(ctx, tx, b.prepared)
 	} else {
 		err = b.insertMultiRow(ctx, tx, index)
 	}
@@ -284,11 +298,22 @@ const sqliteInsert = `INSERT INTO events (id, tenant_id, dedup_key, type, openid
 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'pending', 0, ?10, coalesce((SELECT ordered_delivery FROM tenants WHERE id = ?2), FALSE))
 ON CONFLICT (tenant_id, dedup_key) DO NOTHING`
 
-func (b *appendBatch) insertPrepared(ctx context.Context, tx bun.Tx) error {
-	stmt, err := tx.Tx.PrepareContext(ctx, sqliteInsert)
-	if err != nil {
-		return fmt.Errorf("insert events: %w", err)
+// insertStmt returns sqliteInsert prepared on the pool.
+func (s *EventStore) insertStmt(ctx context.Context) (*sql.Stmt, error) {
+	s.insertMu.Lock()
+	defer s.insertMu.Unlock()
+	if s.insert == nil {
+		stmt, err := s.db.bun.DB.PrepareContext(ctx, sqliteInsert)
+		if err != nil {
+			return nil, err
+		}
+		s.insert = stmt
 	}
+	return s.insert, nil
+}
+
+func (b *appendBatch) insertPrepared(ctx context.Context, tx bun.Tx, prepared *sql.Stmt) error {
+	stmt := tx.Tx.StmtContext(ctx, prepared)
 	defer stmt.Close()
 	for j, r := range b.rows {
 		res, err := stmt.ExecContext(ctx, r.ID, r.TenantID, r.DedupKey, r.Type, r.OpenID,
