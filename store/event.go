@@ -118,7 +118,7 @@ type appendBatch struct {
 	stored []string
 	// prepared is sqliteInsert prepared on the pool (SQLite only).
 	prepared *sql.Stmt
-	dup    []bool
+	dup      []bool
 }
 
 type dedupKey struct{ tenantID, key string }
