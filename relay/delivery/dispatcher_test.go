@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jonboulle/clockwork"
+
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 
 	"github.com/wxrelay/wxrelay/relay"
@@ -20,28 +22,6 @@ import (
 	"github.com/wxrelay/wxrelay/store/storetest"
 	"github.com/wxrelay/wxrelay/tenant"
 )
-
-// clock is a settable time source shared by the dispatcher and the test.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-// newClock starts at the real time: receivers check webhook-timestamp
-// against their own clock, and tests move it by minutes at most.
-func newClock() *clock { return &clock{now: time.Now().UTC()} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
-}
 
 // receiver is a tenant's webhook: it verifies every request with the
 // Standard Webhooks library, records it and answers as told.
@@ -114,7 +94,7 @@ func (r *receiver) got() []delivered {
 type harness struct {
 	t       *testing.T
 	db      *store.DB
-	clock   *clock
+	clock   *clockwork.FakeClock
 	tenants *tenant.Service
 	events  *store.EventStore
 	ds      *store.DeliveryStore
@@ -129,7 +109,10 @@ func newHarness(t *testing.T, opts delivery.Options) *harness {
 	rand.Read(key)
 	ts := store.NewTenantStore(db)
 	auth, _ := tenant.NewAuthenticator(key, ts, nil)
-	h := &harness{t: t, db: db, clock: newClock(), events: store.NewEventStore(db), ds: store.NewDeliveryStore(db)}
+	// The clock starts at the real time: receivers check webhook-timestamp
+	// against their own clock, and tests move it by minutes at most.
+	clock := clockwork.NewFakeClockAt(time.Now().UTC())
+	h := &harness{t: t, db: db, clock: clock, events: store.NewEventStore(db), ds: store.NewDeliveryStore(db)}
 	h.tenants = tenant.NewService(ts, auth, true, h.clock.Now)
 	opts.Store = h.ds
 	opts.Tenants = tenant.NewCache(h.tenants, 0, nil)

@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jonboulle/clockwork"
+
 	"github.com/wxrelay/wxrelay/relay/token"
 	"github.com/wxrelay/wxrelay/relay/wechat"
 	"github.com/wxrelay/wxrelay/relay/wechat/wxsim"
@@ -30,23 +32,6 @@ const (
 
 // start is 10:00 in Beijing, far from the quota day's edge.
 var start = time.Date(2026, 11, 28, 2, 0, 0, 0, time.UTC)
-
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
 
 // getter reads tenants from the store, optionally adjusting them (the store
 // does not keep TokenEndpoint yet).
@@ -67,7 +52,7 @@ func (g getter) Get(ctx context.Context, id tenant.ID) (*tenant.Tenant, error) {
 // migrated database holding one tenant of app appID.
 type env struct {
 	sim    *wxsim.Server
-	clock  *clock
+	clock  *clockwork.FakeClock
 	wx     *wechat.Client
 	db     *store.DB
 	tid    tenant.ID
@@ -81,7 +66,7 @@ func newEnv(t *testing.T) *env {
 
 func newEnvOn(t *testing.T, db *store.DB) *env {
 	t.Helper()
-	c := &clock{now: start}
+	c := clockwork.NewFakeClockAt(start)
 	sim := wxsim.New(wxsim.Options{Now: c.Now})
 	sim.AddApp(appID, secret)
 	ts := httptest.NewServer(sim)

@@ -19,6 +19,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jonboulle/clockwork"
+
 	"github.com/wxrelay/wxrelay/relay/wechat"
 	"github.com/wxrelay/wxrelay/relay/wechat/wxsim"
 )
@@ -36,35 +38,17 @@ var unknownToken = strings.Repeat("Unknown-", 16)
 // start is 2025-06-01 18:00 in Beijing, far from the quota day's edge.
 var start = time.Date(2025, 6, 1, 10, 0, 0, 0, time.UTC)
 
-// clock is a settable clock for wxsim.Options.Now.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
 // env is wxsim, the fake WeChat, with appID registered, served over HTTP,
 // and a Client pointed at it.
 type env struct {
 	sim    *wxsim.Server
-	clock  *clock
+	clock  *clockwork.FakeClock
 	client *wechat.Client
 }
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	c := &clock{now: start}
+	c := clockwork.NewFakeClockAt(start)
 	sim := wxsim.New(wxsim.Options{Now: c.Now})
 	sim.AddApp(appID, appSecret)
 	ts := httptest.NewServer(sim)

@@ -14,9 +14,10 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/jonboulle/clockwork"
 
 	"github.com/wxrelay/wxrelay/relay/wechat/wxsim"
 )
@@ -30,29 +31,11 @@ const (
 // start is 2025-06-01 18:00 in Beijing, far from the quota day's edge.
 var start = time.Date(2025, 6, 1, 10, 0, 0, 0, time.UTC)
 
-// clock is a settable clock for Options.Now.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
 // env is a simulator with one registered app, served over HTTP.
 type env struct {
 	sim   *wxsim.Server
 	url   string
-	clock *clock
+	clock *clockwork.FakeClock
 }
 
 // newEnv starts a simulator on a fake clock with the app appID registered.
@@ -64,7 +47,7 @@ func newEnv(t *testing.T) *env {
 // newEnvWith is newEnv with options; a nil Now is replaced by the fake clock.
 func newEnvWith(t *testing.T, opts wxsim.Options) *env {
 	t.Helper()
-	c := &clock{now: start}
+	c := clockwork.NewFakeClockAt(start)
 	if opts.Now == nil {
 		opts.Now = c.Now
 	}
