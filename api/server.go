@@ -86,20 +86,20 @@ func New(opts Options) (*Server, error) {
 	logCalls := logging.LoggerFunc(func(ctx context.Context, lvl logging.Level, msg string, fields ...any) {
 		log.Log(ctx, slog.Level(lvl), msg, fields...)
 	})
-	recover := recovery.WithRecoveryHandlerContext(func(ctx context.Context, p any) error {
+	onPanic := recovery.WithRecoveryHandlerContext(func(ctx context.Context, p any) error {
 		log.ErrorContext(ctx, "panic in handler", "panic", p)
 		return status.Error(codes.Internal, "internal error")
 	})
 	gs := grpc.NewServer(
 		grpc.ChainUnaryInterceptor(
-			recovery.UnaryServerInterceptor(recover),
+			recovery.UnaryServerInterceptor(onPanic),
 			metrics.UnaryServerInterceptor(),
 			logging.UnaryServerInterceptor(logCalls, logging.WithLogOnEvents(logging.FinishCall)),
 			errorInterceptor(log),
 			authUnaryInterceptor(opts.Auth),
 		),
 		grpc.ChainStreamInterceptor(
-			recovery.StreamServerInterceptor(recover),
+			recovery.StreamServerInterceptor(onPanic),
 			metrics.StreamServerInterceptor(),
 			logging.StreamServerInterceptor(logCalls, logging.WithLogOnEvents(logging.FinishCall)),
 			authStreamInterceptor(opts.Auth, log),

@@ -23,10 +23,10 @@ type Principal struct {
 func (p Principal) CanAccess(id ID) bool { return p.Admin || p.Tenant == id }
 
 const (
-	issuer      = "wxrelay"
-	roleAdmin   = "admin"
-	roleTenant  = "tenant"
-	adminSubjct = "admin"
+	issuer       = "wxrelay"
+	roleAdmin    = "admin"
+	roleTenant   = "tenant"
+	adminSubject = "admin"
 )
 
 // claims are the JWT claims of both kinds of token. Role tells them apart so
@@ -79,7 +79,7 @@ func (a *Authenticator) IssueAdminToken(ttl time.Duration) (string, error) {
 	now := a.now()
 	return a.sign(claims{Role: roleAdmin, RegisteredClaims: jwt.RegisteredClaims{
 		Issuer:    issuer,
-		Subject:   adminSubjct,
+		Subject:   adminSubject,
 		IssuedAt:  jwt.NewNumericDate(now),
 		ExpiresAt: jwt.NewNumericDate(now.Add(ttl)),
 		ID:        randomString(12),
@@ -119,7 +119,7 @@ func (a *Authenticator) Verify(ctx context.Context, token string) (Principal, er
 	switch c.Role {
 	case roleAdmin:
 		// Admin tokens must expire: a leaked one is only good for its ttl.
-		if c.ExpiresAt == nil || c.Subject != adminSubjct {
+		if c.ExpiresAt == nil || c.Subject != adminSubject {
 			return Principal{}, fmt.Errorf("%w: admin token without expiry", ErrUnauthenticated)
 		}
 		return Principal{Admin: true}, nil
