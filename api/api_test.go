@@ -20,6 +20,10 @@ import (
 	"github.com/wxrelay/wxrelay/relay"
 	"github.com/wxrelay/wxrelay/relay/delivery"
 	"github.com/wxrelay/wxrelay/relay/ingress"
+	"github.com/wxrelay/wxrelay/relay/message"
+	"github.com/wxrelay/wxrelay/relay/token"
+	"github.com/wxrelay/wxrelay/relay/wechat"
+	"github.com/wxrelay/wxrelay/relay/wechat/wxsim"
 	"github.com/wxrelay/wxrelay/store"
 	"github.com/wxrelay/wxrelay/store/storetest"
 	"github.com/wxrelay/wxrelay/tenant"
@@ -35,6 +39,9 @@ type env struct {
 	srv    *api.Server
 	db     *store.DB
 	logBuf *bytes.Buffer
+	// sim is the fake WeChat the relay sends through, at wxURL.
+	sim   *wxsim.Server
+	wxURL string
 }
 
 func newEnv(t *testing.T) *env {
@@ -62,12 +69,18 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
+	sim := wxsim.New(wxsim.Options{})
+	wxs := httptest.NewServer(sim)
+	t.Cleanup(wxs.Close)
+	wx := &wechat.Client{BaseURL: wxs.URL}
+	keeper := token.NewKeeper(store.NewTokenStore(db), wx, tenant.NewCache(svc, 0, nil), token.Options{Log: log})
 	srv, err := api.New(api.Options{
 		Logger:    log,
 		Auth:      auth,
 		Tenants:   svc,
 		Events:    relay.NewEvents(events),
 		Redeliver: dispatcher,
+		Messages:  message.NewService(keeper, wx),
 		PublicURL: "https://relay.example.com/",
 		Ready:     db.Ping,
 		Routes: map[string]http.Handler{
@@ -84,7 +97,7 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &env{t: t, key: key, url: hs.URL, admin: admin, srv: srv, db: db, logBuf: logBuf}
+	return &env{t: t, key: key, url: hs.URL, admin: admin, srv: srv, db: db, logBuf: logBuf, sim: sim, wxURL: wxs.URL}
 }
 
 // response is a decoded REST answer.
@@ -163,6 +176,7 @@ func validTenant() map[string]any {
 
 type created struct {
 	id, apiKey, webhookSecret string
+	appid                     string // set by wxTenant
 }
 
 func (e *env) createTenant(body map[string]any) created {

@@ -38,6 +38,8 @@ var policy = map[string]access{
 	wxrelayv1.EventService_ListEvents_FullMethodName:           accessTenant,
 	wxrelayv1.EventService_GetEvent_FullMethodName:             accessTenant,
 	wxrelayv1.EventService_RedeliverEvent_FullMethodName:       accessTenant,
+	wxrelayv1.MessageService_SendMessage_FullMethodName:        accessTenant,
+	wxrelayv1.MessageService_SetTyping_FullMethodName:          accessTenant,
 }
 
 // publicPrefixes are services that need no token.

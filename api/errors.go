@@ -57,6 +57,9 @@ func toStatus(ctx context.Context, log *slog.Logger, method string, err error) e
 		}
 		return st.Err()
 	}
+	if st, ok := wechatStatus(err); ok {
+		return st.Err()
+	}
 	for _, c := range codeOf {
 		if errors.Is(err, c.err) {
 			return status.Error(c.code, clientMessage(err, c.err))

@@ -47,6 +47,7 @@ type Options struct {
 	Tenants   *tenant.Service
 	Events    *relay.Events
 	Redeliver Redeliverer
+	Messages  Messenger
 	PublicURL string // base of push URLs, e.g. https://relay.example.com
 	// Ready reports whether the service can take traffic (the database
 	// answers); /readyz answers 503 while it returns an error.
@@ -72,8 +73,8 @@ type Server struct {
 // (auth, error mapping, logging, metrics) as gRPC calls do; the gateway's
 // direct-call mode would skip them.
 func New(opts Options) (*Server, error) {
-	if opts.Logger == nil || opts.Auth == nil || opts.Tenants == nil || opts.Events == nil || opts.Redeliver == nil {
-		return nil, errors.New("api: Logger, Auth, Tenants, Events and Redeliver are required")
+	if opts.Logger == nil || opts.Auth == nil || opts.Tenants == nil || opts.Events == nil || opts.Redeliver == nil || opts.Messages == nil {
+		return nil, errors.New("api: Logger, Auth, Tenants, Events, Redeliver and Messages are required")
 	}
 	if opts.Registry == nil {
 		opts.Registry = prometheus.NewRegistry()
@@ -110,6 +111,7 @@ func New(opts Options) (*Server, error) {
 		publicURL: strings.TrimRight(opts.PublicURL, "/"),
 	})
 	wxrelayv1.RegisterEventServiceServer(gs, &eventServer{events: opts.Events, redeliver: opts.Redeliver})
+	wxrelayv1.RegisterMessageServiceServer(gs, &messageServer{messages: opts.Messages})
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(gs, hs)
 	reflection.Register(gs)
@@ -136,6 +138,7 @@ func New(opts Options) (*Server, error) {
 	for _, register := range []func(context.Context, *runtime.ServeMux, *grpc.ClientConn) error{
 		wxrelayv1.RegisterTenantServiceHandler,
 		wxrelayv1.RegisterEventServiceHandler,
+		wxrelayv1.RegisterMessageServiceHandler,
 	} {
 		if err := register(context.Background(), gw, conn); err != nil {
 			s.Close()

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/wxrelay/wxrelay/relay/wechat/wxsim"
 )
 
 // binary is wxrelay built once for the process tests.
@@ -50,15 +53,21 @@ type process struct {
 	cmd    *exec.Cmd
 	http   string
 	stderr *bytes.Buffer
+	// sim is the fake WeChat the process calls (WXRELAY_WECHAT_API), so
+	// that no test reaches the real one.
+	sim *wxsim.Server
 }
 
 func startServe(t *testing.T, dir string, extraEnv ...string) *process {
 	t.Helper()
-	p := &process{http: freePort(t), stderr: &bytes.Buffer{}}
+	p := &process{http: freePort(t), stderr: &bytes.Buffer{}, sim: wxsim.New(wxsim.Options{})}
+	wx := httptest.NewServer(p.sim)
+	t.Cleanup(wx.Close)
 	p.cmd = exec.Command(binary, "serve")
 	p.cmd.Dir = dir
 	p.cmd.Env = append(os.Environ(),
 		"WXRELAY_HTTP_ADDR="+p.http, "WXRELAY_GRPC_ADDR="+freePort(t),
+		"WXRELAY_WECHAT_API="+wx.URL,
 	)
 	p.cmd.Env = append(p.cmd.Env, extraEnv...)
 	p.cmd.Stderr = p.stderr
@@ -118,6 +127,26 @@ func TestServeWithNoConfiguration(t *testing.T) {
 	json.Unmarshal(raw, &created)
 	if !strings.HasPrefix(created.Tenant.PushURL, "http://localhost:8080/wx/tn_") {
 		t.Errorf("push_url = %q, want the default public URL", created.Tenant.PushURL)
+	}
+
+	// A message goes out through WeChat with the access token the relay
+	// fetched for the tenant.
+	p.sim.AddApp("wx00000000000000aa", "s3cret")
+	tid := created.Tenant.PushURL[strings.LastIndex(created.Tenant.PushURL, "/")+1:]
+	req, _ = http.NewRequest("POST", "http://"+p.http+"/v1/tenants/"+tid+"/messages:send",
+		strings.NewReader(`{"touser":"o1","msgtype":"text","text":{"content":"hi"}}`))
+	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(out)))
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("send: %d %s", resp.StatusCode, raw)
+	}
+	if calls := p.sim.Calls(); len(calls) == 0 || calls[len(calls)-1].Path != "/cgi-bin/message/custom/send" || calls[len(calls)-1].Errcode != 0 {
+		t.Errorf("wxsim calls = %+v", calls)
 	}
 
 	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {

@@ -19,6 +19,9 @@ import (
 	"github.com/wxrelay/wxrelay/relay"
 	"github.com/wxrelay/wxrelay/relay/delivery"
 	"github.com/wxrelay/wxrelay/relay/ingress"
+	"github.com/wxrelay/wxrelay/relay/message"
+	"github.com/wxrelay/wxrelay/relay/token"
+	"github.com/wxrelay/wxrelay/relay/wechat"
 	"github.com/wxrelay/wxrelay/store"
 	"github.com/wxrelay/wxrelay/tenant"
 )
@@ -114,12 +117,18 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		Metrics: ingress.NewMetrics(reg),
 	})
 
+	// One WeChat client serves every tenant; the Keeper fetches and
+	// refreshes their access tokens, in the background and on demand.
+	wx := &wechat.Client{BaseURL: cfg.WeChatAPI}
+	keeper := token.NewKeeper(store.NewTokenStore(db), wx, tenantCache, token.Options{Log: log})
+
 	srv, err := api.New(api.Options{
 		Logger:    log,
 		Auth:      auth,
 		Tenants:   tenants,
 		Events:    relay.NewEvents(eventStore),
 		Redeliver: dispatcher,
+		Messages:  message.NewService(keeper, wx),
 		PublicURL: cfg.PublicURL,
 		Ready:     db.Ping,
 		Registry:  reg,
@@ -148,6 +157,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		job{name: "delivery-stats", every: 15 * time.Second, run: func(ctx context.Context) error {
 			return deliveryMetrics.CollectStats(ctx, deliveryStore, time.Now())
 		}},
+		job{name: "refresh-access-tokens", every: time.Minute, run: keeper.RefreshDue},
 		job{name: "prune-events", every: time.Hour, run: func(ctx context.Context) error {
 			n, err := delivery.Prune(ctx, deliveryStore, delivery.Retention{}, time.Now())
 			if n > 0 {

@@ -1,0 +1,118 @@
+package api
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/wxrelay/wxrelay/relay/message"
+	"github.com/wxrelay/wxrelay/relay/token"
+	"github.com/wxrelay/wxrelay/relay/wechat"
+)
+
+// ErrorInfo of WeChat refusals (contract §3).
+const (
+	wechatReason = "WECHAT_ERROR"
+	wechatDomain = "api.weixin.qq.com"
+)
+
+// wechatCodes maps the errcodes of a send or typing call to gRPC codes
+// (HTTP status in brackets, as grpc-gateway derives it):
+//
+//	45015 out of the 48-hour window        FailedPrecondition (400)
+//	45080 no interaction for typing        FailedPrecondition (400)
+//	45081 already typing                   FailedPrecondition (400)
+//	48001 API unauthorized for the account FailedPrecondition (400): not 403,
+//	      which would read as the relay refusing the caller
+//	45047 window's reply quota used up     ResourceExhausted (429)
+//	45009 daily quota, 45011 minute quota  ResourceExhausted (429)
+//	40003 invalid openid                   InvalidArgument (400)
+//	40007 invalid media_id                 InvalidArgument (400)
+//	40008 invalid msgtype                  InvalidArgument (400)
+//	44002 empty body, 44004 empty content  InvalidArgument (400)
+//	45002 content too long                 InvalidArgument (400)
+//	45072 bad typing command               InvalidArgument (400)
+//	47001 data format error                InvalidArgument (400)
+//	-1    system error                     Unavailable (503): retry
+//	40001, 40014, 42001 token refused even
+//	      after a refresh and retry        Unavailable (503): retry
+//	any other errcode                      Unknown (500)
+//
+// A *wechat.TransportError (no answer in WeChat's shape; the message may or
+// may not have been delivered) is Unavailable (503) without ErrorInfo.
+//
+// When the tenant's access token could not be had (message.ErrToken):
+// a WeChat refusal of the fetch (40125 wrong secret, 40013 bad appid,
+// 40164 IP not whitelisted, ...) is FailedPrecondition with ErrorInfo, -1
+// is Unavailable with ErrorInfo, token.ErrForceLimited is
+// ResourceExhausted, and anything else (a transport failure, a backoff
+// after a transport failure, a lost lease) is Unavailable.
+var wechatCodes = map[int]codes.Code{
+	wechat.CodeOutOfWindow:       codes.FailedPrecondition,
+	45080:                        codes.FailedPrecondition,
+	45081:                        codes.FailedPrecondition,
+	wechat.CodeUnauthorized:      codes.FailedPrecondition,
+	wechat.CodeOutOfResponses:    codes.ResourceExhausted,
+	wechat.CodeDailyQuota:        codes.ResourceExhausted,
+	wechat.CodeMinuteQuota:       codes.ResourceExhausted,
+	wechat.CodeInvalidOpenID:     codes.InvalidArgument,
+	wechat.CodeInvalidMediaID:    codes.InvalidArgument,
+	40008:                        codes.InvalidArgument,
+	wechat.CodeEmptyPostData:     codes.InvalidArgument,
+	44004:                        codes.InvalidArgument,
+	wechat.CodeContentTooLong:    codes.InvalidArgument,
+	wechat.CodeBadTypingCommand:  codes.InvalidArgument,
+	wechat.CodeDataFormat:        codes.InvalidArgument,
+	wechat.CodeSystemError:       codes.Unavailable,
+	wechat.CodeInvalidCredential: codes.Unavailable,
+	wechat.CodeInvalidToken:      codes.Unavailable,
+	wechat.CodeTokenExpired:      codes.Unavailable,
+}
+
+// wechatStatus returns the status for an error of a WeChat call, and false
+// if err is not one.
+func wechatStatus(err error) (*status.Status, bool) {
+	apiErr, isAPI := errors.AsType[*wechat.APIError](err)
+	_, isTransport := errors.AsType[*wechat.TransportError](err)
+	if errors.Is(err, message.ErrToken) {
+		switch {
+		case isAPI && apiErr.Code == wechat.CodeSystemError:
+			return withErrorInfo(codes.Unavailable, "WeChat failed to issue an access token; retry later", apiErr), true
+		case isAPI:
+			return withErrorInfo(codes.FailedPrecondition,
+				fmt.Sprintf("WeChat refused the tenant's access token request (check appid, secret and IP whitelist): errcode %d", apiErr.Code), apiErr), true
+		case errors.Is(err, token.ErrForceLimited):
+			return status.New(codes.ResourceExhausted, token.ErrForceLimited.Error()), true
+		default:
+			return status.New(codes.Unavailable, "could not obtain an access token from WeChat; retry later"), true
+		}
+	}
+	switch {
+	case isAPI:
+		code, ok := wechatCodes[apiErr.Code]
+		if !ok {
+			code = codes.Unknown
+		}
+		return withErrorInfo(code, fmt.Sprintf("WeChat refused the call: errcode %d: %s", apiErr.Code, apiErr.Message()), apiErr), true
+	case isTransport:
+		return status.New(codes.Unavailable, "WeChat did not answer properly; the message may or may not have been delivered"), true
+	}
+	return nil, false
+}
+
+func withErrorInfo(code codes.Code, msg string, e *wechat.APIError) *status.Status {
+	st := status.New(code, msg)
+	d, err := st.WithDetails(&errdetails.ErrorInfo{
+		Reason:   wechatReason,
+		Domain:   wechatDomain,
+		Metadata: map[string]string{"errcode": strconv.Itoa(e.Code), "errmsg": e.Msg},
+	})
+	if err != nil {
+		return st
+	}
+	return d
+}

@@ -1,0 +1,233 @@
+// Package message sends customer-service messages and typing indicators to
+// a tenant's users through WeChat (protocol §7), with the access token the
+// token.Keeper keeps for the tenant.
+//
+// Bodies are validated before anything is sent, so that a malformed one is
+// refused with the field it gets wrong rather than with WeChat's terse
+// errcode, and encoded with wechat.EncodeJSON, which leaves <, > and &
+// unescaped (protocol §8). A call WeChat refuses for its token
+// (wechat.IsTokenInvalid) is retried once with a refreshed token.
+//
+// Errors are returned as they come, wrapped: a *tenant.FieldError for bad
+// input, tenant.ErrNotFound, a *wechat.APIError or *wechat.TransportError
+// from the send, and errors wrapping ErrToken when no access token could be
+// had (they wrap the Keeper's error in turn). Mapping them to client codes
+// is the API's business.
+package message
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/wxrelay/wxrelay/relay/wechat"
+	"github.com/wxrelay/wxrelay/tenant"
+)
+
+// ErrToken wraps failures to obtain the tenant's access token: the error
+// chain also holds the Keeper's error (token.ErrBackoff,
+// token.ErrForceLimited, a *wechat.APIError such as 40125 wrong secret, a
+// *wechat.TransportError).
+var ErrToken = errors.New("message: no access token for the tenant")
+
+// Message types WeChat's send accepts from mini programs.
+const (
+	TypeText            = "text"
+	TypeImage           = "image"
+	TypeLink            = "link"
+	TypeMiniProgramPage = "miniprogrampage"
+)
+
+// Message is WeChat's customer-service send body; it encodes to exactly
+// that JSON.
+type Message struct {
+	ToUser          string           `json:"touser"`
+	MsgType         string           `json:"msgtype"`
+	Text            *Text            `json:"text,omitempty"`
+	Image           *Image           `json:"image,omitempty"`
+	Link            *Link            `json:"link,omitempty"`
+	MiniProgramPage *MiniProgramPage `json:"miniprogrampage,omitempty"`
+}
+
+// Text is the payload of msgtype text.
+type Text struct {
+	Content string `json:"content"`
+}
+
+// Image is the payload of msgtype image.
+type Image struct {
+	MediaID string `json:"media_id"`
+}
+
+// Link is the payload of msgtype link.
+type Link struct {
+	Title       string `json:"title"`
+	Description string `json:"description"`
+	URL         string `json:"url"`
+	ThumbURL    string `json:"thumb_url"`
+}
+
+// MiniProgramPage is the payload of msgtype miniprogrampage.
+type MiniProgramPage struct {
+	Title        string `json:"title"`
+	PagePath     string `json:"pagepath"`
+	ThumbMediaID string `json:"thumb_media_id"`
+}
+
+// Tokens hands out tenants' access tokens; *token.Keeper is one.
+type Tokens interface {
+	Token(ctx context.Context, tid tenant.ID) (string, error)
+	Refresh(ctx context.Context, tid tenant.ID, failed string) (string, error)
+}
+
+// WeChat makes the calls; *wechat.Client is one.
+type WeChat interface {
+	SendCustomMessage(ctx context.Context, accessToken string, body []byte) error
+	SetTyping(ctx context.Context, accessToken, touser, command string) error
+}
+
+// Service sends messages. It is safe for concurrent use.
+type Service struct {
+	tokens Tokens
+	wx     WeChat
+}
+
+// NewService returns a Service getting tokens from tokens and calling wx.
+func NewService(tokens Tokens, wx WeChat) *Service {
+	return &Service{tokens: tokens, wx: wx}
+}
+
+// Send validates m and sends it as tenant tid. Only fields of m's msgtype
+// are sent: a payload object of another type is dropped, as WeChat would
+// ignore it.
+func (s *Service) Send(ctx context.Context, tid tenant.ID, m Message) error {
+	if err := Validate(&m); err != nil {
+		return err
+	}
+	body, err := wechat.EncodeJSON(onlyType(m))
+	if err != nil {
+		return err
+	}
+	return s.withToken(ctx, tid, func(tok string) error {
+		return s.wx.SendCustomMessage(ctx, tok, body)
+	})
+}
+
+// SetTyping shows (wechat.Typing) or hides (wechat.CancelTyping) "typing…"
+// to touser.
+func (s *Service) SetTyping(ctx context.Context, tid tenant.ID, touser, command string) error {
+	if touser == "" {
+		return fieldErr("touser", "is required")
+	}
+	if command != wechat.Typing && command != wechat.CancelTyping {
+		return fieldErr("command", "must be %q or %q", wechat.Typing, wechat.CancelTyping)
+	}
+	return s.withToken(ctx, tid, func(tok string) error {
+		return s.wx.SetTyping(ctx, tok, touser, command)
+	})
+}
+
+// withToken calls call with tid's token and, if WeChat refuses that token,
+// once more with a refreshed one (protocol §6).
+func (s *Service) withToken(ctx context.Context, tid tenant.ID, call func(token string) error) error {
+	tok, err := s.tokens.Token(ctx, tid)
+	if err != nil {
+		return tokenErr(err)
+	}
+	err = call(tok)
+	if !wechat.IsTokenInvalid(err) {
+		return err
+	}
+	tok, rerr := s.tokens.Refresh(ctx, tid, tok)
+	if rerr != nil {
+		return tokenErr(rerr)
+	}
+	return call(tok)
+}
+
+func tokenErr(err error) error {
+	if errors.Is(err, tenant.ErrNotFound) {
+		return err
+	}
+	return fmt.Errorf("%w: %w", ErrToken, err)
+}
+
+// Validate checks that m names a recipient and a known msgtype with its
+// payload and the fields WeChat requires of it. Errors are
+// *tenant.FieldError naming the field as clients send it ("link.url").
+func Validate(m *Message) error {
+	if m.ToUser == "" {
+		return fieldErr("touser", "is required")
+	}
+	var missing string
+	switch m.MsgType {
+	case "":
+		return fieldErr("msgtype", "is required: one of text, image, link, miniprogrampage")
+	case TypeText:
+		switch {
+		case m.Text == nil:
+			return fieldErr("text", "is required when msgtype is text")
+		case m.Text.Content == "":
+			missing = "text.content"
+		}
+	case TypeImage:
+		switch {
+		case m.Image == nil:
+			return fieldErr("image", "is required when msgtype is image")
+		case m.Image.MediaID == "":
+			missing = "image.media_id"
+		}
+	case TypeLink:
+		l := m.Link
+		switch {
+		case l == nil:
+			return fieldErr("link", "is required when msgtype is link")
+		case l.Title == "":
+			missing = "link.title"
+		case l.Description == "":
+			missing = "link.description"
+		case l.URL == "":
+			missing = "link.url"
+		case l.ThumbURL == "":
+			missing = "link.thumb_url"
+		}
+	case TypeMiniProgramPage:
+		p := m.MiniProgramPage
+		switch {
+		case p == nil:
+			return fieldErr("miniprogrampage", "is required when msgtype is miniprogrampage")
+		case p.Title == "":
+			missing = "miniprogrampage.title"
+		case p.PagePath == "":
+			missing = "miniprogrampage.pagepath"
+		case p.ThumbMediaID == "":
+			missing = "miniprogrampage.thumb_media_id"
+		}
+	default:
+		return fieldErr("msgtype", "%q is not one of text, image, link, miniprogrampage", m.MsgType)
+	}
+	if missing != "" {
+		return fieldErr(missing, "is required")
+	}
+	return nil
+}
+
+// onlyType returns m with only the payload of its msgtype.
+func onlyType(m Message) Message {
+	out := Message{ToUser: m.ToUser, MsgType: m.MsgType}
+	switch m.MsgType {
+	case TypeText:
+		out.Text = m.Text
+	case TypeImage:
+		out.Image = m.Image
+	case TypeLink:
+		out.Link = m.Link
+	case TypeMiniProgramPage:
+		out.MiniProgramPage = m.MiniProgramPage
+	}
+	return out
+}
+
+func fieldErr(field, format string, args ...any) error {
+	return &tenant.FieldError{Field: field, Reason: fmt.Sprintf(format, args...)}
+}
