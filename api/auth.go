@@ -40,6 +40,7 @@ var policy = map[string]access{
 	wxrelayv1.EventService_RedeliverEvent_FullMethodName:       accessTenant,
 	wxrelayv1.MessageService_SendMessage_FullMethodName:        accessTenant,
 	wxrelayv1.MessageService_SetTyping_FullMethodName:          accessTenant,
+	wxrelayv1.MessageService_UploadMedia_FullMethodName:        accessTenant,
 }
 
 // publicPrefixes are services that need no token.

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/wxrelay/wxrelay/relay"
+	"github.com/wxrelay/wxrelay/relay/wechat"
 	"github.com/wxrelay/wxrelay/tenant"
 )
 
@@ -26,6 +27,7 @@ var codeOf = []struct {
 	{tenant.ErrConflict, codes.AlreadyExists},
 	{tenant.ErrUnauthenticated, codes.Unauthenticated},
 	{tenant.ErrForbidden, codes.PermissionDenied},
+	{wechat.ErrMediaTooLarge, codes.InvalidArgument},
 	{context.DeadlineExceeded, codes.DeadlineExceeded},
 	{context.Canceled, codes.Canceled},
 }

@@ -2,12 +2,14 @@ package api
 
 import (
 	"context"
+	"math"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	wxrelayv1 "github.com/wxrelay/wxrelay/api/gen/wxrelay/v1"
 	"github.com/wxrelay/wxrelay/relay/message"
+	"github.com/wxrelay/wxrelay/relay/wechat"
 	"github.com/wxrelay/wxrelay/tenant"
 )
 
@@ -15,6 +17,7 @@ import (
 type Messenger interface {
 	Send(ctx context.Context, tid tenant.ID, m message.Message) error
 	SetTyping(ctx context.Context, tid tenant.ID, touser, command string) error
+	UploadImage(ctx context.Context, tid tenant.ID, filename, contentType string, content []byte) (wechat.Media, error)
 }
 
 type messageServer struct {
@@ -50,4 +53,16 @@ func (s *messageServer) SetTyping(ctx context.Context, req *wxrelayv1.SetTypingR
 		return nil, err
 	}
 	return &wxrelayv1.SetTypingResponse{}, nil
+}
+
+func (s *messageServer) UploadMedia(ctx context.Context, req *wxrelayv1.UploadMediaRequest) (*wxrelayv1.Media, error) {
+	m, err := s.messages.UploadImage(ctx, tenant.ID(req.GetId()), req.GetFilename(), req.GetContentType(), req.GetContent())
+	if err != nil {
+		return nil, err
+	}
+	out := &wxrelayv1.Media{Type: m.Type, MediaId: m.MediaID}
+	if secs := m.CreatedAt.Unix(); !m.CreatedAt.IsZero() && secs > 0 && secs <= math.MaxUint32 {
+		out.CreatedAt = uint32(secs)
+	}
+	return out, nil
 }

@@ -31,11 +31,17 @@ import (
 
 	wxrelayv1 "github.com/wxrelay/wxrelay/api/gen/wxrelay/v1"
 	"github.com/wxrelay/wxrelay/relay"
+	"github.com/wxrelay/wxrelay/relay/wechat"
 	"github.com/wxrelay/wxrelay/tenant"
 )
 
-// MaxBodyBytes caps REST request bodies; larger ones get 413.
+// MaxBodyBytes caps REST request bodies; larger ones get 413. Media
+// uploads have their own cap, MaxUploadBodyBytes.
 const MaxBodyBytes = 1 << 20
+
+// maxGRPCMessage caps a received gRPC message: a full-size upload plus
+// room for the other fields.
+const maxGRPCMessage = wechat.MaxUploadBytes + 1<<20
 
 //go:embed gen/openapi/wxrelay.swagger.json
 var openAPI []byte
@@ -92,6 +98,8 @@ func New(opts Options) (*Server, error) {
 		return status.Error(codes.Internal, "internal error")
 	})
 	gs := grpc.NewServer(
+		// Room for a full-size UploadMedia request; gRPC's default is 4 MiB.
+		grpc.MaxRecvMsgSize(maxGRPCMessage),
 		grpc.ChainUnaryInterceptor(
 			recovery.UnaryServerInterceptor(onPanic),
 			metrics.UnaryServerInterceptor(),
@@ -147,6 +155,9 @@ func New(opts Options) (*Server, error) {
 	}
 
 	mux := http.NewServeMux()
+	// Multipart upload, which grpc-gateway cannot parse. The pattern is more
+	// specific than "/v1/", so it takes precedence over the gateway.
+	mux.Handle("POST /v1/tenants/{id}/media", s.uploadHandler())
 	mux.Handle("/v1/", limitBody(gw))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
 	mux.HandleFunc("GET /readyz", readyHandler(opts.Ready))

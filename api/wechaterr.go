@@ -20,7 +20,7 @@ const (
 	wechatDomain = "api.weixin.qq.com"
 )
 
-// wechatCodes maps the errcodes of a send or typing call to gRPC codes
+// wechatCodes maps the errcodes of a send, typing or upload call to gRPC codes
 // (HTTP status in brackets, as grpc-gateway derives it):
 //
 //	45015 out of the 48-hour window        FailedPrecondition (400)
@@ -37,6 +37,9 @@ const (
 //	45002 content too long                 InvalidArgument (400)
 //	45072 bad typing command               InvalidArgument (400)
 //	47001 data format error                InvalidArgument (400)
+//	40004 not an image, 40005 bad file type,
+//	40009 bad image size, 41005 no media,
+//	44001 empty media (uploads)            InvalidArgument (400)
 //	-1    system error                     Unavailable (503): retry
 //	40001, 40014, 42001 token refused even
 //	      after a refresh and retry        Unavailable (503): retry
@@ -67,6 +70,11 @@ var wechatCodes = map[int]codes.Code{
 	wechat.CodeContentTooLong:    codes.InvalidArgument,
 	wechat.CodeBadTypingCommand:  codes.InvalidArgument,
 	wechat.CodeDataFormat:        codes.InvalidArgument,
+	wechat.CodeInvalidMediaType:  codes.InvalidArgument,
+	40005:                        codes.InvalidArgument,
+	40009:                        codes.InvalidArgument,
+	41005:                        codes.InvalidArgument,
+	44001:                        codes.InvalidArgument,
 	wechat.CodeSystemError:       codes.Unavailable,
 	wechat.CodeInvalidCredential: codes.Unavailable,
 	wechat.CodeInvalidToken:      codes.Unavailable,

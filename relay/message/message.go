@@ -16,9 +16,12 @@
 package message
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 
 	"github.com/wxrelay/wxrelay/relay/wechat"
 	"github.com/wxrelay/wxrelay/tenant"
@@ -84,6 +87,7 @@ type Tokens interface {
 type WeChat interface {
 	SendCustomMessage(ctx context.Context, accessToken string, body []byte) error
 	SetTyping(ctx context.Context, accessToken, touser, command string) error
+	UploadTempMedia(ctx context.Context, accessToken, mediaType, filename, contentType string, content io.Reader) (wechat.Media, error)
 }
 
 // Service sends messages. It is safe for concurrent use.
@@ -125,6 +129,46 @@ func (s *Service) SetTyping(ctx context.Context, tid tenant.ID, touser, command 
 	return s.withToken(ctx, tid, func(tok string) error {
 		return s.wx.SetTyping(ctx, tok, touser, command)
 	})
+}
+
+// ImageField names the uploaded file in errors: the multipart part WeChat
+// and the REST API take it in.
+const ImageField = "media"
+
+// UploadImage uploads content as tenant tid's temporary image media
+// (protocol §7). It must be a JPEG, PNG, GIF or BMP image, judged by its
+// bytes as WeChat judges them, of at most wechat.MaxUploadBytes; otherwise
+// the error is a *tenant.FieldError naming ImageField and WeChat is not
+// called.
+func (s *Service) UploadImage(ctx context.Context, tid tenant.ID, filename, contentType string, content []byte) (wechat.Media, error) {
+	if err := ValidateImage(content); err != nil {
+		return wechat.Media{}, err
+	}
+	var m wechat.Media
+	err := s.withToken(ctx, tid, func(tok string) error {
+		var err error
+		m, err = s.wx.UploadTempMedia(ctx, tok, wechat.MediaTypeImage, filename, contentType, bytes.NewReader(content))
+		return err
+	})
+	return m, err
+}
+
+// ValidateImage checks that content is an image WeChat takes: not empty,
+// at most wechat.MaxUploadBytes, and sniffed (http.DetectContentType) as
+// JPEG, PNG, GIF or BMP. Errors are *tenant.FieldError naming ImageField.
+func ValidateImage(content []byte) error {
+	switch {
+	case len(content) == 0:
+		return fieldErr(ImageField, "is empty")
+	case len(content) > wechat.MaxUploadBytes:
+		return fieldErr(ImageField, "is %d bytes, over the limit of %d bytes (10 MiB)", len(content), wechat.MaxUploadBytes)
+	}
+	switch ct := http.DetectContentType(content); ct {
+	case "image/jpeg", "image/png", "image/gif", "image/bmp":
+		return nil
+	default:
+		return fieldErr(ImageField, "is %s, not a JPEG, PNG, GIF or BMP image", ct)
+	}
 }
 
 // withToken calls call with tid's token and, if WeChat refuses that token,

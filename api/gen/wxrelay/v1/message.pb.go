@@ -480,6 +480,147 @@ func (*SetTypingResponse) Descriptor() ([]byte, []int) {
 	return file_wxrelay_v1_message_proto_rawDescGZIP(), []int{7}
 }
 
+type UploadMediaRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The tenant.
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// The file's name as given to WeChat; "media" when empty.
+	Filename string `protobuf:"bytes,2,opt,name=filename,proto3" json:"filename,omitempty"`
+	// The Content-Type given to WeChat; sniffed from content when empty.
+	ContentType string `protobuf:"bytes,3,opt,name=content_type,json=contentType,proto3" json:"content_type,omitempty"`
+	// The image bytes.
+	Content       []byte `protobuf:"bytes,4,opt,name=content,proto3" json:"content,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UploadMediaRequest) Reset() {
+	*x = UploadMediaRequest{}
+	mi := &file_wxrelay_v1_message_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UploadMediaRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UploadMediaRequest) ProtoMessage() {}
+
+func (x *UploadMediaRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_wxrelay_v1_message_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UploadMediaRequest.ProtoReflect.Descriptor instead.
+func (*UploadMediaRequest) Descriptor() ([]byte, []int) {
+	return file_wxrelay_v1_message_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *UploadMediaRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *UploadMediaRequest) GetFilename() string {
+	if x != nil {
+		return x.Filename
+	}
+	return ""
+}
+
+func (x *UploadMediaRequest) GetContentType() string {
+	if x != nil {
+		return x.ContentType
+	}
+	return ""
+}
+
+func (x *UploadMediaRequest) GetContent() []byte {
+	if x != nil {
+		return x.Content
+	}
+	return nil
+}
+
+// Media is WeChat's upload answer, with WeChat's field names:
+// {"type":"image","media_id":"...","created_at":1700000000}.
+type Media struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "image".
+	Type string `protobuf:"bytes,1,opt,name=type,proto3" json:"type,omitempty"`
+	// For image sends (image.media_id) and card thumbnails
+	// (miniprogrampage.thumb_media_id); lives three days.
+	MediaId string `protobuf:"bytes,2,opt,name=media_id,json=mediaId,proto3" json:"media_id,omitempty"`
+	// Upload time in unix seconds, as WeChat gives it. uint32 rather than
+	// int64 or a Timestamp so that REST renders it as a JSON number, as
+	// WeChat does (protojson renders 64-bit integers as strings); it holds
+	// unix seconds until 2106. 0 (and absent in JSON) if WeChat did not say.
+	CreatedAt     uint32 `protobuf:"varint,3,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Media) Reset() {
+	*x = Media{}
+	mi := &file_wxrelay_v1_message_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Media) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Media) ProtoMessage() {}
+
+func (x *Media) ProtoReflect() protoreflect.Message {
+	mi := &file_wxrelay_v1_message_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Media.ProtoReflect.Descriptor instead.
+func (*Media) Descriptor() ([]byte, []int) {
+	return file_wxrelay_v1_message_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *Media) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
+func (x *Media) GetMediaId() string {
+	if x != nil {
+		return x.MediaId
+	}
+	return ""
+}
+
+func (x *Media) GetCreatedAt() uint32 {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return 0
+}
+
 var File_wxrelay_v1_message_proto protoreflect.FileDescriptor
 
 const file_wxrelay_v1_message_proto_rawDesc = "" +
@@ -513,10 +654,21 @@ const file_wxrelay_v1_message_proto_rawDesc = "" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
 	"\x06touser\x18\x02 \x01(\tR\x06touser\x12\x18\n" +
 	"\acommand\x18\x03 \x01(\tR\acommand\"\x13\n" +
-	"\x11SetTypingResponse2\xaa\x01\n" +
+	"\x11SetTypingResponse\"}\n" +
+	"\x12UploadMediaRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1a\n" +
+	"\bfilename\x18\x02 \x01(\tR\bfilename\x12!\n" +
+	"\fcontent_type\x18\x03 \x01(\tR\vcontentType\x12\x18\n" +
+	"\acontent\x18\x04 \x01(\fR\acontent\"U\n" +
+	"\x05Media\x12\x12\n" +
+	"\x04type\x18\x01 \x01(\tR\x04type\x12\x19\n" +
+	"\bmedia_id\x18\x02 \x01(\tR\amediaId\x12\x1d\n" +
+	"\n" +
+	"created_at\x18\x03 \x01(\rR\tcreatedAt2\xec\x01\n" +
 	"\x0eMessageService\x12N\n" +
 	"\vSendMessage\x12\x1e.wxrelay.v1.SendMessageRequest\x1a\x1f.wxrelay.v1.SendMessageResponse\x12H\n" +
-	"\tSetTyping\x12\x1c.wxrelay.v1.SetTypingRequest\x1a\x1d.wxrelay.v1.SetTypingResponseB9Z7github.com/wxrelay/wxrelay/api/gen/wxrelay/v1;wxrelayv1b\x06proto3"
+	"\tSetTyping\x12\x1c.wxrelay.v1.SetTypingRequest\x1a\x1d.wxrelay.v1.SetTypingResponse\x12@\n" +
+	"\vUploadMedia\x12\x1e.wxrelay.v1.UploadMediaRequest\x1a\x11.wxrelay.v1.MediaB9Z7github.com/wxrelay/wxrelay/api/gen/wxrelay/v1;wxrelayv1b\x06proto3"
 
 var (
 	file_wxrelay_v1_message_proto_rawDescOnce sync.Once
@@ -530,7 +682,7 @@ func file_wxrelay_v1_message_proto_rawDescGZIP() []byte {
 	return file_wxrelay_v1_message_proto_rawDescData
 }
 
-var file_wxrelay_v1_message_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
+var file_wxrelay_v1_message_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
 var file_wxrelay_v1_message_proto_goTypes = []any{
 	(*SendMessageRequest)(nil),     // 0: wxrelay.v1.SendMessageRequest
 	(*TextContent)(nil),            // 1: wxrelay.v1.TextContent
@@ -540,6 +692,8 @@ var file_wxrelay_v1_message_proto_goTypes = []any{
 	(*SendMessageResponse)(nil),    // 5: wxrelay.v1.SendMessageResponse
 	(*SetTypingRequest)(nil),       // 6: wxrelay.v1.SetTypingRequest
 	(*SetTypingResponse)(nil),      // 7: wxrelay.v1.SetTypingResponse
+	(*UploadMediaRequest)(nil),     // 8: wxrelay.v1.UploadMediaRequest
+	(*Media)(nil),                  // 9: wxrelay.v1.Media
 }
 var file_wxrelay_v1_message_proto_depIdxs = []int32{
 	1, // 0: wxrelay.v1.SendMessageRequest.text:type_name -> wxrelay.v1.TextContent
@@ -548,10 +702,12 @@ var file_wxrelay_v1_message_proto_depIdxs = []int32{
 	4, // 3: wxrelay.v1.SendMessageRequest.miniprogrampage:type_name -> wxrelay.v1.MiniProgramPageContent
 	0, // 4: wxrelay.v1.MessageService.SendMessage:input_type -> wxrelay.v1.SendMessageRequest
 	6, // 5: wxrelay.v1.MessageService.SetTyping:input_type -> wxrelay.v1.SetTypingRequest
-	5, // 6: wxrelay.v1.MessageService.SendMessage:output_type -> wxrelay.v1.SendMessageResponse
-	7, // 7: wxrelay.v1.MessageService.SetTyping:output_type -> wxrelay.v1.SetTypingResponse
-	6, // [6:8] is the sub-list for method output_type
-	4, // [4:6] is the sub-list for method input_type
+	8, // 6: wxrelay.v1.MessageService.UploadMedia:input_type -> wxrelay.v1.UploadMediaRequest
+	5, // 7: wxrelay.v1.MessageService.SendMessage:output_type -> wxrelay.v1.SendMessageResponse
+	7, // 8: wxrelay.v1.MessageService.SetTyping:output_type -> wxrelay.v1.SetTypingResponse
+	9, // 9: wxrelay.v1.MessageService.UploadMedia:output_type -> wxrelay.v1.Media
+	7, // [7:10] is the sub-list for method output_type
+	4, // [4:7] is the sub-list for method input_type
 	4, // [4:4] is the sub-list for extension type_name
 	4, // [4:4] is the sub-list for extension extendee
 	0, // [0:4] is the sub-list for field type_name
@@ -568,7 +724,7 @@ func file_wxrelay_v1_message_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_wxrelay_v1_message_proto_rawDesc), len(file_wxrelay_v1_message_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   8,
+			NumMessages:   10,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

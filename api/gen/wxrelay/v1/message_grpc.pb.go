@@ -21,6 +21,7 @@ const _ = grpc.SupportPackageIsVersion9
 const (
 	MessageService_SendMessage_FullMethodName = "/wxrelay.v1.MessageService/SendMessage"
 	MessageService_SetTyping_FullMethodName   = "/wxrelay.v1.MessageService/SetTyping"
+	MessageService_UploadMedia_FullMethodName = "/wxrelay.v1.MessageService/UploadMedia"
 )
 
 // MessageServiceClient is the client API for MessageService service.
@@ -41,6 +42,19 @@ type MessageServiceClient interface {
 	SendMessage(ctx context.Context, in *SendMessageRequest, opts ...grpc.CallOption) (*SendMessageResponse, error)
 	// Shows or hides "typing…" to a user.
 	SetTyping(ctx context.Context, in *SetTypingRequest, opts ...grpc.CallOption) (*SetTypingResponse, error)
+	// Uploads an image as temporary media (WeChat's media/upload, type
+	// image) for image sends and card thumbnails; the media_id lives three
+	// days and works for this tenant's app only.
+	//
+	// REST: POST /v1/tenants/{id}/media as multipart/form-data with the file
+	// in the part "media". grpc-gateway cannot read multipart bodies, so a
+	// plain HTTP handler parses the form and calls this method over the
+	// gateway's in-process connection (same auth, errors, logs, metrics).
+	//
+	// The content must be a JPEG, PNG, GIF or BMP image, judged by its bytes,
+	// of at most 10 MiB; otherwise INVALID_ARGUMENT naming "media", and
+	// WeChat is not called. (REST answers 413 for a file over the limit.)
+	UploadMedia(ctx context.Context, in *UploadMediaRequest, opts ...grpc.CallOption) (*Media, error)
 }
 
 type messageServiceClient struct {
@@ -71,6 +85,16 @@ func (c *messageServiceClient) SetTyping(ctx context.Context, in *SetTypingReque
 	return out, nil
 }
 
+func (c *messageServiceClient) UploadMedia(ctx context.Context, in *UploadMediaRequest, opts ...grpc.CallOption) (*Media, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Media)
+	err := c.cc.Invoke(ctx, MessageService_UploadMedia_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // MessageServiceServer is the server API for MessageService service.
 // All implementations must embed UnimplementedMessageServiceServer
 // for forward compatibility.
@@ -89,6 +113,19 @@ type MessageServiceServer interface {
 	SendMessage(context.Context, *SendMessageRequest) (*SendMessageResponse, error)
 	// Shows or hides "typing…" to a user.
 	SetTyping(context.Context, *SetTypingRequest) (*SetTypingResponse, error)
+	// Uploads an image as temporary media (WeChat's media/upload, type
+	// image) for image sends and card thumbnails; the media_id lives three
+	// days and works for this tenant's app only.
+	//
+	// REST: POST /v1/tenants/{id}/media as multipart/form-data with the file
+	// in the part "media". grpc-gateway cannot read multipart bodies, so a
+	// plain HTTP handler parses the form and calls this method over the
+	// gateway's in-process connection (same auth, errors, logs, metrics).
+	//
+	// The content must be a JPEG, PNG, GIF or BMP image, judged by its bytes,
+	// of at most 10 MiB; otherwise INVALID_ARGUMENT naming "media", and
+	// WeChat is not called. (REST answers 413 for a file over the limit.)
+	UploadMedia(context.Context, *UploadMediaRequest) (*Media, error)
 	mustEmbedUnimplementedMessageServiceServer()
 }
 
@@ -104,6 +141,9 @@ func (UnimplementedMessageServiceServer) SendMessage(context.Context, *SendMessa
 }
 func (UnimplementedMessageServiceServer) SetTyping(context.Context, *SetTypingRequest) (*SetTypingResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method SetTyping not implemented")
+}
+func (UnimplementedMessageServiceServer) UploadMedia(context.Context, *UploadMediaRequest) (*Media, error) {
+	return nil, status.Error(codes.Unimplemented, "method UploadMedia not implemented")
 }
 func (UnimplementedMessageServiceServer) mustEmbedUnimplementedMessageServiceServer() {}
 func (UnimplementedMessageServiceServer) testEmbeddedByValue()                        {}
@@ -162,6 +202,24 @@ func _MessageService_SetTyping_Handler(srv interface{}, ctx context.Context, dec
 	return interceptor(ctx, in, info, handler)
 }
 
+func _MessageService_UploadMedia_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UploadMediaRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MessageServiceServer).UploadMedia(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: MessageService_UploadMedia_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MessageServiceServer).UploadMedia(ctx, req.(*UploadMediaRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // MessageService_ServiceDesc is the grpc.ServiceDesc for MessageService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -176,6 +234,10 @@ var MessageService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "SetTyping",
 			Handler:    _MessageService_SetTyping_Handler,
+		},
+		{
+			MethodName: "UploadMedia",
+			Handler:    _MessageService_UploadMedia_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
