@@ -81,8 +81,10 @@ func newEnv(t *testing.T) *env {
 		Events:    relay.NewEvents(events),
 		Redeliver: dispatcher,
 		Messages:  message.NewService(keeper, wx),
-		PublicURL: "https://relay.example.com/",
-		Ready:     db.Ping,
+		// The real keeper, so that GetTenant's token_status is its own.
+		TokenStatus: keeper,
+		PublicURL:   "https://relay.example.com/",
+		Ready:       db.Ping,
 		Routes: map[string]http.Handler{
 			"/wx/{id}": ingress.New(ingress.Options{Tenants: tenant.NewCache(svc, 0, nil), Events: ingestor, Logger: log}),
 		},

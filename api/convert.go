@@ -1,9 +1,12 @@
 package api
 
 import (
+	"time"
+
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	wxrelayv1 "github.com/wxrelay/wxrelay/api/gen/wxrelay/v1"
+	"github.com/wxrelay/wxrelay/relay/token"
 	"github.com/wxrelay/wxrelay/tenant"
 )
 
@@ -34,6 +37,12 @@ var states = map[wxrelayv1.Tenant_State]tenant.State{
 	wxrelayv1.Tenant_STATE_UNSPECIFIED: tenant.StateUnspecified,
 	wxrelayv1.Tenant_STATE_ACTIVE:      tenant.StateActive,
 	wxrelayv1.Tenant_STATE_DISABLED:    tenant.StateDisabled,
+}
+
+var tokenEndpoints = map[wxrelayv1.Tenant_TokenEndpoint]tenant.TokenEndpoint{
+	wxrelayv1.Tenant_TOKEN_ENDPOINT_UNSPECIFIED: tenant.TokenEndpointUnspecified,
+	wxrelayv1.Tenant_TOKEN_ENDPOINT_STABLE:      tenant.TokenStable,
+	wxrelayv1.Tenant_TOKEN_ENDPOINT_CLASSIC:     tenant.TokenClassic,
 }
 
 // fromProto maps a proto enum to its domain value; a number the proto does
@@ -67,6 +76,7 @@ func toDomainTenant(p *wxrelayv1.Tenant) *tenant.Tenant {
 		WebhookURL:      p.GetWebhookUrl(),
 		ReplyMode:       fromProto(replyModes, p.GetReplyMode()),
 		OrderedDelivery: p.GetOrderedDelivery(),
+		TokenEndpoint:   fromProto(tokenEndpoints, p.GetTokenEndpoint()),
 		Secrets: tenant.Secrets{
 			AppSecret:      p.GetAppSecret(),
 			Token:          p.GetToken(),
@@ -89,7 +99,36 @@ func (s *tenantServer) toProtoTenant(t *tenant.Tenant) *wxrelayv1.Tenant {
 		PushUrl:         s.pushURL(t.ID),
 		State:           toProto(states, t.State),
 		OrderedDelivery: t.OrderedDelivery,
+		TokenEndpoint:   toProto(tokenEndpoints, endpointOrDefault(t.TokenEndpoint)),
 		CreateTime:      timestamppb.New(t.CreateTime),
 		UpdateTime:      timestamppb.New(t.UpdateTime),
+	}
+}
+
+// endpointOrDefault names the endpoint a tenant's tokens come from: the zero
+// value means stable_token.
+func endpointOrDefault(ep tenant.TokenEndpoint) tenant.TokenEndpoint {
+	if ep == tenant.TokenEndpointUnspecified {
+		return tenant.TokenStable
+	}
+	return ep
+}
+
+// toProtoTokenStatus converts a token status; it holds no token to leak.
+// Times that never happened stay unset.
+func toProtoTokenStatus(st token.Status) *wxrelayv1.Tenant_TokenStatus {
+	ts := func(t time.Time) *timestamppb.Timestamp {
+		if t.IsZero() {
+			return nil
+		}
+		return timestamppb.New(t)
+	}
+	return &wxrelayv1.Tenant_TokenStatus{
+		ExpireTime:      ts(st.ExpiresAt),
+		LastRefreshTime: ts(st.LastRefresh),
+		LastErrcode:     int32(st.LastErrcode),
+		LastError:       st.LastError,
+		LastErrorTime:   ts(st.LastErrorAt),
+		NextRefreshTime: ts(st.NextRefresh),
 	}
 }

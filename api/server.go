@@ -54,7 +54,10 @@ type Options struct {
 	Events    *relay.Events
 	Redeliver Redeliverer
 	Messages  Messenger
-	PublicURL string // base of push URLs, e.g. https://relay.example.com
+	// TokenStatus reports tenants' access token status for GetTenant
+	// (a *token.Keeper); nil leaves token_status unset.
+	TokenStatus TokenStatuser
+	PublicURL   string // base of push URLs, e.g. https://relay.example.com
 	// Ready reports whether the service can take traffic (the database
 	// answers); /readyz answers 503 while it returns an error.
 	Ready func(context.Context) error
@@ -116,6 +119,7 @@ func New(opts Options) (*Server, error) {
 	)
 	wxrelayv1.RegisterTenantServiceServer(gs, &tenantServer{
 		tenants:   opts.Tenants,
+		tokens:    opts.TokenStatus,
 		publicURL: strings.TrimRight(opts.PublicURL, "/"),
 	})
 	wxrelayv1.RegisterEventServiceServer(gs, &eventServer{events: opts.Events, redeliver: opts.Redeliver})

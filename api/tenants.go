@@ -8,6 +8,7 @@ import (
 	"google.golang.org/protobuf/types/known/emptypb"
 
 	wxrelayv1 "github.com/wxrelay/wxrelay/api/gen/wxrelay/v1"
+	"github.com/wxrelay/wxrelay/relay/token"
 	"github.com/wxrelay/wxrelay/tenant"
 )
 
@@ -15,7 +16,13 @@ import (
 type tenantServer struct {
 	wxrelayv1.UnimplementedTenantServiceServer
 	tenants   *tenant.Service
-	publicURL string // no trailing slash
+	tokens    TokenStatuser // nil: no token_status
+	publicURL string        // no trailing slash
+}
+
+// TokenStatuser reports a tenant's access token status; *token.Keeper is one.
+type TokenStatuser interface {
+	Status(ctx context.Context, tid tenant.ID) (token.Status, error)
 }
 
 func (s *tenantServer) pushURL(id tenant.ID) string { return s.publicURL + "/wx/" + string(id) }
@@ -44,7 +51,15 @@ func (s *tenantServer) GetTenant(ctx context.Context, req *wxrelayv1.GetTenantRe
 	if err != nil {
 		return nil, err
 	}
-	return s.toProtoTenant(t), nil
+	out := s.toProtoTenant(t)
+	if s.tokens != nil {
+		st, err := s.tokens.Status(ctx, t.ID)
+		if err != nil {
+			return nil, err
+		}
+		out.TokenStatus = toProtoTokenStatus(st)
+	}
+	return out, nil
 }
 
 func (s *tenantServer) ListTenants(ctx context.Context, req *wxrelayv1.ListTenantsRequest) (*wxrelayv1.ListTenantsResponse, error) {
@@ -107,12 +122,18 @@ func patchFromMask(in *wxrelayv1.Tenant, paths []string) (tenant.Patch, error) {
 			p.ReplyMode = &d.ReplyMode
 		case "ordered_delivery":
 			p.OrderedDelivery = &d.OrderedDelivery
+		case "token_endpoint":
+			p.TokenEndpoint = &d.TokenEndpoint
 		case "state":
 			st := fromProto(states, in.GetState())
 			p.State = &st
-		case "id", "push_url", "create_time", "update_time":
+		case "id", "push_url", "create_time", "update_time", "token_status":
 			return p, &tenant.FieldError{Field: path, Reason: "is output only and cannot be changed"}
 		default:
+			// REST masks name the leaves of a message field.
+			if head, _, ok := strings.Cut(path, "."); ok && head == "token_status" {
+				return p, &tenant.FieldError{Field: head, Reason: "is output only and cannot be changed"}
+			}
 			return p, &tenant.FieldError{Field: "update_mask", Reason: fmt.Sprintf("unknown field %q", strings.TrimSpace(path))}
 		}
 	}

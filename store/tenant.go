@@ -171,6 +171,7 @@ type tenantRow struct {
 	State                string    `bun:"state"`
 	WebhookURL           string    `bun:"webhook_url"`
 	OrderedDelivery      bool      `bun:"ordered_delivery"`
+	TokenEndpoint        string    `bun:"token_endpoint"`
 	SealedSecrets        []byte    `bun:"sealed_secrets"`
 	SealedWebhookSecrets []byte    `bun:"sealed_webhook_secrets"`
 	APIKeyHash           []byte    `bun:"api_key_hash"`
@@ -254,6 +255,14 @@ func fromDomain(t *tenant.Tenant, sl *sealer) (*tenantRow, error) {
 	if row.State, err = states.encode("state", t.State); err != nil {
 		return nil, err
 	}
+	// The zero value means the default, stable_token.
+	ep := t.TokenEndpoint
+	if ep == tenant.TokenEndpointUnspecified {
+		ep = tenant.TokenStable
+	}
+	if row.TokenEndpoint, err = tokenEndpoints.encode("token_endpoint", ep); err != nil {
+		return nil, err
+	}
 
 	// Marshalling errors are dropped rather than wrapped: they could quote
 	// the value that failed.
@@ -300,6 +309,9 @@ func (r *tenantRow) toDomain(sl *sealer) (*tenant.Tenant, error) {
 		return nil, fmt.Errorf("tenant %s: %w", r.ID, err)
 	}
 	if t.State, err = states.decode("state", r.State); err != nil {
+		return nil, fmt.Errorf("tenant %s: %w", r.ID, err)
+	}
+	if t.TokenEndpoint, err = tokenEndpoints.decode("token_endpoint", r.TokenEndpoint); err != nil {
 		return nil, fmt.Errorf("tenant %s: %w", r.ID, err)
 	}
 

@@ -36,6 +36,8 @@ func newTenant(id, appid string) *tenant.Tenant {
 		WebhookURL:  "https://example.com/hooks/" + id,
 		ReplyMode:   tenant.ReplyTransferCustomerService,
 		State:       tenant.StateActive,
+		// What a stored tenant reads back as: stable is the default.
+		TokenEndpoint: tenant.TokenStable,
 		Secrets: tenant.Secrets{
 			AppSecret:      "AppSecret" + id + "5f1c0ffee",
 			Token:          "PushToken" + strings.ReplaceAll(id, "_", ""),
@@ -131,6 +133,7 @@ func TestTenantStore_CreateAndFind(t *testing.T) {
 		s := store.NewTenantStore(db)
 		full := newTenant("tn_full", "wx0123456789abcdef")
 		full.OrderedDelivery = true
+		full.TokenEndpoint = tenant.TokenClassic
 		// The least a tenant can be: plaintext mode, no original id, never rotated.
 		minimal := &tenant.Tenant{
 			ID:             "tn_minimal",
@@ -140,6 +143,7 @@ func TestTenantStore_CreateAndFind(t *testing.T) {
 			WebhookURL:     "https://example.com/h",
 			ReplyMode:      tenant.ReplySuccess,
 			State:          tenant.StateDisabled,
+			TokenEndpoint:  tenant.TokenStable,
 			Secrets:        tenant.Secrets{AppSecret: "s", Token: "tok"},
 			WebhookSecrets: tenant.WebhookSecrets{Current: "whsec_x"},
 			APIKeyHash:     []byte{1},
@@ -575,4 +579,34 @@ func TestTenantStore_NoSealKey(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "without a seal key") {
 		t.Errorf("Create without a seal key: %v", err)
 	}
+}
+
+// TestTenantStore_TokenEndpoint: the endpoint survives create and update,
+// and the zero value is stored as the default, stable_token.
+func TestTenantStore_TokenEndpoint(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		s := store.NewTenantStore(db)
+		tn := newTenant("tn_endpoint", "wx00000000000000ee")
+		tn.TokenEndpoint = tenant.TokenEndpointUnspecified
+		mustCreate(t, s, tn)
+		if got := mustFind(t, s, tn.ID).TokenEndpoint; got != tenant.TokenStable {
+			t.Errorf("created with the zero endpoint: TokenEndpoint = %v, want TokenStable", got)
+		}
+		for _, ep := range []tenant.TokenEndpoint{tenant.TokenClassic, tenant.TokenStable} {
+			got := mustFind(t, s, tn.ID)
+			got.TokenEndpoint = ep
+			if err := s.Update(ctx, got); err != nil {
+				t.Fatal(err)
+			}
+			if got := mustFind(t, s, tn.ID).TokenEndpoint; got != ep {
+				t.Errorf("after update: TokenEndpoint = %v, want %v", got, ep)
+			}
+		}
+		bad := mustFind(t, s, tn.ID)
+		bad.TokenEndpoint = 7
+		if err := s.Update(ctx, bad); err == nil {
+			t.Error("Update with an unknown endpoint succeeded")
+		}
+	})
 }

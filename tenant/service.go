@@ -60,6 +60,9 @@ func (s *Service) Create(ctx context.Context, in *Tenant) (*Tenant, Credentials,
 	if t.State == StateUnspecified {
 		t.State = StateActive
 	}
+	if t.TokenEndpoint == TokenEndpointUnspecified {
+		t.TokenEndpoint = TokenStable
+	}
 	if err := t.validate(s.allowPrivateWebhooks); err != nil {
 		return nil, Credentials{}, err
 	}
@@ -124,6 +127,7 @@ type Patch struct {
 	ReplyMode       *ReplyMode
 	State           *State
 	OrderedDelivery *bool
+	TokenEndpoint   *TokenEndpoint
 }
 
 func (p Patch) apply(t *Tenant) {
@@ -139,6 +143,7 @@ func (p Patch) apply(t *Tenant) {
 	set(&t.ReplyMode, p.ReplyMode)
 	set(&t.State, p.State)
 	set(&t.OrderedDelivery, p.OrderedDelivery)
+	set(&t.TokenEndpoint, p.TokenEndpoint)
 }
 
 func set[T any](dst *T, src *T) {
@@ -153,6 +158,9 @@ func set[T any](dst *T, src *T) {
 func (s *Service) Update(ctx context.Context, id ID, p Patch) (*Tenant, error) {
 	return s.modify(ctx, id, func(t *Tenant) error {
 		p.apply(t)
+		if t.TokenEndpoint == TokenEndpointUnspecified {
+			t.TokenEndpoint = TokenStable
+		}
 		return t.validate(s.allowPrivateWebhooks)
 	})
 }

@@ -42,6 +42,8 @@ func (t *Tenant) validate(allowPrivateWebhooks bool) error {
 		return fieldErr("reply_mode", "unknown reply mode")
 	case t.State < StateActive || t.State > StateDisabled:
 		return fieldErr("state", "unknown state")
+	case t.TokenEndpoint < TokenEndpointUnspecified || t.TokenEndpoint > TokenClassic:
+		return fieldErr("token_endpoint", "unknown token endpoint")
 	}
 	if t.EncryptMode != EncryptPlaintext || t.Secrets.EncodingAESKey != "" {
 		switch {

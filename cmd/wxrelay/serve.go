@@ -129,10 +129,12 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		Events:    relay.NewEvents(eventStore),
 		Redeliver: dispatcher,
 		Messages:  message.NewService(keeper, wx),
-		PublicURL: cfg.PublicURL,
-		Ready:     db.Ping,
-		Registry:  reg,
-		Routes:    map[string]http.Handler{"/wx/{id}": push},
+		// GetTenant shows the token status, e.g. a wrong AppSecret.
+		TokenStatus: keeper,
+		PublicURL:   cfg.PublicURL,
+		Ready:       db.Ping,
+		Registry:    reg,
+		Routes:      map[string]http.Handler{"/wx/{id}": push},
 	})
 	if err != nil {
 		return err

@@ -24,6 +24,60 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// The access token endpoint (protocol §6).
+type Tenant_TokenEndpoint int32
+
+const (
+	Tenant_TOKEN_ENDPOINT_UNSPECIFIED Tenant_TokenEndpoint = 0
+	// POST /cgi-bin/stable_token: other systems holding the same AppSecret
+	// keep working beside the relay.
+	Tenant_TOKEN_ENDPOINT_STABLE Tenant_TokenEndpoint = 1
+	// GET /cgi-bin/token: every fetch supersedes the previous token; only
+	// for an app whose tokens nothing else fetches.
+	Tenant_TOKEN_ENDPOINT_CLASSIC Tenant_TokenEndpoint = 2
+)
+
+// Enum value maps for Tenant_TokenEndpoint.
+var (
+	Tenant_TokenEndpoint_name = map[int32]string{
+		0: "TOKEN_ENDPOINT_UNSPECIFIED",
+		1: "TOKEN_ENDPOINT_STABLE",
+		2: "TOKEN_ENDPOINT_CLASSIC",
+	}
+	Tenant_TokenEndpoint_value = map[string]int32{
+		"TOKEN_ENDPOINT_UNSPECIFIED": 0,
+		"TOKEN_ENDPOINT_STABLE":      1,
+		"TOKEN_ENDPOINT_CLASSIC":     2,
+	}
+)
+
+func (x Tenant_TokenEndpoint) Enum() *Tenant_TokenEndpoint {
+	p := new(Tenant_TokenEndpoint)
+	*p = x
+	return p
+}
+
+func (x Tenant_TokenEndpoint) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (Tenant_TokenEndpoint) Descriptor() protoreflect.EnumDescriptor {
+	return file_wxrelay_v1_tenant_proto_enumTypes[0].Descriptor()
+}
+
+func (Tenant_TokenEndpoint) Type() protoreflect.EnumType {
+	return &file_wxrelay_v1_tenant_proto_enumTypes[0]
+}
+
+func (x Tenant_TokenEndpoint) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use Tenant_TokenEndpoint.Descriptor instead.
+func (Tenant_TokenEndpoint) EnumDescriptor() ([]byte, []int) {
+	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{0, 0}
+}
+
 // The message encryption mode chosen in the mini-program console.
 type Tenant_EncryptMode int32
 
@@ -61,11 +115,11 @@ func (x Tenant_EncryptMode) String() string {
 }
 
 func (Tenant_EncryptMode) Descriptor() protoreflect.EnumDescriptor {
-	return file_wxrelay_v1_tenant_proto_enumTypes[0].Descriptor()
+	return file_wxrelay_v1_tenant_proto_enumTypes[1].Descriptor()
 }
 
 func (Tenant_EncryptMode) Type() protoreflect.EnumType {
-	return &file_wxrelay_v1_tenant_proto_enumTypes[0]
+	return &file_wxrelay_v1_tenant_proto_enumTypes[1]
 }
 
 func (x Tenant_EncryptMode) Number() protoreflect.EnumNumber {
@@ -74,7 +128,7 @@ func (x Tenant_EncryptMode) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Tenant_EncryptMode.Descriptor instead.
 func (Tenant_EncryptMode) EnumDescriptor() ([]byte, []int) {
-	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{0, 0}
+	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{0, 1}
 }
 
 // The push data format chosen in the mini-program console.
@@ -111,11 +165,11 @@ func (x Tenant_DataFormat) String() string {
 }
 
 func (Tenant_DataFormat) Descriptor() protoreflect.EnumDescriptor {
-	return file_wxrelay_v1_tenant_proto_enumTypes[1].Descriptor()
+	return file_wxrelay_v1_tenant_proto_enumTypes[2].Descriptor()
 }
 
 func (Tenant_DataFormat) Type() protoreflect.EnumType {
-	return &file_wxrelay_v1_tenant_proto_enumTypes[1]
+	return &file_wxrelay_v1_tenant_proto_enumTypes[2]
 }
 
 func (x Tenant_DataFormat) Number() protoreflect.EnumNumber {
@@ -124,7 +178,7 @@ func (x Tenant_DataFormat) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Tenant_DataFormat.Descriptor instead.
 func (Tenant_DataFormat) EnumDescriptor() ([]byte, []int) {
-	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{0, 1}
+	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{0, 2}
 }
 
 // How the relay answers a user message.
@@ -163,11 +217,11 @@ func (x Tenant_ReplyMode) String() string {
 }
 
 func (Tenant_ReplyMode) Descriptor() protoreflect.EnumDescriptor {
-	return file_wxrelay_v1_tenant_proto_enumTypes[2].Descriptor()
+	return file_wxrelay_v1_tenant_proto_enumTypes[3].Descriptor()
 }
 
 func (Tenant_ReplyMode) Type() protoreflect.EnumType {
-	return &file_wxrelay_v1_tenant_proto_enumTypes[2]
+	return &file_wxrelay_v1_tenant_proto_enumTypes[3]
 }
 
 func (x Tenant_ReplyMode) Number() protoreflect.EnumNumber {
@@ -176,7 +230,7 @@ func (x Tenant_ReplyMode) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Tenant_ReplyMode.Descriptor instead.
 func (Tenant_ReplyMode) EnumDescriptor() ([]byte, []int) {
-	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{0, 2}
+	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{0, 3}
 }
 
 type Tenant_State int32
@@ -212,11 +266,11 @@ func (x Tenant_State) String() string {
 }
 
 func (Tenant_State) Descriptor() protoreflect.EnumDescriptor {
-	return file_wxrelay_v1_tenant_proto_enumTypes[3].Descriptor()
+	return file_wxrelay_v1_tenant_proto_enumTypes[4].Descriptor()
 }
 
 func (Tenant_State) Type() protoreflect.EnumType {
-	return &file_wxrelay_v1_tenant_proto_enumTypes[3]
+	return &file_wxrelay_v1_tenant_proto_enumTypes[4]
 }
 
 func (x Tenant_State) Number() protoreflect.EnumNumber {
@@ -225,7 +279,7 @@ func (x Tenant_State) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Tenant_State.Descriptor instead.
 func (Tenant_State) EnumDescriptor() ([]byte, []int) {
-	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{0, 3}
+	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{0, 4}
 }
 
 // Tenant is one mini-program served by wxrelay.
@@ -257,8 +311,17 @@ type Tenant struct {
 	// Deliver the events of one openid in CreateTime order: a later event
 	// waits while an earlier one is pending. Off by default.
 	OrderedDelivery bool `protobuf:"varint,16,opt,name=ordered_delivery,json=orderedDelivery,proto3" json:"ordered_delivery,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// Which WeChat endpoint fetches the access tokens. Unspecified means
+	// TOKEN_ENDPOINT_STABLE, the default; responses always name one.
+	TokenEndpoint Tenant_TokenEndpoint `protobuf:"varint,17,opt,name=token_endpoint,json=tokenEndpoint,proto3,enum=wxrelay.v1.Tenant_TokenEndpoint" json:"token_endpoint,omitempty"`
+	// Output only: how fetching the access token goes, so that an admin sees
+	// why a mini-program cannot send (errcode 40125: wrong AppSecret, 40164:
+	// the relay's IP is not in the console's whitelist). Filled by GetTenant
+	// only: ListTenants would pay a read per tenant, so its tenants leave it
+	// unset. The token itself is never shown.
+	TokenStatus   *Tenant_TokenStatus `protobuf:"bytes,18,opt,name=token_status,json=tokenStatus,proto3" json:"token_status,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Tenant) Reset() {
@@ -401,6 +464,20 @@ func (x *Tenant) GetOrderedDelivery() bool {
 		return x.OrderedDelivery
 	}
 	return false
+}
+
+func (x *Tenant) GetTokenEndpoint() Tenant_TokenEndpoint {
+	if x != nil {
+		return x.TokenEndpoint
+	}
+	return Tenant_TOKEN_ENDPOINT_UNSPECIFIED
+}
+
+func (x *Tenant) GetTokenStatus() *Tenant_TokenStatus {
+	if x != nil {
+		return x.TokenStatus
+	}
+	return nil
 }
 
 type CreateTenantRequest struct {
@@ -942,12 +1019,104 @@ func (x *RotateWebhookSecretResponse) GetWebhookSecret() string {
 	return ""
 }
 
+// The state of a tenant's access token. Times are unset when the event
+// has not happened.
+type Tenant_TokenStatus struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// When the current token expires; unset when there is none.
+	ExpireTime *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=expire_time,json=expireTime,proto3" json:"expire_time,omitempty"`
+	// The last successful fetch.
+	LastRefreshTime *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=last_refresh_time,json=lastRefreshTime,proto3" json:"last_refresh_time,omitempty"`
+	// WeChat's errcode for the last failed fetch, e.g. 40125 or 40164;
+	// 0 when the last fetch worked or failed without WeChat deciding.
+	LastErrcode int32 `protobuf:"varint,3,opt,name=last_errcode,json=lastErrcode,proto3" json:"last_errcode,omitempty"`
+	// Why the last fetch failed; empty when it worked.
+	LastError     string                 `protobuf:"bytes,4,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
+	LastErrorTime *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=last_error_time,json=lastErrorTime,proto3" json:"last_error_time,omitempty"`
+	// The next scheduled fetch, or the end of the backoff after a failure.
+	NextRefreshTime *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=next_refresh_time,json=nextRefreshTime,proto3" json:"next_refresh_time,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *Tenant_TokenStatus) Reset() {
+	*x = Tenant_TokenStatus{}
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Tenant_TokenStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Tenant_TokenStatus) ProtoMessage() {}
+
+func (x *Tenant_TokenStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Tenant_TokenStatus.ProtoReflect.Descriptor instead.
+func (*Tenant_TokenStatus) Descriptor() ([]byte, []int) {
+	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{0, 0}
+}
+
+func (x *Tenant_TokenStatus) GetExpireTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpireTime
+	}
+	return nil
+}
+
+func (x *Tenant_TokenStatus) GetLastRefreshTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastRefreshTime
+	}
+	return nil
+}
+
+func (x *Tenant_TokenStatus) GetLastErrcode() int32 {
+	if x != nil {
+		return x.LastErrcode
+	}
+	return 0
+}
+
+func (x *Tenant_TokenStatus) GetLastError() string {
+	if x != nil {
+		return x.LastError
+	}
+	return ""
+}
+
+func (x *Tenant_TokenStatus) GetLastErrorTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastErrorTime
+	}
+	return nil
+}
+
+func (x *Tenant_TokenStatus) GetNextRefreshTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.NextRefreshTime
+	}
+	return nil
+}
+
 var File_wxrelay_v1_tenant_proto protoreflect.FileDescriptor
 
 const file_wxrelay_v1_tenant_proto_rawDesc = "" +
 	"\n" +
 	"\x17wxrelay/v1/tenant.proto\x12\n" +
-	"wxrelay.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa6\b\n" +
+	"wxrelay.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xfd\f\n" +
 	"\x06Tenant\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
 	"\fdisplay_name\x18\x02 \x01(\tR\vdisplayName\x12\x14\n" +
@@ -972,7 +1141,22 @@ const file_wxrelay_v1_tenant_proto_rawDesc = "" +
 	"createTime\x12;\n" +
 	"\vupdate_time\x18\x0f \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"updateTime\x12)\n" +
-	"\x10ordered_delivery\x18\x10 \x01(\bR\x0forderedDelivery\"{\n" +
+	"\x10ordered_delivery\x18\x10 \x01(\bR\x0forderedDelivery\x12G\n" +
+	"\x0etoken_endpoint\x18\x11 \x01(\x0e2 .wxrelay.v1.Tenant.TokenEndpointR\rtokenEndpoint\x12A\n" +
+	"\ftoken_status\x18\x12 \x01(\v2\x1e.wxrelay.v1.Tenant.TokenStatusR\vtokenStatus\x1a\xe0\x02\n" +
+	"\vTokenStatus\x12;\n" +
+	"\vexpire_time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"expireTime\x12F\n" +
+	"\x11last_refresh_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x0flastRefreshTime\x12!\n" +
+	"\flast_errcode\x18\x03 \x01(\x05R\vlastErrcode\x12\x1d\n" +
+	"\n" +
+	"last_error\x18\x04 \x01(\tR\tlastError\x12B\n" +
+	"\x0flast_error_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\rlastErrorTime\x12F\n" +
+	"\x11next_refresh_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x0fnextRefreshTime\"f\n" +
+	"\rTokenEndpoint\x12\x1e\n" +
+	"\x1aTOKEN_ENDPOINT_UNSPECIFIED\x10\x00\x12\x19\n" +
+	"\x15TOKEN_ENDPOINT_STABLE\x10\x01\x12\x1a\n" +
+	"\x16TOKEN_ENDPOINT_CLASSIC\x10\x02\"{\n" +
 	"\vEncryptMode\x12\x1c\n" +
 	"\x18ENCRYPT_MODE_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16ENCRYPT_MODE_PLAINTEXT\x10\x01\x12\x1b\n" +
@@ -1042,60 +1226,68 @@ func file_wxrelay_v1_tenant_proto_rawDescGZIP() []byte {
 	return file_wxrelay_v1_tenant_proto_rawDescData
 }
 
-var file_wxrelay_v1_tenant_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_wxrelay_v1_tenant_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_wxrelay_v1_tenant_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
+var file_wxrelay_v1_tenant_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_wxrelay_v1_tenant_proto_goTypes = []any{
-	(Tenant_EncryptMode)(0),             // 0: wxrelay.v1.Tenant.EncryptMode
-	(Tenant_DataFormat)(0),              // 1: wxrelay.v1.Tenant.DataFormat
-	(Tenant_ReplyMode)(0),               // 2: wxrelay.v1.Tenant.ReplyMode
-	(Tenant_State)(0),                   // 3: wxrelay.v1.Tenant.State
-	(*Tenant)(nil),                      // 4: wxrelay.v1.Tenant
-	(*CreateTenantRequest)(nil),         // 5: wxrelay.v1.CreateTenantRequest
-	(*CreateTenantResponse)(nil),        // 6: wxrelay.v1.CreateTenantResponse
-	(*GetTenantRequest)(nil),            // 7: wxrelay.v1.GetTenantRequest
-	(*ListTenantsRequest)(nil),          // 8: wxrelay.v1.ListTenantsRequest
-	(*ListTenantsResponse)(nil),         // 9: wxrelay.v1.ListTenantsResponse
-	(*UpdateTenantRequest)(nil),         // 10: wxrelay.v1.UpdateTenantRequest
-	(*DeleteTenantRequest)(nil),         // 11: wxrelay.v1.DeleteTenantRequest
-	(*RotateApiKeyRequest)(nil),         // 12: wxrelay.v1.RotateApiKeyRequest
-	(*RotateApiKeyResponse)(nil),        // 13: wxrelay.v1.RotateApiKeyResponse
-	(*RotateWebhookSecretRequest)(nil),  // 14: wxrelay.v1.RotateWebhookSecretRequest
-	(*RotateWebhookSecretResponse)(nil), // 15: wxrelay.v1.RotateWebhookSecretResponse
-	(*timestamppb.Timestamp)(nil),       // 16: google.protobuf.Timestamp
-	(*fieldmaskpb.FieldMask)(nil),       // 17: google.protobuf.FieldMask
-	(*emptypb.Empty)(nil),               // 18: google.protobuf.Empty
+	(Tenant_TokenEndpoint)(0),           // 0: wxrelay.v1.Tenant.TokenEndpoint
+	(Tenant_EncryptMode)(0),             // 1: wxrelay.v1.Tenant.EncryptMode
+	(Tenant_DataFormat)(0),              // 2: wxrelay.v1.Tenant.DataFormat
+	(Tenant_ReplyMode)(0),               // 3: wxrelay.v1.Tenant.ReplyMode
+	(Tenant_State)(0),                   // 4: wxrelay.v1.Tenant.State
+	(*Tenant)(nil),                      // 5: wxrelay.v1.Tenant
+	(*CreateTenantRequest)(nil),         // 6: wxrelay.v1.CreateTenantRequest
+	(*CreateTenantResponse)(nil),        // 7: wxrelay.v1.CreateTenantResponse
+	(*GetTenantRequest)(nil),            // 8: wxrelay.v1.GetTenantRequest
+	(*ListTenantsRequest)(nil),          // 9: wxrelay.v1.ListTenantsRequest
+	(*ListTenantsResponse)(nil),         // 10: wxrelay.v1.ListTenantsResponse
+	(*UpdateTenantRequest)(nil),         // 11: wxrelay.v1.UpdateTenantRequest
+	(*DeleteTenantRequest)(nil),         // 12: wxrelay.v1.DeleteTenantRequest
+	(*RotateApiKeyRequest)(nil),         // 13: wxrelay.v1.RotateApiKeyRequest
+	(*RotateApiKeyResponse)(nil),        // 14: wxrelay.v1.RotateApiKeyResponse
+	(*RotateWebhookSecretRequest)(nil),  // 15: wxrelay.v1.RotateWebhookSecretRequest
+	(*RotateWebhookSecretResponse)(nil), // 16: wxrelay.v1.RotateWebhookSecretResponse
+	(*Tenant_TokenStatus)(nil),          // 17: wxrelay.v1.Tenant.TokenStatus
+	(*timestamppb.Timestamp)(nil),       // 18: google.protobuf.Timestamp
+	(*fieldmaskpb.FieldMask)(nil),       // 19: google.protobuf.FieldMask
+	(*emptypb.Empty)(nil),               // 20: google.protobuf.Empty
 }
 var file_wxrelay_v1_tenant_proto_depIdxs = []int32{
-	0,  // 0: wxrelay.v1.Tenant.encrypt_mode:type_name -> wxrelay.v1.Tenant.EncryptMode
-	1,  // 1: wxrelay.v1.Tenant.data_format:type_name -> wxrelay.v1.Tenant.DataFormat
-	2,  // 2: wxrelay.v1.Tenant.reply_mode:type_name -> wxrelay.v1.Tenant.ReplyMode
-	3,  // 3: wxrelay.v1.Tenant.state:type_name -> wxrelay.v1.Tenant.State
-	16, // 4: wxrelay.v1.Tenant.create_time:type_name -> google.protobuf.Timestamp
-	16, // 5: wxrelay.v1.Tenant.update_time:type_name -> google.protobuf.Timestamp
-	4,  // 6: wxrelay.v1.CreateTenantRequest.tenant:type_name -> wxrelay.v1.Tenant
-	4,  // 7: wxrelay.v1.CreateTenantResponse.tenant:type_name -> wxrelay.v1.Tenant
-	4,  // 8: wxrelay.v1.ListTenantsResponse.tenants:type_name -> wxrelay.v1.Tenant
-	4,  // 9: wxrelay.v1.UpdateTenantRequest.tenant:type_name -> wxrelay.v1.Tenant
-	17, // 10: wxrelay.v1.UpdateTenantRequest.update_mask:type_name -> google.protobuf.FieldMask
-	5,  // 11: wxrelay.v1.TenantService.CreateTenant:input_type -> wxrelay.v1.CreateTenantRequest
-	7,  // 12: wxrelay.v1.TenantService.GetTenant:input_type -> wxrelay.v1.GetTenantRequest
-	8,  // 13: wxrelay.v1.TenantService.ListTenants:input_type -> wxrelay.v1.ListTenantsRequest
-	10, // 14: wxrelay.v1.TenantService.UpdateTenant:input_type -> wxrelay.v1.UpdateTenantRequest
-	11, // 15: wxrelay.v1.TenantService.DeleteTenant:input_type -> wxrelay.v1.DeleteTenantRequest
-	12, // 16: wxrelay.v1.TenantService.RotateApiKey:input_type -> wxrelay.v1.RotateApiKeyRequest
-	14, // 17: wxrelay.v1.TenantService.RotateWebhookSecret:input_type -> wxrelay.v1.RotateWebhookSecretRequest
-	6,  // 18: wxrelay.v1.TenantService.CreateTenant:output_type -> wxrelay.v1.CreateTenantResponse
-	4,  // 19: wxrelay.v1.TenantService.GetTenant:output_type -> wxrelay.v1.Tenant
-	9,  // 20: wxrelay.v1.TenantService.ListTenants:output_type -> wxrelay.v1.ListTenantsResponse
-	4,  // 21: wxrelay.v1.TenantService.UpdateTenant:output_type -> wxrelay.v1.Tenant
-	18, // 22: wxrelay.v1.TenantService.DeleteTenant:output_type -> google.protobuf.Empty
-	13, // 23: wxrelay.v1.TenantService.RotateApiKey:output_type -> wxrelay.v1.RotateApiKeyResponse
-	15, // 24: wxrelay.v1.TenantService.RotateWebhookSecret:output_type -> wxrelay.v1.RotateWebhookSecretResponse
-	18, // [18:25] is the sub-list for method output_type
-	11, // [11:18] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	1,  // 0: wxrelay.v1.Tenant.encrypt_mode:type_name -> wxrelay.v1.Tenant.EncryptMode
+	2,  // 1: wxrelay.v1.Tenant.data_format:type_name -> wxrelay.v1.Tenant.DataFormat
+	3,  // 2: wxrelay.v1.Tenant.reply_mode:type_name -> wxrelay.v1.Tenant.ReplyMode
+	4,  // 3: wxrelay.v1.Tenant.state:type_name -> wxrelay.v1.Tenant.State
+	18, // 4: wxrelay.v1.Tenant.create_time:type_name -> google.protobuf.Timestamp
+	18, // 5: wxrelay.v1.Tenant.update_time:type_name -> google.protobuf.Timestamp
+	0,  // 6: wxrelay.v1.Tenant.token_endpoint:type_name -> wxrelay.v1.Tenant.TokenEndpoint
+	17, // 7: wxrelay.v1.Tenant.token_status:type_name -> wxrelay.v1.Tenant.TokenStatus
+	5,  // 8: wxrelay.v1.CreateTenantRequest.tenant:type_name -> wxrelay.v1.Tenant
+	5,  // 9: wxrelay.v1.CreateTenantResponse.tenant:type_name -> wxrelay.v1.Tenant
+	5,  // 10: wxrelay.v1.ListTenantsResponse.tenants:type_name -> wxrelay.v1.Tenant
+	5,  // 11: wxrelay.v1.UpdateTenantRequest.tenant:type_name -> wxrelay.v1.Tenant
+	19, // 12: wxrelay.v1.UpdateTenantRequest.update_mask:type_name -> google.protobuf.FieldMask
+	18, // 13: wxrelay.v1.Tenant.TokenStatus.expire_time:type_name -> google.protobuf.Timestamp
+	18, // 14: wxrelay.v1.Tenant.TokenStatus.last_refresh_time:type_name -> google.protobuf.Timestamp
+	18, // 15: wxrelay.v1.Tenant.TokenStatus.last_error_time:type_name -> google.protobuf.Timestamp
+	18, // 16: wxrelay.v1.Tenant.TokenStatus.next_refresh_time:type_name -> google.protobuf.Timestamp
+	6,  // 17: wxrelay.v1.TenantService.CreateTenant:input_type -> wxrelay.v1.CreateTenantRequest
+	8,  // 18: wxrelay.v1.TenantService.GetTenant:input_type -> wxrelay.v1.GetTenantRequest
+	9,  // 19: wxrelay.v1.TenantService.ListTenants:input_type -> wxrelay.v1.ListTenantsRequest
+	11, // 20: wxrelay.v1.TenantService.UpdateTenant:input_type -> wxrelay.v1.UpdateTenantRequest
+	12, // 21: wxrelay.v1.TenantService.DeleteTenant:input_type -> wxrelay.v1.DeleteTenantRequest
+	13, // 22: wxrelay.v1.TenantService.RotateApiKey:input_type -> wxrelay.v1.RotateApiKeyRequest
+	15, // 23: wxrelay.v1.TenantService.RotateWebhookSecret:input_type -> wxrelay.v1.RotateWebhookSecretRequest
+	7,  // 24: wxrelay.v1.TenantService.CreateTenant:output_type -> wxrelay.v1.CreateTenantResponse
+	5,  // 25: wxrelay.v1.TenantService.GetTenant:output_type -> wxrelay.v1.Tenant
+	10, // 26: wxrelay.v1.TenantService.ListTenants:output_type -> wxrelay.v1.ListTenantsResponse
+	5,  // 27: wxrelay.v1.TenantService.UpdateTenant:output_type -> wxrelay.v1.Tenant
+	20, // 28: wxrelay.v1.TenantService.DeleteTenant:output_type -> google.protobuf.Empty
+	14, // 29: wxrelay.v1.TenantService.RotateApiKey:output_type -> wxrelay.v1.RotateApiKeyResponse
+	16, // 30: wxrelay.v1.TenantService.RotateWebhookSecret:output_type -> wxrelay.v1.RotateWebhookSecretResponse
+	24, // [24:31] is the sub-list for method output_type
+	17, // [17:24] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_wxrelay_v1_tenant_proto_init() }
@@ -1108,8 +1300,8 @@ func file_wxrelay_v1_tenant_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_wxrelay_v1_tenant_proto_rawDesc), len(file_wxrelay_v1_tenant_proto_rawDesc)),
-			NumEnums:      4,
-			NumMessages:   12,
+			NumEnums:      5,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
