@@ -81,6 +81,8 @@ func newEnv(t *testing.T) *env {
 		Events:    relay.NewEvents(events),
 		Redeliver: dispatcher,
 		Messages:  message.NewService(keeper, wx),
+		// Idempotency keys of sends.
+		Idempotency: store.NewIdempotencyStore(db),
 		// The real keeper, so that GetTenant's token_status is its own.
 		TokenStatus: keeper,
 		PublicURL:   "https://relay.example.com/",

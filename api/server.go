@@ -31,6 +31,7 @@ import (
 
 	wxrelayv1 "github.com/wxrelay/wxrelay/api/gen/wxrelay/v1"
 	"github.com/wxrelay/wxrelay/relay"
+	"github.com/wxrelay/wxrelay/relay/message"
 	"github.com/wxrelay/wxrelay/relay/wechat"
 	"github.com/wxrelay/wxrelay/tenant"
 )
@@ -65,6 +66,9 @@ type Options struct {
 	Registry *prometheus.Registry
 	// Routes adds handlers beside the API, such as the push endpoint.
 	Routes map[string]http.Handler
+	// Idempotency keeps SendMessage's idempotency keys; nil refuses keys
+	// (UNIMPLEMENTED).
+	Idempotency message.IdempotencyStore
 }
 
 // Server serves the API over gRPC and, through grpc-gateway, over REST.
@@ -123,7 +127,7 @@ func New(opts Options) (*Server, error) {
 		publicURL: strings.TrimRight(opts.PublicURL, "/"),
 	})
 	wxrelayv1.RegisterEventServiceServer(gs, &eventServer{events: opts.Events, redeliver: opts.Redeliver})
-	wxrelayv1.RegisterMessageServiceServer(gs, &messageServer{messages: opts.Messages})
+	wxrelayv1.RegisterMessageServiceServer(gs, &messageServer{messages: opts.Messages, idem: opts.Idempotency, now: time.Now})
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(gs, hs)
 	reflection.Register(gs)
@@ -146,6 +150,7 @@ func New(opts Options) (*Server, error) {
 			MarshalOptions:   protojson.MarshalOptions{UseProtoNames: true},
 			UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
 		}),
+		runtime.WithIncomingHeaderMatcher(headerMatcher),
 	)
 	for _, register := range []func(context.Context, *runtime.ServeMux, *grpc.ClientConn) error{
 		wxrelayv1.RegisterTenantServiceHandler,

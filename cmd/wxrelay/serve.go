@@ -129,6 +129,8 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		Events:    relay.NewEvents(eventStore),
 		Redeliver: dispatcher,
 		Messages:  message.NewService(keeper, wx),
+		// Idempotency keys of sends.
+		Idempotency: store.NewIdempotencyStore(db),
 		// GetTenant shows the token status, e.g. a wrong AppSecret.
 		TokenStatus: keeper,
 		PublicURL:   cfg.PublicURL,

@@ -33,8 +33,18 @@ type SendMessageRequest struct {
 	Image           *ImageContent           `protobuf:"bytes,5,opt,name=image,proto3" json:"image,omitempty"`
 	Link            *LinkContent            `protobuf:"bytes,6,opt,name=link,proto3" json:"link,omitempty"`
 	Miniprogrampage *MiniProgramPageContent `protobuf:"bytes,7,opt,name=miniprogrampage,proto3" json:"miniprogrampage,omitempty"`
-	// Reserved for idempotent retries; not supported yet, and refused
-	// (UNIMPLEMENTED) when set so that no caller relies on it silently.
+	// Makes retries safe: a repeat with the same key and the same body
+	// within 24 hours returns the first call's outcome (success or error)
+	// without sending again. Per tenant; at most 255 printable ASCII bytes.
+	// REST clients may send the header Idempotency-Key instead; if both are
+	// set they must be equal (else INVALID_ARGUMENT).
+	//
+	// The same key with a different body is ALREADY_EXISTS (pick a new key);
+	// a repeat while the first call runs is ABORTED (retry shortly); both are
+	// 409 over REST. Only calls that reached WeChat are recorded: one refused
+	// before (invalid body, no access token) leaves the key free. A call
+	// whose transport to WeChat failed is recorded as such (UNAVAILABLE),
+	// since WeChat may have delivered it.
 	IdempotencyKey string `protobuf:"bytes,8,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
