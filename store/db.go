@@ -413,8 +413,8 @@ func openSQLiteWith(ctx context.Context, path, synchronous string) (*bun.DB, err
 
 	// PRAGMA journal_mode=WAL reports failure only by answering with the
 	// mode it kept, as it does on file systems without shared memory.
-	var mode string
-	if err := db.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil {
+	mode, err := journalMode(ctx, db)
+	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
@@ -423,6 +423,28 @@ func openSQLiteWith(ctx context.Context, path, synchronous string) (*bun.DB, err
 		return nil, fmt.Errorf("store: open %s: SQLite journal mode is %q, not WAL (network file system?)", path, mode)
 	}
 	return db, nil
+}
+
+// journalMode reads the journal mode of a new pool's first connection, which
+// also switches a new database to WAL (the DSN asks for it). The switch
+// needs the file to itself, and SQLite answers "database is locked" at once,
+// without its busy handler, when other processes open the same new file at
+// the same moment (replicas starting together): so try again for a while.
+func journalMode(ctx context.Context, db *bun.DB) (string, error) {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var mode string
+		err := db.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode)
+		var se sqlite3.Error
+		if err == nil || !errors.As(err, &se) || (se.Code != sqlite3.ErrBusy && se.Code != sqlite3.ErrLocked) || time.Now().After(deadline) {
+			return mode, err
+		}
+		select {
+		case <-ctx.Done():
+			return "", ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 }
 
 func openPostgres(ctx context.Context, u *url.URL) (*bun.DB, error) {
