@@ -41,41 +41,14 @@ const (
 	TypeMiniProgramPage = "miniprogrampage"
 )
 
-// Message is WeChat's customer-service send body; it encodes to exactly
-// that JSON.
-type Message struct {
-	ToUser          string           `json:"touser"`
-	MsgType         string           `json:"msgtype"`
-	Text            *Text            `json:"text,omitempty"`
-	Image           *Image           `json:"image,omitempty"`
-	Link            *Link            `json:"link,omitempty"`
-	MiniProgramPage *MiniProgramPage `json:"miniprogrampage,omitempty"`
-}
-
-// Text is the payload of msgtype text.
-type Text struct {
-	Content string `json:"content"`
-}
-
-// Image is the payload of msgtype image.
-type Image struct {
-	MediaID string `json:"media_id"`
-}
-
-// Link is the payload of msgtype link.
-type Link struct {
-	Title       string `json:"title"`
-	Description string `json:"description"`
-	URL         string `json:"url"`
-	ThumbURL    string `json:"thumb_url"`
-}
-
-// MiniProgramPage is the payload of msgtype miniprogrampage.
-type MiniProgramPage struct {
-	Title        string `json:"title"`
-	PagePath     string `json:"pagepath"`
-	ThumbMediaID string `json:"thumb_media_id"`
-}
+// The send body is WeChat's own, defined once in the protocol package.
+type (
+	Message         = wechat.SendMessage
+	Text            = wechat.SendText
+	Image           = wechat.SendImage
+	Link            = wechat.SendLink
+	MiniProgramPage = wechat.SendMiniProgramPage
+)
 
 // Tokens hands out tenants' access tokens; *token.Keeper is one.
 type Tokens interface {

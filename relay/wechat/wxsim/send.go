@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"net/http"
 	"time"
+
+	"github.com/wxrelay/wxrelay/relay/wechat"
 )
 
 // maxTextBytes is the longest text.content accepted. WeChat documents no
@@ -12,43 +14,16 @@ import (
 // beyond (protocol §8, [COMM]).
 const maxTextBytes = 2048
 
-// Message is the body of a customer-service send as WeChat documents it
-// (protocol §7). Tests may decode Call.Body into it. Fields WeChat does not
-// read (businessid, a card's appid) are ignored, as WeChat ignores them.
-type Message struct {
-	ToUser          string           `json:"touser"`
-	MsgType         string           `json:"msgtype"`
-	Text            *Text            `json:"text,omitempty"`
-	Image           *Image           `json:"image,omitempty"`
-	Link            *Link            `json:"link,omitempty"`
-	MiniProgramPage *MiniProgramPage `json:"miniprogrampage,omitempty"`
-}
-
-// Text is the payload of msgtype "text".
-type Text struct {
-	Content string `json:"content"`
-}
-
-// Image is the payload of msgtype "image"; MediaID comes from media/upload.
-type Image struct {
-	MediaID string `json:"media_id"`
-}
-
-// Link is the payload of msgtype "link".
-type Link struct {
-	Title       string `json:"title"`
-	Description string `json:"description"`
-	URL         string `json:"url"`
-	ThumbURL    string `json:"thumb_url"`
-}
-
-// MiniProgramPage is the payload of msgtype "miniprogrampage", a card that
-// opens a page of the mini program; ThumbMediaID comes from media/upload.
-type MiniProgramPage struct {
-	Title        string `json:"title"`
-	PagePath     string `json:"pagepath"`
-	ThumbMediaID string `json:"thumb_media_id"`
-}
+// The send body types are the protocol package's; tests may decode
+// Call.Body into Message. Fields WeChat does not read are ignored, as
+// WeChat ignores them.
+type (
+	Message         = wechat.SendMessage
+	Text            = wechat.SendText
+	Image           = wechat.SendImage
+	Link            = wechat.SendLink
+	MiniProgramPage = wechat.SendMiniProgramPage
+)
 
 // send serves POST /cgi-bin/message/custom/send and its /business/ twin.
 // The token is checked first, then the body, then the injected per-openid
