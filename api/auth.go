@@ -62,14 +62,6 @@ func accessFor(method string) (access, bool) {
 // tenantScoped is implemented by every request that names a tenant.
 type tenantScoped interface{ GetId() string }
 
-type principalKey struct{}
-
-// principalFrom returns the caller authenticated by authInterceptor.
-func principalFrom(ctx context.Context) tenant.Principal {
-	p, _ := ctx.Value(principalKey{}).(tenant.Principal)
-	return p
-}
-
 // authenticator is what the interceptor needs from tenant.Authenticator.
 type authenticator interface {
 	Verify(ctx context.Context, token string) (tenant.Principal, error)
@@ -77,29 +69,29 @@ type authenticator interface {
 
 // authorize authenticates the bearer token in ctx and checks that its
 // principal may call method with req.
-func authorize(ctx context.Context, auth authenticator, method string, req any) (context.Context, error) {
+func authorize(ctx context.Context, auth authenticator, method string, req any) error {
 	acc, ok := accessFor(method)
 	if !ok {
-		return nil, fmt.Errorf("%w: method %s is not open to any principal", tenant.ErrForbidden, method)
+		return fmt.Errorf("%w: method %s is not open to any principal", tenant.ErrForbidden, method)
 	}
 	if acc == accessPublic {
-		return ctx, nil
+		return nil
 	}
 	token, err := bearerToken(ctx)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	p, err := auth.Verify(ctx, token)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if !p.Admin {
 		scoped, isScoped := req.(tenantScoped)
 		if acc != accessTenant || !isScoped || !p.CanAccess(tenant.ID(scoped.GetId())) {
-			return nil, tenant.ErrForbidden
+			return tenant.ErrForbidden
 		}
 	}
-	return context.WithValue(ctx, principalKey{}, p), nil
+	return nil
 }
 
 func bearerToken(ctx context.Context) (string, error) {
@@ -117,8 +109,7 @@ func bearerToken(ctx context.Context) (string, error) {
 
 func authUnaryInterceptor(auth authenticator) grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-		ctx, err := authorize(ctx, auth, info.FullMethod, req)
-		if err != nil {
+		if err := authorize(ctx, auth, info.FullMethod, req); err != nil {
 			return nil, err
 		}
 		return handler(ctx, req)
@@ -130,7 +121,7 @@ func authUnaryInterceptor(auth authenticator) grpc.UnaryServerInterceptor {
 // methods can be streams.
 func authStreamInterceptor(auth authenticator, log *slog.Logger) grpc.StreamServerInterceptor {
 	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-		if _, err := authorize(ss.Context(), auth, info.FullMethod, nil); err != nil {
+		if err := authorize(ss.Context(), auth, info.FullMethod, nil); err != nil {
 			return toStatus(ss.Context(), log, info.FullMethod, err)
 		}
 		return handler(srv, ss)

@@ -155,11 +155,15 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 func (db *DB) Bun() *bun.DB { return db.bun }
 
 // AddQueryHook adds a bun query hook to every pool of db, for tracing and
-// tests that inspect the SQL the stores send.
+// tests that inspect the SQL the stores send. Call it before db is shared:
+// it replaces the pools' handles.
 func (db *DB) AddQueryHook(h bun.QueryHook) {
-	db.bun.AddQueryHook(h)
-	if db.relaxed != db.bun {
-		db.relaxed.AddQueryHook(h)
+	shared := db.relaxed == db.bun
+	db.bun = db.bun.WithQueryHook(h)
+	if shared {
+		db.relaxed = db.bun
+	} else {
+		db.relaxed = db.relaxed.WithQueryHook(h)
 	}
 }
 

@@ -141,7 +141,7 @@ func (s *DeliveryStore) ClaimDue(ctx context.Context, c delivery.Claim) ([]*deli
 		picked = picked.Join("JOIN events AS x ON x.seq IN (?)", claimable)
 	}
 	if len(c.Exclude) > 0 {
-		picked = picked.Where("t.id NOT IN (?)", bun.In(c.Exclude))
+		picked = picked.Where("t.id NOT IN (?)", bun.List(c.Exclude))
 	}
 
 	// 3. Lease what was picked, if it is still claimable. MATERIALIZED
@@ -301,7 +301,7 @@ func record(ctx context.Context, tx bun.Tx, pg bool, recs []outcomeRecord) error
 	for start := 0; start < len(ids); start += lookupChunkRows {
 		var rows []found
 		q := tx.NewSelect().Model((*eventRow)(nil)).Column("seq", "id", "tenant_id").
-			Where("id IN (?)", bun.In(ids[start:min(start+lookupChunkRows, len(ids))])).
+			Where("id IN (?)", bun.List(ids[start:min(start+lookupChunkRows, len(ids))])).
 			OrderExpr("id")
 		if pg {
 			q = q.For("NO KEY UPDATE")

@@ -192,7 +192,7 @@ func ptr[T any](v T) *T { return &v }
 func countAttempts(tb testing.TB, db *store.DB, ids ...relay.EventID) int {
 	tb.Helper()
 	n, err := db.Bun().NewSelect().Table("attempts").
-		Where("event_id IN (?)", bun.In(ids)).
+		Where("event_id IN (?)", bun.List(ids)).
 		Count(context.Background())
 	if err != nil {
 		tb.Fatal(err)

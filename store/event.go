@@ -189,9 +189,9 @@ func (b *appendBatch) run(ctx context.Context, tx bun.Tx) error {
 	}
 	for start := 0; start < len(missing); start += lookupChunkRows {
 		chunk := missing[start:min(start+lookupChunkRows, len(missing))]
-		keys := make([][]any, 0, len(chunk))
+		keys := make([]bun.TupleValues, 0, len(chunk))
 		for _, j := range chunk {
-			keys = append(keys, []any{b.rows[j].TenantID, b.rows[j].DedupKey})
+			keys = append(keys, bun.Tuple([]any{b.rows[j].TenantID, b.rows[j].DedupKey}))
 		}
 		var found []struct {
 			TenantID string `bun:"tenant_id"`
@@ -201,7 +201,7 @@ func (b *appendBatch) run(ctx context.Context, tx bun.Tx) error {
 		// A row value IN a VALUES list: both engines accept it and search
 		// the unique (tenant_id, dedup_key) index for each pair.
 		err := tx.NewSelect().Table("events").Column("tenant_id", "dedup_key", "id").
-			Where("(tenant_id, dedup_key) IN (VALUES ?)", bun.In(keys)).
+			Where("(tenant_id, dedup_key) IN (VALUES ?)", bun.List(keys)).
 			Scan(ctx, &found)
 		if err != nil {
 			return fmt.Errorf("find originals of duplicate events: %w", err)
@@ -271,7 +271,7 @@ func (b *appendBatch) setOrdered(ctx context.Context, tx bun.Tx) error {
 	slices.Sort(ids) // one locking order for every batch
 	var ordered []string
 	err := tx.NewSelect().Table("tenants").Column("id").
-		Where("id IN (?)", bun.In(ids)).
+		Where("id IN (?)", bun.List(ids)).
 		Where("ordered_delivery").
 		OrderExpr("id").
 		For("SHARE").

@@ -2,7 +2,6 @@ package ingress_test
 
 import (
 	"bytes"
-	"fmt"
 	"io"
 	"net/http"
 	"sync/atomic"
@@ -45,7 +44,7 @@ func BenchmarkPush(b *testing.B) {
 			body, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
 			if string(body) != "success" {
-				b.Error(fmt.Sprintf("answer %d %q", resp.StatusCode, body))
+				b.Errorf("answer %d %q", resp.StatusCode, body)
 				return
 			}
 		}
