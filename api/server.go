@@ -3,7 +3,6 @@ package api
 import (
 	"bytes"
 	"context"
-	_ "embed"
 	"errors"
 	"fmt"
 	"io"
@@ -43,9 +42,6 @@ const MaxBodyBytes = 1 << 20
 // maxGRPCMessage caps a received gRPC message: a full-size upload plus
 // room for the other fields.
 const maxGRPCMessage = wechat.MaxUploadBytes + 1<<20
-
-//go:embed gen/openapi/wxrelay.swagger.json
-var openAPI []byte
 
 // Options wires a Server. All but Ready, Registry and Routes are required.
 type Options struct {
