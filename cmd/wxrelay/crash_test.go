@@ -14,7 +14,7 @@ import (
 )
 
 // api calls the REST API of p with a bearer token and decodes the answer.
-func (p *process) api(t *testing.T, method, path, token, body string, out any) int {
+func (p *process) api(t testing.TB, method, path, token, body string, out any) int {
 	t.Helper()
 	req, _ := http.NewRequest(method, "http://"+p.http+path, strings.NewReader(body))
 	req.Header.Set("Authorization", "Bearer "+token)
@@ -32,7 +32,7 @@ func (p *process) api(t *testing.T, method, path, token, body string, out any) i
 	return resp.StatusCode
 }
 
-func adminTokenIn(t *testing.T, dir string) string {
+func adminTokenIn(t testing.TB, dir string) string {
 	t.Helper()
 	cmd := exec.Command(binary, "admin-token")
 	cmd.Dir = dir

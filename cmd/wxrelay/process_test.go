@@ -38,7 +38,7 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func freePort(t *testing.T) string {
+func freePort(t testing.TB) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -55,14 +55,16 @@ type process struct {
 	stderr *bytes.Buffer
 	// sim is the fake WeChat the process calls (WXRELAY_WECHAT_API), so
 	// that no test reaches the real one.
-	sim *wxsim.Server
+	sim    *wxsim.Server
+	simURL string
 }
 
-func startServe(t *testing.T, dir string, extraEnv ...string) *process {
+func startServe(t testing.TB, dir string, extraEnv ...string) *process {
 	t.Helper()
 	p := &process{http: freePort(t), stderr: &bytes.Buffer{}, sim: wxsim.New(wxsim.Options{})}
 	wx := httptest.NewServer(p.sim)
 	t.Cleanup(wx.Close)
+	p.simURL = wx.URL
 	p.cmd = exec.Command(binary, "serve")
 	p.cmd.Dir = dir
 	p.cmd.Env = append(os.Environ(),

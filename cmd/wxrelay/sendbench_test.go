@@ -1,0 +1,238 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// BenchmarkSend measures what the relay adds to a customer-service send.
+// In one run it starts a real `wxrelay serve` (SQLite, the REST gateway and
+// every interceptor, the token keeper) calling an in-process wxsim over
+// loopback HTTP, onboards a tenant, and then alternates rounds of the same
+// text sends made two ways at the same concurrency:
+//
+//   - relay:  POST /v1/tenants/{id}/messages:send with the tenant's api_key;
+//   - direct: POST wxsim's /cgi-bin/message/custom/send?access_token=… with
+//     the tenant's current stable token, as a client of WeChat would.
+//
+// It reports the p50 and p99 latency of each, the latency the relay adds
+// (relay minus direct) at both, the throughput of each and their ratio.
+// Run it once, not as a timed loop:
+//
+//	go test ./cmd/wxrelay -run '^$' -bench Send -benchtime 1x
+//
+// WXRELAY_BENCH_SEND_CONCURRENCY (default 8), WXRELAY_BENCH_SEND_ROUNDS
+// (default 5 of each) and WXRELAY_BENCH_SEND_PER_ROUND (default 2000)
+// change the shape. Set WXRELAY_DEBUG_ADDR to profile the relay meanwhile.
+func BenchmarkSend(b *testing.B) {
+	conc := benchEnvInt(b, "WXRELAY_BENCH_SEND_CONCURRENCY", 8)
+	rounds := benchEnvInt(b, "WXRELAY_BENCH_SEND_ROUNDS", 5)
+	perRound := benchEnvInt(b, "WXRELAY_BENCH_SEND_PER_ROUND", 2000)
+
+	dir := b.TempDir()
+	p := startServe(b, dir)
+	admin := adminTokenIn(b, dir)
+	const appid, secret = "wx0123456789abcdef", "bench-secret"
+	p.sim.AddApp(appid, secret)
+	var created struct {
+		Tenant struct{ ID string } `json:"tenant"`
+		APIKey string              `json:"api_key"`
+	}
+	body := `{"appid":"` + appid + `","app_secret":"` + secret + `","token":"PushToken1","encrypt_mode":"ENCRYPT_MODE_PLAINTEXT",
+		"data_format":"DATA_FORMAT_JSON","webhook_url":"https://hooks.example.com/bench"}`
+	if code := p.api(b, "POST", "/v1/tenants", admin, body, &created); code != 200 {
+		b.Fatalf("create tenant: %d", code)
+	}
+
+	client := &http.Client{
+		Timeout:   10 * time.Second,
+		Transport: &http.Transport{MaxIdleConnsPerHost: 2 * conc, MaxConnsPerHost: 2 * conc},
+	}
+	relayURL := "http://" + p.http + "/v1/tenants/" + created.Tenant.ID + "/messages:send"
+	relay := func(openid string) error {
+		req, _ := http.NewRequest("POST", relayURL, bytes.NewReader(sendBody(openid)))
+		req.Header.Set("Authorization", "Bearer "+created.APIKey)
+		req.Header.Set("Content-Type", "application/json")
+		return expect(client, req, "{}")
+	}
+	// The first relay send fetches the tenant's stable token; the direct
+	// sends then use the very same token, as WeChat's normal mode hands
+	// every caller the current one.
+	if err := relay("o_bench_warm"); err != nil {
+		b.Fatalf("first send through the relay: %v\n%s", err, p.stderr)
+	}
+	tok := stableToken(b, client, p.simURL, appid, secret)
+	directURL := p.simURL + "/cgi-bin/message/custom/send?access_token=" + tok
+	direct := func(openid string) error {
+		req, _ := http.NewRequest("POST", directURL, bytes.NewReader(sendBody(openid)))
+		req.Header.Set("Content-Type", "application/json")
+		return expect(client, req, `{"errcode":0,"errmsg":"ok"}`)
+	}
+
+	// Warm both paths' connections and code, then alternate.
+	runRound(b, "relay", relay, conc, conc*20)
+	runRound(b, "direct", direct, conc, conc*20)
+	var rl, dl []time.Duration
+	var rt, dt time.Duration
+	b.ResetTimer()
+	for i := range rounds {
+		// Alternate which goes first, so neither always follows the other.
+		first, second := "relay", "direct"
+		if i%2 == 1 {
+			first, second = second, first
+		}
+		for _, which := range []string{first, second} {
+			if which == "relay" {
+				lat, took := runRound(b, which, relay, conc, perRound)
+				rl, rt = append(rl, lat...), rt+took
+			} else {
+				lat, took := runRound(b, which, direct, conc, perRound)
+				dl, dt = append(dl, lat...), dt+took
+			}
+		}
+	}
+	b.StopTimer()
+
+	slices.Sort(rl)
+	slices.Sort(dl)
+	rp50, rp99, dp50, dp99 := pct(rl, 50), pct(rl, 99), pct(dl, 50), pct(dl, 99)
+	rrate, drate := float64(len(rl))/rt.Seconds(), float64(len(dl))/dt.Seconds()
+	ms := func(d time.Duration) float64 { return float64(d) / 1e6 }
+	b.ReportMetric(ms(rp50), "relay-p50-ms")
+	b.ReportMetric(ms(rp99), "relay-p99-ms")
+	b.ReportMetric(ms(dp50), "direct-p50-ms")
+	b.ReportMetric(ms(dp99), "direct-p99-ms")
+	b.ReportMetric(ms(rp50-dp50), "added-p50-ms")
+	b.ReportMetric(ms(rp99-dp99), "added-p99-ms")
+	b.ReportMetric(rrate, "relay-sends/s")
+	b.ReportMetric(drate, "direct-sends/s")
+	b.ReportMetric(rrate/drate, "ratio")
+	b.ReportMetric(0, "ns/op")
+	b.Logf("concurrency %d, %d rounds of %d sends each way, alternating", conc, rounds, perRound)
+	b.Logf("relay:  p50 %.3f ms  p99 %.3f ms  %.0f sends/s", ms(rp50), ms(rp99), rrate)
+	b.Logf("direct: p50 %.3f ms  p99 %.3f ms  %.0f sends/s", ms(dp50), ms(dp99), drate)
+	b.Logf("added:  p50 %.3f ms  p99 %.3f ms (target p50 <= 1 ms); throughput ratio %.3f (target >= 0.5)",
+		ms(rp50-dp50), ms(rp99-dp99), rrate/drate)
+	if n := sentTo(p, "/cgi-bin/message/custom/send"); n < 2*rounds*perRound {
+		b.Errorf("wxsim received %d sends, want at least %d", n, 2*rounds*perRound)
+	}
+}
+
+// runRound makes n sends with conc workers and returns each send's latency
+// and the round's wall time. Any failed send fails the benchmark: a fast
+// error is not a send.
+func runRound(b *testing.B, name string, send func(openid string) error, conc, n int) ([]time.Duration, time.Duration) {
+	b.Helper()
+	lat := make([]time.Duration, n)
+	var next atomic.Int64
+	var failed atomic.Pointer[error]
+	var wg sync.WaitGroup
+	start := time.Now()
+	for range conc {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= n || failed.Load() != nil {
+					return
+				}
+				// A few hundred users, as a tenant answering its queue.
+				openid := "o_bench_" + strconv.Itoa(i%500)
+				t0 := time.Now()
+				if err := send(openid); err != nil {
+					err = fmt.Errorf("%s send %d: %w", name, i, err)
+					failed.CompareAndSwap(nil, &err)
+					return
+				}
+				lat[i] = time.Since(t0)
+			}
+		})
+	}
+	wg.Wait()
+	took := time.Since(start)
+	if err := failed.Load(); err != nil {
+		b.Fatal(*err)
+	}
+	return lat, took
+}
+
+func sendBody(openid string) []byte {
+	return []byte(`{"touser":"` + openid + `","msgtype":"text","text":{"content":"Thanks, your order ships today."}}`)
+}
+
+// expect does req and checks the answer is 200 with exactly want.
+func expect(c *http.Client, req *http.Request, want string) error {
+	resp, err := c.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	got, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != 200 || string(bytes.TrimSpace(got)) != want {
+		return fmt.Errorf("answer %d %s, want 200 %s", resp.StatusCode, got, want)
+	}
+	return nil
+}
+
+// stableToken fetches appid's current stable token from wxsim.
+func stableToken(b *testing.B, c *http.Client, simURL, appid, secret string) string {
+	b.Helper()
+	body := `{"grant_type":"client_credential","appid":"` + appid + `","secret":"` + secret + `"}`
+	req, _ := http.NewRequestWithContext(context.Background(), "POST", simURL+"/cgi-bin/stable_token", bytes.NewReader([]byte(body)))
+	resp, err := c.Do(req)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var a struct {
+		AccessToken string `json:"access_token"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&a); err != nil || a.AccessToken == "" {
+		b.Fatalf("stable_token: %v %+v", err, a)
+	}
+	return a.AccessToken
+}
+
+func sentTo(p *process, path string) int {
+	n := 0
+	for _, c := range p.sim.Calls() {
+		if c.Path == path && c.Errcode == 0 {
+			n++
+		}
+	}
+	return n
+}
+
+// pct is the p-th percentile of sorted.
+func pct(sorted []time.Duration, p int) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	return sorted[min(len(sorted)-1, len(sorted)*p/100)]
+}
+
+func benchEnvInt(b *testing.B, name string, def int) int {
+	b.Helper()
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n <= 0 {
+		b.Fatalf("%s=%q: want a positive integer", name, v)
+	}
+	return n
+}
