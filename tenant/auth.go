@@ -8,6 +8,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -44,7 +45,20 @@ type Authenticator struct {
 	store  Store
 	now    func() time.Time
 	parser *jwt.Parser
+
+	// keys remembers the claims of API keys whose signature has been
+	// checked, by key. Parsing and checking a JWT took a quarter of
+	// Verify's CPU on every send (docs/benchmarks.md, "Sending"), and an
+	// API key's claims never change: it has no expiry, and rotation or
+	// deletion revokes it through the store, which is still asked on every
+	// call. Bounded by maxRememberedKeys.
+	keysMu sync.Mutex
+	keys   map[string]claims
 }
+
+// maxRememberedKeys bounds Authenticator.keys: one key per tenant in use,
+// about 250 bytes each. When full it is emptied and refilled as keys come.
+const maxRememberedKeys = 16384
 
 // NewAuthenticator signs with key (HMAC-SHA256; at least 32 bytes).
 // now may be nil for time.Now.
@@ -111,10 +125,9 @@ func (a *Authenticator) sign(c claims) (string, error) {
 // anything but a well-formed, correctly signed, unexpired admin token or a
 // tenant's current API key.
 func (a *Authenticator) Verify(ctx context.Context, token string) (Principal, error) {
-	var c claims
-	_, err := a.parser.ParseWithClaims(token, &c, func(*jwt.Token) (any, error) { return a.key, nil })
+	c, err := a.parse(token)
 	if err != nil {
-		return Principal{}, fmt.Errorf("%w: %v", ErrUnauthenticated, err)
+		return Principal{}, err
 	}
 	switch c.Role {
 	case roleAdmin:
@@ -137,6 +150,31 @@ func (a *Authenticator) Verify(ctx context.Context, token string) (Principal, er
 	default:
 		return Principal{}, fmt.Errorf("%w: unknown role %q", ErrUnauthenticated, c.Role)
 	}
+}
+
+// parse checks token's signature and claims, or finds an API key checked
+// before in a.keys.
+func (a *Authenticator) parse(token string) (claims, error) {
+	a.keysMu.Lock()
+	c, ok := a.keys[token]
+	a.keysMu.Unlock()
+	if ok {
+		return c, nil
+	}
+	if _, err := a.parser.ParseWithClaims(token, &c, func(*jwt.Token) (any, error) { return a.key, nil }); err != nil {
+		return claims{}, fmt.Errorf("%w: %v", ErrUnauthenticated, err)
+	}
+	// Only tokens that cannot expire are remembered: admin tokens do, and
+	// are rare on the hot path anyway.
+	if c.Role == roleTenant && c.ExpiresAt == nil && c.NotBefore == nil {
+		a.keysMu.Lock()
+		if a.keys == nil || len(a.keys) >= maxRememberedKeys {
+			a.keys = make(map[string]claims)
+		}
+		a.keys[token] = c
+		a.keysMu.Unlock()
+	}
+	return c, nil
 }
 
 func hashKeyID(keyID string) []byte {

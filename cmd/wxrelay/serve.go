@@ -119,7 +119,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 
 	// One WeChat client serves every tenant; the Keeper fetches and
 	// refreshes their access tokens, in the background and on demand.
-	wx := &wechat.Client{BaseURL: cfg.WeChatAPI}
+	wx := &wechat.Client{BaseURL: cfg.WeChatAPI, HTTP: wechatHTTP()}
 	keeper := token.NewKeeper(store.NewTokenStore(db), wx, tenantCache, token.Options{Log: log})
 
 	srv, err := api.New(api.Options{
