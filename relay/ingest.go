@@ -23,15 +23,24 @@ type IngestorOptions struct {
 	// FirstDelay delays the first delivery attempt of each event (the
 	// first entry of the retry schedule, usually 0).
 	FirstDelay time.Duration
-	// OnCommit, if set, is told the size and duration of every commit.
+	// MaxInFlight caps the batches being committed at once (default 4).
+	// More than one lets a batch's inserts run while the batch before it
+	// waits for its fsync, where the store separates the two (SQLite: see
+	// store's walSyncer; PostgreSQL commits concurrent transactions
+	// together by itself).
+	MaxInFlight int
+	// OnCommit, if set, is told the size and duration of every commit. It
+	// may be called from several goroutines at once.
 	OnCommit func(size int, took time.Duration, err error)
 }
 
 // Ingestor stores events durably with group commit: one writer goroutine
-// takes every event queued while the previous commit was in progress and
+// takes every event queued while the previous commits were in progress and
 // commits them in one transaction, so concurrent pushes share one fsync
 // instead of queueing for one each. At low load a batch is a single event
-// and waits for nothing; under load batches grow by themselves.
+// and waits for nothing; under load batches grow by themselves. Up to
+// MaxInFlight batches are committed at once, so that one batch's fsync need
+// not wait for the next batch to be formed and inserted.
 type Ingestor struct {
 	store Store
 	opts  IngestorOptions
@@ -59,6 +68,9 @@ func NewIngestor(store Store, opts IngestorOptions) *Ingestor {
 	}
 	if opts.CommitTimeout <= 0 {
 		opts.CommitTimeout = 4 * time.Second
+	}
+	if opts.MaxInFlight <= 0 {
+		opts.MaxInFlight = 4
 	}
 	in := &Ingestor{
 		store: store,
@@ -114,10 +126,14 @@ func (in *Ingestor) Close() {
 
 func (in *Ingestor) write() {
 	defer close(in.done)
-	batch := make([]*pendingAppend, 0, in.opts.MaxBatch)
-	events := make([]*Event, 0, in.opts.MaxBatch)
+	var committing sync.WaitGroup
+	defer committing.Wait()
+	slots := make(chan struct{}, in.opts.MaxInFlight)
 	for first := range in.queue {
-		batch = append(batch[:0], first)
+		// Take a slot before forming the batch: while every slot is busy,
+		// what arrives joins this batch.
+		slots <- struct{}{}
+		batch := append(make([]*pendingAppend, 0, min(in.opts.MaxBatch, 1+len(in.queue))), first)
 	collect:
 		for len(batch) < in.opts.MaxBatch {
 			select {
@@ -130,11 +146,16 @@ func (in *Ingestor) write() {
 				break collect
 			}
 		}
-		events = events[:0]
-		for _, p := range batch {
-			events = append(events, p.event)
+		events := make([]*Event, len(batch))
+		for i, p := range batch {
+			events[i] = p.event
 		}
-		in.commit(batch, events)
+		committing.Add(1)
+		go func() {
+			defer committing.Done()
+			in.commit(batch, events)
+			<-slots
+		}()
 	}
 }
 
