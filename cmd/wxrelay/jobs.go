@@ -2,26 +2,48 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
 
 	"github.com/go-co-op/gocron/v2"
+
+	"github.com/wxrelay/wxrelay/store"
 )
 
-// job is a named, periodic task. Names are stable: with several replicas
-// they will also be the keys of the distributed lock.
+// job is a named, periodic task. Names are stable: they are the keys of
+// the jobs' locks in the database (store.JobLocker).
 type job struct {
 	name  string
 	every time.Duration
-	run   func(ctx context.Context) error
+	// exclusive jobs run on one replica at a time, and about once per
+	// every among all replicas on the database: the replica that ran one
+	// keeps its lock for every (store.JobLockerOptions.Hold), and another
+	// takes over when it stops or dies. The other jobs run on each
+	// replica, for what each replica must do itself.
+	exclusive bool
+	run       func(ctx context.Context) error
 }
 
-// startJobs schedules jobs on gocron. A run that is still going when its
-// next one is due is not doubled (singleton mode). Errors are logged: the
-// next run tries again.
-func startJobs(ctx context.Context, log *slog.Logger, jobs ...job) (gocron.Scheduler, error) {
-	s, err := gocron.NewScheduler(gocron.WithStopTimeout(10 * time.Second))
+// scheduler runs the jobs and owns their locks.
+type scheduler struct {
+	gocron.Scheduler
+	locker *store.JobLocker
+}
+
+// startJobs schedules jobs on gocron, with the exclusive ones locked in db.
+// A run that is still going when its next one is due is not doubled
+// (singleton mode). Errors are logged: the next run tries again.
+func startJobs(ctx context.Context, log *slog.Logger, db *store.DB, jobs ...job) (*scheduler, error) {
+	hold := map[string]time.Duration{}
+	for _, j := range jobs {
+		if j.exclusive {
+			hold[j.name] = j.every
+		}
+	}
+	locker := store.NewJobLocker(db, store.JobLockerOptions{Hold: hold, Logger: log})
+	s, err := gocron.NewScheduler(gocron.WithStopTimeout(10*time.Second), gocron.WithDistributedLocker(locker))
 	if err != nil {
 		return nil, err
 	}
@@ -36,6 +58,7 @@ func startJobs(ctx context.Context, log *slog.Logger, jobs ...job) (gocron.Sched
 			gocron.WithName(j.name),
 			gocron.WithSingletonMode(gocron.LimitModeReschedule),
 			gocron.WithStartAt(gocron.WithStartImmediately()),
+			gocron.WithDisabledDistributedJobLocker(!j.exclusive),
 		)
 		if err != nil {
 			s.Shutdown()
@@ -43,5 +66,14 @@ func startJobs(ctx context.Context, log *slog.Logger, jobs ...job) (gocron.Sched
 		}
 	}
 	s.Start()
-	return s, nil
+	return &scheduler{Scheduler: s, locker: locker}, nil
+}
+
+// stop waits for running jobs to end, then frees this replica's job locks
+// so that another replica takes its jobs over at once.
+func (s *scheduler) stop() error {
+	err := s.Shutdown()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return errors.Join(err, s.locker.Release(ctx))
 }

@@ -157,12 +157,19 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	defer stopWork()
 	delivered := make(chan struct{})
 	go func() { dispatcher.Run(workCtx); close(delivered) }()
-	jobs, err := startJobs(workCtx, log,
+	// With several replicas on one database (jobs.go): the gauges are
+	// this process's own, so every replica collects them (two cheap
+	// queries) and any one's /metrics is current; a replica that left it
+	// to another would serve stale numbers forever. The token scan is
+	// exclusive: the per-tenant leases already keep each token's fetch
+	// single, and one replica's scan a minute spares the others theirs.
+	// Pruning deletes in bulk, and two at once would only contend.
+	jobs, err := startJobs(workCtx, log, db,
 		job{name: "delivery-stats", every: 15 * time.Second, run: func(ctx context.Context) error {
 			return deliveryMetrics.CollectStats(ctx, deliveryStore, time.Now())
 		}},
-		job{name: "refresh-access-tokens", every: time.Minute, run: keeper.RefreshDue},
-		job{name: "prune-events", every: time.Hour, run: func(ctx context.Context) error {
+		job{name: "refresh-access-tokens", every: time.Minute, exclusive: true, run: keeper.RefreshDue},
+		job{name: "prune-events", every: time.Hour, exclusive: true, run: func(ctx context.Context) error {
 			n, err := delivery.Prune(ctx, deliveryStore, delivery.Retention{}, time.Now())
 			if n > 0 {
 				log.Info("pruned finished events", "events", n)
@@ -206,7 +213,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	}
 	srv.Shutdown(sctx)
 	stopWork()
-	if err := jobs.Shutdown(); err != nil {
+	if err := jobs.stop(); err != nil {
 		log.Warn("jobs shutdown", "err", err)
 	}
 	<-delivered
