@@ -15,6 +15,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -197,18 +198,19 @@ func (db *DB) Close() error {
 	return db.bun.Close()
 }
 
-// migrateLockWait bounds how long Migrate waits for another process's
-// migration lock before concluding that the lock is stale.
+// migrateLockWait bounds how long Migrate waits for another process to
+// finish migrating.
 const migrateLockWait = time.Minute
 
 // Migrate applies the migrations the database lacks and logs what it
 // applied. It is safe to run from several processes at once, as replicas
-// starting together do: bun's migration lock lets one of them migrate while
-// the others wait for it (until ctx is done, at most a minute) and then find
-// nothing left to do.
+// starting together do: one of them migrates while the others wait for it
+// (until ctx is done, at most a minute) and then find nothing left to do.
 //
-// A process killed while migrating leaves its lock behind; the error then
-// says so and names the table row to delete.
+// On SQLite the lock is bun's row in bun_migration_locks, which a process
+// killed while migrating leaves behind; the error then says so and names
+// the row to delete. On PostgreSQL it is a session lock, which the server
+// frees when the holder's connection ends, however the holder died.
 func (db *DB) Migrate(ctx context.Context) (err error) {
 	ms, err := migrations.For(db.Dialect())
 	if err != nil {
@@ -218,7 +220,8 @@ func (db *DB) Migrate(ctx context.Context) (err error) {
 	// one pending, to be retried on the next start rather than skipped.
 	m := migrate.NewMigrator(db.bun, ms, migrate.WithMarkAppliedOnSuccess(true))
 
-	if err := db.lockMigrations(ctx, m); err != nil {
+	unlock, err := db.lockMigrations(ctx, m)
+	if err != nil {
 		return err
 	}
 	defer func() {
@@ -226,7 +229,7 @@ func (db *DB) Migrate(ctx context.Context) (err error) {
 		// behind would stall every later start.
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		defer cancel()
-		if uerr := m.Unlock(ctx); uerr != nil {
+		if uerr := unlock(ctx); uerr != nil {
 			err = errors.Join(err, fmt.Errorf("store: release migration lock: %w", uerr))
 		}
 	}()
@@ -252,40 +255,113 @@ func (db *DB) Migrate(ctx context.Context) (err error) {
 	return nil
 }
 
-// lockMigrations creates bun's bookkeeping tables and takes its migration
-// lock, waiting while another process holds it. bun's Lock does not wait by
-// itself: it inserts a row that a unique constraint keeps single, so a
-// unique violation means "held". Creating the tables collides too when
-// processes start together (see migrationBusy), and is retried alike.
-func (db *DB) lockMigrations(ctx context.Context, m *migrate.Migrator) error {
+// lockMigrations creates bun's bookkeeping tables and takes the migration
+// lock, waiting while another process holds it, and returns its release.
+func (db *DB) lockMigrations(ctx context.Context, m *migrate.Migrator) (unlock func(context.Context) error, err error) {
 	ctx, cancel := context.WithTimeout(ctx, migrateLockWait)
 	defer cancel()
-	stale := func() error {
-		return fmt.Errorf("store: migrations are locked by another process (%w); "+
-			"if none is running, one died while migrating: delete the row in bun_migration_locks and start again",
-			context.Cause(ctx))
+	if db.Dialect() == "pg" {
+		return db.lockMigrationsPG(ctx, m)
 	}
-	for wait, busy := 50*time.Millisecond, false; ; wait = min(2*wait, time.Second) {
+
+	// bun's Lock does not wait by itself: it inserts a row that a unique
+	// constraint keeps single, so a unique violation means "held".
+	// Creating the tables collides too when processes start together (see
+	// migrationBusy), and is retried alike.
+	err = db.waitTurn(ctx, func() (bool, error) {
 		err := m.Init(ctx)
 		if err == nil {
 			err = m.Lock(ctx)
 		}
+		if migrationBusy(err) {
+			return false, nil
+		} else if err != nil {
+			return false, fmt.Errorf("store: take migration lock: %w", err)
+		}
+		return true, nil
+	}, func() error {
+		return fmt.Errorf("store: migrations are locked by another process (%w); "+
+			"if none is running, one died while migrating: delete the row in bun_migration_locks and start again",
+			context.Cause(ctx))
+	})
+	if err != nil {
+		return nil, err
+	}
+	return m.Unlock, nil
+}
+
+// migrateLockClass is the first key of the PostgreSQL advisory lock that
+// guards migrating ("wxre"); the second is a hash of the schema, so that
+// databases in different schemas of one server (as the tests make) do not
+// wait for each other.
+const migrateLockClass = 0x77787265
+
+// migrateLockKey is the SQL of the advisory lock's two keys.
+var migrateLockKey = fmt.Sprintf("%d, hashtext(coalesce(current_schema(), ''))", migrateLockClass)
+
+// lockMigrationsPG takes the migration lock on PostgreSQL: a session-level
+// advisory lock, on a connection kept out of the pool until the release.
+// The server frees it when that session ends, so a process killed while
+// migrating leaves nothing behind, unlike bun's lock row. It polls with
+// pg_try_advisory_lock rather than blocking in pg_advisory_lock, which
+// would outlast pgdriver's read timeout.
+func (db *DB) lockMigrationsPG(ctx context.Context, m *migrate.Migrator) (unlock func(context.Context) error, err error) {
+	conn, err := db.bun.Conn(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("store: take migration lock: %w", err)
+	}
+	err = db.waitTurn(ctx, func() (bool, error) {
+		var ok bool
+		if err := conn.QueryRowContext(ctx, "SELECT pg_try_advisory_lock("+migrateLockKey+")").Scan(&ok); err != nil {
+			return false, fmt.Errorf("store: take migration lock: %w", err)
+		}
+		return ok, nil
+	}, func() error {
+		return fmt.Errorf("store: another process has been migrating the database for over %s (%w); "+
+			"pg_stat_activity shows what it runs", migrateLockWait, context.Cause(ctx))
+	})
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	unlock = func(ctx context.Context) error {
+		_, err := conn.ExecContext(ctx, "SELECT pg_advisory_unlock("+migrateLockKey+")")
+		if err != nil {
+			// Back in the pool the session would hold the lock on:
+			// close it instead, which frees the lock.
+			conn.Raw(func(any) error { return driver.ErrBadConn })
+		}
+		return errors.Join(err, conn.Close())
+	}
+	// Under the lock no other process creates bun's tables at once.
+	if err := m.Init(ctx); err != nil {
+		return nil, errors.Join(fmt.Errorf("store: create migration tables: %w", err), unlock(context.WithoutCancel(ctx)))
+	}
+	return unlock, nil
+}
+
+// waitTurn calls try until it reports the lock taken or fails, backing off
+// from 50 ms to a second between tries and logging once that it waits. It
+// gives up with timedOut() when ctx is done.
+func (db *DB) waitTurn(ctx context.Context, try func() (bool, error), timedOut func() error) error {
+	for wait, busy := 50*time.Millisecond, false; ; wait = min(2*wait, time.Second) {
+		ok, err := try()
 		switch {
-		case err == nil:
+		case err == nil && ok:
 			return nil
-		case migrationBusy(err):
+		case err == nil:
 			if !busy {
 				db.log.InfoContext(ctx, "waiting for another process to finish migrating the database")
 				busy = true
 			}
 		case busy && ctx.Err() != nil:
-			return stale() // the wait ran out during a retry
+			return timedOut() // the wait ran out during a retry
 		default:
-			return fmt.Errorf("store: take migration lock: %w", err)
+			return err
 		}
 		select {
 		case <-ctx.Done():
-			return stale()
+			return timedOut()
 		case <-time.After(wait):
 		}
 	}

@@ -191,10 +191,14 @@ func TestMigrate_Concurrently(t *testing.T) {
 	})
 }
 
-// TestMigrate_StaleLock leaves the migration lock behind, as a process
-// killed while migrating would: Migrate must give up with advice, not hang.
+// TestMigrate_StaleLock leaves bun's migration lock behind on SQLite, as a
+// process killed while migrating would: Migrate must give up with advice,
+// not hang.
 func TestMigrate_StaleLock(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		if db.Dialect() == "pg" {
+			t.Skip("the migration lock on PostgreSQL is a session lock, which cannot go stale: see TestMigrate_PostgresLockDiesWithSession")
+		}
 		ms, err := migrations.For(db.Dialect())
 		if err != nil {
 			t.Fatal(err)
@@ -218,6 +222,60 @@ func TestMigrate_StaleLock(t *testing.T) {
 			t.Errorf("Migrate() after unlocking = %v", err)
 		}
 	})
+}
+
+// TestMigrate_PostgresLockDiesWithSession holds the migration lock in
+// another session: Migrate waits for it, and a holder that dies (its
+// session ends without unlocking, as after SIGKILL) frees it.
+func TestMigrate_PostgresLockDiesWithSession(t *testing.T) {
+	db := storetest.NewPostgres(t)
+	ctx := context.Background()
+	other, err := db.Bun().Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	var pid int
+	if err := other.QueryRowContext(ctx, "SELECT pg_backend_pid()").Scan(&pid); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := other.ExecContext(ctx, "SELECT pg_advisory_lock("+store.MigrateLockKey+")"); err != nil {
+		t.Fatal(err)
+	}
+
+	short, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+	defer cancel()
+	if err := db.Migrate(short); err == nil || !strings.Contains(err.Error(), "another process has been migrating") {
+		t.Fatalf("Migrate() with the lock held elsewhere = %v, want it to wait and give up", err)
+	}
+
+	// The holder dies while Migrate waits.
+	done := make(chan error, 1)
+	go func() { done <- db.Migrate(ctx) }()
+	time.Sleep(200 * time.Millisecond)
+	if _, err := db.Bun().ExecContext(ctx, "SELECT pg_terminate_backend(?)", pid); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Migrate() after the holder died = %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Migrate() still waiting 10 s after the holder died")
+	}
+
+	// Migrate released the lock: another session takes it at once.
+	third, err := db.Bun().Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer third.Close()
+	var ok bool
+	if err := third.QueryRowContext(ctx, "SELECT pg_try_advisory_lock("+store.MigrateLockKey+")").Scan(&ok); err != nil || !ok {
+		t.Fatalf("lock after Migrate: %v %v, want it free", ok, err)
+	}
+	third.ExecContext(ctx, "SELECT pg_advisory_unlock_all()")
 }
 
 // TestMigrate_DownAndUp runs every down migration and then every up again,
