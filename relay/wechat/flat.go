@@ -6,18 +6,21 @@ import (
 	"unicode/utf8"
 )
 
-// This file is a fast path for the JSON bodies WeChat actually sends: one
-// flat object whose values are strings and numbers. It reads such a body
-// without building the generic object of tree.go and writes the canonical
-// Data directly. Whatever it does not handle exactly as the generic path
-// would (escapes in strings, nested values, booleans, null, duplicate names,
-// text that encoding/json would rewrite, invalid input of any kind) makes it
-// give up, and the caller takes the generic path, which then decides: so
-// results, errors included, are those of the generic path by construction.
+// This file is a fast path for the bodies WeChat actually sends: one flat
+// JSON object whose values are strings and numbers, or its XML twin, an
+// <xml> element of leaves that each hold one CDATA section or an integer
+// (flatxml.go). It reads such a body without building the generic object of
+// tree.go and writes the canonical Data directly. Whatever it does not
+// handle exactly as the generic path would (escapes in strings, nested
+// values, booleans, null, duplicate names, attributes, entities, text that
+// encoding/json would rewrite, invalid input of any kind) makes it give up,
+// and the caller takes the generic path, which then decides: so results,
+// errors included, are those of the generic path by construction.
 
-// flatField is one member of a flat JSON object: its name and its value's
-// text, that of a string between its quotes (holding no escapes, so the
-// text is the string) or that of a number literal.
+// flatField is one member of a flat JSON object or one leaf of a flat XML
+// document: its name and its value's text, that of a string (holding
+// nothing JSON would escape, so the text is the string and is written
+// between quotes as it is) or that of a number literal.
 type flatField struct {
 	name, value []byte
 	str         bool
@@ -82,8 +85,13 @@ func parseFlatJSON(body []byte, fs []flatField) (_ []flatField, ok bool) {
 	if skipJSONSpace(body, i) != len(body) {
 		return nil, false
 	}
-	// Sorted by name, as encoding/json writes a map; a repeated name is
-	// left to the generic path (a map keeps the last).
+	return sortFlat(fs)
+}
+
+// sortFlat sorts fs by name, as encoding/json writes a map. A repeated name
+// is left to the generic path (a JSON object keeps the last, XML makes an
+// array).
+func sortFlat(fs []flatField) (_ []flatField, ok bool) {
 	slices.SortFunc(fs, func(a, b flatField) int { return bytes.Compare(a.name, b.name) })
 	for k := 1; k < len(fs); k++ {
 		if bytes.Equal(fs[k-1].name, fs[k].name) {
@@ -91,6 +99,18 @@ func parseFlatJSON(body []byte, fs []flatField) (_ []flatField, ok bool) {
 		}
 	}
 	return fs, true
+}
+
+// parseFlat parses a flat JSON object or a flat XML document, told apart by
+// the first byte that is not a space, as DetectFormat does.
+func parseFlat(body []byte, fs []flatField) (_ []flatField, f Format, ok bool) {
+	i := skipJSONSpace(body, 0)
+	if i < len(body) && body[i] == '<' {
+		fs, ok = parseFlatXML(body, fs)
+		return fs, FormatXML, ok
+	}
+	fs, ok = parseFlatJSON(body, fs)
+	return fs, FormatJSON, ok
 }
 
 func skipJSONSpace(b []byte, i int) int {
@@ -202,31 +222,31 @@ func flatText(fs []flatField, name string) string {
 	return ""
 }
 
-// parseEnvelopeFast is ParseEnvelope for a flat JSON body; ok is false when
-// the generic path must decide.
+// parseEnvelopeFast is ParseEnvelope for a flat body; ok is false when the
+// generic path must decide.
 func parseEnvelopeFast(body []byte) (_ *Envelope, ok bool) {
 	var storage [8]flatField
-	fs, ok := parseFlatJSON(body, storage[:])
+	fs, format, ok := parseFlat(body, storage[:])
 	if !ok {
 		return nil, false
 	}
-	env := &Envelope{Format: FormatJSON, ToUserName: flatText(fs, "ToUserName"), Encrypt: flatText(fs, "Encrypt")}
+	env := &Envelope{Format: format, ToUserName: flatText(fs, "ToUserName"), Encrypt: flatText(fs, "Encrypt")}
 	if env.Encrypt == "" {
 		return nil, false
 	}
 	return env, true
 }
 
-// decodeMessageFast is DecodeMessage for a flat JSON body; ok is false when
-// the generic path must decide, errors included.
+// decodeMessageFast is DecodeMessage for a flat body; ok is false when the
+// generic path must decide, errors included.
 func decodeMessageFast(body []byte) (_ *Message, ok bool) {
 	var storage [16]flatField
-	fs, ok := parseFlatJSON(body, storage[:])
+	fs, format, ok := parseFlat(body, storage[:])
 	if !ok {
 		return nil, false
 	}
 	m := &Message{
-		Format:       FormatJSON,
+		Format:       format,
 		ToUserName:   flatText(fs, "ToUserName"),
 		FromUserName: flatText(fs, "FromUserName"),
 		MsgType:      flatText(fs, "MsgType"),

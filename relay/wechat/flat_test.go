@@ -89,12 +89,54 @@ var flatSeeds = []string{
 	`{"MsgType":01}`,
 }
 
+// xmlSeeds are XML bodies as WeChat writes them (the first four) and as it
+// does not.
+var xmlSeeds = []string{
+	`<xml><ToUserName><![CDATA[gh_1]]></ToUserName><FromUserName><![CDATA[o1]]></FromUserName><CreateTime>1714037059</CreateTime><MsgType><![CDATA[text]]></MsgType><Content><![CDATA[hi <&> é]]></Content><MsgId>6054768590064713728</MsgId></xml>`,
+	"<xml>\n  <MsgType><![CDATA[event]]></MsgType>\n  <Event><![CDATA[user_enter_tempsession]]></Event>\n  <CreateTime>1482048670</CreateTime>\n</xml>\n",
+	`<xml><ToUserName><![CDATA[gh_1]]></ToUserName><Encrypt><![CDATA[abc+/=]]></Encrypt></xml>`,
+	`<xml><MsgType><![CDATA[text]]></MsgType><MsgId><![CDATA[6054768590064713728]]></MsgId><CreateTime><![CDATA[12]]></CreateTime></xml>`,
+	`<?xml version="1.0"?><xml><MsgType><![CDATA[text]]></MsgType></xml>`,
+	`<xml a="1"><MsgType><![CDATA[text]]></MsgType></xml>`,
+	`<xml><MsgType a="1"><![CDATA[text]]></MsgType></xml>`,
+	`<xml><MsgType>text</MsgType></xml>`,
+	`<xml><MsgType><![CDATA[text]]></MsgType><Content>a &amp; b</Content></xml>`,
+	`<xml><MsgType><![CDATA[text]]></MsgType><Content><![CDATA[a]]><![CDATA[b]]></Content></xml>`,
+	`<xml><MsgType><![CDATA[text]]></MsgType><Content> <![CDATA[a]]></Content></xml>`,
+	`<xml><MsgType><![CDATA[text]]></MsgType><Content><![CDATA["q" \ ]]></Content></xml>`,
+	"<xml><MsgType><![CDATA[text]]></MsgType><Content><![CDATA[a\r\nb]]></Content></xml>",
+	"<xml><MsgType><![CDATA[text]]></MsgType><Content><![CDATA[\u2028 \uffff]]></Content></xml>",
+	`<xml><MsgType><![CDATA[text]]></MsgType><MsgType><![CDATA[image]]></MsgType></xml>`,
+	`<xml><MsgType><![CDATA[text]]></MsgType><List><Item><![CDATA[x]]></Item></List></xml>`,
+	`<xml><MsgType><![CDATA[text]]></MsgType><Empty></Empty><Self/></xml>`,
+	`<xml><MsgType><![CDATA[text]]></MsgType></xm>`,
+	`<xml><MsgType><![CDATA[text]]></MsgType></xml><xml></xml>`,
+	`<xml><MsgType><![CDATA[text]]></MsgType><CreateTime>-0</CreateTime><N>01</N><M> 5 </M></xml>`,
+	`<xml><1a><![CDATA[x]]></1a><MsgType><![CDATA[text]]></MsgType></xml>`,
+	`<xml></xml>`,
+	`<xml><MsgType><![CDATA[text]]></MsgType>`,
+}
+
 func TestFlatFastPathMatchesGeneric(t *testing.T) {
-	for _, s := range flatSeeds {
+	for _, s := range append(flatSeeds, xmlSeeds...) {
 		checkFast(t, []byte(s))
 	}
 	for _, s := range messageSeeds() {
 		checkFast(t, s)
+	}
+	for _, f := range []Format{FormatJSON, FormatXML} {
+		body := TextMessage(f, testHeader, "hello there", bigMsgID)
+		if m, ok := decodeMessageFast(body); !ok || m.Format != f {
+			t.Fatalf("fast path refused a plain %s text message: %s", f, body)
+		}
+	}
+	for _, body := range []string{xmlSeeds[0], xmlSeeds[1], xmlSeeds[3]} {
+		if _, ok := decodeMessageFast([]byte(body)); !ok {
+			t.Errorf("fast path refused %s", body)
+		}
+	}
+	if _, ok := parseEnvelopeFast([]byte(xmlSeeds[2])); !ok {
+		t.Errorf("fast path refused the XML envelope %s", xmlSeeds[2])
 	}
 	if _, ok := decodeMessageFast([]byte(flatSeeds[0])); !ok {
 		t.Fatal("fast path refused a plain text message")
@@ -102,7 +144,7 @@ func TestFlatFastPathMatchesGeneric(t *testing.T) {
 }
 
 func FuzzFlatFastPath(f *testing.F) {
-	for _, s := range flatSeeds {
+	for _, s := range append(flatSeeds, xmlSeeds...) {
 		f.Add([]byte(s))
 	}
 	for _, s := range messageSeeds() {
