@@ -58,6 +58,16 @@ type Options struct {
 	// Concurrency bounds RefreshDue's simultaneous fetches (default 8);
 	// Batch bounds the tenants one RefreshDue run takes (default 500).
 	Concurrency, Batch int
+	// Rate bounds how many refreshes RefreshDue starts per second
+	// (default 20), so that tenants due together, such as thousands
+	// onboarded at once, are fetched over seconds rather than in one
+	// burst: a batch of 500 takes 25 s. WeChat allows 10,000 stable_token
+	// calls a minute (protocol §6); 10,000 tenants need about 1.4 a
+	// second once their refreshes have spread out (docs/benchmarks.md).
+	Rate float64
+	// Sleep waits d or until ctx ends, returning ctx's error then; nil
+	// means a timer. Tests on a fake clock advance it here.
+	Sleep func(ctx context.Context, d time.Duration) error
 	// LeaseTTL is how long a refresh lease lasts, and bounds a fetch
 	// (default 1 minute). Poll is how often a caller waiting for another
 	// process's fetch looks again (default 100 ms).
@@ -124,6 +134,12 @@ func NewKeeper(s Store, wx WeChat, tenants tenant.Getter, opts Options) *Keeper 
 	if opts.Batch <= 0 {
 		opts.Batch = 500
 	}
+	if opts.Rate <= 0 {
+		opts.Rate = 20
+	}
+	if opts.Sleep == nil {
+		opts.Sleep = sleep
+	}
 	if opts.LeaseTTL <= 0 {
 		opts.LeaseTTL = time.Minute
 	}
@@ -181,9 +197,10 @@ func (k *Keeper) Refresh(ctx context.Context, tid tenant.ID, failed string) (str
 // RefreshDue refreshes the tokens that are due: tenants never fetched,
 // tokens near expiry, and failures whose backoff has ended. It is the
 // scheduled job's body (run it every minute or so). At most Batch tenants
-// are taken per run, Concurrency at a time; a tenant another process is
-// refreshing is skipped. Since every token is scheduled at a random point of
-// a window before its expiry, tenants first fetched together drift apart.
+// are taken per run, Concurrency at a time and at most Rate a second; a
+// tenant another process is refreshing is skipped. Since every token is
+// scheduled at a random point of a window before its expiry, and fetches
+// are paced, tenants onboarded together drift apart.
 //
 // Failures are recorded in the tenants' Status and logged; the error only
 // counts them, or says the Store failed.
@@ -199,13 +216,24 @@ func (k *Keeper) RefreshDue(ctx context.Context) error {
 		first  error
 	)
 	sem := make(chan struct{}, k.opts.Concurrency)
+	gap := time.Duration(float64(time.Second) / k.opts.Rate)
+	var last time.Time // when the previous fetch started
 loop:
-	for _, tid := range ids {
+	for i, tid := range ids {
 		select {
 		case sem <- struct{}{}:
 		case <-ctx.Done():
 			break loop
 		}
+		if i > 0 {
+			if d := last.Add(gap).Sub(k.now()); d > 0 {
+				if k.opts.Sleep(ctx, d) != nil {
+					<-sem
+					break loop
+				}
+			}
+		}
+		last = k.now()
 		wg.Go(func() {
 			defer func() { <-sem }()
 			_, err := k.do(ctx, tid, request{due: true})
@@ -550,6 +578,18 @@ func jitter(d time.Duration) time.Duration {
 		return 0
 	}
 	return time.Duration(mrand.Int64N(int64(d)))
+}
+
+// sleep waits d or until ctx ends.
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 func latest(a, b time.Time) time.Time {

@@ -76,7 +76,7 @@ func newEnvOn(t *testing.T, db *store.DB) *env {
 	return e
 }
 
-func (e *env) mustCreateTenant(t *testing.T, id, appid, appSecret string) tenant.ID {
+func (e *env) mustCreateTenant(t testing.TB, id, appid, appSecret string) tenant.ID {
 	t.Helper()
 	tn := &tenant.Tenant{
 		ID: tenant.ID(id), AppID: appid,
@@ -98,7 +98,7 @@ func (e *env) mustCreateTenant(t *testing.T, id, appid, appSecret string) tenant
 }
 
 func (e *env) keeper(db *store.DB, owner string, opts ...func(*token.Options)) *token.Keeper {
-	o := token.Options{Owner: owner, Now: e.clock.Now, Poll: 5 * time.Millisecond}
+	o := token.Options{Owner: owner, Now: e.clock.Now, Sleep: advance(e.clock), Poll: 5 * time.Millisecond}
 	for _, f := range opts {
 		f(&o)
 	}
@@ -464,7 +464,7 @@ func TestKeeper_RefreshDueSpreads(t *testing.T) {
 	}
 	cw := &countingWeChat{WeChat: e.wx}
 	k := token.NewKeeper(store.NewTokenStore(e.db), cw, getter{s: store.NewTenantStore(e.db)},
-		token.Options{Owner: "p1", Now: e.clock.Now, Concurrency: 3})
+		token.Options{Owner: "p1", Now: e.clock.Now, Sleep: advance(e.clock), Concurrency: 3})
 	ctx := context.Background()
 	if err := k.RefreshDue(ctx); err != nil {
 		t.Fatal(err)
