@@ -4,10 +4,12 @@ import (
 	"cmp"
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/uptrace/bun"
@@ -33,6 +35,14 @@ import (
 // delivery rate. Redelivery, asked for by a person, is durable.
 type DeliveryStore struct {
 	db *DB
+
+	// On SQLite, the hot statements prepared on the relaxed pool, once:
+	// database/sql then prepares each once on every connection it runs
+	// on. bun writes values into a statement's text, and SQLite compiled
+	// the claim afresh at every call, a quarter of its CPU. Nil until
+	// first used.
+	stmtMu sync.Mutex
+	stmts  map[string]*sql.Stmt
 }
 
 var _ delivery.Store = (*DeliveryStore)(nil)
@@ -89,8 +99,10 @@ func (s *DeliveryStore) ClaimDue(ctx context.Context, c delivery.Claim) ([]*deli
 	if err := validateClaim(c); err != nil {
 		return nil, fmt.Errorf("claim due events: %w", err)
 	}
-	db, pg := s.db.relaxed, s.db.Dialect() == "pg"
-	now := c.Now.UTC()
+	if s.db.Dialect() != "pg" {
+		return s.claimSQLite(ctx, c)
+	}
+	db, now := s.db.relaxed, c.Now.UTC()
 
 	// 1. pt(id): the first pending tenant, then each time the next one.
 	// The scalar subqueries are what lets both engines jump through the
@@ -130,23 +142,16 @@ func (s *DeliveryStore) ClaimDue(ctx context.Context, c delivery.Claim) ([]*deli
 		Column("x.seq").
 		OrderExpr("x.next_attempt_at, x.seq").
 		Limit(int64(c.Limit))
-	if pg {
-		// LATERAL runs the subquery per tenant; its row locks are what
-		// lets concurrent claims pass each other.
-		claimable = claimable.Column("e.next_attempt_at").For("UPDATE OF e SKIP LOCKED")
-		picked = picked.Join("CROSS JOIN LATERAL (?) AS x", claimable)
-	} else {
-		// SQLite has no LATERAL: the subquery correlated with t in the
-		// join condition does the same, looked up by rowid.
-		picked = picked.Join("JOIN events AS x ON x.seq IN (?)", claimable)
-	}
+	// LATERAL runs the subquery per tenant; its row locks are what lets
+	// concurrent claims pass each other.
+	claimable = claimable.Column("e.next_attempt_at").For("UPDATE OF e SKIP LOCKED")
+	picked = picked.Join("CROSS JOIN LATERAL (?) AS x", claimable)
 	if len(c.Exclude) > 0 {
 		picked = picked.Where("t.id NOT IN (?)", bun.List(c.Exclude))
 	}
 
 	// 3. Lease what was picked, if it is still claimable. MATERIALIZED
-	// (PostgreSQL only; SQLite evaluates an IN list once anyway) runs the
-	// locking step once, whatever plan the UPDATE gets.
+	// runs the locking step once, whatever plan the UPDATE gets.
 	var rows []claimedRow
 	err := db.NewUpdate().Table("events").
 		WithRecursive("pt", pendingTenants).
@@ -162,6 +167,11 @@ func (s *DeliveryStore) ClaimDue(ctx context.Context, c delivery.Claim) ([]*deli
 		return nil, fmt.Errorf("claim due events: %w", err)
 	}
 
+	return claimedJobs(rows, c), nil
+}
+
+// claimedJobs turns the rows a claim leased into jobs, soonest due first.
+func claimedJobs(rows []claimedRow, c delivery.Claim) []*delivery.Job {
 	// RETURNING promises no order.
 	slices.SortFunc(rows, func(a, b claimedRow) int {
 		return cmp.Or(a.NextAttemptAt.Compare(b.NextAttemptAt), cmp.Compare(a.Seq, b.Seq))
@@ -178,7 +188,96 @@ func (s *DeliveryStore) ClaimDue(ctx context.Context, c delivery.Claim) ([]*deli
 			LeaseUntil:   c.LeaseUntil.UTC(),
 		}
 	}
-	return jobs, nil
+	return jobs
+}
+
+// sqliteClaim is ClaimDue's statement on SQLite: the same three steps as
+// the query ClaimDue builds for PostgreSQL, written out with parameters so
+// that it is prepared once per connection (see DeliveryStore.stmts).
+// SQLite has no LATERAL: the subquery correlated with t in the join
+// condition does the same, looked up by rowid. It evaluates an IN list once,
+// and its single write lock serialises claims, so nothing is locked row by
+// row. Parameters: ?1 now, ?2 per tenant, ?3 the excluded tenants as a JSON
+// array, ?4 the limit, ?5 the owner, ?6 the lease's end.
+const sqliteClaim = `WITH RECURSIVE pt(id) AS (
+	SELECT (SELECT min(tenant_id) FROM events WHERE state = 'pending')
+	UNION ALL
+	SELECT (SELECT min(n.tenant_id) FROM events AS n WHERE n.state = 'pending' AND n.tenant_id > pt.id)
+	FROM pt WHERE pt.id IS NOT NULL
+), picked AS (
+	SELECT x.seq FROM pt
+	JOIN tenants AS t ON t.id = pt.id
+	JOIN events AS x ON x.seq IN (
+		SELECT e.seq FROM events AS e
+		WHERE e.tenant_id = t.id AND e.state = 'pending'
+			AND e.next_attempt_at <= ?1
+			AND (e.lease_expires_at IS NULL OR e.lease_expires_at < ?1)
+			AND (NOT t.ordered_delivery OR NOT EXISTS (
+				SELECT 1 FROM events AS p
+				WHERE p.tenant_id = e.tenant_id AND p.openid = e.openid
+					AND p.state = 'pending' AND p.ordered
+					AND (p.create_time, p.seq) < (e.create_time, e.seq)))
+		ORDER BY e.next_attempt_at, e.seq
+		LIMIT ?2)
+	WHERE t.id NOT IN (SELECT value FROM json_each(?3))
+	ORDER BY x.next_attempt_at, x.seq
+	LIMIT ?4
+)
+UPDATE events SET lease_owner = ?5, lease_expires_at = ?6
+WHERE seq IN (SELECT seq FROM picked) AND state = 'pending'
+	AND (lease_expires_at IS NULL OR lease_expires_at < ?1)
+RETURNING seq, id, tenant_id, payload, receive_time, next_attempt_at, attempt_count, retry_index`
+
+// claimSQLite is ClaimDue on SQLite.
+func (s *DeliveryStore) claimSQLite(ctx context.Context, c delivery.Claim) ([]*delivery.Job, error) {
+	exclude := "[]"
+	if len(c.Exclude) > 0 {
+		b, err := json.Marshal(c.Exclude)
+		if err != nil {
+			return nil, fmt.Errorf("claim due events: %w", err)
+		}
+		exclude = string(b)
+	}
+	stmt, err := s.stmt(ctx, sqliteClaim)
+	if err != nil {
+		return nil, fmt.Errorf("claim due events: %w", err)
+	}
+	now := sqliteTime(c.Now)
+	rs, err := stmt.QueryContext(ctx, now, c.PerTenant, exclude, c.Limit, c.Owner, sqliteTime(c.LeaseUntil))
+	if err != nil {
+		return nil, fmt.Errorf("claim due events: %w", err)
+	}
+	defer rs.Close()
+	rows := make([]claimedRow, 0, c.Limit)
+	for rs.Next() {
+		var r claimedRow
+		if err := rs.Scan(&r.Seq, &r.ID, &r.TenantID, &r.Payload, &r.ReceiveTime, &r.NextAttemptAt, &r.AttemptCount, &r.RetryIndex); err != nil {
+			return nil, fmt.Errorf("claim due events: %w", err)
+		}
+		rows = append(rows, r)
+	}
+	if err := rs.Err(); err != nil {
+		return nil, fmt.Errorf("claim due events: %w", err)
+	}
+	return claimedJobs(rows, c), nil
+}
+
+// stmt returns query prepared on the relaxed pool (SQLite only).
+func (s *DeliveryStore) stmt(ctx context.Context, query string) (*sql.Stmt, error) {
+	s.stmtMu.Lock()
+	defer s.stmtMu.Unlock()
+	if st := s.stmts[query]; st != nil {
+		return st, nil
+	}
+	st, err := s.db.relaxed.DB.PrepareContext(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	if s.stmts == nil {
+		s.stmts = map[string]*sql.Stmt{}
+	}
+	s.stmts[query] = st
+	return st, nil
 }
 
 // claimedRow is what ClaimDue reads back of a leased event.
@@ -247,10 +346,23 @@ func (s *DeliveryStore) Record(ctx context.Context, outcomes []delivery.Outcome)
 		recs[i] = outcomeRecord{o: o, state: state, attempt: newAttemptRow(o.Job.TenantID, o.Job.EventID, o.Attempt)}
 	}
 	pg := s.db.Dialect() == "pg"
+	var ins, upd *sql.Stmt
+	if !pg {
+		var err error
+		if ins, err = s.stmt(ctx, sqliteInsertAttempt); err != nil {
+			return fmt.Errorf("record %d outcomes: %w", len(outcomes), err)
+		}
+		if upd, err = s.stmt(ctx, sqliteRecordOutcome); err != nil {
+			return fmt.Errorf("record %d outcomes: %w", len(outcomes), err)
+		}
+	}
 	var err error
 	for attempt := 1; ; attempt++ {
 		err = s.db.relaxed.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
-			return record(ctx, tx, pg, recs)
+			if !pg {
+				return recordPrepared(ctx, tx, ins, upd, recs)
+			}
+			return record(ctx, tx, recs)
 		})
 		if err == nil || !isDeadlock(err) || attempt == recordAttempts {
 			break
@@ -271,7 +383,7 @@ type outcomeRecord struct {
 	seq int64
 }
 
-// record stores recs in tx. It may run more than once.
+// record stores recs in tx on PostgreSQL. It may run more than once.
 //
 // It finds the events first, and then writes by seq: an UPDATE that names
 // the event by id and tenant gave PostgreSQL's planner, before the table's
@@ -279,13 +391,12 @@ type outcomeRecord struct {
 // the unique index on id, which made each update read the tenant's whole
 // backlog (0.8 ms an outcome with 600 pending events per tenant). Nothing
 // competes with the primary key.
-func record(ctx context.Context, tx bun.Tx, pg bool, recs []outcomeRecord) error {
+func record(ctx context.Context, tx bun.Tx, recs []outcomeRecord) error {
 	// Which events still exist, and their tenants, which the attempts take
 	// (the outcome's job says the same, unless its caller erred). On
 	// PostgreSQL this also locks the events, in id order, so that a tenant
 	// being deleted waits for this transaction instead of removing an event
-	// between this look-up and the insert of its attempt; SQLite's write
-	// lock, taken at BEGIN, does the same.
+	// between this look-up and the insert of its attempt.
 	ids := make([]string, 0, len(recs))
 	for _, r := range recs {
 		ids = append(ids, string(r.o.Job.EventID))
@@ -302,10 +413,8 @@ func record(ctx context.Context, tx bun.Tx, pg bool, recs []outcomeRecord) error
 		var rows []found
 		q := tx.NewSelect().Model((*eventRow)(nil)).Column("seq", "id", "tenant_id").
 			Where("id IN (?)", bun.List(ids[start:min(start+lookupChunkRows, len(ids))])).
-			OrderExpr("id")
-		if pg {
-			q = q.For("NO KEY UPDATE")
-		}
+			OrderExpr("id").
+			For("NO KEY UPDATE")
 		if err := q.Scan(ctx, &rows); err != nil {
 			return fmt.Errorf("find events: %w", err)
 		}
@@ -328,49 +437,43 @@ func record(ctx context.Context, tx bun.Tx, pg bool, recs []outcomeRecord) error
 	if len(live) == 0 {
 		return nil
 	}
-	if pg {
-		return recordMultiRow(ctx, tx, live)
-	}
-	return recordPrepared(ctx, tx, live)
+	return recordMultiRow(ctx, tx, live)
 }
 
 // sqliteInsertAttempt and sqliteRecordOutcome are recordPrepared's
-// statements. Like sqliteInsert, they are prepared once per batch and run
-// per outcome with bound parameters: SQLite has no round trips to save,
-// and a statement per row costs less to build and parse than one holding
-// the batch's values (response bodies in hex) in its text.
+// statements, prepared once per connection (see DeliveryStore.stmts) and
+// run per outcome with bound parameters: SQLite has no round trips to
+// save, and a statement per row costs less than one holding the batch's
+// values (response bodies in hex) in its text. Both find the event by its
+// id, through its unique index, so that no look-up precedes them.
 const (
+	// The attempt, if its event still exists; its tenant is the event's.
 	sqliteInsertAttempt = `INSERT INTO attempts (event_id, tenant_id, time, http_status, latency_ms, error_class, error, response_body)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?)`
+SELECT id, tenant_id, ?, ?, ?, ?, ?, ? FROM events WHERE id = ?`
 	// The event's next state, if the outcome's owner holds its lease.
 	sqliteRecordOutcome = `UPDATE events SET
 	state = ?, attempt_count = attempt_count + 1, retry_index = ?,
 	next_attempt_at = coalesce(?, next_attempt_at), finished_at = ?,
 	lease_owner = NULL, lease_expires_at = NULL
-WHERE seq = ? AND state = 'pending' AND lease_owner = ?`
+WHERE id = ? AND state = 'pending' AND lease_owner = ?`
 )
 
-// recordPrepared is record's writing on SQLite: the outcomes apply one by
-// one, in batch order.
-func recordPrepared(ctx context.Context, tx bun.Tx, recs []*outcomeRecord) error {
-	ins, err := tx.Tx.PrepareContext(ctx, sqliteInsertAttempt)
-	if err != nil {
-		return fmt.Errorf("insert attempts: %w", err)
-	}
+// recordPrepared is Record on SQLite: the outcomes apply one by one, in
+// batch order. SQLite's write lock, taken at BEGIN, keeps a tenant's
+// deletion from coming between an event and its attempt.
+func recordPrepared(ctx context.Context, tx bun.Tx, ins, upd *sql.Stmt, recs []outcomeRecord) error {
+	ins, upd = tx.Tx.StmtContext(ctx, ins), tx.Tx.StmtContext(ctx, upd)
 	defer ins.Close()
-	upd, err := tx.Tx.PrepareContext(ctx, sqliteRecordOutcome)
-	if err != nil {
-		return fmt.Errorf("update events: %w", err)
-	}
 	defer upd.Close()
-	for _, r := range recs {
+	for i := range recs {
+		r := &recs[i]
 		a := r.attempt
-		_, err := ins.ExecContext(ctx, a.EventID, a.TenantID, sqliteTime(a.Time), a.HTTPStatus, a.LatencyMS, a.ErrorClass, a.Error, a.ResponseBody)
+		_, err := ins.ExecContext(ctx, sqliteTime(a.Time), a.HTTPStatus, a.LatencyMS, a.ErrorClass, a.Error, a.ResponseBody, a.EventID)
 		if err != nil {
 			return fmt.Errorf("insert attempt at event %s: %w", a.EventID, err)
 		}
 		next, finished := r.nextTimes()
-		if _, err := upd.ExecContext(ctx, r.state, r.o.RetryIndex, sqliteNullTime(next), sqliteNullTime(finished), r.seq, r.o.Owner); err != nil {
+		if _, err := upd.ExecContext(ctx, r.state, r.o.RetryIndex, sqliteNullTime(next), sqliteNullTime(finished), a.EventID, r.o.Owner); err != nil {
 			return fmt.Errorf("update event %s: %w", a.EventID, err)
 		}
 	}

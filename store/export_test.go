@@ -9,3 +9,8 @@ func SetWALFsync(db *DB, fsync func(*os.File) error) {
 	defer db.wal.mu.Unlock()
 	db.wal.fsync = fsync
 }
+
+// SQLiteDeliveryStatements are the statements DeliveryStore prepares on
+// SQLite, which bun's query hooks do not see: TestDeliveryStore_IndexUse
+// checks their plans too.
+var SQLiteDeliveryStatements = []string{sqliteClaim, sqliteInsertAttempt, sqliteRecordOutcome}
