@@ -30,6 +30,8 @@ type config struct {
 	AllowPrivateWebhooks bool
 	RetrySchedule        []time.Duration
 	DeliveryTimeout      time.Duration
+	Retention            time.Duration // delivered events
+	FailedRetention      time.Duration
 	DebugAddr            string
 	LogLevel             slog.Level
 }
@@ -68,6 +70,9 @@ func (fs *flagSet) addServeFlags() {
 		return err
 	})
 	fs.DurationVar(&c.DeliveryTimeout, "delivery-timeout", 15*time.Second, "how long one webhook delivery attempt may take (WXRELAY_DELIVERY_TIMEOUT)")
+	c.Retention, c.FailedRetention = 7*24*time.Hour, 30*24*time.Hour
+	fs.Func("retention", "how long delivered events are kept, with their attempts, at least 1h (WXRELAY_RETENTION)\n(default 168h)", durationFlag(&c.Retention))
+	fs.Func("failed-retention", "how long failed events are kept, to be redelivered, at least 1h (WXRELAY_FAILED_RETENTION)\n(default 720h)", durationFlag(&c.FailedRetention))
 	fs.StringVar(&c.DebugAddr, "debug-addr", "", "if set, serve Go's /debug/pprof profiles here, e.g. 127.0.0.1:6060; keep it private (WXRELAY_DEBUG_ADDR)")
 	fs.TextVar(&c.LogLevel, "log-level", slog.LevelInfo, "debug, info, warn or error (WXRELAY_LOG_LEVEL)")
 	for name, env := range map[string]string{
@@ -75,6 +80,7 @@ func (fs *flagSet) addServeFlags() {
 		"wechat-api": "WXRELAY_WECHAT_API", "allow-private-webhooks": "WXRELAY_ALLOW_PRIVATE_WEBHOOKS",
 		"retry-schedule": "WXRELAY_RETRY_SCHEDULE", "log-level": "WXRELAY_LOG_LEVEL",
 		"delivery-timeout": "WXRELAY_DELIVERY_TIMEOUT", "debug-addr": "WXRELAY_DEBUG_ADDR",
+		"retention": "WXRELAY_RETENTION", "failed-retention": "WXRELAY_FAILED_RETENTION",
 	} {
 		fs.bindEnv(name, env)
 	}
@@ -113,6 +119,19 @@ func (fs *flagSet) parse(args []string) (*config, error) {
 }
 
 var defaultRetrySchedule = []time.Duration{0, 5 * time.Second, 5 * time.Minute, 30 * time.Minute, 2 * time.Hour, 5 * time.Hour, 10 * time.Hour, 10 * time.Hour}
+
+// durationFlag parses a flag's Go duration into d, with an error that
+// shows the form wanted (the flag package says only "parse error").
+func durationFlag(d *time.Duration) func(string) error {
+	return func(s string) error {
+		v, err := time.ParseDuration(strings.TrimSpace(s))
+		if err != nil {
+			return fmt.Errorf("%q is not a Go duration such as 168h or 90m", s)
+		}
+		*d = v
+		return nil
+	}
+}
 
 func parseSchedule(s string) ([]time.Duration, error) {
 	var ds []time.Duration
@@ -169,8 +188,25 @@ func (c *config) validateServe() error {
 	if len(c.RetrySchedule) == 0 {
 		return errors.New("--retry-schedule / WXRELAY_RETRY_SCHEDULE: needs at least one delay")
 	}
+	for _, r := range []struct {
+		flag, env string
+		keep      time.Duration
+	}{
+		{"--retention", "WXRELAY_RETENTION", c.Retention},
+		{"--failed-retention", "WXRELAY_FAILED_RETENTION", c.FailedRetention},
+	} {
+		if r.keep < minRetention {
+			return fmt.Errorf("%s / %s: %s is under the minimum of %s: events carry their de-duplication keys, "+
+				"and a push that WeChat retries after its event is pruned would be delivered twice", r.flag, r.env, r.keep, minRetention)
+		}
+	}
 	return nil
 }
+
+// minRetention is the shortest retention accepted. WeChat retries a push
+// within seconds to minutes, and the event's row is what recognises the
+// retry: an hour is far beyond that, and still short enough for tests.
+const minRetention = time.Hour
 
 func checkAddr(addr string) error {
 	_, port, err := net.SplitHostPort(addr)
@@ -240,5 +276,6 @@ func (c config) LogValue() slog.Value {
 		slog.String("public_url", c.PublicURL), slog.String("wechat_api", c.WeChatAPI),
 		slog.String("secret_key", key), slog.Bool("allow_private_webhooks", c.AllowPrivateWebhooks),
 		slog.Any("retry_schedule", c.RetrySchedule),
+		slog.Duration("retention", c.Retention), slog.Duration("failed_retention", c.FailedRetention),
 	)
 }

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func env(vars map[string]string) func(string) string {
@@ -33,6 +34,10 @@ func TestBadSettingsStopStartup(t *testing.T) {
 		{"negative delay", []string{"serve", "--db", db, "--retry-schedule", "-5s"}, nil, "negative"},
 		{"bad bool env", []string{"serve", "--db", db}, map[string]string{"WXRELAY_ALLOW_PRIVATE_WEBHOOKS": "sure"}, "WXRELAY_ALLOW_PRIVATE_WEBHOOKS"},
 		{"bad ttl", []string{"admin-token", "--db", db, "--ttl", "-1h"}, nil, "--ttl"},
+		{"bad retention", []string{"serve", "--db", db}, map[string]string{"WXRELAY_RETENTION": "7d"}, "WXRELAY_RETENTION"},
+		{"short retention", []string{"serve", "--db", db, "--retention", "30m"}, nil, "--retention / WXRELAY_RETENTION: 30m0s is under the minimum of 1h0m0s"},
+		{"short failed retention", []string{"serve", "--db", db}, map[string]string{"WXRELAY_FAILED_RETENTION": "10m"}, "WXRELAY_FAILED_RETENTION: 10m0s is under"},
+		{"negative retention", []string{"serve", "--db", db, "--failed-retention", "-720h"}, nil, "--failed-retention"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			var stdout, stderr bytes.Buffer
@@ -59,6 +64,24 @@ func TestFlagsWinOverEnvironment(t *testing.T) {
 	}
 	if cfg.DB != "wxrelay.db" || len(cfg.RetrySchedule) != 8 {
 		t.Errorf("defaults: db %q schedule %v", cfg.DB, cfg.RetrySchedule)
+	}
+	if cfg.Retention != 7*24*time.Hour || cfg.FailedRetention != 30*24*time.Hour {
+		t.Errorf("default retention %s, failed %s; want 168h and 720h", cfg.Retention, cfg.FailedRetention)
+	}
+}
+
+func TestRetentionSettings(t *testing.T) {
+	fs := newFlagSet("serve", env(map[string]string{"WXRELAY_RETENTION": "24h", "WXRELAY_FAILED_RETENTION": "48h"}), &bytes.Buffer{})
+	fs.addServeFlags()
+	cfg, err := fs.parse([]string{"--failed-retention", "1h"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.validateServe(); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Retention != 24*time.Hour || cfg.FailedRetention != time.Hour {
+		t.Errorf("retention %s, failed %s; want the env 24h and the flag 1h", cfg.Retention, cfg.FailedRetention)
 	}
 }
 

@@ -170,7 +170,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		}},
 		job{name: "refresh-access-tokens", every: time.Minute, exclusive: true, run: keeper.RefreshDue},
 		job{name: "prune-events", every: time.Hour, exclusive: true, run: func(ctx context.Context) error {
-			n, err := delivery.Prune(ctx, deliveryStore, delivery.Retention{}, time.Now())
+			n, err := delivery.Prune(ctx, deliveryStore, delivery.Retention{Delivered: cfg.Retention, Failed: cfg.FailedRetention}, time.Now())
 			if n > 0 {
 				log.Info("pruned finished events", "events", n)
 			}
