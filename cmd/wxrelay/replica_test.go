@@ -51,7 +51,7 @@ type replica struct {
 // startReplicas starts n `wxrelay serve` processes at once, each on its own
 // ports, with the same environment (one database, one secret key), and
 // waits until all are ready. They migrate the database together.
-func startReplicas(t *testing.T, n int, env ...string) []replica {
+func startReplicas(t testing.TB, n int, env ...string) []replica {
 	t.Helper()
 	ps := make([]replica, n)
 	for i := range ps {
