@@ -30,7 +30,7 @@ import (
 // half the pushes each, one after the other in one run, so that the three
 // can be compared (docs/bench/replicas.sh starts a PostgreSQL for it):
 //
-//   - latency: distinct safe-mode JSON pushes at a fixed rate (default 500
+//   - latency: distinct safe-mode JSON pushes at a fixed rate (default 200
 //     pushes/s, WXRELAY_BENCH_RATE) for WXRELAY_BENCH_SECONDS (default 10),
 //     open loop; the answer latency, and push → webhook: from handing each
 //     push to a sender to its first arrival at a loopback webhook.
@@ -44,7 +44,7 @@ import (
 // on). The PostgreSQL cases skip without WXRELAY_TEST_POSTGRES. Run with
 // -benchtime 1x: each case measures once, whatever b.N.
 func BenchmarkReplicas(b *testing.B) {
-	rate := benchEnvInt(b, "WXRELAY_BENCH_RATE", 500)
+	rate := benchEnvInt(b, "WXRELAY_BENCH_RATE", 200)
 	secs := benchEnvInt(b, "WXRELAY_BENCH_SECONDS", 10)
 	for _, c := range []struct {
 		name     string

@@ -29,4 +29,11 @@ if [ -z "${WXRELAY_TEST_POSTGRES:-}" ]; then
   export WXRELAY_TEST_POSTGRES="postgres://postgres@127.0.0.1:$PGPORT/postgres?sslmode=disable"
 fi
 
-go test ./cmd/wxrelay -run '^$' -bench '^BenchmarkReplicas$' -benchtime 1x -count "${COUNT:-3}" -timeout 30m
+# Whole runs one after another, so that each run's three cases meet the
+# same load on this shared machine.
+go test -c -o "${TMPDIR:-/tmp}/wxrelay-replicas.test" ./cmd/wxrelay
+trap 'rm -f "${TMPDIR:-/tmp}/wxrelay-replicas.test"; ${PGTMP:+stop_pg}' EXIT
+for run in $(seq "${COUNT:-3}"); do
+  echo "== run $run"
+  (cd cmd/wxrelay && "${TMPDIR:-/tmp}/wxrelay-replicas.test" -test.run '^$' -test.bench '^BenchmarkReplicas$' -test.benchtime 1x -test.timeout 30m)
+done
