@@ -622,14 +622,9 @@ func TestProxyConfigs(t *testing.T) {
 			t.Errorf("caddy/Caddyfile lacks %q", want)
 		}
 	}
-	caps := regexp.MustCompile(`max_size (\d+)MB`).FindAllStringSubmatch(cf, -1)
-	if len(caps) != 2 {
-		t.Fatalf("the Caddyfile has %d body caps, want 2 (pushes, API)", len(caps))
-	}
-	push, _ := strconv.Atoi(caps[0][1])
-	apiCap, _ := strconv.Atoi(caps[1][1])
-	if push*1e6 <= ingress.MaxBodyBytes || apiCap*1e6 < api.MaxUploadBodyBytes {
-		t.Errorf("Caddy's body caps %d MB and %d MB: want above %d and %d bytes", push, apiCap, ingress.MaxBodyBytes, api.MaxUploadBodyBytes)
+	// Caddy leaves bodies uncapped unless told; the relay answers 413.
+	if strings.Contains(cf, "max_size") {
+		t.Error("the Caddyfile caps bodies: Caddy 2.6 answers 502 for them, and the relay answers 413 itself")
 	}
 }
 
