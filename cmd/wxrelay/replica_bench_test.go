@@ -94,6 +94,12 @@ func BenchmarkReplicas(b *testing.B) {
 			b.ReportMetric(q(1), "e2e_max_ms")
 			b.ReportMetric(closed.Rate, "pushes/s")
 			b.ReportMetric(float64(closed.OK)/last.Sub(start).Seconds(), "delivered/s")
+			for i, p := range ps {
+				// The relays log at warn: anything they said is news.
+				if lines := strings.Split(strings.TrimSpace(p.log.String()), "\n"); lines[0] != "" {
+					b.Logf("replica %d logged %d lines, the first: %s", i, len(lines), lines[0])
+				}
+			}
 			if closed.Unprepared > 0 {
 				b.Logf("%d pushes of the closed loop were encrypted during it", closed.Unprepared)
 			}
