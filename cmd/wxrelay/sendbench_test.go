@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"slices"
 	"strconv"
@@ -14,6 +15,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/wxrelay/wxrelay/relay/wechat"
 )
 
 // BenchmarkSend measures what the relay adds to a customer-service send.
@@ -28,7 +31,8 @@ import (
 //
 // It reports the p50 and p99 latency of each, the latency the relay adds
 // (relay minus direct) at both, the throughput of each and their ratio.
-// Run it once, not as a timed loop:
+// Every user the sends go to has pushed a message first. Run it once, not
+// as a timed loop:
 //
 //	go test ./cmd/wxrelay -run '^$' -bench Send -benchtime 1x
 //
@@ -40,8 +44,13 @@ func BenchmarkSend(b *testing.B) {
 	rounds := benchEnvInt(b, "WXRELAY_BENCH_SEND_ROUNDS", 5)
 	perRound := benchEnvInt(b, "WXRELAY_BENCH_SEND_PER_ROUND", 2000)
 
+	// The users' pushes become events for the tenant's webhook, a local
+	// receiver; their first delivery is an hour out, so that delivery does
+	// not share the measured minutes.
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) }))
+	b.Cleanup(hook.Close)
 	dir := b.TempDir()
-	p := startServe(b, dir)
+	p := startServe(b, dir, "WXRELAY_ALLOW_PRIVATE_WEBHOOKS=true", "WXRELAY_RETRY_SCHEDULE=1h")
 	admin := adminTokenIn(b, dir)
 	const appid, secret = "wx0123456789abcdef", "bench-secret"
 	p.sim.AddApp(appid, secret)
@@ -50,7 +59,7 @@ func BenchmarkSend(b *testing.B) {
 		APIKey string              `json:"api_key"`
 	}
 	body := `{"appid":"` + appid + `","app_secret":"` + secret + `","token":"PushToken1","encrypt_mode":"ENCRYPT_MODE_PLAINTEXT",
-		"data_format":"DATA_FORMAT_JSON","webhook_url":"https://hooks.example.com/bench"}`
+		"data_format":"DATA_FORMAT_JSON","webhook_url":"` + hook.URL + `/events"}`
 	if code := p.api(b, "POST", "/v1/tenants", admin, body, &created); code != 200 {
 		b.Fatalf("create tenant: %d", code)
 	}
@@ -66,6 +75,14 @@ func BenchmarkSend(b *testing.B) {
 		req.Header.Set("Content-Type", "application/json")
 		return expect(client, req, "{}")
 	}
+	// Each user the sends go to has written first, as in real use: the
+	// reply window (48 hours after a user's message) is open for them
+	// however the relay checks it.
+	pushUser(b, p, created.Tenant.ID, "o_bench_warm", 0)
+	for i := range benchUsers {
+		pushUser(b, p, created.Tenant.ID, benchUser(i), int64(i+1))
+	}
+
 	// The first relay send fetches the tenant's stable token; the direct
 	// sends then use the very same token, as WeChat's normal mode hands
 	// every caller the current one.
@@ -146,8 +163,7 @@ func runRound(b *testing.B, name string, send func(openid string) error, conc, n
 				if i >= n || failed.Load() != nil {
 					return
 				}
-				// A few hundred users, as a tenant answering its queue.
-				openid := "o_bench_" + strconv.Itoa(i%500)
+				openid := benchUser(i % benchUsers)
 				t0 := time.Now()
 				if err := send(openid); err != nil {
 					err = fmt.Errorf("%s send %d: %w", name, i, err)
@@ -164,6 +180,33 @@ func runRound(b *testing.B, name string, send func(openid string) error, conc, n
 		b.Fatal(*err)
 	}
 	return lat, took
+}
+
+// benchUsers is how many users the sends go to: a few hundred, as a
+// tenant answering its queue.
+const benchUsers = 500
+
+func benchUser(i int) string { return "o_bench_" + strconv.Itoa(i) }
+
+// pushUser pushes a text message from openid to tenant tid's push URL, as
+// WeChat would, and checks it was stored ("success").
+func pushUser(b *testing.B, p *process, tid, openid string, n int64) {
+	b.Helper()
+	pusher := &wechat.Pusher{Token: "PushToken1", Mode: wechat.ModePlaintext}
+	msg := wechat.TextMessage(wechat.FormatJSON, wechat.Header{ToUserName: "gh_bench", FromUserName: openid, CreateTime: time.Now().Unix()}, "where is my order?", 1e18+n)
+	req, err := pusher.Push(msg, time.Now().Unix(), strconv.FormatInt(n, 10))
+	if err != nil {
+		b.Fatal(err)
+	}
+	resp, err := http.Post("http://"+p.http+"/wx/"+tid+"?"+req.RawQuery(), req.ContentType, bytes.NewReader(req.Body))
+	if err != nil {
+		b.Fatal(err)
+	}
+	got, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || string(got) != "success" {
+		b.Fatalf("push from %s: %d %s", openid, resp.StatusCode, got)
+	}
 }
 
 func sendBody(openid string) []byte {
