@@ -66,7 +66,8 @@ func NewDeliveryStore(db *DB) *DeliveryStore { return &DeliveryStore{db: db} }
 //  1. pt: the tenants that have pending events, found by skipping through
 //     the index events_tenant_due one tenant at a time: as many index
 //     probes as such tenants, whatever their backlogs.
-//  2. picked: for each of them, its first c.PerTenant claimable events
+//  2. picked: for each of them, its first min(c.PerTenant, c.Limit)
+//     claimable events
 //     from the same index, and the first c.Limit of all these.
 //  3. an UPDATE that leases the picked events, re-checking on each row
 //     that it is still pending and unleased.
@@ -86,9 +87,10 @@ func NewDeliveryStore(db *DB) *DeliveryStore { return &DeliveryStore{db: db} }
 // so that claims never wait for each other. Without it, claims locked
 // overlapping rows in different orders and deadlocked
 // (TestDeliveryStore_ClaimOrderedConcurrently). The price is that a claim
-// locks up to c.PerTenant rows of every tenant with due events, more than
-// it may lease, for its few milliseconds. What rules out a double claim is
-// the UPDATE's own check of state and lease on each row: under READ
+// locks up to min(c.PerTenant, c.Limit) rows of every tenant with due
+// events, more than it may lease, for its few milliseconds. What rules out
+// a double claim is the UPDATE's own check of state and lease on each
+// row: under READ
 // COMMITTED, PostgreSQL re-evaluates it on the newest version of a row that
 // another transaction changed meanwhile.
 //
@@ -136,7 +138,7 @@ func (s *DeliveryStore) ClaimDue(ctx context.Context, c delivery.Claim) ([]*deli
 		Where("(e.lease_expires_at IS NULL OR e.lease_expires_at < ?)", now).
 		Where("(NOT t.ordered_delivery OR NOT EXISTS (?))", earlier).
 		OrderExpr("e.next_attempt_at, e.seq").
-		Limit(int64(c.PerTenant))
+		Limit(int64(perTenantLimit(c)))
 	picked := db.NewSelect().TableExpr("pt").
 		Join("JOIN tenants AS t ON t.id = pt.id").
 		Column("x.seq").
@@ -243,7 +245,7 @@ func (s *DeliveryStore) claimSQLite(ctx context.Context, c delivery.Claim) ([]*d
 		return nil, fmt.Errorf("claim due events: %w", err)
 	}
 	now := sqliteTime(c.Now)
-	rs, err := stmt.QueryContext(ctx, now, c.PerTenant, exclude, c.Limit, c.Owner, sqliteTime(c.LeaseUntil))
+	rs, err := stmt.QueryContext(ctx, now, perTenantLimit(c), exclude, c.Limit, c.Owner, sqliteTime(c.LeaseUntil))
 	if err != nil {
 		return nil, fmt.Errorf("claim due events: %w", err)
 	}
@@ -291,6 +293,12 @@ type claimedRow struct {
 	AttemptCount  int       `bun:"attempt_count"`
 	RetryIndex    int       `bun:"retry_index"`
 }
+
+// perTenantLimit is how many events a claim reads of each tenant: no more
+// than it may take in all. A claim for the few workers that just came free
+// then reads a few events, not c.PerTenant of every tenant only to keep
+// the first few.
+func perTenantLimit(c delivery.Claim) int { return min(c.PerTenant, c.Limit) }
 
 func validateClaim(c delivery.Claim) error {
 	switch {
