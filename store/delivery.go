@@ -67,8 +67,8 @@ func NewDeliveryStore(db *DB) *DeliveryStore { return &DeliveryStore{db: db} }
 //     the index events_tenant_due one tenant at a time: as many index
 //     probes as such tenants, whatever their backlogs.
 //  2. picked: for each of them, its first min(c.PerTenant, c.Limit)
-//     claimable events
-//     from the same index, and the first c.Limit of all these.
+//     claimable events from the same index, and the first c.Limit of all
+//     these.
 //  3. an UPDATE that leases the picked events, re-checking on each row
 //     that it is still pending and unleased.
 //
