@@ -72,10 +72,13 @@ type DB struct {
 	bun *bun.DB
 	// relaxed is for writes whose loss in a crash is harmless: on SQLite
 	// a second pool on the same file whose commits skip the fsync
-	// (synchronous=NORMAL); on PostgreSQL, bun itself. In WAL mode the
-	// two mix safely: the WAL is one sequence, so a later durable commit
-	// (or checkpoint) makes every earlier relaxed one durable too, and a
-	// crash can only lose the newest relaxed commits, never reorder them.
+	// (synchronous=NORMAL); on PostgreSQL a second pool whose sessions
+	// commit without waiting for the WAL flush (synchronous_commit=off).
+	// On either engine the two mix safely: the WAL is one sequence, so a
+	// later durable commit (or checkpoint, or PostgreSQL's WAL writer,
+	// within 600 ms by default) makes every earlier relaxed one durable
+	// too, and a crash can only lose the newest relaxed commits, never
+	// reorder them. A relaxed commit is visible to every session at once.
 	relaxed      *bun.DB
 	sealer       *sealer
 	log          *slog.Logger
@@ -143,6 +146,16 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 		}
 		db.checkpointer = startCheckpointer(bdb.DB, log)
 		db.wal = newWALSyncer(tgt.path)
+	} else {
+		// pgdriver sends unknown URL parameters as session settings.
+		u := *tgt.url
+		q := u.Query()
+		q.Set("synchronous_commit", "off")
+		u.RawQuery = q.Encode()
+		if db.relaxed, err = openPostgres(ctx, &u); err != nil {
+			bdb.Close()
+			return nil, err
+		}
 	}
 	log.InfoContext(ctx, "database opened", "dialect", tgt.dialect, "location", tgt.String())
 

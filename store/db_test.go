@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/uptrace/bun"
 	"github.com/uptrace/bun/migrate"
 
 	"github.com/wxrelay/wxrelay/migrations"
@@ -152,6 +153,25 @@ func TestOpen_SQLiteImmediateTx(t *testing.T) {
 	}
 	if !strings.Contains(err.Error(), "locked") {
 		t.Errorf("second BEGIN IMMEDIATE error = %v, want database is locked", err)
+	}
+}
+
+// TestOpen_PostgresRelaxedCommits checks that only the relaxed pool's
+// commits skip waiting for the WAL flush.
+func TestOpen_PostgresRelaxedCommits(t *testing.T) {
+	db := storetest.NewPostgres(t)
+	for _, tt := range []struct {
+		pool string
+		db   *bun.DB
+		want string
+	}{{"durable", db.Bun(), "on"}, {"relaxed", store.Relaxed(db), "off"}} {
+		var got string
+		if err := tt.db.QueryRowContext(context.Background(), "SHOW synchronous_commit").Scan(&got); err != nil {
+			t.Fatal(err)
+		}
+		if got != tt.want {
+			t.Errorf("%s pool: synchronous_commit = %s, want %s", tt.pool, got, tt.want)
+		}
 	}
 }
 
