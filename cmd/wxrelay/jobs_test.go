@@ -39,13 +39,20 @@ func TestJobs_ExclusiveRunOnOneReplica(t *testing.T) {
 		a, b := start(), start()
 		waitFor("each", &each, 2)
 		waitFor("exclusive", &exclusive, 1)
+		// Both stop scheduling before either releases its locks, so that
+		// a late first try cannot slip in between.
 		for _, s := range []*scheduler{a, b} {
-			if err := s.stop(); err != nil {
+			if err := s.Shutdown(); err != nil {
 				t.Fatal(err)
 			}
 		}
 		if n := exclusive.Load(); n != 1 {
 			t.Fatalf("exclusive job ran %d times on two replicas started together, want once", n)
+		}
+		for _, s := range []*scheduler{a, b} {
+			if err := s.locker.Release(context.Background()); err != nil {
+				t.Fatal(err)
+			}
 		}
 
 		// Whichever ran it released its hold when it stopped.
