@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/jonboulle/clockwork"
 
 	"github.com/wxrelay/wxrelay/api"
 	"github.com/wxrelay/wxrelay/relay"
@@ -42,6 +43,8 @@ type env struct {
 	// sim is the fake WeChat the relay sends through, at wxURL.
 	sim   *wxsim.Server
 	wxURL string
+	// clock is the reply-window check's; it starts at the real now.
+	clock *clockwork.FakeClock
 }
 
 func newEnv(t *testing.T) *env {
@@ -69,6 +72,7 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
+	clock := clockwork.NewFakeClockAt(time.Now().UTC())
 	sim := wxsim.New(wxsim.Options{})
 	wxs := httptest.NewServer(sim)
 	t.Cleanup(wxs.Close)
@@ -80,7 +84,8 @@ func newEnv(t *testing.T) *env {
 		Tenants:   svc,
 		Events:    relay.NewEvents(events),
 		Redeliver: dispatcher,
-		Messages:  message.NewService(keeper, wx),
+		Messages: message.NewService(keeper, wx).WithReplyWindows(message.WindowOptions{
+			Store: store.NewWindowStore(db), Tenants: tenant.NewCache(svc, 0, nil), Clock: clock}),
 		// Idempotency keys of sends.
 		Idempotency: store.NewIdempotencyStore(db),
 		// The real keeper, so that GetTenant's token_status is its own.
@@ -101,7 +106,7 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &env{t: t, key: key, url: hs.URL, admin: admin, srv: srv, db: db, logBuf: logBuf, sim: sim, wxURL: wxs.URL}
+	return &env{t: t, key: key, url: hs.URL, admin: admin, srv: srv, db: db, logBuf: logBuf, sim: sim, wxURL: wxs.URL, clock: clock}
 }
 
 // response is a decoded REST answer.

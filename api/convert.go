@@ -68,15 +68,16 @@ func toProto[P comparable, D comparable](table map[P]D, d D) P {
 // fields (id, push_url, state, times) are ignored.
 func toDomainTenant(p *wxrelayv1.Tenant) *tenant.Tenant {
 	return &tenant.Tenant{
-		DisplayName:     p.GetDisplayName(),
-		AppID:           p.GetAppid(),
-		OriginalID:      p.GetOriginalId(),
-		EncryptMode:     fromProto(encryptModes, p.GetEncryptMode()),
-		DataFormat:      fromProto(dataFormats, p.GetDataFormat()),
-		WebhookURL:      p.GetWebhookUrl(),
-		ReplyMode:       fromProto(replyModes, p.GetReplyMode()),
-		OrderedDelivery: p.GetOrderedDelivery(),
-		TokenEndpoint:   fromProto(tokenEndpoints, p.GetTokenEndpoint()),
+		DisplayName:       p.GetDisplayName(),
+		AppID:             p.GetAppid(),
+		OriginalID:        p.GetOriginalId(),
+		EncryptMode:       fromProto(encryptModes, p.GetEncryptMode()),
+		DataFormat:        fromProto(dataFormats, p.GetDataFormat()),
+		WebhookURL:        p.GetWebhookUrl(),
+		ReplyMode:         fromProto(replyModes, p.GetReplyMode()),
+		OrderedDelivery:   p.GetOrderedDelivery(),
+		IgnoreReplyWindow: p.GetIgnoreReplyWindow(),
+		TokenEndpoint:     fromProto(tokenEndpoints, p.GetTokenEndpoint()),
 		Secrets: tenant.Secrets{
 			AppSecret:      p.GetAppSecret(),
 			Token:          p.GetToken(),
@@ -88,20 +89,21 @@ func toDomainTenant(p *wxrelayv1.Tenant) *tenant.Tenant {
 // toProtoTenant never copies secrets: they are input only.
 func (s *tenantServer) toProtoTenant(t *tenant.Tenant) *wxrelayv1.Tenant {
 	return &wxrelayv1.Tenant{
-		Id:              string(t.ID),
-		DisplayName:     t.DisplayName,
-		Appid:           t.AppID,
-		OriginalId:      t.OriginalID,
-		EncryptMode:     toProto(encryptModes, t.EncryptMode),
-		DataFormat:      toProto(dataFormats, t.DataFormat),
-		WebhookUrl:      t.WebhookURL,
-		ReplyMode:       toProto(replyModes, t.ReplyMode),
-		PushUrl:         s.pushURL(t.ID),
-		State:           toProto(states, t.State),
-		OrderedDelivery: t.OrderedDelivery,
-		TokenEndpoint:   toProto(tokenEndpoints, endpointOrDefault(t.TokenEndpoint)),
-		CreateTime:      timestamppb.New(t.CreateTime),
-		UpdateTime:      timestamppb.New(t.UpdateTime),
+		Id:                string(t.ID),
+		DisplayName:       t.DisplayName,
+		Appid:             t.AppID,
+		OriginalId:        t.OriginalID,
+		EncryptMode:       toProto(encryptModes, t.EncryptMode),
+		DataFormat:        toProto(dataFormats, t.DataFormat),
+		WebhookUrl:        t.WebhookURL,
+		ReplyMode:         toProto(replyModes, t.ReplyMode),
+		PushUrl:           s.pushURL(t.ID),
+		State:             toProto(states, t.State),
+		OrderedDelivery:   t.OrderedDelivery,
+		IgnoreReplyWindow: t.IgnoreReplyWindow,
+		TokenEndpoint:     toProto(tokenEndpoints, endpointOrDefault(t.TokenEndpoint)),
+		CreateTime:        timestamppb.New(t.CreateTime),
+		UpdateTime:        timestamppb.New(t.UpdateTime),
 	}
 }
 

@@ -59,6 +59,9 @@ func toStatus(ctx context.Context, log *slog.Logger, method string, err error) e
 		}
 		return st.Err()
 	}
+	if st, ok := windowStatus(err); ok {
+		return st.Err()
+	}
 	if st, ok := wechatStatus(err); ok {
 		return st.Err()
 	}

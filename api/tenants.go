@@ -122,6 +122,8 @@ func patchFromMask(in *wxrelayv1.Tenant, paths []string) (tenant.Patch, error) {
 			p.ReplyMode = &d.ReplyMode
 		case "ordered_delivery":
 			p.OrderedDelivery = &d.OrderedDelivery
+		case "ignore_reply_window":
+			p.IgnoreReplyWindow = &d.IgnoreReplyWindow
 		case "token_endpoint":
 			p.TokenEndpoint = &d.TokenEndpoint
 		case "state":

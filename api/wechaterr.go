@@ -20,6 +20,13 @@ const (
 	wechatDomain = "api.weixin.qq.com"
 )
 
+// ErrorInfo of sends the relay refused itself because WeChat would
+// certainly have refused them for the user's reply window (issue 5).
+const (
+	windowReason = "REPLY_WINDOW_CLOSED"
+	windowDomain = "wxrelay"
+)
+
 // wechatCodes maps the errcodes of a send, typing or upload call to gRPC codes
 // (HTTP status in brackets, as grpc-gateway derives it):
 //
@@ -123,4 +130,32 @@ func withErrorInfo(code codes.Code, msg string, e *wechat.APIError) *status.Stat
 		return st
 	}
 	return d
+}
+
+// windowStatus returns the status of a send refused for its reply window
+// (*message.WindowClosedError), and false if err is not one. It is
+// FailedPrecondition (400) for both 45015 and 45047, unlike WeChat's own
+// 45047 (ResourceExhausted, 429): retrying cannot help until the user
+// writes again. Its ErrorInfo carries the errcode and errmsg WeChat would
+// have answered, so that clients switching on errcode keep working; its
+// reason and domain tell that the relay answered, not WeChat.
+func windowStatus(err error) (*status.Status, bool) {
+	we, ok := errors.AsType[*message.WindowClosedError](err)
+	if !ok {
+		return nil, false
+	}
+	st := status.New(codes.FailedPrecondition, we.Reason)
+	d, derr := st.WithDetails(&errdetails.ErrorInfo{
+		Reason: windowReason,
+		Domain: windowDomain,
+		Metadata: map[string]string{
+			"errcode": strconv.Itoa(we.Errcode),
+			"errmsg":  we.Errmsg(),
+			"openid":  we.OpenID,
+		},
+	})
+	if derr != nil {
+		return st, true
+	}
+	return d, true
 }

@@ -29,6 +29,9 @@ type EventStore struct {
 	// once per batch. Nil until the first batch on SQLite.
 	insertMu sync.Mutex
 	insert   *sql.Stmt
+
+	// windows records reply-window triggers (store/window.go).
+	windows windowRecorder
 }
 
 var _ relay.Store = (*EventStore)(nil)
@@ -76,6 +79,7 @@ func (s *EventStore) AppendEvents(ctx context.Context, events []*relay.Event) ([
 	if err != nil {
 		return nil, fmt.Errorf("append events: %w", err)
 	}
+	b.db, b.windows = s.db, &s.windows
 	if err := s.commit(ctx, b); err != nil {
 		return nil, err
 	}
@@ -120,6 +124,7 @@ func (s *EventStore) commit(ctx context.Context, b *appendBatch) error {
 	case err != nil:
 		return fmt.Errorf("append events: %w", err)
 	}
+	s.windows.committed(ctx, db, b.windowWrite)
 	return nil
 }
 
@@ -139,6 +144,11 @@ type appendBatch struct {
 	// prepared is sqliteInsert prepared on the relaxed pool (SQLite only).
 	prepared *sql.Stmt
 	dup      []bool
+
+	// Reply windows, written with the events (store/window.go).
+	db          *DB
+	windows     *windowRecorder
+	windowWrite windowWrite
 }
 
 type dedupKey struct{ tenantID, key string }
@@ -197,6 +207,9 @@ func (b *appendBatch) run(ctx context.Context, tx bun.Tx) error {
 		err = b.insertMultiRow(ctx, tx, index)
 	}
 	if err != nil {
+		return err
+	}
+	if err := b.recordWindows(ctx, tx); err != nil {
 		return err
 	}
 

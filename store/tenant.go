@@ -95,11 +95,11 @@ func (s *TenantStore) Update(ctx context.Context, t *tenant.Tenant) error {
 	err = s.db.bun.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
 		// The events carry the tenant's ordered_delivery (eventRow.Ordered):
 		// when it changes, so do they, in the same transaction.
-		var old []bool
-		err := tx.NewSelect().Model((*tenantRow)(nil)).Column("ordered_delivery").
+		var old []tenantRow
+		err := tx.NewSelect().Model(&old).Column("ordered_delivery", "state", "appid").
 			Where("id = ?", string(t.ID)).
 			Where("version = ?", t.Version).
-			Scan(ctx, &old)
+			Scan(ctx)
 		if err != nil {
 			return err
 		}
@@ -108,17 +108,28 @@ func (s *TenantStore) Update(ctx context.Context, t *tenant.Tenant) error {
 			Where("id = ?", string(t.ID)).
 			Where("version = ?", t.Version).
 			Exec(ctx)
-		if err != nil || len(old) == 0 || old[0] == row.OrderedDelivery {
+		if err != nil || len(old) == 0 {
 			return err
 		}
 		if n, err := res.RowsAffected(); err != nil || n == 0 {
 			return err
 		}
-		_, err = tx.NewUpdate().Model((*eventRow)(nil)).
-			Set("ordered = ?", row.OrderedDelivery).
-			Where("tenant_id = ?", string(t.ID)).
-			Exec(ctx)
-		return err
+		if old[0].OrderedDelivery != row.OrderedDelivery {
+			_, err = tx.NewUpdate().Model((*eventRow)(nil)).
+				Set("ordered = ?", row.OrderedDelivery).
+				Where("tenant_id = ?", string(t.ID)).
+				Exec(ctx)
+			if err != nil {
+				return err
+			}
+		}
+		// While disabled, a tenant's pushes are refused, and under another
+		// appid they came from another mini program's users: either way
+		// the relay missed triggers, and knows windows only from now on.
+		if (old[0].State != row.State && t.State == tenant.StateActive) || old[0].AppID != row.AppID {
+			return restartReplyWindows(ctx, tx, t.ID, t.UpdateTime)
+		}
+		return nil
 	})
 	if isUniqueViolation(err) {
 		return fmt.Errorf("update tenant %s: appid %s is already registered: %w", t.ID, t.AppID, tenant.ErrConflict)
@@ -173,6 +184,7 @@ type tenantRow struct {
 	State                string    `bun:"state"`
 	WebhookURL           string    `bun:"webhook_url"`
 	OrderedDelivery      bool      `bun:"ordered_delivery"`
+	IgnoreReplyWindow    bool      `bun:"ignore_reply_window"`
 	TokenEndpoint        string    `bun:"token_endpoint"`
 	SealedSecrets        []byte    `bun:"sealed_secrets"`
 	SealedWebhookSecrets []byte    `bun:"sealed_webhook_secrets"`
@@ -233,16 +245,17 @@ func fromDomain(t *tenant.Tenant, sl *sealer) (*tenantRow, error) {
 		return nil, errNoSealKey
 	}
 	row := &tenantRow{
-		ID:              string(t.ID),
-		DisplayName:     t.DisplayName,
-		AppID:           t.AppID,
-		OriginalID:      t.OriginalID,
-		WebhookURL:      t.WebhookURL,
-		OrderedDelivery: t.OrderedDelivery,
-		APIKeyHash:      t.APIKeyHash,
-		CreateTime:      t.CreateTime.UTC(),
-		UpdateTime:      t.UpdateTime.UTC(),
-		Version:         t.Version,
+		ID:                string(t.ID),
+		DisplayName:       t.DisplayName,
+		AppID:             t.AppID,
+		OriginalID:        t.OriginalID,
+		WebhookURL:        t.WebhookURL,
+		OrderedDelivery:   t.OrderedDelivery,
+		IgnoreReplyWindow: t.IgnoreReplyWindow,
+		APIKeyHash:        t.APIKeyHash,
+		CreateTime:        t.CreateTime.UTC(),
+		UpdateTime:        t.UpdateTime.UTC(),
+		Version:           t.Version,
 	}
 	var err error
 	if row.EncryptMode, err = encryptModes.encode("encrypt_mode", t.EncryptMode); err != nil {
@@ -289,16 +302,17 @@ func (r *tenantRow) toDomain(sl *sealer) (*tenant.Tenant, error) {
 		return nil, errNoSealKey
 	}
 	t := &tenant.Tenant{
-		ID:              tenant.ID(r.ID),
-		DisplayName:     r.DisplayName,
-		AppID:           r.AppID,
-		OriginalID:      r.OriginalID,
-		WebhookURL:      r.WebhookURL,
-		OrderedDelivery: r.OrderedDelivery,
-		APIKeyHash:      r.APIKeyHash,
-		CreateTime:      r.CreateTime.UTC(),
-		UpdateTime:      r.UpdateTime.UTC(),
-		Version:         r.Version,
+		ID:                tenant.ID(r.ID),
+		DisplayName:       r.DisplayName,
+		AppID:             r.AppID,
+		OriginalID:        r.OriginalID,
+		WebhookURL:        r.WebhookURL,
+		OrderedDelivery:   r.OrderedDelivery,
+		IgnoreReplyWindow: r.IgnoreReplyWindow,
+		APIKeyHash:        r.APIKeyHash,
+		CreateTime:        r.CreateTime.UTC(),
+		UpdateTime:        r.UpdateTime.UTC(),
+		Version:           r.Version,
 	}
 	var err error
 	if t.EncryptMode, err = encryptModes.decode("encrypt_mode", r.EncryptMode); err != nil {

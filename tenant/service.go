@@ -115,19 +115,20 @@ func (s *Service) List(ctx context.Context, pageSize int, pageToken string) ([]*
 
 // Patch holds the fields to change; nil fields stay as they are.
 type Patch struct {
-	DisplayName     *string
-	AppID           *string
-	AppSecret       *string
-	Token           *string
-	EncodingAESKey  *string
-	OriginalID      *string
-	EncryptMode     *EncryptMode
-	DataFormat      *DataFormat
-	WebhookURL      *string
-	ReplyMode       *ReplyMode
-	State           *State
-	OrderedDelivery *bool
-	TokenEndpoint   *TokenEndpoint
+	DisplayName       *string
+	AppID             *string
+	AppSecret         *string
+	Token             *string
+	EncodingAESKey    *string
+	OriginalID        *string
+	EncryptMode       *EncryptMode
+	DataFormat        *DataFormat
+	WebhookURL        *string
+	ReplyMode         *ReplyMode
+	State             *State
+	OrderedDelivery   *bool
+	TokenEndpoint     *TokenEndpoint
+	IgnoreReplyWindow *bool
 }
 
 func (p Patch) apply(t *Tenant) {
@@ -144,6 +145,7 @@ func (p Patch) apply(t *Tenant) {
 	set(&t.State, p.State)
 	set(&t.OrderedDelivery, p.OrderedDelivery)
 	set(&t.TokenEndpoint, p.TokenEndpoint)
+	set(&t.IgnoreReplyWindow, p.IgnoreReplyWindow)
 }
 
 func set[T any](dst *T, src *T) {

@@ -108,6 +108,9 @@ type Tenant struct {
 	// OrderedDelivery delivers the events of one openid in CreateTime
 	// order: a later event waits while an earlier one is pending.
 	OrderedDelivery bool
+	// IgnoreReplyWindow turns off the reply-window check of sends
+	// (relay/message): every send goes to WeChat.
+	IgnoreReplyWindow bool
 	// TokenEndpoint picks the endpoint relay/token fetches access tokens
 	// from; the zero value means stable_token.
 	TokenEndpoint TokenEndpoint

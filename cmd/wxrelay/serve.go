@@ -128,7 +128,8 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		Tenants:   tenants,
 		Events:    relay.NewEvents(eventStore),
 		Redeliver: dispatcher,
-		Messages:  message.NewService(keeper, wx),
+		Messages: message.NewService(keeper, wx).WithReplyWindows(message.WindowOptions{
+			Store: store.NewWindowStore(db), Tenants: tenantCache, Log: log}),
 		// Idempotency keys of sends.
 		Idempotency: store.NewIdempotencyStore(db),
 		// GetTenant shows the token status, e.g. a wrong AppSecret.

@@ -8,6 +8,10 @@
 // unescaped (protocol §8). A call WeChat refuses for its token
 // (wechat.IsTokenInvalid) is retried once with a refreshed token.
 //
+// With WithReplyWindows, a send WeChat would certainly refuse for the
+// user's reply window is refused first, with a *WindowClosedError (see
+// window.go).
+//
 // Errors are returned as they come, wrapped: a *tenant.FieldError for bad
 // input, tenant.ErrNotFound, a *wechat.APIError or *wechat.TransportError
 // from the send, and errors wrapping ErrToken when no access token could be
@@ -65,8 +69,9 @@ type WeChat interface {
 
 // Service sends messages. It is safe for concurrent use.
 type Service struct {
-	tokens Tokens
-	wx     WeChat
+	tokens  Tokens
+	wx      WeChat
+	windows *windowCheck // nil: no reply-window check
 }
 
 // NewService returns a Service getting tokens from tokens and calling wx.
@@ -74,7 +79,8 @@ func NewService(tokens Tokens, wx WeChat) *Service {
 	return &Service{tokens: tokens, wx: wx}
 }
 
-// Send validates m and sends it as tenant tid. Only fields of m's msgtype
+// Send validates m, checks the user's reply window (WithReplyWindows) and
+// sends m as tenant tid. Only fields of m's msgtype
 // are sent: a payload object of another type is dropped, as WeChat would
 // ignore it.
 func (s *Service) Send(ctx context.Context, tid tenant.ID, m Message) error {
@@ -85,9 +91,19 @@ func (s *Service) Send(ctx context.Context, tid tenant.ID, m Message) error {
 	if err != nil {
 		return err
 	}
-	return s.withToken(ctx, tid, func(tok string) error {
+	release, err := s.windows.reserve(ctx, tid, m.ToUser)
+	if err != nil {
+		return err
+	}
+	err = s.withToken(ctx, tid, func(tok string) error {
 		return s.wx.SendCustomMessage(ctx, tok, body)
 	})
+	if err != nil {
+		// WeChat did not take the message (or may not have: a transport
+		// failure is given the benefit of the doubt), so it used no quota.
+		release()
+	}
+	return err
 }
 
 // SetTyping shows (wechat.Typing) or hides (wechat.CancelTyping) "typing…"

@@ -319,9 +319,16 @@ type Tenant struct {
 	// the relay's IP is not in the console's whitelist). Filled by GetTenant
 	// only: ListTenants would pay a read per tenant, so its tenants leave it
 	// unset. The token itself is never shown.
-	TokenStatus   *Tenant_TokenStatus `protobuf:"bytes,18,opt,name=token_status,json=tokenStatus,proto3" json:"token_status,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	TokenStatus *Tenant_TokenStatus `protobuf:"bytes,18,opt,name=token_status,json=tokenStatus,proto3" json:"token_status,omitempty"`
+	// Skip the reply-window check of sends. By default a send WeChat would
+	// certainly refuse, because the user has no open reply window (their last
+	// message was over 48 h ago, or its 5 replies are used up; protocol §7),
+	// is answered FAILED_PRECONDITION without calling WeChat. Set this when
+	// some of the mini program's pushes do not reach the relay, which then
+	// cannot know every window. Off by default.
+	IgnoreReplyWindow bool `protobuf:"varint,19,opt,name=ignore_reply_window,json=ignoreReplyWindow,proto3" json:"ignore_reply_window,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *Tenant) Reset() {
@@ -478,6 +485,13 @@ func (x *Tenant) GetTokenStatus() *Tenant_TokenStatus {
 		return x.TokenStatus
 	}
 	return nil
+}
+
+func (x *Tenant) GetIgnoreReplyWindow() bool {
+	if x != nil {
+		return x.IgnoreReplyWindow
+	}
+	return false
 }
 
 type CreateTenantRequest struct {
@@ -1116,7 +1130,7 @@ var File_wxrelay_v1_tenant_proto protoreflect.FileDescriptor
 const file_wxrelay_v1_tenant_proto_rawDesc = "" +
 	"\n" +
 	"\x17wxrelay/v1/tenant.proto\x12\n" +
-	"wxrelay.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xfd\f\n" +
+	"wxrelay.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xad\r\n" +
 	"\x06Tenant\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
 	"\fdisplay_name\x18\x02 \x01(\tR\vdisplayName\x12\x14\n" +
@@ -1143,7 +1157,8 @@ const file_wxrelay_v1_tenant_proto_rawDesc = "" +
 	"updateTime\x12)\n" +
 	"\x10ordered_delivery\x18\x10 \x01(\bR\x0forderedDelivery\x12G\n" +
 	"\x0etoken_endpoint\x18\x11 \x01(\x0e2 .wxrelay.v1.Tenant.TokenEndpointR\rtokenEndpoint\x12A\n" +
-	"\ftoken_status\x18\x12 \x01(\v2\x1e.wxrelay.v1.Tenant.TokenStatusR\vtokenStatus\x1a\xe0\x02\n" +
+	"\ftoken_status\x18\x12 \x01(\v2\x1e.wxrelay.v1.Tenant.TokenStatusR\vtokenStatus\x12.\n" +
+	"\x13ignore_reply_window\x18\x13 \x01(\bR\x11ignoreReplyWindow\x1a\xe0\x02\n" +
 	"\vTokenStatus\x12;\n" +
 	"\vexpire_time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"expireTime\x12F\n" +
