@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -42,6 +41,9 @@ import (
 // than it made, the lenient direction.
 type WindowStore struct {
 	db *DB
+
+	mu       sync.Mutex
+	prepared *sqliteStmts // SQLite: the send path's statements, once prepared
 }
 
 var _ message.WindowStore = (*WindowStore)(nil)
@@ -74,6 +76,68 @@ func fromMillis(ms int64) time.Time {
 	return time.UnixMilli(ms).UTC()
 }
 
+// The send path's statements. Their text is constant, with bound
+// parameters, so that on SQLite each is prepared once (sqliteStmts) rather
+// than compiled for every send, which bun's inlined values would make it.
+const (
+	reserveSQL = `UPDATE reply_windows SET msg_sends = msg_sends + 1, enter_sends = enter_sends + 1
+WHERE tenant_id = ? AND openid = ?
+AND ((msg_at > ? AND msg_sends < ?) OR (enter_at > ? AND enter_sends < ?))
+RETURNING msg_at, enter_at`
+	releaseSQL = `UPDATE reply_windows SET
+msg_sends = CASE WHEN msg_at = ? AND msg_sends > 0 THEN msg_sends - 1 ELSE msg_sends END,
+enter_sends = CASE WHEN enter_at = ? AND enter_sends > 0 THEN enter_sends - 1 ELSE enter_sends END
+WHERE tenant_id = ? AND openid = ?`
+	// A user's window with the tenant's since, in one read. Without a
+	// since (no push stored yet) nothing is known, whatever the row says.
+	readSQL = `SELECT t.since, coalesce(w.msg_at, 0), coalesce(w.msg_sends, 0), coalesce(w.enter_at, 0), coalesce(w.enter_sends, 0)
+FROM reply_window_tenants t LEFT JOIN reply_windows w ON w.tenant_id = t.tenant_id AND w.openid = ?
+WHERE t.tenant_id = ?`
+)
+
+// sqliteStmts are the send path's statements prepared on the relaxed pool.
+type sqliteStmts struct {
+	reserve, release, read *sql.Stmt
+}
+
+// stmts returns the prepared statements on SQLite, nil on PostgreSQL.
+func (s *WindowStore) stmts(ctx context.Context) (*sqliteStmts, error) {
+	if s.db.bun.Dialect().Name() != dialect.SQLite {
+		return nil, nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.prepared != nil {
+		return s.prepared, nil
+	}
+	var p sqliteStmts
+	for _, x := range []struct {
+		dst   **sql.Stmt
+		query string
+	}{{&p.reserve, reserveSQL}, {&p.release, releaseSQL}, {&p.read, readSQL}} {
+		stmt, err := s.db.relaxed.DB.PrepareContext(context.WithoutCancel(ctx), x.query)
+		if err != nil {
+			return nil, err
+		}
+		*x.dst = stmt
+	}
+	s.prepared = &p
+	return s.prepared, nil
+}
+
+// query runs a send-path statement: prepared on SQLite, through bun on
+// PostgreSQL.
+func (s *WindowStore) query(ctx context.Context, pick func(*sqliteStmts) *sql.Stmt, query string, args ...any) (*sql.Rows, error) {
+	p, err := s.stmts(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if p != nil {
+		return pick(p).QueryContext(ctx, args...)
+	}
+	return s.db.relaxed.QueryContext(ctx, query, args...)
+}
+
 // ReserveReplySlot implements message.WindowStore. One conditional UPDATE:
 // of concurrent reservations, in this process or another replica, the row
 // lock lets each see the count the previous one left, so no more than the
@@ -82,32 +146,38 @@ func fromMillis(ms int64) time.Time {
 // trigger resets it.
 func (s *WindowStore) ReserveReplySlot(ctx context.Context, tid tenant.ID, openid string, messageAfter, enterAfter time.Time) (message.Slot, bool, error) {
 	defer s.db.serialize()()
-	var got []windowRow
-	err := s.db.relaxed.NewRaw(`UPDATE reply_windows SET msg_sends = msg_sends + 1, enter_sends = enter_sends + 1
-WHERE tenant_id = ? AND openid = ?
-AND ((msg_at > ? AND msg_sends < ?) OR (enter_at > ? AND enter_sends < ?))
-RETURNING msg_at, enter_at`,
-		string(tid), openid, millis(messageAfter), message.MessageQuota, millis(enterAfter), message.EnterQuota).
-		Scan(ctx, &got)
-	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+	rows, err := s.query(ctx, func(p *sqliteStmts) *sql.Stmt { return p.reserve }, reserveSQL,
+		string(tid), openid, millis(messageAfter), message.MessageQuota, millis(enterAfter), message.EnterQuota)
+	if err != nil {
 		return message.Slot{}, false, fmt.Errorf("reserve a reply slot of tenant %s: %w", tid, err)
 	}
-	if len(got) == 0 {
+	defer rows.Close()
+	var msgAt, enterAt int64
+	ok := rows.Next()
+	if ok {
+		err = rows.Scan(&msgAt, &enterAt)
+	}
+	if err == nil {
+		err = rows.Close()
+	}
+	if err != nil {
+		return message.Slot{}, false, fmt.Errorf("reserve a reply slot of tenant %s: %w", tid, err)
+	}
+	if !ok {
 		return message.Slot{}, false, nil
 	}
-	return message.Slot{OpenID: openid, MessageAt: fromMillis(got[0].MsgAt), EnterAt: fromMillis(got[0].EnterAt)}, true, nil
+	return message.Slot{OpenID: openid, MessageAt: fromMillis(msgAt), EnterAt: fromMillis(enterAt)}, true, nil
 }
 
 // ReleaseReplySlot implements message.WindowStore: a count is only given
 // back to the trigger it was taken from; a newer trigger has reset it.
 func (s *WindowStore) ReleaseReplySlot(ctx context.Context, tid tenant.ID, slot message.Slot) error {
 	defer s.db.serialize()()
-	_, err := s.db.relaxed.NewRaw(`UPDATE reply_windows SET
-msg_sends = CASE WHEN msg_at = ? AND msg_sends > 0 THEN msg_sends - 1 ELSE msg_sends END,
-enter_sends = CASE WHEN enter_at = ? AND enter_sends > 0 THEN enter_sends - 1 ELSE enter_sends END
-WHERE tenant_id = ? AND openid = ?`,
-		millis(slot.MessageAt), millis(slot.EnterAt), string(tid), slot.OpenID).
-		Exec(ctx)
+	rows, err := s.query(ctx, func(p *sqliteStmts) *sql.Stmt { return p.release }, releaseSQL,
+		millis(slot.MessageAt), millis(slot.EnterAt), string(tid), slot.OpenID)
+	if err == nil {
+		err = rows.Close()
+	}
 	if err != nil {
 		return fmt.Errorf("give back a reply slot of tenant %s: %w", tid, err)
 	}
@@ -116,28 +186,21 @@ WHERE tenant_id = ? AND openid = ?`,
 
 // ReplyWindow implements message.WindowStore.
 func (s *WindowStore) ReplyWindow(ctx context.Context, tid tenant.ID, openid string) (message.Window, error) {
-	var rows []windowRow
-	err := s.db.bun.NewSelect().Model(&rows).
-		Where("tenant_id = ?", string(tid)).
-		Where("openid = ?", openid).
-		Scan(ctx)
+	rows, err := s.query(ctx, func(p *sqliteStmts) *sql.Stmt { return p.read }, readSQL, openid, string(tid))
 	if err != nil {
 		return message.Window{}, fmt.Errorf("read the reply window of tenant %s: %w", tid, err)
 	}
-	var since []int64
-	err = s.db.bun.NewSelect().Table("reply_window_tenants").Column("since").
-		Where("tenant_id = ?", string(tid)).
-		Scan(ctx, &since)
-	if err != nil {
-		return message.Window{}, fmt.Errorf("read the reply window of tenant %s: %w", tid, err)
-	}
+	defer rows.Close()
+	var since, msgAt, enterAt int64
 	var w message.Window
-	if len(rows) == 1 {
-		r := rows[0]
-		w = message.Window{MessageAt: fromMillis(r.MsgAt), MessageSends: r.MsgSends, EnterAt: fromMillis(r.EnterAt), EnterSends: r.EnterSends}
+	if rows.Next() {
+		if err := rows.Scan(&since, &msgAt, &w.MessageSends, &enterAt, &w.EnterSends); err != nil {
+			return message.Window{}, fmt.Errorf("read the reply window of tenant %s: %w", tid, err)
+		}
+		w.Since, w.MessageAt, w.EnterAt = fromMillis(since), fromMillis(msgAt), fromMillis(enterAt)
 	}
-	if len(since) == 1 {
-		w.Since = fromMillis(since[0])
+	if err := rows.Close(); err != nil {
+		return message.Window{}, fmt.Errorf("read the reply window of tenant %s: %w", tid, err)
 	}
 	return w, nil
 }
