@@ -249,3 +249,21 @@ func TestWindowStore_PruneAndRestart(t *testing.T) {
 		}
 	})
 }
+
+func TestTenantStore_IgnoreReplyWindow(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx, ts := context.Background(), store.NewTenantStore(db)
+		tid := mustCreateTenant(t, db, "tn_a")
+		tn, err := ts.FindByID(ctx, tid)
+		if err != nil || tn.IgnoreReplyWindow {
+			t.Fatalf("new tenant: %v, ignore_reply_window %v; want off", err, tn.IgnoreReplyWindow)
+		}
+		tn.IgnoreReplyWindow = true
+		if err := ts.Update(ctx, tn); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := ts.FindByID(ctx, tid); err != nil || !got.IgnoreReplyWindow {
+			t.Fatalf("after update: %v, ignore_reply_window %v; want on", err, got.IgnoreReplyWindow)
+		}
+	})
+}
