@@ -245,7 +245,7 @@ func (s *DeliveryStore) claimSQLite(ctx context.Context, c delivery.Claim) ([]*d
 		return nil, fmt.Errorf("claim due events: %w", err)
 	}
 	now := sqliteTime(c.Now)
-	rs, err := stmt.QueryContext(ctx, now, perTenantLimit(c), exclude, c.Limit, c.Owner, sqliteTime(c.LeaseUntil))
+	rs, err := stmt.QueryContext(uncancellable(ctx), now, perTenantLimit(c), exclude, c.Limit, c.Owner, sqliteTime(c.LeaseUntil))
 	if err != nil {
 		return nil, fmt.Errorf("claim due events: %w", err)
 	}
@@ -263,6 +263,15 @@ func (s *DeliveryStore) claimSQLite(ctx context.Context, c delivery.Claim) ([]*d
 	}
 	return claimedJobs(rows, c), nil
 }
+
+// uncancellable is ctx for SQLite's hot statements. Given a context that
+// can end, the driver runs each statement in a goroutine of its own, to
+// interrupt it on cancellation, and database/sql watches each transaction
+// and result set with another goroutine: switches that cost more than the
+// statements, which take microseconds and never wait long (this process's
+// writes take turns in serialize; the busy timeout bounds a wait for
+// another process's).
+func uncancellable(ctx context.Context) context.Context { return context.WithoutCancel(ctx) }
 
 // stmt returns query prepared on the relaxed pool (SQLite only).
 func (s *DeliveryStore) stmt(ctx context.Context, query string) (*sql.Stmt, error) {
@@ -365,6 +374,9 @@ func (s *DeliveryStore) Record(ctx context.Context, outcomes []delivery.Outcome)
 		}
 	}
 	var err error
+	if !pg {
+		ctx = uncancellable(ctx)
+	}
 	for attempt := 1; ; attempt++ {
 		err = s.db.relaxed.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
 			if !pg {
