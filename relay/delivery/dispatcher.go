@@ -62,7 +62,7 @@ type Dispatcher struct {
 	perTenant map[tenant.ID]int
 	// endpoints remembers each tenant's webhook endpoint, so that tenants
 	// behind an open breaker can be left out of claims.
-	endpoints map[tenant.ID]string
+	endpoints map[tenant.ID]tenantEndpoint
 	running   sync.WaitGroup
 }
 
@@ -99,7 +99,7 @@ func New(opts Options) (*Dispatcher, error) {
 		wake:      make(chan struct{}, 1),
 		outcomes:  make(chan Outcome, 4*opts.Workers),
 		perTenant: map[tenant.ID]int{},
-		endpoints: map[tenant.ID]string{},
+		endpoints: map[tenant.ID]tenantEndpoint{},
 	}, nil
 }
 
@@ -214,7 +214,7 @@ func (d *Dispatcher) excludedLocked(now time.Time) []tenant.ID {
 	for tid, ep := range d.endpoints {
 		// OpenEndpoints only reads: Allow here would spend the one probe
 		// a recovering endpoint gets on a claim instead of an attempt.
-		if _, isOpen := open[ep]; isOpen && d.perTenant[tid] < d.opts.PerTenant {
+		if _, isOpen := open[ep.key]; isOpen && d.perTenant[tid] < d.opts.PerTenant {
 			ex = append(ex, tid)
 		}
 	}
@@ -259,12 +259,16 @@ func (d *Dispatcher) attempt(ctx context.Context, j *Job) {
 		d.release(ctx, j, first) // the schedule's first delay is not over
 		return
 	}
-	ep := endpoint(t.WebhookURL)
 	d.mu.Lock()
-	d.endpoints[t.ID] = ep
+	ep, ok := d.endpoints[t.ID]
+	if !ok || ep.url != t.WebhookURL {
+		// Parsed once per tenant and webhook URL, not at every attempt.
+		ep = tenantEndpoint{url: t.WebhookURL, key: endpoint(t.WebhookURL)}
+		d.endpoints[t.ID] = ep
+	}
 	d.mu.Unlock()
-	if !d.opts.Breakers.Allow(ep, now) {
-		d.release(ctx, j, d.opts.Breakers.OpenUntil(ep, now))
+	if !d.opts.Breakers.Allow(ep.key, now) {
+		d.release(ctx, j, d.opts.Breakers.OpenUntil(ep.key, now))
 		return
 	}
 
@@ -281,7 +285,7 @@ func (d *Dispatcher) attempt(ctx context.Context, j *Job) {
 		d.release(context.WithoutCancel(ctx), j, d.opts.Now())
 		return
 	}
-	d.opts.Breakers.Report(ep, d.opts.Now(), res.Attempt)
+	d.opts.Breakers.Report(ep.key, d.opts.Now(), res.Attempt)
 
 	o := Outcome{Job: j, Owner: d.opts.Owner, Attempt: res.Attempt}
 	if res.Attempt.ErrorClass == "" {
@@ -329,6 +333,12 @@ func (d *Dispatcher) record() {
 		}
 		cancel()
 	}
+}
+
+// tenantEndpoint is a tenant's webhook URL and the endpoint it names.
+type tenantEndpoint struct {
+	url string
+	key string // endpoint(url)
 }
 
 // endpoint is the scheme://host:port a breaker guards, one key however the

@@ -190,25 +190,30 @@ func (s *Sender) Send(ctx context.Context, r Request) Result {
 		return res
 	}
 
-	if err := s.checkURL(r.URL); err != nil {
+	actx, cancel := context.WithTimeoutCause(ctx, s.timeout, errAttemptTimeout)
+	defer cancel()
+	// The request parses the URL: checkURL looks at that parse rather than
+	// parsing it again. Only a URL that does not parse fails here.
+	req, err := http.NewRequestWithContext(actx, http.MethodPost, r.URL, bytes.NewReader(r.Body))
+	if err != nil {
+		return fail(relay.ErrorRequest, errURLParse.Error())
+	}
+	if err := s.checkURL(req.URL); err != nil {
 		return fail(relay.ErrorRequest, err.Error())
 	}
 	sig, err := Sign(r.Secrets, r.EventID, now, r.Body)
 	if err != nil {
 		return fail(relay.ErrorRequest, "cannot sign: "+err.Error())
 	}
-
-	actx, cancel := context.WithTimeoutCause(ctx, s.timeout, errAttemptTimeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(actx, http.MethodPost, r.URL, bytes.NewReader(r.Body))
-	if err != nil {
-		return fail(relay.ErrorRequest, "cannot make the request: "+unwrapURLError(err).Error())
+	// Set in canonical form directly: Header.Set would canonicalise each
+	// name at every attempt.
+	req.Header = http.Header{
+		"Content-Type":      {"application/json"},
+		"User-Agent":        {UserAgent},
+		"Webhook-Id":        {r.EventID},
+		"Webhook-Timestamp": {strconv.FormatInt(now.Unix(), 10)},
+		"Webhook-Signature": {sig},
 	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("User-Agent", UserAgent)
-	req.Header.Set("webhook-id", r.EventID)
-	req.Header.Set("webhook-timestamp", strconv.FormatInt(now.Unix(), 10))
-	req.Header.Set("webhook-signature", sig)
 
 	start := time.Now()
 	resp, err := s.client.Do(req)
@@ -218,19 +223,24 @@ func (s *Sender) Send(ctx context.Context, r Request) Result {
 	}
 	// The answer's first bytes are kept; read errors here do not change
 	// the verdict, which the status already gave.
-	res.Attempt.ResponseBody, _ = io.ReadAll(io.LimitReader(resp.Body, maxResponseBody))
+	if resp.ContentLength != 0 { // a 204, as most webhooks answer, has none
+		res.Attempt.ResponseBody, _ = io.ReadAll(io.LimitReader(resp.Body, maxResponseBody))
+	}
 	res.Attempt.Latency = time.Since(start)
-	_, _ = io.CopyN(io.Discard, resp.Body, maxDrain)
+	if resp.ContentLength != 0 {
+		_, _ = io.CopyN(io.Discard, resp.Body, maxDrain)
+	}
 	resp.Body.Close()
 
 	code := resp.StatusCode
 	res.Attempt.HTTPStatus = code
+	if code >= 200 && code <= 299 {
+		return res
+	}
 	// The standard reason phrase, not the webhook's own, which could be
 	// anything up to the header limit.
 	status := strings.TrimSpace(fmt.Sprintf("HTTP %d %s", code, http.StatusText(code)))
 	switch {
-	case code >= 200 && code <= 299:
-		return res
 	case code >= 300 && code <= 399:
 		return fail(relay.ErrorHTTPStatus, status+": redirects are not followed; set webhook_url to the final address")
 	case code == http.StatusTooManyRequests || code == http.StatusServiceUnavailable:
@@ -239,16 +249,16 @@ func (s *Sender) Send(ctx context.Context, r Request) Result {
 	return fail(relay.ErrorHTTPStatus, status)
 }
 
+// errURLParse is the attempt error of a webhook URL that does not parse.
+var errURLParse = errors.New("invalid webhook URL: does not parse")
+
 // checkURL re-checks what ValidateWebhookURL checked when the URL was
 // stored, in case the setting changed since: an absolute http(s) URL (http
 // only when private webhooks are allowed) naming a host, without
 // credentials. Whether the host is private is left to the dial, which sees
 // the resolved address.
-func (s *Sender) checkURL(raw string) error {
-	u, err := url.Parse(raw)
+func (s *Sender) checkURL(u *url.URL) error {
 	switch {
-	case err != nil:
-		return errors.New("invalid webhook URL: does not parse")
 	case u.Scheme == "http" && !s.allowPrivate:
 		return errors.New("invalid webhook URL: must use https (plain http is accepted only with WXRELAY_ALLOW_PRIVATE_WEBHOOKS=true)")
 	case u.Scheme != "https" && u.Scheme != "http":
