@@ -702,12 +702,12 @@ func TestNewSenderSettings(t *testing.T) {
 	}
 }
 
-// BenchmarkSend is one attempt to a loopback webhook answering 204, for
+// BenchmarkSender_Send is one attempt to a loopback webhook answering 204, for
 // the Sender's own CPU and allocations per delivery (see BenchmarkDrain
 // for the whole path):
 //
-//	go test ./relay/delivery -run '^$' -bench Send -benchmem
-func BenchmarkSend(b *testing.B) {
+//	go test ./relay/delivery -run '^$' -bench Sender_Send -benchmem
+func BenchmarkSender_Send(b *testing.B) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.Copy(io.Discard, r.Body)
 		w.WriteHeader(http.StatusNoContent)
