@@ -50,15 +50,20 @@ type replica struct {
 
 // startReplicas starts n `wxrelay serve` processes at once, each on its own
 // ports, with the same environment (one database, one secret key), and
-// waits until all are ready. They migrate the database together.
+// waits until all are ready. They migrate the database together. They
+// share a wxsim for WeChat, so that none reaches the real one, unless env
+// sets WXRELAY_WECHAT_API.
 func startReplicas(t testing.TB, n int, env ...string) []replica {
 	t.Helper()
+	wx := httptest.NewServer(wxsim.New(wxsim.Options{}))
+	t.Cleanup(wx.Close)
 	ps := make([]replica, n)
 	for i := range ps {
 		p := replica{&process{http: freePort(t)}, &lockedBuffer{}}
 		p.cmd = exec.Command(binary, "serve")
 		p.cmd.Dir = t.TempDir()
-		p.cmd.Env = append(append(os.Environ(), "WXRELAY_HTTP_ADDR="+p.http, "WXRELAY_GRPC_ADDR="+freePort(t)), env...)
+		// Later entries win: env overrides these.
+		p.cmd.Env = append(append(os.Environ(), "WXRELAY_HTTP_ADDR="+p.http, "WXRELAY_GRPC_ADDR="+freePort(t), "WXRELAY_WECHAT_API="+wx.URL), env...)
 		p.cmd.Stderr = p.log
 		if err := p.cmd.Start(); err != nil {
 			t.Fatal(err)
