@@ -534,3 +534,18 @@ func TestOperationsEndpoints(t *testing.T) {
 		t.Errorf("/readyz with the database closed = %d, want 503", r.status)
 	}
 }
+
+// REST calls go through the services' interceptors as gRPC calls do: the
+// call metrics count them, with the code the auth interceptor gave.
+func TestRESTCallsPassTheInterceptors(t *testing.T) {
+	e := newEnv(t)
+	e.mustStatus(e.do("GET", "/v1/tenants", e.admin, nil), 200)
+	e.mustStatus(e.do("GET", "/v1/tenants", "", nil), 401)
+	metrics := e.mustStatus(e.do("GET", "/metrics", "", nil), 200).raw
+	for _, code := range []string{"OK", "Unauthenticated"} {
+		want := `grpc_server_handled_total{grpc_code="` + code + `",grpc_method="ListTenants",grpc_service="wxrelay.v1.TenantService",grpc_type="unary"} 1`
+		if !strings.Contains(metrics, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+}

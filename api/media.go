@@ -34,12 +34,12 @@ var (
 // uploadHandler serves POST /v1/tenants/{id}/media (contract §3): a
 // multipart/form-data body with the image in the part "media". It parses
 // the form, which grpc-gateway cannot, and calls MessageService.UploadMedia
-// over the gateway's in-process connection with the caller's Authorization
+// over the gateway's in-process channel with the caller's Authorization
 // header as metadata, so the call gets the same auth, error mapping,
 // logging and metrics as every other; answers and errors are written as
 // the gateway writes them.
 func (s *Server) uploadHandler() http.Handler {
-	client := wxrelayv1.NewMessageServiceClient(s.gwConn)
+	client := wxrelayv1.NewMessageServiceClient(s.inproc)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.ContentLength > MaxUploadBodyBytes {
 			writeStatusProto(w, http.StatusRequestEntityTooLarge, status.New(codes.InvalidArgument, uploadTooLarge))
