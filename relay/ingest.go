@@ -23,24 +23,15 @@ type IngestorOptions struct {
 	// FirstDelay delays the first delivery attempt of each event (the
 	// first entry of the retry schedule, usually 0).
 	FirstDelay time.Duration
-	// MaxInFlight caps the batches being committed at once (default 4).
-	// More than one lets a batch's inserts run while the batch before it
-	// waits for its fsync, where the store separates the two (SQLite: see
-	// store's walSyncer; PostgreSQL commits concurrent transactions
-	// together by itself).
-	MaxInFlight int
-	// OnCommit, if set, is told the size and duration of every commit. It
-	// may be called from several goroutines at once.
+	// OnCommit, if set, is told the size and duration of every commit.
 	OnCommit func(size int, took time.Duration, err error)
 }
 
 // Ingestor stores events durably with group commit: one writer goroutine
-// takes every event queued while the previous commits were in progress and
+// takes every event queued while the previous commit was in progress and
 // commits them in one transaction, so concurrent pushes share one fsync
 // instead of queueing for one each. At low load a batch is a single event
-// and waits for nothing; under load batches grow by themselves. Up to
-// MaxInFlight batches are committed at once, so that one batch's fsync need
-// not wait for the next batch to be formed and inserted.
+// and waits for nothing; under load batches grow by themselves.
 type Ingestor struct {
 	store Store
 	opts  IngestorOptions
@@ -68,9 +59,6 @@ func NewIngestor(store Store, opts IngestorOptions) *Ingestor {
 	}
 	if opts.CommitTimeout <= 0 {
 		opts.CommitTimeout = 4 * time.Second
-	}
-	if opts.MaxInFlight <= 0 {
-		opts.MaxInFlight = 4
 	}
 	in := &Ingestor{
 		store: store,
@@ -126,14 +114,10 @@ func (in *Ingestor) Close() {
 
 func (in *Ingestor) write() {
 	defer close(in.done)
-	var committing sync.WaitGroup
-	defer committing.Wait()
-	slots := make(chan struct{}, in.opts.MaxInFlight)
+	batch := make([]*pendingAppend, 0, in.opts.MaxBatch)
+	events := make([]*Event, 0, in.opts.MaxBatch)
 	for first := range in.queue {
-		// Take a slot before forming the batch: while every slot is busy,
-		// what arrives joins this batch.
-		slots <- struct{}{}
-		batch := append(make([]*pendingAppend, 0, min(in.opts.MaxBatch, 1+len(in.queue))), first)
+		batch = append(batch[:0], first)
 	collect:
 		for len(batch) < in.opts.MaxBatch {
 			select {
@@ -146,16 +130,11 @@ func (in *Ingestor) write() {
 				break collect
 			}
 		}
-		events := make([]*Event, len(batch))
-		for i, p := range batch {
-			events[i] = p.event
+		events = events[:0]
+		for _, p := range batch {
+			events = append(events, p.event)
 		}
-		committing.Add(1)
-		go func() {
-			defer committing.Done()
-			in.commit(batch, events)
-			<-slots
-		}()
+		in.commit(batch, events)
 	}
 }
 

@@ -10,9 +10,8 @@ import (
 	"github.com/mattn/go-sqlite3"
 )
 
-// sqliteDriver is mattn/go-sqlite3 with two connection settings more than
-// its DSN can express: a far-off automatic checkpoint, and a WAL file that
-// outlives the connections (see walSyncer).
+// sqliteDriver is mattn/go-sqlite3 with one connection setting more than
+// its DSN can express: a far-off automatic checkpoint.
 //
 // By default SQLite checkpoints when the WAL passes 1,000 pages, and the
 // connection whose commit crossed that line does the checkpoint before its
@@ -27,12 +26,8 @@ const sqliteDriver = "sqlite3_wxrelay"
 func init() {
 	sql.Register(sqliteDriver, &sqlite3.SQLiteDriver{
 		ConnectHook: func(c *sqlite3.SQLiteConn) error {
-			if _, err := c.Exec("PRAGMA wal_autocheckpoint = 10000", nil); err != nil {
-				return err
-			}
-			// Keep the WAL file when the last connection closes, so that
-			// the walSyncer's open file stays the one SQLite writes.
-			return c.SetFileControlInt("main", sqlite3.SQLITE_FCNTL_PERSIST_WAL, 1)
+			_, err := c.Exec("PRAGMA wal_autocheckpoint = 10000", nil)
+			return err
 		},
 	})
 }

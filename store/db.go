@@ -83,9 +83,6 @@ type DB struct {
 	sealer       *sealer
 	log          *slog.Logger
 	checkpointer *checkpointer // SQLite only
-	// wal makes relaxed commits durable after the fact (SQLite only): the
-	// event store's batches commit on the relaxed pool and then wait for it.
-	wal *walSyncer
 	// writes serialises this process's write transactions on SQLite,
 	// which takes one writer at a time anyway. Waiting here wakes the next
 	// writer the moment the last one commits, in order; waiting in
@@ -145,7 +142,6 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 			return nil, err
 		}
 		db.checkpointer = startCheckpointer(bdb.DB, log)
-		db.wal = newWALSyncer(tgt.path)
 	} else {
 		// pgdriver sends unknown URL parameters as session settings.
 		u := *tgt.url
@@ -190,9 +186,6 @@ func (db *DB) Dialect() string { return db.bun.Dialect().Name().String() }
 
 // Ping reports whether the database answers; it backs /readyz.
 func (db *DB) Ping(ctx context.Context) error {
-	if err := db.wal.failed(); err != nil {
-		return err
-	}
 	if err := db.bun.PingContext(ctx); err != nil {
 		return fmt.Errorf("store: ping: %w", err)
 	}
@@ -202,9 +195,6 @@ func (db *DB) Ping(ctx context.Context) error {
 // Close closes the connection pool.
 func (db *DB) Close() error {
 	db.checkpointer.close()
-	if db.wal != nil {
-		db.wal.close()
-	}
 	if db.relaxed != db.bun {
 		db.relaxed.Close()
 	}

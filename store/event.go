@@ -24,7 +24,7 @@ import (
 type EventStore struct {
 	db *DB
 
-	// insert is sqliteInsert prepared on the relaxed pool, once: database/sql
+	// insert is sqliteInsert prepared on the pool, once: database/sql
 	// prepares it once on each connection a batch runs on, rather than
 	// once per batch. Nil until the first batch on SQLite.
 	insertMu sync.Mutex
@@ -68,9 +68,8 @@ const appendAttempts = 3
 // ReceiveTime are required: relay.ErrInvalid otherwise. An event of a tenant
 // that does not exist (deleted meanwhile) fails the batch with
 // tenant.ErrNotFound. An error means that nothing of the batch was stored,
-// unless the connection broke during the COMMIT or the fsync after it
-// failed; either way, appending the batch again is safe, as what was stored
-// reports as duplicates.
+// unless the connection broke during the COMMIT; either way, appending the
+// batch again is safe, as what was stored reports as duplicates.
 func (s *EventStore) AppendEvents(ctx context.Context, events []*relay.Event) ([]relay.AppendResult, error) {
 	if len(events) == 0 {
 		return nil, nil
@@ -83,24 +82,16 @@ func (s *EventStore) AppendEvents(ctx context.Context, events []*relay.Event) ([
 	if err := s.commit(ctx, b); err != nil {
 		return nil, err
 	}
-	if s.db.wal != nil {
-		// Committed without an fsync (see walSyncer): not durable until
-		// this returns, and nothing is reported stored before it is.
-		if err := s.db.wal.Sync(); err != nil {
-			return nil, fmt.Errorf("append events: %w", err)
-		}
-	}
 	return b.results(), nil
 }
 
-// commit runs b's transaction. On SQLite it commits on the relaxed pool,
-// leaving the fsync to the caller, outside the write lock.
+// commit runs b's transaction: one durable commit (on SQLite, with the
+// fsync of synchronous=FULL) for the whole batch.
 func (s *EventStore) commit(ctx context.Context, b *appendBatch) error {
 	defer s.db.serialize()()
 	db := s.db.bun
 	var err error
-	if s.db.wal != nil {
-		db = s.db.relaxed
+	if db.Dialect().Name() == dialect.SQLite {
 		if b.prepared, err = s.insertStmt(ctx); err != nil {
 			return fmt.Errorf("append events: %w", err)
 		}
@@ -141,7 +132,7 @@ type appendBatch struct {
 	// stored[j] is the id that rows[j] is stored under, and dup[j] whether
 	// that is an earlier event's; both are set by run.
 	stored []string
-	// prepared is sqliteInsert prepared on the relaxed pool (SQLite only).
+	// prepared is sqliteInsert prepared on the pool (SQLite only).
 	prepared *sql.Stmt
 	dup      []bool
 
@@ -331,12 +322,12 @@ const sqliteInsert = `INSERT INTO events (id, tenant_id, dedup_key, type, openid
 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'pending', 0, ?10, coalesce((SELECT ordered_delivery FROM tenants WHERE id = ?2), FALSE))
 ON CONFLICT (tenant_id, dedup_key) DO NOTHING`
 
-// insertStmt returns sqliteInsert prepared on the relaxed pool.
+// insertStmt returns sqliteInsert prepared on the pool.
 func (s *EventStore) insertStmt(ctx context.Context) (*sql.Stmt, error) {
 	s.insertMu.Lock()
 	defer s.insertMu.Unlock()
 	if s.insert == nil {
-		stmt, err := s.db.relaxed.DB.PrepareContext(ctx, sqliteInsert)
+		stmt, err := s.db.bun.DB.PrepareContext(ctx, sqliteInsert)
 		if err != nil {
 			return nil, err
 		}

@@ -316,9 +316,9 @@ msg_at = CASE WHEN excluded.msg_at > reply_windows.msg_at THEN excluded.msg_at E
 enter_sends = CASE WHEN excluded.enter_at > reply_windows.enter_at THEN 0 ELSE reply_windows.enter_sends END,
 enter_at = CASE WHEN excluded.enter_at > reply_windows.enter_at THEN excluded.enter_at ELSE reply_windows.enter_at END`
 
-// sqliteWindowUpsert is one user's upsert, prepared once on the relaxed
-// pool, where batches commit, and run per user like sqliteInsert, for the
-// same reason.
+// sqliteWindowUpsert is one user's upsert, prepared once on the pool where
+// event batches commit, and run per user like sqliteInsert, for the same
+// reason.
 const sqliteWindowUpsert = `INSERT INTO reply_windows (tenant_id, openid, msg_at, enter_at) VALUES (?1, ?2, ?3, ?4) ` + windowUpsertSet
 
 const sinceInsert = `INSERT INTO reply_window_tenants (tenant_id, since) VALUES ? ON CONFLICT (tenant_id) DO NOTHING`
@@ -357,7 +357,7 @@ func (wr *windowRecorder) prepared(ctx context.Context, db *DB) (*sql.Stmt, erro
 	wr.mu.Lock()
 	defer wr.mu.Unlock()
 	if wr.stmt == nil {
-		stmt, err := db.relaxed.DB.PrepareContext(ctx, sqliteWindowUpsert)
+		stmt, err := db.bun.DB.PrepareContext(ctx, sqliteWindowUpsert)
 		if err != nil {
 			return nil, err
 		}
