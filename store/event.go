@@ -1,11 +1,13 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -100,11 +102,10 @@ func (s *EventStore) commit(ctx context.Context, b *appendBatch) error {
 		err = db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
 			return b.run(ctx, tx)
 		})
-		// Events are inserted in input order, so two transactions holding
-		// the same dedup keys in opposite orders wait for each other, and
-		// PostgreSQL aborts one of them. Its work was rolled back: run it
-		// again. Sorting the keys instead would avoid the deadlock but give
-		// up ordering the cursors of a batch as the batch.
+		// On PostgreSQL rows go in sorted (insertMultiRow), so batches
+		// should not deadlock each other; should one still be the victim
+		// of a deadlock (with a tenant update, say), its work was rolled
+		// back: run it again.
 		if err == nil || !isDeadlock(err) || attempt == appendAttempts {
 			break
 		}
@@ -254,9 +255,24 @@ func (b *appendBatch) insertMultiRow(ctx context.Context, tx bun.Tx, index map[s
 	if err := b.setOrdered(ctx, tx); err != nil {
 		return err
 	}
-	for start, end := 0, 0; start < len(b.rows); start = end {
-		end = b.chunkEnd(start)
-		chunk := b.rows[start:end]
+	// Rows go in sorted by (tenant, dedup key), not in the batch's order,
+	// so that every batch takes the unique index's locks in one global
+	// order: concurrent batches holding overlapping keys (replicas
+	// receiving WeChat's retries) then wait for each other instead of
+	// deadlocking. Each deadlock cost a second (PostgreSQL's
+	// deadlock_timeout) and a retry, and chains of them under contention
+	// outlasted the driver's read timeout (TestEventStore_AppendConcurrently
+	// failed so in CI). The pushes of one batch arrived within the same
+	// commit, so their relative order was arbitrary anyway; the reply
+	// windows written next are sorted too, which keeps the whole
+	// transaction free of lock cycles.
+	rows := slices.Clone(b.rows)
+	slices.SortFunc(rows, func(x, y *eventRow) int {
+		return cmp.Or(strings.Compare(x.TenantID, y.TenantID), strings.Compare(x.DedupKey, y.DedupKey))
+	})
+	for start, end := 0, 0; start < len(rows); start = end {
+		end = chunkEnd(rows, start)
+		chunk := rows[start:end]
 		// RETURNING yields the inserted rows only, in no promised order;
 		// ids tell them apart.
 		var ids []string
@@ -363,10 +379,10 @@ func sqliteTime(t time.Time) string {
 // chunkEnd returns where the INSERT statement that starts at rows[start]
 // ends: after appendChunkRows rows, or before its bodies exceed
 // appendChunkBytes, but after one row at least.
-func (b *appendBatch) chunkEnd(start int) int {
-	end, size := start+1, b.rows[start].size()
-	for end < len(b.rows) && end-start < appendChunkRows && size+b.rows[end].size() <= appendChunkBytes {
-		size += b.rows[end].size()
+func chunkEnd(rows []*eventRow, start int) int {
+	end, size := start+1, rows[start].size()
+	for end < len(rows) && end-start < appendChunkRows && size+rows[end].size() <= appendChunkBytes {
+		size += rows[end].size()
 		end++
 	}
 	return end
