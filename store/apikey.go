@@ -5,18 +5,9 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"sync"
 
 	"github.com/wxrelay/wxrelay/tenant"
 )
-
-// keyHashStmt is APIKeyHash's statement on SQLite, prepared on first use:
-// database/sql then prepares it once on each connection it runs on.
-type keyHashStmt struct {
-	once sync.Once
-	stmt *sql.Stmt
-	err  error
-}
 
 // sqliteKeyHash is APIKeyHash's query on SQLite, with a parameter: bun
 // writes values into a statement's text, so SQLite would compile it anew
@@ -36,12 +27,11 @@ func (s *TenantStore) APIKeyHash(ctx context.Context, id tenant.ID) ([]byte, err
 	if s.db.Dialect() == "pg" {
 		err = s.db.bun.NewSelect().Table("tenants").Column("api_key_hash").Where("id = ?", string(id)).Scan(ctx, &h)
 	} else {
-		k := &s.keyHash
-		k.once.Do(func() { k.stmt, k.err = s.db.bun.DB.PrepareContext(context.WithoutCancel(ctx), sqliteKeyHash) })
-		if k.err != nil {
-			return nil, fmt.Errorf("api key of tenant %s: prepare: %w", id, k.err)
+		stmt, perr := s.db.prepared(ctx, s.db.bun, sqliteKeyHash)
+		if perr != nil {
+			return nil, fmt.Errorf("api key of tenant %s: prepare: %w", id, perr)
 		}
-		err = k.stmt.QueryRowContext(ctx, string(id)).Scan(&h)
+		err = stmt.QueryRowContext(ctx, string(id)).Scan(&h)
 	}
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("api key of tenant %s: %w", id, tenant.ErrNotFound)

@@ -92,6 +92,8 @@ type DB struct {
 	// relay/delivery). Other processes on the same file still meet in
 	// SQLite's busy handler.
 	writes sync.Mutex
+	// stmts are the stores' hot statements prepared on SQLite (prepare.go).
+	stmts preparedStmts
 }
 
 // serialize takes this process's SQLite write turn and returns its
@@ -195,6 +197,7 @@ func (db *DB) Ping(ctx context.Context) error {
 // Close closes the connection pool.
 func (db *DB) Close() error {
 	db.checkpointer.close()
+	db.stmts.closeAll()
 	if db.relaxed != db.bun {
 		db.relaxed.Close()
 	}

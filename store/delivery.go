@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/uptrace/bun"
@@ -35,14 +34,6 @@ import (
 // delivery rate. Redelivery, asked for by a person, is durable.
 type DeliveryStore struct {
 	db *DB
-
-	// On SQLite, the hot statements prepared on the relaxed pool, once:
-	// database/sql then prepares each once on every connection it runs
-	// on. bun writes values into a statement's text, and SQLite compiled
-	// the claim afresh at every call, a quarter of its CPU. Nil until
-	// first used.
-	stmtMu sync.Mutex
-	stmts  map[string]*sql.Stmt
 }
 
 var _ delivery.Store = (*DeliveryStore)(nil)
@@ -195,7 +186,7 @@ func claimedJobs(rows []claimedRow, c delivery.Claim) []*delivery.Job {
 
 // sqliteClaim is ClaimDue's statement on SQLite: the same three steps as
 // the query ClaimDue builds for PostgreSQL, written out with parameters so
-// that it is prepared once per connection (see DeliveryStore.stmts).
+// that it is prepared once per connection (see DB.prepared).
 // SQLite has no LATERAL: the subquery correlated with t in the join
 // condition does the same, looked up by rowid. It evaluates an IN list once,
 // and its single write lock serialises claims, so nothing is locked row by
@@ -273,22 +264,11 @@ func (s *DeliveryStore) claimSQLite(ctx context.Context, c delivery.Claim) ([]*d
 // another process's).
 func uncancellable(ctx context.Context) context.Context { return context.WithoutCancel(ctx) }
 
-// stmt returns query prepared on the relaxed pool (SQLite only).
+// stmt returns query prepared on the relaxed pool. bun writes values into
+// a statement's text, and SQLite compiled the claim afresh at every call, a
+// quarter of its CPU.
 func (s *DeliveryStore) stmt(ctx context.Context, query string) (*sql.Stmt, error) {
-	s.stmtMu.Lock()
-	defer s.stmtMu.Unlock()
-	if st := s.stmts[query]; st != nil {
-		return st, nil
-	}
-	st, err := s.db.relaxed.DB.PrepareContext(ctx, query)
-	if err != nil {
-		return nil, err
-	}
-	if s.stmts == nil {
-		s.stmts = map[string]*sql.Stmt{}
-	}
-	s.stmts[query] = st
-	return st, nil
+	return s.db.prepared(ctx, s.db.relaxed, query)
 }
 
 // claimedRow is what ClaimDue reads back of a leased event.
@@ -461,7 +441,7 @@ func record(ctx context.Context, tx bun.Tx, recs []outcomeRecord) error {
 }
 
 // sqliteInsertAttempt and sqliteRecordOutcome are recordPrepared's
-// statements, prepared once per connection (see DeliveryStore.stmts) and
+// statements, prepared once per connection (see DB.prepared) and
 // run per outcome with bound parameters: SQLite has no round trips to
 // save, and a statement per row costs less than one holding the batch's
 // values (response bodies in hex) in its text. Both find the event by its

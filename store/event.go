@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/mattn/go-sqlite3"
@@ -25,12 +24,6 @@ import (
 // processes and replicas alike.
 type EventStore struct {
 	db *DB
-
-	// insert is sqliteInsert prepared on the pool, once: database/sql
-	// prepares it once on each connection a batch runs on, rather than
-	// once per batch. Nil until the first batch on SQLite.
-	insertMu sync.Mutex
-	insert   *sql.Stmt
 
 	// windows records reply-window triggers (store/window.go).
 	windows windowRecorder
@@ -94,7 +87,7 @@ func (s *EventStore) commit(ctx context.Context, b *appendBatch) error {
 	db := s.db.bun
 	var err error
 	if db.Dialect().Name() == dialect.SQLite {
-		if b.prepared, err = s.insertStmt(ctx); err != nil {
+		if b.prepared, err = s.db.prepared(ctx, db, sqliteInsert); err != nil {
 			return fmt.Errorf("append events: %w", err)
 		}
 	}
@@ -337,20 +330,6 @@ func (b *appendBatch) setOrdered(ctx context.Context, tx bun.Tx) error {
 const sqliteInsert = `INSERT INTO events (id, tenant_id, dedup_key, type, openid, create_time, receive_time, raw, payload, state, attempt_count, next_attempt_at, ordered)
 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'pending', 0, ?10, coalesce((SELECT ordered_delivery FROM tenants WHERE id = ?2), FALSE))
 ON CONFLICT (tenant_id, dedup_key) DO NOTHING`
-
-// insertStmt returns sqliteInsert prepared on the pool.
-func (s *EventStore) insertStmt(ctx context.Context) (*sql.Stmt, error) {
-	s.insertMu.Lock()
-	defer s.insertMu.Unlock()
-	if s.insert == nil {
-		stmt, err := s.db.bun.DB.PrepareContext(ctx, sqliteInsert)
-		if err != nil {
-			return nil, err
-		}
-		s.insert = stmt
-	}
-	return s.insert, nil
-}
 
 func (b *appendBatch) insertPrepared(ctx context.Context, tx bun.Tx, prepared *sql.Stmt) error {
 	stmt := tx.Tx.StmtContext(ctx, prepared)

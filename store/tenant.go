@@ -16,8 +16,6 @@ import (
 // TenantStore keeps tenants in the tenants table, their secrets sealed.
 type TenantStore struct {
 	db *DB
-
-	keyHash keyHashStmt // APIKeyHash's statement on SQLite (apikey.go)
 }
 
 var _ tenant.Store = (*TenantStore)(nil)

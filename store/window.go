@@ -41,9 +41,6 @@ import (
 // than it made, the lenient direction.
 type WindowStore struct {
 	db *DB
-
-	mu       sync.Mutex
-	prepared *sqliteStmts // SQLite: the send path's statements, once prepared
 }
 
 var _ message.WindowStore = (*WindowStore)(nil)
@@ -77,7 +74,7 @@ func fromMillis(ms int64) time.Time {
 }
 
 // The send path's statements. Their text is constant, with bound
-// parameters, so that on SQLite each is prepared once (sqliteStmts) rather
+// parameters, so that on SQLite each is prepared once (DB.prepared) rather
 // than compiled for every send, which bun's inlined values would make it.
 const (
 	reserveSQL = `UPDATE reply_windows SET msg_sends = msg_sends + 1, enter_sends = enter_sends + 1
@@ -95,47 +92,17 @@ FROM reply_window_tenants t LEFT JOIN reply_windows w ON w.tenant_id = t.tenant_
 WHERE t.tenant_id = ?`
 )
 
-// sqliteStmts are the send path's statements prepared on the relaxed pool.
-type sqliteStmts struct {
-	reserve, release, read *sql.Stmt
-}
-
-// stmts returns the prepared statements on SQLite, nil on PostgreSQL.
-func (s *WindowStore) stmts(ctx context.Context) (*sqliteStmts, error) {
+// query runs a send-path statement: prepared on SQLite (DB.prepared), through
+// bun on PostgreSQL.
+func (s *WindowStore) query(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
 	if s.db.bun.Dialect().Name() != dialect.SQLite {
-		return nil, nil
+		return s.db.relaxed.QueryContext(ctx, query, args...)
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.prepared != nil {
-		return s.prepared, nil
-	}
-	var p sqliteStmts
-	for _, x := range []struct {
-		dst   **sql.Stmt
-		query string
-	}{{&p.reserve, reserveSQL}, {&p.release, releaseSQL}, {&p.read, readSQL}} {
-		stmt, err := s.db.relaxed.DB.PrepareContext(context.WithoutCancel(ctx), x.query)
-		if err != nil {
-			return nil, err
-		}
-		*x.dst = stmt
-	}
-	s.prepared = &p
-	return s.prepared, nil
-}
-
-// query runs a send-path statement: prepared on SQLite, through bun on
-// PostgreSQL.
-func (s *WindowStore) query(ctx context.Context, pick func(*sqliteStmts) *sql.Stmt, query string, args ...any) (*sql.Rows, error) {
-	p, err := s.stmts(ctx)
+	stmt, err := s.db.prepared(ctx, s.db.relaxed, query)
 	if err != nil {
 		return nil, err
 	}
-	if p != nil {
-		return pick(p).QueryContext(ctx, args...)
-	}
-	return s.db.relaxed.QueryContext(ctx, query, args...)
+	return stmt.QueryContext(ctx, args...)
 }
 
 // ReserveReplySlot implements message.WindowStore. One conditional UPDATE:
@@ -146,7 +113,7 @@ func (s *WindowStore) query(ctx context.Context, pick func(*sqliteStmts) *sql.St
 // trigger resets it.
 func (s *WindowStore) ReserveReplySlot(ctx context.Context, tid tenant.ID, openid string, messageAfter, enterAfter time.Time) (message.Slot, bool, error) {
 	defer s.db.serialize()()
-	rows, err := s.query(ctx, func(p *sqliteStmts) *sql.Stmt { return p.reserve }, reserveSQL,
+	rows, err := s.query(ctx, reserveSQL,
 		string(tid), openid, millis(messageAfter), message.MessageQuota, millis(enterAfter), message.EnterQuota)
 	if err != nil {
 		return message.Slot{}, false, fmt.Errorf("reserve a reply slot of tenant %s: %w", tid, err)
@@ -173,7 +140,7 @@ func (s *WindowStore) ReserveReplySlot(ctx context.Context, tid tenant.ID, openi
 // back to the trigger it was taken from; a newer trigger has reset it.
 func (s *WindowStore) ReleaseReplySlot(ctx context.Context, tid tenant.ID, slot message.Slot) error {
 	defer s.db.serialize()()
-	rows, err := s.query(ctx, func(p *sqliteStmts) *sql.Stmt { return p.release }, releaseSQL,
+	rows, err := s.query(ctx, releaseSQL,
 		millis(slot.MessageAt), millis(slot.EnterAt), string(tid), slot.OpenID)
 	if err == nil {
 		err = rows.Close()
@@ -186,7 +153,7 @@ func (s *WindowStore) ReleaseReplySlot(ctx context.Context, tid tenant.ID, slot 
 
 // ReplyWindow implements message.WindowStore.
 func (s *WindowStore) ReplyWindow(ctx context.Context, tid tenant.ID, openid string) (message.Window, error) {
-	rows, err := s.query(ctx, func(p *sqliteStmts) *sql.Stmt { return p.read }, readSQL, openid, string(tid))
+	rows, err := s.query(ctx, readSQL, openid, string(tid))
 	if err != nil {
 		return message.Window{}, fmt.Errorf("read the reply window of tenant %s: %w", tid, err)
 	}
@@ -257,8 +224,6 @@ type windowWrite struct {
 // most batches skip that statement.
 type windowRecorder struct {
 	known sync.Map // tenant id → struct{}
-	mu    sync.Mutex
-	stmt  *sql.Stmt // sqliteWindowUpsert prepared on the pool
 }
 
 // collect gathers the batch's new events' window writes. Only events
@@ -329,7 +294,7 @@ func (wr *windowRecorder) write(ctx context.Context, tx bun.Tx, db *DB, w window
 		return nil
 	}
 	if tx.Dialect().Name() == dialect.SQLite {
-		stmt, err := wr.prepared(ctx, db)
+		stmt, err := db.prepared(ctx, db.bun, sqliteWindowUpsert)
 		if err != nil {
 			return fmt.Errorf("record reply windows: %w", err)
 		}
@@ -351,19 +316,6 @@ func (wr *windowRecorder) write(ctx context.Context, tx bun.Tx, db *DB, w window
 		return fmt.Errorf("record reply windows: %w", err)
 	}
 	return nil
-}
-
-func (wr *windowRecorder) prepared(ctx context.Context, db *DB) (*sql.Stmt, error) {
-	wr.mu.Lock()
-	defer wr.mu.Unlock()
-	if wr.stmt == nil {
-		stmt, err := db.bun.DB.PrepareContext(ctx, sqliteWindowUpsert)
-		if err != nil {
-			return nil, err
-		}
-		wr.stmt = stmt
-	}
-	return wr.stmt, nil
 }
 
 // recordWindows writes the reply-window changes of the batch's new events,

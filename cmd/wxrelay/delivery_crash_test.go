@@ -53,6 +53,56 @@ func (s *webhookSink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(204)
 }
 
+// waitForAll waits until a delivery from every openid in want has
+// arrived, failing t with the count still missing after timeout; more, if
+// not nil, tells what to add to that message, at the time of failing.
+func (s *webhookSink) waitForAll(t *testing.T, want []string, timeout time.Duration, more func() string) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		missing := 0
+		s.mu.Lock()
+		for _, o := range want {
+			if len(s.ids[o]) == 0 {
+				missing++
+			}
+		}
+		s.mu.Unlock()
+		if missing == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			extra := ""
+			if more != nil {
+				extra = more()
+			}
+			t.Fatalf("%d of %d answered pushes never reached the webhook%s", missing, len(want), extra)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// checkOneIDEach fails t for a push delivered under more than one
+// webhook-id or a delivery with a bad signature, and returns how many
+// deliveries repeated an earlier one under the same id.
+func (s *webhookSink) checkOneIDEach(t *testing.T) (redelivered int) {
+	t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for openid, ids := range s.ids {
+		if len(ids) != 1 {
+			t.Errorf("push from %s delivered under %d webhook-ids: %v", openid, len(ids), ids)
+		}
+		for _, n := range ids {
+			redelivered += n - 1
+		}
+	}
+	if n := s.badSigs.Load(); n > 0 {
+		t.Errorf("%d deliveries with a bad signature", n)
+	}
+	return redelivered
+}
+
 // TestEveryAnsweredPushIsDeliveredAcrossSIGKILL kills the relay while it is
 // both taking pushes and delivering them, starts it again, and checks that
 // every push answered "success" reaches the webhook, each under one stable
@@ -95,38 +145,8 @@ func TestEveryAnsweredPushIsDeliveredAcrossSIGKILL(t *testing.T) {
 	deliveredBeforeKill := sink.total.Load()
 
 	startServe(t, dir, env...)
-	deadline = time.Now().Add(60 * time.Second)
-	for {
-		missing := 0
-		sink.mu.Lock()
-		for _, o := range want {
-			if len(sink.ids[o]) == 0 {
-				missing++
-			}
-		}
-		sink.mu.Unlock()
-		if missing == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d of %d answered pushes never reached the webhook", missing, len(want))
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	sink.mu.Lock()
-	defer sink.mu.Unlock()
-	redelivered := 0
-	for openid, ids := range sink.ids {
-		if len(ids) != 1 {
-			t.Errorf("push from %s delivered under %d webhook-ids: %v", openid, len(ids), ids)
-		}
-		for _, n := range ids {
-			redelivered += n - 1
-		}
-	}
-	if sink.badSigs.Load() > 0 {
-		t.Errorf("%d deliveries with a bad signature", sink.badSigs.Load())
-	}
+	sink.waitForAll(t, want, 60*time.Second, nil)
+	redelivered := sink.checkOneIDEach(t)
 	t.Logf("%d pushes answered; %d delivered before SIGKILL; all delivered after restart, %d of them again under the same id",
 		len(want), deliveredBeforeKill, redelivered)
 }

@@ -230,42 +230,12 @@ func TestReplicas_SIGKILLOneUnderLoad(t *testing.T) {
 		t.Errorf("sends failed: %v", sendErrs)
 	}
 
-	deadline = time.Now().Add(40 * time.Second)
-	for {
-		missing := 0
-		sink.mu.Lock()
-		for _, o := range want {
-			if len(sink.ids[o]) == 0 {
-				missing++
-			}
-		}
-		sink.mu.Unlock()
-		if missing == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d of %d answered pushes never reached the webhook\nsurvivor's log:\n%s", missing, len(want), b.log)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	sink.waitForAll(t, want, 40*time.Second, func() string { return "\nsurvivor's log:\n" + b.log.String() })
 
 	if lb.answered[0].Load() == 0 || lb.answered[1].Load() == 0 {
 		t.Errorf("pushes answered per replica = %d, %d; want both to take some", lb.answered[0].Load(), lb.answered[1].Load())
 	}
-	sink.mu.Lock()
-	redelivered := 0
-	for openid, ids := range sink.ids {
-		if len(ids) != 1 {
-			t.Errorf("push from %s delivered under %d webhook-ids: %v", openid, len(ids), ids)
-		}
-		for _, n := range ids {
-			redelivered += n - 1
-		}
-	}
-	sink.mu.Unlock()
-	if n := sink.badSigs.Load(); n > 0 {
-		t.Errorf("%d deliveries with a bad signature", n)
-	}
+	redelivered := sink.checkOneIDEach(t)
 	if n := sim.TokenCounts(appid).Total(); n != 1 {
 		t.Errorf("wxsim issued %d access tokens for %s, want 1: replicas must share it", n, appid)
 	}

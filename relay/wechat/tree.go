@@ -251,16 +251,8 @@ func (r *fields) string(name string) string {
 // int64 reads an integer field sent as a number or as a decimal string
 // (some pushes carry CreateTime as a string). Absent or null reads as 0.
 func (r *fields) int64(name string) int64 {
-	var s string
-	switch v := r.obj[name].(type) {
-	case nil:
-		return 0
-	case string:
-		s = v
-	case json.Number:
-		s = v.String()
-	default:
-		r.fail(name, "an integer", v)
+	s, ok := r.integerText(name)
+	if !ok {
 		return 0
 	}
 	n, err := parseInt(s)
@@ -274,16 +266,8 @@ func (r *fields) int64(name string) int64 {
 // such as MsgId that may not fit a float64 or even an int64. It takes a
 // number or a string holding a JSON integer. Absent or null reads as "".
 func (r *fields) decimal(name string) string {
-	var s string
-	switch v := r.obj[name].(type) {
-	case nil:
-		return ""
-	case string:
-		s = v
-	case json.Number:
-		s = v.String()
-	default:
-		r.fail(name, "an integer", v)
+	s, ok := r.integerText(name)
+	if !ok {
 		return ""
 	}
 	if !isJSONInteger([]byte(s)) {
@@ -291,6 +275,23 @@ func (r *fields) decimal(name string) string {
 		return ""
 	}
 	return s
+}
+
+// integerText is the text of an integer field given as a number or a
+// string, not yet checked; ok is false when the field is absent or null,
+// or is neither (which fails r).
+func (r *fields) integerText(name string) (s string, ok bool) {
+	switch v := r.obj[name].(type) {
+	case nil:
+		return "", false
+	case string:
+		return v, true
+	case json.Number:
+		return v.String(), true
+	default:
+		r.fail(name, "an integer", v)
+		return "", false
+	}
 }
 
 func (r *fields) fail(name, want string, got any) {
