@@ -39,6 +39,7 @@ var commands = []command{
 	{"push", "send one push to a push URL as WeChat would and print the answer", runPush},
 	{"verify", "check a push URL with WeChat's signed GET (echostr)", runVerify},
 	{"load", "push load at a push URL; compare it with a bare handler", runLoad},
+	{"bare", "serve the bare handler that load compares a relay with, as its own process", runBare},
 	{"webhook", "receive webhook deliveries: print them and check their signatures", runWebhook},
 }
 

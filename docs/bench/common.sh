@@ -6,6 +6,7 @@ WORK=$(mktemp -d /tmp/wxrelay-bench.XXXXXX)
 cleanup() {
   [ -n "${RELAY_PID:-}" ] && kill "$RELAY_PID" 2>/dev/null && wait "$RELAY_PID" 2>/dev/null
   [ -n "${SINK_PID:-}" ] && kill "$SINK_PID" 2>/dev/null && wait "$SINK_PID" 2>/dev/null
+  [ -n "${BARE_PID:-}" ] && kill "$BARE_PID" 2>/dev/null && wait "$BARE_PID" 2>/dev/null
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -25,6 +26,15 @@ start_relay() { # extra env assignments as arguments
   RELAY_PID=$!
   for _ in $(seq 100); do curl -fs "$RELAY/readyz" >/dev/null 2>&1 && return; sleep 0.1; done
   echo "relay did not start:" >&2; cat "$WORK/relay.log" >&2; exit 1
+}
+
+start_bare() { # sets BARE_URL: wxsim's bare handler, a process of its own as the relay is
+  local port=${BARE_PORT:-18181}
+  "$WORK/wxsim" bare --addr 127.0.0.1:$port 2>"$WORK/bare.log" &
+  BARE_PID=$!
+  BARE_URL="http://127.0.0.1:$port/wx/bare"
+  for _ in $(seq 100); do curl -fs -X POST "$BARE_URL" >/dev/null 2>&1 && return; sleep 0.1; done
+  echo "bare handler did not start:" >&2; cat "$WORK/bare.log" >&2; exit 1
 }
 
 create_tenant() { # webhook_url

@@ -1,0 +1,74 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/wxrelay/wxrelay/relay/wechat/wxsim/load"
+)
+
+// runBare is "wxsim bare": the load benchmark's baseline as a process of
+// its own. A relay under test is another process than the load generator,
+// with every request crossing between the two; a baseline inside the load
+// generator's process skips that crossing (the Go runtime hands the request
+// from client goroutine to server goroutine without waking another
+// process), which made it about 1.45 times faster than the very same
+// handler served by a process of its own (docs/benchmarks.md). Compared
+// with this one, the relay and the baseline pay for the same crossings.
+func runBare(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("bare", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	addr := fs.String("addr", "127.0.0.1:9997", "listen `address`; port 0 picks a free one, which the start-up line reports")
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), `Usage: wxsim bare [--addr 127.0.0.1:9997]
+
+Serves the baseline of "wxsim load --compare" in this process until SIGINT or
+SIGTERM: a net/http handler that reads each request's body and answers
+"success", doing none of a relay's work. Point "wxsim load --bare-url" at
+http://ADDR/wx/bare to compare a relay with it.
+
+Flags:
+`)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return errUsage
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "wxsim bare: unexpected argument %q\n", fs.Arg(0))
+		fs.Usage()
+		return errUsage
+	}
+	log := slog.New(slog.NewTextHandler(stderr, nil))
+	ln, err := new(net.ListenConfig).Listen(ctx, "tcp", *addr)
+	if err != nil {
+		return err
+	}
+	// The same server settings as load.StartBare's.
+	srv := &http.Server{
+		Handler:           http.HandlerFunc(load.BareHandler),
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	log.Info("wxsim bare handler serving", "url", "http://"+ln.Addr().String()+"/wx/bare")
+	select {
+	case err := <-served:
+		return fmt.Errorf("bare: %w", err)
+	case <-ctx.Done():
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownGrace)
+	defer cancel()
+	return srv.Shutdown(shutdownCtx)
+}
