@@ -52,7 +52,7 @@ func freePort(t testing.TB) string {
 type process struct {
 	cmd    *exec.Cmd
 	http   string
-	stderr *bytes.Buffer
+	stderr *logFile
 	// sim is the fake WeChat the process calls (WXRELAY_WECHAT_API), so
 	// that no test reaches the real one.
 	sim    *wxsim.Server
@@ -61,7 +61,7 @@ type process struct {
 
 func startServe(t testing.TB, dir string, extraEnv ...string) *process {
 	t.Helper()
-	p := &process{http: freePort(t), stderr: &bytes.Buffer{}, sim: wxsim.New(wxsim.Options{})}
+	p := &process{http: freePort(t), sim: wxsim.New(wxsim.Options{})}
 	wx := httptest.NewServer(p.sim)
 	t.Cleanup(wx.Close)
 	p.simURL = wx.URL
@@ -72,7 +72,8 @@ func startServe(t testing.TB, dir string, extraEnv ...string) *process {
 		"WXRELAY_WECHAT_API="+wx.URL,
 	)
 	p.cmd.Env = append(p.cmd.Env, extraEnv...)
-	p.cmd.Stderr = p.stderr
+	p.stderr = newLogFile(t)
+	p.cmd.Stderr = p.stderr.f
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -92,6 +93,30 @@ func startServe(t testing.TB, dir string, extraEnv ...string) *process {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// logFile is where a started process writes its log: a file, not a pipe,
+// so that this process is not woken to copy every line the other writes
+// (at the default level, a line for every API call), which the benchmarks
+// would count as the client's work.
+type logFile struct{ f *os.File }
+
+func newLogFile(t testing.TB) *logFile {
+	t.Helper()
+	f, err := os.CreateTemp(t.TempDir(), "stderr-*.log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	return &logFile{f}
+}
+
+// Bytes returns what the process has written so far.
+func (l *logFile) Bytes() []byte {
+	b, _ := os.ReadFile(l.f.Name())
+	return b
+}
+
+func (l *logFile) String() string { return string(l.Bytes()) }
 
 // TestServeWithNoConfiguration starts the binary the way the README does,
 // with nothing set but the ports, onboards a tenant with a token from
