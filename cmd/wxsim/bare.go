@@ -60,15 +60,7 @@ Flags:
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
-	log.Info("wxsim bare handler serving", "url", "http://"+ln.Addr().String()+"/wx/bare")
-	select {
-	case err := <-served:
-		return fmt.Errorf("bare: %w", err)
-	case <-ctx.Done():
-	}
-	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownGrace)
-	defer cancel()
-	return srv.Shutdown(shutdownCtx)
+	return serveUntilDone(ctx, "bare", srv, ln, func() {
+		log.Info("wxsim bare handler serving", "url", "http://"+ln.Addr().String()+"/wx/bare")
+	})
 }

@@ -19,6 +19,28 @@ import (
 // shutdownGrace is how long in-flight calls get to finish on SIGINT/SIGTERM.
 const shutdownGrace = 5 * time.Second
 
+// serveUntilDone serves srv on ln, calls started once it is serving, and
+// returns when ctx ends, after letting requests in flight finish within
+// shutdownGrace, or when serving fails (the error prefixed with name).
+// The commands that serve (serve, webhook, bare) end this way.
+func serveUntilDone(ctx context.Context, name string, srv *http.Server, ln net.Listener, started func()) error {
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	started()
+	select {
+	case err := <-served:
+		return fmt.Errorf("%s: %w", name, err)
+	case <-ctx.Done():
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownGrace)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		srv.Close()
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	return nil
+}
+
 // appFlag collects repeated --app APPID:SECRET values.
 type appFlag map[string]string
 
@@ -86,21 +108,12 @@ Flags:
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
 	slices.Sort(ids)
-	log.Info("wxsim serving the WeChat API", "addr", ln.Addr().String(), "apps", ids)
-
-	select {
-	case err := <-served:
-		return fmt.Errorf("serve: %w", err)
-	case <-ctx.Done():
-	}
-	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownGrace)
-	defer cancel()
-	if err := srv.Shutdown(shutdownCtx); err != nil {
-		srv.Close()
-		return fmt.Errorf("shutdown: %w", err)
+	err = serveUntilDone(ctx, "serve", srv, ln, func() {
+		log.Info("wxsim serving the WeChat API", "addr", ln.Addr().String(), "apps", ids)
+	})
+	if err != nil {
+		return err
 	}
 	log.Info("wxsim stopped")
 	return nil

@@ -116,18 +116,9 @@ Flags:
 		}
 	})
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
-	log.Info("wxsim receiving webhooks", "addr", ln.Addr().String(), "checking_signatures", key != nil)
-
-	select {
-	case err := <-served:
-		return fmt.Errorf("webhook: %w", err)
-	case <-ctx.Done():
-	}
-	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownGrace)
-	defer cancel()
-	return srv.Shutdown(shutdownCtx)
+	return serveUntilDone(ctx, "webhook", srv, ln, func() {
+		log.Info("wxsim receiving webhooks", "addr", ln.Addr().String(), "checking_signatures", key != nil)
+	})
 }
 
 // webhookKey returns the HMAC key of a Standard Webhooks secret: the
