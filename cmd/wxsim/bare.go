@@ -19,9 +19,10 @@ import (
 // with every request crossing between the two; a baseline inside the load
 // generator's process skips that crossing (the Go runtime hands the request
 // from client goroutine to server goroutine without waking another
-// process), which made it about 1.45 times faster than the very same
-// handler served by a process of its own (docs/benchmarks.md). Compared
-// with this one, the relay and the baseline pay for the same crossings.
+// process), which made it about 1.5 times as fast as the very same handler
+// served by a process of its own (docs/benchmarks.md, "Push ingest").
+// Compared with this one, the relay and the baseline pay for the same
+// crossings.
 func runBare(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("bare", flag.ContinueOnError)
 	fs.SetOutput(stderr)

@@ -9,7 +9,7 @@
 # The bare handler is a process of its own ("wxsim bare"), as the relay is:
 # both pay for every request crossing from the load generator's process to
 # theirs. BARE=inprocess puts it inside the load generator's process
-# instead, as this script did before (it then runs about 1.45 times as fast).
+# instead, as this script did before (there it ran about 1.5 times as fast).
 source "$(dirname "$0")/common.sh"
 # The first delivery attempt is due an hour after each push, so this
 # measures ingest alone; BenchmarkPushToWebhook (relay/delivery) measures

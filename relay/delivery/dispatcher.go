@@ -156,7 +156,7 @@ func (d *Dispatcher) Run(ctx context.Context) {
 	poll := time.NewTicker(d.opts.PollInterval)
 	defer poll.Stop()
 	for ctx.Err() == nil {
-		d.claim(ctx, sendCtx)
+		d.claim(ctx)
 		select {
 		case <-ctx.Done():
 		case <-d.wake:
@@ -180,7 +180,7 @@ func (d *Dispatcher) Run(ctx context.Context) {
 }
 
 // claim takes due events while workers are free and starts them.
-func (d *Dispatcher) claim(ctx, sendCtx context.Context) {
+func (d *Dispatcher) claim(ctx context.Context) {
 	for ctx.Err() == nil {
 		now := d.opts.Now()
 		d.mu.Lock()
