@@ -355,6 +355,31 @@ func TestSlowTenantDoesNotDelayOthers(t *testing.T) {
 	}
 }
 
+// TestWorkersCapAttemptsInFlight: however many events are due, no more
+// than Workers attempts are in flight at once, and each finished attempt
+// frees its worker for the next event.
+func TestWorkersCapAttemptsInFlight(t *testing.T) {
+	h := newHarness(t, delivery.Options{Workers: 4, PerTenant: 16})
+	tn, secret := h.tenant("http://placeholder.invalid/", false)
+	r := newReceiver(t, secret)
+	r.block = make(chan struct{})
+	h.tenants.Update(context.Background(), tn.ID, tenant.Patch{WebhookURL: &r.srv.URL})
+	for i := range 30 {
+		h.event(tn.ID, fmt.Sprint("o", i), h.clock.Now())
+	}
+	eventually(t, "4 attempts waiting at the webhook", func() bool { return r.waiting.Load() == 4 })
+	// Several polls later, still no fifth.
+	time.Sleep(100 * time.Millisecond)
+	if n := r.waiting.Load(); n != 4 {
+		t.Fatalf("%d attempts in flight with 4 workers", n)
+	}
+	r.mu.Lock()
+	close(r.block)
+	r.block = nil
+	r.mu.Unlock()
+	eventually(t, "all 30 deliveries", func() bool { return len(r.got()) == 30 })
+}
+
 // TestOrderedDelivery: with ordered delivery, a later event of an openid
 // waits while an earlier one is pending; other openids are not held up.
 func TestOrderedDelivery(t *testing.T) {
