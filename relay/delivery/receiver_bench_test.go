@@ -75,8 +75,13 @@ func TestBenchReceiver(t *testing.T) {
 		received.Add(1)
 		w.WriteHeader(http.StatusNoContent)
 	})
+	// The benchmark holds the other end of stdin: when it ends, even
+	// killed, the pipe closes and so does this process.
+	go func() {
+		io.Copy(io.Discard, os.Stdin)
+		os.Exit(0)
+	}()
 	fmt.Printf("receiver listening on %s\n", ln.Addr())
-	// Serves until the benchmark kills the process.
 	t.Fatal(http.Serve(ln, mux))
 }
 
@@ -92,6 +97,9 @@ func startReceiver(b *testing.B) *receiverProcess {
 	cmd := exec.Command(os.Args[0], "-test.run=^TestBenchReceiver$", "-test.timeout=0")
 	cmd.Env = append(os.Environ(), receiverEnv+"=1")
 	cmd.Stderr = os.Stderr
+	if _, err := cmd.StdinPipe(); err != nil { // closed when this process ends
+		b.Fatal(err)
+	}
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		b.Fatal(err)
