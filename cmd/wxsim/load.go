@@ -142,6 +142,10 @@ func loadCmd(ctx context.Context, args []string, lookupEnv func(string) (string,
 		Client:      load.NewClient(l.concurrency, l.timeout),
 		Drain:       l.timeout,
 	}
+	// Connections dialed for the run and never used for a push would
+	// otherwise stay open after it, and hold a server's graceful shutdown
+	// (net/http waits up to 5 s for a connection that has sent nothing).
+	defer opts.Client.CloseIdleConnections()
 	report := loadReport{MsgIDBase: strconv.FormatInt(gen.Base(), 10), Prepared: n}
 	if l.compare || l.bare {
 		bareURL := l.bareURL
