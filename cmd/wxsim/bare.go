@@ -7,9 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
-	"time"
 
 	"github.com/wxrelay/wxrelay/relay/wechat/wxsim/load"
 )
@@ -47,12 +45,7 @@ Flags:
 	if err != nil {
 		return err
 	}
-	// The same server settings as load.StartBare's.
-	srv := &http.Server{
-		Handler:           http.HandlerFunc(load.BareHandler),
-		ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}
+	srv := load.NewBareHTTPServer(slog.NewLogLogger(log.Handler(), slog.LevelWarn))
 	return serveUntilDone(ctx, "bare", srv, ln, func() {
 		log.Info("wxsim bare handler serving", "url", "http://"+ln.Addr().String()+"/wx/bare")
 	})

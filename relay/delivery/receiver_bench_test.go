@@ -87,7 +87,8 @@ func TestBenchReceiver(t *testing.T) {
 
 // receiverProcess is a running receiver process.
 type receiverProcess struct {
-	URL    string // where to deliver
+	URL    string // where to deliver: base + "/events"
+	base   string // http://host:port
 	client *http.Client
 }
 
@@ -112,7 +113,8 @@ func startReceiver(b *testing.B) *receiverProcess {
 	for lines.Scan() {
 		if addr, ok := strings.CutPrefix(lines.Text(), "receiver listening on "); ok {
 			go io.Copy(io.Discard, out)
-			return &receiverProcess{URL: "http://" + addr + "/events", client: &http.Client{Timeout: 10 * time.Second}}
+			base := "http://" + addr
+			return &receiverProcess{URL: base + "/events", base: base, client: &http.Client{Timeout: 10 * time.Second}}
 		}
 	}
 	b.Fatalf("the receiver process did not start: %v", lines.Err())
@@ -122,7 +124,7 @@ func startReceiver(b *testing.B) *receiverProcess {
 // stats asks the receiver for its counts.
 func (r *receiverProcess) stats(b *testing.B, withArrivals bool) receiverStats {
 	b.Helper()
-	u := strings.TrimSuffix(r.URL, "/events") + "/stats"
+	u := r.base + "/stats"
 	if withArrivals {
 		u += "?arrivals=1"
 	}

@@ -20,6 +20,17 @@ func BareHandler(w http.ResponseWriter, r *http.Request) {
 	io.WriteString(w, wechat.Success)
 }
 
+// NewBareHTTPServer returns the server of [BareHandler], with errLog for
+// its errors: the baseline's settings, wherever it runs (StartBare in this
+// process, "wxsim bare" in one of its own).
+func NewBareHTTPServer(errLog *log.Logger) *http.Server {
+	return &http.Server{
+		Handler:           http.HandlerFunc(BareHandler),
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          errLog,
+	}
+}
+
 // BareServer serves [BareHandler] on loopback.
 type BareServer struct {
 	// URL is a push URL on the server, http://127.0.0.1:port/wx/bare.
@@ -35,12 +46,8 @@ func StartBare() (*BareServer, error) {
 		return nil, fmt.Errorf("load: start bare server: %w", err)
 	}
 	b := &BareServer{
-		URL: "http://" + ln.Addr().String() + "/wx/bare",
-		srv: &http.Server{
-			Handler:           http.HandlerFunc(BareHandler),
-			ReadHeaderTimeout: 10 * time.Second,
-			ErrorLog:          log.New(io.Discard, "", 0),
-		},
+		URL:  "http://" + ln.Addr().String() + "/wx/bare",
+		srv:  NewBareHTTPServer(log.New(io.Discard, "", 0)),
 		done: make(chan error, 1),
 	}
 	go func() { b.done <- b.srv.Serve(ln) }()
