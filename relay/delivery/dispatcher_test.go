@@ -98,6 +98,7 @@ type harness struct {
 	tenants *tenant.Service
 	events  *store.EventStore
 	ds      *store.DeliveryStore
+	leases  *leaseWatch // the dispatcher's view of ds
 	disp    *delivery.Dispatcher
 	stop    func()
 }
@@ -114,7 +115,8 @@ func newHarness(t *testing.T, opts delivery.Options) *harness {
 	clock := clockwork.NewFakeClockAt(time.Now().UTC())
 	h := &harness{t: t, db: db, clock: clock, events: store.NewEventStore(db), ds: store.NewDeliveryStore(db)}
 	h.tenants = tenant.NewService(ts, auth, true, h.clock.Now)
-	opts.Store = h.ds
+	h.leases = &leaseWatch{Store: h.ds, held: map[relay.EventID]bool{}}
+	opts.Store = h.leases
 	opts.Tenants = tenant.NewCache(h.tenants, 0, nil)
 	if opts.Sender == nil {
 		opts.Sender = delivery.NewSender(delivery.SenderOptions{AllowPrivate: true, Timeout: 5 * time.Second})
@@ -132,6 +134,52 @@ func newHarness(t *testing.T, opts delivery.Options) *harness {
 	h.stop = func() { cancel(); <-done }
 	t.Cleanup(h.stop)
 	return h
+}
+
+// leaseWatch is the store as the harness's dispatcher sees it: the real
+// one, keeping track of the events the dispatcher holds (claimed, and not
+// yet recorded or released) and of what it released.
+type leaseWatch struct {
+	delivery.Store
+	mu       sync.Mutex
+	held     map[relay.EventID]bool
+	released []relay.EventID
+}
+
+func (w *leaseWatch) ClaimDue(ctx context.Context, c delivery.Claim) ([]*delivery.Job, error) {
+	jobs, err := w.Store.ClaimDue(ctx, c)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, j := range jobs {
+		w.held[j.EventID] = true
+	}
+	return jobs, err
+}
+
+func (w *leaseWatch) Record(ctx context.Context, outcomes []delivery.Outcome) error {
+	err := w.Store.Record(ctx, outcomes)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, o := range outcomes {
+		delete(w.held, o.Job.EventID)
+	}
+	return err
+}
+
+func (w *leaseWatch) Release(ctx context.Context, r delivery.Release) error {
+	err := w.Store.Release(ctx, r)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	delete(w.held, r.Job.EventID)
+	w.released = append(w.released, r.Job.EventID)
+	return err
+}
+
+// counts returns how many events are held and how many were released.
+func (w *leaseWatch) counts() (held, released int) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.held), len(w.released)
 }
 
 var appSeq atomic.Int64
@@ -378,6 +426,83 @@ func TestWorkersCapAttemptsInFlight(t *testing.T) {
 	r.block = nil
 	r.mu.Unlock()
 	eventually(t, "all 30 deliveries", func() bool { return len(r.got()) == 30 })
+}
+
+// TestClaimsAhead: beyond the Workers attempts in flight, the dispatcher
+// holds up to Ahead claimed events waiting for a worker, and no more.
+func TestClaimsAhead(t *testing.T) {
+	h := newHarness(t, delivery.Options{Workers: 4, Ahead: 3, PerTenant: 16})
+	tn, secret := h.tenant("http://placeholder.invalid/", false)
+	r := newReceiver(t, secret)
+	r.block = make(chan struct{})
+	h.tenants.Update(context.Background(), tn.ID, tenant.Patch{WebhookURL: &r.srv.URL})
+	for i := range 30 {
+		h.event(tn.ID, fmt.Sprint("o", i), h.clock.Now())
+	}
+	eventually(t, "4 attempts at the webhook and 7 events held", func() bool {
+		held, _ := h.leases.counts()
+		return r.waiting.Load() == 4 && held == 7
+	})
+	time.Sleep(100 * time.Millisecond) // several polls
+	if held, _ := h.leases.counts(); held != 7 || r.waiting.Load() != 4 {
+		t.Fatalf("%d events held, %d attempts in flight; want 7 and 4", held, r.waiting.Load())
+	}
+	r.mu.Lock()
+	close(r.block)
+	r.block = nil
+	r.mu.Unlock()
+	eventually(t, "all 30 deliveries", func() bool { return len(r.got()) == 30 })
+}
+
+// TestShutdownReleasesEventsNotStarted: at shutdown, claimed events that
+// wait for a worker are released at once, without an attempt, while the
+// attempts in flight finish.
+func TestShutdownReleasesEventsNotStarted(t *testing.T) {
+	h := newHarness(t, delivery.Options{Workers: 2, Ahead: 3, PerTenant: 16})
+	tn, secret := h.tenant("http://placeholder.invalid/", false)
+	r := newReceiver(t, secret)
+	r.block = make(chan struct{})
+	h.tenants.Update(context.Background(), tn.ID, tenant.Patch{WebhookURL: &r.srv.URL})
+	for i := range 10 {
+		h.event(tn.ID, fmt.Sprint("o", i), h.clock.Now())
+	}
+	eventually(t, "2 attempts at the webhook and 5 events held", func() bool {
+		held, _ := h.leases.counts()
+		return r.waiting.Load() == 2 && held == 5
+	})
+	stopped := make(chan struct{})
+	go func() { h.stop(); close(stopped) }()
+	eventually(t, "the 3 waiting events released", func() bool {
+		_, released := h.leases.counts()
+		return released == 3
+	})
+	select {
+	case <-stopped:
+		t.Fatal("Run returned with attempts in flight")
+	default:
+	}
+	r.mu.Lock()
+	close(r.block)
+	r.block = nil
+	r.mu.Unlock()
+	<-stopped
+	var delivered, untried int
+	for _, e := range h.list(tn.ID) {
+		switch {
+		case e.State == relay.StateDelivered:
+			delivered++
+		case e.State == relay.StatePending && e.AttemptCount == 0:
+			untried++
+		}
+	}
+	if delivered != 2 || untried != 8 || len(r.got()) != 2 {
+		t.Errorf("after shutdown: %d delivered, %d pending untried, %d requests; want 2, 8, 2", delivered, untried, len(r.got()))
+	}
+	// Released, not leased: a new dispatcher claims all 8 at once.
+	c := delivery.Claim{Owner: "next", Now: h.clock.Now(), LeaseUntil: h.clock.Now().Add(time.Minute), Limit: 100, PerTenant: 100}
+	if jobs, err := h.ds.ClaimDue(context.Background(), c); err != nil || len(jobs) != 8 {
+		t.Errorf("a new claim takes %d events (%v), want 8", len(jobs), err)
+	}
 }
 
 // TestOrderedDelivery: with ordered delivery, a later event of an openid
