@@ -105,6 +105,15 @@ type harness struct {
 
 func newHarness(t *testing.T, opts delivery.Options) *harness {
 	t.Helper()
+	h := newStoppedHarness(t, opts)
+	h.run()
+	return h
+}
+
+// newStoppedHarness is newHarness without starting the dispatcher: run
+// starts it.
+func newStoppedHarness(t *testing.T, opts delivery.Options) *harness {
+	t.Helper()
 	db := storetest.New(t)
 	key := make([]byte, 32)
 	rand.Read(key)
@@ -128,12 +137,17 @@ func newHarness(t *testing.T, opts delivery.Options) *harness {
 		t.Fatal(err)
 	}
 	h.disp = d
+	h.stop = func() {}
+	return h
+}
+
+// run starts the harness's dispatcher, stopped by h.stop and at cleanup.
+func (h *harness) run() {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { d.Run(ctx); close(done) }()
+	go func() { h.disp.Run(ctx); close(done) }()
 	h.stop = func() { cancel(); <-done }
-	t.Cleanup(h.stop)
-	return h
+	h.t.Cleanup(h.stop)
 }
 
 // leaseWatch is the store as the harness's dispatcher sees it: the real
@@ -431,7 +445,9 @@ func TestWorkersCapAttemptsInFlight(t *testing.T) {
 // TestClaimsAhead: beyond the Workers attempts in flight, the dispatcher
 // holds up to Ahead claimed events waiting for a worker, and no more.
 func TestClaimsAhead(t *testing.T) {
-	h := newHarness(t, delivery.Options{Workers: 4, Ahead: 3, PerTenant: 16})
+	// Stored before the dispatcher starts, so that its first claim fills
+	// it: later claims wait for room for half the workers.
+	h := newStoppedHarness(t, delivery.Options{Workers: 4, Ahead: 3, PerTenant: 16})
 	tn, secret := h.tenant("http://placeholder.invalid/", false)
 	r := newReceiver(t, secret)
 	r.block = make(chan struct{})
@@ -439,6 +455,7 @@ func TestClaimsAhead(t *testing.T) {
 	for i := range 30 {
 		h.event(tn.ID, fmt.Sprint("o", i), h.clock.Now())
 	}
+	h.run()
 	eventually(t, "4 attempts at the webhook and 7 events held", func() bool {
 		held, _ := h.leases.counts()
 		return r.waiting.Load() == 4 && held == 7
@@ -458,7 +475,7 @@ func TestClaimsAhead(t *testing.T) {
 // wait for a worker are released at once, without an attempt, while the
 // attempts in flight finish.
 func TestShutdownReleasesEventsNotStarted(t *testing.T) {
-	h := newHarness(t, delivery.Options{Workers: 2, Ahead: 3, PerTenant: 16})
+	h := newStoppedHarness(t, delivery.Options{Workers: 2, Ahead: 3, PerTenant: 16})
 	tn, secret := h.tenant("http://placeholder.invalid/", false)
 	r := newReceiver(t, secret)
 	r.block = make(chan struct{})
@@ -466,6 +483,7 @@ func TestShutdownReleasesEventsNotStarted(t *testing.T) {
 	for i := range 10 {
 		h.event(tn.ID, fmt.Sprint("o", i), h.clock.Now())
 	}
+	h.run()
 	eventually(t, "2 attempts at the webhook and 5 events held", func() bool {
 		held, _ := h.leases.counts()
 		return r.waiting.Load() == 2 && held == 5
