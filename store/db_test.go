@@ -1,6 +1,7 @@
 package store_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io/fs"
@@ -15,6 +16,7 @@ import (
 	"github.com/uptrace/bun/migrate"
 
 	"github.com/wxrelay/wxrelay/migrations"
+	"github.com/wxrelay/wxrelay/relay"
 	"github.com/wxrelay/wxrelay/store"
 	"github.com/wxrelay/wxrelay/store/storetest"
 	"github.com/wxrelay/wxrelay/tenant"
@@ -329,6 +331,57 @@ func TestMigrate_DownAndUp(t *testing.T) {
 		}
 		if err := db.Migrate(ctx); err != nil {
 			t.Errorf("Migrate on an up-to-date schema: %v", err)
+		}
+	})
+}
+
+// TestMigrate_EventBodiesKept rolls the migration that moved the events'
+// bodies into event_bodies back and forth over stored events: each way,
+// the bodies move with their events.
+func TestMigrate_EventBodiesKept(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		tid := mustCreateTenant(t, db, "tn_a")
+		es := store.NewEventStore(db)
+		e1, e2 := dueEvent(tid, "1", "o1", t0), dueEvent(tid, "2", "o1", t0)
+		e1.Raw, e1.Payload = []byte("<xml>one</xml>"), []byte(`{"n":1}`)
+		e2.Raw, e2.Payload = []byte{0, 0xff, 'x'}, []byte{}
+		mustAppend(t, es, e1, e2)
+
+		ms, err := migrations.For(db.Dialect())
+		if err != nil {
+			t.Fatal(err)
+		}
+		var bodies *migrate.Migration
+		for _, m := range ms.Sorted() {
+			if m.Comment == "event_bodies" {
+				bodies = &m
+			}
+		}
+		if bodies == nil {
+			t.Fatal("no event_bodies migration")
+		}
+		m := migrate.NewMigrator(db.Bun(), ms)
+		if err := bodies.Down(ctx, m, bodies); err != nil {
+			t.Fatalf("down: %v", err)
+		}
+		for _, e := range []*relay.Event{e1, e2} {
+			var raw, payload []byte
+			if err := db.Bun().QueryRowContext(ctx, "SELECT raw, payload FROM events WHERE id = ?", string(e.ID)).Scan(&raw, &payload); err != nil {
+				t.Fatalf("bodies in the events row after down: %v", err)
+			}
+			if !bytes.Equal(raw, e.Raw) || !bytes.Equal(payload, e.Payload) {
+				t.Errorf("after down: raw %q, payload %q; want %q, %q", raw, payload, e.Raw, e.Payload)
+			}
+		}
+		if err := bodies.Up(ctx, m, bodies); err != nil {
+			t.Fatalf("up: %v", err)
+		}
+		for _, e := range []*relay.Event{e1, e2} {
+			got := mustFindEvent(t, es, tid, e.ID)
+			if !bytes.Equal(got.Raw, e.Raw) || !bytes.Equal(got.Payload, e.Payload) {
+				t.Errorf("after up: raw %q, payload %q; want %q, %q", got.Raw, got.Payload, e.Raw, e.Payload)
+			}
 		}
 	})
 }

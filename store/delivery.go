@@ -155,7 +155,7 @@ func (s *DeliveryStore) ClaimDue(ctx context.Context, c delivery.Claim) ([]*deli
 		Where("seq IN (SELECT seq FROM picked)").
 		Where("state = 'pending'").
 		Where("(lease_expires_at IS NULL OR lease_expires_at < ?)", now).
-		Returning("seq, id, tenant_id, payload, receive_time, next_attempt_at, attempt_count, retry_index").
+		Returning("seq, id, tenant_id, "+claimedPayload+", receive_time, next_attempt_at, attempt_count, retry_index").
 		Scan(ctx, &rows)
 	if err != nil {
 		return nil, fmt.Errorf("claim due events: %w", err)
@@ -231,8 +231,12 @@ LIMIT ?3`
 	sqliteClaimLease = `UPDATE events SET lease_owner = ?3, lease_expires_at = ?4
 WHERE seq IN (SELECT value FROM json_each(?1)) AND state = 'pending'
 	AND (lease_expires_at IS NULL OR lease_expires_at < ?2)
-RETURNING seq, id, tenant_id, payload, receive_time, next_attempt_at, attempt_count, retry_index`
+RETURNING seq, id, tenant_id, ` + claimedPayload + `, receive_time, next_attempt_at, attempt_count, retry_index`
 )
+
+// claimedPayload is the webhook body of the event a claim leases, read in
+// its RETURNING clause: the bodies are not in the events row.
+const claimedPayload = `(SELECT b.payload FROM event_bodies AS b WHERE b.seq = events.seq) AS payload`
 
 // claimSQLite is ClaimDue on SQLite.
 func (s *DeliveryStore) claimSQLite(ctx context.Context, c delivery.Claim) (jobs []*delivery.Job, err error) {

@@ -201,6 +201,22 @@ func countAttempts(tb testing.TB, db *store.DB, ids ...relay.EventID) int {
 	return int(n)
 }
 
+// countBodies counts the rows of event_bodies, and of those the ones whose
+// event is gone.
+func countBodies(tb testing.TB, db *store.DB) (all, orphans int) {
+	tb.Helper()
+	ctx := context.Background()
+	n, err := db.Bun().NewSelect().Table("event_bodies").Count(ctx)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	o, err := db.Bun().NewSelect().Table("event_bodies").Where("seq NOT IN (SELECT seq FROM events)").Count(ctx)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return int(n), int(o)
+}
+
 func TestDeliveryStore_ClaimDue(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, db *store.DB) {
 		es, ds := store.NewEventStore(db), store.NewDeliveryStore(db)
@@ -808,6 +824,10 @@ func TestDeliveryStore_PruneEvents(t *testing.T) {
 
 		if got := countAttempts(t, db, oldFailed.ID, d1.ID, d2.ID, d3.ID); got != 0 {
 			t.Errorf("%d attempts of pruned events remain, want none", got)
+		}
+		// The bodies go with their events: 4 kept, none left behind.
+		if all, orphans := countBodies(t, db); all != 4 || orphans != 0 {
+			t.Errorf("%d event bodies, %d of them of pruned events; want 4 and 0", all, orphans)
 		}
 		for _, e := range []*relay.Event{atCutoff, recent, pendingOld, retrying} {
 			mustFindEvent(t, es, e.TenantID, e.ID)

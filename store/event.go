@@ -90,6 +90,9 @@ func (s *EventStore) commit(ctx context.Context, b *appendBatch) error {
 		if b.prepared, err = s.db.prepared(ctx, db, sqliteInsert); err != nil {
 			return fmt.Errorf("append events: %w", err)
 		}
+		if b.preparedBody, err = s.db.prepared(ctx, db, sqliteInsertBody); err != nil {
+			return fmt.Errorf("append events: %w", err)
+		}
 	}
 	for attempt := 1; ; attempt++ {
 		err = db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
@@ -126,9 +129,10 @@ type appendBatch struct {
 	// stored[j] is the id that rows[j] is stored under, and dup[j] whether
 	// that is an earlier event's; both are set by run.
 	stored []string
-	// prepared is sqliteInsert prepared on the pool (SQLite only).
-	prepared *sql.Stmt
-	dup      []bool
+	// prepared and preparedBody are sqliteInsert and sqliteInsertBody
+	// prepared on the pool (SQLite only).
+	prepared, preparedBody *sql.Stmt
+	dup                    []bool
 
 	// Reply windows, written with the events (store/window.go).
 	db          *DB
@@ -187,7 +191,7 @@ func (b *appendBatch) run(ctx context.Context, tx bun.Tx) error {
 
 	var err error
 	if tx.Dialect().Name() == dialect.SQLite {
-		err = b.insertPrepared(ctx, tx, b.prepared)
+		err = b.insertPrepared(ctx, tx, b.prepared, b.preparedBody)
 	} else {
 		err = b.insertMultiRow(ctx, tx, index)
 	}
@@ -268,20 +272,31 @@ func (b *appendBatch) insertMultiRow(ctx context.Context, tx bun.Tx, index map[s
 		chunk := rows[start:end]
 		// RETURNING yields the inserted rows only, in no promised order;
 		// ids tell them apart.
-		var ids []string
+		var inserted []struct {
+			ID  string `bun:"id"`
+			Seq int64  `bun:"seq"`
+		}
 		_, err := tx.NewInsert().Model(&chunk).
 			On("CONFLICT (tenant_id, dedup_key) DO NOTHING").
-			Returning("id").
-			Exec(ctx, &ids)
+			Returning("id, seq").
+			Exec(ctx, &inserted)
 		if err != nil {
 			return fmt.Errorf("insert events: %w", err)
 		}
-		for _, id := range ids {
-			j, ok := index[id]
+		if len(inserted) == 0 {
+			continue
+		}
+		bodies := make([]*bodyRow, 0, len(inserted))
+		for _, in := range inserted {
+			j, ok := index[in.ID]
 			if !ok {
-				return fmt.Errorf("insert events: database returned unknown id %q", id)
+				return fmt.Errorf("insert events: database returned unknown id %q", in.ID)
 			}
-			b.stored[j] = id
+			b.stored[j] = in.ID
+			bodies = append(bodies, &bodyRow{Seq: in.Seq, Raw: b.rows[j].Raw, Payload: b.rows[j].Payload})
+		}
+		if _, err := tx.NewInsert().Model(&bodies).Exec(ctx); err != nil {
+			return fmt.Errorf("insert event bodies: %w", err)
 		}
 	}
 	return nil
@@ -327,22 +342,32 @@ func (b *appendBatch) setOrdered(ctx context.Context, tx bun.Tx) error {
 //
 // ordered copies the tenant's ordered_delivery (see ordered in eventRow);
 // an unknown tenant reads as FALSE and then fails the foreign key.
-const sqliteInsert = `INSERT INTO events (id, tenant_id, dedup_key, type, openid, create_time, receive_time, raw, payload, state, attempt_count, next_attempt_at, ordered)
-VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'pending', 0, ?10, coalesce((SELECT ordered_delivery FROM tenants WHERE id = ?2), FALSE))
+//
+// sqliteInsertBody stores the bodies of the event just inserted, under the
+// rowid that the insert gave it.
+const (
+	sqliteInsert = `INSERT INTO events (id, tenant_id, dedup_key, type, openid, create_time, receive_time, state, attempt_count, next_attempt_at, ordered)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', 0, ?8, coalesce((SELECT ordered_delivery FROM tenants WHERE id = ?2), FALSE))
 ON CONFLICT (tenant_id, dedup_key) DO NOTHING`
+	sqliteInsertBody = `INSERT INTO event_bodies (seq, raw, payload) VALUES (last_insert_rowid(), ?1, ?2)`
+)
 
-func (b *appendBatch) insertPrepared(ctx context.Context, tx bun.Tx, prepared *sql.Stmt) error {
-	stmt := tx.Tx.StmtContext(ctx, prepared)
+func (b *appendBatch) insertPrepared(ctx context.Context, tx bun.Tx, prepared, preparedBody *sql.Stmt) error {
+	stmt, body := tx.Tx.StmtContext(ctx, prepared), tx.Tx.StmtContext(ctx, preparedBody)
 	defer stmt.Close()
+	defer body.Close()
 	for j, r := range b.rows {
 		res, err := stmt.ExecContext(ctx, r.ID, r.TenantID, r.DedupKey, r.Type, r.OpenID,
-			sqliteTime(r.CreateTime), sqliteTime(r.ReceiveTime), r.Raw, r.Payload, sqliteTime(r.NextAttemptAt))
+			sqliteTime(r.CreateTime), sqliteTime(r.ReceiveTime), sqliteTime(r.NextAttemptAt))
 		if err != nil {
 			return fmt.Errorf("insert events: %w", err)
 		}
 		if n, err := res.RowsAffected(); err != nil {
 			return fmt.Errorf("insert events: %w", err)
 		} else if n == 1 {
+			if _, err := body.ExecContext(ctx, r.Raw, r.Payload); err != nil {
+				return fmt.Errorf("insert event bodies: %w", err)
+			}
 			b.stored[j] = r.ID
 		}
 	}
@@ -387,8 +412,10 @@ func (b *appendBatch) results() []relay.AppendResult {
 func (s *EventStore) FindEvent(ctx context.Context, tid tenant.ID, id relay.EventID) (*relay.Event, error) {
 	var row eventRow
 	err := s.db.bun.NewSelect().Model(&row).
-		Where("tenant_id = ?", string(tid)).
-		Where("id = ?", string(id)).
+		ColumnExpr("?TableColumns, b.raw, b.payload").
+		Join("JOIN event_bodies AS b ON b.seq = e.seq").
+		Where("e.tenant_id = ?", string(tid)).
+		Where("e.id = ?", string(id)).
 		Scan(ctx)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("find event %s of tenant %s: %w", id, tid, relay.ErrNotFound)
@@ -410,7 +437,6 @@ func (s *EventStore) FindEvents(ctx context.Context, tid tenant.ID, f relay.Even
 	}
 	var rows []eventRow
 	q := s.db.bun.NewSelect().Model(&rows).
-		ExcludeColumn("raw", "payload").
 		Where("tenant_id = ?", string(tid)).
 		OrderExpr("seq DESC").
 		Limit(int64(limit))
@@ -437,16 +463,18 @@ func (s *EventStore) FindEvents(ctx context.Context, tid tenant.ID, f relay.Even
 type eventRow struct {
 	bun.BaseModel `bun:"table:events,alias:e"`
 
-	Seq           int64     `bun:"seq,pk,autoincrement"`
-	ID            string    `bun:"id"`
-	TenantID      string    `bun:"tenant_id"`
-	DedupKey      string    `bun:"dedup_key"`
-	Type          string    `bun:"type"`
-	OpenID        string    `bun:"openid"`
-	CreateTime    time.Time `bun:"create_time"`
-	ReceiveTime   time.Time `bun:"receive_time"`
-	Raw           []byte    `bun:"raw"`
-	Payload       []byte    `bun:"payload"`
+	Seq         int64     `bun:"seq,pk,autoincrement"`
+	ID          string    `bun:"id"`
+	TenantID    string    `bun:"tenant_id"`
+	DedupKey    string    `bun:"dedup_key"`
+	Type        string    `bun:"type"`
+	OpenID      string    `bun:"openid"`
+	CreateTime  time.Time `bun:"create_time"`
+	ReceiveTime time.Time `bun:"receive_time"`
+	// The bodies, kept in event_bodies (bodyRow), not in the events row:
+	// written with it, read by a join.
+	Raw           []byte    `bun:"raw,scanonly"`
+	Payload       []byte    `bun:"payload,scanonly"`
 	State         string    `bun:"state"`
 	AttemptCount  int       `bun:"attempt_count"`
 	NextAttemptAt time.Time `bun:"next_attempt_at"`
@@ -455,6 +483,16 @@ type eventRow struct {
 	// costs the pushes of other tenants nothing. Written by AppendEvents
 	// and TenantStore.Update only.
 	Ordered bool `bun:"ordered"`
+}
+
+// bodyRow is a row of event_bodies: the bodies of the event seq, apart
+// from its row, which delivery rewrites (see the migration event_bodies).
+type bodyRow struct {
+	bun.BaseModel `bun:"table:event_bodies"`
+
+	Seq     int64  `bun:"seq,pk"`
+	Raw     []byte `bun:"raw"`
+	Payload []byte `bun:"payload"`
 }
 
 // eventStates are the stored names of relay.State.

@@ -681,8 +681,9 @@ func TestEventStore_AppendDeadlock(t *testing.T) {
 	s, ctx := store.NewEventStore(db), context.Background()
 	tid := mustCreateTenant(t, db, "tn_a")
 	insert := func(tx bun.Tx, e *relay.Event) error {
-		_, err := tx.ExecContext(ctx, `INSERT INTO events (id, tenant_id, dedup_key, type, openid, create_time, receive_time, raw, payload, state, next_attempt_at)
-			VALUES (?, ?, ?, '', '', ?, ?, '', '', 'pending', ?) ON CONFLICT (tenant_id, dedup_key) DO NOTHING`,
+		_, err := tx.ExecContext(ctx, `WITH e AS (INSERT INTO events (id, tenant_id, dedup_key, type, openid, create_time, receive_time, state, next_attempt_at)
+			VALUES (?, ?, ?, '', '', ?, ?, 'pending', ?) ON CONFLICT (tenant_id, dedup_key) DO NOTHING RETURNING seq)
+			INSERT INTO event_bodies (seq, raw, payload) SELECT seq, '', '' FROM e`,
 			e.ID, e.TenantID, e.DedupKey, e.CreateTime, e.ReceiveTime, e.ReceiveTime)
 		return err
 	}

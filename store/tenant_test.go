@@ -375,6 +375,8 @@ func TestTenantStore_Delete(t *testing.T) {
 		ctx := context.Background()
 		mustCreate(t, s, newTenant("tn_gone", "wx7000000000000000"))
 		mustCreate(t, s, newTenant("tn_kept", "wx7000000000000001"))
+		es := store.NewEventStore(db)
+		mustAppend(t, es, dueEvent("tn_gone", "1", "o1", t0), dueEvent("tn_gone", "2", "o1", t0), dueEvent("tn_kept", "1", "o1", t0))
 
 		for _, tt := range []struct {
 			name    string
@@ -395,6 +397,10 @@ func TestTenantStore_Delete(t *testing.T) {
 			})
 		}
 		mustFind(t, s, "tn_kept")
+		// The tenant's events go with it, and their bodies with them.
+		if all, orphans := countBodies(t, db); all != 1 || orphans != 0 {
+			t.Errorf("after the delete: %d event bodies, %d of them of deleted events; want 1 and 0", all, orphans)
+		}
 
 		// The appid is free again for a new tenant.
 		mustCreate(t, s, newTenant("tn_reborn", "wx7000000000000000"))
