@@ -114,7 +114,10 @@ func New(opts Options) (*Dispatcher, error) {
 	return &Dispatcher{
 		opts:      opts,
 		wake:      make(chan struct{}, 1),
-		outcomes:  make(chan Outcome, 4*opts.Workers),
+		// Room for every held event's outcome, twice: outcomes wait for
+		// the loop in Run between two of its claims, and a worker never
+		// waits to hand one over.
+		outcomes:  make(chan Outcome, 2*(opts.Workers+opts.Ahead)),
 		perTenant: map[tenant.ID]int{},
 		endpoints: map[tenant.ID]tenantEndpoint{},
 	}, nil
@@ -152,8 +155,6 @@ func (d *Dispatcher) Run(ctx context.Context) {
 	// attempts that were about to succeed into failures.
 	sendCtx, cancelSends := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelSends()
-	recorded := make(chan struct{})
-	go func() { d.record(); close(recorded) }()
 	// Buffered for every claimed event: start never waits.
 	d.jobs = make(chan *Job, d.capacity())
 	var workers sync.WaitGroup
@@ -165,31 +166,46 @@ func (d *Dispatcher) Run(ctx context.Context) {
 		})
 	}
 
+	// One goroutine records outcomes and claims, in turn. The two take
+	// turns on the database's write lock anyway; from one goroutine,
+	// neither waits for the other's wake-up, which on a busy machine kept
+	// the database idle for milliseconds between them while the workers
+	// ran out of claimed events.
+	rec := newRecorder(d)
 	poll := time.NewTicker(d.opts.PollInterval)
 	defer poll.Stop()
 	for ctx.Err() == nil {
+		rec.flush()
 		d.claim(ctx)
 		select {
 		case <-ctx.Done():
 		case <-d.wake:
 		case <-poll.C:
+		case o := <-d.outcomes:
+			rec.add(o)
 		}
 	}
 
 	d.releaseWaiting(context.WithoutCancel(ctx))
 	done := make(chan struct{})
 	go func() { d.running.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(d.opts.ShutdownGrace):
-		d.opts.Logger.Warn("delivery: attempts still in flight after the shutdown grace; cancelling them")
-		cancelSends()
-		<-done
+	grace := time.NewTimer(d.opts.ShutdownGrace)
+	defer grace.Stop()
+	for finished := false; !finished; {
+		rec.flush()
+		select {
+		case <-done:
+			finished = true
+		case o := <-d.outcomes:
+			rec.add(o)
+		case <-grace.C:
+			d.opts.Logger.Warn("delivery: attempts still in flight after the shutdown grace; cancelling them")
+			cancelSends()
+		}
 	}
 	close(d.jobs)
 	workers.Wait()
-	close(d.outcomes)
-	<-recorded
+	rec.flush()
 }
 
 // capacity is how many claimed events the dispatcher holds at most.
@@ -368,32 +384,42 @@ func (d *Dispatcher) release(ctx context.Context, j *Job, at time.Time) {
 	}
 }
 
-// record commits outcomes in batches: every outcome that arrived while the
-// previous batch was committing goes into the next one.
-func (d *Dispatcher) record() {
-	batch := make([]Outcome, 0, 256)
-	for o := range d.outcomes {
-		batch = append(batch[:0], o)
-	collect:
-		for len(batch) < cap(batch) {
-			select {
-			case o, ok := <-d.outcomes:
-				if !ok {
-					break collect
-				}
-				batch = append(batch, o)
-			default:
-				break collect
-			}
+// recorder commits outcomes in batches: every outcome that arrived since
+// the previous batch goes into the next one.
+type recorder struct {
+	d     *Dispatcher
+	batch []Outcome
+}
+
+func newRecorder(d *Dispatcher) *recorder {
+	return &recorder{d: d, batch: make([]Outcome, 0, cap(d.outcomes))}
+}
+
+func (r *recorder) add(o Outcome) { r.batch = append(r.batch, o) }
+
+// flush records the outcomes added and those waiting in the channel.
+func (r *recorder) flush() {
+drain:
+	for len(r.batch) < cap(r.batch) {
+		select {
+		case o := <-r.d.outcomes:
+			r.batch = append(r.batch, o)
+		default:
+			break drain
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		if err := d.opts.Store.Record(ctx, batch); err != nil {
-			// The leases expire and these events are attempted again:
-			// at least once, never lost.
-			d.opts.Logger.Error("delivery: record outcomes", "outcomes", len(batch), "err", err)
-		}
-		cancel()
 	}
+	if len(r.batch) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := r.d.opts.Store.Record(ctx, r.batch); err != nil {
+		// The leases expire and these events are attempted again: at
+		// least once, never lost.
+		r.d.opts.Logger.Error("delivery: record outcomes", "outcomes", len(r.batch), "err", err)
+	}
+	clear(r.batch) // let the payloads go
+	r.batch = r.batch[:0]
 }
 
 // tenantEndpoint is a tenant's webhook URL and the endpoint it names.
