@@ -155,16 +155,22 @@ func BenchmarkDrain(b *testing.B) {
 	}
 }
 
-// storeBacklog stores n events of tid with the given bodies, due at once.
+// storeBacklog stores n events of tid with the given bodies, due at once:
+// a backlog as pushes leave it when a webhook was down, received one a
+// millisecond until now, each with the id that its receive time gives it.
+// (Ids are time-ordered to the millisecond and random within it: had all
+// the events one receive time, their ids, and so their attempts' index
+// entries, would fall in random order, which no stream of pushes makes.)
 func storeBacklog(b *testing.B, events *store.EventStore, tid tenant.ID, n int, payload []byte) {
 	b.Helper()
-	now := time.Now()
+	first := time.Now().Add(-time.Duration(n) * time.Millisecond)
 	for start := 0; start < n; start += 1000 {
 		batch := make([]*relay.Event, 0, 1000)
-		for range min(1000, n-start) {
-			id := relay.NewEventID(now)
+		for i := start; i < min(start+1000, n); i++ {
+			at := first.Add(time.Duration(i) * time.Millisecond)
+			id := relay.NewEventID(at)
 			batch = append(batch, &relay.Event{ID: id, TenantID: tid, DedupKey: "msg:" + string(id), Type: "message.text",
-				OpenID: "o", CreateTime: now, ReceiveTime: now, Raw: payload, Payload: payload})
+				OpenID: "o", CreateTime: at, ReceiveTime: at, Raw: payload, Payload: payload})
 		}
 		if _, err := events.AppendEvents(context.Background(), batch); err != nil {
 			b.Fatal(err)
