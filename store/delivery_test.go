@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"reflect"
 	"regexp"
 	"slices"
@@ -264,6 +265,26 @@ func TestDeliveryStore_ClaimDue(t *testing.T) {
 			t.Errorf("ClaimDue after the leases ran out = %v, want %v", got, want)
 		}
 	})
+}
+
+// TestDeliveryStore_ClaimForms runs the claim tests on SQLite with each
+// form of a claim's step 2 (see store/delivery.go): a query per tenant
+// whatever the tenants, and one query for all whatever the tenants. The
+// tests run as they are with the default, where both forms occur.
+func TestDeliveryStore_ClaimForms(t *testing.T) {
+	tests := map[string]func(*testing.T){
+		"ClaimDue": TestDeliveryStore_ClaimDue, "ClaimExclude": TestDeliveryStore_ClaimExclude,
+		"ClaimFair": TestDeliveryStore_ClaimFair, "ClaimOrdered": TestDeliveryStore_ClaimOrdered,
+		"ClaimConcurrently": TestDeliveryStore_ClaimConcurrently, "OrderedToggle": TestDeliveryStore_OrderedToggle,
+	}
+	for form, max := range map[string]int{"per tenant": math.MaxInt, "one query": 0} {
+		t.Run(form, func(t *testing.T) {
+			defer store.SetClaimPerTenantMax(max)()
+			for name, test := range tests {
+				t.Run(name, test)
+			}
+		})
+	}
 }
 
 func TestDeliveryStore_ClaimInvalid(t *testing.T) {
@@ -1141,6 +1162,7 @@ func TestDeliveryStore_IndexUse(t *testing.T) {
 	wantIndex := map[string]string{
 		"WITH":                          "events_tenant_due", // the claim's tenants
 		"SELECT e.seq":                  "events_tenant_due", // a tenant's due events
+		"SELECT x.seq":                  "events_tenant_due", // the due events of many tenants
 		"UPDATE events SET lease_owner": "INTEGER PRIMARY KEY",
 		"DELETE FROM attempts":          "attempts_event",
 		"UPDATE events SET":             "(id=?)",
@@ -1227,13 +1249,14 @@ func explainSQLite(t *testing.T, db *store.DB, query string) []string {
 }
 
 // BenchmarkDeliveryStore_ClaimRecord measures the store's ceiling for
-// delivery on SQLite: claims of 64 events from a backlog of 10,000, each
-// batch then recorded as delivered in one transaction, both with a real
-// fsync. The webhook calls cost nothing here; what remains is the database.
+// delivery on SQLite: claims of 64 events from a backlog of 10,000 (of one
+// tenant, of 16, or of 1,000 with 10 each), each batch then recorded as
+// delivered in one transaction. The webhook calls cost nothing here; what
+// remains is the database.
 func BenchmarkDeliveryStore_ClaimRecord(b *testing.B) {
 	for _, tt := range []struct {
 		tenants, perTenant int
-	}{{1, 64}, {16, 8}} {
+	}{{1, 64}, {16, 8}, {1000, 16}} {
 		b.Run(fmt.Sprintf("tenants=%d", tt.tenants), func(b *testing.B) {
 			db := storetest.New(b)
 			es, ds, ctx := store.NewEventStore(db), store.NewDeliveryStore(db), context.Background()

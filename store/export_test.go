@@ -3,4 +3,12 @@ package store
 // SQLiteDeliveryStatements are the statements DeliveryStore prepares on
 // SQLite, which bun's query hooks do not see: TestDeliveryStore_IndexUse
 // checks their plans too.
-var SQLiteDeliveryStatements = []string{sqliteClaimTenants, sqliteClaimTenantDue, sqliteClaimTenantDueOrdered, sqliteClaimLease, sqliteInsertAttempt, sqliteRecordOutcome}
+var SQLiteDeliveryStatements = []string{sqliteClaimTenants, sqliteClaimTenantDue, sqliteClaimTenantDueOrdered, sqliteClaimTenantsDue, sqliteClaimLease, sqliteInsertAttempt, sqliteRecordOutcome}
+
+// SetClaimPerTenantMax sets claimPerTenantMax, so that tests can run
+// claims on SQLite in either form, and returns a function that restores it.
+func SetClaimPerTenantMax(n int) (restore func()) {
+	old := claimPerTenantMax
+	claimPerTenantMax = n
+	return func() { claimPerTenantMax = old }
+}
