@@ -112,8 +112,8 @@ func New(opts Options) (*Dispatcher, error) {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	return &Dispatcher{
-		opts:      opts,
-		wake:      make(chan struct{}, 1),
+		opts: opts,
+		wake: make(chan struct{}, 1),
 		// Room for every held event's outcome, twice: outcomes wait for
 		// the loop in Run between two of its claims, and a worker never
 		// waits to hand one over.
