@@ -70,7 +70,7 @@ func (e *benchEnv) dispatcher(b *testing.B, ds *store.DeliveryStore) (*delivery.
 	d, err := delivery.New(delivery.Options{
 		Store: ds, Tenants: tenant.NewCache(e.tenants, time.Second, nil),
 		Sender:    delivery.NewSender(delivery.SenderOptions{AllowPrivate: true, ConnsPerHost: 64}),
-		PerTenant: 128, // one tenant here: let it use every worker (64) and the claim-ahead queue (64), as the bare client uses 64 goroutines
+		PerTenant: 192, // one tenant here: let it use every worker (64) and the claim-ahead queue (128), as the bare client uses 64 goroutines
 	})
 	if err != nil {
 		b.Fatal(err)

@@ -158,12 +158,14 @@ type leaseWatch struct {
 	mu       sync.Mutex
 	held     map[relay.EventID]bool
 	released []relay.EventID
+	lease    time.Duration // of the last claim
 }
 
 func (w *leaseWatch) ClaimDue(ctx context.Context, c delivery.Claim) ([]*delivery.Job, error) {
 	jobs, err := w.Store.ClaimDue(ctx, c)
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	w.lease = c.LeaseUntil.Sub(c.Now)
 	for _, j := range jobs {
 		w.held[j.EventID] = true
 	}
@@ -463,6 +465,14 @@ func TestClaimsAhead(t *testing.T) {
 	time.Sleep(100 * time.Millisecond) // several polls
 	if held, _ := h.leases.counts(); held != 7 || r.waiting.Load() != 4 {
 		t.Fatalf("%d events held, %d attempts in flight; want 7 and 4", held, r.waiting.Load())
+	}
+	// The last of the 7 waits for one attempt ahead of it, then makes its
+	// own: two 5 s timeouts, and the margin (the timeout, at least 5 s).
+	h.leases.mu.Lock()
+	lease := h.leases.lease
+	h.leases.mu.Unlock()
+	if lease != 15*time.Second {
+		t.Errorf("claims lease for %v, want 15s", lease)
 	}
 	r.mu.Lock()
 	close(r.block)
