@@ -279,50 +279,34 @@ func (s *DeliveryStore) claimSQLite(ctx context.Context, c delivery.Claim) (jobs
 		}
 		exclude = string(b)
 	}
-	var stmts [5]*sql.Stmt
-	for i, q := range []string{sqliteClaimTenants, sqliteClaimTenantDue, sqliteClaimTenantDueOrdered, sqliteClaimLease, sqliteClaimTenantsDue} {
-		if stmts[i], err = s.stmt(ctx, q); err != nil {
+	var st claimStmts
+	for _, p := range []struct {
+		st    **sql.Stmt
+		query string
+	}{
+		{&st.tenants, sqliteClaimTenants}, {&st.due, sqliteClaimTenantDue}, {&st.dueOrdered, sqliteClaimTenantDueOrdered},
+		{&st.dueMany, sqliteClaimTenantsDue}, {&st.lease, sqliteClaimLease},
+	} {
+		if *p.st, err = s.stmt(ctx, p.query); err != nil {
 			return nil, err
 		}
 	}
+
 	ctx = uncancellable(ctx)
 	tx, err := s.db.relaxed.DB.BeginTx(ctx, nil)
 	if err != nil {
 		return nil, err
 	}
 	defer tx.Rollback() // after Commit, does nothing
-	tenants, err := queryTenantsDue(ctx, tx.StmtContext(ctx, stmts[0]), exclude)
+	tenants, err := appendRows(ctx, tx.StmtContext(ctx, st.tenants), nil, func(rs *sql.Rows, t *tenantDue) error {
+		return rs.Scan(&t.id, &t.ordered)
+	}, exclude)
 	if err != nil {
 		return nil, err
 	}
-	now, perTenant := sqliteTime(c.Now), perTenantLimit(c)
-	var picked []dueEvent
-	if len(tenants) <= claimPerTenantMax {
-		for _, t := range tenants {
-			st := stmts[1]
-			if t.ordered {
-				st = stmts[2]
-			}
-			if picked, err = appendDue(ctx, tx.StmtContext(ctx, st), picked, t.id, now, perTenant); err != nil {
-				return nil, err
-			}
-		}
-		slices.SortFunc(picked, func(a, b dueEvent) int {
-			return cmp.Or(a.next.Compare(b.next), cmp.Compare(a.seq, b.seq))
-		})
-		picked = picked[:min(len(picked), c.Limit)]
-	} else {
-		ids := make([]string, len(tenants))
-		for i, t := range tenants {
-			ids[i] = t.id
-		}
-		b, err := json.Marshal(ids)
-		if err != nil {
-			return nil, err
-		}
-		if picked, err = appendDue(ctx, tx.StmtContext(ctx, stmts[4]), picked, string(b), now, perTenant, c.Limit); err != nil {
-			return nil, err
-		}
+	picked, err := pickDue(ctx, tx, &st, tenants, c)
+	if err != nil {
+		return nil, err
 	}
 	if len(picked) == 0 {
 		return nil, tx.Commit()
@@ -334,7 +318,9 @@ func (s *DeliveryStore) claimSQLite(ctx context.Context, c delivery.Claim) (jobs
 		}
 		seqs = strconv.AppendInt(seqs, p.seq, 10)
 	}
-	rows, err := leasePicked(ctx, tx.StmtContext(ctx, stmts[3]), "["+string(seqs)+"]", now, c)
+	rows, err := appendRows(ctx, tx.StmtContext(ctx, st.lease), make([]claimedRow, 0, len(picked)), func(rs *sql.Rows, r *claimedRow) error {
+		return rs.Scan(&r.Seq, &r.ID, &r.TenantID, &r.Payload, &r.ReceiveTime, &r.NextAttemptAt, &r.AttemptCount, &r.RetryIndex)
+	}, "["+string(seqs)+"]", sqliteTime(c.Now), c.Owner, sqliteTime(c.LeaseUntil))
 	if err != nil {
 		return nil, err
 	}
@@ -342,6 +328,45 @@ func (s *DeliveryStore) claimSQLite(ctx context.Context, c delivery.Claim) (jobs
 		return nil, err
 	}
 	return claimedJobs(rows, c), nil
+}
+
+// claimStmts are a claim's statements on SQLite, prepared.
+type claimStmts struct {
+	tenants, due, dueOrdered, dueMany, lease *sql.Stmt
+}
+
+// pickDue is step 2 of a claim on SQLite: the first claimable events of
+// each of tenants, at most c.PerTenant each and c.Limit in all, soonest
+// due first.
+func pickDue(ctx context.Context, tx *sql.Tx, st *claimStmts, tenants []tenantDue, c delivery.Claim) ([]dueEvent, error) {
+	now, perTenant := sqliteTime(c.Now), perTenantLimit(c)
+	scan := func(rs *sql.Rows, d *dueEvent) error { return rs.Scan(&d.seq, &d.next) }
+	if len(tenants) > claimPerTenantMax {
+		ids := make([]string, len(tenants))
+		for i, t := range tenants {
+			ids[i] = t.id
+		}
+		b, err := json.Marshal(ids)
+		if err != nil {
+			return nil, err
+		}
+		return appendRows(ctx, tx.StmtContext(ctx, st.dueMany), nil, scan, string(b), now, perTenant, c.Limit)
+	}
+	var picked []dueEvent
+	for _, t := range tenants {
+		q := st.due
+		if t.ordered {
+			q = st.dueOrdered
+		}
+		var err error
+		if picked, err = appendRows(ctx, tx.StmtContext(ctx, q), picked, scan, t.id, now, perTenant); err != nil {
+			return nil, err
+		}
+	}
+	slices.SortFunc(picked, func(a, b dueEvent) int {
+		return cmp.Or(a.next.Compare(b.next), cmp.Compare(a.seq, b.seq))
+	})
+	return picked[:min(len(picked), c.Limit)], nil
 }
 
 // claimPerTenantMax is the most tenants with pending events for which a
@@ -355,61 +380,28 @@ type tenantDue struct {
 	ordered bool
 }
 
-func queryTenantsDue(ctx context.Context, st *sql.Stmt, exclude string) ([]tenantDue, error) {
-	rs, err := st.QueryContext(ctx, exclude)
-	if err != nil {
-		return nil, err
-	}
-	defer rs.Close()
-	var ts []tenantDue
-	for rs.Next() {
-		var t tenantDue
-		if err := rs.Scan(&t.id, &t.ordered); err != nil {
-			return nil, err
-		}
-		ts = append(ts, t)
-	}
-	return ts, rs.Err()
-}
-
 // dueEvent is a claimable event, as step 2 of a claim finds it.
 type dueEvent struct {
 	seq  int64
 	next time.Time
 }
 
-// appendDue appends the events that step 2 of a claim, st, finds.
-func appendDue(ctx context.Context, st *sql.Stmt, to []dueEvent, args ...any) ([]dueEvent, error) {
+// appendRows runs st with args and appends to to a value per row, read by
+// scan.
+func appendRows[T any](ctx context.Context, st *sql.Stmt, to []T, scan func(*sql.Rows, *T) error, args ...any) ([]T, error) {
 	rs, err := st.QueryContext(ctx, args...)
 	if err != nil {
 		return nil, err
 	}
 	defer rs.Close()
 	for rs.Next() {
-		var d dueEvent
-		if err := rs.Scan(&d.seq, &d.next); err != nil {
+		var v T
+		if err := scan(rs, &v); err != nil {
 			return nil, err
 		}
-		to = append(to, d)
+		to = append(to, v)
 	}
 	return to, rs.Err()
-}
-
-func leasePicked(ctx context.Context, st *sql.Stmt, seqs, now string, c delivery.Claim) ([]claimedRow, error) {
-	rs, err := st.QueryContext(ctx, seqs, now, c.Owner, sqliteTime(c.LeaseUntil))
-	if err != nil {
-		return nil, err
-	}
-	defer rs.Close()
-	rows := make([]claimedRow, 0, c.Limit)
-	for rs.Next() {
-		var r claimedRow
-		if err := rs.Scan(&r.Seq, &r.ID, &r.TenantID, &r.Payload, &r.ReceiveTime, &r.NextAttemptAt, &r.AttemptCount, &r.RetryIndex); err != nil {
-			return nil, err
-		}
-		rows = append(rows, r)
-	}
-	return rows, rs.Err()
 }
 
 // uncancellable is ctx for SQLite's hot statements. Given a context that

@@ -51,12 +51,7 @@ func newReceiver(t *testing.T, secret string) *receiver {
 	r := &receiver{t: t, verify: wh, answer: func(int) int { return 204 }}
 	r.srv = httptest.NewServer(http.HandlerFunc(r.serve))
 	t.Cleanup(func() {
-		r.mu.Lock()
-		if r.block != nil {
-			close(r.block)
-			r.block = nil
-		}
-		r.mu.Unlock()
+		r.unblock()
 		r.srv.Close()
 	})
 	return r
@@ -82,6 +77,17 @@ func (r *receiver) serve(w http.ResponseWriter, req *http.Request) {
 	status := r.answer(n)
 	r.mu.Unlock()
 	w.WriteHeader(status)
+}
+
+// unblock lets the requests waiting on r.block through, and the later
+// ones straight in.
+func (r *receiver) unblock() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.block != nil {
+		close(r.block)
+		r.block = nil
+	}
 }
 
 func (r *receiver) got() []delivered {
@@ -211,6 +217,20 @@ func (h *harness) tenant(url string, ordered bool) (*tenant.Tenant, string) {
 		h.t.Fatal(err)
 	}
 	return t, creds.WebhookSecret
+}
+
+// blockedTenant onboards a tenant whose webhook holds every request until
+// unblocked, and stores n events of it, one an openid.
+func (h *harness) blockedTenant(n int) (tenant.ID, *receiver) {
+	h.t.Helper()
+	tn, secret := h.tenant("http://placeholder.invalid/", false)
+	r := newReceiver(h.t, secret)
+	r.block = make(chan struct{})
+	h.tenants.Update(context.Background(), tn.ID, tenant.Patch{WebhookURL: &r.srv.URL})
+	for i := range n {
+		h.event(tn.ID, fmt.Sprint("o", i), h.clock.Now())
+	}
+	return tn.ID, r
 }
 
 // event stores an event for tid from openid created at createTime.
@@ -424,23 +444,14 @@ func TestSlowTenantDoesNotDelayOthers(t *testing.T) {
 // frees its worker for the next event.
 func TestWorkersCapAttemptsInFlight(t *testing.T) {
 	h := newHarness(t, delivery.Options{Workers: 4, PerTenant: 16})
-	tn, secret := h.tenant("http://placeholder.invalid/", false)
-	r := newReceiver(t, secret)
-	r.block = make(chan struct{})
-	h.tenants.Update(context.Background(), tn.ID, tenant.Patch{WebhookURL: &r.srv.URL})
-	for i := range 30 {
-		h.event(tn.ID, fmt.Sprint("o", i), h.clock.Now())
-	}
+	_, r := h.blockedTenant(30)
 	eventually(t, "4 attempts waiting at the webhook", func() bool { return r.waiting.Load() == 4 })
 	// Several polls later, still no fifth.
 	time.Sleep(100 * time.Millisecond)
 	if n := r.waiting.Load(); n != 4 {
 		t.Fatalf("%d attempts in flight with 4 workers", n)
 	}
-	r.mu.Lock()
-	close(r.block)
-	r.block = nil
-	r.mu.Unlock()
+	r.unblock()
 	eventually(t, "all 30 deliveries", func() bool { return len(r.got()) == 30 })
 }
 
@@ -450,13 +461,7 @@ func TestClaimsAhead(t *testing.T) {
 	// Stored before the dispatcher starts, so that its first claim fills
 	// it: later claims wait for room for half the workers.
 	h := newStoppedHarness(t, delivery.Options{Workers: 4, Ahead: 3, PerTenant: 16})
-	tn, secret := h.tenant("http://placeholder.invalid/", false)
-	r := newReceiver(t, secret)
-	r.block = make(chan struct{})
-	h.tenants.Update(context.Background(), tn.ID, tenant.Patch{WebhookURL: &r.srv.URL})
-	for i := range 30 {
-		h.event(tn.ID, fmt.Sprint("o", i), h.clock.Now())
-	}
+	_, r := h.blockedTenant(30)
 	h.run()
 	eventually(t, "4 attempts at the webhook and 7 events held", func() bool {
 		held, _ := h.leases.counts()
@@ -474,10 +479,7 @@ func TestClaimsAhead(t *testing.T) {
 	if lease != 15*time.Second {
 		t.Errorf("claims lease for %v, want 15s", lease)
 	}
-	r.mu.Lock()
-	close(r.block)
-	r.block = nil
-	r.mu.Unlock()
+	r.unblock()
 	eventually(t, "all 30 deliveries", func() bool { return len(r.got()) == 30 })
 }
 
@@ -486,13 +488,7 @@ func TestClaimsAhead(t *testing.T) {
 // attempts in flight finish.
 func TestShutdownReleasesEventsNotStarted(t *testing.T) {
 	h := newStoppedHarness(t, delivery.Options{Workers: 2, Ahead: 3, PerTenant: 16})
-	tn, secret := h.tenant("http://placeholder.invalid/", false)
-	r := newReceiver(t, secret)
-	r.block = make(chan struct{})
-	h.tenants.Update(context.Background(), tn.ID, tenant.Patch{WebhookURL: &r.srv.URL})
-	for i := range 10 {
-		h.event(tn.ID, fmt.Sprint("o", i), h.clock.Now())
-	}
+	tid, r := h.blockedTenant(10)
 	h.run()
 	eventually(t, "2 attempts at the webhook and 5 events held", func() bool {
 		held, _ := h.leases.counts()
@@ -509,13 +505,10 @@ func TestShutdownReleasesEventsNotStarted(t *testing.T) {
 		t.Fatal("Run returned with attempts in flight")
 	default:
 	}
-	r.mu.Lock()
-	close(r.block)
-	r.block = nil
-	r.mu.Unlock()
+	r.unblock()
 	<-stopped
 	var delivered, untried int
-	for _, e := range h.list(tn.ID) {
+	for _, e := range h.list(tid) {
 		switch {
 		case e.State == relay.StateDelivered:
 			delivered++
@@ -642,10 +635,7 @@ func TestShutdownFinishesAttemptsInFlight(t *testing.T) {
 		t.Fatal("Run returned with an attempt in flight")
 	default:
 	}
-	rcv.mu.Lock()
-	close(rcv.block)
-	rcv.block = nil
-	rcv.mu.Unlock()
+	rcv.unblock()
 	<-stopped
 	if e, _ := h.get(tn.ID, id); e.State != relay.StateDelivered {
 		t.Errorf("state after shutdown = %v, want delivered", e.State)
