@@ -267,13 +267,9 @@ func (s *DeliveryStore) claimSQLite(ctx context.Context, c delivery.Claim) (jobs
 			err = fmt.Errorf("claim due events: %w", err)
 		}
 	}()
-	exclude := "[]"
-	if len(c.Exclude) > 0 {
-		b, err := json.Marshal(c.Exclude)
-		if err != nil {
-			return nil, err
-		}
-		exclude = string(b)
+	exclude, err := jsonArray(c.Exclude, func(id tenant.ID) tenant.ID { return id })
+	if err != nil {
+		return nil, err
 	}
 	var st claimStmts
 	for _, p := range []struct {
@@ -307,17 +303,13 @@ func (s *DeliveryStore) claimSQLite(ctx context.Context, c delivery.Claim) (jobs
 	if len(picked) == 0 {
 		return nil, tx.Commit()
 	}
-	seqs := make([]int64, len(picked))
-	for i, p := range picked {
-		seqs[i] = p.seq
-	}
-	seqList, err := json.Marshal(seqs)
+	seqs, err := jsonArray(picked, func(d dueEvent) int64 { return d.seq })
 	if err != nil {
 		return nil, err
 	}
 	rows, err := appendRows(ctx, tx.StmtContext(ctx, st.lease), make([]claimedRow, 0, len(picked)), func(rs *sql.Rows, r *claimedRow) error {
 		return rs.Scan(&r.Seq, &r.ID, &r.TenantID, &r.Payload, &r.ReceiveTime, &r.NextAttemptAt, &r.AttemptCount, &r.RetryIndex)
-	}, string(seqList), sqliteTime(c.Now), c.Owner, sqliteTime(c.LeaseUntil))
+	}, seqs, sqliteTime(c.Now), c.Owner, sqliteTime(c.LeaseUntil))
 	if err != nil {
 		return nil, err
 	}
@@ -339,15 +331,11 @@ func pickDue(ctx context.Context, tx *sql.Tx, st *claimStmts, tenants []tenantDu
 	now, perTenant := sqliteTime(c.Now), perTenantLimit(c)
 	scan := func(rs *sql.Rows, d *dueEvent) error { return rs.Scan(&d.seq, &d.next) }
 	if len(tenants) > claimPerTenantMax {
-		ids := make([]string, len(tenants))
-		for i, t := range tenants {
-			ids[i] = t.id
-		}
-		b, err := json.Marshal(ids)
+		ids, err := jsonArray(tenants, func(t tenantDue) string { return t.id })
 		if err != nil {
 			return nil, err
 		}
-		return appendRows(ctx, tx.StmtContext(ctx, st.dueMany), nil, scan, string(b), now, perTenant, c.Limit)
+		return appendRows(ctx, tx.StmtContext(ctx, st.dueMany), nil, scan, ids, now, perTenant, c.Limit)
 	}
 	var picked []dueEvent
 	for _, t := range tenants {
@@ -381,6 +369,17 @@ type tenantDue struct {
 type dueEvent struct {
 	seq  int64
 	next time.Time
+}
+
+// jsonArray is f of each of xs as a JSON array, "[]" for none: how a list
+// reaches a SQLite statement, which reads it with json_each.
+func jsonArray[T, V any](xs []T, f func(T) V) (string, error) {
+	vs := make([]V, len(xs))
+	for i, x := range xs {
+		vs[i] = f(x)
+	}
+	b, err := json.Marshal(vs)
+	return string(b), err
 }
 
 // appendRows runs st with args and appends to to a value per row, read by
