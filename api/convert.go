@@ -88,7 +88,7 @@ func toDomainTenant(p *wxrelayv1.Tenant) *tenant.Tenant {
 
 // toProtoTenant never copies secrets: they are input only.
 func (s *tenantServer) toProtoTenant(t *tenant.Tenant) *wxrelayv1.Tenant {
-	return &wxrelayv1.Tenant{
+	p := &wxrelayv1.Tenant{
 		Id:                string(t.ID),
 		DisplayName:       t.DisplayName,
 		Appid:             t.AppID,
@@ -104,7 +104,13 @@ func (s *tenantServer) toProtoTenant(t *tenant.Tenant) *wxrelayv1.Tenant {
 		TokenEndpoint:     toProto(tokenEndpoints, endpointOrDefault(t.TokenEndpoint)),
 		CreateTime:        timestamppb.New(t.CreateTime),
 		UpdateTime:        timestamppb.New(t.UpdateTime),
+		PushSecrets:       wxrelayv1.Tenant_PUSH_SECRETS_CURRENT,
 	}
+	if t.Secrets.PreviousInForce(time.Now()) {
+		p.PushSecrets = wxrelayv1.Tenant_PUSH_SECRETS_CURRENT_AND_PREVIOUS
+		p.PreviousPushSecretsUntil = timestamppb.New(t.Secrets.PreviousUntil)
+	}
+	return p
 }
 
 // endpointOrDefault names the endpoint a tenant's tokens come from: the zero

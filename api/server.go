@@ -2,6 +2,7 @@ package api
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -22,6 +23,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -40,6 +42,15 @@ const MaxBodyBytes = 1 << 20
 // maxGRPCMessage caps a received gRPC message: a full-size upload plus
 // room for the other fields.
 const maxGRPCMessage = wechat.MaxUploadBytes + 1<<20
+
+// gRPC connection limits, as on the HTTP port (cmd/wxrelay): a connection
+// must finish its handshake within grpcHandshakeTimeout, and one with no
+// call in flight for DefaultGRPCMaxIdle is closed (GOAWAY; clients
+// reconnect when they next call).
+const (
+	grpcHandshakeTimeout = 10 * time.Second
+	DefaultGRPCMaxIdle   = 2 * time.Minute
+)
 
 // Options wires a Server. All but Ready, Registry and Routes are required.
 type Options struct {
@@ -63,6 +74,9 @@ type Options struct {
 	// Idempotency keeps SendMessage's idempotency keys; nil refuses keys
 	// (UNIMPLEMENTED).
 	Idempotency message.IdempotencyStore
+	// GRPCMaxIdle closes gRPC connections without a call for this long;
+	// zero means DefaultGRPCMaxIdle.
+	GRPCMaxIdle time.Duration
 }
 
 // Server serves the API over gRPC and, through grpc-gateway, over REST.
@@ -107,6 +121,22 @@ func New(opts Options) (*Server, error) {
 	gs := grpc.NewServer(
 		// Room for a full-size UploadMedia request; gRPC's default is 4 MiB.
 		grpc.MaxRecvMsgSize(maxGRPCMessage),
+		// grpc-go keeps a connection that does nothing for as long as the
+		// client likes and gives a silent one 120 s to say hello; the HTTP
+		// port gives 10 s to a connection that sends no request and 120 s
+		// to an idle keep-alive one. The same here, so that idle or
+		// half-open connections cannot pile up, and clients may not ping
+		// more often than every 10 s to keep theirs alive.
+		grpc.ConnectionTimeout(grpcHandshakeTimeout),
+		grpc.KeepaliveParams(keepalive.ServerParameters{
+			MaxConnectionIdle: cmp.Or(opts.GRPCMaxIdle, DefaultGRPCMaxIdle),
+			Time:              time.Minute,
+			Timeout:           20 * time.Second,
+		}),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{
+			MinTime:             10 * time.Second,
+			PermitWithoutStream: true,
+		}),
 		grpc.ChainUnaryInterceptor(unary...),
 		grpc.ChainStreamInterceptor(
 			recovery.StreamServerInterceptor(onPanic),

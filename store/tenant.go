@@ -112,6 +112,9 @@ func (s *TenantStore) Update(ctx context.Context, t *tenant.Tenant) error {
 		if n, err := res.RowsAffected(); err != nil || n == 0 {
 			return err
 		}
+		if err := s.db.notifyTenantChanged(ctx, tx, t.ID); err != nil {
+			return err
+		}
 		if old[0].OrderedDelivery != row.OrderedDelivery {
 			_, err = tx.NewUpdate().Model((*eventRow)(nil)).
 				Set("ordered = ?", row.OrderedDelivery).
@@ -156,7 +159,14 @@ func (s *TenantStore) Update(ctx context.Context, t *tenant.Tenant) error {
 // owns. tenant.ErrNotFound.
 func (s *TenantStore) Delete(ctx context.Context, id tenant.ID) error {
 	defer s.db.serialize()()
-	res, err := s.db.bun.NewDelete().Model((*tenantRow)(nil)).Where("id = ?", string(id)).Exec(ctx)
+	var res sql.Result
+	err := s.db.bun.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+		var err error
+		if res, err = tx.NewDelete().Model((*tenantRow)(nil)).Where("id = ?", string(id)).Exec(ctx); err != nil {
+			return err
+		}
+		return s.db.notifyTenantChanged(ctx, tx, id)
+	})
 	if err != nil {
 		return fmt.Errorf("delete tenant %s: %w", id, err)
 	}
@@ -207,6 +217,10 @@ type storedSecrets struct {
 	AppSecret      string `json:"app_secret"`
 	Token          string `json:"token"`
 	EncodingAESKey string `json:"encoding_aes_key,omitempty"`
+
+	PreviousToken          string    `json:"previous_token,omitempty"`
+	PreviousEncodingAESKey string    `json:"previous_encoding_aes_key,omitempty"`
+	PreviousUntil          time.Time `json:"previous_until,omitzero"`
 }
 
 type storedWebhookSecrets struct {
@@ -279,7 +293,9 @@ func fromDomain(t *tenant.Tenant, sl *sealer) (*tenantRow, error) {
 
 	// Marshalling errors are dropped rather than wrapped: they could quote
 	// the value that failed.
-	secrets, err := json.Marshal(storedSecrets(t.Secrets))
+	ss := storedSecrets(t.Secrets)
+	ss.PreviousUntil = ss.PreviousUntil.UTC()
+	secrets, err := json.Marshal(ss)
 	if err != nil {
 		return nil, errors.New("encode secrets")
 	}
@@ -334,6 +350,7 @@ func (r *tenantRow) toDomain(sl *sealer) (*tenant.Tenant, error) {
 		return nil, err
 	}
 	t.Secrets = tenant.Secrets(secrets)
+	t.Secrets.PreviousUntil = t.Secrets.PreviousUntil.UTC()
 
 	var webhook storedWebhookSecrets
 	if err := openJSON(sl, r.SealedWebhookSecrets, colWebhookSecrets, r.ID, &webhook); err != nil {

@@ -80,15 +80,30 @@ func NewAuthenticator(key []byte, store Store, now func() time.Time) (*Authentic
 			jwt.WithIssuer(issuer),
 			jwt.WithIssuedAt(),
 			jwt.WithTimeFunc(now),
-			jwt.WithLeeway(30*time.Second),
+			jwt.WithLeeway(clockLeeway),
 		),
 	}, nil
 }
 
-// IssueAdminToken returns an admin token valid for ttl.
+// clockLeeway is how far past its expiry a token is still accepted. The
+// issuer is the relay itself and replicas keep their clocks by NTP, so a
+// second covers their skew; more would stretch a short token's life many
+// times over (a 1 s token lived 31 s with the 30 s once allowed here).
+const clockLeeway = time.Second
+
+// MaxAdminTokenTTL is the longest life of an admin token. Admin tokens
+// cannot be revoked one by one (only by changing the secret key), so a
+// leaked one must not stay good for long.
+const MaxAdminTokenTTL = 7 * 24 * time.Hour
+
+// IssueAdminToken returns an admin token valid for ttl, at most
+// MaxAdminTokenTTL.
 func (a *Authenticator) IssueAdminToken(ttl time.Duration) (string, error) {
 	if ttl <= 0 {
 		return "", errors.New("tenant: admin token ttl must be positive")
+	}
+	if ttl > MaxAdminTokenTTL {
+		return "", fmt.Errorf("tenant: admin token ttl %s is over the maximum of %s", ttl, MaxAdminTokenTTL)
 	}
 	now := a.now()
 	return a.sign(claims{Role: roleAdmin, RegisteredClaims: jwt.RegisteredClaims{

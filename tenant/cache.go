@@ -11,11 +11,18 @@ type Getter interface {
 	Get(ctx context.Context, id ID) (*Tenant, error)
 }
 
-// Cache keeps tenants read through a Getter for a short time. The push path
-// and delivery read a tenant for every event; at thousands of events a
-// second a database read and the opening of sealed secrets each time are
-// worth sparing, and a second of staleness is harmless: a change made
-// through another replica applies within the TTL.
+// Cache keeps tenants read through a Getter. The push path and delivery
+// read a tenant for every event; at thousands of events a second a
+// database read and the opening of sealed secrets each time are worth
+// sparing.
+//
+// A change must not wait for the TTL: a tenant that rotates its webhook
+// secret and then switches its verifier rejects deliveries signed with the
+// old one. So entries are forgotten when a tenant changes: at once for a
+// change made through this process's Service (Service.OnChange), and on
+// notice from the database for a change made by another replica
+// (store.TenantWatcher). The TTL only bounds how long a missed notice can
+// leave an entry stale.
 type Cache struct {
 	getter Getter
 	ttl    time.Duration
@@ -23,6 +30,10 @@ type Cache struct {
 
 	mu sync.Mutex
 	m  map[ID]cachedTenant
+	// gen counts Forget and ForgetAll calls. A read that started before
+	// one of them may have fetched the old tenant, so Get stores what it
+	// read only if gen has not moved meanwhile.
+	gen uint64
 }
 
 type cachedTenant struct {
@@ -38,13 +49,14 @@ func NewCache(g Getter, ttl time.Duration, now func() time.Time) *Cache {
 	return &Cache{getter: g, ttl: ttl, now: now, m: map[ID]cachedTenant{}}
 }
 
-// Get returns the tenant, read again once its entry is older than the TTL.
-// The returned tenant is shared: callers must not modify it. A tenant that
-// was deleted is forgotten at once (ErrNotFound).
+// Get returns the tenant, read again once its entry is older than the TTL
+// or was forgotten. The returned tenant is shared: callers must not modify
+// it. A tenant that was deleted is forgotten at once (ErrNotFound).
 func (c *Cache) Get(ctx context.Context, id ID) (*Tenant, error) {
 	now := c.now()
 	c.mu.Lock()
 	e, ok := c.m[id]
+	gen := c.gen
 	c.mu.Unlock()
 	if ok && now.Sub(e.loadedAt) < c.ttl {
 		return e.t, nil
@@ -56,6 +68,25 @@ func (c *Cache) Get(ctx context.Context, id ID) (*Tenant, error) {
 		delete(c.m, id)
 		return nil, err
 	}
-	c.m[id] = cachedTenant{t: t, loadedAt: now}
+	if c.gen == gen {
+		c.m[id] = cachedTenant{t: t, loadedAt: now}
+	}
 	return t, nil
+}
+
+// Forget drops the entry of tenant id, so that the next Get reads it anew.
+func (c *Cache) Forget(id ID) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.m, id)
+	c.gen++
+}
+
+// ForgetAll drops every entry: for when notices of changes may have been
+// missed, as when the connection that carries them was lost.
+func (c *Cache) ForgetAll() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	clear(c.m)
+	c.gen++
 }

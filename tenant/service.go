@@ -14,6 +14,12 @@ import (
 // beside the new one, so tenants can roll their verifiers without a gap.
 const webhookSecretGrace = 24 * time.Hour
 
+// DefaultPushSecretGrace is how long pushes signed or encrypted with the
+// previous push Token or EncodingAESKey are still accepted after a change:
+// the change in wxrelay and the one in WeChat's console are made by hand,
+// one after the other, and pushes in between must not be lost.
+const DefaultPushSecretGrace = 10 * time.Minute
+
 // Page sizes for List.
 const (
 	DefaultPageSize = 50
@@ -33,6 +39,8 @@ type Service struct {
 	now   func() time.Time
 	// allowPrivateWebhooks lets webhook URLs name loopback and private hosts.
 	allowPrivateWebhooks bool
+	pushSecretGrace      time.Duration
+	onChange             []func(ID)
 }
 
 // NewService returns a Service. now may be nil for time.Now.
@@ -40,7 +48,25 @@ func NewService(store Store, auth *Authenticator, allowPrivateWebhooks bool, now
 	if now == nil {
 		now = time.Now
 	}
-	return &Service{store: store, auth: auth, now: now, allowPrivateWebhooks: allowPrivateWebhooks}
+	return &Service{store: store, auth: auth, now: now, allowPrivateWebhooks: allowPrivateWebhooks,
+		pushSecretGrace: DefaultPushSecretGrace}
+}
+
+// SetPushSecretGrace sets how long the previous push Token and
+// EncodingAESKey keep working after a change (DefaultPushSecretGrace);
+// zero ends them at once. Call it before serving.
+func (s *Service) SetPushSecretGrace(d time.Duration) { s.pushSecretGrace = max(d, 0) }
+
+// OnChange registers f to be called with the id of every tenant changed or
+// deleted through s, after the change is stored and before the call that
+// made it returns: Cache.Forget, so that the next push, delivery or send
+// on this process sees the change. Call it before serving.
+func (s *Service) OnChange(f func(ID)) { s.onChange = append(s.onChange, f) }
+
+func (s *Service) changed(id ID) {
+	for _, f := range s.onChange {
+		f(id)
+	}
 }
 
 // Create onboards a mini-program. Unset modes take the console's defaults
@@ -159,7 +185,9 @@ func set[T any](dst *T, src *T) {
 // could not have been created. ErrNotFound, ErrInvalid, ErrConflict.
 func (s *Service) Update(ctx context.Context, id ID, p Patch) (*Tenant, error) {
 	return s.modify(ctx, id, func(t *Tenant) error {
+		old := t.Secrets
 		p.apply(t)
+		t.Secrets.keepPrevious(old, s.now().UTC().Add(s.pushSecretGrace))
 		if t.TokenEndpoint == TokenEndpointUnspecified {
 			t.TokenEndpoint = TokenStable
 		}
@@ -169,7 +197,10 @@ func (s *Service) Update(ctx context.Context, id ID, p Patch) (*Tenant, error) {
 
 // Delete removes a tenant, its events and its keys. ErrNotFound.
 func (s *Service) Delete(ctx context.Context, id ID) error {
-	return s.store.Delete(ctx, id)
+	err := s.store.Delete(ctx, id)
+	// Forgotten even on error: a failed delete may still have committed.
+	s.changed(id)
+	return err
 }
 
 // RotateAPIKey issues a new API key; the old one stops working at once.
@@ -210,7 +241,11 @@ func (s *Service) modify(ctx context.Context, id ID, change func(*Tenant) error)
 		return nil, err
 	}
 	t.UpdateTime = s.now().UTC().Truncate(time.Microsecond)
-	if err := s.store.Update(ctx, t); err != nil {
+	err = s.store.Update(ctx, t)
+	// Forgotten even on error: an update whose answer was lost (a
+	// timeout) may still have committed.
+	s.changed(id)
+	if err != nil {
 		return nil, err
 	}
 	return t, nil

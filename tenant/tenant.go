@@ -75,6 +75,29 @@ type Secrets struct {
 	AppSecret      string // AppSecret from the console: fetches access tokens
 	Token          string // the push Token: signs pushes
 	EncodingAESKey string // 43 characters: encrypts pushes in compatible and safe mode
+
+	// After a change of Token or EncodingAESKey, the values before it are
+	// still accepted on pushes until PreviousUntil (Service's push secret
+	// grace), since WeChat's console is changed by hand at another moment.
+	PreviousToken          string
+	PreviousEncodingAESKey string
+	PreviousUntil          time.Time
+}
+
+// PreviousInForce reports whether pushes made with PreviousToken and
+// PreviousEncodingAESKey are still accepted at now.
+func (s Secrets) PreviousInForce(now time.Time) bool {
+	return !s.PreviousUntil.IsZero() && now.Before(s.PreviousUntil)
+}
+
+// keepPrevious records old's push Token and EncodingAESKey as the previous
+// ones, accepted until until, if s changed either of them. A change that
+// leaves both as they were keeps the grace period already running.
+func (s *Secrets) keepPrevious(old Secrets, until time.Time) {
+	if s.Token == old.Token && s.EncodingAESKey == old.EncodingAESKey {
+		return
+	}
+	s.PreviousToken, s.PreviousEncodingAESKey, s.PreviousUntil = old.Token, old.EncodingAESKey, until
 }
 
 // WebhookSecrets sign webhook deliveries. During a rotation the previous

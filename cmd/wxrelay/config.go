@@ -15,7 +15,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/wxrelay/wxrelay/relay/ingress"
 	"github.com/wxrelay/wxrelay/store"
+	"github.com/wxrelay/wxrelay/tenant"
 )
 
 // config is everything wxrelay can be told, from flags and WXRELAY_*
@@ -34,6 +36,8 @@ type config struct {
 	FailedRetention      time.Duration
 	DebugAddr            string
 	LogLevel             slog.Level
+	PushSecretGrace      time.Duration // previous push Token/EncodingAESKey still accepted
+	PushMaxSkew          time.Duration // how far a push's timestamp may be from now
 }
 
 // flagSet binds the flags every command shares, with defaults taken from
@@ -73,14 +77,17 @@ func (fs *flagSet) addServeFlags() {
 	c.Retention, c.FailedRetention = 7*24*time.Hour, 30*24*time.Hour
 	fs.Func("retention", "how long delivered events are kept, with their attempts, at least 1h (WXRELAY_RETENTION)\n(default 168h)", durationFlag(&c.Retention))
 	fs.Func("failed-retention", "how long failed events are kept, to be redelivered, at least 1h (WXRELAY_FAILED_RETENTION)\n(default 720h)", durationFlag(&c.FailedRetention))
-	fs.StringVar(&c.DebugAddr, "debug-addr", "", "if set, serve Go's /debug/pprof profiles here, e.g. 127.0.0.1:6060; keep it private (WXRELAY_DEBUG_ADDR)")
+	fs.StringVar(&c.DebugAddr, "debug-addr", "", "if set, serve Go's /debug/pprof profiles here; :6060 means 127.0.0.1:6060, and 0.0.0.0:6060 (every interface) is served with a warning (WXRELAY_DEBUG_ADDR)")
 	fs.TextVar(&c.LogLevel, "log-level", slog.LevelInfo, "debug, info, warn or error (WXRELAY_LOG_LEVEL)")
+	fs.DurationVar(&c.PushSecretGrace, "push-secret-grace", tenant.DefaultPushSecretGrace, "after a change of a tenant's push Token or EncodingAESKey, how long pushes made with the previous ones are still accepted (WXRELAY_PUSH_SECRET_GRACE)")
+	fs.DurationVar(&c.PushMaxSkew, "push-max-skew", ingress.DefaultMaxSkew, "refuse pushes whose timestamp is further than this from the relay's clock, at most 30m (WXRELAY_PUSH_MAX_SKEW)")
 	for name, env := range map[string]string{
 		"http-addr": "WXRELAY_HTTP_ADDR", "grpc-addr": "WXRELAY_GRPC_ADDR", "public-url": "WXRELAY_PUBLIC_URL",
 		"wechat-api": "WXRELAY_WECHAT_API", "allow-private-webhooks": "WXRELAY_ALLOW_PRIVATE_WEBHOOKS",
 		"retry-schedule": "WXRELAY_RETRY_SCHEDULE", "log-level": "WXRELAY_LOG_LEVEL",
 		"delivery-timeout": "WXRELAY_DELIVERY_TIMEOUT", "debug-addr": "WXRELAY_DEBUG_ADDR",
 		"retention": "WXRELAY_RETENTION", "failed-retention": "WXRELAY_FAILED_RETENTION",
+		"push-secret-grace": "WXRELAY_PUSH_SECRET_GRACE", "push-max-skew": "WXRELAY_PUSH_MAX_SKEW",
 	} {
 		fs.bindEnv(name, env)
 	}
@@ -182,6 +189,16 @@ func (c *config) validateServe() error {
 			return fmt.Errorf("--debug-addr / WXRELAY_DEBUG_ADDR: %w", err)
 		}
 	}
+	if c.PushSecretGrace < 0 {
+		return errors.New("--push-secret-grace / WXRELAY_PUSH_SECRET_GRACE: must not be negative")
+	}
+	if c.PushMaxSkew < time.Minute || c.PushMaxSkew > maxPushSkew {
+		// Under a minute, a relay whose clock is a little off would refuse
+		// WeChat's own pushes; the ceiling keeps every push that passes
+		// within the retention (minRetention), so a replay cannot outlive
+		// the de-duplication record that would catch it.
+		return fmt.Errorf("--push-max-skew / WXRELAY_PUSH_MAX_SKEW: %s is outside 1m..%s", c.PushMaxSkew, maxPushSkew)
+	}
 	if c.DeliveryTimeout <= 0 {
 		return errors.New("--delivery-timeout / WXRELAY_DELIVERY_TIMEOUT: must be positive")
 	}
@@ -207,6 +224,9 @@ func (c *config) validateServe() error {
 // within seconds to minutes, and the event's row is what recognises the
 // retry: an hour is far beyond that, and still short enough for tests.
 const minRetention = time.Hour
+
+// maxPushSkew is the widest --push-max-skew: well under minRetention.
+const maxPushSkew = 30 * time.Minute
 
 func checkAddr(addr string) error {
 	_, port, err := net.SplitHostPort(addr)

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
-	"os/exec"
 	"strings"
 	"syscall"
 	"testing"
@@ -34,13 +33,7 @@ func (p *process) api(t testing.TB, method, path, token, body string, out any) i
 
 func adminTokenIn(t testing.TB, dir string) string {
 	t.Helper()
-	cmd := exec.Command(binary, "admin-token")
-	cmd.Dir = dir
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return strings.TrimSpace(string(out))
+	return adminTokenFor(t, dir, nil)
 }
 
 // TestAnsweredPushesSurviveSIGKILL pushes distinct messages from many

@@ -52,6 +52,7 @@ func freePort(t testing.TB) string {
 type process struct {
 	cmd    *exec.Cmd
 	http   string
+	grpc   string
 	stderr *logFile
 	// sim is the fake WeChat the process calls (WXRELAY_WECHAT_API), so
 	// that no test reaches the real one.
@@ -61,14 +62,14 @@ type process struct {
 
 func startServe(t testing.TB, dir string, extraEnv ...string) *process {
 	t.Helper()
-	p := &process{http: freePort(t), sim: wxsim.New(wxsim.Options{})}
+	p := &process{http: freePort(t), grpc: freePort(t), sim: wxsim.New(wxsim.Options{})}
 	wx := httptest.NewServer(p.sim)
 	t.Cleanup(wx.Close)
 	p.simURL = wx.URL
 	p.cmd = exec.Command(binary, "serve")
 	p.cmd.Dir = dir
 	p.cmd.Env = append(os.Environ(),
-		"WXRELAY_HTTP_ADDR="+p.http, "WXRELAY_GRPC_ADDR="+freePort(t),
+		"WXRELAY_HTTP_ADDR="+p.http, "WXRELAY_GRPC_ADDR="+p.grpc,
 		"WXRELAY_WECHAT_API="+wx.URL,
 	)
 	p.cmd.Env = append(p.cmd.Env, extraEnv...)

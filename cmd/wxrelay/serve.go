@@ -29,6 +29,12 @@ import (
 // shutdownGrace bounds how long SIGTERM waits for in-flight requests.
 const shutdownGrace = 20 * time.Second
 
+// maxTTLText is tenant.MaxAdminTokenTTL as people write it.
+const maxTTLText = "168h (7 days)"
+
+// tenantCacheTTL is the longest a cached tenant is used unread.
+const tenantCacheTTL = 30 * time.Second
+
 func serve(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
 	fs := newFlagSet("serve", getenv, stderr)
 	fs.addServeFlags()
@@ -77,10 +83,16 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		return err
 	}
 	tenants := tenant.NewService(tenantStore, auth, cfg.AllowPrivateWebhooks, nil)
+	tenants.SetPushSecretGrace(cfg.PushSecretGrace)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	tenantCache := tenant.NewCache(tenants, time.Second, nil)
+	// Changes reach the cache as they are made: at once through this
+	// process's Service, within milliseconds from other replicas through
+	// the database's notices (store.DB.WatchTenants). The TTL only bounds
+	// the staleness a lost notice could leave.
+	tenantCache := tenant.NewCache(tenants, tenantCacheTTL, nil)
+	tenants.OnChange(tenantCache.Forget)
 	sender := delivery.NewSender(delivery.SenderOptions{AllowPrivate: cfg.AllowPrivateWebhooks, Timeout: cfg.DeliveryTimeout})
 	defer sender.Close()
 	deliveryMetrics := delivery.NewMetrics(reg)
@@ -158,6 +170,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	defer stopWork()
 	delivered := make(chan struct{})
 	go func() { dispatcher.Run(workCtx); close(delivered) }()
+	go db.WatchTenants(workCtx, tenantCache.Forget, tenantCache.ForgetAll)
 	// With several replicas on one database (jobs.go): the gauges are
 	// this process's own, so every replica collects them (two cheap
 	// queries) and any one's /metrics is current; a replica that left it
@@ -184,9 +197,19 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 
 	if cfg.DebugAddr != "" {
 		// Profiles on their own listener, never on the public port.
-		dbg := &http.Server{Addr: cfg.DebugAddr, Handler: debugMux(), ReadHeaderTimeout: 10 * time.Second}
+		addr, everywhere := debugListenAddr(cfg.DebugAddr)
+		dbgLn, err := net.Listen("tcp", addr)
+		if err != nil {
+			return fmt.Errorf("--debug-addr: %w", err)
+		}
+		if everywhere {
+			log.Warn("pprof profiles are served on every interface: anyone who reaches this port can read the process's memory profile and stacks; give 127.0.0.1:PORT unless a firewall keeps it private", "debug_addr", dbgLn.Addr().String())
+		} else {
+			log.Info("pprof profiles served on loopback", "debug_addr", dbgLn.Addr().String())
+		}
+		dbg := &http.Server{Handler: debugMux(), ReadHeaderTimeout: 10 * time.Second}
 		go func() {
-			if err := dbg.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			if err := dbg.Serve(dbgLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				log.Error("debug server", "err", err)
 			}
 		}()
@@ -222,6 +245,23 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	return nil
 }
 
+// debugListenAddr is where --debug-addr listens. An address without a
+// host (":6060") means loopback here, unlike the other listeners: the
+// profiles expose memory contents and should never be public by accident.
+// everywhere reports an explicit unspecified host (0.0.0.0, [::]), which
+// is honoured, with a warning.
+func debugListenAddr(addr string) (listen string, everywhere bool) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr, false // validateServe has refused it already
+	}
+	if host == "" {
+		return net.JoinHostPort("127.0.0.1", port), false
+	}
+	ip := net.ParseIP(host)
+	return addr, ip != nil && ip.IsUnspecified()
+}
+
 func migrate(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
 	fs := newFlagSet("migrate", getenv, stderr)
 	cfg, err := fs.parse(args)
@@ -240,13 +280,16 @@ func migrate(ctx context.Context, args []string, getenv func(string) string, std
 
 func adminToken(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("admin-token", getenv, stderr)
-	ttl := fs.Duration("ttl", 24*time.Hour, "how long the token is valid")
+	ttl := fs.Duration("ttl", 24*time.Hour, fmt.Sprintf("how long the token is valid, at most %s", maxTTLText))
 	cfg, err := fs.parse(args)
 	if err != nil {
 		return err
 	}
 	if *ttl <= 0 {
 		return fmt.Errorf("--ttl must be positive, got %s", *ttl)
+	}
+	if *ttl > tenant.MaxAdminTokenTTL {
+		return fmt.Errorf("--ttl %s is over the maximum of %s: admin tokens cannot be revoked one by one, so issue short ones as they are needed", *ttl, maxTTLText)
 	}
 	k, err := loadKeys(cfg)
 	if err != nil {

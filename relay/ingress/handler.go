@@ -4,11 +4,14 @@
 package ingress
 
 import (
+	"cmp"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strconv"
 	"time"
 
@@ -29,6 +32,16 @@ type Appender interface {
 	Append(ctx context.Context, e *relay.Event) (relay.AppendResult, error)
 }
 
+// DefaultMaxSkew is how far a push's timestamp may be from the relay's clock.
+// WeChat stamps a push when it first sends it and retries it three times
+// within about 15 s, so five minutes leave room for clocks that are a
+// little off, and still make a captured push useless soon: in plaintext
+// mode the signature covers only Token, timestamp and nonce, not the body.
+// The de-duplication record of a push outlives this window by far (the
+// retention is at least an hour), so a replay is refused either as a
+// duplicate or as stale.
+const DefaultMaxSkew = 5 * time.Minute
+
 // Options wire a Handler. Tenants and Events are required.
 type Options struct {
 	// Tenants reads tenants, usually through a short-lived tenant.Cache.
@@ -37,6 +50,9 @@ type Options struct {
 	Logger  *slog.Logger
 	Metrics *Metrics // nil: not measured
 	Now     func() time.Time
+	// MaxSkew bounds how far a push's timestamp may be from Now; zero
+	// means DefaultMaxSkew.
+	MaxSkew time.Duration
 }
 
 // Handler serves GET and POST /wx/{id}.
@@ -46,6 +62,7 @@ type Handler struct {
 	log       *slog.Logger
 	metrics   *Metrics
 	now       func() time.Time
+	maxSkew   time.Duration
 }
 
 // New returns a Handler. Route it as "/wx/{id}".
@@ -62,6 +79,7 @@ func New(opts Options) *Handler {
 		log:       opts.Logger,
 		metrics:   opts.Metrics,
 		now:       opts.Now,
+		maxSkew:   cmp.Or(opts.MaxSkew, DefaultMaxSkew),
 	}
 }
 
@@ -105,7 +123,17 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) string {
 // console: the echostr, unchanged, if the signature holds. Safe mode does
 // not change this request.
 func (h *Handler) verifyURL(w http.ResponseWriter, r *http.Request, rc *receiver) string {
-	echo, err := wechat.VerifyURL(rc.tenant.Secrets.Token, r.URL.Query())
+	query := r.URL.Query()
+	if outcome := h.checkTimestamp(w, query); outcome != "" {
+		return outcome
+	}
+	var echo string
+	err := wechat.ErrBadSignature
+	for _, rcv := range rc.receiversAt(h.now()) {
+		if echo, err = wechat.VerifyURL(rcv.Token, query); err == nil {
+			break
+		}
+	}
 	if err != nil {
 		http.Error(w, "signature does not match the tenant's token", http.StatusUnauthorized)
 		return "bad_signature"
@@ -127,7 +155,11 @@ func (h *Handler) push(ctx context.Context, w http.ResponseWriter, r *http.Reque
 		return "bad_body"
 	}
 	query := r.URL.Query()
-	msg, err := rc.receiver.Receive(query, body)
+	if outcome := h.checkTimestamp(w, query); outcome != "" {
+		return outcome
+	}
+	now := h.now()
+	rcv, msg, err := receive(rc.receiversAt(now), query, body)
 	if err != nil {
 		status, outcome, text := rejection(err)
 		if status == http.StatusInternalServerError {
@@ -139,7 +171,6 @@ func (h *Handler) push(ctx context.Context, w http.ResponseWriter, r *http.Reque
 		http.Error(w, text, status)
 		return outcome
 	}
-	now := h.now()
 	ev, err := relay.NewEvent(rc.tenant, msg, body, now)
 	if errors.Is(err, relay.ErrInvalid) {
 		http.Error(w, "push has fields that are not valid text", http.StatusBadRequest)
@@ -151,6 +182,13 @@ func (h *Handler) push(ctx context.Context, w http.ResponseWriter, r *http.Reque
 		return "error"
 	}
 	res, err := h.events.Append(ctx, ev)
+	if err != nil && h.receivers.gone(ctx, rc.tenant.ID) {
+		// Deleted by another replica a moment ago, before its notice
+		// arrived: the events' foreign key refused the row. 404, as for
+		// any unknown tenant, rather than a 500 that WeChat would retry.
+		http.Error(w, "unknown tenant", http.StatusNotFound)
+		return "unknown_tenant"
+	}
 	if err != nil {
 		// Never "success" for an event that is not stored: a 500 makes
 		// WeChat retry, and the retry is de-duplicated if this one did land.
@@ -166,7 +204,7 @@ func (h *Handler) push(ctx context.Context, w http.ResponseWriter, r *http.Reque
 	// A duplicate gets the same answer as the original: the answer depends
 	// only on the message and the tenant's settings.
 	if rc.tenant.ReplyMode == tenant.ReplyTransferCustomerService && !msg.IsEvent() {
-		return h.transfer(ctx, w, query, rc, msg, now, outcome)
+		return h.transfer(ctx, w, query, rc, rcv, msg, now, outcome)
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	io.WriteString(w, wechat.Success)
@@ -175,9 +213,11 @@ func (h *Handler) push(ctx context.Context, w http.ResponseWriter, r *http.Reque
 
 // transfer answers a user message with transfer_customer_service, handing
 // the conversation to WeChat's customer-service tool.
-func (h *Handler) transfer(ctx context.Context, w http.ResponseWriter, query map[string][]string, rc *receiver, msg *wechat.Message, now time.Time, outcome string) string {
+// The reply is sealed by rcv, the receiver that opened the push: WeChat
+// expects the keys it pushed with.
+func (h *Handler) transfer(ctx context.Context, w http.ResponseWriter, query map[string][]string, rc *receiver, rcv *wechat.Receiver, msg *wechat.Message, now time.Time, outcome string) string {
 	reply := wechat.TransferReply(msg, rc.format, now.Unix())
-	sealed, err := rc.receiver.Reply(query, rc.format, reply, now.Unix())
+	sealed, err := rcv.Reply(query, rc.format, reply, now.Unix())
 	if err != nil {
 		// The event is stored; "success" still tells WeChat so, and the
 		// tenant can reply through the send API.
@@ -193,6 +233,45 @@ func (h *Handler) transfer(ctx context.Context, w http.ResponseWriter, query map
 	w.Header().Set("Content-Length", strconv.Itoa(len(sealed)))
 	w.Write(sealed)
 	return outcome
+}
+
+// receive opens a push with the first of rcvs that authenticates it. A
+// push that none accepts gets the current receiver's error: the one that
+// says what is wrong with the tenant's settings as they are now.
+func receive(rcvs []*wechat.Receiver, query url.Values, body []byte) (*wechat.Receiver, *wechat.Message, error) {
+	var first error
+	for _, rcv := range rcvs {
+		msg, err := rcv.Receive(query, body)
+		if err == nil {
+			return rcv, msg, nil
+		}
+		if first == nil {
+			first = err
+		}
+		if !errors.Is(err, wechat.ErrBadSignature) && !errors.Is(err, wechat.ErrBadCiphertext) && !errors.Is(err, wechat.ErrAppIDMismatch) {
+			break // the body itself is wrong: no key would open it
+		}
+	}
+	return nil, nil, first
+}
+
+// checkTimestamp refuses a push or verification whose timestamp is not a
+// number of seconds within maxSkew of now, answering 400 and returning its
+// outcome; it returns "" for a fresh one. The check precedes the
+// signature's: a stale signature is not worth computing.
+func (h *Handler) checkTimestamp(w http.ResponseWriter, query url.Values) string {
+	raw := query.Get("timestamp")
+	ts, err := strconv.ParseInt(raw, 10, 64)
+	if err != nil {
+		http.Error(w, "timestamp must be Unix seconds", http.StatusBadRequest)
+		return "bad_timestamp"
+	}
+	skew := h.now().Sub(time.Unix(ts, 0))
+	if skew > h.maxSkew || skew < -h.maxSkew {
+		http.Error(w, fmt.Sprintf("timestamp is more than %s away from the relay's clock: a stale or replayed push", h.maxSkew), http.StatusBadRequest)
+		return "stale_timestamp"
+	}
+	return ""
 }
 
 // rejection maps a push the protocol refuses to its answer.

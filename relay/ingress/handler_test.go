@@ -44,9 +44,19 @@ type relayEnv struct {
 
 func newRelayEnv(t *testing.T) *relayEnv { return newRelayEnvCached(t, 0) }
 
+// anyTimestamp is a MaxSkew that accepts the fixed timestamps of the
+// protocol's test vectors (2024) and of hand-made pushes (1970).
+const anyTimestamp = 100 * 365 * 24 * time.Hour
+
 // newRelayEnvCached caches tenants for ttl, as production does (tests that
-// change tenants use 0).
+// change tenants use 0). It accepts any timestamp.
 func newRelayEnvCached(t *testing.T, ttl time.Duration) *relayEnv {
+	return newRelayEnvWith(t, ttl, anyTimestamp, nil)
+}
+
+// newRelayEnvWith is the push endpoint with tenants cached for ttl,
+// timestamps checked against now (nil: time.Now) within maxSkew.
+func newRelayEnvWith(t *testing.T, ttl, maxSkew time.Duration, now func() time.Time) *relayEnv {
 	t.Helper()
 	db := storetest.New(t)
 	ts := store.NewTenantStore(db)
@@ -56,14 +66,16 @@ func newRelayEnvCached(t *testing.T, ttl time.Duration) *relayEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc := tenant.NewService(ts, auth, false, nil)
+	svc := tenant.NewService(ts, auth, false, now)
+	cache := tenant.NewCache(svc, ttl, nil)
+	svc.OnChange(cache.Forget)
 	es := store.NewEventStore(db)
 	ing := relay.NewIngestor(es, relay.IngestorOptions{})
 	t.Cleanup(ing.Close)
 	logs := &bytes.Buffer{}
 	mux := http.NewServeMux()
 	mux.Handle("/wx/{id}", ingress.New(ingress.Options{
-		Tenants: tenant.NewCache(svc, ttl, nil), Events: ing,
+		Tenants: cache, Events: ing, MaxSkew: maxSkew, Now: now,
 		Logger: slog.New(slog.NewJSONHandler(&lockedWriter{w: logs}, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	}))
 	hs := httptest.NewServer(mux)

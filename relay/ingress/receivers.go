@@ -2,8 +2,10 @@ package ingress
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/wxrelay/wxrelay/relay/wechat"
 	"github.com/wxrelay/wxrelay/tenant"
@@ -15,6 +17,19 @@ type receiver struct {
 	tenant   *tenant.Tenant
 	receiver *wechat.Receiver
 	format   wechat.Format // the tenant's configured format, for replies
+	// previous holds the push Token and EncodingAESKey in use before the
+	// last change, accepted until the tenant's Secrets.PreviousUntil; nil
+	// when there are none.
+	previous *wechat.Receiver
+}
+
+// receiverAt returns the receivers to try at now: the current one, then
+// the previous one while its grace period lasts.
+func (rc *receiver) receiversAt(now time.Time) []*wechat.Receiver {
+	if rc.previous != nil && rc.tenant.Secrets.PreviousInForce(now) {
+		return []*wechat.Receiver{rc.receiver, rc.previous}
+	}
+	return []*wechat.Receiver{rc.receiver}
 }
 
 // receivers builds receivers from cached tenants, and builds one again only
@@ -50,6 +65,13 @@ func (rs *receivers) get(ctx context.Context, id tenant.ID) (*receiver, error) {
 	return rc, nil
 }
 
+// gone reports whether tenant id no longer exists, reading it anew.
+func (rs *receivers) gone(ctx context.Context, id tenant.ID) bool {
+	rs.tenants.Forget(id)
+	_, err := rs.tenants.Get(ctx, id)
+	return errors.Is(err, tenant.ErrNotFound)
+}
+
 var modes = map[tenant.EncryptMode]wechat.Mode{
 	tenant.EncryptPlaintext:  wechat.ModePlaintext,
 	tenant.EncryptCompatible: wechat.ModeCompatible,
@@ -61,17 +83,34 @@ func newReceiver(t *tenant.Tenant) (*receiver, error) {
 	if !ok {
 		return nil, fmt.Errorf("tenant %s: unknown encrypt mode %d", t.ID, t.EncryptMode)
 	}
-	r := &wechat.Receiver{Token: t.Secrets.Token, Mode: mode, OriginalID: t.OriginalID}
-	if mode != wechat.ModePlaintext {
-		c, err := wechat.NewCipher(t.Secrets.EncodingAESKey, t.AppID)
-		if err != nil {
-			return nil, fmt.Errorf("tenant %s: %w", t.ID, err)
-		}
-		r.Cipher = c
+	r, err := newWeChatReceiver(t, mode, t.Secrets.Token, t.Secrets.EncodingAESKey)
+	if err != nil {
+		return nil, err
 	}
 	format := wechat.FormatXML
 	if t.DataFormat == tenant.FormatJSON {
 		format = wechat.FormatJSON
 	}
-	return &receiver{tenant: t, receiver: r, format: format}, nil
+	rc := &receiver{tenant: t, receiver: r, format: format}
+	if s := t.Secrets; !s.PreviousUntil.IsZero() && s.PreviousToken != "" {
+		// A previous key that makes no cipher in today's mode (the
+		// tenant was plaintext before) has nothing to accept.
+		prev, err := newWeChatReceiver(t, mode, s.PreviousToken, s.PreviousEncodingAESKey)
+		if err == nil {
+			rc.previous = prev
+		}
+	}
+	return rc, nil
+}
+
+func newWeChatReceiver(t *tenant.Tenant, mode wechat.Mode, token, aesKey string) (*wechat.Receiver, error) {
+	r := &wechat.Receiver{Token: token, Mode: mode, OriginalID: t.OriginalID}
+	if mode != wechat.ModePlaintext {
+		c, err := wechat.NewCipher(aesKey, t.AppID)
+		if err != nil {
+			return nil, fmt.Errorf("tenant %s: %w", t.ID, err)
+		}
+		r.Cipher = c
+	}
+	return r, nil
 }

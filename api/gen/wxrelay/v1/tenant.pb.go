@@ -24,6 +24,57 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type Tenant_PushSecrets int32
+
+const (
+	Tenant_PUSH_SECRETS_UNSPECIFIED Tenant_PushSecrets = 0
+	// Only the current push Token and EncodingAESKey.
+	Tenant_PUSH_SECRETS_CURRENT Tenant_PushSecrets = 1
+	// The current ones, and the previous ones until previous_push_secrets_until.
+	Tenant_PUSH_SECRETS_CURRENT_AND_PREVIOUS Tenant_PushSecrets = 2
+)
+
+// Enum value maps for Tenant_PushSecrets.
+var (
+	Tenant_PushSecrets_name = map[int32]string{
+		0: "PUSH_SECRETS_UNSPECIFIED",
+		1: "PUSH_SECRETS_CURRENT",
+		2: "PUSH_SECRETS_CURRENT_AND_PREVIOUS",
+	}
+	Tenant_PushSecrets_value = map[string]int32{
+		"PUSH_SECRETS_UNSPECIFIED":          0,
+		"PUSH_SECRETS_CURRENT":              1,
+		"PUSH_SECRETS_CURRENT_AND_PREVIOUS": 2,
+	}
+)
+
+func (x Tenant_PushSecrets) Enum() *Tenant_PushSecrets {
+	p := new(Tenant_PushSecrets)
+	*p = x
+	return p
+}
+
+func (x Tenant_PushSecrets) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (Tenant_PushSecrets) Descriptor() protoreflect.EnumDescriptor {
+	return file_wxrelay_v1_tenant_proto_enumTypes[0].Descriptor()
+}
+
+func (Tenant_PushSecrets) Type() protoreflect.EnumType {
+	return &file_wxrelay_v1_tenant_proto_enumTypes[0]
+}
+
+func (x Tenant_PushSecrets) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use Tenant_PushSecrets.Descriptor instead.
+func (Tenant_PushSecrets) EnumDescriptor() ([]byte, []int) {
+	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{0, 0}
+}
+
 // The access token endpoint (protocol §6).
 type Tenant_TokenEndpoint int32
 
@@ -62,11 +113,11 @@ func (x Tenant_TokenEndpoint) String() string {
 }
 
 func (Tenant_TokenEndpoint) Descriptor() protoreflect.EnumDescriptor {
-	return file_wxrelay_v1_tenant_proto_enumTypes[0].Descriptor()
+	return file_wxrelay_v1_tenant_proto_enumTypes[1].Descriptor()
 }
 
 func (Tenant_TokenEndpoint) Type() protoreflect.EnumType {
-	return &file_wxrelay_v1_tenant_proto_enumTypes[0]
+	return &file_wxrelay_v1_tenant_proto_enumTypes[1]
 }
 
 func (x Tenant_TokenEndpoint) Number() protoreflect.EnumNumber {
@@ -75,7 +126,7 @@ func (x Tenant_TokenEndpoint) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Tenant_TokenEndpoint.Descriptor instead.
 func (Tenant_TokenEndpoint) EnumDescriptor() ([]byte, []int) {
-	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{0, 0}
+	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{0, 1}
 }
 
 // The message encryption mode chosen in the mini-program console.
@@ -115,11 +166,11 @@ func (x Tenant_EncryptMode) String() string {
 }
 
 func (Tenant_EncryptMode) Descriptor() protoreflect.EnumDescriptor {
-	return file_wxrelay_v1_tenant_proto_enumTypes[1].Descriptor()
+	return file_wxrelay_v1_tenant_proto_enumTypes[2].Descriptor()
 }
 
 func (Tenant_EncryptMode) Type() protoreflect.EnumType {
-	return &file_wxrelay_v1_tenant_proto_enumTypes[1]
+	return &file_wxrelay_v1_tenant_proto_enumTypes[2]
 }
 
 func (x Tenant_EncryptMode) Number() protoreflect.EnumNumber {
@@ -128,7 +179,7 @@ func (x Tenant_EncryptMode) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Tenant_EncryptMode.Descriptor instead.
 func (Tenant_EncryptMode) EnumDescriptor() ([]byte, []int) {
-	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{0, 1}
+	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{0, 2}
 }
 
 // The push data format chosen in the mini-program console.
@@ -165,11 +216,11 @@ func (x Tenant_DataFormat) String() string {
 }
 
 func (Tenant_DataFormat) Descriptor() protoreflect.EnumDescriptor {
-	return file_wxrelay_v1_tenant_proto_enumTypes[2].Descriptor()
+	return file_wxrelay_v1_tenant_proto_enumTypes[3].Descriptor()
 }
 
 func (Tenant_DataFormat) Type() protoreflect.EnumType {
-	return &file_wxrelay_v1_tenant_proto_enumTypes[2]
+	return &file_wxrelay_v1_tenant_proto_enumTypes[3]
 }
 
 func (x Tenant_DataFormat) Number() protoreflect.EnumNumber {
@@ -178,7 +229,7 @@ func (x Tenant_DataFormat) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Tenant_DataFormat.Descriptor instead.
 func (Tenant_DataFormat) EnumDescriptor() ([]byte, []int) {
-	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{0, 2}
+	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{0, 3}
 }
 
 // How the relay answers a user message.
@@ -217,11 +268,11 @@ func (x Tenant_ReplyMode) String() string {
 }
 
 func (Tenant_ReplyMode) Descriptor() protoreflect.EnumDescriptor {
-	return file_wxrelay_v1_tenant_proto_enumTypes[3].Descriptor()
+	return file_wxrelay_v1_tenant_proto_enumTypes[4].Descriptor()
 }
 
 func (Tenant_ReplyMode) Type() protoreflect.EnumType {
-	return &file_wxrelay_v1_tenant_proto_enumTypes[3]
+	return &file_wxrelay_v1_tenant_proto_enumTypes[4]
 }
 
 func (x Tenant_ReplyMode) Number() protoreflect.EnumNumber {
@@ -230,7 +281,7 @@ func (x Tenant_ReplyMode) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Tenant_ReplyMode.Descriptor instead.
 func (Tenant_ReplyMode) EnumDescriptor() ([]byte, []int) {
-	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{0, 3}
+	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{0, 4}
 }
 
 type Tenant_State int32
@@ -266,11 +317,11 @@ func (x Tenant_State) String() string {
 }
 
 func (Tenant_State) Descriptor() protoreflect.EnumDescriptor {
-	return file_wxrelay_v1_tenant_proto_enumTypes[4].Descriptor()
+	return file_wxrelay_v1_tenant_proto_enumTypes[5].Descriptor()
 }
 
 func (Tenant_State) Type() protoreflect.EnumType {
-	return &file_wxrelay_v1_tenant_proto_enumTypes[4]
+	return &file_wxrelay_v1_tenant_proto_enumTypes[5]
 }
 
 func (x Tenant_State) Number() protoreflect.EnumNumber {
@@ -279,7 +330,7 @@ func (x Tenant_State) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Tenant_State.Descriptor instead.
 func (Tenant_State) EnumDescriptor() ([]byte, []int) {
-	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{0, 4}
+	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{0, 5}
 }
 
 // Tenant is one mini-program served by wxrelay.
@@ -327,8 +378,17 @@ type Tenant struct {
 	// some of the mini program's pushes do not reach the relay, which then
 	// cannot know every window. Off by default.
 	IgnoreReplyWindow bool `protobuf:"varint,19,opt,name=ignore_reply_window,json=ignoreReplyWindow,proto3" json:"ignore_reply_window,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// Output only: which push Token and EncodingAESKey the push URL accepts.
+	// After token or encoding_aes_key is changed, pushes made with the
+	// previous values are still accepted for a grace period (the server's
+	// --push-secret-grace, 10 minutes by default), because the change in the
+	// WeChat console is made by hand at another moment.
+	PushSecrets Tenant_PushSecrets `protobuf:"varint,20,opt,name=push_secrets,json=pushSecrets,proto3,enum=wxrelay.v1.Tenant_PushSecrets" json:"push_secrets,omitempty"`
+	// Output only: until when the previous push Token and EncodingAESKey
+	// are accepted; unset when push_secrets is PUSH_SECRETS_CURRENT.
+	PreviousPushSecretsUntil *timestamppb.Timestamp `protobuf:"bytes,21,opt,name=previous_push_secrets_until,json=previousPushSecretsUntil,proto3" json:"previous_push_secrets_until,omitempty"`
+	unknownFields            protoimpl.UnknownFields
+	sizeCache                protoimpl.SizeCache
 }
 
 func (x *Tenant) Reset() {
@@ -492,6 +552,20 @@ func (x *Tenant) GetIgnoreReplyWindow() bool {
 		return x.IgnoreReplyWindow
 	}
 	return false
+}
+
+func (x *Tenant) GetPushSecrets() Tenant_PushSecrets {
+	if x != nil {
+		return x.PushSecrets
+	}
+	return Tenant_PUSH_SECRETS_UNSPECIFIED
+}
+
+func (x *Tenant) GetPreviousPushSecretsUntil() *timestamppb.Timestamp {
+	if x != nil {
+		return x.PreviousPushSecretsUntil
+	}
+	return nil
 }
 
 type CreateTenantRequest struct {
@@ -1130,7 +1204,7 @@ var File_wxrelay_v1_tenant_proto protoreflect.FileDescriptor
 const file_wxrelay_v1_tenant_proto_rawDesc = "" +
 	"\n" +
 	"\x17wxrelay/v1/tenant.proto\x12\n" +
-	"wxrelay.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xad\r\n" +
+	"wxrelay.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb9\x0f\n" +
 	"\x06Tenant\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
 	"\fdisplay_name\x18\x02 \x01(\tR\vdisplayName\x12\x14\n" +
@@ -1158,7 +1232,9 @@ const file_wxrelay_v1_tenant_proto_rawDesc = "" +
 	"\x10ordered_delivery\x18\x10 \x01(\bR\x0forderedDelivery\x12G\n" +
 	"\x0etoken_endpoint\x18\x11 \x01(\x0e2 .wxrelay.v1.Tenant.TokenEndpointR\rtokenEndpoint\x12A\n" +
 	"\ftoken_status\x18\x12 \x01(\v2\x1e.wxrelay.v1.Tenant.TokenStatusR\vtokenStatus\x12.\n" +
-	"\x13ignore_reply_window\x18\x13 \x01(\bR\x11ignoreReplyWindow\x1a\xe0\x02\n" +
+	"\x13ignore_reply_window\x18\x13 \x01(\bR\x11ignoreReplyWindow\x12A\n" +
+	"\fpush_secrets\x18\x14 \x01(\x0e2\x1e.wxrelay.v1.Tenant.PushSecretsR\vpushSecrets\x12Y\n" +
+	"\x1bprevious_push_secrets_until\x18\x15 \x01(\v2\x1a.google.protobuf.TimestampR\x18previousPushSecretsUntil\x1a\xe0\x02\n" +
 	"\vTokenStatus\x12;\n" +
 	"\vexpire_time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"expireTime\x12F\n" +
@@ -1167,7 +1243,11 @@ const file_wxrelay_v1_tenant_proto_rawDesc = "" +
 	"\n" +
 	"last_error\x18\x04 \x01(\tR\tlastError\x12B\n" +
 	"\x0flast_error_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\rlastErrorTime\x12F\n" +
-	"\x11next_refresh_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x0fnextRefreshTime\"f\n" +
+	"\x11next_refresh_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x0fnextRefreshTime\"l\n" +
+	"\vPushSecrets\x12\x1c\n" +
+	"\x18PUSH_SECRETS_UNSPECIFIED\x10\x00\x12\x18\n" +
+	"\x14PUSH_SECRETS_CURRENT\x10\x01\x12%\n" +
+	"!PUSH_SECRETS_CURRENT_AND_PREVIOUS\x10\x02\"f\n" +
 	"\rTokenEndpoint\x12\x1e\n" +
 	"\x1aTOKEN_ENDPOINT_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15TOKEN_ENDPOINT_STABLE\x10\x01\x12\x1a\n" +
@@ -1241,68 +1321,71 @@ func file_wxrelay_v1_tenant_proto_rawDescGZIP() []byte {
 	return file_wxrelay_v1_tenant_proto_rawDescData
 }
 
-var file_wxrelay_v1_tenant_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
+var file_wxrelay_v1_tenant_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
 var file_wxrelay_v1_tenant_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_wxrelay_v1_tenant_proto_goTypes = []any{
-	(Tenant_TokenEndpoint)(0),           // 0: wxrelay.v1.Tenant.TokenEndpoint
-	(Tenant_EncryptMode)(0),             // 1: wxrelay.v1.Tenant.EncryptMode
-	(Tenant_DataFormat)(0),              // 2: wxrelay.v1.Tenant.DataFormat
-	(Tenant_ReplyMode)(0),               // 3: wxrelay.v1.Tenant.ReplyMode
-	(Tenant_State)(0),                   // 4: wxrelay.v1.Tenant.State
-	(*Tenant)(nil),                      // 5: wxrelay.v1.Tenant
-	(*CreateTenantRequest)(nil),         // 6: wxrelay.v1.CreateTenantRequest
-	(*CreateTenantResponse)(nil),        // 7: wxrelay.v1.CreateTenantResponse
-	(*GetTenantRequest)(nil),            // 8: wxrelay.v1.GetTenantRequest
-	(*ListTenantsRequest)(nil),          // 9: wxrelay.v1.ListTenantsRequest
-	(*ListTenantsResponse)(nil),         // 10: wxrelay.v1.ListTenantsResponse
-	(*UpdateTenantRequest)(nil),         // 11: wxrelay.v1.UpdateTenantRequest
-	(*DeleteTenantRequest)(nil),         // 12: wxrelay.v1.DeleteTenantRequest
-	(*RotateApiKeyRequest)(nil),         // 13: wxrelay.v1.RotateApiKeyRequest
-	(*RotateApiKeyResponse)(nil),        // 14: wxrelay.v1.RotateApiKeyResponse
-	(*RotateWebhookSecretRequest)(nil),  // 15: wxrelay.v1.RotateWebhookSecretRequest
-	(*RotateWebhookSecretResponse)(nil), // 16: wxrelay.v1.RotateWebhookSecretResponse
-	(*Tenant_TokenStatus)(nil),          // 17: wxrelay.v1.Tenant.TokenStatus
-	(*timestamppb.Timestamp)(nil),       // 18: google.protobuf.Timestamp
-	(*fieldmaskpb.FieldMask)(nil),       // 19: google.protobuf.FieldMask
-	(*emptypb.Empty)(nil),               // 20: google.protobuf.Empty
+	(Tenant_PushSecrets)(0),             // 0: wxrelay.v1.Tenant.PushSecrets
+	(Tenant_TokenEndpoint)(0),           // 1: wxrelay.v1.Tenant.TokenEndpoint
+	(Tenant_EncryptMode)(0),             // 2: wxrelay.v1.Tenant.EncryptMode
+	(Tenant_DataFormat)(0),              // 3: wxrelay.v1.Tenant.DataFormat
+	(Tenant_ReplyMode)(0),               // 4: wxrelay.v1.Tenant.ReplyMode
+	(Tenant_State)(0),                   // 5: wxrelay.v1.Tenant.State
+	(*Tenant)(nil),                      // 6: wxrelay.v1.Tenant
+	(*CreateTenantRequest)(nil),         // 7: wxrelay.v1.CreateTenantRequest
+	(*CreateTenantResponse)(nil),        // 8: wxrelay.v1.CreateTenantResponse
+	(*GetTenantRequest)(nil),            // 9: wxrelay.v1.GetTenantRequest
+	(*ListTenantsRequest)(nil),          // 10: wxrelay.v1.ListTenantsRequest
+	(*ListTenantsResponse)(nil),         // 11: wxrelay.v1.ListTenantsResponse
+	(*UpdateTenantRequest)(nil),         // 12: wxrelay.v1.UpdateTenantRequest
+	(*DeleteTenantRequest)(nil),         // 13: wxrelay.v1.DeleteTenantRequest
+	(*RotateApiKeyRequest)(nil),         // 14: wxrelay.v1.RotateApiKeyRequest
+	(*RotateApiKeyResponse)(nil),        // 15: wxrelay.v1.RotateApiKeyResponse
+	(*RotateWebhookSecretRequest)(nil),  // 16: wxrelay.v1.RotateWebhookSecretRequest
+	(*RotateWebhookSecretResponse)(nil), // 17: wxrelay.v1.RotateWebhookSecretResponse
+	(*Tenant_TokenStatus)(nil),          // 18: wxrelay.v1.Tenant.TokenStatus
+	(*timestamppb.Timestamp)(nil),       // 19: google.protobuf.Timestamp
+	(*fieldmaskpb.FieldMask)(nil),       // 20: google.protobuf.FieldMask
+	(*emptypb.Empty)(nil),               // 21: google.protobuf.Empty
 }
 var file_wxrelay_v1_tenant_proto_depIdxs = []int32{
-	1,  // 0: wxrelay.v1.Tenant.encrypt_mode:type_name -> wxrelay.v1.Tenant.EncryptMode
-	2,  // 1: wxrelay.v1.Tenant.data_format:type_name -> wxrelay.v1.Tenant.DataFormat
-	3,  // 2: wxrelay.v1.Tenant.reply_mode:type_name -> wxrelay.v1.Tenant.ReplyMode
-	4,  // 3: wxrelay.v1.Tenant.state:type_name -> wxrelay.v1.Tenant.State
-	18, // 4: wxrelay.v1.Tenant.create_time:type_name -> google.protobuf.Timestamp
-	18, // 5: wxrelay.v1.Tenant.update_time:type_name -> google.protobuf.Timestamp
-	0,  // 6: wxrelay.v1.Tenant.token_endpoint:type_name -> wxrelay.v1.Tenant.TokenEndpoint
-	17, // 7: wxrelay.v1.Tenant.token_status:type_name -> wxrelay.v1.Tenant.TokenStatus
-	5,  // 8: wxrelay.v1.CreateTenantRequest.tenant:type_name -> wxrelay.v1.Tenant
-	5,  // 9: wxrelay.v1.CreateTenantResponse.tenant:type_name -> wxrelay.v1.Tenant
-	5,  // 10: wxrelay.v1.ListTenantsResponse.tenants:type_name -> wxrelay.v1.Tenant
-	5,  // 11: wxrelay.v1.UpdateTenantRequest.tenant:type_name -> wxrelay.v1.Tenant
-	19, // 12: wxrelay.v1.UpdateTenantRequest.update_mask:type_name -> google.protobuf.FieldMask
-	18, // 13: wxrelay.v1.Tenant.TokenStatus.expire_time:type_name -> google.protobuf.Timestamp
-	18, // 14: wxrelay.v1.Tenant.TokenStatus.last_refresh_time:type_name -> google.protobuf.Timestamp
-	18, // 15: wxrelay.v1.Tenant.TokenStatus.last_error_time:type_name -> google.protobuf.Timestamp
-	18, // 16: wxrelay.v1.Tenant.TokenStatus.next_refresh_time:type_name -> google.protobuf.Timestamp
-	6,  // 17: wxrelay.v1.TenantService.CreateTenant:input_type -> wxrelay.v1.CreateTenantRequest
-	8,  // 18: wxrelay.v1.TenantService.GetTenant:input_type -> wxrelay.v1.GetTenantRequest
-	9,  // 19: wxrelay.v1.TenantService.ListTenants:input_type -> wxrelay.v1.ListTenantsRequest
-	11, // 20: wxrelay.v1.TenantService.UpdateTenant:input_type -> wxrelay.v1.UpdateTenantRequest
-	12, // 21: wxrelay.v1.TenantService.DeleteTenant:input_type -> wxrelay.v1.DeleteTenantRequest
-	13, // 22: wxrelay.v1.TenantService.RotateApiKey:input_type -> wxrelay.v1.RotateApiKeyRequest
-	15, // 23: wxrelay.v1.TenantService.RotateWebhookSecret:input_type -> wxrelay.v1.RotateWebhookSecretRequest
-	7,  // 24: wxrelay.v1.TenantService.CreateTenant:output_type -> wxrelay.v1.CreateTenantResponse
-	5,  // 25: wxrelay.v1.TenantService.GetTenant:output_type -> wxrelay.v1.Tenant
-	10, // 26: wxrelay.v1.TenantService.ListTenants:output_type -> wxrelay.v1.ListTenantsResponse
-	5,  // 27: wxrelay.v1.TenantService.UpdateTenant:output_type -> wxrelay.v1.Tenant
-	20, // 28: wxrelay.v1.TenantService.DeleteTenant:output_type -> google.protobuf.Empty
-	14, // 29: wxrelay.v1.TenantService.RotateApiKey:output_type -> wxrelay.v1.RotateApiKeyResponse
-	16, // 30: wxrelay.v1.TenantService.RotateWebhookSecret:output_type -> wxrelay.v1.RotateWebhookSecretResponse
-	24, // [24:31] is the sub-list for method output_type
-	17, // [17:24] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	2,  // 0: wxrelay.v1.Tenant.encrypt_mode:type_name -> wxrelay.v1.Tenant.EncryptMode
+	3,  // 1: wxrelay.v1.Tenant.data_format:type_name -> wxrelay.v1.Tenant.DataFormat
+	4,  // 2: wxrelay.v1.Tenant.reply_mode:type_name -> wxrelay.v1.Tenant.ReplyMode
+	5,  // 3: wxrelay.v1.Tenant.state:type_name -> wxrelay.v1.Tenant.State
+	19, // 4: wxrelay.v1.Tenant.create_time:type_name -> google.protobuf.Timestamp
+	19, // 5: wxrelay.v1.Tenant.update_time:type_name -> google.protobuf.Timestamp
+	1,  // 6: wxrelay.v1.Tenant.token_endpoint:type_name -> wxrelay.v1.Tenant.TokenEndpoint
+	18, // 7: wxrelay.v1.Tenant.token_status:type_name -> wxrelay.v1.Tenant.TokenStatus
+	0,  // 8: wxrelay.v1.Tenant.push_secrets:type_name -> wxrelay.v1.Tenant.PushSecrets
+	19, // 9: wxrelay.v1.Tenant.previous_push_secrets_until:type_name -> google.protobuf.Timestamp
+	6,  // 10: wxrelay.v1.CreateTenantRequest.tenant:type_name -> wxrelay.v1.Tenant
+	6,  // 11: wxrelay.v1.CreateTenantResponse.tenant:type_name -> wxrelay.v1.Tenant
+	6,  // 12: wxrelay.v1.ListTenantsResponse.tenants:type_name -> wxrelay.v1.Tenant
+	6,  // 13: wxrelay.v1.UpdateTenantRequest.tenant:type_name -> wxrelay.v1.Tenant
+	20, // 14: wxrelay.v1.UpdateTenantRequest.update_mask:type_name -> google.protobuf.FieldMask
+	19, // 15: wxrelay.v1.Tenant.TokenStatus.expire_time:type_name -> google.protobuf.Timestamp
+	19, // 16: wxrelay.v1.Tenant.TokenStatus.last_refresh_time:type_name -> google.protobuf.Timestamp
+	19, // 17: wxrelay.v1.Tenant.TokenStatus.last_error_time:type_name -> google.protobuf.Timestamp
+	19, // 18: wxrelay.v1.Tenant.TokenStatus.next_refresh_time:type_name -> google.protobuf.Timestamp
+	7,  // 19: wxrelay.v1.TenantService.CreateTenant:input_type -> wxrelay.v1.CreateTenantRequest
+	9,  // 20: wxrelay.v1.TenantService.GetTenant:input_type -> wxrelay.v1.GetTenantRequest
+	10, // 21: wxrelay.v1.TenantService.ListTenants:input_type -> wxrelay.v1.ListTenantsRequest
+	12, // 22: wxrelay.v1.TenantService.UpdateTenant:input_type -> wxrelay.v1.UpdateTenantRequest
+	13, // 23: wxrelay.v1.TenantService.DeleteTenant:input_type -> wxrelay.v1.DeleteTenantRequest
+	14, // 24: wxrelay.v1.TenantService.RotateApiKey:input_type -> wxrelay.v1.RotateApiKeyRequest
+	16, // 25: wxrelay.v1.TenantService.RotateWebhookSecret:input_type -> wxrelay.v1.RotateWebhookSecretRequest
+	8,  // 26: wxrelay.v1.TenantService.CreateTenant:output_type -> wxrelay.v1.CreateTenantResponse
+	6,  // 27: wxrelay.v1.TenantService.GetTenant:output_type -> wxrelay.v1.Tenant
+	11, // 28: wxrelay.v1.TenantService.ListTenants:output_type -> wxrelay.v1.ListTenantsResponse
+	6,  // 29: wxrelay.v1.TenantService.UpdateTenant:output_type -> wxrelay.v1.Tenant
+	21, // 30: wxrelay.v1.TenantService.DeleteTenant:output_type -> google.protobuf.Empty
+	15, // 31: wxrelay.v1.TenantService.RotateApiKey:output_type -> wxrelay.v1.RotateApiKeyResponse
+	17, // 32: wxrelay.v1.TenantService.RotateWebhookSecret:output_type -> wxrelay.v1.RotateWebhookSecretResponse
+	26, // [26:33] is the sub-list for method output_type
+	19, // [19:26] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_wxrelay_v1_tenant_proto_init() }
@@ -1315,7 +1398,7 @@ func file_wxrelay_v1_tenant_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_wxrelay_v1_tenant_proto_rawDesc), len(file_wxrelay_v1_tenant_proto_rawDesc)),
-			NumEnums:      5,
+			NumEnums:      6,
 			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   1,
