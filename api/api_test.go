@@ -292,6 +292,11 @@ func TestCreateTenantInvalid(t *testing.T) {
 		{"webhook private", func(b map[string]any) { b["webhook_url"] = "https://10.1.2.3/hook" }, "webhook_url"},
 		{"webhook link-local v6", func(b map[string]any) { b["webhook_url"] = "https://[fe80::1]/hook" }, "webhook_url"},
 		{"original id", func(b map[string]any) { b["original_id"] = "nope" }, "original_id"},
+		{"webhook loopback as a number", func(b map[string]any) { b["webhook_url"] = "https://2130706433/hook" }, "webhook_url"},
+		{"webhook loopback in hex", func(b map[string]any) { b["webhook_url"] = "https://0x7f000001/hook" }, "webhook_url"},
+		{"webhook loopback in octal", func(b map[string]any) { b["webhook_url"] = "https://0177.0.0.1/hook" }, "webhook_url"},
+		{"webhook loopback shortened", func(b map[string]any) { b["webhook_url"] = "https://127.1/hook" }, "webhook_url"},
+		{"webhook zero", func(b map[string]any) { b["webhook_url"] = "https://0/hook" }, "webhook_url"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			body := validTenant()
@@ -547,5 +552,37 @@ func TestRESTCallsPassTheInterceptors(t *testing.T) {
 		if !strings.Contains(metrics, want) {
 			t.Errorf("/metrics lacks %s", want)
 		}
+	}
+}
+
+// A NUL in any string field is a 400 naming the field, over REST and in
+// every kind of request, never a 500 from the database driver.
+func TestNULInStringFieldsRefused(t *testing.T) {
+	e := newEnv(t)
+	tn := e.createTenant(validTenant())
+	withNUL := validTenant()
+	withNUL["display_name"] = "Shop\x00"
+	for _, tt := range []struct {
+		name, method, path string
+		body               any
+		field              string
+	}{
+		{"create display_name", "POST", "/v1/tenants", withNUL, "display_name"},
+		{"patch display_name", "PATCH", "/v1/tenants/" + tn.id, map[string]any{"display_name": "a\x00b"}, "display_name"},
+		{"patch original_id", "PATCH", "/v1/tenants/" + tn.id, map[string]any{"original_id": "gh_\x00"}, "original_id"},
+		{"send touser", "POST", "/v1/tenants/" + tn.id + "/messages:send", map[string]any{"touser": "o\x00", "msgtype": "text", "text": map[string]any{"content": "hi"}}, "touser"},
+		{"send text", "POST", "/v1/tenants/" + tn.id + "/messages:send", map[string]any{"touser": "o1", "msgtype": "text", "text": map[string]any{"content": "h\x00i"}}, "text.content"},
+		{"list events filter", "GET", "/v1/tenants/" + tn.id + "/events?page_token=%00", nil, "page_token"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			r := e.mustStatus(e.do(tt.method, tt.path, e.admin, tt.body), 400)
+			if msg, _ := r.body["message"].(string); !strings.HasPrefix(msg, tt.field+":") || !strings.Contains(msg, "NUL") {
+				t.Errorf("message = %q, want it to name %s and NUL", msg, tt.field)
+			}
+		})
+	}
+	got := e.mustStatus(e.do("GET", "/v1/tenants/"+tn.id, e.admin, nil), 200)
+	if name := got.body["display_name"]; name != "Shop" {
+		t.Errorf("display_name after refused patches = %q", name)
 	}
 }

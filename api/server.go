@@ -117,6 +117,8 @@ func New(opts Options) (*Server, error) {
 		logging.UnaryServerInterceptor(logCalls, logging.WithLogOnEvents(logging.FinishCall)),
 		errorInterceptor(log),
 		authUnaryInterceptor(opts.Auth),
+		// After auth: an unauthenticated caller learns nothing of its input.
+		textInterceptor,
 	}
 	gs := grpc.NewServer(
 		// Room for a full-size UploadMedia request; gRPC's default is 4 MiB.

@@ -4,7 +4,9 @@ import (
 	"net/netip"
 	"net/url"
 	"regexp"
+	"strconv"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -20,14 +22,16 @@ func (t *Tenant) validate(allowPrivateWebhooks bool) error {
 	switch {
 	case utf8.RuneCountInString(t.DisplayName) > 200:
 		return fieldErr("display_name", "must be at most 200 characters")
+	case strings.ContainsFunc(t.DisplayName, unicode.IsControl):
+		return fieldErr("display_name", "must not contain control characters (NUL, line breaks, tabs)")
 	case t.AppID == "":
 		return fieldErr("appid", "is required")
 	case !appIDPattern.MatchString(t.AppID):
 		return fieldErr("appid", "must be wx followed by 16 hex characters")
 	case t.Secrets.AppSecret == "":
 		return fieldErr("app_secret", "is required")
-	case len(t.Secrets.AppSecret) > 128 || strings.ContainsAny(t.Secrets.AppSecret, " \t\r\n"):
-		return fieldErr("app_secret", "must be at most 128 characters without spaces")
+	case len(t.Secrets.AppSecret) > 128 || strings.ContainsFunc(t.Secrets.AppSecret, isSpaceOrControl):
+		return fieldErr("app_secret", "must be at most 128 characters without spaces or control characters")
 	case t.Secrets.Token == "":
 		return fieldErr("token", "is required")
 	case !pushTokenPattern.MatchString(t.Secrets.Token):
@@ -56,6 +60,8 @@ func (t *Tenant) validate(allowPrivateWebhooks bool) error {
 	return ValidateWebhookURL(t.WebhookURL, allowPrivateWebhooks)
 }
 
+func isSpaceOrControl(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }
+
 // ValidateWebhookURL checks that raw is an absolute https URL (http too when
 // private webhooks are allowed) whose host is not obviously private. The
 // address actually dialled is checked again at delivery, since a public name
@@ -81,10 +87,68 @@ func ValidateWebhookURL(raw string, allowPrivate bool) error {
 	case u.Fragment != "":
 		return fieldErr(field, "must not have a fragment")
 	}
+	if addr, ok := legacyIPv4(u.Hostname()); ok {
+		// Refused even where private webhooks are allowed: resolvers
+		// disagree on these (glibc and browsers read an address, Go's
+		// resolver a name), so the URL would mean different hosts to
+		// different readers.
+		return fieldErr(field, "host %q is an IPv4 address in a non-standard form, meaning %s; write it as four decimal numbers, or use a host name", u.Hostname(), addr)
+	}
 	if !allowPrivate && isPrivateHost(u.Hostname()) {
 		return fieldErr(field, "points at a loopback or private address; set WXRELAY_ALLOW_PRIVATE_WEBHOOKS=true to allow it")
 	}
 	return nil
+}
+
+// legacyIPv4 reads host as the IPv4 address that inet_aton and the WHATWG
+// URL standard see in it when it is not the usual dotted quad: one to four
+// parts, each decimal, octal (a leading 0) or hex (0x), the last filling
+// the remaining bytes. 2130706433, 0x7f000001, 0177.0.0.1, 127.1 and 0 all
+// name a loopback or unspecified address this way. ok is false for a
+// dotted quad in the usual form and for anything that is no such address.
+func legacyIPv4(host string) (addr netip.Addr, ok bool) {
+	h := strings.TrimSuffix(host, ".")
+	if _, err := netip.ParseAddr(h); err == nil || h == "" {
+		return netip.Addr{}, false
+	}
+	parts := strings.Split(h, ".")
+	if len(parts) > 4 {
+		return netip.Addr{}, false
+	}
+	var n uint64
+	for i, p := range parts {
+		v, err := parseIPv4Part(p)
+		if err != nil {
+			return netip.Addr{}, false
+		}
+		if i < len(parts)-1 {
+			if v > 255 {
+				return netip.Addr{}, false
+			}
+			n = n<<8 | v
+			continue
+		}
+		rest := uint(8 * (5 - len(parts))) // bits the last part fills
+		if v >= 1<<rest {
+			return netip.Addr{}, false
+		}
+		n = n<<rest | v
+	}
+	return netip.AddrFrom4([4]byte{byte(n >> 24), byte(n >> 16), byte(n >> 8), byte(n)}), true
+}
+
+func parseIPv4Part(p string) (uint64, error) {
+	switch {
+	case len(p) >= 2 && (p[:2] == "0x" || p[:2] == "0X"):
+		if p == "0x" || p == "0X" {
+			return 0, nil
+		}
+		return strconv.ParseUint(p[2:], 16, 32)
+	case len(p) > 1 && p[0] == '0':
+		return strconv.ParseUint(p[1:], 8, 32)
+	default:
+		return strconv.ParseUint(p, 10, 32)
+	}
 }
 
 // isPrivateHost recognises hosts that are private without a DNS lookup:

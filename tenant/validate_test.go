@@ -3,6 +3,7 @@ package tenant
 import (
 	"errors"
 	"net/netip"
+	"strings"
 	"testing"
 )
 
@@ -54,5 +55,54 @@ func TestValidateWebhookURL(t *testing.T) {
 		if err != nil && !errors.Is(err, ErrInvalid) {
 			t.Errorf("error %v does not match ErrInvalid", err)
 		}
+	}
+}
+
+// Hosts that glibc and browsers read as IPv4 addresses though they are not
+// dotted quads: refused at creation with the address they mean, private
+// webhooks allowed or not.
+func TestWebhookURLInNonStandardIPv4Form(t *testing.T) {
+	for host, means := range map[string]string{
+		"2130706433": "127.0.0.1", "0x7f000001": "127.0.0.1", "0177.0.0.1": "127.0.0.1",
+		"127.1": "127.0.0.1", "0": "0.0.0.0", "0x7f.1": "127.0.0.1", "127.0.1": "127.0.0.1",
+		"017700000001": "127.0.0.1", "134744072": "8.8.8.8", "10.0x10.1": "10.16.0.1",
+	} {
+		for _, allow := range []bool{false, true} {
+			err := ValidateWebhookURL("https://"+host+"/hook", allow)
+			var fe *FieldError
+			if !errors.As(err, &fe) || fe.Field != "webhook_url" ||
+				!strings.Contains(fe.Reason, "non-standard form, meaning "+means) {
+				t.Errorf("https://%s/ (private allowed %v): %v, want a webhook_url error saying it means %s", host, allow, err, means)
+			}
+		}
+	}
+	// Names that only look numeric in part, and the usual forms, are not this.
+	for _, host := range []string{"8.8.8.8", "hooks.example.com", "1e100.net", "0x.example.com", "99999999999", "1.2.3.4.5"} {
+		if _, ok := legacyIPv4(host); ok {
+			t.Errorf("legacyIPv4(%q) took it for a non-standard address", host)
+		}
+	}
+}
+
+func TestControlCharactersRefused(t *testing.T) {
+	base := Tenant{AppID: "wx0123456789abcdef", EncryptMode: EncryptPlaintext, DataFormat: FormatJSON,
+		ReplyMode: ReplySuccess, State: StateActive, WebhookURL: "https://hooks.example.com/x",
+		Secrets: Secrets{AppSecret: "secret", Token: "Token1"}}
+	for field, change := range map[string]func(*Tenant){
+		"display_name": func(t *Tenant) { t.DisplayName = "shop\x00" },
+		"app_secret":   func(t *Tenant) { t.Secrets.AppSecret = "se\x00cret" },
+		"token":        func(t *Tenant) { t.Secrets.Token = "Tok\x00en" },
+		"original_id":  func(t *Tenant) { t.OriginalID = "gh_\x00" },
+		"webhook_url":  func(t *Tenant) { t.WebhookURL = "https://hooks.example.com/\x00" },
+	} {
+		tn := base
+		change(&tn)
+		var fe *FieldError
+		if err := tn.validate(false); !errors.As(err, &fe) || fe.Field != field {
+			t.Errorf("NUL in %s: %v, want a FieldError naming it", field, err)
+		}
+	}
+	if err := base.validate(false); err != nil {
+		t.Fatalf("the base tenant is invalid: %v", err)
 	}
 }
