@@ -1,11 +1,14 @@
 package api
 
 import (
+	"bytes"
+	"context"
 	"errors"
 	"io"
 	"mime"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"google.golang.org/grpc/codes"
@@ -23,12 +26,41 @@ import (
 // (wechat.MaxUploadBytes) plus room for the multipart framing.
 const MaxUploadBodyBytes = wechat.MaxUploadBytes + 64<<10
 
+// MaxConcurrentUploads bounds the REST uploads read at once. An upload is
+// held in memory more than once (the part read, the request cloned for the
+// in-process call, the multipart body sent to WeChat), some 30 MiB live
+// for a 10 MiB file, so this keeps uploads to about 120 MiB live together
+// whatever the number of callers; the runtime's soft memory limit
+// (cmd/wxrelay) keeps their garbage from piling up past it. Uploads are
+// rare (an image is uploaded once and its media_id reused), so waiting a
+// moment costs little.
+const MaxConcurrentUploads = 4
+
+// uploadWait is how long an upload waits for a slot before it is answered
+// 503 with Retry-After.
+const uploadWait = 5 * time.Second
+
+// uploadSlot takes an upload slot, waiting up to uploadWait, and returns
+// its release.
+func (s *Server) uploadSlot(ctx context.Context) (release func(), ok bool) {
+	t := time.NewTimer(uploadWait)
+	defer t.Stop()
+	select {
+	case s.uploads <- struct{}{}:
+		return func() { <-s.uploads }, true
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	return nil, false
+}
+
 // restJSON renders REST answers as the gateway does.
 var restJSON = protojson.MarshalOptions{UseProtoNames: true}
 
 var (
 	uploadTooLarge = "media: is over the limit of 10 MiB (10485760 bytes)"
 	uploadNoPart   = `media: is required: send the file as the multipart/form-data part "media"`
+	uploadsBusy    = "too many media uploads in progress; retry in a moment"
 )
 
 // uploadHandler serves POST /v1/tenants/{id}/media (contract §3): a
@@ -49,6 +81,13 @@ func (s *Server) uploadHandler() http.Handler {
 			writeStatusProto(w, http.StatusBadRequest, status.New(codes.InvalidArgument, `the body must be multipart/form-data with the file in the part "media"`))
 			return
 		}
+		release, ok := s.uploadSlot(r.Context())
+		if !ok {
+			w.Header().Set("Retry-After", "1")
+			writeStatusProto(w, http.StatusServiceUnavailable, status.New(codes.Unavailable, uploadsBusy))
+			return
+		}
+		defer release()
 		r.Body = http.MaxBytesReader(w, r.Body, MaxUploadBodyBytes)
 		req, httpStatus, st := readUpload(r)
 		if st != nil {
@@ -89,7 +128,13 @@ func readUpload(r *http.Request) (*wxrelayv1.UploadMediaRequest, int, *status.St
 		if part.FormName() != message.ImageField {
 			continue
 		}
-		content, err := io.ReadAll(io.LimitReader(part, wechat.MaxUploadBytes+1))
+		// Sized from the request's length, so the file is read into one
+		// allocation rather than grown into by doubling (twice the bytes,
+		// half of it garbage).
+		var buf bytes.Buffer
+		buf.Grow(int(min(max(r.ContentLength, 0), wechat.MaxUploadBytes+1)))
+		_, err = buf.ReadFrom(io.LimitReader(part, wechat.MaxUploadBytes+1))
+		content := buf.Bytes()
 		switch {
 		case err != nil:
 			return bodyErrStatus(err)

@@ -24,8 +24,10 @@ import (
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
+	"google.golang.org/grpc/tap"
 	"google.golang.org/protobuf/encoding/protojson"
 
 	wxrelayv1 "github.com/wxrelay/wxrelay/api/gen/wxrelay/v1"
@@ -86,6 +88,7 @@ type Server struct {
 	handler http.Handler
 	inproc  *inprocgrpc.Channel // the services, for REST
 	health  *health.Server
+	uploads chan struct{}       // a slot per REST upload in progress
 }
 
 // New builds a Server. REST calls reach the services over an in-process
@@ -130,6 +133,9 @@ func New(opts Options) (*Server, error) {
 		// half-open connections cannot pile up, and clients may not ping
 		// more often than every 10 s to keep theirs alive.
 		grpc.ConnectionTimeout(grpcHandshakeTimeout),
+		// Refuse a call without a token signed here before its message,
+		// up to maxGRPCMessage, is read.
+		grpc.InTapHandle(credentialsTap(opts.Auth)),
 		grpc.KeepaliveParams(keepalive.ServerParameters{
 			MaxConnectionIdle: cmp.Or(opts.GRPCMaxIdle, DefaultGRPCMaxIdle),
 			Time:              time.Minute,
@@ -169,7 +175,7 @@ func New(opts Options) (*Server, error) {
 	reflection.Register(gs)
 	metrics.InitializeMetrics(gs)
 
-	s := &Server{log: log, grpc: gs, inproc: inproc, health: hs}
+	s := &Server{log: log, grpc: gs, inproc: inproc, health: hs, uploads: make(chan struct{}, MaxConcurrentUploads)}
 
 	gw := runtime.NewServeMux(
 		runtime.WithMarshalerOption(runtime.MIMEWildcard, &runtime.JSONPb{
@@ -192,8 +198,9 @@ func New(opts Options) (*Server, error) {
 	mux := http.NewServeMux()
 	// Multipart upload, which grpc-gateway cannot parse. The pattern is more
 	// specific than "/v1/", so it takes precedence over the gateway.
-	mux.Handle("POST /v1/tenants/{id}/media", s.uploadHandler())
-	mux.Handle("/v1/", limitBody(gw))
+	// Both check the caller's token before reading any body.
+	mux.Handle("POST /v1/tenants/{id}/media", requireCredentials(opts.Auth, s.uploadHandler()))
+	mux.Handle("/v1/", requireCredentials(opts.Auth, limitBody(gw)))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
 	mux.HandleFunc("GET /readyz", readyHandler(opts.Ready))
 	mux.Handle("GET /metrics", promhttp.HandlerFor(opts.Registry, promhttp.HandlerOpts{Registry: opts.Registry}))
@@ -256,6 +263,59 @@ func readyHandler(ready func(context.Context) error) http.HandlerFunc {
 			}
 		}
 		io.WriteString(w, "ready\n")
+	}
+}
+
+// requireCredentials answers 401 to a REST call whose bearer token is
+// missing or not signed by this relay, before anything reads its body:
+// otherwise a caller with no credentials makes the gateway read and parse
+// up to 1 MiB, and an upload up to 10 MiB, per request, before the
+// interceptors refuse it. The full check (the API key still current, the
+// principal allowed) stays in the interceptor, and a call without a body
+// goes straight there, so that the call metrics count refused calls by
+// method as before.
+func requireCredentials(auth *tenant.Authenticator, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Body == nil || r.Body == http.NoBody {
+			next.ServeHTTP(w, r)
+			return
+		}
+		md := metadata.Pairs()
+		if v := r.Header.Get("Authorization"); v != "" {
+			md.Set("authorization", v)
+		}
+		token, err := bearerToken(metadata.NewIncomingContext(r.Context(), md))
+		if err == nil {
+			err = auth.CheckSignature(token)
+		}
+		if err != nil {
+			// Close the connection rather than drain a body never read.
+			w.Header().Set("Connection", "close")
+			writeStatus(w, http.StatusUnauthorized, codes.Unauthenticated, tenant.ErrUnauthenticated.Error())
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// credentialsTap is requireCredentials for gRPC: it runs as a call's
+// headers arrive, before its message is read, and refuses a call to a
+// guarded method whose token is missing or not signed by this relay.
+// It does no I/O, as a tap must not: the store is asked later, by the
+// interceptor.
+func credentialsTap(auth *tenant.Authenticator) tap.ServerInHandle {
+	return func(ctx context.Context, info *tap.Info) (context.Context, error) {
+		if acc, ok := accessFor(info.FullMethodName); ok && acc == accessPublic {
+			return ctx, nil
+		}
+		token, err := bearerToken(metadata.NewIncomingContext(ctx, info.Header))
+		if err == nil {
+			err = auth.CheckSignature(token)
+		}
+		if err != nil {
+			return ctx, status.Error(codes.Unauthenticated, tenant.ErrUnauthenticated.Error())
+		}
+		return ctx, nil
 	}
 }
 

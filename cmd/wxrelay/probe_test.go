@@ -3,12 +3,16 @@ package main
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
+	"mime/multipart"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -151,5 +155,111 @@ func TestGRPCClosesSilentConnections(t *testing.T) {
 				t.Errorf("a silent connection was closed after %s, want about 10 s", took.Round(time.Second))
 			}
 		})
+	}
+}
+
+// peakRSS is the process's high-water resident set (VmHWM), in bytes.
+func peakRSS(t *testing.T, pid int) int64 {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Skipf("no /proc here to read the peak RSS from: %v", err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return kb << 10
+		}
+	}
+	t.Fatal("no VmHWM in /proc status")
+	return 0
+}
+
+// uploadAll sends n concurrent uploads of a 9 MiB image with token and
+// returns the answers' statuses (0 for a transport error).
+func uploadAll(t *testing.T, p *process, tenantID, token string, n int) []int {
+	img := append([]byte("\x89PNG\r\n\x1a\n"), make([]byte, 9<<20)...)
+	var body bytes.Buffer
+	mw := multipart.NewWriter(&body)
+	fw, _ := mw.CreateFormFile("media", "big.png")
+	fw.Write(img)
+	mw.Close()
+	statuses := make([]int, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			req, _ := http.NewRequest("POST", "http://"+p.http+"/v1/tenants/"+tenantID+"/media", bytes.NewReader(body.Bytes()))
+			req.Header.Set("Content-Type", mw.FormDataContentType())
+			if token != "" {
+				req.Header.Set("Authorization", "Bearer "+token)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				return // the relay may close before the client has written it all
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			statuses[i] = resp.StatusCode
+		})
+	}
+	wg.Wait()
+	return statuses
+}
+
+// 40 concurrent 9 MiB uploads once took the relay from 83 MB to 1.05 GB
+// without a token. They are refused before their bodies are read, and
+// uploads with one are read a few at a time.
+func TestUploadsCannotBlowUpMemory(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	p := startServe(t, dir)
+	admin := adminTokenFor(t, dir, nil)
+	p.sim.AddApp("wx00000000000000cc", "s3cret")
+	var created struct {
+		Tenant struct{ ID string } `json:"tenant"`
+		APIKey string              `json:"api_key"`
+	}
+	body := `{"appid":"wx00000000000000cc","app_secret":"s3cret","token":"PushToken1","webhook_url":"https://hooks.example.com/a"}`
+	if code := p.api(t, "POST", "/v1/tenants", admin, body, &created); code != 200 {
+		t.Fatalf("create tenant: %d", code)
+	}
+	base := peakRSS(t, p.cmd.Process.Pid)
+
+	for i, st := range uploadAll(t, p, created.Tenant.ID, "", 40) {
+		if st != 0 && st != http.StatusUnauthorized {
+			t.Errorf("upload %d without a token: %d, want 401", i, st)
+		}
+	}
+	for i, st := range uploadAll(t, p, created.Tenant.ID, "not.a.token", 40) {
+		if st != 0 && st != http.StatusUnauthorized {
+			t.Errorf("upload %d with a forged token: %d, want 401", i, st)
+		}
+	}
+	unauth := peakRSS(t, p.cmd.Process.Pid)
+	t.Logf("peak RSS: %d MiB at start, %d MiB after 80 refused uploads", base>>20, unauth>>20)
+	if grew := unauth - base; grew > 64<<20 {
+		t.Errorf("80 refused 9 MiB uploads raised the peak RSS by %d MiB", grew>>20)
+	}
+
+	ok := 0
+	for i, st := range uploadAll(t, p, created.Tenant.ID, created.APIKey, 40) {
+		switch st {
+		case http.StatusOK:
+			ok++
+		case http.StatusServiceUnavailable:
+		default:
+			t.Errorf("upload %d with the API key: %d, want 200 or 503", i, st)
+		}
+	}
+	authed := peakRSS(t, p.cmd.Process.Pid)
+	t.Logf("peak RSS after 40 authenticated uploads (%d taken): %d MiB", ok, authed>>20)
+	if ok == 0 {
+		t.Error("no authenticated upload was taken")
+	}
+	if grew := authed - base; grew > 320<<20 {
+		t.Errorf("40 concurrent 9 MiB uploads raised the peak RSS by %d MiB; uploads are not bounded", grew>>20)
 	}
 }

@@ -32,6 +32,10 @@ const shutdownGrace = 20 * time.Second
 // maxTTLText is tenant.MaxAdminTokenTTL as people write it.
 const maxTTLText = "168h (7 days)"
 
+// defaultMemoryLimit is the Go runtime's soft memory limit unless
+// GOMEMLIMIT is set.
+const defaultMemoryLimit = 256 << 20
+
 // tenantCacheTTL is the longest a cached tenant is used unread.
 const tenantCacheTTL = 30 * time.Second
 
@@ -53,6 +57,15 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		// about 14% more pushes a second (docs/benchmarks.md). GOGC
 		// overrides it.
 		debug.SetGCPercent(400)
+	}
+	if getenv("GOMEMLIMIT") == "" {
+		// GOGC=400 lets the heap reach five times what is live before a
+		// collection: harmless for the small live heap of pushes and
+		// sends, but a burst of media uploads (tens of MiB live) would
+		// take the process to gigabytes. A soft limit makes the collector
+		// work harder past it instead; it is no cap, and GOMEMLIMIT
+		// overrides it.
+		debug.SetMemoryLimit(defaultMemoryLimit)
 	}
 	k, err := loadKeys(cfg)
 	if err != nil {

@@ -303,6 +303,11 @@ func multipartBody(filename, contentType string, content io.Reader) (body []byte
 	}
 
 	var b bytes.Buffer
+	if l, ok := content.(interface{ Len() int }); ok {
+		// One allocation for the whole form when the size is known
+		// (a *bytes.Reader): files are up to 10 MiB.
+		b.Grow(n + min(l.Len(), MaxUploadBytes+1) + 1024)
+	}
 	mw := multipart.NewWriter(&b)
 	h := make(textproto.MIMEHeader)
 	h.Set("Content-Disposition", multipart.FileContentDisposition("media", filename))
