@@ -2,6 +2,7 @@ package api_test
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
@@ -584,5 +585,39 @@ func TestNULInStringFieldsRefused(t *testing.T) {
 	got := e.mustStatus(e.do("GET", "/v1/tenants/"+tn.id, e.admin, nil), 200)
 	if name := got.body["display_name"]; name != "Shop" {
 		t.Errorf("display_name after refused patches = %q", name)
+	}
+}
+
+// A call with a body and no valid token is refused before the body is
+// read: a body that never ends still gets its 401 at once.
+func TestUnauthenticatedBodiesAreNotRead(t *testing.T) {
+	e := newEnv(t)
+	tn := e.createTenant(validTenant())
+	for _, tt := range []struct{ name, path, token string }{
+		{"create tenant, no token", "/v1/tenants", ""},
+		{"create tenant, forged token", "/v1/tenants", "eyJhbGciOiJIUzI1NiJ9.e30.AAAA"},
+		{"upload, no token", mediaPath(tn.id), ""},
+		{"send, garbage token", sendPath(tn.id), "garbage"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			pr, pw := io.Pipe()
+			defer pw.Close()
+			go pw.Write([]byte(`{"display_name":"`)) // and never the rest
+			req, _ := http.NewRequest("POST", e.url+tt.path, pr)
+			req.Header.Set("Content-Type", "multipart/form-data; boundary=x")
+			if tt.token != "" {
+				req.Header.Set("Authorization", "Bearer "+tt.token)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			resp, err := http.DefaultClient.Do(req.WithContext(ctx))
+			if err != nil {
+				t.Fatalf("no answer before the body ended: %v", err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusUnauthorized {
+				t.Errorf("status %d, want 401", resp.StatusCode)
+			}
+		})
 	}
 }
