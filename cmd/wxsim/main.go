@@ -40,6 +40,7 @@ var commands = []command{
 	{"verify", "check a push URL with WeChat's signed GET (echostr)", runVerify},
 	{"load", "push load at a push URL; compare it with a bare handler", runLoad},
 	{"bare", "serve the bare handler that load compares a relay with, as its own process", runBare},
+	{"proxy", "serve a minimal token-injecting reverse proxy to WeChat: the send benchmark's baseline", runProxy},
 	{"webhook", "receive webhook deliveries: print them and check their signatures", runWebhook},
 }
 
