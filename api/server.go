@@ -88,7 +88,7 @@ type Server struct {
 	handler http.Handler
 	inproc  *inprocgrpc.Channel // the services, for REST
 	health  *health.Server
-	uploads chan struct{}       // a slot per REST upload in progress
+	uploads chan struct{} // a slot per REST upload in progress
 }
 
 // New builds a Server. REST calls reach the services over an in-process
