@@ -48,7 +48,10 @@ type env struct {
 	clock *clockwork.FakeClock
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t *testing.T) *env { t.Helper(); return newEnvWith(t, nil) }
+
+// newEnvWith is newEnv with the server's options changed by change.
+func newEnvWith(t *testing.T, change func(*api.Options)) *env {
 	t.Helper()
 	db := storetest.New(t)
 	key := make([]byte, 32)
@@ -79,7 +82,7 @@ func newEnv(t *testing.T) *env {
 	t.Cleanup(wxs.Close)
 	wx := &wechat.Client{BaseURL: wxs.URL}
 	keeper := token.NewKeeper(store.NewTokenStore(db), wx, tenant.NewCache(svc, 0, nil), token.Options{Log: log})
-	srv, err := api.New(api.Options{
+	opts := api.Options{
 		Logger:    log,
 		Auth:      auth,
 		Tenants:   svc,
@@ -96,7 +99,11 @@ func newEnv(t *testing.T) *env {
 		Routes: map[string]http.Handler{
 			"/wx/{id}": ingress.New(ingress.Options{Tenants: tenant.NewCache(svc, 0, nil), Events: ingestor, Logger: log}),
 		},
-	})
+	}
+	if change != nil {
+		change(&opts)
+	}
+	srv, err := api.New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}

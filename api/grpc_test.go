@@ -4,15 +4,18 @@ import (
 	"context"
 	"net"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	rpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
 
+	"github.com/wxrelay/wxrelay/api"
 	wxrelayv1 "github.com/wxrelay/wxrelay/api/gen/wxrelay/v1"
 )
 
@@ -111,5 +114,30 @@ func TestGRPCReflection(t *testing.T) {
 	}
 	if !found {
 		t.Errorf("reflection does not list wxrelay.v1.TenantService: %v", resp)
+	}
+}
+
+// A gRPC connection without calls is closed after the server's idle time
+// (GOAWAY), as the HTTP port closes idle keep-alive connections; the
+// client reconnects for its next call.
+func TestGRPCClosesIdleConnections(t *testing.T) {
+	e := newEnvWith(t, func(o *api.Options) { o.GRPCMaxIdle = 300 * time.Millisecond })
+	conn := e.grpcClient()
+	tenants := wxrelayv1.NewTenantServiceClient(conn)
+	if _, err := tenants.ListTenants(withToken(e.admin), &wxrelayv1.ListTenantsRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	if st := conn.GetState(); st != connectivity.Ready {
+		t.Fatalf("state after a call: %v, want READY", st)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for st := conn.GetState(); st == connectivity.Ready; st = conn.GetState() {
+		if !conn.WaitForStateChange(ctx, st) {
+			t.Fatal("connection still READY 5 s after its last call; the server's max idle is 300 ms")
+		}
+	}
+	if _, err := tenants.ListTenants(withToken(e.admin), &wxrelayv1.ListTenantsRequest{}); err != nil {
+		t.Errorf("call after the idle close: %v", err)
 	}
 }
