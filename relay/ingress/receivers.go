@@ -23,7 +23,7 @@ type receiver struct {
 	previous *wechat.Receiver
 }
 
-// receiverAt returns the receivers to try at now: the current one, then
+// receiversAt returns the receivers to try at now: the current one, then
 // the previous one while its grace period lasts.
 func (rc *receiver) receiversAt(now time.Time) []*wechat.Receiver {
 	if rc.previous != nil && rc.tenant.Secrets.PreviousInForce(now) {

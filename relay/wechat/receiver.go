@@ -30,8 +30,9 @@ type Receiver struct {
 // decodes the body. In compatible and safe modes it checks msg_signature
 // over Token, timestamp, nonce and the body's Encrypt, decrypts that, and
 // decodes the inner message; the plaintext fields of a compatible-mode body
-// are ignored because no signature covers them. Timestamps are not checked
-// for freshness: WeChat's retries may reuse them.
+// are ignored because no signature covers them. Receive does not judge
+// the timestamp's age: WeChat's retries reuse it, so how old is too old is
+// the caller's policy (relay/ingress refuses pushes outside a window).
 //
 // It returns ErrInvalidConfig for an unusable Receiver, ErrBadSignature,
 // ErrMalformed, ErrBadCiphertext, ErrAppIDMismatch, or ErrWrongRecipient when
