@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"image"
 	"image/png"
 	"strings"
@@ -245,5 +246,36 @@ func TestSetTyping(t *testing.T) {
 	r = e.mustStatus(e.do("POST", "/v1/tenants/"+tn.id+"/typing", tn.apiKey, `{"touser":"o1","command":"Dance"}`), 400)
 	if msg, _ := r.body["message"].(string); !strings.HasPrefix(msg, "command:") {
 		t.Errorf("message %q", msg)
+	}
+}
+
+// The send route skips the gateway but not the interceptors: the call
+// metrics count its calls by code, the path's tenant wins over the body's,
+// and bad bodies get the gateway's answers.
+func TestSendRouteKeepsTheInterceptors(t *testing.T) {
+	e := newEnv(t)
+	tn := e.wxTenant()
+	other := e.wxTenant()
+	e.mustStatus(e.do("POST", sendPath(tn.id), tn.apiKey, `{"touser":"o1","msgtype":"text","text":{"content":"hi"}}`), 200)
+	// A body naming another tenant is sent as the path's tenant: the
+	// key of tn cannot reach other through it.
+	e.mustStatus(e.do("POST", sendPath(tn.id), tn.apiKey, `{"id":"`+other.id+`","touser":"o1","msgtype":"text","text":{"content":"hi"}}`), 200)
+	if sends := e.sends(); len(sends) != 2 || sends[1].AppID != tn.appid {
+		t.Errorf("sends %+v, want both as %s", sends, tn.appid)
+	}
+	e.mustStatus(e.do("POST", sendPath(other.id), tn.apiKey, `{"touser":"o1","msgtype":"text","text":{"content":"hi"}}`), 403)
+	r := e.mustStatus(e.do("POST", sendPath(tn.id), tn.apiKey, `{"touser":"o1","colour":"red"}`), 400)
+	if msg, _ := r.body["message"].(string); !strings.Contains(msg, "colour") || r.body["code"] != float64(3) {
+		t.Errorf("unknown field: %s", r.raw)
+	}
+	e.mustStatus(e.do("POST", sendPath(tn.id), tn.apiKey, `{"touser":`), 400)
+	e.mustStatus(e.do("POST", sendPath(tn.id), tn.apiKey, `{"touser":"o\u0000","msgtype":"text","text":{"content":"hi"}}`), 400)
+
+	metrics := e.mustStatus(e.do("GET", "/metrics", "", nil), 200).raw
+	for code, n := range map[string]int{"OK": 2, "PermissionDenied": 1, "InvalidArgument": 1} {
+		want := fmt.Sprintf(`grpc_server_handled_total{grpc_code=%q,grpc_method="SendMessage",grpc_service="wxrelay.v1.MessageService",grpc_type="unary"} %d`, code, n)
+		if !strings.Contains(metrics, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
 	}
 }

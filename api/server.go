@@ -161,6 +161,7 @@ func New(opts Options) (*Server, error) {
 	// into HTTP/2 frames and back, about a quarter of the relay's CPU on a
 	// send (docs/benchmarks.md, "Sending").
 	inproc := new(inprocgrpc.Channel).WithServerUnaryInterceptor(chainUnary(unary))
+	messages := &messageServer{messages: opts.Messages, idem: opts.Idempotency, now: time.Now}
 	for _, reg := range []grpc.ServiceRegistrar{gs, inproc} {
 		wxrelayv1.RegisterTenantServiceServer(reg, &tenantServer{
 			tenants:   opts.Tenants,
@@ -168,7 +169,7 @@ func New(opts Options) (*Server, error) {
 			publicURL: strings.TrimRight(opts.PublicURL, "/"),
 		})
 		wxrelayv1.RegisterEventServiceServer(reg, &eventServer{events: opts.Events, redeliver: opts.Redeliver})
-		wxrelayv1.RegisterMessageServiceServer(reg, &messageServer{messages: opts.Messages, idem: opts.Idempotency, now: time.Now})
+		wxrelayv1.RegisterMessageServiceServer(reg, messages)
 	}
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(gs, hs)
@@ -201,6 +202,7 @@ func New(opts Options) (*Server, error) {
 	// Both check the caller's token before reading any body.
 	mux.Handle("POST /v1/tenants/{id}/media", requireCredentials(opts.Auth, s.uploadHandler()))
 	mux.Handle("/v1/", requireCredentials(opts.Auth, limitBody(gw)))
+	mux.Handle("POST /v1/tenants/{id}/messages:send", requireCredentials(opts.Auth, limitBody(s.sendHandler(chainUnary(unary), messages))))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
 	mux.HandleFunc("GET /readyz", readyHandler(opts.Ready))
 	mux.Handle("GET /metrics", promhttp.HandlerFor(opts.Registry, promhttp.HandlerOpts{Registry: opts.Registry}))
