@@ -123,9 +123,16 @@ func (l *JobLocker) Lock(ctx context.Context, key string) (gocron.Lock, error) {
 // which both engines run atomically: no row affected means another owner
 // holds the lock. (On PostgreSQL a concurrent insert of the same name waits
 // for the first to commit and then takes the DO UPDATE path.)
+//
+// Job locks commit relaxed (DB.relaxed): losing the newest of them in a
+// crash loses a lease whose holder died with it. A durable commit would
+// fsync every minute (the token scan's turn) while holding SQLite's single
+// write lock, which every send's reply-window reservation also takes: on a
+// shared disk whose fsync stalls, every send waits out the stall
+// (docs/benchmarks.md, "Sending").
 func (l *JobLocker) acquire(ctx context.Context, name string, now, until time.Time) (bool, error) {
 	defer l.db.serialize()()
-	res, err := l.db.bun.ExecContext(ctx, `INSERT INTO job_locks (name, owner, locked_until) VALUES (?, ?, ?)
+	res, err := l.db.relaxed.ExecContext(ctx, `INSERT INTO job_locks (name, owner, locked_until) VALUES (?, ?, ?)
 ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, locked_until = excluded.locked_until
 WHERE job_locks.owner = excluded.owner OR job_locks.locked_until <= ?`,
 		name, l.owner, until, now)
@@ -140,7 +147,7 @@ WHERE job_locks.owner = excluded.owner OR job_locks.locked_until <= ?`,
 // still held it.
 func (l *JobLocker) extend(ctx context.Context, name string, until time.Time) (bool, error) {
 	defer l.db.serialize()()
-	res, err := l.db.bun.ExecContext(ctx, `UPDATE job_locks SET locked_until = ? WHERE name = ? AND owner = ?`,
+	res, err := l.db.relaxed.ExecContext(ctx, `UPDATE job_locks SET locked_until = ? WHERE name = ? AND owner = ?`,
 		until.UTC(), name, l.owner)
 	if err != nil {
 		return false, err
@@ -154,7 +161,7 @@ func (l *JobLocker) extend(ctx context.Context, name string, until time.Time) (b
 // after their holds. Call it once the scheduler has stopped.
 func (l *JobLocker) Release(ctx context.Context) error {
 	defer l.db.serialize()()
-	_, err := l.db.bun.ExecContext(ctx, `UPDATE job_locks SET locked_until = ? WHERE owner = ?`, l.now().UTC(), l.owner)
+	_, err := l.db.relaxed.ExecContext(ctx, `UPDATE job_locks SET locked_until = ? WHERE owner = ?`, l.now().UTC(), l.owner)
 	if err != nil {
 		return fmt.Errorf("release job locks: %w", err)
 	}
