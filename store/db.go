@@ -23,6 +23,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"runtime"
 	"regexp"
 	"strings"
 	"sync"
@@ -99,13 +100,35 @@ type DB struct {
 // serialize takes this process's SQLite write turn and returns its
 // release; on PostgreSQL, which takes concurrent writers, it does nothing.
 // Every store method that writes starts with defer s.db.serialize()().
+//
+// A turn held longer than slowWriteTurn is logged with the method that held
+// it: every other writer, a send's reply-window reservation included, waited
+// that long, so the log names what a stall of sends waited for (a durable
+// commit whose fsync the disk held up, a checkpoint backstop, a big delete).
 func (db *DB) serialize() func() {
 	if db.checkpointer == nil {
 		return func() {}
 	}
 	db.writes.Lock()
-	return db.writes.Unlock
+	took := time.Now()
+	return func() {
+		held := time.Since(took)
+		db.writes.Unlock()
+		if held > slowWriteTurn {
+			// The release runs deferred in the method that took the turn,
+			// which is therefore its caller.
+			by := "unknown"
+			if pc, _, _, ok := runtime.Caller(1); ok {
+				by = runtime.FuncForPC(pc).Name()
+			}
+			db.log.Warn("store: SQLite write turn held long; every other writer waited", "held_ms", held.Milliseconds(), "by", by)
+		}
+	}
 }
+
+// slowWriteTurn is how long a write turn may be held before it is logged:
+// a durable commit takes about a millisecond here.
+const slowWriteTurn = 100 * time.Millisecond
 
 // Open connects to the database named by cfg.DSN, checks that it answers,
 // and, unless cfg.SkipMigrate is set, migrates it (see Migrate). For SQLite

@@ -1,5 +1,7 @@
 package store
 
+import "time"
+
 // SQLiteDeliveryStatements are the statements DeliveryStore prepares on
 // SQLite, which bun's query hooks do not see: TestDeliveryStore_IndexUse
 // checks their plans too.
@@ -11,4 +13,10 @@ func SetClaimPerTenantMax(n int) (restore func()) {
 	old := claimPerTenantMax
 	claimPerTenantMax = n
 	return func() { claimPerTenantMax = old }
+}
+
+// HoldWriteTurn takes db's SQLite write turn for d, as a slow commit would.
+func HoldWriteTurn(db *DB, d time.Duration) {
+	defer db.serialize()()
+	time.Sleep(d)
 }
