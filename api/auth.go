@@ -100,7 +100,26 @@ func bearerToken(ctx context.Context) (string, error) {
 	if len(vals) == 0 {
 		return "", fmt.Errorf("%w: no authorization header", tenant.ErrUnauthenticated)
 	}
-	scheme, token, ok := strings.Cut(vals[0], " ")
+	return parseBearer(vals[0])
+}
+
+// signedBearer checks that an Authorization value carries a token signed
+// by this relay (tenant.Authenticator.CheckSignature), before any body is
+// read; the full check follows in the interceptor.
+func signedBearer(auth *tenant.Authenticator, authorization string) error {
+	if authorization == "" {
+		return fmt.Errorf("%w: no authorization header", tenant.ErrUnauthenticated)
+	}
+	token, err := parseBearer(authorization)
+	if err != nil {
+		return err
+	}
+	return auth.CheckSignature(token)
+}
+
+// parseBearer returns the token of an Authorization value.
+func parseBearer(authorization string) (string, error) {
+	scheme, token, ok := strings.Cut(authorization, " ")
 	if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(token) == "" {
 		return "", fmt.Errorf("%w: authorization must be \"Bearer <token>\"", tenant.ErrUnauthenticated)
 	}

@@ -24,7 +24,6 @@ import (
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
-	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/tap"
@@ -282,15 +281,7 @@ func requireCredentials(auth *tenant.Authenticator, next http.Handler) http.Hand
 			next.ServeHTTP(w, r)
 			return
 		}
-		md := metadata.Pairs()
-		if v := r.Header.Get("Authorization"); v != "" {
-			md.Set("authorization", v)
-		}
-		token, err := bearerToken(metadata.NewIncomingContext(r.Context(), md))
-		if err == nil {
-			err = auth.CheckSignature(token)
-		}
-		if err != nil {
+		if err := signedBearer(auth, r.Header.Get("Authorization")); err != nil {
 			// Close the connection rather than drain a body never read.
 			w.Header().Set("Connection", "close")
 			writeStatus(w, http.StatusUnauthorized, codes.Unauthenticated, tenant.ErrUnauthenticated.Error())
@@ -310,11 +301,11 @@ func credentialsTap(auth *tenant.Authenticator) tap.ServerInHandle {
 		if acc, ok := accessFor(info.FullMethodName); ok && acc == accessPublic {
 			return ctx, nil
 		}
-		token, err := bearerToken(metadata.NewIncomingContext(ctx, info.Header))
-		if err == nil {
-			err = auth.CheckSignature(token)
+		var authorization string
+		if vals := info.Header.Get("authorization"); len(vals) > 0 {
+			authorization = vals[0]
 		}
-		if err != nil {
+		if err := signedBearer(auth, authorization); err != nil {
 			return ctx, status.Error(codes.Unauthenticated, tenant.ErrUnauthenticated.Error())
 		}
 		return ctx, nil

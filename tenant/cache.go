@@ -21,7 +21,7 @@ type Getter interface {
 // old one. So entries are forgotten when a tenant changes: at once for a
 // change made through this process's Service (Service.OnChange), and on
 // notice from the database for a change made by another replica
-// (store.TenantWatcher). The TTL only bounds how long a missed notice can
+// (store.DB.WatchTenants). The TTL only bounds how long a missed notice can
 // leave an entry stale.
 type Cache struct {
 	getter Getter

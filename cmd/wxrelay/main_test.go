@@ -38,6 +38,8 @@ func TestBadSettingsStopStartup(t *testing.T) {
 		{"short retention", []string{"serve", "--db", db, "--retention", "30m"}, nil, "--retention / WXRELAY_RETENTION: 30m0s is under the minimum of 1h0m0s"},
 		{"short failed retention", []string{"serve", "--db", db}, map[string]string{"WXRELAY_FAILED_RETENTION": "10m"}, "WXRELAY_FAILED_RETENTION: 10m0s is under"},
 		{"negative retention", []string{"serve", "--db", db, "--failed-retention", "-720h"}, nil, "--failed-retention"},
+		{"push skew too wide", []string{"serve", "--db", db, "--push-max-skew", "2h"}, nil, "--push-max-skew / WXRELAY_PUSH_MAX_SKEW: 2h0m0s is outside 1m..30m0s"},
+		{"negative push secret grace", []string{"serve", "--db", db}, map[string]string{"WXRELAY_PUSH_SECRET_GRACE": "-1m"}, "WXRELAY_PUSH_SECRET_GRACE"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			var stdout, stderr bytes.Buffer

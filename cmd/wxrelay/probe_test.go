@@ -15,6 +15,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/wxrelay/wxrelay/relay/wechat"
 )
 
 // The probes of an attacker, against the real binary: each of these once
@@ -261,5 +263,39 @@ func TestUploadsCannotBlowUpMemory(t *testing.T) {
 	}
 	if grew := authed - base; grew > 320<<20 {
 		t.Errorf("40 concurrent 9 MiB uploads raised the peak RSS by %d MiB; uploads are not bounded", grew>>20)
+	}
+}
+
+// WXRELAY_PUSH_MAX_SKEW reaches the push endpoint: at 1m, a push stamped
+// two minutes ago, fine under the default 5m, is refused.
+func TestPushMaxSkewSetting(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	p := startServe(t, dir, "WXRELAY_PUSH_MAX_SKEW=1m")
+	var created struct {
+		Tenant struct{ ID string } `json:"tenant"`
+	}
+	body := `{"appid":"wx00000000000000dd","app_secret":"s","token":"PushToken1","webhook_url":"https://hooks.example.com/a"}`
+	if code := p.api(t, "POST", "/v1/tenants", adminTokenFor(t, dir, nil), body, &created); code != 200 {
+		t.Fatalf("create tenant: %d", code)
+	}
+	pusher := &wechat.Pusher{Token: "PushToken1", Mode: wechat.ModePlaintext}
+	for _, tt := range []struct {
+		age  time.Duration
+		want int
+	}{{0, 200}, {2 * time.Minute, 400}} {
+		ts := time.Now().Add(-tt.age).Unix()
+		req, err := pusher.Push(wechat.TextMessage(wechat.FormatXML, wechat.Header{ToUserName: "gh_x", FromUserName: "o1", CreateTime: ts}, "hi", ts), ts, "1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.Post("http://"+p.http+"/wx/"+created.Tenant.ID+"?"+req.RawQuery(), req.ContentType, bytes.NewReader(req.Body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tt.want {
+			t.Errorf("push stamped %s ago: %d, want %d", tt.age, resp.StatusCode, tt.want)
+		}
 	}
 }

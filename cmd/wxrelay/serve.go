@@ -29,8 +29,8 @@ import (
 // shutdownGrace bounds how long SIGTERM waits for in-flight requests.
 const shutdownGrace = 20 * time.Second
 
-// maxTTLText is tenant.MaxAdminTokenTTL as people write it.
-const maxTTLText = "168h (7 days)"
+// maxTTLText is tenant.MaxAdminTokenTTL as people write it: "168h (7 days)".
+var maxTTLText = fmt.Sprintf("%.0fh (%.0f days)", tenant.MaxAdminTokenTTL.Hours(), tenant.MaxAdminTokenTTL.Hours()/24)
 
 // defaultMemoryLimit is the Go runtime's soft memory limit unless
 // GOMEMLIMIT is set.
@@ -140,6 +140,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		Events:  ingestor,
 		Logger:  log,
 		Metrics: ingress.NewMetrics(reg),
+		MaxSkew: cfg.PushMaxSkew,
 	})
 
 	// One WeChat client serves every tenant; the Keeper fetches and

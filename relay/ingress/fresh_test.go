@@ -50,6 +50,13 @@ func pushAt(t *testing.T, p *wechat.Pusher, ts int64, msgID int64) *wechat.PushR
 	return req
 }
 
+// pushNow pushes text message msgID from p to tenant id, stamped at the
+// clock's now.
+func (e *relayEnv) pushNow(clock *testClock, id tenant.ID, p *wechat.Pusher, msgID int64) answer {
+	e.t.Helper()
+	return e.post(id, pushAt(e.t, p, clock.now().Unix(), msgID))
+}
+
 func TestPushTimestampMustBeFresh(t *testing.T) {
 	e, clock := productionEnv(t)
 	tn := e.newTenant(tenant.EncryptPlaintext, tenant.FormatJSON)
@@ -130,7 +137,7 @@ func TestPushSecretsChangeAtOnceWithGrace(t *testing.T) {
 	next := 1000
 	push := func(p *wechat.Pusher) answer {
 		next++
-		return e.post(tn.ID, pushAt(t, p, clock.now().Unix(), int64(next)))
+		return e.pushNow(clock, tn.ID, p, int64(next))
 	}
 	if a := push(old); a.body != wechat.Success {
 		t.Fatalf("before the change: %v", a) // also loads the tenant into the cache
@@ -168,17 +175,17 @@ func TestPushSecretsWithoutGrace(t *testing.T) {
 	tn := e.newTenant(tenant.EncryptPlaintext, tenant.FormatJSON)
 	e.tenants.SetPushSecretGrace(0)
 	old := pusher(t, tn)
-	if a := e.post(tn.ID, pushAt(t, old, clock.now().Unix(), 1)); a.body != wechat.Success {
+	if a := e.pushNow(clock, tn.ID, old, 1); a.body != wechat.Success {
 		t.Fatalf("before: %v", a)
 	}
 	tok := "CCCCC"
 	if _, err := e.tenants.Update(context.Background(), tn.ID, tenant.Patch{Token: &tok}); err != nil {
 		t.Fatal(err)
 	}
-	if a := e.post(tn.ID, pushAt(t, old, clock.now().Unix(), 2)); a.status != http.StatusUnauthorized {
+	if a := e.pushNow(clock, tn.ID, old, 2); a.status != http.StatusUnauthorized {
 		t.Errorf("old Token right after the change, no grace: %v, want 401", a)
 	}
-	if a := e.post(tn.ID, pushAt(t, &wechat.Pusher{Token: tok, Mode: wechat.ModePlaintext}, clock.now().Unix(), 3)); a.body != wechat.Success {
+	if a := e.pushNow(clock, tn.ID, &wechat.Pusher{Token: tok, Mode: wechat.ModePlaintext}, 3); a.body != wechat.Success {
 		t.Errorf("new Token: %v", a)
 	}
 }
@@ -189,13 +196,13 @@ func TestDeletedTenantIs404AtOnce(t *testing.T) {
 	e, clock := productionEnv(t)
 	tn := e.newTenant(tenant.EncryptPlaintext, tenant.FormatJSON)
 	p := pusher(t, tn)
-	if a := e.post(tn.ID, pushAt(t, p, clock.now().Unix(), 1)); a.body != wechat.Success {
+	if a := e.pushNow(clock, tn.ID, p, 1); a.body != wechat.Success {
 		t.Fatalf("before: %v", a)
 	}
 	if err := e.tenants.Delete(context.Background(), tn.ID); err != nil {
 		t.Fatal(err)
 	}
-	if a := e.post(tn.ID, pushAt(t, p, clock.now().Unix(), 2)); a.status != http.StatusNotFound {
+	if a := e.pushNow(clock, tn.ID, p, 2); a.status != http.StatusNotFound {
 		t.Errorf("push to a deleted tenant: %v, want 404", a)
 	}
 
@@ -203,13 +210,13 @@ func TestDeletedTenantIs404AtOnce(t *testing.T) {
 	// process's cache still holds the tenant when the push comes.
 	other := e.newTenant(tenant.EncryptPlaintext, tenant.FormatJSON, func(t *tenant.Tenant) { t.AppID = "wx0000000000000002" })
 	p = pusher(t, other)
-	if a := e.post(other.ID, pushAt(t, p, clock.now().Unix(), 3)); a.body != wechat.Success {
+	if a := e.pushNow(clock, other.ID, p, 3); a.body != wechat.Success {
 		t.Fatalf("before: %v", a)
 	}
 	if err := store.NewTenantStore(e.db).Delete(context.Background(), other.ID); err != nil {
 		t.Fatal(err)
 	}
-	if a := e.post(other.ID, pushAt(t, p, clock.now().Unix(), 4)); a.status != http.StatusNotFound {
+	if a := e.pushNow(clock, other.ID, p, 4); a.status != http.StatusNotFound {
 		t.Errorf("push to a tenant deleted elsewhere: %v, want 404", a)
 	}
 }
@@ -219,7 +226,7 @@ func TestStateChangeAtOnce(t *testing.T) {
 	e, clock := productionEnv(t)
 	tn := e.newTenant(tenant.EncryptPlaintext, tenant.FormatJSON)
 	p := pusher(t, tn)
-	if a := e.post(tn.ID, pushAt(t, p, clock.now().Unix(), 1)); a.body != wechat.Success {
+	if a := e.pushNow(clock, tn.ID, p, 1); a.body != wechat.Success {
 		t.Fatalf("before: %v", a)
 	}
 	for i, st := range []tenant.State{tenant.StateDisabled, tenant.StateActive} {
@@ -227,7 +234,7 @@ func TestStateChangeAtOnce(t *testing.T) {
 			t.Fatal(err)
 		}
 		want := []int{http.StatusForbidden, http.StatusOK}[i]
-		if a := e.post(tn.ID, pushAt(t, p, clock.now().Unix(), int64(2+i))); a.status != want {
+		if a := e.pushNow(clock, tn.ID, p, int64(2+i)); a.status != want {
 			t.Errorf("after setting state %d: %v, want %d", st, a, want)
 		}
 	}

@@ -123,13 +123,13 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) string {
 // console: the echostr, unchanged, if the signature holds. Safe mode does
 // not change this request.
 func (h *Handler) verifyURL(w http.ResponseWriter, r *http.Request, rc *receiver) string {
-	query := r.URL.Query()
-	if outcome := h.checkTimestamp(w, query); outcome != "" {
+	query, now := r.URL.Query(), h.now()
+	if outcome := h.checkTimestamp(w, query, now); outcome != "" {
 		return outcome
 	}
 	var echo string
 	err := wechat.ErrBadSignature
-	for _, rcv := range rc.receiversAt(h.now()) {
+	for _, rcv := range rc.receiversAt(now) {
 		if echo, err = wechat.VerifyURL(rcv.Token, query); err == nil {
 			break
 		}
@@ -154,11 +154,10 @@ func (h *Handler) push(ctx context.Context, w http.ResponseWriter, r *http.Reque
 		http.Error(w, "could not read the push body", http.StatusBadRequest)
 		return "bad_body"
 	}
-	query := r.URL.Query()
-	if outcome := h.checkTimestamp(w, query); outcome != "" {
+	query, now := r.URL.Query(), h.now()
+	if outcome := h.checkTimestamp(w, query, now); outcome != "" {
 		return outcome
 	}
-	now := h.now()
 	rcv, msg, err := receive(rc.receiversAt(now), query, body)
 	if err != nil {
 		status, outcome, text := rejection(err)
@@ -259,14 +258,13 @@ func receive(rcvs []*wechat.Receiver, query url.Values, body []byte) (*wechat.Re
 // number of seconds within maxSkew of now, answering 400 and returning its
 // outcome; it returns "" for a fresh one. The check precedes the
 // signature's: a stale signature is not worth computing.
-func (h *Handler) checkTimestamp(w http.ResponseWriter, query url.Values) string {
-	raw := query.Get("timestamp")
-	ts, err := strconv.ParseInt(raw, 10, 64)
+func (h *Handler) checkTimestamp(w http.ResponseWriter, query url.Values, now time.Time) string {
+	ts, err := strconv.ParseInt(query.Get("timestamp"), 10, 64)
 	if err != nil {
 		http.Error(w, "timestamp must be Unix seconds", http.StatusBadRequest)
 		return "bad_timestamp"
 	}
-	skew := h.now().Sub(time.Unix(ts, 0))
+	skew := now.Sub(time.Unix(ts, 0))
 	if skew > h.maxSkew || skew < -h.maxSkew {
 		http.Error(w, fmt.Sprintf("timestamp is more than %s away from the relay's clock: a stale or replayed push", h.maxSkew), http.StatusBadRequest)
 		return "stale_timestamp"

@@ -17,19 +17,20 @@ type receiver struct {
 	tenant   *tenant.Tenant
 	receiver *wechat.Receiver
 	format   wechat.Format // the tenant's configured format, for replies
-	// previous holds the push Token and EncodingAESKey in use before the
-	// last change, accepted until the tenant's Secrets.PreviousUntil; nil
-	// when there are none.
-	previous *wechat.Receiver
+	// withPrevious is receiver, then one with the push Token and
+	// EncodingAESKey in use before the last change, accepted until the
+	// tenant's Secrets.PreviousUntil; just receiver when there are none.
+	// Built once, like receiver, so that a push allocates nothing for it.
+	withPrevious []*wechat.Receiver
 }
 
 // receiversAt returns the receivers to try at now: the current one, then
 // the previous one while its grace period lasts.
 func (rc *receiver) receiversAt(now time.Time) []*wechat.Receiver {
-	if rc.previous != nil && rc.tenant.Secrets.PreviousInForce(now) {
-		return []*wechat.Receiver{rc.receiver, rc.previous}
+	if rc.tenant.Secrets.PreviousInForce(now) {
+		return rc.withPrevious
 	}
-	return []*wechat.Receiver{rc.receiver}
+	return rc.withPrevious[:1]
 }
 
 // receivers builds receivers from cached tenants, and builds one again only
@@ -91,13 +92,12 @@ func newReceiver(t *tenant.Tenant) (*receiver, error) {
 	if t.DataFormat == tenant.FormatJSON {
 		format = wechat.FormatJSON
 	}
-	rc := &receiver{tenant: t, receiver: r, format: format}
+	rc := &receiver{tenant: t, receiver: r, format: format, withPrevious: []*wechat.Receiver{r}}
 	if s := t.Secrets; !s.PreviousUntil.IsZero() && s.PreviousToken != "" {
 		// A previous key that makes no cipher in today's mode (the
 		// tenant was plaintext before) has nothing to accept.
-		prev, err := newWeChatReceiver(t, mode, s.PreviousToken, s.PreviousEncodingAESKey)
-		if err == nil {
-			rc.previous = prev
+		if prev, err := newWeChatReceiver(t, mode, s.PreviousToken, s.PreviousEncodingAESKey); err == nil {
+			rc.withPrevious = append(rc.withPrevious, prev)
 		}
 	}
 	return rc, nil
