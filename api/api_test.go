@@ -628,3 +628,30 @@ func TestUnauthenticatedBodiesAreNotRead(t *testing.T) {
 		})
 	}
 }
+
+// TestCallLogLevels: a call that succeeds is logged at debug only, one that
+// fails at info or above, so that the default log holds the failures and
+// not a line per send.
+func TestCallLogLevels(t *testing.T) {
+	e := newEnv(t)
+	if r := e.do("GET", "/v1/tenants", e.admin, nil); r.status != 200 {
+		t.Fatalf("list: %d %s", r.status, r.raw)
+	}
+	if r := e.do("GET", "/v1/tenants/tn_nosuchtenant000000", e.admin, nil); r.status != 404 {
+		t.Fatalf("get unknown: %d %s", r.status, r.raw)
+	}
+	levels := map[string]string{}
+	for _, line := range strings.Split(strings.TrimSpace(e.logBuf.String()), "\n") {
+		var rec struct {
+			Level  string `json:"level"`
+			Msg    string `json:"msg"`
+			Method string `json:"grpc.method"`
+		}
+		if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "finished call" {
+			levels[rec.Method] = rec.Level
+		}
+	}
+	if levels["ListTenants"] != "DEBUG" || levels["GetTenant"] != "INFO" {
+		t.Fatalf("finished call levels = %v, want ListTenants DEBUG and GetTenant INFO", levels)
+	}
+}

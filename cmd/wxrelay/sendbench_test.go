@@ -64,6 +64,10 @@ import (
 // change the closed loop, WXRELAY_BENCH_SEND_RATE (default 1000 sends/s)
 // and WXRELAY_BENCH_SEND_RATE_ROUNDS (default 3 of each, 3 s each) the open
 // one. Set WXRELAY_DEBUG_ADDR to profile the relay meanwhile.
+//
+// So that a stall of sends can be told apart, it also reports the relay's
+// write turns logged as held over 100 ms (store.DB.serialize), the sends
+// over 50 ms, and the CPU steal and iowait of the whole machine meanwhile.
 func BenchmarkSend(b *testing.B) {
 	conc := benchEnvInt(b, "WXRELAY_BENCH_SEND_CONCURRENCY", 8)
 	rounds := benchEnvInt(b, "WXRELAY_BENCH_SEND_ROUNDS", 5)
@@ -142,6 +146,7 @@ func BenchmarkSend(b *testing.B) {
 	runRound(b, "proxy", proxied, conc, conc*20)
 	var rl, dl []time.Duration
 	var rt, dt, rcpu, dcpu time.Duration
+	steal0, iowait0 := machineTicks(b)
 	b.ResetTimer()
 	for i := range rounds {
 		// Alternate which goes first, so neither always follows the other.
@@ -175,6 +180,7 @@ func BenchmarkSend(b *testing.B) {
 		rol, dol = append(rol, a...), append(dol, z...)
 	}
 	b.StopTimer()
+	steal1, iowait1 := machineTicks(b)
 
 	slices.Sort(rl)
 	slices.Sort(dl)
@@ -199,6 +205,20 @@ func BenchmarkSend(b *testing.B) {
 	b.ReportMetric(ms(orp50-odp50), "added-p50-ms@rate")
 	b.ReportMetric(ms(orp99-odp99), "added-p99-ms@rate")
 	b.ReportMetric(0, "ns/op")
+	// A stall of sends (a p99 far above p50) is explained, or not, by the
+	// write turns the relay logged as held long over the whole run: each
+	// one held every send's reply-window reservation waiting.
+	turns, longest, by := slowWriteTurns(p.stderr.Bytes())
+	b.ReportMetric(float64(turns), "slow-write-turns")
+	b.ReportMetric(float64(longest), "longest-write-turn-ms")
+	b.ReportMetric(float64(slowSends(rl, 50*time.Millisecond)+slowSends(rol, 50*time.Millisecond)), "relay-sends-over-50ms")
+	// And the machine's part: time the hypervisor gave these cores to
+	// another guest (steal), and time they idled waiting for the disk.
+	b.ReportMetric(float64(steal1-steal0)*10, "machine-steal-ms")
+	b.ReportMetric(float64(iowait1-iowait0)*10, "machine-iowait-ms")
+	if turns > 0 {
+		b.Logf("slow write turns: %d, the longest %d ms, held by %s", turns, longest, by)
+	}
 	b.Logf("concurrency %d, %d rounds of %d sends each way, alternating", conc, rounds, perRound)
 	b.Logf("relay: p50 %.3f ms  p99 %.3f ms  %.0f sends/s  %.0f µs CPU/send", ms(rp50), ms(rp99), rrate, us(rcpu, len(rl)))
 	b.Logf("proxy: p50 %.3f ms  p99 %.3f ms  %.0f sends/s  %.0f µs CPU/send", ms(dp50), ms(dp99), drate, us(dcpu, len(dl)))
@@ -440,4 +460,56 @@ func benchEnvInt(b *testing.B, name string, def int) int {
 		b.Fatalf("%s=%q: want a positive integer", name, v)
 	}
 	return n
+}
+
+// slowWriteTurns counts the relay's "write turn held long" log lines
+// (store.DB.serialize) in log and returns the longest and what held it.
+func slowWriteTurns(log []byte) (n int, longestMS int64, by string) {
+	for _, line := range bytes.Split(log, []byte("\n")) {
+		if !bytes.Contains(line, []byte("write turn held long")) {
+			continue
+		}
+		var rec struct {
+			HeldMS int64  `json:"held_ms"`
+			By     string `json:"by"`
+		}
+		if json.Unmarshal(line, &rec) != nil {
+			continue
+		}
+		n++
+		if rec.HeldMS > longestMS {
+			longestMS, by = rec.HeldMS, rec.By
+		}
+	}
+	return n, longestMS, by
+}
+
+// slowSends counts the latencies in lat over limit.
+func slowSends(lat []time.Duration, limit time.Duration) int {
+	n := 0
+	for _, d := range lat {
+		if d > limit {
+			n++
+		}
+	}
+	return n
+}
+
+// machineTicks reads the steal and iowait clock ticks (10 ms each) of all
+// CPUs from /proc/stat's first line: cpu user nice system idle iowait irq
+// softirq steal ...
+func machineTicks(b *testing.B) (steal, iowait int64) {
+	b.Helper()
+	raw, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		b.Skipf("no /proc/stat: %v", err)
+	}
+	line, _, _ := bytes.Cut(raw, []byte("\n"))
+	f := strings.Fields(string(line))
+	if len(f) < 9 {
+		b.Fatalf("/proc/stat: unexpected first line %q", line)
+	}
+	iowait, _ = strconv.ParseInt(f[5], 10, 64)
+	steal, _ = strconv.ParseInt(f[8], 10, 64)
+	return steal, iowait
 }
