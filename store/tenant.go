@@ -398,3 +398,17 @@ func (e enum[T]) decode(column, name string) (T, error) {
 	var zero T
 	return zero, fmt.Errorf("%s: unknown stored value %q", column, name)
 }
+
+// IDByAppID returns the id of the tenant whose appid is appid, compared
+// without regard to case as the unique index does. tenant.ErrNotFound.
+func (s *TenantStore) IDByAppID(ctx context.Context, appid string) (tenant.ID, error) {
+	var id string
+	err := s.db.bun.NewSelect().Table("tenants").Column("id").
+		Where("lower(appid) = lower(?)", appid).Scan(ctx, &id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", fmt.Errorf("find tenant of appid %q: %w", appid, tenant.ErrNotFound)
+	} else if err != nil {
+		return "", fmt.Errorf("find tenant of appid %q: %w", appid, err)
+	}
+	return tenant.ID(id), nil
+}

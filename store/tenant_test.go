@@ -616,3 +616,20 @@ func TestTenantStore_TokenEndpoint(t *testing.T) {
 		}
 	})
 }
+
+func TestTenantStore_IDByAppID(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		s := store.NewTenantStore(db)
+		mustCreate(t, s, newTenant("tn_one", "wx0123456789abcdef"))
+		mustCreate(t, s, newTenant("tn_two", "wx00000000000000ff"))
+		ctx := context.Background()
+		for appid, want := range map[string]tenant.ID{"wx0123456789abcdef": "tn_one", "WX0123456789ABCDEF": "tn_one", "wx00000000000000ff": "tn_two"} {
+			if got, err := s.IDByAppID(ctx, appid); err != nil || got != want {
+				t.Errorf("IDByAppID(%q) = %q, %v; want %q", appid, got, err, want)
+			}
+		}
+		if _, err := s.IDByAppID(ctx, "wx1111111111111111"); !errors.Is(err, tenant.ErrNotFound) {
+			t.Errorf("IDByAppID(unknown) error = %v, want ErrNotFound", err)
+		}
+	})
+}

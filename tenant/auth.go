@@ -54,6 +54,11 @@ type Authenticator struct {
 	// call. Bounded by maxRememberedKeys.
 	keysMu sync.Mutex
 	keys   map[string]claims
+
+	// wxKey is the MAC key of relay tokens (wxtoken.go), derived from key
+	// on first use.
+	wxKeyOnce sync.Once
+	wxKey     []byte
 }
 
 // maxRememberedKeys bounds Authenticator.keys: one key per tenant in use,

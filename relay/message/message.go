@@ -106,6 +106,16 @@ func (s *Service) Send(ctx context.Context, tid tenant.ID, m Message) error {
 	return err
 }
 
+// ReserveReply checks tenant tid's reply window to touser for a send made
+// some other way than Send (the WeChat-compatible API forwards the
+// caller's own body) and counts the send against it: a *WindowClosedError
+// for a send WeChat would certainly refuse. Call release if WeChat did not
+// take the message, so that it uses no quota. Without WithReplyWindows it
+// reserves nothing.
+func (s *Service) ReserveReply(ctx context.Context, tid tenant.ID, touser string) (release func(), err error) {
+	return s.windows.reserve(ctx, tid, touser)
+}
+
 // SetTyping shows (wechat.Typing) or hides (wechat.CancelTyping) "typing…"
 // to touser.
 func (s *Service) SetTyping(ctx context.Context, tid tenant.ID, touser, command string) error {

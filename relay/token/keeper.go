@@ -609,3 +609,43 @@ func (k *Keeper) find(ctx context.Context, tid tenant.ID) (*State, error) {
 	}
 	return st, nil
 }
+
+// TokenExpiry is Token with the time the token expires: what the
+// WeChat-compatible API tells an SDK as expires_in.
+func (k *Keeper) TokenExpiry(ctx context.Context, tid tenant.ID) (string, time.Time, error) {
+	tok, err := k.Token(ctx, tid)
+	if err != nil {
+		return "", time.Time{}, err
+	}
+	return tok, k.expiry(ctx, tid, tok), nil
+}
+
+// RefreshExpiry is Refresh with the time the token it returns expires.
+func (k *Keeper) RefreshExpiry(ctx context.Context, tid tenant.ID, failed string) (string, time.Time, error) {
+	tok, err := k.Refresh(ctx, tid, failed)
+	if err != nil {
+		return "", time.Time{}, err
+	}
+	return tok, k.expiry(ctx, tid, tok), nil
+}
+
+// expiry returns when tok, tid's token just obtained, expires: from memory,
+// where obtaining it put it, else from the Store; if neither knows it (a
+// race with a newer refresh), the shortest life WeChat gives a token from
+// now, so that a caller comes back early rather than late.
+func (k *Keeper) expiry(ctx context.Context, tid tenant.ID, tok string) time.Time {
+	k.mu.Lock()
+	e, ok := k.mem[tid]
+	k.mu.Unlock()
+	if ok && e.token == tok {
+		return e.expiresAt
+	}
+	if st, err := k.store.FindToken(ctx, tid); err == nil && st.Token == tok {
+		return st.ExpiresAt
+	}
+	return k.now().Add(minUnknownLife)
+}
+
+// minUnknownLife is the life given a token whose expiry is unknown: five
+// minutes, the overlap WeChat grants an old token after a new one.
+const minUnknownLife = 5 * time.Minute

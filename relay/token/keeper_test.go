@@ -531,3 +531,27 @@ func TestKeeper_SealedAtRest(t *testing.T) {
 		t.Error("the appid is in no file either: the search is not looking at the data")
 	}
 }
+
+// TestKeeper_TokenExpiry: the expiry is the one WeChat gave, for a token
+// fetched, held in memory, or read from the store by another process.
+func TestKeeper_TokenExpiry(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	k := e.keeper(e.db, "p1")
+	tok, exp, err := k.TokenExpiry(ctx, e.tid)
+	if err != nil || !exp.Equal(start.Add(2*time.Hour)) {
+		t.Fatalf("TokenExpiry = %v, %v; want expiry 2 h after start", exp, err)
+	}
+	e.clock.Advance(30 * time.Minute)
+	if tok2, exp2, err := k.TokenExpiry(ctx, e.tid); err != nil || tok2 != tok || !exp2.Equal(exp) {
+		t.Fatalf("TokenExpiry from memory = %.8s… %v %v; want the same token and expiry", tok2, exp2, err)
+	}
+	if tok3, exp3, err := e.keeper(e.db, "p2").TokenExpiry(ctx, e.tid); err != nil || tok3 != tok || !exp3.Equal(exp) {
+		t.Fatalf("TokenExpiry from the store = %.8s… %v %v; want the same token and expiry", tok3, exp3, err)
+	}
+	e.sim.InvalidateTokens(appID)
+	tok4, exp4, err := k.RefreshExpiry(ctx, e.tid, tok)
+	if err != nil || tok4 == tok || !exp4.Equal(e.clock.Now().Add(2*time.Hour)) {
+		t.Fatalf("RefreshExpiry = %.8s… %v %v; want a new token expiring 2 h from now", tok4, exp4, err)
+	}
+}
