@@ -220,6 +220,7 @@ func TestCreateTenant(t *testing.T) {
 		"appid": body["appid"], "display_name": "Shop", "encrypt_mode": "ENCRYPT_MODE_SAFE",
 		"data_format": "DATA_FORMAT_JSON", "reply_mode": "REPLY_MODE_SUCCESS", "state": "STATE_ACTIVE",
 		"push_url": "https://relay.example.com/wx/" + id, "webhook_url": body["webhook_url"],
+		"wechat_api_base_url": "https://relay.example.com/wxapi",
 	} {
 		if got := tn[field]; got != want {
 			t.Errorf("tenant.%s = %v, want %v", field, got, want)

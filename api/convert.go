@@ -98,6 +98,7 @@ func (s *tenantServer) toProtoTenant(t *tenant.Tenant) *wxrelayv1.Tenant {
 		WebhookUrl:        t.WebhookURL,
 		ReplyMode:         toProto(replyModes, t.ReplyMode),
 		PushUrl:           s.pushURL(t.ID),
+		WechatApiBaseUrl:  s.publicURL + "/wxapi",
 		State:             toProto(states, t.State),
 		OrderedDelivery:   t.OrderedDelivery,
 		IgnoreReplyWindow: t.IgnoreReplyWindow,

@@ -129,7 +129,7 @@ func patchFromMask(in *wxrelayv1.Tenant, paths []string) (tenant.Patch, error) {
 		case "state":
 			st := fromProto(states, in.GetState())
 			p.State = &st
-		case "id", "push_url", "create_time", "update_time", "token_status":
+		case "id", "push_url", "wechat_api_base_url", "create_time", "update_time", "token_status":
 			return p, &tenant.FieldError{Field: path, Reason: "is output only and cannot be changed"}
 		default:
 			// REST masks name the leaves of a message field.

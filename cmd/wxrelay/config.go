@@ -9,12 +9,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/url"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/wxrelay/wxrelay/api/wxapi"
 	"github.com/wxrelay/wxrelay/relay/ingress"
 	"github.com/wxrelay/wxrelay/store"
 	"github.com/wxrelay/wxrelay/tenant"
@@ -38,6 +40,8 @@ type config struct {
 	LogLevel             slog.Level
 	PushSecretGrace      time.Duration // previous push Token/EncodingAESKey still accepted
 	PushMaxSkew          time.Duration // how far a push's timestamp may be from now
+	WXAPIAddr            string        // a listener of its own for the WeChat-compatible API; "" for none
+	WXAPIRate            float64       // per-tenant calls a second on the compatible API; 0 for no limit
 }
 
 // flagSet binds the flags every command shares, with defaults taken from
@@ -81,7 +85,10 @@ func (fs *flagSet) addServeFlags() {
 	fs.TextVar(&c.LogLevel, "log-level", slog.LevelInfo, "debug, info, warn or error (WXRELAY_LOG_LEVEL)")
 	fs.DurationVar(&c.PushSecretGrace, "push-secret-grace", tenant.DefaultPushSecretGrace, "after a change of a tenant's push Token or EncodingAESKey, how long pushes made with the previous ones are still accepted (WXRELAY_PUSH_SECRET_GRACE)")
 	fs.DurationVar(&c.PushMaxSkew, "push-max-skew", ingress.DefaultMaxSkew, "refuse pushes whose timestamp is further than this from the relay's clock, at most 30m (WXRELAY_PUSH_MAX_SKEW)")
+	fs.StringVar(&c.WXAPIAddr, "wxapi-addr", "", "if set, also serve the WeChat-compatible API at the root of this address, for SDKs that can change only the API host (WXRELAY_WXAPI_ADDR)")
+	fs.Float64Var(&c.WXAPIRate, "wxapi-rate", wxapi.DefaultRate, "calls a second each tenant may make on the WeChat-compatible API, bursts of twice that; 0 for no limit (WXRELAY_WXAPI_RATE)")
 	for name, env := range map[string]string{
+		"wxapi-addr": "WXRELAY_WXAPI_ADDR", "wxapi-rate": "WXRELAY_WXAPI_RATE",
 		"http-addr": "WXRELAY_HTTP_ADDR", "grpc-addr": "WXRELAY_GRPC_ADDR", "public-url": "WXRELAY_PUBLIC_URL",
 		"wechat-api": "WXRELAY_WECHAT_API", "allow-private-webhooks": "WXRELAY_ALLOW_PRIVATE_WEBHOOKS",
 		"retry-schedule": "WXRELAY_RETRY_SCHEDULE", "log-level": "WXRELAY_LOG_LEVEL",
@@ -188,6 +195,14 @@ func (c *config) validateServe() error {
 		if err := checkAddr(c.DebugAddr); err != nil {
 			return fmt.Errorf("--debug-addr / WXRELAY_DEBUG_ADDR: %w", err)
 		}
+	}
+	if c.WXAPIAddr != "" {
+		if err := checkAddr(c.WXAPIAddr); err != nil {
+			return fmt.Errorf("--wxapi-addr / WXRELAY_WXAPI_ADDR: %w", err)
+		}
+	}
+	if c.WXAPIRate < 0 || math.IsNaN(c.WXAPIRate) || math.IsInf(c.WXAPIRate, 0) {
+		return fmt.Errorf("--wxapi-rate / WXRELAY_WXAPI_RATE: %g must be 0 (no limit) or a positive number of calls a second", c.WXAPIRate)
 	}
 	if c.PushSecretGrace < 0 {
 		return errors.New("--push-secret-grace / WXRELAY_PUSH_SECRET_GRACE: must not be negative")
@@ -297,5 +312,6 @@ func (c config) LogValue() slog.Value {
 		slog.String("secret_key", key), slog.Bool("allow_private_webhooks", c.AllowPrivateWebhooks),
 		slog.Any("retry_schedule", c.RetrySchedule),
 		slog.Duration("retention", c.Retention), slog.Duration("failed_retention", c.FailedRetention),
+		slog.String("wxapi_addr", c.WXAPIAddr), slog.Float64("wxapi_rate", c.WXAPIRate),
 	)
 }

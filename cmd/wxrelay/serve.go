@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -16,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/wxrelay/wxrelay/api"
+	"github.com/wxrelay/wxrelay/api/wxapi"
 	"github.com/wxrelay/wxrelay/relay"
 	"github.com/wxrelay/wxrelay/relay/delivery"
 	"github.com/wxrelay/wxrelay/relay/ingress"
@@ -148,14 +150,31 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	wx := &wechat.Client{BaseURL: cfg.WeChatAPI, HTTP: wechatHTTP()}
 	keeper := token.NewKeeper(store.NewTokenStore(db), wx, tenantCache, token.Options{Log: log})
 
+	messages := message.NewService(keeper, wx).WithReplyWindows(message.WindowOptions{
+		Store: store.NewWindowStore(db), Tenants: tenantCache, Log: log})
+	// The WeChat-compatible API: under /wxapi on the HTTP port, and at the
+	// root of --wxapi-addr for SDKs that can change only the host.
+	compat, err := wxapi.New(wxapi.Options{
+		Auth: auth, Tenants: tenantCache, AppIDs: tenantStore, Tokens: keeper, Replies: messages,
+		// Its own connections, and a minute per call: a 10 MiB upload
+		// streamed from a slow client takes longer than the relay's own
+		// calls are given.
+		Upstream: cfg.WeChatAPI, HTTP: wechatHTTPWithTimeout(time.Minute),
+		Rate: cmp.Or(cfg.WXAPIRate, -1), Burst: int(2 * cfg.WXAPIRate),
+		Registry: reg, Logger: log,
+	})
+	if err != nil {
+		return err
+	}
+	tenants.OnChange(compat.Forget)
+
 	srv, err := api.New(api.Options{
 		Logger:    log,
 		Auth:      auth,
 		Tenants:   tenants,
 		Events:    relay.NewEvents(eventStore),
 		Redeliver: dispatcher,
-		Messages: message.NewService(keeper, wx).WithReplyWindows(message.WindowOptions{
-			Store: store.NewWindowStore(db), Tenants: tenantCache, Log: log}),
+		Messages:  messages,
 		// Idempotency keys of sends.
 		Idempotency: store.NewIdempotencyStore(db),
 		// GetTenant shows the token status, e.g. a wrong AppSecret.
@@ -163,7 +182,10 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		PublicURL:   cfg.PublicURL,
 		Ready:       db.Ping,
 		Registry:    reg,
-		Routes:      map[string]http.Handler{"/wx/{id}": push},
+		Routes: map[string]http.Handler{
+			"/wx/{id}": push,
+			"/wxapi/":  http.StripPrefix("/wxapi", compat),
+		},
 	})
 	if err != nil {
 		return err
@@ -230,7 +252,24 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		defer dbg.Close()
 	}
 
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
+	var compatSrv *http.Server
+	if cfg.WXAPIAddr != "" {
+		compatLn, err := net.Listen("tcp", cfg.WXAPIAddr)
+		if err != nil {
+			return fmt.Errorf("--wxapi-addr: %w", err)
+		}
+		compatSrv = &http.Server{
+			Handler:           compat,
+			ReadHeaderTimeout: httpSrv.ReadHeaderTimeout,
+			ReadTimeout:       time.Minute, // a 10 MiB upload from a slow client
+			WriteTimeout:      2 * time.Minute,
+			IdleTimeout:       httpSrv.IdleTimeout,
+			ErrorLog:          httpSrv.ErrorLog,
+		}
+		go func() { errc <- compatSrv.Serve(compatLn) }()
+		log.Info("WeChat-compatible API served at the root", "wxapi_addr", compatLn.Addr().String())
+	}
 	go func() { errc <- httpSrv.Serve(httpLn) }()
 	go func() { errc <- srv.GRPC().Serve(grpcLn) }()
 	log.Info("wxrelay serving", "version", versionString(), "http", httpLn.Addr().String(), "grpc", grpcLn.Addr().String(), "config", cfg)
@@ -248,6 +287,11 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	defer cancel()
 	if err := httpSrv.Shutdown(sctx); err != nil {
 		log.Warn("http shutdown", "err", err)
+	}
+	if compatSrv != nil {
+		if err := compatSrv.Shutdown(sctx); err != nil {
+			log.Warn("wxapi shutdown", "err", err)
+		}
 	}
 	srv.Shutdown(sctx)
 	stopWork()

@@ -2,6 +2,7 @@ package main
 
 import (
 	"net/http"
+	"time"
 
 	"github.com/wxrelay/wxrelay/relay/wechat"
 )
@@ -18,9 +19,12 @@ const wechatIdleConns = 128
 // transport's settings (proxy from the environment, HTTP/2, dial and TLS
 // timeouts) with room for wechatIdleConns idle connections, and the
 // WeChat client's default deadline per call.
-func wechatHTTP() *http.Client {
+func wechatHTTP() *http.Client { return wechatHTTPWithTimeout(wechat.DefaultTimeout) }
+
+// wechatHTTPWithTimeout is wechatHTTP with another bound on each call.
+func wechatHTTPWithTimeout(d time.Duration) *http.Client {
 	t := http.DefaultTransport.(*http.Transport).Clone()
 	t.MaxIdleConns = wechatIdleConns
 	t.MaxIdleConnsPerHost = wechatIdleConns
-	return &http.Client{Transport: t, Timeout: wechat.DefaultTimeout}
+	return &http.Client{Transport: t, Timeout: d}
 }

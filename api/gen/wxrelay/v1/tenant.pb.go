@@ -387,8 +387,14 @@ type Tenant struct {
 	// Output only: until when the previous push Token and EncodingAESKey
 	// are accepted; unset when push_secrets is PUSH_SECRETS_CURRENT.
 	PreviousPushSecretsUntil *timestamppb.Timestamp `protobuf:"bytes,21,opt,name=previous_push_secrets_until,json=previousPushSecretsUntil,proto3" json:"previous_push_secrets_until,omitempty"`
-	unknownFields            protoimpl.UnknownFields
-	sizeCache                protoimpl.SizeCache
+	// Output only: the base URL of the WeChat-compatible API,
+	// {public_url}/wxapi: set it as the API host of the tenant's WeChat SDK
+	// (in place of https://api.weixin.qq.com), with the tenant's api_key as
+	// the SDK's AppSecret. The same for every tenant; the appid and api_key
+	// tell tenants apart.
+	WechatApiBaseUrl string `protobuf:"bytes,22,opt,name=wechat_api_base_url,json=wechatApiBaseUrl,proto3" json:"wechat_api_base_url,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *Tenant) Reset() {
@@ -566,6 +572,13 @@ func (x *Tenant) GetPreviousPushSecretsUntil() *timestamppb.Timestamp {
 		return x.PreviousPushSecretsUntil
 	}
 	return nil
+}
+
+func (x *Tenant) GetWechatApiBaseUrl() string {
+	if x != nil {
+		return x.WechatApiBaseUrl
+	}
+	return ""
 }
 
 type CreateTenantRequest struct {
@@ -1204,7 +1217,7 @@ var File_wxrelay_v1_tenant_proto protoreflect.FileDescriptor
 const file_wxrelay_v1_tenant_proto_rawDesc = "" +
 	"\n" +
 	"\x17wxrelay/v1/tenant.proto\x12\n" +
-	"wxrelay.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb9\x0f\n" +
+	"wxrelay.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe8\x0f\n" +
 	"\x06Tenant\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
 	"\fdisplay_name\x18\x02 \x01(\tR\vdisplayName\x12\x14\n" +
@@ -1234,7 +1247,8 @@ const file_wxrelay_v1_tenant_proto_rawDesc = "" +
 	"\ftoken_status\x18\x12 \x01(\v2\x1e.wxrelay.v1.Tenant.TokenStatusR\vtokenStatus\x12.\n" +
 	"\x13ignore_reply_window\x18\x13 \x01(\bR\x11ignoreReplyWindow\x12A\n" +
 	"\fpush_secrets\x18\x14 \x01(\x0e2\x1e.wxrelay.v1.Tenant.PushSecretsR\vpushSecrets\x12Y\n" +
-	"\x1bprevious_push_secrets_until\x18\x15 \x01(\v2\x1a.google.protobuf.TimestampR\x18previousPushSecretsUntil\x1a\xe0\x02\n" +
+	"\x1bprevious_push_secrets_until\x18\x15 \x01(\v2\x1a.google.protobuf.TimestampR\x18previousPushSecretsUntil\x12-\n" +
+	"\x13wechat_api_base_url\x18\x16 \x01(\tR\x10wechatApiBaseUrl\x1a\xe0\x02\n" +
 	"\vTokenStatus\x12;\n" +
 	"\vexpire_time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"expireTime\x12F\n" +
