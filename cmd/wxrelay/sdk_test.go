@@ -257,7 +257,7 @@ func TestSDK_PowerWeChat(t *testing.T) {
 	if res, err := cs.SetTyping(ctx, sdkUser, "Typing"); err != nil || res.ErrCode != 0 {
 		t.Fatalf("typing: %+v %v", res, err)
 	}
-	r.checkWeChatSaw(t, "/cgi-bin/message/custom/send", "/cgi-bin/media/upload", "/cgi-bin/message/custom/typing")
+	r.checkWeChatSaw(t, tok.AccessToken, "/cgi-bin/message/custom/send", "/cgi-bin/media/upload", "/cgi-bin/message/custom/typing")
 
 	// (A send the reply window refuses, answered 45015 or 45047 in
 	// WeChat's shape without calling WeChat, is tested in api/wxapi on a
