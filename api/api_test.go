@@ -46,6 +46,9 @@ type env struct {
 	wxURL string
 	// clock is the reply-window check's; it starts at the real now.
 	clock *clockwork.FakeClock
+	// keeper and messages are the server's, for other handlers to share.
+	keeper   *token.Keeper
+	messages *message.Service
 }
 
 func newEnv(t *testing.T) *env { t.Helper(); return newEnvWith(t, nil) }
@@ -82,14 +85,15 @@ func newEnvWith(t *testing.T, change func(*api.Options)) *env {
 	t.Cleanup(wxs.Close)
 	wx := &wechat.Client{BaseURL: wxs.URL}
 	keeper := token.NewKeeper(store.NewTokenStore(db), wx, tenant.NewCache(svc, 0, nil), token.Options{Log: log})
+	messages := message.NewService(keeper, wx).WithReplyWindows(message.WindowOptions{
+		Store: store.NewWindowStore(db), Tenants: tenant.NewCache(svc, 0, nil), Clock: clock})
 	opts := api.Options{
 		Logger:    log,
 		Auth:      auth,
 		Tenants:   svc,
 		Events:    relay.NewEvents(events),
 		Redeliver: dispatcher,
-		Messages: message.NewService(keeper, wx).WithReplyWindows(message.WindowOptions{
-			Store: store.NewWindowStore(db), Tenants: tenant.NewCache(svc, 0, nil), Clock: clock}),
+		Messages:  messages,
 		// Idempotency keys of sends.
 		Idempotency: store.NewIdempotencyStore(db),
 		// The real keeper, so that GetTenant's token_status is its own.
@@ -114,7 +118,7 @@ func newEnvWith(t *testing.T, change func(*api.Options)) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &env{t: t, key: key, url: hs.URL, admin: admin, srv: srv, db: db, logBuf: logBuf, sim: sim, wxURL: wxs.URL, clock: clock}
+	return &env{t: t, key: key, url: hs.URL, admin: admin, srv: srv, db: db, logBuf: logBuf, sim: sim, wxURL: wxs.URL, clock: clock, keeper: keeper, messages: messages}
 }
 
 // response is a decoded REST answer.

@@ -1,0 +1,304 @@
+package api_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/wxrelay/wxrelay/api"
+	"github.com/wxrelay/wxrelay/api/wxapi"
+	"github.com/wxrelay/wxrelay/relay/message"
+	"github.com/wxrelay/wxrelay/relay/token"
+	"github.com/wxrelay/wxrelay/store"
+	"github.com/wxrelay/wxrelay/tenant"
+)
+
+// compatEnv is the api env with the WeChat-compatible API mounted at
+// /wxapi as serve mounts it, on the same store, keeper, reply windows and
+// wxsim.
+type compatEnv struct {
+	*env
+	auth    *tenant.Authenticator
+	tenants *tenant.Service
+	reg     *prometheus.Registry
+}
+
+func newCompatEnv(t *testing.T, rate float64) *compatEnv {
+	t.Helper()
+	var handler http.Handler
+	ce := &compatEnv{reg: prometheus.NewRegistry()}
+	e := newEnvWith(t, func(o *api.Options) {
+		ce.auth, ce.tenants = o.Auth, o.Tenants
+		o.Routes["/wxapi/"] = http.StripPrefix("/wxapi", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { handler.ServeHTTP(w, r) }))
+		o.Registry = ce.reg
+	})
+	ce.env = e
+	cache := tenant.NewCache(ce.tenants, 0, nil)
+	h, err := wxapi.New(wxapi.Options{
+		Auth: ce.auth, Tenants: cache, AppIDs: store.NewTenantStore(e.db),
+		Tokens:   e.srvKeeper(),
+		Replies:  e.srvMessages(),
+		Upstream: e.wxURL, Rate: rate,
+		Registry: prometheus.NewRegistry(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	handler = h
+	return ce
+}
+
+// wx calls the compatible API and decodes its JSON answer.
+func (e *compatEnv) wx(method, path string, body []byte) (int, map[string]any) {
+	e.t.Helper()
+	req, _ := http.NewRequest(method, e.url+"/wxapi"+path, bytes.NewReader(body))
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	var m map[string]any
+	if err := json.Unmarshal(raw, &m); err != nil {
+		e.t.Fatalf("%s %s: %d %q is not JSON", method, path, resp.StatusCode, raw)
+	}
+	return resp.StatusCode, m
+}
+
+// token fetches a relay token for appid with secret.
+func (e *compatEnv) token(appid, secret string) (string, map[string]any) {
+	e.t.Helper()
+	_, m := e.wx("GET", "/cgi-bin/token?grant_type=client_credential&appid="+appid+"&secret="+secret, nil)
+	tok, _ := m["access_token"].(string)
+	return tok, m
+}
+
+func errcode(m map[string]any) int {
+	c, _ := m["errcode"].(float64)
+	return int(c)
+}
+
+// TestCompat_TokenAndForward: a relay token comes back in WeChat's shape
+// with the real token's life, is not the real token, and a send made with
+// it reaches wxsim byte for byte with the real token and the rest of the
+// query untouched.
+func TestCompat_TokenAndForward(t *testing.T) {
+	e := newCompatEnv(t, 0)
+	tn := e.wxTenant()
+	tok, m := e.token(tn.appid, tn.apiKey)
+	if tok == "" || errcode(m) != 0 {
+		t.Fatalf("token: %v", m)
+	}
+	if exp, _ := m["expires_in"].(float64); exp < 7000 || exp > 7200 {
+		t.Errorf("expires_in = %v, want about 7200 (the real token's)", m["expires_in"])
+	}
+	if len(m) != 2 {
+		t.Errorf("token answer %v: want access_token and expires_in only", m)
+	}
+
+	// stable_token, and force_refresh asking the keeper.
+	body := []byte(`{"grant_type":"client_credential","appid":"` + tn.appid + `","secret":"` + tn.apiKey + `","force_refresh":false}`)
+	if _, m := e.wx("POST", "/cgi-bin/stable_token", body); errcode(m) != 0 || m["access_token"] == "" {
+		t.Fatalf("stable_token: %v", m)
+	}
+
+	e.push(tn, tn.appid, "o_fwd", 1)
+	send := []byte(`{"touser":"o_fwd","msgtype":"text","text":{"content":"<b>order</b> & co"}}`)
+	if _, m := e.wx("POST", "/cgi-bin/message/custom/send?access_token="+tok+"&extra=a%20b", send); errcode(m) != 0 {
+		t.Fatalf("send: %v", m)
+	}
+	sends := e.sends()
+	if len(sends) != 1 {
+		t.Fatalf("wxsim got %d sends, want 1", len(sends))
+	}
+	got := sends[0]
+	if got.AppID != tn.appid || got.Errcode != 0 || got.Query.Get("access_token") == tok || got.Query.Get("extra") != "a b" {
+		t.Errorf("wxsim got app %q errcode %d query %v: want the real token and extra=a b", got.AppID, got.Errcode, got.Query)
+	}
+	if !bytes.Equal(got.Body, send) || got.HTMLEscaped {
+		t.Errorf("wxsim got body %s, want %s byte for byte", got.Body, send)
+	}
+	if tokens := e.sim.TokenCounts(tn.appid); tokens.Classic+tokens.Stable != 1 {
+		t.Errorf("wxsim issued %+v, want one token (the keeper's)", tokens)
+	}
+}
+
+// TestCompat_AuthMatrix: every way in that is not a tenant's own current
+// api key, or a relay token issued to it, is refused in WeChat's shape,
+// and nothing reaches WeChat.
+func TestCompat_AuthMatrix(t *testing.T) {
+	e := newCompatEnv(t, 0)
+	a := e.wxTenant()
+	bBody := validTenant()
+	bBody["appid"] = "wxbbbbbbbbbbbbbbbb"
+	b := e.createTenant(bBody)
+	b.appid = "wxbbbbbbbbbbbbbbbb"
+	e.sim.AddApp(b.appid, testSecret)
+
+	good, _ := e.token(a.appid, a.apiKey)
+	toDelete := e.wxTenantWith("wxdddddddddddddddd")
+	deletedTok, _ := e.token(toDelete.appid, toDelete.apiKey)
+	rotatedTok, _ := e.token(b.appid, b.apiKey)
+	if _, err := e.tenants.RotateAPIKey(context.Background(), tenant.ID(b.id)); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.tenants.Delete(context.Background(), tenant.ID(toDelete.id)); err != nil {
+		t.Fatal(err)
+	}
+	aT, err := e.tenants.Get(context.Background(), tenant.ID(a.id))
+	if err != nil {
+		t.Fatal(err)
+	}
+	expired, err := e.auth.IssueWeChatToken(aT, time.Now().Add(-time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.sim.Reset()
+
+	send := func(tok string) string {
+		return "/cgi-bin/message/custom/send?access_token=" + tok
+	}
+	body := []byte(`{"touser":"o1","msgtype":"text","text":{"content":"hi"}}`)
+	for _, c := range []struct {
+		name   string
+		method string
+		path   string
+		body   []byte
+		status int
+		code   int
+	}{
+		{"unknown appid", "GET", "/cgi-bin/token?grant_type=client_credential&appid=wx0000000000000bad&secret=" + a.apiKey, nil, 200, 40013},
+		{"wrong secret", "GET", "/cgi-bin/token?grant_type=client_credential&appid=" + a.appid + "&secret=nope", nil, 200, 40125},
+		{"the AppSecret itself", "GET", "/cgi-bin/token?grant_type=client_credential&appid=" + a.appid + "&secret=" + testSecret, nil, 200, 40125},
+		{"another tenant's api key", "GET", "/cgi-bin/token?grant_type=client_credential&appid=" + a.appid + "&secret=" + b.apiKey, nil, 200, 40125},
+		{"the admin token", "GET", "/cgi-bin/token?grant_type=client_credential&appid=" + a.appid + "&secret=" + e.admin, nil, 200, 40125},
+		{"a rotated api key", "POST", "/cgi-bin/stable_token", []byte(`{"grant_type":"client_credential","appid":"` + b.appid + `","secret":"` + b.apiKey + `"}`), 200, 40125},
+		{"no grant_type", "GET", "/cgi-bin/token?appid=" + a.appid + "&secret=" + a.apiKey, nil, 200, 40002},
+		{"stable_token not JSON", "POST", "/cgi-bin/stable_token", []byte(`{`), 200, 47001},
+		{"no access_token", "POST", "/cgi-bin/message/custom/send", body, 200, 41001},
+		{"a forged token", "POST", send("ACCESS_TOKEN"), body, 200, 40001},
+		{"an expired relay token", "POST", send(expired), body, 200, 42001},
+		{"a rotated key's relay token", "POST", send(rotatedTok), body, 200, 40001},
+		{"a deleted tenant's relay token", "POST", send(deletedTok), body, 200, 40001},
+		{"a path outside the allowlist", "GET", "/admin/secrets?access_token=" + good, nil, 404, 40066},
+		{"a dot segment", "GET", "/cgi-bin/../pay/x?access_token=" + good, nil, 404, 40066},
+		{"the bare prefix", "GET", "/cgi-bin/?access_token=" + good, nil, 404, 40066},
+		{"an oversized body", "POST", send(good), bytes.Repeat([]byte("x"), 1<<20+1), 413, 45001},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			status, m := e.wx(c.method, c.path, c.body)
+			if status != c.status || errcode(m) != c.code {
+				t.Errorf("%d %v, want %d errcode %d", status, m, c.status, c.code)
+			}
+			if msg, _ := m["errmsg"].(string); msg == "" || strings.Contains(msg, testSecret) {
+				t.Errorf("errmsg %q: want a message, without the AppSecret", msg)
+			}
+		})
+	}
+	if calls := e.sim.Calls(); len(calls) != 0 {
+		t.Errorf("wxsim got %d calls, want none: %+v", len(calls), calls)
+	}
+	// The hint for a refused secret is the same whatever was presented,
+	// so it says nothing about whether that was the AppSecret.
+	_, m1 := e.token(a.appid, testSecret)
+	_, m2 := e.token(a.appid, "nope")
+	if m1["errmsg"] != m2["errmsg"] || !strings.Contains(m1["errmsg"].(string), "api_key") {
+		t.Errorf("refused secrets answered %q and %q: want one message naming the api_key", m1["errmsg"], m2["errmsg"])
+	}
+}
+
+// wxTenantWith is wxTenant with another appid.
+func (e *compatEnv) wxTenantWith(appid string) created {
+	e.t.Helper()
+	body := validTenant()
+	body["appid"] = appid
+	e.sim.AddApp(appid, testSecret)
+	c := e.createTenant(body)
+	c.appid = appid
+	return c
+}
+
+// TestCompat_TokenRefusedByWeChat: WeChat revokes the real token; the next
+// call is refused 40001 by WeChat, and the relay refreshes and sends again
+// once, so the caller sees success.
+func TestCompat_TokenRefusedByWeChat(t *testing.T) {
+	e := newCompatEnv(t, 0)
+	tn := e.wxTenant()
+	tok, _ := e.token(tn.appid, tn.apiKey)
+	e.push(tn, tn.appid, "o1", 1)
+	if err := e.sim.InvalidateTokens(tn.appid); err != nil {
+		t.Fatal(err)
+	}
+	if _, m := e.wx("POST", "/cgi-bin/message/custom/send?access_token="+tok, []byte(`{"touser":"o1","msgtype":"text","text":{"content":"hi"}}`)); errcode(m) != 0 {
+		t.Fatalf("send after the revocation: %v", m)
+	}
+	sends := e.sends()
+	if len(sends) != 2 || sends[0].Errcode != 40001 || sends[1].Errcode != 0 {
+		t.Fatalf("wxsim saw %d sends (%+v), want one refused 40001 and one accepted", len(sends), sends)
+	}
+}
+
+// TestCompat_ReplyWindow: the compatible send counts against the user's
+// window as the REST send does; the sixth answer is refused 45047 in
+// WeChat's shape without calling WeChat, and a refused send uses no quota.
+func TestCompat_ReplyWindow(t *testing.T) {
+	e := newCompatEnv(t, 0)
+	tn := e.wxTenant()
+	tok, _ := e.token(tn.appid, tn.apiKey)
+	e.push(tn, tn.appid, "o_other", 1)
+	e.clock.Advance(2 * time.Minute) // the relay has watched the tenant for over a minute
+	e.push(tn, tn.appid, "o1", 2)
+	send := func() map[string]any {
+		_, m := e.wx("POST", "/cgi-bin/message/custom/send?access_token="+tok, []byte(`{"touser":"o1","msgtype":"text","text":{"content":"hi"}}`))
+		return m
+	}
+	// A send WeChat refuses gives its slot back.
+	if err := e.sim.RejectSends("o1", 45015); err != nil {
+		t.Fatal(err)
+	}
+	if m := send(); errcode(m) != 45015 {
+		t.Fatalf("a send WeChat refuses: %v, want WeChat's 45015 passed on", m)
+	}
+	e.sim.ClearFaults()
+	for i := range 5 {
+		if m := send(); errcode(m) != 0 {
+			t.Fatalf("answer %d: %v", i+1, m)
+		}
+	}
+	before := len(e.sends())
+	m := send()
+	if errcode(m) != 45047 || !strings.HasPrefix(m["errmsg"].(string), "out of response count limit") {
+		t.Errorf("sixth answer: %v, want 45047 out of response count limit", m)
+	}
+	if len(e.sends()) != before {
+		t.Error("the refused send reached WeChat")
+	}
+}
+
+// TestCompat_RateLimit: past its burst, a tenant's calls get WeChat's
+// 45011 until the limit lets them through again.
+func TestCompat_RateLimit(t *testing.T) {
+	e := newCompatEnv(t, 1) // 1 a second, burst 1
+	tn := e.wxTenant()
+	if tok, m := e.token(tn.appid, tn.apiKey); tok == "" {
+		t.Fatalf("first call: %v", m)
+	}
+	if _, m := e.token(tn.appid, tn.apiKey); errcode(m) != 45011 {
+		t.Fatalf("second call at once: %v, want 45011", m)
+	}
+}
+
+// srvKeeper and srvMessages return the keeper and message service that
+// newEnvWith built, for the compatible API to share.
+func (e *env) srvKeeper() *token.Keeper      { return e.keeper }
+func (e *env) srvMessages() *message.Service { return e.messages }
