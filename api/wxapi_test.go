@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"image"
+	"image/png"
 	"io"
+	"mime/multipart"
 	"net/http"
 	"strings"
 	"testing"
@@ -16,6 +19,7 @@ import (
 	"github.com/wxrelay/wxrelay/api/wxapi"
 	"github.com/wxrelay/wxrelay/relay/message"
 	"github.com/wxrelay/wxrelay/relay/token"
+	"github.com/wxrelay/wxrelay/relay/wechat/wxsim"
 	"github.com/wxrelay/wxrelay/store"
 	"github.com/wxrelay/wxrelay/tenant"
 )
@@ -302,3 +306,42 @@ func TestCompat_RateLimit(t *testing.T) {
 // newEnvWith built, for the compatible API to share.
 func (e *env) srvKeeper() *token.Keeper      { return e.keeper }
 func (e *env) srvMessages() *message.Service { return e.messages }
+
+// TestCompat_MediaUploadStreamed: an upload over the size the relay holds
+// for a retry is streamed to WeChat and arrives whole.
+func TestCompat_MediaUploadStreamed(t *testing.T) {
+	e := newCompatEnv(t, 0)
+	tn := e.wxTenant()
+	tok, _ := e.token(tn.appid, tn.apiKey)
+	var img bytes.Buffer
+	if err := png.Encode(&img, image.NewRGBA(image.Rect(0, 0, 8, 8))); err != nil {
+		t.Fatal(err)
+	}
+	img.Write(bytes.Repeat([]byte{0}, 3<<20)) // 3 MiB: a PNG with padding still sniffs as one
+	var body bytes.Buffer
+	mw := multipart.NewWriter(&body)
+	part, _ := mw.CreateFormFile("media", "big.png")
+	part.Write(img.Bytes())
+	mw.Close()
+	req, _ := http.NewRequest("POST", e.url+"/wxapi/cgi-bin/media/upload?access_token="+tok+"&type=image", &body)
+	req.Header.Set("Content-Type", mw.FormDataContentType())
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var m map[string]any
+	json.NewDecoder(resp.Body).Decode(&m)
+	if errcode(m) != 0 || m["media_id"] == "" {
+		t.Fatalf("upload: %d %v", resp.StatusCode, m)
+	}
+	var up *wxsim.Upload
+	for _, c := range e.sim.Calls() {
+		if c.Path == "/cgi-bin/media/upload" {
+			up = c.Upload
+		}
+	}
+	if up == nil || up.Size != int64(img.Len()) || up.Filename != "big.png" {
+		t.Fatalf("wxsim got upload %+v, want %d bytes of big.png", up, img.Len())
+	}
+}
