@@ -28,10 +28,13 @@ import (
 // BenchmarkSend measures what the relay adds to a customer-service send.
 // In one run it starts a real `wxrelay serve` (SQLite, the REST gateway and
 // every interceptor, the token keeper) calling wxsim, a process of its own,
-// over loopback HTTP, onboards a tenant, and then alternates rounds of the
-// same text sends made two ways at the same concurrency:
+// over loopback HTTP, onboards a tenant, and then takes turns at rounds of
+// the same text sends made three ways at the same concurrency:
 //
 //   - relay: POST /v1/tenants/{id}/messages:send with the tenant's api_key;
+//   - compat: POST /wxapi/cgi-bin/message/custom/send with a relay token
+//     from /wxapi/cgi-bin/token, as a WeChat SDK pointed at the relay
+//     sends (the compatible API's rate limit off);
 //   - proxy: POST /cgi-bin/message/custom/send to `wxsim proxy`, a minimal
 //     token-injecting reverse proxy (net/http and httputil.ReverseProxy,
 //     one fixed token added to the query, kept-alive connections to
@@ -42,7 +45,8 @@ import (
 //     capped the ratio near 0.5 before the relay did anything).
 //
 // It reports the p50 and p99 latency of each, the latency the relay adds
-// (relay minus proxy) at both, the throughput of each, their ratio, and the
+// (relay or compat minus proxy; the compat- metrics) at both, the
+// throughput of each, their ratio, and the
 // CPU time (user+sys, from /proc) each process spent per send in the
 // closed-loop rounds. Every user the sends go to has pushed a message
 // first, and gets at most the 5 answers that allows, so the relay's
@@ -91,7 +95,9 @@ func BenchmarkSend(b *testing.B) {
 	// cores more than the relay (docs/benchmarks.md, "Sending").
 	wxsimBin := buildWxsim(b, dir)
 	simURL := "http://" + startWxsim(b, wxsimBin, "serve", "--addr", "127.0.0.1:0", "--app", appid+":"+secret)
-	p := startServe(b, dir, "WXRELAY_ALLOW_PRIVATE_WEBHOOKS=true", "WXRELAY_RETRY_SCHEDULE=1h", "WXRELAY_WECHAT_API="+simURL)
+	// The compatible API's per-tenant rate limit is off: the benchmark is
+	// one tenant sending as fast as it can.
+	p := startServe(b, dir, "WXRELAY_ALLOW_PRIVATE_WEBHOOKS=true", "WXRELAY_RETRY_SCHEDULE=1h", "WXRELAY_WECHAT_API="+simURL, "WXRELAY_WXAPI_RATE=0")
 	admin := adminTokenIn(b, dir)
 	var created struct {
 		Tenant struct{ ID string } `json:"tenant"`
@@ -113,7 +119,8 @@ func BenchmarkSend(b *testing.B) {
 	// §7), which the relay checks and counts on every send. So every
 	// user the relay sends to has pushed one message, and gets at most 5
 	// answers; the direct sends go to the same users in the same order.
-	relaySends := 1 + conc*20 + rounds*perRound + rateRounds*perRateRound
+	// The REST and compatible sends both count against the users' windows.
+	relaySends := 1 + 2*(conc*20+rounds*perRound+rateRounds*perRateRound)
 	users := (relaySends + repliesPerUser - 1) / repliesPerUser
 	parallel(b, users, conc, func(i int) error { return pushUser(p, created.Tenant.ID, benchUser(i), int64(i)) })
 
@@ -139,71 +146,75 @@ func BenchmarkSend(b *testing.B) {
 		req.Header.Set("Content-Type", "application/json")
 		return expect(client, req, `{"errcode":0,"errmsg":"ok"}`)
 	}
-	relayPID, proxyPID := p.cmd.Process.Pid, wxsimPIDs[proxyAddr]
+	// The compatible API, as an SDK calls it: a relay token from
+	// /wxapi/cgi-bin/token, then WeChat's own send path under /wxapi.
+	var relayTok struct {
+		AccessToken string `json:"access_token"`
+	}
+	if err := getJSON(client, "http://"+p.http+"/wxapi/cgi-bin/token?grant_type=client_credential&appid="+appid+"&secret="+created.APIKey, &relayTok); err != nil || relayTok.AccessToken == "" {
+		b.Fatalf("relay token from the compatible API: %v", err)
+	}
+	compatURL := "http://" + p.http + "/wxapi/cgi-bin/message/custom/send?access_token=" + relayTok.AccessToken
+	compat := func() error {
+		req, _ := http.NewRequest("POST", compatURL, bytes.NewReader(sendBody(next(&relaySeq))))
+		req.Header.Set("Content-Type", "application/json")
+		return expect(client, req, `{"errcode":0,"errmsg":"ok"}`)
+	}
+	legs := []*sendLeg{
+		{name: "relay", send: relay, pid: p.cmd.Process.Pid},
+		{name: "compat", send: compat, pid: p.cmd.Process.Pid},
+		{name: "proxy", send: proxied, pid: wxsimPIDs[proxyAddr]},
+	}
+	rl, cl, dl := legs[0], legs[1], legs[2]
 
-	// Warm both paths' connections and code, then alternate.
-	runRound(b, "relay", relay, conc, conc*20)
-	runRound(b, "proxy", proxied, conc, conc*20)
-	var rl, dl []time.Duration
-	var rt, dt, rcpu, dcpu time.Duration
+	// Warm every path's connections and code, then take turns, each
+	// round starting with the next leg, so that none always follows
+	// another.
+	for _, l := range legs {
+		runRound(b, l.name, l.send, conc, conc*20)
+	}
 	steal0, iowait0 := machineTicks(b)
 	b.ResetTimer()
 	for i := range rounds {
-		// Alternate which goes first, so neither always follows the other.
-		first, second := "relay", "proxy"
-		if i%2 == 1 {
-			first, second = second, first
-		}
-		for _, which := range []string{first, second} {
-			if which == "relay" {
-				cpu0 := cpuTime(b, relayPID)
-				lat, took := runRound(b, which, relay, conc, perRound)
-				rl, rt, rcpu = append(rl, lat...), rt+took, rcpu+cpuTime(b, relayPID)-cpu0
-			} else {
-				cpu0 := cpuTime(b, proxyPID)
-				lat, took := runRound(b, "proxy", proxied, conc, perRound)
-				dl, dt, dcpu = append(dl, lat...), dt+took, dcpu+cpuTime(b, proxyPID)-cpu0
-			}
+		for j := range legs {
+			l := legs[(i+j)%len(legs)]
+			cpu0 := cpuTime(b, l.pid)
+			lat, took := runRound(b, l.name, l.send, conc, perRound)
+			l.closed, l.took, l.cpu = append(l.closed, lat...), l.took+took, l.cpu+cpuTime(b, l.pid)-cpu0
 		}
 	}
-	// The open loop, alternating likewise.
-	var rol, dol []time.Duration
+	// The open loop, taking turns likewise.
 	for i := range rateRounds {
-		first, second := relay, proxied
-		if i%2 == 1 {
-			first, second = proxied, relay
+		for j := range legs {
+			l := legs[(i+j)%len(legs)]
+			l.open = append(l.open, runRate(b, l.send, rate, perRateRound)...)
 		}
-		a, z := runRate(b, first, rate, perRateRound), runRate(b, second, rate, perRateRound)
-		if i%2 == 1 {
-			a, z = z, a
-		}
-		rol, dol = append(rol, a...), append(dol, z...)
 	}
 	b.StopTimer()
 	steal1, iowait1 := machineTicks(b)
 
-	slices.Sort(rl)
-	slices.Sort(dl)
-	rp50, rp99, dp50, dp99 := pct(rl, 50), pct(rl, 99), pct(dl, 50), pct(dl, 99)
-	rrate, drate := float64(len(rl))/rt.Seconds(), float64(len(dl))/dt.Seconds()
+	for _, l := range legs {
+		slices.Sort(l.closed)
+		slices.Sort(l.open)
+	}
 	ms := func(d time.Duration) float64 { return float64(d) / 1e6 }
-	b.ReportMetric(ms(rp50), "relay-p50-ms")
-	b.ReportMetric(ms(rp99), "relay-p99-ms")
-	b.ReportMetric(ms(dp50), "proxy-p50-ms")
-	b.ReportMetric(ms(dp99), "proxy-p99-ms")
-	b.ReportMetric(ms(rp50-dp50), "added-p50-ms")
-	b.ReportMetric(ms(rp99-dp99), "added-p99-ms")
-	b.ReportMetric(rrate, "relay-sends/s")
-	b.ReportMetric(drate, "proxy-sends/s")
-	b.ReportMetric(rrate/drate, "ratio")
-	us := func(cpu time.Duration, n int) float64 { return float64(cpu) / 1e3 / float64(n) }
-	b.ReportMetric(us(rcpu, len(rl)), "relay-cpu-us/send")
-	b.ReportMetric(us(dcpu, len(dl)), "proxy-cpu-us/send")
-	slices.Sort(rol)
-	slices.Sort(dol)
-	orp50, orp99, odp50, odp99 := pct(rol, 50), pct(rol, 99), pct(dol, 50), pct(dol, 99)
-	b.ReportMetric(ms(orp50-odp50), "added-p50-ms@rate")
-	b.ReportMetric(ms(orp99-odp99), "added-p99-ms@rate")
+	for _, l := range legs {
+		b.ReportMetric(ms(pct(l.closed, 50)), l.name+"-p50-ms")
+		b.ReportMetric(ms(pct(l.closed, 99)), l.name+"-p99-ms")
+		b.ReportMetric(l.rate(), l.name+"-sends/s")
+		b.ReportMetric(l.cpuPerSend(), l.name+"-cpu-us/send")
+	}
+	for _, l := range []*sendLeg{rl, cl} {
+		prefix := ""
+		if l == cl {
+			prefix = "compat-"
+		}
+		b.ReportMetric(ms(pct(l.closed, 50)-pct(dl.closed, 50)), prefix+"added-p50-ms")
+		b.ReportMetric(ms(pct(l.closed, 99)-pct(dl.closed, 99)), prefix+"added-p99-ms")
+		b.ReportMetric(l.rate()/dl.rate(), prefix+"ratio")
+		b.ReportMetric(ms(pct(l.open, 50)-pct(dl.open, 50)), prefix+"added-p50-ms@rate")
+		b.ReportMetric(ms(pct(l.open, 99)-pct(dl.open, 99)), prefix+"added-p99-ms@rate")
+	}
 	b.ReportMetric(0, "ns/op")
 	// A stall of sends (a p99 far above p50) is explained, or not, by the
 	// write turns the relay logged as held long over the whole run: each
@@ -211,7 +222,8 @@ func BenchmarkSend(b *testing.B) {
 	turns, longest, by := slowWriteTurns(p.stderr.Bytes())
 	b.ReportMetric(float64(turns), "slow-write-turns")
 	b.ReportMetric(float64(longest), "longest-write-turn-ms")
-	b.ReportMetric(float64(slowSends(rl, 50*time.Millisecond)+slowSends(rol, 50*time.Millisecond)), "relay-sends-over-50ms")
+	b.ReportMetric(float64(slowSends(rl.closed, 50*time.Millisecond)+slowSends(rl.open, 50*time.Millisecond)+
+		slowSends(cl.closed, 50*time.Millisecond)+slowSends(cl.open, 50*time.Millisecond)), "relay-sends-over-50ms")
 	// And the machine's part: time the hypervisor gave these cores to
 	// another guest (steal), and time they idled waiting for the disk.
 	b.ReportMetric(float64(steal1-steal0)*10, "machine-steal-ms")
@@ -219,16 +231,22 @@ func BenchmarkSend(b *testing.B) {
 	if turns > 0 {
 		b.Logf("slow write turns: %d, the longest %d ms, held by %s", turns, longest, by)
 	}
-	b.Logf("concurrency %d, %d rounds of %d sends each way, alternating", conc, rounds, perRound)
-	b.Logf("relay: p50 %.3f ms  p99 %.3f ms  %.0f sends/s  %.0f µs CPU/send", ms(rp50), ms(rp99), rrate, us(rcpu, len(rl)))
-	b.Logf("proxy: p50 %.3f ms  p99 %.3f ms  %.0f sends/s  %.0f µs CPU/send", ms(dp50), ms(dp99), drate, us(dcpu, len(dl)))
-	b.Logf("added: p50 %.3f ms  p99 %.3f ms; throughput ratio %.3f (target >= 0.6)",
-		ms(rp50-dp50), ms(rp99-dp99), rrate/drate)
-	b.Logf("open loop at %d sends/s, %d rounds of %v each way, alternating", rate, rateRounds, rateRound)
-	b.Logf("relay: p50 %.3f ms  p99 %.3f ms", ms(orp50), ms(orp99))
-	b.Logf("proxy: p50 %.3f ms  p99 %.3f ms", ms(odp50), ms(odp99))
-	b.Logf("added: p50 %.3f ms  p99 %.3f ms (target p50 <= 0.5 ms)", ms(orp50-odp50), ms(orp99-odp99))
-	if want := 2 * (rounds*perRound + rateRounds*perRateRound); sentTo(b, simURL, "/cgi-bin/message/custom/send") < want {
+	b.Logf("concurrency %d, %d rounds of %d sends each way, taking turns", conc, rounds, perRound)
+	for _, l := range legs {
+		b.Logf("%-6s p50 %.3f ms  p99 %.3f ms  %.0f sends/s  %.0f µs CPU/send", l.name+":", ms(pct(l.closed, 50)), ms(pct(l.closed, 99)), l.rate(), l.cpuPerSend())
+	}
+	for _, l := range []*sendLeg{rl, cl} {
+		b.Logf("%s against proxy: added p50 %.3f ms  p99 %.3f ms; throughput ratio %.3f (target >= 0.6)",
+			l.name, ms(pct(l.closed, 50)-pct(dl.closed, 50)), ms(pct(l.closed, 99)-pct(dl.closed, 99)), l.rate()/dl.rate())
+	}
+	b.Logf("open loop at %d sends/s, %d rounds of %v each way, taking turns", rate, rateRounds, rateRound)
+	for _, l := range legs {
+		b.Logf("%-6s p50 %.3f ms  p99 %.3f ms", l.name+":", ms(pct(l.open, 50)), ms(pct(l.open, 99)))
+	}
+	for _, l := range []*sendLeg{rl, cl} {
+		b.Logf("%s against proxy: added p50 %.3f ms  p99 %.3f ms (target p50 <= 0.5 ms)", l.name, ms(pct(l.open, 50)-pct(dl.open, 50)), ms(pct(l.open, 99)-pct(dl.open, 99)))
+	}
+	if want := 3 * (rounds*perRound + rateRounds*perRateRound); sentTo(b, simURL, "/cgi-bin/message/custom/send") < want {
 		b.Errorf("wxsim received fewer than the %d sends made", want)
 	}
 }
@@ -512,4 +530,29 @@ func machineTicks(b *testing.B) (steal, iowait int64) {
 	iowait, _ = strconv.ParseInt(f[5], 10, 64)
 	steal, _ = strconv.ParseInt(f[8], 10, 64)
 	return steal, iowait
+}
+
+// sendLeg is one way of sending in BenchmarkSend, with what its rounds
+// measured.
+type sendLeg struct {
+	name string
+	send func() error
+	pid  int // the process whose CPU time is its own
+
+	closed, open []time.Duration
+	took, cpu    time.Duration
+}
+
+func (l *sendLeg) rate() float64 { return float64(len(l.closed)) / l.took.Seconds() }
+
+func (l *sendLeg) cpuPerSend() float64 { return float64(l.cpu) / 1e3 / float64(len(l.closed)) }
+
+// getJSON GETs url and decodes its JSON answer into out.
+func getJSON(c *http.Client, url string, out any) error {
+	resp, err := c.Get(url)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	return json.NewDecoder(resp.Body).Decode(out)
 }
