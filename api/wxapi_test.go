@@ -345,3 +345,51 @@ func TestCompat_MediaUploadStreamed(t *testing.T) {
 		t.Fatalf("wxsim got upload %+v, want %d bytes of big.png", up, img.Len())
 	}
 }
+
+// TestCompat_StreamedUploadAfterRevocation: a streamed upload that meets a
+// revoked token is not sent twice, WeChat's 40001 goes back, and the
+// relay has refreshed the token, so the SDK's retry succeeds.
+func TestCompat_StreamedUploadAfterRevocation(t *testing.T) {
+	e := newCompatEnv(t, 0)
+	tn := e.wxTenant()
+	tok, _ := e.token(tn.appid, tn.apiKey)
+	var img bytes.Buffer
+	png.Encode(&img, image.NewRGBA(image.Rect(0, 0, 8, 8)))
+	img.Write(bytes.Repeat([]byte{0}, 2<<20))
+	upload := func() map[string]any {
+		var body bytes.Buffer
+		mw := multipart.NewWriter(&body)
+		part, _ := mw.CreateFormFile("media", "big.png")
+		part.Write(img.Bytes())
+		mw.Close()
+		req, _ := http.NewRequest("POST", e.url+"/wxapi/cgi-bin/media/upload?access_token="+tok+"&type=image", &body)
+		req.Header.Set("Content-Type", mw.FormDataContentType())
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var m map[string]any
+		json.NewDecoder(resp.Body).Decode(&m)
+		return m
+	}
+	if m := upload(); errcode(m) != 0 {
+		t.Fatalf("first upload: %v", m)
+	}
+	e.sim.InvalidateTokens(tn.appid)
+	if m := upload(); errcode(m) != 40001 {
+		t.Fatalf("upload after the revocation: %v, want WeChat's 40001 passed on", m)
+	}
+	if m := upload(); errcode(m) != 0 {
+		t.Fatalf("the retry: %v, want success with the refreshed token", m)
+	}
+	n := 0
+	for _, c := range e.sim.Calls() {
+		if c.Path == "/cgi-bin/media/upload" {
+			n++
+		}
+	}
+	if n != 3 {
+		t.Errorf("wxsim got %d uploads, want 3 (none sent twice)", n)
+	}
+}

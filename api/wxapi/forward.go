@@ -166,23 +166,31 @@ type response struct {
 }
 
 // exchange makes the call with the real token and, when WeChat refuses
-// that token and the body can be sent again, once more with a refreshed
-// one.
+// that token, refreshes it and, if the body can be sent again, makes the
+// call once more with the new one.
 func (h *Handler) exchange(ctx context.Context, r *http.Request, tid tenant.ID, body func() io.Reader, length int64, retry bool) (*response, error) {
 	real, _, err := h.opts.Tokens.TokenExpiry(ctx, tid)
 	if err != nil {
 		return nil, &keeperFailure{err}
 	}
 	res, err := h.send(ctx, r, real, body(), length)
-	if err != nil || !retry || !isTokenRefusal(res.errcode) {
+	if err != nil || !isTokenRefusal(res.errcode) {
 		return res, err
 	}
-	res.Body.Close()
-	h.metrics.refreshes.Inc()
-	fresh, _, err := h.opts.Tokens.RefreshExpiry(ctx, tid, real)
-	if err != nil {
-		return nil, &keeperFailure{err}
+	fresh, _, rerr := h.opts.Tokens.RefreshExpiry(ctx, tid, real)
+	if !retry {
+		// A streamed body is gone: WeChat's refusal goes back as it is,
+		// and the SDK's own retry meets the refreshed token.
+		if rerr != nil {
+			h.log.WarnContext(ctx, "wxapi: refresh a token WeChat refused", "tenant", tid, "err", rerr)
+		}
+		return res, nil
 	}
+	res.Body.Close()
+	if rerr != nil {
+		return nil, &keeperFailure{rerr}
+	}
+	h.metrics.refreshes.Inc()
 	return h.send(ctx, r, fresh, body(), length)
 }
 
