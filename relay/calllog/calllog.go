@@ -1,0 +1,168 @@
+// Package calllog records the calls tenants make through the
+// WeChat-compatible API, so that each tenant can see its own (GET
+// /v1/tenants/{id}/calls): the path, what was answered, how long it took.
+//
+// Records are written off the request path: Recorder.Record queues one and
+// returns at once, and a background writer stores them in batches (one
+// transaction per batch, on the store's relaxed pool). A call record is an
+// account of what happened, not state anything depends on, so when the
+// queue is full (the database far behind) new records are dropped and
+// counted rather than slowing the calls down, and a crash may lose the last
+// fraction of a second of them.
+package calllog
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/wxrelay/wxrelay/tenant"
+)
+
+// Call is one recorded call.
+type Call struct {
+	Seq       int64 // set by the store: the listing's cursor
+	TenantID  tenant.ID
+	Time      time.Time
+	Method    string
+	Path      string // without the query, which holds the token
+	PathClass string // token, send, typing, media, other
+	// HTTPStatus and Errcode are what the caller was answered; HasErrcode
+	// is false for an answer without an errcode (a media download).
+	HTTPStatus int
+	Errcode    int
+	HasErrcode bool
+	Errmsg     string
+	Duration   time.Duration
+	// Retried: WeChat refused the real token and the call was sent again.
+	Retried bool
+}
+
+// Store keeps call records; *store.CallStore is one.
+type Store interface {
+	// AppendCalls stores calls in one transaction. Calls of tenants that
+	// no longer exist are dropped, not an error.
+	AppendCalls(ctx context.Context, calls []Call) error
+	// ListCalls returns up to limit of tid's calls newest first, those
+	// before seq before (0: from the newest).
+	ListCalls(ctx context.Context, tid tenant.ID, before int64, limit int) ([]Call, error)
+	// PruneCalls deletes up to limit calls older than cutoff and says how many.
+	PruneCalls(ctx context.Context, cutoff time.Time, limit int) (int, error)
+}
+
+// Options configure a Recorder; the zero value of each field is a default.
+type Options struct {
+	Queue     int           // records waiting to be written; 8192
+	Batch     int           // records per transaction at most; 512
+	Interval  time.Duration // how long a record may wait for more; 200 ms
+	Logger    *slog.Logger
+	Registry  prometheus.Registerer
+	WriteTime time.Duration // bound on one batch's write; 5 s
+}
+
+// Recorder writes call records in the background. Close it to write what
+// is queued and stop.
+type Recorder struct {
+	store   Store
+	opts    Options
+	queue   chan Call
+	done    chan struct{}
+	once    sync.Once
+	dropped prometheus.Counter
+	failed  prometheus.Counter
+}
+
+// NewRecorder starts a Recorder writing to s.
+func NewRecorder(s Store, opts Options) (*Recorder, error) {
+	if opts.Queue <= 0 {
+		opts.Queue = 8192
+	}
+	if opts.Batch <= 0 {
+		opts.Batch = 512
+	}
+	if opts.Interval <= 0 {
+		opts.Interval = 200 * time.Millisecond
+	}
+	if opts.WriteTime <= 0 {
+		opts.WriteTime = 5 * time.Second
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	r := &Recorder{
+		store: s, opts: opts,
+		queue: make(chan Call, opts.Queue),
+		done:  make(chan struct{}),
+		dropped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "wxrelay_call_records_dropped_total",
+			Help: "Call records of the WeChat-compatible API dropped because the queue to the database was full.",
+		}),
+		failed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "wxrelay_call_records_failed_total",
+			Help: "Call records of the WeChat-compatible API lost because the database refused their batch.",
+		}),
+	}
+	if opts.Registry != nil {
+		for _, c := range []prometheus.Collector{r.dropped, r.failed} {
+			if err := opts.Registry.Register(c); err != nil {
+				return nil, err
+			}
+		}
+	}
+	go r.run()
+	return r, nil
+}
+
+// Record queues c; it never blocks.
+func (r *Recorder) Record(c Call) {
+	select {
+	case r.queue <- c:
+	default:
+		r.dropped.Inc()
+	}
+}
+
+// Close writes the queued records and stops the writer. Record must not be
+// called after it.
+func (r *Recorder) Close() {
+	r.once.Do(func() { close(r.queue) })
+	<-r.done
+}
+
+func (r *Recorder) run() {
+	defer close(r.done)
+	batch := make([]Call, 0, r.opts.Batch)
+	tick := time.NewTicker(r.opts.Interval)
+	defer tick.Stop()
+	for {
+		select {
+		case c, ok := <-r.queue:
+			if !ok {
+				r.write(batch)
+				return
+			}
+			batch = append(batch, c)
+			if len(batch) < r.opts.Batch {
+				continue
+			}
+		case <-tick.C:
+		}
+		r.write(batch)
+		batch = batch[:0]
+	}
+}
+
+func (r *Recorder) write(batch []Call) {
+	if len(batch) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), r.opts.WriteTime)
+	defer cancel()
+	if err := r.store.AppendCalls(ctx, batch); err != nil {
+		r.failed.Add(float64(len(batch)))
+		r.opts.Logger.Error("calllog: store call records", "records", len(batch), "err", err)
+	}
+}
