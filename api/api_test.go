@@ -96,6 +96,8 @@ func newEnvWith(t *testing.T, change func(*api.Options)) *env {
 		Messages:  messages,
 		// Idempotency keys of sends.
 		Idempotency: store.NewIdempotencyStore(db),
+		// Call records of the compatible API.
+		Calls: store.NewCallStore(db),
 		// The real keeper, so that GetTenant's token_status is its own.
 		TokenStatus: keeper,
 		PublicURL:   "https://relay.example.com/",

@@ -41,6 +41,7 @@ var policy = map[string]access{
 	wxrelayv1.MessageService_SendMessage_FullMethodName:        accessTenant,
 	wxrelayv1.MessageService_SetTyping_FullMethodName:          accessTenant,
 	wxrelayv1.MessageService_UploadMedia_FullMethodName:        accessTenant,
+	wxrelayv1.CallService_ListCalls_FullMethodName:             accessTenant,
 }
 
 // publicPrefixes are services that need no token.

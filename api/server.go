@@ -31,6 +31,7 @@ import (
 
 	wxrelayv1 "github.com/wxrelay/wxrelay/api/gen/wxrelay/v1"
 	"github.com/wxrelay/wxrelay/relay"
+	"github.com/wxrelay/wxrelay/relay/calllog"
 	"github.com/wxrelay/wxrelay/relay/message"
 	"github.com/wxrelay/wxrelay/relay/wechat"
 	"github.com/wxrelay/wxrelay/tenant"
@@ -75,6 +76,9 @@ type Options struct {
 	// Idempotency keeps SendMessage's idempotency keys; nil refuses keys
 	// (UNIMPLEMENTED).
 	Idempotency message.IdempotencyStore
+	// Calls lists the calls tenants made through the WeChat-compatible
+	// API; nil answers every listing empty.
+	Calls calllog.Store
 	// GRPCMaxIdle closes gRPC connections without a call for this long;
 	// zero means DefaultGRPCMaxIdle.
 	GRPCMaxIdle time.Duration
@@ -100,6 +104,9 @@ func New(opts Options) (*Server, error) {
 	}
 	if opts.Registry == nil {
 		opts.Registry = prometheus.NewRegistry()
+	}
+	if opts.Calls == nil {
+		opts.Calls = noCalls{}
 	}
 	log := opts.Logger
 	metrics := grpcprom.NewServerMetrics(grpcprom.WithServerHandlingTimeHistogram())
@@ -169,6 +176,7 @@ func New(opts Options) (*Server, error) {
 		})
 		wxrelayv1.RegisterEventServiceServer(reg, &eventServer{events: opts.Events, redeliver: opts.Redeliver})
 		wxrelayv1.RegisterMessageServiceServer(reg, messages)
+		wxrelayv1.RegisterCallServiceServer(reg, &callServer{tenants: opts.Tenants, calls: opts.Calls})
 	}
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(gs, hs)
@@ -188,6 +196,7 @@ func New(opts Options) (*Server, error) {
 		wxrelayv1.RegisterTenantServiceHandlerClient(context.Background(), gw, wxrelayv1.NewTenantServiceClient(inproc)),
 		wxrelayv1.RegisterEventServiceHandlerClient(context.Background(), gw, wxrelayv1.NewEventServiceClient(inproc)),
 		wxrelayv1.RegisterMessageServiceHandlerClient(context.Background(), gw, wxrelayv1.NewMessageServiceClient(inproc)),
+		wxrelayv1.RegisterCallServiceHandlerClient(context.Background(), gw, wxrelayv1.NewCallServiceClient(inproc)),
 	} {
 		if err != nil {
 			s.Close()
@@ -365,3 +374,12 @@ func callLogLevel(code codes.Code) logging.Level {
 	}
 	return logging.DefaultServerCodeToLevel(code)
 }
+
+// noCalls is the call store of a server that records none.
+type noCalls struct{}
+
+func (noCalls) AppendCalls(context.Context, []calllog.Call) error { return nil }
+func (noCalls) ListCalls(context.Context, tenant.ID, int64, int) ([]calllog.Call, error) {
+	return nil, nil
+}
+func (noCalls) PruneCalls(context.Context, time.Time, int) (int, error) { return 0, nil }

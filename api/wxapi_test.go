@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"image"
 	"image/png"
 	"io"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/wxrelay/wxrelay/api"
 	"github.com/wxrelay/wxrelay/api/wxapi"
+	"github.com/wxrelay/wxrelay/relay/calllog"
 	"github.com/wxrelay/wxrelay/relay/message"
 	"github.com/wxrelay/wxrelay/relay/token"
 	"github.com/wxrelay/wxrelay/relay/wechat/wxsim"
@@ -45,8 +47,14 @@ func newCompatEnv(t *testing.T, rate float64) *compatEnv {
 	})
 	ce.env = e
 	cache := tenant.NewCache(ce.tenants, 0, nil)
+	rec, err := calllog.NewRecorder(store.NewCallStore(e.db), calllog.Options{Interval: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(rec.Close)
 	h, err := wxapi.New(wxapi.Options{
-		Auth: ce.auth, Tenants: cache, AppIDs: store.NewTenantStore(e.db),
+		Calls: rec,
+		Auth:  ce.auth, Tenants: cache, AppIDs: store.NewTenantStore(e.db),
 		Tokens:   e.srvKeeper(),
 		Replies:  e.srvMessages(),
 		Upstream: e.wxURL, Rate: rate,
@@ -391,5 +399,50 @@ func TestCompat_StreamedUploadAfterRevocation(t *testing.T) {
 	}
 	if n != 3 {
 		t.Errorf("wxsim got %d uploads, want 3 (none sent twice)", n)
+	}
+}
+
+// TestCompat_CallsListed: the tenant sees its compatible-API calls, newest
+// first, through GET /v1/tenants/{id}/calls, and only its own.
+func TestCompat_CallsListed(t *testing.T) {
+	e := newCompatEnv(t, 0)
+	tn := e.wxTenant()
+	other := e.wxTenantWith("wxcccccccccccccccc")
+	tok, _ := e.token(tn.appid, tn.apiKey)
+	e.token(tn.appid, "wrong")                                                     // refused 40125: still the tenant's call
+	e.wx("POST", "/cgi-bin/message/custom/send?access_token=forged", []byte(`{}`)) // nobody's: no record
+	e.push(tn, tn.appid, "o1", 1)
+	e.wx("POST", "/cgi-bin/message/custom/send?access_token="+tok, []byte(`{"touser":"o1","msgtype":"text","text":{"content":"hi"}}`))
+
+	var calls []any
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		r := e.mustStatus(e.do("GET", "/v1/tenants/"+tn.id+"/calls", tn.apiKey, nil), 200)
+		if calls, _ = r.body["calls"].([]any); len(calls) >= 3 {
+			break
+		}
+	}
+	if len(calls) != 3 {
+		t.Fatalf("listed %d calls, want 3: %v", len(calls), calls)
+	}
+	send, refused, first := calls[0].(map[string]any), calls[1].(map[string]any), calls[2].(map[string]any)
+	if send["path"] != "/cgi-bin/message/custom/send" || send["path_class"] != "send" || send["errcode"] != float64(0) || send["http_status"] != float64(200) {
+		t.Errorf("newest call %v, want the send, errcode 0", send)
+	}
+	if refused["path"] != "/cgi-bin/token" || refused["errcode"] != float64(40125) || !strings.Contains(refused["errmsg"].(string), "api_key") {
+		t.Errorf("second call %v, want the refused token fetch, 40125", refused)
+	}
+	if first["errcode"] != float64(0) || first["method"] != "GET" {
+		t.Errorf("oldest call %v, want the token fetch", first)
+	}
+	r := e.mustStatus(e.do("GET", "/v1/tenants/"+tn.id+"/calls?page_size=2", e.admin, nil), 200)
+	if page, _ := r.body["calls"].([]any); len(page) != 2 || r.body["next_page_token"] == "" {
+		t.Errorf("a page of 2: %v", r.body)
+	}
+	e.mustStatus(e.do("GET", "/v1/tenants/"+tn.id+"/calls", other.apiKey, nil), 403)
+	if r := e.mustStatus(e.do("GET", "/v1/tenants/"+other.id+"/calls", other.apiKey, nil), 200); len(r.body) != 0 && r.body["calls"] != nil {
+		t.Errorf("another tenant lists %v, want none", r.body)
+	}
+	if strings.Contains(fmt.Sprint(calls), tok) {
+		t.Error("a call record holds the relay token")
 	}
 }

@@ -45,15 +45,11 @@ func (s *Events) GetWithAttempts(ctx context.Context, tid tenant.ID, id EventID)
 // List returns a page of tid's events, newest first, and the token of the
 // next page ("" at the end). ErrInvalid for a bad page size or token.
 func (s *Events) List(ctx context.Context, tid tenant.ID, pageSize int, pageToken string) ([]*Event, string, error) {
-	switch {
-	case pageSize < 0:
-		return nil, "", &tenant.FieldError{Field: "page_size", Reason: "must not be negative"}
-	case pageSize == 0:
-		pageSize = DefaultPageSize
-	case pageSize > MaxPageSize:
-		pageSize = MaxPageSize
+	pageSize, err := PageSize(pageSize)
+	if err != nil {
+		return nil, "", err
 	}
-	before, err := decodeCursor(pageToken)
+	before, err := DecodeCursor(pageToken)
 	if err != nil {
 		return nil, "", err
 	}
@@ -64,7 +60,7 @@ func (s *Events) List(ctx context.Context, tid tenant.ID, pageSize int, pageToke
 	next := ""
 	if len(stored) > pageSize {
 		stored = stored[:pageSize]
-		next = encodeCursor(stored[pageSize-1].Cursor)
+		next = EncodeCursor(stored[pageSize-1].Cursor)
 	}
 	events := make([]*Event, len(stored))
 	for i, s := range stored {
@@ -73,11 +69,15 @@ func (s *Events) List(ctx context.Context, tid tenant.ID, pageSize int, pageToke
 	return events, next, nil
 }
 
-func encodeCursor(c int64) string {
+// EncodeCursor makes the page token of a listing newest first that goes on
+// below c, the last listed row's sequence number.
+func EncodeCursor(c int64) string {
 	return base64.RawURLEncoding.EncodeToString([]byte("before:" + strconv.FormatInt(c, 10)))
 }
 
-func decodeCursor(tok string) (int64, error) {
+// DecodeCursor reads a token of EncodeCursor; "" is 0, the newest. A
+// *tenant.FieldError naming page_token for anything else.
+func DecodeCursor(tok string) (int64, error) {
 	if tok == "" {
 		return 0, nil
 	}
@@ -90,4 +90,17 @@ func decodeCursor(tok string) (int64, error) {
 		}
 	}
 	return 0, &tenant.FieldError{Field: "page_token", Reason: "is not a token returned by a previous page"}
+}
+
+// PageSize is a listing's page size as asked for: 0 means DefaultPageSize,
+// and more than MaxPageSize is MaxPageSize. A *tenant.FieldError if
+// negative.
+func PageSize(n int) (int, error) {
+	switch {
+	case n < 0:
+		return 0, &tenant.FieldError{Field: "page_size", Reason: "must not be negative"}
+	case n == 0:
+		return DefaultPageSize, nil
+	}
+	return min(n, MaxPageSize), nil
 }

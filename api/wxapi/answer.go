@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+
+	"github.com/wxrelay/wxrelay/tenant"
 )
 
 // AllowedPrefixes are the WeChat API paths the relay forwards: the server
@@ -77,13 +79,20 @@ type answer struct {
 	w       http.ResponseWriter
 	class   class
 	errcode string
+
+	// For the call record: whose call it was (empty until known), and
+	// what it was answered.
+	tenant  tenant.ID
+	status  int
+	errmsg  string
+	retried bool
 }
 
 // refuse answers WeChat's error shape with HTTP status (WeChat itself
 // answers 200 to nearly every error; the relay does too except where the
 // HTTP status says something an SDK may use: 404 and 413).
 func (a *answer) refuse(status, errcode int, errmsg string) {
-	a.errcode = strconv.Itoa(errcode)
+	a.errcode, a.errmsg = strconv.Itoa(errcode), errmsg
 	a.json(status, struct {
 		Errcode int    `json:"errcode"`
 		Errmsg  string `json:"errmsg"`
@@ -98,6 +107,7 @@ func (a *answer) json(status int, v any) {
 	}
 	a.w.Header().Set("Content-Type", "application/json; encoding=utf-8")
 	a.w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+	a.status = status
 	a.w.WriteHeader(status)
 	a.w.Write(b)
 }

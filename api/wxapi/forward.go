@@ -30,6 +30,7 @@ func (h *Handler) forward(a *answer, r *http.Request, c class) {
 	if !ok {
 		return
 	}
+	a.tenant = t.ID
 	if !h.allow(t.ID) {
 		h.limited(a)
 		return
@@ -96,7 +97,7 @@ func (h *Handler) forward(a *answer, r *http.Request, c class) {
 		return
 	}
 	defer res.Body.Close()
-	a.errcode = res.errcode
+	a.errcode, a.errmsg, a.retried, a.status = res.errcode, res.errmsg, res.retried, res.StatusCode
 	if c == classSend && res.errcode != "0" {
 		// WeChat did not take the message (or its answer was no answer):
 		// the reply quota is not used.
@@ -162,7 +163,9 @@ func (k *keeperFailure) Error() string { return k.err.Error() }
 // with the bytes read to find it.
 type response struct {
 	*http.Response
-	errcode string
+	errcode, errmsg string
+	// retried: the first answer refused the token, this is the second's.
+	retried bool
 }
 
 // exchange makes the call with the real token and, when WeChat refuses
@@ -191,7 +194,11 @@ func (h *Handler) exchange(ctx context.Context, r *http.Request, tid tenant.ID, 
 		return nil, &keeperFailure{rerr}
 	}
 	h.metrics.refreshes.Inc()
-	return h.send(ctx, r, fresh, body(), length)
+	res, err = h.send(ctx, r, fresh, body(), length)
+	if res != nil {
+		res.retried = true
+	}
+	return res, err
 }
 
 // isTokenRefusal reports whether errcode is WeChat refusing the access
@@ -238,9 +245,10 @@ func (h *Handler) send(ctx context.Context, r *http.Request, real string, body i
 		if len(head) <= maxInspected {
 			var e struct {
 				Errcode *json.Number `json:"errcode"`
+				Errmsg  string       `json:"errmsg"`
 			}
 			if json.Unmarshal(head, &e) == nil {
-				resp.errcode = "0"
+				resp.errcode, resp.errmsg = "0", e.Errmsg
 				if e.Errcode != nil {
 					resp.errcode = e.Errcode.String()
 				}

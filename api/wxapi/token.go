@@ -84,6 +84,7 @@ func (h *Handler) issue(a *answer, r *http.Request, req tokenRequest) {
 		h.systemError(a, r, "find the tenant of an appid", err)
 		return
 	}
+	a.tenant = tid
 	if !h.allow(tid) {
 		h.limited(a)
 		return

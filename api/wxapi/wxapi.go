@@ -28,13 +28,16 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/time/rate"
 
+	"github.com/wxrelay/wxrelay/relay/calllog"
 	"github.com/wxrelay/wxrelay/tenant"
 )
 
@@ -56,6 +59,9 @@ type AppIDs interface {
 	IDByAppID(ctx context.Context, appid string) (tenant.ID, error)
 }
 
+// CallRecorder takes call records; *calllog.Recorder is one.
+type CallRecorder interface{ Record(calllog.Call) }
+
 // Options configure a Handler. Auth, Tenants, AppIDs, Tokens and Replies
 // are required.
 type Options struct {
@@ -76,6 +82,10 @@ type Options struct {
 	// calls per second; Rate 0 means DefaultRate, below 0 no limit.
 	Rate  float64
 	Burst int
+
+	// Calls records each call of a known tenant, for the tenant to list;
+	// nil records nothing. *calllog.Recorder is one.
+	Calls CallRecorder
 
 	Registry prometheus.Registerer // nil: metrics are not registered
 	Logger   *slog.Logger          // nil discards
@@ -164,7 +174,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	class := classify(r.URL.Path)
 	a := &answer{w: w, class: class}
-	defer func() { h.metrics.observe(class, a.errcode, time.Since(start)) }()
+	defer func() {
+		took := time.Since(start)
+		h.metrics.observe(class, a.errcode, took)
+		h.record(r, a, start, took)
+	}()
 	switch class {
 	case classToken:
 		h.serveToken(a, r)
@@ -173,6 +187,31 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	default:
 		h.forward(a, r, class)
 	}
+}
+
+// record keeps the call for its tenant to list, once the tenant is known:
+// a call whose token or appid names no tenant is nobody's to see.
+func (h *Handler) record(r *http.Request, a *answer, start time.Time, took time.Duration) {
+	if h.opts.Calls == nil || a.tenant == "" {
+		return
+	}
+	code, err := strconv.Atoi(a.errcode)
+	h.opts.Calls.Record(calllog.Call{
+		TenantID: a.tenant, Time: start.UTC(), Method: r.Method, Path: r.URL.Path, PathClass: string(a.class),
+		HTTPStatus: a.status, Errcode: code, HasErrcode: err == nil, Errmsg: truncate(a.errmsg, 256),
+		Duration: took, Retried: a.retried,
+	})
+}
+
+// truncate cuts s to at most n bytes, at a rune boundary.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
 }
 
 // allow takes one call from tid's rate limit.

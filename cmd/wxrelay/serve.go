@@ -19,6 +19,7 @@ import (
 	"github.com/wxrelay/wxrelay/api"
 	"github.com/wxrelay/wxrelay/api/wxapi"
 	"github.com/wxrelay/wxrelay/relay"
+	"github.com/wxrelay/wxrelay/relay/calllog"
 	"github.com/wxrelay/wxrelay/relay/delivery"
 	"github.com/wxrelay/wxrelay/relay/ingress"
 	"github.com/wxrelay/wxrelay/relay/message"
@@ -153,9 +154,19 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	messages := message.NewService(keeper, wx).WithReplyWindows(message.WindowOptions{
 		Store: store.NewWindowStore(db), Tenants: tenantCache, Log: log})
 	// The WeChat-compatible API: under /wxapi on the HTTP port, and at the
-	// root of --wxapi-addr for SDKs that can change only the host.
+	// root of --wxapi-addr for SDKs that can change only the host. Its
+	// calls are recorded for the tenants to list, in batches off the
+	// request path; the recorder is closed (and flushed) after the
+	// listeners have drained.
+	callStore := store.NewCallStore(db)
+	calls, err := calllog.NewRecorder(callStore, calllog.Options{Logger: log, Registry: reg})
+	if err != nil {
+		return err
+	}
+	defer calls.Close()
 	compat, err := wxapi.New(wxapi.Options{
-		Auth: auth, Tenants: tenantCache, AppIDs: tenantStore, Tokens: keeper, Replies: messages,
+		Calls: calls,
+		Auth:  auth, Tenants: tenantCache, AppIDs: tenantStore, Tokens: keeper, Replies: messages,
 		// Its own connections, and a minute per call: a 10 MiB upload
 		// streamed from a slow client takes longer than the relay's own
 		// calls are given.
@@ -182,6 +193,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		PublicURL:   cfg.PublicURL,
 		Ready:       db.Ping,
 		Registry:    reg,
+		Calls:       callStore,
 		Routes: map[string]http.Handler{
 			"/wx/{id}": push,
 			"/wxapi/":  http.StripPrefix("/wxapi", compat),
@@ -224,7 +236,12 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 			if n > 0 {
 				log.Info("pruned finished events", "events", n)
 			}
-			return err
+			// Call records are kept as long as delivered events.
+			c, cerr := pruneCalls(ctx, callStore, time.Now().Add(-cfg.Retention))
+			if c > 0 {
+				log.Info("pruned call records", "calls", c)
+			}
+			return errors.Join(err, cerr)
 		}},
 	)
 	if err != nil {
@@ -403,4 +420,18 @@ func debugMux() *http.ServeMux {
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	return mux
+}
+
+// pruneCalls deletes the call records older than cutoff, in batches so
+// that no one delete holds SQLite's write lock for long.
+func pruneCalls(ctx context.Context, s calllog.Store, cutoff time.Time) (int, error) {
+	const batch = 5000
+	total := 0
+	for {
+		n, err := s.PruneCalls(ctx, cutoff, batch)
+		total += n
+		if err != nil || n < batch {
+			return total, err
+		}
+	}
 }

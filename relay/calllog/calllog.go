@@ -19,6 +19,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/wxrelay/wxrelay/relay"
 	"github.com/wxrelay/wxrelay/tenant"
 )
 
@@ -165,4 +166,28 @@ func (r *Recorder) write(batch []Call) {
 		r.failed.Add(float64(len(batch)))
 		r.opts.Logger.Error("calllog: store call records", "records", len(batch), "err", err)
 	}
+}
+
+// List returns a page of tid's calls, newest first, and the token of the
+// next page ("" at the end). A *tenant.FieldError for a bad page size or
+// token.
+func List(ctx context.Context, s Store, tid tenant.ID, pageSize int, pageToken string) ([]Call, string, error) {
+	pageSize, err := relay.PageSize(pageSize)
+	if err != nil {
+		return nil, "", err
+	}
+	before, err := relay.DecodeCursor(pageToken)
+	if err != nil {
+		return nil, "", err
+	}
+	calls, err := s.ListCalls(ctx, tid, before, pageSize+1)
+	if err != nil {
+		return nil, "", err
+	}
+	next := ""
+	if len(calls) > pageSize {
+		calls = calls[:pageSize]
+		next = relay.EncodeCursor(calls[pageSize-1].Seq)
+	}
+	return calls, next, nil
 }
