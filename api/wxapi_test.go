@@ -53,7 +53,7 @@ func newCompatEnv(t *testing.T, rate float64) *compatEnv {
 	}
 	t.Cleanup(rec.Close)
 	h, err := wxapi.New(wxapi.Options{
-		Calls: rec,
+		Calls: rec, Idempotency: store.NewIdempotencyStore(e.db),
 		Auth:  ce.auth, Tenants: cache, AppIDs: store.NewTenantStore(e.db),
 		Tokens:   e.srvKeeper(),
 		Replies:  e.srvMessages(),
@@ -444,5 +444,78 @@ func TestCompat_CallsListed(t *testing.T) {
 	}
 	if strings.Contains(fmt.Sprint(calls), tok) {
 		t.Error("a call record holds the relay token")
+	}
+}
+
+// TestCompat_ForceRefreshAndDisabled: force_refresh replaces the real
+// token once (WeChat's force budget allows one per 30 s; past it the
+// current token is answered, not an error), and a disabled tenant gets
+// 48001.
+func TestCompat_ForceRefreshAndDisabled(t *testing.T) {
+	e := newCompatEnv(t, 0)
+	tn := e.wxTenant()
+	stable := func(force bool) map[string]any {
+		body := fmt.Sprintf(`{"grant_type":"client_credential","appid":%q,"secret":%q,"force_refresh":%v}`, tn.appid, tn.apiKey, force)
+		_, m := e.wx("POST", "/cgi-bin/stable_token", []byte(body))
+		return m
+	}
+	if m := stable(false); errcode(m) != 0 {
+		t.Fatalf("stable_token: %v", m)
+	}
+	for i := range 2 {
+		if m := stable(true); errcode(m) != 0 || m["access_token"] == "" {
+			t.Fatalf("force_refresh %d: %v", i+1, m)
+		}
+	}
+	if got := e.sim.TokenCounts(tn.appid); got.StableForced != 1 {
+		t.Errorf("wxsim token counts %+v: want one forced refresh for two force_refresh calls 30 s apart at most", got)
+	}
+
+	e.mustStatus(e.do("PATCH", "/v1/tenants/"+tn.id, e.admin, map[string]any{"state": "STATE_DISABLED"}), 200)
+	if m := stable(false); errcode(m) != 48001 {
+		t.Errorf("a disabled tenant's token: %v, want 48001", m)
+	}
+}
+
+// TestCompat_Idempotency: a compatible send with an Idempotency-Key is
+// sent once; a repeat gets the first answer, the key with another body is
+// refused, and WeChat's refusal is recorded and replayed like a success.
+func TestCompat_Idempotency(t *testing.T) {
+	e := newCompatEnv(t, 0)
+	tn := e.wxTenant()
+	tok, _ := e.token(tn.appid, tn.apiKey)
+	e.push(tn, tn.appid, "o1", 1)
+	send := func(key, body string) (int, map[string]any) {
+		req, _ := http.NewRequest("POST", e.url+"/wxapi/cgi-bin/message/custom/send?access_token="+tok, strings.NewReader(body))
+		req.Header.Set("Idempotency-Key", key)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var m map[string]any
+		json.NewDecoder(resp.Body).Decode(&m)
+		return resp.StatusCode, m
+	}
+	body := `{"touser":"o1","msgtype":"text","text":{"content":"once"}}`
+	for i := range 3 {
+		if status, m := send("k1", body); status != 200 || errcode(m) != 0 || m["errmsg"] != "ok" {
+			t.Fatalf("send %d with k1: %d %v", i+1, status, m)
+		}
+	}
+	if n := len(e.sends()); n != 1 {
+		t.Errorf("wxsim got %d sends for three calls with one key, want 1", n)
+	}
+	if status, m := send("k1", `{"touser":"o1","msgtype":"text","text":{"content":"other"}}`); status != 409 || errcode(m) != 40097 {
+		t.Errorf("k1 with another body: %d %v, want 409 errcode 40097", status, m)
+	}
+	// WeChat refusing is an answer: recorded and replayed.
+	e.sim.RejectSends("o1", 45015)
+	if _, m := send("k2", body); errcode(m) != 45015 {
+		t.Fatalf("refused send: %v", m)
+	}
+	e.sim.ClearFaults()
+	if _, m := send("k2", body); errcode(m) != 45015 {
+		t.Errorf("repeat of a refused send: %v, want the recorded 45015", m)
 	}
 }

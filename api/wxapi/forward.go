@@ -62,10 +62,15 @@ func (h *Handler) forward(a *answer, r *http.Request, c class) {
 		}
 	}
 
-	release := func() {}
+	release, finish := func() {}, func(*response) {}
 	if c == classSend {
+		var done bool
+		if finish, done = h.idempotent(a, r, t.ID, held); done {
+			return
+		}
 		var err error
 		if release, err = h.reserve(ctx, t.ID, held); err != nil {
+			finish(nil)
 			var closed *message.WindowClosedError
 			if errors.As(err, &closed) {
 				a.refuse(http.StatusOK, closed.Errcode, closed.Errmsg()+" (wxrelay: "+closed.Reason+")")
@@ -89,15 +94,19 @@ func (h *Handler) forward(a *answer, r *http.Request, c class) {
 		release()
 		var tokenErr *keeperFailure
 		if errors.As(err, &tokenErr) {
+			finish(nil) // WeChat was not called
 			h.keeperError(a, r, t.ID, tokenErr.err)
 			return
 		}
+		// WeChat may have taken the send before the answer was lost.
+		finish(&response{errcode: "", errmsg: ""})
 		h.log.WarnContext(ctx, "wxapi: forward to WeChat", "tenant", t.ID, "path", r.URL.Path, "err", err)
 		a.refuse(http.StatusBadGateway, codeSystemError, "system error: wxrelay could not reach WeChat")
 		return
 	}
 	defer res.Body.Close()
 	a.errcode, a.errmsg, a.retried, a.status = res.errcode, res.errmsg, res.retried, res.StatusCode
+	finish(res)
 	if c == classSend && res.errcode != "0" {
 		// WeChat did not take the message (or its answer was no answer):
 		// the reply quota is not used.

@@ -38,6 +38,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/wxrelay/wxrelay/relay/calllog"
+	"github.com/wxrelay/wxrelay/relay/message"
 	"github.com/wxrelay/wxrelay/tenant"
 )
 
@@ -82,6 +83,11 @@ type Options struct {
 	// calls per second; Rate 0 means DefaultRate, below 0 no limit.
 	Rate  float64
 	Burst int
+
+	// Idempotency keeps the idempotency keys of sends that carry one
+	// (IdempotencyHeader); nil ignores the header. *store.IdempotencyStore
+	// is one.
+	Idempotency message.IdempotencyStore
 
 	// Calls records each call of a known tenant, for the tenant to list;
 	// nil records nothing. *calllog.Recorder is one.

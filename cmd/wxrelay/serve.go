@@ -164,8 +164,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		return err
 	}
 	defer calls.Close()
+	idempotency := store.NewIdempotencyStore(db)
 	compat, err := wxapi.New(wxapi.Options{
-		Calls: calls,
+		Calls: calls, Idempotency: idempotency,
 		Auth:  auth, Tenants: tenantCache, AppIDs: tenantStore, Tokens: keeper, Replies: messages,
 		// Its own connections, and a minute per call: a 10 MiB upload
 		// streamed from a slow client takes longer than the relay's own
@@ -187,7 +188,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		Redeliver: dispatcher,
 		Messages:  messages,
 		// Idempotency keys of sends.
-		Idempotency: store.NewIdempotencyStore(db),
+		Idempotency: idempotency,
 		// GetTenant shows the token status, e.g. a wrong AppSecret.
 		TokenStatus: keeper,
 		PublicURL:   cfg.PublicURL,
