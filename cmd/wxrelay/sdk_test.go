@@ -277,4 +277,3 @@ func pushUsers(r *sdkRelay, n int) error {
 }
 
 func manyUser(i int) string { return fmt.Sprintf("oSDKMany%018d", i) }
-
