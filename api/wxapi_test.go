@@ -54,7 +54,7 @@ func newCompatEnv(t *testing.T, rate float64) *compatEnv {
 	t.Cleanup(rec.Close)
 	h, err := wxapi.New(wxapi.Options{
 		Calls: rec, Idempotency: store.NewIdempotencyStore(e.db),
-		Auth:  ce.auth, Tenants: cache, AppIDs: store.NewTenantStore(e.db),
+		Auth: ce.auth, Tenants: cache, AppIDs: store.NewTenantStore(e.db),
 		Tokens:   e.srvKeeper(),
 		Replies:  e.srvMessages(),
 		Upstream: e.wxURL, Rate: rate,

@@ -167,7 +167,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	idempotency := store.NewIdempotencyStore(db)
 	compat, err := wxapi.New(wxapi.Options{
 		Calls: calls, Idempotency: idempotency,
-		Auth:  auth, Tenants: tenantCache, AppIDs: tenantStore, Tokens: keeper, Replies: messages,
+		Auth: auth, Tenants: tenantCache, AppIDs: tenantStore, Tokens: keeper, Replies: messages,
 		// Its own connections, and a minute per call: a 10 MiB upload
 		// streamed from a slow client takes longer than the relay's own
 		// calls are given.
