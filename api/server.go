@@ -77,8 +77,11 @@ type Options struct {
 	// (UNIMPLEMENTED).
 	Idempotency message.IdempotencyStore
 	// Calls lists the calls tenants made through the WeChat-compatible
-	// API; nil answers every listing empty.
+	// API and the send API; nil answers every listing empty.
 	Calls calllog.Store
+	// CallRecorder records the calls of the send API (MessageService)
+	// beside the compatible API's; nil records none.
+	CallRecorder CallRecorder
 	// GRPCMaxIdle closes gRPC connections without a call for this long;
 	// zero means DefaultGRPCMaxIdle.
 	GRPCMaxIdle time.Duration
@@ -124,6 +127,7 @@ func New(opts Options) (*Server, error) {
 		recovery.UnaryServerInterceptor(onPanic),
 		metrics.UnaryServerInterceptor(),
 		logging.UnaryServerInterceptor(logCalls, logging.WithLogOnEvents(logging.FinishCall), logging.WithLevels(callLogLevel)),
+		callRecordInterceptor(opts.CallRecorder),
 		errorInterceptor(log),
 		authUnaryInterceptor(opts.Auth),
 		// After auth: an unauthenticated caller learns nothing of its input.

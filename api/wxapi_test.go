@@ -40,8 +40,10 @@ func newCompatEnv(t *testing.T, rate float64) *compatEnv {
 	t.Helper()
 	var handler http.Handler
 	ce := &compatEnv{reg: prometheus.NewRegistry()}
+	lazy := &lazyRecorder{}
 	e := newEnvWith(t, func(o *api.Options) {
 		ce.auth, ce.tenants = o.Auth, o.Tenants
+		o.CallRecorder = lazy
 		o.Routes["/wxapi/"] = http.StripPrefix("/wxapi", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { handler.ServeHTTP(w, r) }))
 		o.Registry = ce.reg
 	})
@@ -52,6 +54,7 @@ func newCompatEnv(t *testing.T, rate float64) *compatEnv {
 		t.Fatal(err)
 	}
 	t.Cleanup(rec.Close)
+	lazy.r = rec
 	h, err := wxapi.New(wxapi.Options{
 		Calls: rec, Idempotency: store.NewIdempotencyStore(e.db),
 		Auth: ce.auth, Tenants: cache, AppIDs: store.NewTenantStore(e.db),
@@ -517,5 +520,45 @@ func TestCompat_Idempotency(t *testing.T) {
 	e.sim.ClearFaults()
 	if _, m := send("k2", body); errcode(m) != 45015 {
 		t.Errorf("repeat of a refused send: %v, want the recorded 45015", m)
+	}
+}
+
+// lazyRecorder passes records to a recorder made after the server.
+type lazyRecorder struct{ r *calllog.Recorder }
+
+func (l *lazyRecorder) Record(c calllog.Call) {
+	if l.r != nil {
+		l.r.Record(c)
+	}
+}
+
+// TestCalls_RESTSendsListed: sends through the REST API are listed with the
+// compatible API's, with WeChat's errcode (or the reply window's) when
+// refused; a call with bad credentials is not the tenant's and is not.
+func TestCalls_RESTSendsListed(t *testing.T) {
+	e := newCompatEnv(t, 0)
+	tn := e.wxTenant()
+	e.push(tn, tn.appid, "o1", 1)
+	e.mustStatus(e.do("POST", sendPath(tn.id), tn.apiKey, textBody("o1", "hi")), 200)
+	e.sim.RejectSends("o1", 45015)
+	e.do("POST", sendPath(tn.id), tn.apiKey, textBody("o1", "hi"))
+	e.do("POST", sendPath(tn.id), "not-a-key", textBody("o1", "hi"))
+	var calls []any
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline) && len(calls) < 2; time.Sleep(20 * time.Millisecond) {
+		r := e.mustStatus(e.do("GET", "/v1/tenants/"+tn.id+"/calls", tn.apiKey, nil), 200)
+		calls, _ = r.body["calls"].([]any)
+	}
+	time.Sleep(50 * time.Millisecond)
+	r := e.mustStatus(e.do("GET", "/v1/tenants/"+tn.id+"/calls", tn.apiKey, nil), 200)
+	calls, _ = r.body["calls"].([]any)
+	if len(calls) != 2 {
+		t.Fatalf("listed %d calls, want 2: %v", len(calls), calls)
+	}
+	refused, ok := calls[0].(map[string]any), calls[1].(map[string]any)
+	if refused["path"] != sendPath(tn.id) || refused["errcode"] != float64(45015) || refused["http_status"] != float64(400) {
+		t.Errorf("newest %v, want the refused REST send, 45015, 400", refused)
+	}
+	if ok["errcode"] != float64(0) || ok["http_status"] != float64(200) || ok["path_class"] != "send" {
+		t.Errorf("oldest %v, want the send, errcode 0", ok)
 	}
 }

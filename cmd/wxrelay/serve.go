@@ -194,7 +194,8 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		PublicURL:   cfg.PublicURL,
 		Ready:       db.Ping,
 		Registry:    reg,
-		Calls:       callStore,
+		Calls:        callStore,
+		CallRecorder: calls,
 		Routes: map[string]http.Handler{
 			"/wx/{id}": push,
 			"/wxapi/":  http.StripPrefix("/wxapi", compat),

@@ -28,7 +28,8 @@ type Call struct {
 	Time   *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=time,proto3" json:"time,omitempty"`
 	Method string                 `protobuf:"bytes,2,opt,name=method,proto3" json:"method,omitempty"`
 	// The path under the compatible base URL, without the query (which
-	// holds the access token), e.g. /cgi-bin/message/custom/send.
+	// holds the access token), e.g. /cgi-bin/message/custom/send; for the
+	// send API its REST path, e.g. /v1/tenants/{id}/messages:send.
 	Path string `protobuf:"bytes,3,opt,name=path,proto3" json:"path,omitempty"`
 	// token, send, typing, media or other.
 	PathClass string `protobuf:"bytes,4,opt,name=path_class,json=pathClass,proto3" json:"path_class,omitempty"`

@@ -28,7 +28,7 @@ const (
 //
 // CallService shows the calls a tenant made through the WeChat-compatible
 // API (/wxapi): its SDK's token fetches, sends, uploads and other calls,
-// with what each was answered. Tenants see their own; admins any
+// and through the send API (MessageService), with what each was answered. Tenants see their own; admins any
 // tenant's. Records are kept as long as delivered events (--retention).
 type CallServiceClient interface {
 	// Lists a tenant's calls, newest first.
@@ -59,7 +59,7 @@ func (c *callServiceClient) ListCalls(ctx context.Context, in *ListCallsRequest,
 //
 // CallService shows the calls a tenant made through the WeChat-compatible
 // API (/wxapi): its SDK's token fetches, sends, uploads and other calls,
-// with what each was answered. Tenants see their own; admins any
+// and through the send API (MessageService), with what each was answered. Tenants see their own; admins any
 // tenant's. Records are kept as long as delivered events (--retention).
 type CallServiceServer interface {
 	// Lists a tenant's calls, newest first.
