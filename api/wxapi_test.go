@@ -324,27 +324,9 @@ func TestCompat_MediaUploadStreamed(t *testing.T) {
 	e := newCompatEnv(t, 0)
 	tn := e.wxTenant()
 	tok, _ := e.token(tn.appid, tn.apiKey)
-	var img bytes.Buffer
-	if err := png.Encode(&img, image.NewRGBA(image.Rect(0, 0, 8, 8))); err != nil {
-		t.Fatal(err)
-	}
-	img.Write(bytes.Repeat([]byte{0}, 3<<20)) // 3 MiB: a PNG with padding still sniffs as one
-	var body bytes.Buffer
-	mw := multipart.NewWriter(&body)
-	part, _ := mw.CreateFormFile("media", "big.png")
-	part.Write(img.Bytes())
-	mw.Close()
-	req, _ := http.NewRequest("POST", e.url+"/wxapi/cgi-bin/media/upload?access_token="+tok+"&type=image", &body)
-	req.Header.Set("Content-Type", mw.FormDataContentType())
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var m map[string]any
-	json.NewDecoder(resp.Body).Decode(&m)
-	if errcode(m) != 0 || m["media_id"] == "" {
-		t.Fatalf("upload: %d %v", resp.StatusCode, m)
+	img := bigImage(t, 3<<20)
+	if m := e.upload(tok, img); errcode(m) != 0 || m["media_id"] == "" {
+		t.Fatalf("upload: %v", m)
 	}
 	var up *wxsim.Upload
 	for _, c := range e.sim.Calls() {
@@ -352,8 +334,8 @@ func TestCompat_MediaUploadStreamed(t *testing.T) {
 			up = c.Upload
 		}
 	}
-	if up == nil || up.Size != int64(img.Len()) || up.Filename != "big.png" {
-		t.Fatalf("wxsim got upload %+v, want %d bytes of big.png", up, img.Len())
+	if up == nil || up.Size != int64(len(img)) || up.Filename != "big.png" {
+		t.Fatalf("wxsim got upload %+v, want %d bytes of big.png", up, len(img))
 	}
 }
 
@@ -364,26 +346,8 @@ func TestCompat_StreamedUploadAfterRevocation(t *testing.T) {
 	e := newCompatEnv(t, 0)
 	tn := e.wxTenant()
 	tok, _ := e.token(tn.appid, tn.apiKey)
-	var img bytes.Buffer
-	png.Encode(&img, image.NewRGBA(image.Rect(0, 0, 8, 8)))
-	img.Write(bytes.Repeat([]byte{0}, 2<<20))
-	upload := func() map[string]any {
-		var body bytes.Buffer
-		mw := multipart.NewWriter(&body)
-		part, _ := mw.CreateFormFile("media", "big.png")
-		part.Write(img.Bytes())
-		mw.Close()
-		req, _ := http.NewRequest("POST", e.url+"/wxapi/cgi-bin/media/upload?access_token="+tok+"&type=image", &body)
-		req.Header.Set("Content-Type", mw.FormDataContentType())
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		var m map[string]any
-		json.NewDecoder(resp.Body).Decode(&m)
-		return m
-	}
+	img := bigImage(t, 2<<20)
+	upload := func() map[string]any { return e.upload(tok, img) }
 	if m := upload(); errcode(m) != 0 {
 		t.Fatalf("first upload: %v", m)
 	}
@@ -561,4 +525,36 @@ func TestCalls_RESTSendsListed(t *testing.T) {
 	if ok["errcode"] != float64(0) || ok["http_status"] != float64(200) || ok["path_class"] != "send" {
 		t.Errorf("oldest %v, want the send, errcode 0", ok)
 	}
+}
+
+// bigImage is a PNG padded to over n bytes: it still sniffs as one.
+func bigImage(t *testing.T, n int) []byte {
+	t.Helper()
+	var img bytes.Buffer
+	if err := png.Encode(&img, image.NewRGBA(image.Rect(0, 0, 8, 8))); err != nil {
+		t.Fatal(err)
+	}
+	img.Write(bytes.Repeat([]byte{0}, n))
+	return img.Bytes()
+}
+
+// upload posts img as big.png to the compatible media upload, as SDKs do
+// (multipart, field media), and decodes the answer.
+func (e *compatEnv) upload(tok string, img []byte) map[string]any {
+	e.t.Helper()
+	var body bytes.Buffer
+	mw := multipart.NewWriter(&body)
+	part, _ := mw.CreateFormFile("media", "big.png")
+	part.Write(img)
+	mw.Close()
+	req, _ := http.NewRequest("POST", e.url+"/wxapi/cgi-bin/media/upload?access_token="+tok+"&type=image", &body)
+	req.Header.Set("Content-Type", mw.FormDataContentType())
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var m map[string]any
+	json.NewDecoder(resp.Body).Decode(&m)
+	return m
 }

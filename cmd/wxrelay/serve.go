@@ -190,10 +190,10 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		// Idempotency keys of sends.
 		Idempotency: idempotency,
 		// GetTenant shows the token status, e.g. a wrong AppSecret.
-		TokenStatus: keeper,
-		PublicURL:   cfg.PublicURL,
-		Ready:       db.Ping,
-		Registry:    reg,
+		TokenStatus:  keeper,
+		PublicURL:    cfg.PublicURL,
+		Ready:        db.Ping,
+		Registry:     reg,
 		Calls:        callStore,
 		CallRecorder: calls,
 		Routes: map[string]http.Handler{
