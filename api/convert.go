@@ -3,6 +3,7 @@ package api
 import (
 	"time"
 
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	wxrelayv1 "github.com/wxrelay/wxrelay/api/gen/wxrelay/v1"
@@ -77,6 +78,7 @@ func toDomainTenant(p *wxrelayv1.Tenant) *tenant.Tenant {
 		ReplyMode:         fromProto(replyModes, p.GetReplyMode()),
 		OrderedDelivery:   p.GetOrderedDelivery(),
 		IgnoreReplyWindow: p.GetIgnoreReplyWindow(),
+		PushSilenceAlert:  p.GetPushSilenceAlert().AsDuration(),
 		TokenEndpoint:     fromProto(tokenEndpoints, p.GetTokenEndpoint()),
 		Secrets: tenant.Secrets{
 			AppSecret:      p.GetAppSecret(),
@@ -106,6 +108,9 @@ func (s *tenantServer) toProtoTenant(t *tenant.Tenant) *wxrelayv1.Tenant {
 		CreateTime:        timestamppb.New(t.CreateTime),
 		UpdateTime:        timestamppb.New(t.UpdateTime),
 		PushSecrets:       wxrelayv1.Tenant_PUSH_SECRETS_CURRENT,
+	}
+	if t.PushSilenceAlert > 0 {
+		p.PushSilenceAlert = durationpb.New(t.PushSilenceAlert)
 	}
 	if t.Secrets.PreviousInForce(time.Now()) {
 		p.PushSecrets = wxrelayv1.Tenant_PUSH_SECRETS_CURRENT_AND_PREVIOUS

@@ -65,7 +65,10 @@ type Options struct {
 	// TokenStatus reports tenants' access token status for GetTenant
 	// (a *token.Keeper); nil leaves token_status unset.
 	TokenStatus TokenStatuser
-	PublicURL   string // base of push URLs, e.g. https://relay.example.com
+	// Health computes tenants' health for the tenant resource; nil leaves
+	// it out.
+	Health    HealthChecker
+	PublicURL string // base of push URLs, e.g. https://relay.example.com
 	// Ready reports whether the service can take traffic (the database
 	// answers); /readyz answers 503 while it returns an error.
 	Ready func(context.Context) error
@@ -176,6 +179,7 @@ func New(opts Options) (*Server, error) {
 		wxrelayv1.RegisterTenantServiceServer(reg, &tenantServer{
 			tenants:   opts.Tenants,
 			tokens:    opts.TokenStatus,
+			health:    opts.Health,
 			publicURL: strings.TrimRight(opts.PublicURL, "/"),
 		})
 		wxrelayv1.RegisterEventServiceServer(reg, &eventServer{events: opts.Events, redeliver: opts.Redeliver})

@@ -17,6 +17,7 @@ type tenantServer struct {
 	wxrelayv1.UnimplementedTenantServiceServer
 	tenants   *tenant.Service
 	tokens    TokenStatuser // nil: no token_status
+	health    HealthChecker // nil: no health
 	publicURL string        // no trailing slash
 }
 
@@ -59,6 +60,9 @@ func (s *tenantServer) GetTenant(ctx context.Context, req *wxrelayv1.GetTenantRe
 		}
 		out.TokenStatus = toProtoTokenStatus(st)
 	}
+	if out.Health, err = s.healthOf(ctx, t, true); err != nil {
+		return nil, err
+	}
 	return out, nil
 }
 
@@ -69,7 +73,11 @@ func (s *tenantServer) ListTenants(ctx context.Context, req *wxrelayv1.ListTenan
 	}
 	resp := &wxrelayv1.ListTenantsResponse{NextPageToken: next}
 	for _, t := range ts {
-		resp.Tenants = append(resp.Tenants, s.toProtoTenant(t))
+		pt := s.toProtoTenant(t)
+		if pt.Health, err = s.healthOf(ctx, t, false); err != nil {
+			return nil, err
+		}
+		resp.Tenants = append(resp.Tenants, pt)
 	}
 	return resp, nil
 }
@@ -129,11 +137,13 @@ func patchFromMask(in *wxrelayv1.Tenant, paths []string) (tenant.Patch, error) {
 		case "state":
 			st := fromProto(states, in.GetState())
 			p.State = &st
-		case "id", "push_url", "wechat_api_base_url", "create_time", "update_time", "token_status":
+		case "push_silence_alert":
+			p.PushSilenceAlert = &d.PushSilenceAlert
+		case "id", "push_url", "wechat_api_base_url", "create_time", "update_time", "token_status", "health":
 			return p, &tenant.FieldError{Field: path, Reason: "is output only and cannot be changed"}
 		default:
 			// REST masks name the leaves of a message field.
-			if head, _, ok := strings.Cut(path, "."); ok && head == "token_status" {
+			if head, _, ok := strings.Cut(path, "."); ok && (head == "token_status" || head == "health") {
 				return p, &tenant.FieldError{Field: head, Reason: "is output only and cannot be changed"}
 			}
 			return p, &tenant.FieldError{Field: "update_mask", Reason: fmt.Sprintf("unknown field %q", strings.TrimSpace(path))}

@@ -193,6 +193,7 @@ type tenantRow struct {
 	WebhookURL           string    `bun:"webhook_url"`
 	OrderedDelivery      bool      `bun:"ordered_delivery"`
 	IgnoreReplyWindow    bool      `bun:"ignore_reply_window"`
+	PushSilenceAlertSecs int64     `bun:"push_silence_alert_seconds"`
 	TokenEndpoint        string    `bun:"token_endpoint"`
 	SealedSecrets        []byte    `bun:"sealed_secrets"`
 	SealedWebhookSecrets []byte    `bun:"sealed_webhook_secrets"`
@@ -257,17 +258,18 @@ func fromDomain(t *tenant.Tenant, sl *sealer) (*tenantRow, error) {
 		return nil, errNoSealKey
 	}
 	row := &tenantRow{
-		ID:                string(t.ID),
-		DisplayName:       t.DisplayName,
-		AppID:             t.AppID,
-		OriginalID:        t.OriginalID,
-		WebhookURL:        t.WebhookURL,
-		OrderedDelivery:   t.OrderedDelivery,
-		IgnoreReplyWindow: t.IgnoreReplyWindow,
-		APIKeyHash:        t.APIKeyHash,
-		CreateTime:        t.CreateTime.UTC(),
-		UpdateTime:        t.UpdateTime.UTC(),
-		Version:           t.Version,
+		ID:                   string(t.ID),
+		DisplayName:          t.DisplayName,
+		AppID:                t.AppID,
+		OriginalID:           t.OriginalID,
+		WebhookURL:           t.WebhookURL,
+		OrderedDelivery:      t.OrderedDelivery,
+		IgnoreReplyWindow:    t.IgnoreReplyWindow,
+		PushSilenceAlertSecs: int64(t.PushSilenceAlert / time.Second),
+		APIKeyHash:           t.APIKeyHash,
+		CreateTime:           t.CreateTime.UTC(),
+		UpdateTime:           t.UpdateTime.UTC(),
+		Version:              t.Version,
 	}
 	var err error
 	if row.EncryptMode, err = encryptModes.encode("encrypt_mode", t.EncryptMode); err != nil {
@@ -323,6 +325,7 @@ func (r *tenantRow) toDomain(sl *sealer) (*tenant.Tenant, error) {
 		WebhookURL:        r.WebhookURL,
 		OrderedDelivery:   r.OrderedDelivery,
 		IgnoreReplyWindow: r.IgnoreReplyWindow,
+		PushSilenceAlert:  time.Duration(r.PushSilenceAlertSecs) * time.Second,
 		APIKeyHash:        r.APIKeyHash,
 		CreateTime:        r.CreateTime.UTC(),
 		UpdateTime:        r.UpdateTime.UTC(),

@@ -155,6 +155,7 @@ type Patch struct {
 	OrderedDelivery   *bool
 	TokenEndpoint     *TokenEndpoint
 	IgnoreReplyWindow *bool
+	PushSilenceAlert  *time.Duration
 }
 
 func (p Patch) apply(t *Tenant) {
@@ -172,6 +173,7 @@ func (p Patch) apply(t *Tenant) {
 	set(&t.OrderedDelivery, p.OrderedDelivery)
 	set(&t.TokenEndpoint, p.TokenEndpoint)
 	set(&t.IgnoreReplyWindow, p.IgnoreReplyWindow)
+	set(&t.PushSilenceAlert, p.PushSilenceAlert)
 }
 
 func set[T any](dst *T, src *T) {

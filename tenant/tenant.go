@@ -134,6 +134,10 @@ type Tenant struct {
 	// IgnoreReplyWindow turns off the reply-window check of sends
 	// (relay/message): every send goes to WeChat.
 	IgnoreReplyWindow bool
+	// PushSilenceAlert, when positive, makes the tenant's health show
+	// NO_PUSHES once no push has arrived for that long (relay/health): for
+	// a busy shop whose silence means its console points elsewhere.
+	PushSilenceAlert time.Duration
 	// TokenEndpoint picks the endpoint relay/token fetches access tokens
 	// from; the zero value means stable_token.
 	TokenEndpoint TokenEndpoint

@@ -1,6 +1,7 @@
 package tenant
 
 import (
+	"time"
 	"net/netip"
 	"net/url"
 	"regexp"
@@ -48,6 +49,10 @@ func (t *Tenant) validate(allowPrivateWebhooks bool) error {
 		return fieldErr("state", "unknown state")
 	case t.TokenEndpoint < TokenEndpointUnspecified || t.TokenEndpoint > TokenClassic:
 		return fieldErr("token_endpoint", "unknown token endpoint")
+	case t.PushSilenceAlert != 0 && (t.PushSilenceAlert < MinPushSilenceAlert || t.PushSilenceAlert > MaxPushSilenceAlert):
+		return fieldErr("push_silence_alert", "must be 0 (off) or between %s and %s, in whole seconds", MinPushSilenceAlert, MaxPushSilenceAlert)
+	case t.PushSilenceAlert%time.Second != 0:
+		return fieldErr("push_silence_alert", "must be whole seconds")
 	}
 	if t.EncryptMode != EncryptPlaintext || t.Secrets.EncodingAESKey != "" {
 		switch {
@@ -200,3 +205,11 @@ func IsPublicAddr(addr netip.Addr) bool {
 	}
 	return true
 }
+
+// The range of Tenant.PushSilenceAlert: under a minute, WeChat's own quiet
+// moments would raise it; over 30 days, pushes older than the retention
+// would be needed to tell.
+const (
+	MinPushSilenceAlert = time.Minute
+	MaxPushSilenceAlert = 30 * 24 * time.Hour
+)

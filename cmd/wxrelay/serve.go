@@ -21,6 +21,7 @@ import (
 	"github.com/wxrelay/wxrelay/relay"
 	"github.com/wxrelay/wxrelay/relay/calllog"
 	"github.com/wxrelay/wxrelay/relay/delivery"
+	"github.com/wxrelay/wxrelay/relay/health"
 	"github.com/wxrelay/wxrelay/relay/ingress"
 	"github.com/wxrelay/wxrelay/relay/message"
 	"github.com/wxrelay/wxrelay/relay/token"
@@ -180,6 +181,15 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	}
 	tenants.OnChange(compat.Forget)
 
+	// Tenant health, computed from the store and the keeper every 15 s by
+	// every replica (each serves its own gauges and listings) and afresh
+	// on GetTenant.
+	checker := health.NewChecker(store.NewHealthStore(db), keeper, nil)
+	if err := reg.Register(checker); err != nil {
+		return err
+	}
+	tenants.OnChange(checker.Forget)
+
 	srv, err := api.New(api.Options{
 		Logger:    log,
 		Auth:      auth,
@@ -191,6 +201,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		Idempotency: idempotency,
 		// GetTenant shows the token status, e.g. a wrong AppSecret.
 		TokenStatus:  keeper,
+		Health:       checker,
 		PublicURL:    cfg.PublicURL,
 		Ready:        db.Ping,
 		Registry:     reg,
@@ -233,6 +244,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 			return deliveryMetrics.CollectStats(ctx, deliveryStore, time.Now())
 		}},
 		job{name: "refresh-access-tokens", every: time.Minute, exclusive: true, run: keeper.RefreshDue},
+		job{name: "tenant-health", every: healthEvery, run: func(ctx context.Context) error {
+			return checker.CheckAll(ctx, tenants)
+		}},
 		job{name: "prune-events", every: time.Hour, exclusive: true, run: func(ctx context.Context) error {
 			n, err := delivery.Prune(ctx, deliveryStore, delivery.Retention{Delivered: cfg.Retention, Failed: cfg.FailedRetention}, time.Now())
 			if n > 0 {
@@ -437,3 +451,7 @@ func pruneCalls(ctx context.Context, s calllog.Store, cutoff time.Time) (int, er
 		}
 	}
 }
+
+// healthEvery is how often every tenant's health is computed: often enough
+// for a FAILING tenant to show, and alert, within a minute.
+const healthEvery = 15 * time.Second

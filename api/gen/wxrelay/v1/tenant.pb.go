@@ -9,6 +9,7 @@ package wxrelayv1
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	durationpb "google.golang.org/protobuf/types/known/durationpb"
 	emptypb "google.golang.org/protobuf/types/known/emptypb"
 	fieldmaskpb "google.golang.org/protobuf/types/known/fieldmaskpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
@@ -333,6 +334,131 @@ func (Tenant_State) EnumDescriptor() ([]byte, []int) {
 	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{0, 5}
 }
 
+type Health_State int32
+
+const (
+	Health_STATE_UNSPECIFIED Health_State = 0
+	Health_STATE_OK          Health_State = 1
+	// Served, but something needs a look soon.
+	Health_STATE_DEGRADED Health_State = 2
+	// Pushes do not reach the tenant, or sends cannot be made.
+	Health_STATE_FAILING Health_State = 3
+)
+
+// Enum value maps for Health_State.
+var (
+	Health_State_name = map[int32]string{
+		0: "STATE_UNSPECIFIED",
+		1: "STATE_OK",
+		2: "STATE_DEGRADED",
+		3: "STATE_FAILING",
+	}
+	Health_State_value = map[string]int32{
+		"STATE_UNSPECIFIED": 0,
+		"STATE_OK":          1,
+		"STATE_DEGRADED":    2,
+		"STATE_FAILING":     3,
+	}
+)
+
+func (x Health_State) Enum() *Health_State {
+	p := new(Health_State)
+	*p = x
+	return p
+}
+
+func (x Health_State) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (Health_State) Descriptor() protoreflect.EnumDescriptor {
+	return file_wxrelay_v1_tenant_proto_enumTypes[6].Descriptor()
+}
+
+func (Health_State) Type() protoreflect.EnumType {
+	return &file_wxrelay_v1_tenant_proto_enumTypes[6]
+}
+
+func (x Health_State) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use Health_State.Descriptor instead.
+func (Health_State) EnumDescriptor() ([]byte, []int) {
+	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{12, 0}
+}
+
+type Health_Kind int32
+
+const (
+	Health_KIND_UNSPECIFIED Health_Kind = 0
+	// The tenant's webhook failed its latest deliveries in a row
+	// (consecutive_failures, last_http_status, last_error_class). FAILING
+	// from 3 in a row.
+	Health_KIND_WEBHOOK_FAILING Health_Kind = 1
+	// Events wait: the oldest pending one for over 5 minutes (pending,
+	// oldest_pending_age). DEGRADED; FAILING after an hour.
+	Health_KIND_DELIVERY_BACKLOG Health_Kind = 2
+	// WeChat refused the relay's access token fetch (last_errcode: 40125
+	// wrong AppSecret, 40164 IP not whitelisted, ...). FAILING: no send
+	// can be made.
+	Health_KIND_TOKEN_ERROR Health_Kind = 3
+	// No push for longer than the tenant's push_silence_alert
+	// (last_push_time). DEGRADED.
+	Health_KIND_NO_PUSHES Health_Kind = 4
+	// Over the last 15 minutes at least 5 sends, and a tenth of them,
+	// were refused for the users' reply windows (refusals, sends).
+	// DEGRADED.
+	Health_KIND_REPLY_WINDOW_REFUSALS Health_Kind = 5
+)
+
+// Enum value maps for Health_Kind.
+var (
+	Health_Kind_name = map[int32]string{
+		0: "KIND_UNSPECIFIED",
+		1: "KIND_WEBHOOK_FAILING",
+		2: "KIND_DELIVERY_BACKLOG",
+		3: "KIND_TOKEN_ERROR",
+		4: "KIND_NO_PUSHES",
+		5: "KIND_REPLY_WINDOW_REFUSALS",
+	}
+	Health_Kind_value = map[string]int32{
+		"KIND_UNSPECIFIED":           0,
+		"KIND_WEBHOOK_FAILING":       1,
+		"KIND_DELIVERY_BACKLOG":      2,
+		"KIND_TOKEN_ERROR":           3,
+		"KIND_NO_PUSHES":             4,
+		"KIND_REPLY_WINDOW_REFUSALS": 5,
+	}
+)
+
+func (x Health_Kind) Enum() *Health_Kind {
+	p := new(Health_Kind)
+	*p = x
+	return p
+}
+
+func (x Health_Kind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (Health_Kind) Descriptor() protoreflect.EnumDescriptor {
+	return file_wxrelay_v1_tenant_proto_enumTypes[7].Descriptor()
+}
+
+func (Health_Kind) Type() protoreflect.EnumType {
+	return &file_wxrelay_v1_tenant_proto_enumTypes[7]
+}
+
+func (x Health_Kind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use Health_Kind.Descriptor instead.
+func (Health_Kind) EnumDescriptor() ([]byte, []int) {
+	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{12, 1}
+}
+
 // Tenant is one mini-program served by wxrelay.
 type Tenant struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -393,8 +519,14 @@ type Tenant struct {
 	// the SDK's AppSecret. The same for every tenant; the appid and api_key
 	// tell tenants apart.
 	WechatApiBaseUrl string `protobuf:"bytes,22,opt,name=wechat_api_base_url,json=wechatApiBaseUrl,proto3" json:"wechat_api_base_url,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// Optional: when set (at least 60s, at most 30 days), the tenant's
+	// health shows NO_PUSHES once no push has arrived for this long. Unset
+	// or 0s: never.
+	PushSilenceAlert *durationpb.Duration `protobuf:"bytes,23,opt,name=push_silence_alert,json=pushSilenceAlert,proto3" json:"push_silence_alert,omitempty"`
+	// Output only: the tenant's health, as the relay last computed it.
+	Health        *Health `protobuf:"bytes,24,opt,name=health,proto3" json:"health,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Tenant) Reset() {
@@ -579,6 +711,20 @@ func (x *Tenant) GetWechatApiBaseUrl() string {
 		return x.WechatApiBaseUrl
 	}
 	return ""
+}
+
+func (x *Tenant) GetPushSilenceAlert() *durationpb.Duration {
+	if x != nil {
+		return x.PushSilenceAlert
+	}
+	return nil
+}
+
+func (x *Tenant) GetHealth() *Health {
+	if x != nil {
+		return x.Health
+	}
+	return nil
 }
 
 type CreateTenantRequest struct {
@@ -1120,6 +1266,70 @@ func (x *RotateWebhookSecretResponse) GetWebhookSecret() string {
 	return ""
 }
 
+// Health says whether the relay serves a tenant well and, if not, why: each
+// reason in force, with when it began. The state is the worst of the
+// reasons' severities, OK with none.
+type Health struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	State   Health_State           `protobuf:"varint,1,opt,name=state,proto3,enum=wxrelay.v1.Health_State" json:"state,omitempty"`
+	Reasons []*Health_Reason       `protobuf:"bytes,2,rep,name=reasons,proto3" json:"reasons,omitempty"`
+	// When this health was computed (every 15 s, and on GetTenant).
+	ComputeTime   *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=compute_time,json=computeTime,proto3" json:"compute_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Health) Reset() {
+	*x = Health{}
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Health) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Health) ProtoMessage() {}
+
+func (x *Health) ProtoReflect() protoreflect.Message {
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Health.ProtoReflect.Descriptor instead.
+func (*Health) Descriptor() ([]byte, []int) {
+	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *Health) GetState() Health_State {
+	if x != nil {
+		return x.State
+	}
+	return Health_STATE_UNSPECIFIED
+}
+
+func (x *Health) GetReasons() []*Health_Reason {
+	if x != nil {
+		return x.Reasons
+	}
+	return nil
+}
+
+func (x *Health) GetComputeTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ComputeTime
+	}
+	return nil
+}
+
 // The state of a tenant's access token. Times are unset when the event
 // has not happened.
 type Tenant_TokenStatus struct {
@@ -1142,7 +1352,7 @@ type Tenant_TokenStatus struct {
 
 func (x *Tenant_TokenStatus) Reset() {
 	*x = Tenant_TokenStatus{}
-	mi := &file_wxrelay_v1_tenant_proto_msgTypes[12]
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1154,7 +1364,7 @@ func (x *Tenant_TokenStatus) String() string {
 func (*Tenant_TokenStatus) ProtoMessage() {}
 
 func (x *Tenant_TokenStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_wxrelay_v1_tenant_proto_msgTypes[12]
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1212,12 +1422,155 @@ func (x *Tenant_TokenStatus) GetNextRefreshTime() *timestamppb.Timestamp {
 	return nil
 }
 
+type Health_Reason struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Kind  Health_Kind            `protobuf:"varint,1,opt,name=kind,proto3,enum=wxrelay.v1.Health_Kind" json:"kind,omitempty"`
+	// What this reason makes of the tenant: DEGRADED or FAILING.
+	Severity Health_State `protobuf:"varint,2,opt,name=severity,proto3,enum=wxrelay.v1.Health_State" json:"severity,omitempty"`
+	// When the condition began, as far as the relay can tell.
+	Since *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=since,proto3" json:"since,omitempty"`
+	// For people: what is wrong and what to look at.
+	Message             string                 `protobuf:"bytes,4,opt,name=message,proto3" json:"message,omitempty"`
+	ConsecutiveFailures int32                  `protobuf:"varint,5,opt,name=consecutive_failures,json=consecutiveFailures,proto3" json:"consecutive_failures,omitempty"`
+	LastHttpStatus      int32                  `protobuf:"varint,6,opt,name=last_http_status,json=lastHttpStatus,proto3" json:"last_http_status,omitempty"`
+	LastErrorClass      string                 `protobuf:"bytes,7,opt,name=last_error_class,json=lastErrorClass,proto3" json:"last_error_class,omitempty"`
+	Pending             int64                  `protobuf:"varint,8,opt,name=pending,proto3" json:"pending,omitempty"`
+	OldestPendingAge    *durationpb.Duration   `protobuf:"bytes,9,opt,name=oldest_pending_age,json=oldestPendingAge,proto3" json:"oldest_pending_age,omitempty"`
+	LastErrcode         int32                  `protobuf:"varint,10,opt,name=last_errcode,json=lastErrcode,proto3" json:"last_errcode,omitempty"`
+	LastPushTime        *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=last_push_time,json=lastPushTime,proto3" json:"last_push_time,omitempty"`
+	Refusals            int64                  `protobuf:"varint,12,opt,name=refusals,proto3" json:"refusals,omitempty"`
+	Sends               int64                  `protobuf:"varint,13,opt,name=sends,proto3" json:"sends,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
+}
+
+func (x *Health_Reason) Reset() {
+	*x = Health_Reason{}
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Health_Reason) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Health_Reason) ProtoMessage() {}
+
+func (x *Health_Reason) ProtoReflect() protoreflect.Message {
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Health_Reason.ProtoReflect.Descriptor instead.
+func (*Health_Reason) Descriptor() ([]byte, []int) {
+	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{12, 0}
+}
+
+func (x *Health_Reason) GetKind() Health_Kind {
+	if x != nil {
+		return x.Kind
+	}
+	return Health_KIND_UNSPECIFIED
+}
+
+func (x *Health_Reason) GetSeverity() Health_State {
+	if x != nil {
+		return x.Severity
+	}
+	return Health_STATE_UNSPECIFIED
+}
+
+func (x *Health_Reason) GetSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Since
+	}
+	return nil
+}
+
+func (x *Health_Reason) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *Health_Reason) GetConsecutiveFailures() int32 {
+	if x != nil {
+		return x.ConsecutiveFailures
+	}
+	return 0
+}
+
+func (x *Health_Reason) GetLastHttpStatus() int32 {
+	if x != nil {
+		return x.LastHttpStatus
+	}
+	return 0
+}
+
+func (x *Health_Reason) GetLastErrorClass() string {
+	if x != nil {
+		return x.LastErrorClass
+	}
+	return ""
+}
+
+func (x *Health_Reason) GetPending() int64 {
+	if x != nil {
+		return x.Pending
+	}
+	return 0
+}
+
+func (x *Health_Reason) GetOldestPendingAge() *durationpb.Duration {
+	if x != nil {
+		return x.OldestPendingAge
+	}
+	return nil
+}
+
+func (x *Health_Reason) GetLastErrcode() int32 {
+	if x != nil {
+		return x.LastErrcode
+	}
+	return 0
+}
+
+func (x *Health_Reason) GetLastPushTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastPushTime
+	}
+	return nil
+}
+
+func (x *Health_Reason) GetRefusals() int64 {
+	if x != nil {
+		return x.Refusals
+	}
+	return 0
+}
+
+func (x *Health_Reason) GetSends() int64 {
+	if x != nil {
+		return x.Sends
+	}
+	return 0
+}
+
 var File_wxrelay_v1_tenant_proto protoreflect.FileDescriptor
 
 const file_wxrelay_v1_tenant_proto_rawDesc = "" +
 	"\n" +
 	"\x17wxrelay/v1/tenant.proto\x12\n" +
-	"wxrelay.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe8\x0f\n" +
+	"wxrelay.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xdd\x10\n" +
 	"\x06Tenant\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
 	"\fdisplay_name\x18\x02 \x01(\tR\vdisplayName\x12\x14\n" +
@@ -1248,7 +1601,9 @@ const file_wxrelay_v1_tenant_proto_rawDesc = "" +
 	"\x13ignore_reply_window\x18\x13 \x01(\bR\x11ignoreReplyWindow\x12A\n" +
 	"\fpush_secrets\x18\x14 \x01(\x0e2\x1e.wxrelay.v1.Tenant.PushSecretsR\vpushSecrets\x12Y\n" +
 	"\x1bprevious_push_secrets_until\x18\x15 \x01(\v2\x1a.google.protobuf.TimestampR\x18previousPushSecretsUntil\x12-\n" +
-	"\x13wechat_api_base_url\x18\x16 \x01(\tR\x10wechatApiBaseUrl\x1a\xe0\x02\n" +
+	"\x13wechat_api_base_url\x18\x16 \x01(\tR\x10wechatApiBaseUrl\x12G\n" +
+	"\x12push_silence_alert\x18\x17 \x01(\v2\x19.google.protobuf.DurationR\x10pushSilenceAlert\x12*\n" +
+	"\x06health\x18\x18 \x01(\v2\x12.wxrelay.v1.HealthR\x06health\x1a\xe0\x02\n" +
 	"\vTokenStatus\x12;\n" +
 	"\vexpire_time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"expireTime\x12F\n" +
@@ -1313,7 +1668,38 @@ const file_wxrelay_v1_tenant_proto_rawDesc = "" +
 	"\x1aRotateWebhookSecretRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"D\n" +
 	"\x1bRotateWebhookSecretResponse\x12%\n" +
-	"\x0ewebhook_secret\x18\x01 \x01(\tR\rwebhookSecret2\xba\x04\n" +
+	"\x0ewebhook_secret\x18\x01 \x01(\tR\rwebhookSecret\"\xda\a\n" +
+	"\x06Health\x12.\n" +
+	"\x05state\x18\x01 \x01(\x0e2\x18.wxrelay.v1.Health.StateR\x05state\x123\n" +
+	"\areasons\x18\x02 \x03(\v2\x19.wxrelay.v1.Health.ReasonR\areasons\x12=\n" +
+	"\fcompute_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\vcomputeTime\x1a\xb8\x04\n" +
+	"\x06Reason\x12+\n" +
+	"\x04kind\x18\x01 \x01(\x0e2\x17.wxrelay.v1.Health.KindR\x04kind\x124\n" +
+	"\bseverity\x18\x02 \x01(\x0e2\x18.wxrelay.v1.Health.StateR\bseverity\x120\n" +
+	"\x05since\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x05since\x12\x18\n" +
+	"\amessage\x18\x04 \x01(\tR\amessage\x121\n" +
+	"\x14consecutive_failures\x18\x05 \x01(\x05R\x13consecutiveFailures\x12(\n" +
+	"\x10last_http_status\x18\x06 \x01(\x05R\x0elastHttpStatus\x12(\n" +
+	"\x10last_error_class\x18\a \x01(\tR\x0elastErrorClass\x12\x18\n" +
+	"\apending\x18\b \x01(\x03R\apending\x12G\n" +
+	"\x12oldest_pending_age\x18\t \x01(\v2\x19.google.protobuf.DurationR\x10oldestPendingAge\x12!\n" +
+	"\flast_errcode\x18\n" +
+	" \x01(\x05R\vlastErrcode\x12@\n" +
+	"\x0elast_push_time\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\flastPushTime\x12\x1a\n" +
+	"\brefusals\x18\f \x01(\x03R\brefusals\x12\x14\n" +
+	"\x05sends\x18\r \x01(\x03R\x05sends\"S\n" +
+	"\x05State\x12\x15\n" +
+	"\x11STATE_UNSPECIFIED\x10\x00\x12\f\n" +
+	"\bSTATE_OK\x10\x01\x12\x12\n" +
+	"\x0eSTATE_DEGRADED\x10\x02\x12\x11\n" +
+	"\rSTATE_FAILING\x10\x03\"\x9b\x01\n" +
+	"\x04Kind\x12\x14\n" +
+	"\x10KIND_UNSPECIFIED\x10\x00\x12\x18\n" +
+	"\x14KIND_WEBHOOK_FAILING\x10\x01\x12\x19\n" +
+	"\x15KIND_DELIVERY_BACKLOG\x10\x02\x12\x14\n" +
+	"\x10KIND_TOKEN_ERROR\x10\x03\x12\x12\n" +
+	"\x0eKIND_NO_PUSHES\x10\x04\x12\x1e\n" +
+	"\x1aKIND_REPLY_WINDOW_REFUSALS\x10\x052\xba\x04\n" +
 	"\rTenantService\x12Q\n" +
 	"\fCreateTenant\x12\x1f.wxrelay.v1.CreateTenantRequest\x1a .wxrelay.v1.CreateTenantResponse\x12=\n" +
 	"\tGetTenant\x12\x1c.wxrelay.v1.GetTenantRequest\x1a\x12.wxrelay.v1.Tenant\x12N\n" +
@@ -1335,8 +1721,8 @@ func file_wxrelay_v1_tenant_proto_rawDescGZIP() []byte {
 	return file_wxrelay_v1_tenant_proto_rawDescData
 }
 
-var file_wxrelay_v1_tenant_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
-var file_wxrelay_v1_tenant_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_wxrelay_v1_tenant_proto_enumTypes = make([]protoimpl.EnumInfo, 8)
+var file_wxrelay_v1_tenant_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_wxrelay_v1_tenant_proto_goTypes = []any{
 	(Tenant_PushSecrets)(0),             // 0: wxrelay.v1.Tenant.PushSecrets
 	(Tenant_TokenEndpoint)(0),           // 1: wxrelay.v1.Tenant.TokenEndpoint
@@ -1344,62 +1730,77 @@ var file_wxrelay_v1_tenant_proto_goTypes = []any{
 	(Tenant_DataFormat)(0),              // 3: wxrelay.v1.Tenant.DataFormat
 	(Tenant_ReplyMode)(0),               // 4: wxrelay.v1.Tenant.ReplyMode
 	(Tenant_State)(0),                   // 5: wxrelay.v1.Tenant.State
-	(*Tenant)(nil),                      // 6: wxrelay.v1.Tenant
-	(*CreateTenantRequest)(nil),         // 7: wxrelay.v1.CreateTenantRequest
-	(*CreateTenantResponse)(nil),        // 8: wxrelay.v1.CreateTenantResponse
-	(*GetTenantRequest)(nil),            // 9: wxrelay.v1.GetTenantRequest
-	(*ListTenantsRequest)(nil),          // 10: wxrelay.v1.ListTenantsRequest
-	(*ListTenantsResponse)(nil),         // 11: wxrelay.v1.ListTenantsResponse
-	(*UpdateTenantRequest)(nil),         // 12: wxrelay.v1.UpdateTenantRequest
-	(*DeleteTenantRequest)(nil),         // 13: wxrelay.v1.DeleteTenantRequest
-	(*RotateApiKeyRequest)(nil),         // 14: wxrelay.v1.RotateApiKeyRequest
-	(*RotateApiKeyResponse)(nil),        // 15: wxrelay.v1.RotateApiKeyResponse
-	(*RotateWebhookSecretRequest)(nil),  // 16: wxrelay.v1.RotateWebhookSecretRequest
-	(*RotateWebhookSecretResponse)(nil), // 17: wxrelay.v1.RotateWebhookSecretResponse
-	(*Tenant_TokenStatus)(nil),          // 18: wxrelay.v1.Tenant.TokenStatus
-	(*timestamppb.Timestamp)(nil),       // 19: google.protobuf.Timestamp
-	(*fieldmaskpb.FieldMask)(nil),       // 20: google.protobuf.FieldMask
-	(*emptypb.Empty)(nil),               // 21: google.protobuf.Empty
+	(Health_State)(0),                   // 6: wxrelay.v1.Health.State
+	(Health_Kind)(0),                    // 7: wxrelay.v1.Health.Kind
+	(*Tenant)(nil),                      // 8: wxrelay.v1.Tenant
+	(*CreateTenantRequest)(nil),         // 9: wxrelay.v1.CreateTenantRequest
+	(*CreateTenantResponse)(nil),        // 10: wxrelay.v1.CreateTenantResponse
+	(*GetTenantRequest)(nil),            // 11: wxrelay.v1.GetTenantRequest
+	(*ListTenantsRequest)(nil),          // 12: wxrelay.v1.ListTenantsRequest
+	(*ListTenantsResponse)(nil),         // 13: wxrelay.v1.ListTenantsResponse
+	(*UpdateTenantRequest)(nil),         // 14: wxrelay.v1.UpdateTenantRequest
+	(*DeleteTenantRequest)(nil),         // 15: wxrelay.v1.DeleteTenantRequest
+	(*RotateApiKeyRequest)(nil),         // 16: wxrelay.v1.RotateApiKeyRequest
+	(*RotateApiKeyResponse)(nil),        // 17: wxrelay.v1.RotateApiKeyResponse
+	(*RotateWebhookSecretRequest)(nil),  // 18: wxrelay.v1.RotateWebhookSecretRequest
+	(*RotateWebhookSecretResponse)(nil), // 19: wxrelay.v1.RotateWebhookSecretResponse
+	(*Health)(nil),                      // 20: wxrelay.v1.Health
+	(*Tenant_TokenStatus)(nil),          // 21: wxrelay.v1.Tenant.TokenStatus
+	(*Health_Reason)(nil),               // 22: wxrelay.v1.Health.Reason
+	(*timestamppb.Timestamp)(nil),       // 23: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),         // 24: google.protobuf.Duration
+	(*fieldmaskpb.FieldMask)(nil),       // 25: google.protobuf.FieldMask
+	(*emptypb.Empty)(nil),               // 26: google.protobuf.Empty
 }
 var file_wxrelay_v1_tenant_proto_depIdxs = []int32{
 	2,  // 0: wxrelay.v1.Tenant.encrypt_mode:type_name -> wxrelay.v1.Tenant.EncryptMode
 	3,  // 1: wxrelay.v1.Tenant.data_format:type_name -> wxrelay.v1.Tenant.DataFormat
 	4,  // 2: wxrelay.v1.Tenant.reply_mode:type_name -> wxrelay.v1.Tenant.ReplyMode
 	5,  // 3: wxrelay.v1.Tenant.state:type_name -> wxrelay.v1.Tenant.State
-	19, // 4: wxrelay.v1.Tenant.create_time:type_name -> google.protobuf.Timestamp
-	19, // 5: wxrelay.v1.Tenant.update_time:type_name -> google.protobuf.Timestamp
+	23, // 4: wxrelay.v1.Tenant.create_time:type_name -> google.protobuf.Timestamp
+	23, // 5: wxrelay.v1.Tenant.update_time:type_name -> google.protobuf.Timestamp
 	1,  // 6: wxrelay.v1.Tenant.token_endpoint:type_name -> wxrelay.v1.Tenant.TokenEndpoint
-	18, // 7: wxrelay.v1.Tenant.token_status:type_name -> wxrelay.v1.Tenant.TokenStatus
+	21, // 7: wxrelay.v1.Tenant.token_status:type_name -> wxrelay.v1.Tenant.TokenStatus
 	0,  // 8: wxrelay.v1.Tenant.push_secrets:type_name -> wxrelay.v1.Tenant.PushSecrets
-	19, // 9: wxrelay.v1.Tenant.previous_push_secrets_until:type_name -> google.protobuf.Timestamp
-	6,  // 10: wxrelay.v1.CreateTenantRequest.tenant:type_name -> wxrelay.v1.Tenant
-	6,  // 11: wxrelay.v1.CreateTenantResponse.tenant:type_name -> wxrelay.v1.Tenant
-	6,  // 12: wxrelay.v1.ListTenantsResponse.tenants:type_name -> wxrelay.v1.Tenant
-	6,  // 13: wxrelay.v1.UpdateTenantRequest.tenant:type_name -> wxrelay.v1.Tenant
-	20, // 14: wxrelay.v1.UpdateTenantRequest.update_mask:type_name -> google.protobuf.FieldMask
-	19, // 15: wxrelay.v1.Tenant.TokenStatus.expire_time:type_name -> google.protobuf.Timestamp
-	19, // 16: wxrelay.v1.Tenant.TokenStatus.last_refresh_time:type_name -> google.protobuf.Timestamp
-	19, // 17: wxrelay.v1.Tenant.TokenStatus.last_error_time:type_name -> google.protobuf.Timestamp
-	19, // 18: wxrelay.v1.Tenant.TokenStatus.next_refresh_time:type_name -> google.protobuf.Timestamp
-	7,  // 19: wxrelay.v1.TenantService.CreateTenant:input_type -> wxrelay.v1.CreateTenantRequest
-	9,  // 20: wxrelay.v1.TenantService.GetTenant:input_type -> wxrelay.v1.GetTenantRequest
-	10, // 21: wxrelay.v1.TenantService.ListTenants:input_type -> wxrelay.v1.ListTenantsRequest
-	12, // 22: wxrelay.v1.TenantService.UpdateTenant:input_type -> wxrelay.v1.UpdateTenantRequest
-	13, // 23: wxrelay.v1.TenantService.DeleteTenant:input_type -> wxrelay.v1.DeleteTenantRequest
-	14, // 24: wxrelay.v1.TenantService.RotateApiKey:input_type -> wxrelay.v1.RotateApiKeyRequest
-	16, // 25: wxrelay.v1.TenantService.RotateWebhookSecret:input_type -> wxrelay.v1.RotateWebhookSecretRequest
-	8,  // 26: wxrelay.v1.TenantService.CreateTenant:output_type -> wxrelay.v1.CreateTenantResponse
-	6,  // 27: wxrelay.v1.TenantService.GetTenant:output_type -> wxrelay.v1.Tenant
-	11, // 28: wxrelay.v1.TenantService.ListTenants:output_type -> wxrelay.v1.ListTenantsResponse
-	6,  // 29: wxrelay.v1.TenantService.UpdateTenant:output_type -> wxrelay.v1.Tenant
-	21, // 30: wxrelay.v1.TenantService.DeleteTenant:output_type -> google.protobuf.Empty
-	15, // 31: wxrelay.v1.TenantService.RotateApiKey:output_type -> wxrelay.v1.RotateApiKeyResponse
-	17, // 32: wxrelay.v1.TenantService.RotateWebhookSecret:output_type -> wxrelay.v1.RotateWebhookSecretResponse
-	26, // [26:33] is the sub-list for method output_type
-	19, // [19:26] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	23, // 9: wxrelay.v1.Tenant.previous_push_secrets_until:type_name -> google.protobuf.Timestamp
+	24, // 10: wxrelay.v1.Tenant.push_silence_alert:type_name -> google.protobuf.Duration
+	20, // 11: wxrelay.v1.Tenant.health:type_name -> wxrelay.v1.Health
+	8,  // 12: wxrelay.v1.CreateTenantRequest.tenant:type_name -> wxrelay.v1.Tenant
+	8,  // 13: wxrelay.v1.CreateTenantResponse.tenant:type_name -> wxrelay.v1.Tenant
+	8,  // 14: wxrelay.v1.ListTenantsResponse.tenants:type_name -> wxrelay.v1.Tenant
+	8,  // 15: wxrelay.v1.UpdateTenantRequest.tenant:type_name -> wxrelay.v1.Tenant
+	25, // 16: wxrelay.v1.UpdateTenantRequest.update_mask:type_name -> google.protobuf.FieldMask
+	6,  // 17: wxrelay.v1.Health.state:type_name -> wxrelay.v1.Health.State
+	22, // 18: wxrelay.v1.Health.reasons:type_name -> wxrelay.v1.Health.Reason
+	23, // 19: wxrelay.v1.Health.compute_time:type_name -> google.protobuf.Timestamp
+	23, // 20: wxrelay.v1.Tenant.TokenStatus.expire_time:type_name -> google.protobuf.Timestamp
+	23, // 21: wxrelay.v1.Tenant.TokenStatus.last_refresh_time:type_name -> google.protobuf.Timestamp
+	23, // 22: wxrelay.v1.Tenant.TokenStatus.last_error_time:type_name -> google.protobuf.Timestamp
+	23, // 23: wxrelay.v1.Tenant.TokenStatus.next_refresh_time:type_name -> google.protobuf.Timestamp
+	7,  // 24: wxrelay.v1.Health.Reason.kind:type_name -> wxrelay.v1.Health.Kind
+	6,  // 25: wxrelay.v1.Health.Reason.severity:type_name -> wxrelay.v1.Health.State
+	23, // 26: wxrelay.v1.Health.Reason.since:type_name -> google.protobuf.Timestamp
+	24, // 27: wxrelay.v1.Health.Reason.oldest_pending_age:type_name -> google.protobuf.Duration
+	23, // 28: wxrelay.v1.Health.Reason.last_push_time:type_name -> google.protobuf.Timestamp
+	9,  // 29: wxrelay.v1.TenantService.CreateTenant:input_type -> wxrelay.v1.CreateTenantRequest
+	11, // 30: wxrelay.v1.TenantService.GetTenant:input_type -> wxrelay.v1.GetTenantRequest
+	12, // 31: wxrelay.v1.TenantService.ListTenants:input_type -> wxrelay.v1.ListTenantsRequest
+	14, // 32: wxrelay.v1.TenantService.UpdateTenant:input_type -> wxrelay.v1.UpdateTenantRequest
+	15, // 33: wxrelay.v1.TenantService.DeleteTenant:input_type -> wxrelay.v1.DeleteTenantRequest
+	16, // 34: wxrelay.v1.TenantService.RotateApiKey:input_type -> wxrelay.v1.RotateApiKeyRequest
+	18, // 35: wxrelay.v1.TenantService.RotateWebhookSecret:input_type -> wxrelay.v1.RotateWebhookSecretRequest
+	10, // 36: wxrelay.v1.TenantService.CreateTenant:output_type -> wxrelay.v1.CreateTenantResponse
+	8,  // 37: wxrelay.v1.TenantService.GetTenant:output_type -> wxrelay.v1.Tenant
+	13, // 38: wxrelay.v1.TenantService.ListTenants:output_type -> wxrelay.v1.ListTenantsResponse
+	8,  // 39: wxrelay.v1.TenantService.UpdateTenant:output_type -> wxrelay.v1.Tenant
+	26, // 40: wxrelay.v1.TenantService.DeleteTenant:output_type -> google.protobuf.Empty
+	17, // 41: wxrelay.v1.TenantService.RotateApiKey:output_type -> wxrelay.v1.RotateApiKeyResponse
+	19, // 42: wxrelay.v1.TenantService.RotateWebhookSecret:output_type -> wxrelay.v1.RotateWebhookSecretResponse
+	36, // [36:43] is the sub-list for method output_type
+	29, // [29:36] is the sub-list for method input_type
+	29, // [29:29] is the sub-list for extension type_name
+	29, // [29:29] is the sub-list for extension extendee
+	0,  // [0:29] is the sub-list for field type_name
 }
 
 func init() { file_wxrelay_v1_tenant_proto_init() }
@@ -1412,8 +1813,8 @@ func file_wxrelay_v1_tenant_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_wxrelay_v1_tenant_proto_rawDesc), len(file_wxrelay_v1_tenant_proto_rawDesc)),
-			NumEnums:      6,
-			NumMessages:   13,
+			NumEnums:      8,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -1,0 +1,205 @@
+package health
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/wxrelay/wxrelay/relay/token"
+	"github.com/wxrelay/wxrelay/tenant"
+)
+
+// FactStore reads the store's part of a tenant's facts; *store.HealthStore
+// is one.
+type FactStore interface {
+	HealthFacts(ctx context.Context, tid tenant.ID, now time.Time) (Facts, error)
+}
+
+// TokenStatus reports a tenant's access token status; *token.Keeper is one.
+type TokenStatus interface {
+	Status(ctx context.Context, tid tenant.ID) (token.Status, error)
+}
+
+// Lister pages through tenants; *tenant.Service is one.
+type Lister interface {
+	List(ctx context.Context, pageSize int, pageToken string) ([]*tenant.Tenant, string, error)
+}
+
+// Checker computes tenants' health and keeps the latest of each, for the
+// API's listings and for Prometheus (it is a prometheus.Collector).
+type Checker struct {
+	facts  FactStore
+	tokens TokenStatus
+	now    func() time.Time
+
+	mu     sync.Mutex
+	latest map[tenant.ID]Health
+	// onChange is called with a tenant's health when its reasons change.
+	onChange []func(old, new Health)
+}
+
+// NewChecker returns a Checker; now may be nil for time.Now.
+func NewChecker(facts FactStore, tokens TokenStatus, now func() time.Time) *Checker {
+	if now == nil {
+		now = time.Now
+	}
+	return &Checker{facts: facts, tokens: tokens, now: now, latest: map[tenant.ID]Health{}}
+}
+
+// OnChange registers f to be called, from Check, when a tenant's set of
+// reasons differs from the one computed before by this Checker.
+func (c *Checker) OnChange(f func(old, new Health)) { c.onChange = append(c.onChange, f) }
+
+// Check computes t's health now and keeps it as the latest.
+func (c *Checker) Check(ctx context.Context, t *tenant.Tenant) (Health, error) {
+	now := c.now().UTC()
+	f, err := c.facts.HealthFacts(ctx, t.ID, now)
+	if err != nil {
+		return Health{}, err
+	}
+	st, err := c.tokens.Status(ctx, t.ID)
+	if err != nil && !errors.Is(err, tenant.ErrNotFound) {
+		return Health{}, fmt.Errorf("health of tenant %s: token status: %w", t.ID, err)
+	}
+	if st.Failures > 0 {
+		f.TokenFailures, f.TokenErrcode, f.TokenError, f.TokenErrorAt = st.Failures, st.LastErrcode, st.LastError, st.LastErrorAt
+	}
+	h := Evaluate(t, f, now)
+	c.mu.Lock()
+	old, had := c.latest[t.ID]
+	c.latest[t.ID] = h
+	c.mu.Unlock()
+	if had && !sameKinds(old, h) {
+		for _, fn := range c.onChange {
+			fn(old, h)
+		}
+	}
+	return h, nil
+}
+
+// Latest returns tid's health as last computed.
+func (c *Checker) Latest(tid tenant.ID) (Health, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	h, ok := c.latest[tid]
+	return h, ok
+}
+
+// Forget drops tid's health (the tenant was deleted).
+func (c *Checker) Forget(tid tenant.ID) {
+	c.mu.Lock()
+	delete(c.latest, tid)
+	c.mu.Unlock()
+}
+
+// CheckAll computes every tenant's health; it is the scheduled job's body.
+// Tenants gone since the last run are forgotten. A tenant whose facts
+// cannot be read keeps its previous health; the first such error is
+// returned after the others are done.
+func (c *Checker) CheckAll(ctx context.Context, tenants Lister) error {
+	seen := map[tenant.ID]bool{}
+	var first error
+	for page := ""; ; {
+		ts, next, err := tenants.List(ctx, 500, page)
+		if err != nil {
+			return fmt.Errorf("health: list tenants: %w", err)
+		}
+		for _, t := range ts {
+			seen[t.ID] = true
+			if _, err := c.Check(ctx, t); err != nil && first == nil {
+				first = err
+			}
+		}
+		if next == "" {
+			break
+		}
+		page = next
+	}
+	c.mu.Lock()
+	for id := range c.latest {
+		if !seen[id] {
+			delete(c.latest, id)
+		}
+	}
+	c.mu.Unlock()
+	return first
+}
+
+func sameKinds(a, b Health) bool {
+	if len(a.Reasons) != len(b.Reasons) {
+		return false
+	}
+	for _, r := range a.Reasons {
+		if !b.Has(r.Kind) {
+			return false
+		}
+	}
+	return true
+}
+
+// The per-tenant gauges. Each has the label tenant (the tenant id); their
+// number is the number of tenants times (5 + len(Kinds)), and a deleted
+// tenant's series go with it.
+var (
+	descState = prometheus.NewDesc("wxrelay_tenant_health_state",
+		"A tenant's health: 0 OK, 1 DEGRADED, 2 FAILING.", []string{"tenant"}, nil)
+	descReason = prometheus.NewDesc("wxrelay_tenant_health_reason",
+		"1 while the health reason is in force for the tenant, else 0.", []string{"tenant", "reason"}, nil)
+	descFailures = prometheus.NewDesc("wxrelay_tenant_webhook_consecutive_failures",
+		"The tenant's webhook's latest delivery attempts that failed in a row (up to 50).", []string{"tenant"}, nil)
+	descPending = prometheus.NewDesc("wxrelay_tenant_delivery_pending",
+		"The tenant's events waiting for delivery.", []string{"tenant"}, nil)
+	descOldest = prometheus.NewDesc("wxrelay_tenant_delivery_oldest_pending_seconds",
+		"Age of the tenant's oldest event waiting for delivery; 0 when none waits.", []string{"tenant"}, nil)
+	descTokenErr = prometheus.NewDesc("wxrelay_tenant_token_errcode",
+		"WeChat's errcode of the tenant's last failed access token fetch while fetches fail (40125 wrong AppSecret, 40164 IP not whitelisted); 0 when they work.", []string{"tenant"}, nil)
+	descRefusals = prometheus.NewDesc("wxrelay_tenant_reply_window_refusals",
+		"The tenant's sends refused for the users' reply windows over the last 15 minutes.", []string{"tenant"}, nil)
+)
+
+// Describe implements prometheus.Collector.
+func (c *Checker) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descState, descReason, descFailures, descPending, descOldest, descTokenErr, descRefusals} {
+		ch <- d
+	}
+}
+
+// Collect implements prometheus.Collector, from the latest health of each
+// tenant.
+func (c *Checker) Collect(ch chan<- prometheus.Metric) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for id, h := range c.latest {
+		tid := string(id)
+		gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+			ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, append([]string{tid}, labels...)...)
+		}
+		gauge(descState, float64(h.State-StateOK))
+		for _, k := range Kinds {
+			in := 0.0
+			if h.Has(k) {
+				in = 1
+			}
+			gauge(descReason, in, string(k))
+		}
+		f := h.Facts
+		oldest := 0.0
+		if !f.OldestPending.IsZero() {
+			oldest = h.ComputeTime.Sub(f.OldestPending).Seconds()
+		}
+		errcode := 0.0
+		if f.TokenFailures > 0 {
+			errcode = float64(f.TokenErrcode)
+		}
+		failures, pending, refusals := float64(f.ConsecutiveFailures), float64(f.Pending), float64(f.Refusals)
+		gauge(descFailures, failures)
+		gauge(descPending, pending)
+		gauge(descOldest, oldest)
+		gauge(descTokenErr, errcode)
+		gauge(descRefusals, refusals)
+	}
+}

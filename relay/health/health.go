@@ -1,0 +1,201 @@
+// Package health tells whether the relay serves a tenant well and, if
+// not, why: the operator's question for a relay of dozens of
+// mini-programs. A tenant's health is a state (OK, DEGRADED, FAILING) and
+// the reasons in force, each with when it began.
+//
+// Health is computed from what the store holds (the webhook's latest
+// attempts, the backlog, the latest push, the recent sends) and from the
+// token keeper's status, so every replica computes the same health.
+// Evaluate is the rule book, a pure function of those facts; a Checker
+// gathers the facts, keeps every tenant's latest health for listings and
+// for Prometheus, and reports transitions.
+package health
+
+import (
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/wxrelay/wxrelay/tenant"
+)
+
+// State is a tenant's health at a glance.
+type State int
+
+const (
+	StateUnknown State = iota // not computed yet
+	StateOK
+	StateDegraded // served, but something needs a look soon
+	StateFailing  // pushes do not reach the tenant, or sends cannot be made
+)
+
+func (s State) String() string {
+	return [...]string{"UNKNOWN", "OK", "DEGRADED", "FAILING"}[s]
+}
+
+// Kind names a reason. The names are stable: alert rules, the alert
+// webhook's events and the health_reasons table use them.
+type Kind string
+
+const (
+	WebhookFailing      Kind = "WEBHOOK_FAILING"
+	DeliveryBacklog     Kind = "DELIVERY_BACKLOG"
+	TokenError          Kind = "TOKEN_ERROR"
+	NoPushes            Kind = "NO_PUSHES"
+	ReplyWindowRefusals Kind = "REPLY_WINDOW_REFUSALS"
+)
+
+// Kinds are every reason, in the order they are listed.
+var Kinds = []Kind{WebhookFailing, DeliveryBacklog, TokenError, NoPushes, ReplyWindowRefusals}
+
+// The rule book's thresholds.
+const (
+	// FailingAfter consecutive failed attempts make WebhookFailing, and
+	// the tenant FAILING: the delivery breaker opens at about as many.
+	FailingAfter = 3
+	// BacklogAfter is how long the oldest pending event may wait before
+	// DeliveryBacklog (DEGRADED); after BacklogFailingAfter it is FAILING.
+	BacklogAfter        = 5 * time.Minute
+	BacklogFailingAfter = time.Hour
+	// RefusalWindow is the span over which reply-window refusals are
+	// counted; at least MinRefusals of them, and RefusalShare of the
+	// tenant's sends in it, make ReplyWindowRefusals.
+	RefusalWindow = 15 * time.Minute
+	MinRefusals   = 5
+	RefusalShare  = 0.1
+)
+
+// Reason is one condition in force.
+type Reason struct {
+	Kind     Kind
+	Severity State // StateDegraded or StateFailing
+	Since    time.Time
+	Message  string
+
+	// Details, by kind.
+	ConsecutiveFailures int
+	LastHTTPStatus      int
+	LastErrorClass      string
+	Pending             int
+	OldestPendingAge    time.Duration
+	LastErrcode         int
+	LastPush            time.Time
+	Refusals, Sends     int
+}
+
+// Health is a tenant's health at ComputeTime.
+type Health struct {
+	Tenant      tenant.ID
+	State       State
+	Reasons     []Reason
+	ComputeTime time.Time
+	// Facts are what it was computed from, for the gauges.
+	Facts Facts
+}
+
+// Has reports whether a reason of kind k is in force.
+func (h Health) Has(k Kind) bool {
+	return slices.ContainsFunc(h.Reasons, func(r Reason) bool { return r.Kind == k })
+}
+
+// Facts are what health is computed from.
+type Facts struct {
+	// The webhook's latest attempts: how many failed in a row, the first
+	// of that run's time, and the newest one's answer.
+	ConsecutiveFailures int
+	FailingSince        time.Time
+	LastHTTPStatus      int
+	LastErrorClass      string
+	LastError           string
+
+	// The backlog.
+	Pending       int
+	OldestPending time.Time // zero when nothing is pending
+
+	// The newest push stored; zero if none is (never, or pruned).
+	LastPush time.Time
+
+	// Sends over the last RefusalWindow, and how many of them were
+	// refused for the reply window (45015, 45047).
+	Sends, Refusals int
+
+	// The token keeper's view: consecutive failed fetches, and the last
+	// one's errcode, error and time.
+	TokenFailures int
+	TokenErrcode  int
+	TokenError    string
+	TokenErrorAt  time.Time
+}
+
+// Evaluate applies the rule book to t's facts at now.
+func Evaluate(t *tenant.Tenant, f Facts, now time.Time) Health {
+	h := Health{Tenant: t.ID, State: StateOK, ComputeTime: now, Facts: f}
+	add := func(r Reason) {
+		h.Reasons = append(h.Reasons, r)
+		h.State = max(h.State, r.Severity)
+	}
+	if f.ConsecutiveFailures >= FailingAfter {
+		add(Reason{
+			Kind: WebhookFailing, Severity: StateFailing, Since: f.FailingSince,
+			ConsecutiveFailures: f.ConsecutiveFailures, LastHTTPStatus: f.LastHTTPStatus, LastErrorClass: f.LastErrorClass,
+			Message: fmt.Sprintf("the webhook failed its last %d deliveries; the latest: %s", f.ConsecutiveFailures, attemptText(f)),
+		})
+	}
+	if !f.OldestPending.IsZero() && now.Sub(f.OldestPending) > BacklogAfter {
+		age := now.Sub(f.OldestPending)
+		sev := StateDegraded
+		if age > BacklogFailingAfter {
+			sev = StateFailing
+		}
+		add(Reason{
+			Kind: DeliveryBacklog, Severity: sev, Since: f.OldestPending.Add(BacklogAfter),
+			Pending: f.Pending, OldestPendingAge: age,
+			Message: fmt.Sprintf("%d events wait for delivery, the oldest for %s", f.Pending, age.Round(time.Second)),
+		})
+	}
+	if f.TokenFailures > 0 {
+		msg := fmt.Sprintf("WeChat refused the access token fetch %d times in a row: %s", f.TokenFailures, f.TokenError)
+		switch f.TokenErrcode {
+		case 40125, 40001:
+			msg += " (check the tenant's app_secret)"
+		case 40164:
+			msg += " (add the relay's egress IP to the mini program's IP whitelist)"
+		}
+		add(Reason{Kind: TokenError, Severity: StateFailing, Since: f.TokenErrorAt, LastErrcode: f.TokenErrcode, Message: msg})
+	}
+	if t.PushSilenceAlert > 0 {
+		last := f.LastPush
+		if last.IsZero() || last.Before(t.CreateTime) {
+			last = t.CreateTime // silence is counted from onboarding at the earliest
+		}
+		if now.Sub(last) > t.PushSilenceAlert {
+			what := "since the tenant was onboarded"
+			if !f.LastPush.IsZero() {
+				what = "since " + f.LastPush.UTC().Format(time.RFC3339)
+			}
+			add(Reason{
+				Kind: NoPushes, Severity: StateDegraded, Since: last.Add(t.PushSilenceAlert), LastPush: f.LastPush,
+				Message: fmt.Sprintf("no push %s, longer than the tenant's push_silence_alert of %s: check the push URL in the mini-program console", what, t.PushSilenceAlert),
+			})
+		}
+	}
+	if f.Refusals >= MinRefusals && float64(f.Refusals) >= RefusalShare*float64(f.Sends) {
+		add(Reason{
+			Kind: ReplyWindowRefusals, Severity: StateDegraded, Since: now.Add(-RefusalWindow),
+			Refusals: f.Refusals, Sends: f.Sends,
+			Message: fmt.Sprintf("%d of %d sends in the last %s were refused for the users' reply windows (45015/45047)", f.Refusals, f.Sends, RefusalWindow),
+		})
+	}
+	return h
+}
+
+func attemptText(f Facts) string {
+	switch {
+	case f.LastHTTPStatus != 0:
+		return fmt.Sprintf("HTTP %d", f.LastHTTPStatus)
+	case f.LastError != "":
+		return fmt.Sprintf("%s (%s)", f.LastErrorClass, f.LastError)
+	default:
+		return f.LastErrorClass
+	}
+}
