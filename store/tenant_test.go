@@ -134,6 +134,7 @@ func TestTenantStore_CreateAndFind(t *testing.T) {
 		full := newTenant("tn_full", "wx0123456789abcdef")
 		full.OrderedDelivery = true
 		full.TokenEndpoint = tenant.TokenClassic
+		full.PushSilenceAlert = 2 * time.Hour
 		// The least a tenant can be: plaintext mode, no original id, never rotated.
 		minimal := &tenant.Tenant{
 			ID:             "tn_minimal",

@@ -1,0 +1,82 @@
+package store_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/wxrelay/wxrelay/relay"
+	"github.com/wxrelay/wxrelay/relay/calllog"
+	"github.com/wxrelay/wxrelay/relay/health"
+	"github.com/wxrelay/wxrelay/store"
+	"github.com/wxrelay/wxrelay/store/storetest"
+)
+
+// TestHealthStore_Facts: the webhook's run of failures (ended by a
+// success), the backlog and its oldest event, the latest push and the
+// recent sends' reply-window refusals, each for its tenant only.
+func TestHealthStore_Facts(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		ts := store.NewTenantStore(db)
+		mustCreate(t, ts, newTenant("tn_h", "wx0123456789abcdef"))
+		mustCreate(t, ts, newTenant("tn_other", "wx00000000000000ff"))
+		hs := store.NewHealthStore(db)
+		now := time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)
+
+		if f, err := hs.HealthFacts(ctx, "tn_h", now); err != nil || f != (health.Facts{}) {
+			t.Fatalf("facts of a new tenant = %+v, %v; want none", f, err)
+		}
+
+		events, ds := store.NewEventStore(db), store.NewDeliveryStore(db)
+		var evs []*relay.Event
+		for i, key := range []string{"k1", "k2", "k3", "k4"} {
+			e := dueEvent("tn_h", key, "o1", now.Add(time.Duration(i-40)*time.Minute))
+			evs = append(evs, e)
+		}
+		if _, err := events.AppendEvents(ctx, evs); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := events.AppendEvents(ctx, []*relay.Event{dueEvent("tn_other", "x", "o9", now.Add(-time.Minute))}); err != nil {
+			t.Fatal(err)
+		}
+		// k1 delivered, then k2, k3 and k4 each fail once: a run of 3.
+		// Each is claimed as it falls due, before the next is.
+		job := mustClaimOne(t, ds, "w", evs[0].ReceiveTime, evs[0])
+		mustRecord(t, ds, delivered(job, "w", evs[0].ReceiveTime))
+		for _, e := range evs[1:] {
+			at := e.ReceiveTime
+			job := mustClaimOne(t, ds, "w", at, e)
+			mustRecord(t, ds, retried(job, "w", at, now.Add(time.Hour), 1))
+		}
+		calls := store.NewCallStore(db)
+		var recs []calllog.Call
+		for i := range 8 {
+			code := 0
+			if i < 3 {
+				code = 45047
+			}
+			recs = append(recs, calllog.Call{TenantID: "tn_h", Time: now.Add(-time.Minute), Method: "POST", Path: "/p", PathClass: "send", HTTPStatus: 200, Errcode: code, HasErrcode: true})
+		}
+		recs = append(recs, calllog.Call{TenantID: "tn_h", Time: now.Add(-time.Hour), Method: "POST", Path: "/p", PathClass: "send", HTTPStatus: 200, Errcode: 45015, HasErrcode: true})
+		if err := calls.AppendCalls(ctx, recs); err != nil {
+			t.Fatal(err)
+		}
+
+		f, err := hs.HealthFacts(ctx, "tn_h", now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := health.Facts{
+			ConsecutiveFailures: 3, FailingSince: evs[1].ReceiveTime, LastHTTPStatus: 503, LastErrorClass: relay.ErrorHTTPStatus, LastError: "503 Service Unavailable",
+			Pending: 3, OldestPending: evs[1].ReceiveTime, LastPush: evs[3].ReceiveTime, Sends: 8, Refusals: 3,
+		}
+		if !f.FailingSince.Equal(want.FailingSince) || !f.OldestPending.Equal(want.OldestPending) || !f.LastPush.Equal(want.LastPush) {
+			t.Errorf("times: failing since %v, oldest pending %v, last push %v; want %v, %v, %v", f.FailingSince, f.OldestPending, f.LastPush, want.FailingSince, want.OldestPending, want.LastPush)
+		}
+		f.FailingSince, f.OldestPending, f.LastPush = want.FailingSince, want.OldestPending, want.LastPush
+		if f != want {
+			t.Errorf("facts = %+v\nwant    %+v", f, want)
+		}
+	})
+}
