@@ -1,0 +1,24 @@
+package deploy_test
+
+import (
+	"os/exec"
+	"testing"
+)
+
+// TestAlertRules checks deploy/prometheus/alerts.yml with Prometheus's own
+// promtool, and runs its unit tests. .ci/run installs promtool (Debian's
+// prometheus package); without it the test skips.
+func TestAlertRules(t *testing.T) {
+	promtool, err := exec.LookPath("promtool")
+	if err != nil {
+		t.Skip("promtool not installed: apt-get install prometheus (or put promtool on PATH) to check the alert rules")
+	}
+	for _, args := range [][]string{
+		{"check", "rules", "prometheus/alerts.yml"},
+		{"test", "rules", "prometheus/alerts_test.yml"},
+	} {
+		if out, err := exec.Command(promtool, args...).CombinedOutput(); err != nil {
+			t.Errorf("promtool %v: %v\n%s", args, err, out)
+		}
+	}
+}

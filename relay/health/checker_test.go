@@ -1,0 +1,82 @@
+package health_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/wxrelay/wxrelay/relay/health"
+	"github.com/wxrelay/wxrelay/relay/token"
+	"github.com/wxrelay/wxrelay/store"
+	"github.com/wxrelay/wxrelay/store/storetest"
+	"github.com/wxrelay/wxrelay/tenant"
+)
+
+// TestChecker: CheckAll computes every tenant's health from the store,
+// serves it as per-tenant gauges, reports changes of reasons, and forgets
+// a deleted tenant.
+func TestChecker(t *testing.T) {
+	db := storetest.New(t)
+	ctx := context.Background()
+	ts := store.NewTenantStore(db)
+	auth, err := tenant.NewAuthenticator(make([]byte, 32), ts, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc := tenant.NewService(ts, auth, true, nil)
+	quiet := &tenant.Tenant{AppID: "wx0123456789abcdef", Secrets: tenant.Secrets{AppSecret: "s", Token: "PushToken1"},
+		WebhookURL: "https://example.com/h", PushSilenceAlert: time.Minute}
+	a, _, err := svc.Create(ctx, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _, err := svc.Create(ctx, &tenant.Tenant{AppID: "wx00000000000000ff", Secrets: tenant.Secrets{AppSecret: "s", Token: "PushToken1"}, WebhookURL: "https://example.com/h"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().Add(2 * time.Minute) // a has had no push for over its minute
+	keeper := token.NewKeeper(store.NewTokenStore(db), nil, tenant.NewCache(svc, 0, nil), token.Options{})
+	c := health.NewChecker(store.NewHealthStore(db), keeper, func() time.Time { return now })
+	var changes []string
+	c.OnChange(func(old, new health.Health) { changes = append(changes, string(new.Tenant)+":"+new.State.String()) })
+
+	if err := c.CheckAll(ctx, svc); err != nil {
+		t.Fatal(err)
+	}
+	if h, ok := c.Latest(a.ID); !ok || h.State != health.StateDegraded || !h.Has(health.NoPushes) {
+		t.Fatalf("a: %+v, want DEGRADED with NO_PUSHES", h)
+	}
+	want := `
+# HELP wxrelay_tenant_health_state A tenant's health: 0 OK, 1 DEGRADED, 2 FAILING.
+# TYPE wxrelay_tenant_health_state gauge
+wxrelay_tenant_health_state{tenant="` + string(a.ID) + `"} 1
+wxrelay_tenant_health_state{tenant="` + string(b.ID) + `"} 0
+`
+	if err := testutil.CollectAndCompare(c, strings.NewReader(want), "wxrelay_tenant_health_state"); err != nil {
+		t.Error(err)
+	}
+	if n := testutil.CollectAndCount(c, "wxrelay_tenant_health_reason"); n != 2*len(health.Kinds) {
+		t.Errorf("%d reason series, want %d", n, 2*len(health.Kinds))
+	}
+
+	// a turns OK when its alert is switched off: one change reported.
+	off := time.Duration(0)
+	if _, err := svc.Update(ctx, a.ID, tenant.Patch{PushSilenceAlert: &off}); err != nil {
+		t.Fatal(err)
+	}
+	if err := svc.Delete(ctx, b.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.CheckAll(ctx, svc); err != nil {
+		t.Fatal(err)
+	}
+	if len(changes) != 1 || changes[0] != string(a.ID)+":OK" {
+		t.Errorf("changes %v, want a turning OK", changes)
+	}
+	if n := testutil.CollectAndCount(c, "wxrelay_tenant_health_state"); n != 1 {
+		t.Errorf("%d state series after b's deletion, want 1", n)
+	}
+}
