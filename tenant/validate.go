@@ -1,12 +1,12 @@
 package tenant
 
 import (
-	"time"
 	"net/netip"
 	"net/url"
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
 	"unicode"
 	"unicode/utf8"
 )
