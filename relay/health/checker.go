@@ -142,7 +142,7 @@ func sameKinds(a, b Health) bool {
 }
 
 // The per-tenant gauges. Each has the label tenant (the tenant id); their
-// number is the number of tenants times (5 + len(Kinds)), and a deleted
+// number is the number of tenants times (6 + len(Kinds)), and a deleted
 // tenant's series go with it.
 var (
 	descState = prometheus.NewDesc("wxrelay_tenant_health_state",

@@ -33,8 +33,8 @@ func (s State) String() string {
 	return [...]string{"UNKNOWN", "OK", "DEGRADED", "FAILING"}[s]
 }
 
-// Kind names a reason. The names are stable: alert rules, the alert
-// webhook's events and the health_reasons table use them.
+// Kind names a reason. The names are stable: alert rules match them (the
+// gauges' reason label).
 type Kind string
 
 const (
