@@ -1,0 +1,2 @@
+DROP TABLE health_alerts;
+DROP TABLE health_reasons;
