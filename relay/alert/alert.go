@@ -15,7 +15,7 @@ package alert
 
 import (
 	"context"
-		"encoding/json"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -326,16 +326,16 @@ type payload struct {
 }
 
 type data struct {
-	TenantID    string `json:"tenant_id"`
-	TenantName  string `json:"tenant_name,omitempty"`
-	AppID       string `json:"appid,omitempty"`
-	Reason      string `json:"reason"`
-	Severity    string `json:"severity,omitempty"`
-	Message     string `json:"message,omitempty"`
-	Since       string `json:"since"`
-	ClearedAt   string `json:"cleared_at,omitempty"`
-	State       string `json:"state,omitempty"` // the tenant's state when the transition was found
-	Deleted     bool   `json:"tenant_deleted,omitempty"`
+	TenantID   string `json:"tenant_id"`
+	TenantName string `json:"tenant_name,omitempty"`
+	AppID      string `json:"appid,omitempty"`
+	Reason     string `json:"reason"`
+	Severity   string `json:"severity,omitempty"`
+	Message    string `json:"message,omitempty"`
+	Since      string `json:"since"`
+	ClearedAt  string `json:"cleared_at,omitempty"`
+	State      string `json:"state,omitempty"` // the tenant's state when the transition was found
+	Deleted    bool   `json:"tenant_deleted,omitempty"`
 }
 
 // encode builds tr's body from the tenant and its health (nil for a
