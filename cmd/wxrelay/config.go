@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/wxrelay/wxrelay/api/wxapi"
+	"github.com/wxrelay/wxrelay/relay/delivery"
 	"github.com/wxrelay/wxrelay/relay/ingress"
 	"github.com/wxrelay/wxrelay/store"
 	"github.com/wxrelay/wxrelay/tenant"
@@ -42,6 +43,9 @@ type config struct {
 	PushMaxSkew          time.Duration // how far a push's timestamp may be from now
 	WXAPIAddr            string        // a listener of its own for the WeChat-compatible API; "" for none
 	WXAPIRate            float64       // per-tenant calls a second on the compatible API; 0 for no limit
+	HealthInterval       time.Duration // how often tenant health is computed (and alerts sent)
+	AlertWebhook         string        // the operator's alert webhook; "" for none
+	AlertWebhookSecret   string        // whsec_…, signs the alerts
 }
 
 // flagSet binds the flags every command shares, with defaults taken from
@@ -87,9 +91,14 @@ func (fs *flagSet) addServeFlags() {
 	fs.DurationVar(&c.PushMaxSkew, "push-max-skew", ingress.DefaultMaxSkew, "refuse pushes whose timestamp is further than this from the relay's clock, at most 30m (WXRELAY_PUSH_MAX_SKEW)")
 	fs.StringVar(&c.WXAPIAddr, "wxapi-addr", "", "if set, also serve the WeChat-compatible API at the root of this address, for SDKs that can change only the API host (WXRELAY_WXAPI_ADDR)")
 	fs.Float64Var(&c.WXAPIRate, "wxapi-rate", wxapi.DefaultRate, "calls a second each tenant may make on the WeChat-compatible API, bursts of twice that; 0 for no limit (WXRELAY_WXAPI_RATE)")
+	fs.DurationVar(&c.HealthInterval, "health-interval", 15*time.Second, "how often every tenant's health is computed and health alerts are sent, 1s to 5m (WXRELAY_HEALTH_INTERVAL)")
+	fs.StringVar(&c.AlertWebhook, "alert-webhook", "", "if set, POST every tenant health transition here, signed with Standard Webhooks (WXRELAY_ALERT_WEBHOOK)")
+	fs.StringVar(&c.AlertWebhookSecret, "alert-webhook-secret", "", "the alert webhook's signing secret, whsec_ and base64; required with --alert-webhook (WXRELAY_ALERT_WEBHOOK_SECRET)")
 	for name, env := range map[string]string{
-		"wxapi-addr": "WXRELAY_WXAPI_ADDR", "wxapi-rate": "WXRELAY_WXAPI_RATE",
-		"http-addr": "WXRELAY_HTTP_ADDR", "grpc-addr": "WXRELAY_GRPC_ADDR", "public-url": "WXRELAY_PUBLIC_URL",
+		"health-interval": "WXRELAY_HEALTH_INTERVAL", "alert-webhook": "WXRELAY_ALERT_WEBHOOK",
+		"alert-webhook-secret": "WXRELAY_ALERT_WEBHOOK_SECRET", "wxapi-addr": "WXRELAY_WXAPI_ADDR",
+		"wxapi-rate": "WXRELAY_WXAPI_RATE", "http-addr": "WXRELAY_HTTP_ADDR", "grpc-addr": "WXRELAY_GRPC_ADDR",
+		"public-url": "WXRELAY_PUBLIC_URL",
 		"wechat-api": "WXRELAY_WECHAT_API", "allow-private-webhooks": "WXRELAY_ALLOW_PRIVATE_WEBHOOKS",
 		"retry-schedule": "WXRELAY_RETRY_SCHEDULE", "log-level": "WXRELAY_LOG_LEVEL",
 		"delivery-timeout": "WXRELAY_DELIVERY_TIMEOUT", "debug-addr": "WXRELAY_DEBUG_ADDR",
@@ -204,6 +213,12 @@ func (c *config) validateServe() error {
 	if c.WXAPIRate < 0 || math.IsNaN(c.WXAPIRate) || math.IsInf(c.WXAPIRate, 0) {
 		return fmt.Errorf("--wxapi-rate / WXRELAY_WXAPI_RATE: %g must be 0 (no limit) or a positive number of calls a second", c.WXAPIRate)
 	}
+	if c.HealthInterval < time.Second || c.HealthInterval > 5*time.Minute {
+		return fmt.Errorf("--health-interval / WXRELAY_HEALTH_INTERVAL: %s is outside 1s..5m", c.HealthInterval)
+	}
+	if err := c.validateAlertWebhook(); err != nil {
+		return err
+	}
 	if c.PushSecretGrace < 0 {
 		return errors.New("--push-secret-grace / WXRELAY_PUSH_SECRET_GRACE: must not be negative")
 	}
@@ -231,6 +246,28 @@ func (c *config) validateServe() error {
 			return fmt.Errorf("%s / %s: %s is under the minimum of %s: events carry their de-duplication keys, "+
 				"and a push that WeChat retries after its event is pruned would be delivered twice", r.flag, r.env, r.keep, minRetention)
 		}
+	}
+	return nil
+}
+
+// validateAlertWebhook checks the alert webhook and its secret together:
+// a secret with no webhook is as likely a mistake as a webhook without.
+// The secret is never quoted.
+func (c *config) validateAlertWebhook() error {
+	if c.AlertWebhook == "" {
+		if c.AlertWebhookSecret != "" {
+			return errors.New("--alert-webhook-secret / WXRELAY_ALERT_WEBHOOK_SECRET is set but --alert-webhook / WXRELAY_ALERT_WEBHOOK is not")
+		}
+		return nil
+	}
+	if u, err := url.Parse(c.AlertWebhook); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return errors.New("--alert-webhook / WXRELAY_ALERT_WEBHOOK: not an absolute http or https URL")
+	}
+	if c.AlertWebhookSecret == "" {
+		return errors.New("--alert-webhook-secret / WXRELAY_ALERT_WEBHOOK_SECRET: required with --alert-webhook; make one with: echo whsec_$(openssl rand -base64 32)")
+	}
+	if _, err := delivery.Sign([]string{c.AlertWebhookSecret}, "probe", time.Unix(0, 0), nil); err != nil {
+		return fmt.Errorf("--alert-webhook-secret / WXRELAY_ALERT_WEBHOOK_SECRET: %w", err)
 	}
 	return nil
 }
@@ -296,6 +333,19 @@ func deriveKeys(secret []byte) (keys, error) {
 	return keys{seal: seal, jwt: jwt}, nil
 }
 
+// redactURL keeps what a URL may carry of a credential (a password, a
+// token in its query) out of logs.
+func redactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || raw == "" {
+		return ""
+	}
+	if u.RawQuery != "" {
+		u.RawQuery = "REDACTED"
+	}
+	return u.Redacted()
+}
+
 // LogValue keeps the secret key out of logs.
 func (c config) LogValue() slog.Value {
 	key := "key file"
@@ -313,5 +363,6 @@ func (c config) LogValue() slog.Value {
 		slog.Any("retry_schedule", c.RetrySchedule),
 		slog.Duration("retention", c.Retention), slog.Duration("failed_retention", c.FailedRetention),
 		slog.String("wxapi_addr", c.WXAPIAddr), slog.Float64("wxapi_rate", c.WXAPIRate),
+		slog.Duration("health_interval", c.HealthInterval), slog.String("alert_webhook", redactURL(c.AlertWebhook)),
 	)
 }

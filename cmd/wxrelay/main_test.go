@@ -39,6 +39,11 @@ func TestBadSettingsStopStartup(t *testing.T) {
 		{"short failed retention", []string{"serve", "--db", db}, map[string]string{"WXRELAY_FAILED_RETENTION": "10m"}, "WXRELAY_FAILED_RETENTION: 10m0s is under"},
 		{"negative retention", []string{"serve", "--db", db, "--failed-retention", "-720h"}, nil, "--failed-retention"},
 		{"push skew too wide", []string{"serve", "--db", db, "--push-max-skew", "2h"}, nil, "--push-max-skew / WXRELAY_PUSH_MAX_SKEW: 2h0m0s is outside 1m..30m0s"},
+		{"alert webhook without secret", []string{"serve", "--db", db, "--alert-webhook", "https://ops.example.com/alerts"}, nil, "--alert-webhook-secret / WXRELAY_ALERT_WEBHOOK_SECRET: required with --alert-webhook"},
+		{"alert secret without webhook", []string{"serve", "--db", db}, map[string]string{"WXRELAY_ALERT_WEBHOOK_SECRET": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}, "is set but --alert-webhook"},
+		{"alert webhook not a url", []string{"serve", "--db", db, "--alert-webhook", "ops.example.com", "--alert-webhook-secret", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}, nil, "--alert-webhook / WXRELAY_ALERT_WEBHOOK: not an absolute http or https URL"},
+		{"bad alert secret", []string{"serve", "--db", db, "--alert-webhook", "https://ops.example.com/a"}, map[string]string{"WXRELAY_ALERT_WEBHOOK_SECRET": "hunter2-not-whsec"}, "WXRELAY_ALERT_WEBHOOK_SECRET"},
+		{"health interval too short", []string{"serve", "--db", db, "--health-interval", "100ms"}, nil, "--health-interval / WXRELAY_HEALTH_INTERVAL: 100ms is outside 1s..5m"},
 		{"negative push secret grace", []string{"serve", "--db", db}, map[string]string{"WXRELAY_PUSH_SECRET_GRACE": "-1m"}, "WXRELAY_PUSH_SECRET_GRACE"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -49,6 +54,9 @@ func TestBadSettingsStopStartup(t *testing.T) {
 			}
 			if msg := err.Error(); !strings.Contains(msg, tt.want) || strings.Contains(msg, "\n") {
 				t.Errorf("error = %q, want one line mentioning %q", msg, tt.want)
+			}
+			if strings.Contains(err.Error(), "hunter2") {
+				t.Errorf("error %q quotes the secret", err)
 			}
 		})
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/wxrelay/wxrelay/api"
 	"github.com/wxrelay/wxrelay/api/wxapi"
 	"github.com/wxrelay/wxrelay/relay"
+	"github.com/wxrelay/wxrelay/relay/alert"
 	"github.com/wxrelay/wxrelay/relay/calllog"
 	"github.com/wxrelay/wxrelay/relay/delivery"
 	"github.com/wxrelay/wxrelay/relay/health"
@@ -181,10 +182,11 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	}
 	tenants.OnChange(compat.Forget)
 
-	// Tenant health, computed from the store and the keeper every 15 s by
-	// every replica (each serves its own gauges and listings) and afresh
-	// on GetTenant.
-	checker := health.NewChecker(store.NewHealthStore(db), keeper, nil)
+	// Tenant health, computed from the store and the keeper every
+	// --health-interval (15 s) by every replica (each serves its own
+	// gauges and listings) and afresh on GetTenant.
+	healthStore := store.NewHealthStore(db)
+	checker := health.NewChecker(healthStore, keeper, nil)
 	if err := reg.Register(checker); err != nil {
 		return err
 	}
@@ -239,12 +241,12 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	// exclusive: the per-tenant leases already keep each token's fetch
 	// single, and one replica's scan a minute spares the others theirs.
 	// Pruning deletes in bulk, and two at once would only contend.
-	jobs, err := startJobs(workCtx, log, db,
+	jobList := []job{
 		job{name: "delivery-stats", every: 15 * time.Second, run: func(ctx context.Context) error {
 			return deliveryMetrics.CollectStats(ctx, deliveryStore, time.Now())
 		}},
 		job{name: "refresh-access-tokens", every: time.Minute, exclusive: true, run: keeper.RefreshDue},
-		job{name: "tenant-health", every: healthEvery, run: func(ctx context.Context) error {
+		job{name: "tenant-health", every: cfg.HealthInterval, run: func(ctx context.Context) error {
 			return checker.CheckAll(ctx, tenants)
 		}},
 		job{name: "prune-events", every: time.Hour, exclusive: true, run: func(ctx context.Context) error {
@@ -257,9 +259,30 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 			if c > 0 {
 				log.Info("pruned call records", "calls", c)
 			}
-			return errors.Join(err, cerr)
+			// Delivered and abandoned alerts, after a day: the outbox is
+			// not a history.
+			a, aerr := healthStore.PruneAlerts(ctx, time.Now().Add(-alert.GiveUpAfter))
+			if a > 0 {
+				log.Info("pruned health alerts", "alerts", a)
+			}
+			return errors.Join(err, cerr, aerr)
 		}},
-	)
+	}
+	if cfg.AlertWebhook != "" {
+		notifier, err := alert.New(alert.Options{
+			URL: cfg.AlertWebhook, Secret: cfg.AlertWebhookSecret,
+			Store: healthStore, Health: checker, Tenants: tenants,
+			HTTP: wechatHTTPWithTimeout(10 * time.Second), Logger: log, Registry: reg,
+		})
+		if err != nil {
+			return err
+		}
+		// Exclusive: the store de-duplicates transitions anyway, and one
+		// replica posting at a time keeps the alerts in order.
+		jobList = append(jobList, job{name: "health-alerts", every: cfg.HealthInterval, exclusive: true, run: notifier.Run})
+		log.Info("health alerts go to the operator's webhook", "alert_webhook", redactURL(cfg.AlertWebhook))
+	}
+	jobs, err := startJobs(workCtx, log, db, jobList...)
 	if err != nil {
 		return err
 	}
@@ -451,7 +474,3 @@ func pruneCalls(ctx context.Context, s calllog.Store, cutoff time.Time) (int, er
 		}
 	}
 }
-
-// healthEvery is how often every tenant's health is computed: often enough
-// for a FAILING tenant to show, and alert, within a minute.
-const healthEvery = 15 * time.Second
