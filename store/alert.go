@@ -122,14 +122,17 @@ func (s *HealthStore) AlertedTenants(ctx context.Context) ([]tenant.ID, error) {
 func (s *HealthStore) DueAlerts(ctx context.Context, now time.Time, limit int) ([]alert.Alert, error) {
 	var rows []alertRow
 	err := s.db.bun.NewSelect().Model(&rows).
-		Where("delivered_at IS NULL AND abandoned_at IS NULL").Where("next_attempt_at <= ?", now.UTC()).
+		Where("delivered_at IS NULL AND abandoned_at IS NULL").
 		OrderExpr("seq").Limit(int64(limit)).Scan(ctx)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]alert.Alert, len(rows))
-	for i, r := range rows {
-		out[i] = alert.Alert{Seq: r.Seq, ID: r.ID, Tenant: tenant.ID(r.TenantID), Created: r.CreatedAt.UTC(), Body: []byte(r.Body), Attempts: r.Attempts}
+	out := make([]alert.Alert, 0, len(rows))
+	for _, r := range rows {
+		if r.NextAttemptAt.After(now) {
+			break // the queue waits for its head
+		}
+		out = append(out, alert.Alert{Seq: r.Seq, ID: r.ID, Tenant: tenant.ID(r.TenantID), Created: r.CreatedAt.UTC(), Body: []byte(r.Body), Attempts: r.Attempts})
 	}
 	return out, nil
 }

@@ -26,7 +26,7 @@ CREATE TABLE health_alerts (
     abandoned_at    timestamptz,
     last_error      text      NOT NULL DEFAULT ''
 );
--- The alerts still to deliver, by when they are due.
-CREATE INDEX health_alerts_due ON health_alerts (next_attempt_at) WHERE delivered_at IS NULL AND abandoned_at IS NULL;
+-- The queue of alerts still to deliver, in order.
+CREATE INDEX health_alerts_pending ON health_alerts (seq) WHERE delivered_at IS NULL AND abandoned_at IS NULL;
 -- Pruning by age.
 CREATE INDEX health_alerts_created ON health_alerts (created_at);

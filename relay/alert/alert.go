@@ -85,7 +85,9 @@ type Store interface {
 	Reconcile(ctx context.Context, tid tenant.ID, current map[health.Kind]time.Time, now time.Time, body func(Transition) ([]byte, error)) (int, error)
 	// AlertedTenants are the tenants that have reasons alerted.
 	AlertedTenants(ctx context.Context) ([]tenant.ID, error)
-	// DueAlerts are the undelivered alerts due at now, oldest first.
+	// DueAlerts are the undelivered alerts, oldest first, up to the
+	// first not due at now: while the oldest waits for its retry, the
+	// later ones wait too, so that the operator receives them in order.
 	DueAlerts(ctx context.Context, now time.Time, limit int) ([]Alert, error)
 	// AlertDelivered records a's delivery.
 	AlertDelivered(ctx context.Context, seq int64, now time.Time) error
