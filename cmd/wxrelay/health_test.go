@@ -1,16 +1,84 @@
 package main
 
 import (
+	"encoding/json"
+	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 )
+
+const alertSecret = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD"
+
+// alertMsg is what the test reads of an alert.
+type alertMsg struct {
+	ID   string `json:"id"`
+	Type string `json:"type"`
+	Data struct {
+		TenantID string `json:"tenant_id"`
+		Reason   string `json:"reason"`
+	} `json:"data"`
+}
+
+// alertInbox is the operator's alert webhook: it verifies each POST with
+// the Standard Webhooks library and keeps the alerts in arrival order.
+type alertInbox struct {
+	t   *testing.T
+	mu  sync.Mutex
+	got []alertMsg
+}
+
+func (in *alertInbox) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	b, _ := io.ReadAll(r.Body)
+	wh, _ := standardwebhooks.NewWebhook(alertSecret)
+	if err := wh.Verify(b, r.Header); err != nil {
+		in.t.Errorf("alert does not verify: %v", err)
+		w.WriteHeader(http.StatusUnauthorized)
+		return
+	}
+	var m alertMsg
+	if err := json.Unmarshal(b, &m); err != nil {
+		in.t.Errorf("alert %s: %v", b, err)
+	}
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	in.got = append(in.got, m)
+}
+
+// types are the alerts' "type:reason" in arrival order.
+func (in *alertInbox) types() []string {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	var out []string
+	for _, a := range in.got {
+		out = append(out, a.Type+":"+a.Data.Reason)
+	}
+	return out
+}
+
+func (in *alertInbox) waitFor(t *testing.T, n int, p *process) []string {
+	t.Helper()
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		if got := in.types(); len(got) >= n {
+			return got
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("alerts %v, want %d\n%s", in.types(), n, p.stderr)
+		}
+	}
+}
 
 // TestTenantHealthFollowsTheWebhook: a webhook that answers 500 turns the
 // tenant FAILING with WEBHOOK_FAILING and the webhook's last status; once
-// it answers again and the events are redelivered, the tenant is OK.
+// it answers again and the events are redelivered, the tenant is OK. The
+// operator's alert webhook is told of each transition once, signed, and
+// a relay restarted after SIGKILL tells it nothing twice.
 func TestTenantHealthFollowsTheWebhook(t *testing.T) {
 	var failing atomic.Bool
 	failing.Store(true)
@@ -22,8 +90,13 @@ func TestTenantHealthFollowsTheWebhook(t *testing.T) {
 		w.WriteHeader(http.StatusNoContent)
 	}))
 	defer hook.Close()
+	inbox := &alertInbox{t: t}
+	ops := httptest.NewServer(inbox)
+	defer ops.Close()
 	dir := t.TempDir()
-	p := startServe(t, dir, "WXRELAY_ALLOW_PRIVATE_WEBHOOKS=true", "WXRELAY_RETRY_SCHEDULE=0s,1h")
+	env := []string{"WXRELAY_ALLOW_PRIVATE_WEBHOOKS=true", "WXRELAY_RETRY_SCHEDULE=0s,1h", "WXRELAY_HEALTH_INTERVAL=1s",
+		"WXRELAY_ALERT_WEBHOOK=" + ops.URL + "/alerts", "WXRELAY_ALERT_WEBHOOK_SECRET=" + alertSecret}
+	p := startServe(t, dir, env...)
 	admin := adminTokenIn(t, dir)
 	var created struct {
 		Tenant struct{ ID string } `json:"tenant"`
@@ -75,6 +148,9 @@ func TestTenantHealthFollowsTheWebhook(t *testing.T) {
 		r[0].LastHTTPStatus != 500 || r[0].LastErrorClass != "http_status" || r[0].Since == "" {
 		t.Fatalf("reasons %+v, want WEBHOOK_FAILING after 3 failures, last HTTP 500", r)
 	}
+	if got := inbox.waitFor(t, 1, p); got[0] != "tenant.health.raised:WEBHOOK_FAILING" {
+		t.Fatalf("alerts %v, want WEBHOOK_FAILING raised first", got)
+	}
 
 	failing.Store(false)
 	var events struct {
@@ -92,5 +168,23 @@ func TestTenantHealthFollowsTheWebhook(t *testing.T) {
 	waitHealth("STATE_OK")
 	if len(got.Health.Reasons) != 0 {
 		t.Errorf("reasons after recovery: %+v", got.Health.Reasons)
+	}
+	alerts := inbox.waitFor(t, 2, p)
+	if alerts[len(alerts)-1] != "tenant.health.cleared:WEBHOOK_FAILING" {
+		t.Fatalf("alerts %v, want WEBHOOK_FAILING cleared last", alerts)
+	}
+	if log := p.stderr.String(); strings.Contains(log, alertSecret[len("whsec_"):]) {
+		t.Errorf("the log holds the alert webhook's secret")
+	}
+
+	// Killed and started again on the same database: the transitions are
+	// already alerted, and nothing is sent again in several runs.
+	p.cmd.Process.Kill()
+	p.cmd.Wait()
+	p = startServe(t, dir, env...)
+	waitHealth("STATE_OK")
+	time.Sleep(3 * time.Second)
+	if again := inbox.types(); len(again) != len(alerts) {
+		t.Errorf("after a restart the alerts are %v, want still %v", again, alerts)
 	}
 }
