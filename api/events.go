@@ -29,7 +29,18 @@ type eventServer struct {
 }
 
 func (s *eventServer) ListEvents(ctx context.Context, req *wxrelayv1.ListEventsRequest) (*wxrelayv1.ListEventsResponse, error) {
-	evs, next, err := s.events.List(ctx, tenant.ID(req.GetId()), int(req.GetPageSize()), req.GetPageToken())
+	f := relay.EventFilter{Type: req.GetType()}
+	var ok bool
+	if f.State, ok = eventStates[req.GetState()]; !ok {
+		return nil, &tenant.FieldError{Field: "state", Reason: "must be STATE_PENDING, STATE_DELIVERED or STATE_FAILED"}
+	}
+	if req.ReceivedAfter != nil {
+		f.ReceivedAfter = req.GetReceivedAfter().AsTime()
+	}
+	if req.ReceivedBefore != nil {
+		f.ReceivedBefore = req.GetReceivedBefore().AsTime()
+	}
+	evs, next, err := s.events.List(ctx, tenant.ID(req.GetId()), int(req.GetPageSize()), req.GetPageToken(), f)
 	if err != nil {
 		return nil, err
 	}

@@ -84,6 +84,36 @@ func TestEventsAPI(t *testing.T) {
 		t.Errorf("event lacks state: %s", newest.raw)
 	}
 
+	// Filters: by type, state and receive time; a bad one names itself.
+	count := func(query string) int {
+		t.Helper()
+		r := e.mustStatus(e.do("GET", "/v1/tenants/"+a.id+"/events?"+query, a.apiKey, nil), 200)
+		evs, _ := r.body["events"].([]any)
+		return len(evs)
+	}
+	future := time.Now().Add(time.Hour).UTC().Format(time.RFC3339)
+	past := time.Now().Add(-time.Hour).UTC().Format(time.RFC3339)
+	for query, want := range map[string]int{
+		"type=message.text": n, "type=event.subscribe": 0,
+		"state=STATE_PENDING": n, "state=STATE_DELIVERED": 0,
+		"received_after=" + past: n, "received_after=" + future: 0,
+		"received_before=" + past: 0, "received_before=" + future + "&type=message.text&state=STATE_PENDING": n,
+	} {
+		if got := count(query); got != want {
+			t.Errorf("?%s listed %d events, want %d", query, got, want)
+		}
+	}
+	for query, field := range map[string]string{
+		"type=text":         "type",
+		"state=STATE_BOGUS": "state",
+		"received_after=" + future + "&received_before=" + past: "received_before",
+	} {
+		r := e.do("GET", "/v1/tenants/"+a.id+"/events?"+query, a.apiKey, nil)
+		if r.status != 400 || !strings.Contains(r.raw, field) {
+			t.Errorf("?%s answered %d %s, want 400 naming %s", query, r.status, r.raw, field)
+		}
+	}
+
 	// Scoping: tenant B sees none of A's events, by either route.
 	e.mustStatus(e.do("GET", "/v1/tenants/"+a.id+"/events", b.apiKey, nil), 403)
 	e.mustStatus(e.do("GET", "/v1/tenants/"+b.id+"/events/"+ids[0], b.apiKey, nil), 404)

@@ -66,6 +66,12 @@ type EventFilter struct {
 	// Before is the cursor of the last event of the previous page; zero for
 	// the first page.
 	Before int64
+	// Optional filters: the type, the state, and a window of receive
+	// times [ReceivedAfter, ReceivedBefore); zero values filter nothing.
+	Type           string
+	State          State
+	ReceivedAfter  time.Time
+	ReceivedBefore time.Time
 }
 
 // StoredEvent is an event with the store's ordering cursor.

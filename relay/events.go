@@ -42,9 +42,11 @@ func (s *Events) GetWithAttempts(ctx context.Context, tid tenant.ID, id EventID)
 	return e, attempts, nil
 }
 
-// List returns a page of tid's events, newest first, and the token of the
-// next page ("" at the end). ErrInvalid for a bad page size or token.
-func (s *Events) List(ctx context.Context, tid tenant.ID, pageSize int, pageToken string) ([]*Event, string, error) {
+// List returns a page of tid's events, newest first, that pass f's
+// filters (its PageSize and Before are ignored), and the token of the
+// next page ("" at the end). ErrInvalid for a bad page size, token or
+// filter.
+func (s *Events) List(ctx context.Context, tid tenant.ID, pageSize int, pageToken string, f EventFilter) ([]*Event, string, error) {
 	pageSize, err := PageSize(pageSize)
 	if err != nil {
 		return nil, "", err
@@ -53,7 +55,14 @@ func (s *Events) List(ctx context.Context, tid tenant.ID, pageSize int, pageToke
 	if err != nil {
 		return nil, "", err
 	}
-	stored, err := s.store.FindEvents(ctx, tid, EventFilter{PageSize: pageSize + 1, Before: before})
+	if f.Type != "" && !validEventType(f.Type) {
+		return nil, "", &tenant.FieldError{Field: "type", Reason: "is not an event type such as message.text or event.user_enter_tempsession"}
+	}
+	if !f.ReceivedAfter.IsZero() && !f.ReceivedBefore.IsZero() && !f.ReceivedAfter.Before(f.ReceivedBefore) {
+		return nil, "", &tenant.FieldError{Field: "received_before", Reason: "must be later than received_after"}
+	}
+	f.PageSize, f.Before = pageSize+1, before
+	stored, err := s.store.FindEvents(ctx, tid, f)
 	if err != nil {
 		return nil, "", err
 	}
@@ -103,4 +112,20 @@ func PageSize(n int) (int, error) {
 		return DefaultPageSize, nil
 	}
 	return min(n, MaxPageSize), nil
+}
+
+// validEventType reports whether t looks like message.<MsgType> or
+// event.<Event>: a filter of another shape is a mistake that would
+// silently match nothing.
+func validEventType(t string) bool {
+	kind, name, ok := strings.Cut(t, ".")
+	if !ok || (kind != "message" && kind != "event") || name == "" || len(t) > 128 {
+		return false
+	}
+	for _, r := range name {
+		if !(r == '_' || r == '-' || r == '.' || (r >= 'a' && r <= 'z') || (r >= 'A' && r <= 'Z') || (r >= '0' && r <= '9')) {
+			return false
+		}
+	}
+	return true
 }

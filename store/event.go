@@ -443,6 +443,22 @@ func (s *EventStore) FindEvents(ctx context.Context, tid tenant.ID, f relay.Even
 	if f.Before > 0 {
 		q = q.Where("seq < ?", f.Before)
 	}
+	if f.Type != "" {
+		q = q.Where("type = ?", f.Type)
+	}
+	if f.State != relay.StateUnspecified {
+		name, err := eventStates.encode("state", f.State)
+		if err != nil {
+			return nil, err
+		}
+		q = q.Where("state = ?", name)
+	}
+	if !f.ReceivedAfter.IsZero() {
+		q = q.Where("receive_time >= ?", f.ReceivedAfter.UTC())
+	}
+	if !f.ReceivedBefore.IsZero() {
+		q = q.Where("receive_time < ?", f.ReceivedBefore.UTC())
+	}
 	if err := q.Scan(ctx); err != nil {
 		return nil, fmt.Errorf("find events of tenant %s: %w", tid, err)
 	}

@@ -261,10 +261,18 @@ type ListEventsRequest struct {
 	// The tenant.
 	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
 	// At most 500; 0 means 50.
-	PageSize      int32  `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
-	PageToken     string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	PageSize  int32  `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	PageToken string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// Optional filters, all of which an event must pass. Keep them the same
+	// from page to page. type is an event type, e.g. message.text.
+	Type  string      `protobuf:"bytes,4,opt,name=type,proto3" json:"type,omitempty"`
+	State Event_State `protobuf:"varint,5,opt,name=state,proto3,enum=wxrelay.v1.Event_State" json:"state,omitempty"`
+	// Received at or after this time.
+	ReceivedAfter *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=received_after,json=receivedAfter,proto3" json:"received_after,omitempty"`
+	// Received before this time.
+	ReceivedBefore *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=received_before,json=receivedBefore,proto3" json:"received_before,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *ListEventsRequest) Reset() {
@@ -316,6 +324,34 @@ func (x *ListEventsRequest) GetPageToken() string {
 		return x.PageToken
 	}
 	return ""
+}
+
+func (x *ListEventsRequest) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
+func (x *ListEventsRequest) GetState() Event_State {
+	if x != nil {
+		return x.State
+	}
+	return Event_STATE_UNSPECIFIED
+}
+
+func (x *ListEventsRequest) GetReceivedAfter() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ReceivedAfter
+	}
+	return nil
+}
+
+func (x *ListEventsRequest) GetReceivedBefore() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ReceivedBefore
+	}
+	return nil
 }
 
 type ListEventsResponse struct {
@@ -502,12 +538,16 @@ const file_wxrelay_v1_event_proto_rawDesc = "" +
 	"httpStatus\x12\x1d\n" +
 	"\n" +
 	"latency_ms\x18\x03 \x01(\x05R\tlatencyMs\x12\x14\n" +
-	"\x05error\x18\x04 \x01(\tR\x05error\"_\n" +
+	"\x05error\x18\x04 \x01(\tR\x05error\"\xaa\x02\n" +
 	"\x11ListEventsRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1b\n" +
 	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
-	"page_token\x18\x03 \x01(\tR\tpageToken\"g\n" +
+	"page_token\x18\x03 \x01(\tR\tpageToken\x12\x12\n" +
+	"\x04type\x18\x04 \x01(\tR\x04type\x12-\n" +
+	"\x05state\x18\x05 \x01(\x0e2\x17.wxrelay.v1.Event.StateR\x05state\x12A\n" +
+	"\x0ereceived_after\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\rreceivedAfter\x12C\n" +
+	"\x0freceived_before\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\x0ereceivedBefore\"g\n" +
 	"\x12ListEventsResponse\x12)\n" +
 	"\x06events\x18\x01 \x03(\v2\x11.wxrelay.v1.EventR\x06events\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"<\n" +
@@ -549,23 +589,26 @@ var file_wxrelay_v1_event_proto_goTypes = []any{
 	(*structpb.Struct)(nil),       // 8: google.protobuf.Struct
 }
 var file_wxrelay_v1_event_proto_depIdxs = []int32{
-	7, // 0: wxrelay.v1.Event.receive_time:type_name -> google.protobuf.Timestamp
-	0, // 1: wxrelay.v1.Event.state:type_name -> wxrelay.v1.Event.State
-	8, // 2: wxrelay.v1.Event.payload:type_name -> google.protobuf.Struct
-	2, // 3: wxrelay.v1.Event.attempts:type_name -> wxrelay.v1.Attempt
-	7, // 4: wxrelay.v1.Attempt.time:type_name -> google.protobuf.Timestamp
-	1, // 5: wxrelay.v1.ListEventsResponse.events:type_name -> wxrelay.v1.Event
-	3, // 6: wxrelay.v1.EventService.ListEvents:input_type -> wxrelay.v1.ListEventsRequest
-	5, // 7: wxrelay.v1.EventService.GetEvent:input_type -> wxrelay.v1.GetEventRequest
-	6, // 8: wxrelay.v1.EventService.RedeliverEvent:input_type -> wxrelay.v1.RedeliverEventRequest
-	4, // 9: wxrelay.v1.EventService.ListEvents:output_type -> wxrelay.v1.ListEventsResponse
-	1, // 10: wxrelay.v1.EventService.GetEvent:output_type -> wxrelay.v1.Event
-	1, // 11: wxrelay.v1.EventService.RedeliverEvent:output_type -> wxrelay.v1.Event
-	9, // [9:12] is the sub-list for method output_type
-	6, // [6:9] is the sub-list for method input_type
-	6, // [6:6] is the sub-list for extension type_name
-	6, // [6:6] is the sub-list for extension extendee
-	0, // [0:6] is the sub-list for field type_name
+	7,  // 0: wxrelay.v1.Event.receive_time:type_name -> google.protobuf.Timestamp
+	0,  // 1: wxrelay.v1.Event.state:type_name -> wxrelay.v1.Event.State
+	8,  // 2: wxrelay.v1.Event.payload:type_name -> google.protobuf.Struct
+	2,  // 3: wxrelay.v1.Event.attempts:type_name -> wxrelay.v1.Attempt
+	7,  // 4: wxrelay.v1.Attempt.time:type_name -> google.protobuf.Timestamp
+	0,  // 5: wxrelay.v1.ListEventsRequest.state:type_name -> wxrelay.v1.Event.State
+	7,  // 6: wxrelay.v1.ListEventsRequest.received_after:type_name -> google.protobuf.Timestamp
+	7,  // 7: wxrelay.v1.ListEventsRequest.received_before:type_name -> google.protobuf.Timestamp
+	1,  // 8: wxrelay.v1.ListEventsResponse.events:type_name -> wxrelay.v1.Event
+	3,  // 9: wxrelay.v1.EventService.ListEvents:input_type -> wxrelay.v1.ListEventsRequest
+	5,  // 10: wxrelay.v1.EventService.GetEvent:input_type -> wxrelay.v1.GetEventRequest
+	6,  // 11: wxrelay.v1.EventService.RedeliverEvent:input_type -> wxrelay.v1.RedeliverEventRequest
+	4,  // 12: wxrelay.v1.EventService.ListEvents:output_type -> wxrelay.v1.ListEventsResponse
+	1,  // 13: wxrelay.v1.EventService.GetEvent:output_type -> wxrelay.v1.Event
+	1,  // 14: wxrelay.v1.EventService.RedeliverEvent:output_type -> wxrelay.v1.Event
+	12, // [12:15] is the sub-list for method output_type
+	9,  // [9:12] is the sub-list for method input_type
+	9,  // [9:9] is the sub-list for extension type_name
+	9,  // [9:9] is the sub-list for extension extendee
+	0,  // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_wxrelay_v1_event_proto_init() }
