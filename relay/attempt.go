@@ -24,3 +24,11 @@ const (
 	ErrorBlocked    = "blocked"     // the address is private and private webhooks are not allowed
 	ErrorRequest    = "request"     // the webhook URL or request could not be made
 )
+
+// MinuteCount is how many delivery attempts of a tenant succeeded and
+// failed in one minute.
+type MinuteCount struct {
+	Minute    time.Time // the minute's start, UTC
+	Delivered int
+	Failed    int
+}

@@ -10,6 +10,7 @@ import (
 	"github.com/wxrelay/wxrelay/relay/health"
 	"github.com/wxrelay/wxrelay/store"
 	"github.com/wxrelay/wxrelay/store/storetest"
+	"github.com/wxrelay/wxrelay/tenant"
 )
 
 // TestHealthStore_Facts: the webhook's run of failures (ended by a
@@ -77,6 +78,57 @@ func TestHealthStore_Facts(t *testing.T) {
 		f.FailingSince, f.OldestPending, f.LastPush = want.FailingSince, want.OldestPending, want.LastPush
 		if f != want {
 			t.Errorf("facts = %+v\nwant    %+v", f, want)
+		}
+	})
+}
+
+// TestEventStore_AttemptsPerMinute: a tenant's delivered and failed
+// attempts counted by the minute they were made, within the window, and
+// no other tenant's.
+func TestEventStore_AttemptsPerMinute(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		ts := store.NewTenantStore(db)
+		mustCreate(t, ts, newTenant("tn_m", "wx0123456789abcdef"))
+		mustCreate(t, ts, newTenant("tn_n", "wx00000000000000ff"))
+		events, ds := store.NewEventStore(db), store.NewDeliveryStore(db)
+		t0 := time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)
+		// Attempts at 12:00:10 ok, 12:00:50 failed, 12:01:59.9 failed,
+		// 12:03:00 ok, and one of tn_n at 12:00:30.
+		for i, a := range []struct {
+			tid tenant.ID
+			at  time.Time
+			ok  bool
+		}{
+			{"tn_m", t0.Add(10 * time.Second), true},
+			{"tn_m", t0.Add(50 * time.Second), false},
+			{"tn_m", t0.Add(119900 * time.Millisecond), false},
+			{"tn_m", t0.Add(3 * time.Minute), true},
+			{"tn_n", t0.Add(30 * time.Second), true},
+		} {
+			e := dueEvent(a.tid, "m"+string(rune('a'+i)), "o", a.at)
+			if _, err := events.AppendEvents(ctx, []*relay.Event{e}); err != nil {
+				t.Fatal(err)
+			}
+			job := mustClaimOne(t, ds, "w", a.at, e)
+			if a.ok {
+				mustRecord(t, ds, delivered(job, "w", a.at))
+			} else {
+				mustRecord(t, ds, retried(job, "w", a.at, a.at.Add(time.Hour), 1))
+			}
+		}
+		got, err := events.AttemptsPerMinute(ctx, "tn_m", t0, t0.Add(3*time.Minute))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := []relay.MinuteCount{{Minute: t0, Delivered: 1, Failed: 1}, {Minute: t0.Add(time.Minute), Failed: 1}}
+		if len(got) != len(want) {
+			t.Fatalf("per minute = %+v, want %+v", got, want)
+		}
+		for i := range want {
+			if !got[i].Minute.Equal(want[i].Minute) || got[i].Delivered != want[i].Delivered || got[i].Failed != want[i].Failed {
+				t.Errorf("minute %d = %+v, want %+v", i, got[i], want[i])
+			}
 		}
 	})
 }
