@@ -236,6 +236,11 @@ func New(opts Options) (*Server, error) {
 // Handler serves REST, operations endpoints and the extra routes.
 func (s *Server) Handler() http.Handler { return s.handler }
 
+// Client is a connection to the services in this process, through the
+// same interceptors as every other call (auth included): for callers such
+// as the console that act with a caller's own token.
+func (s *Server) Client() grpc.ClientConnInterface { return s.inproc }
+
 // GRPC returns the gRPC server, to serve on a network listener.
 func (s *Server) GRPC() *grpc.Server { return s.grpc }
 

@@ -173,6 +173,21 @@ func (a *Authenticator) Verify(ctx context.Context, token string) (Principal, er
 	}
 }
 
+// VerifyAdmin checks that token is an unexpired admin token signed here
+// and returns when it expires: the console's session lasts as long as the
+// token it was opened with. ErrUnauthenticated for anything else, an API
+// key included.
+func (a *Authenticator) VerifyAdmin(token string) (time.Time, error) {
+	c, err := a.parse(token)
+	if err != nil {
+		return time.Time{}, err
+	}
+	if c.Role != roleAdmin || c.Subject != adminSubject || c.ExpiresAt == nil {
+		return time.Time{}, fmt.Errorf("%w: not an admin token", ErrUnauthenticated)
+	}
+	return c.ExpiresAt.Time, nil
+}
+
 // CheckSignature reports whether token is a well-formed token signed by
 // this relay and unexpired, without asking the store whether an API key
 // is still current: a check cheap enough to run before a request body is

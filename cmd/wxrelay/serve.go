@@ -11,12 +11,14 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"runtime/debug"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/wxrelay/wxrelay/api"
+	"github.com/wxrelay/wxrelay/api/console"
 	"github.com/wxrelay/wxrelay/api/wxapi"
 	"github.com/wxrelay/wxrelay/relay"
 	"github.com/wxrelay/wxrelay/relay/alert"
@@ -219,8 +221,21 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	}
 	defer srv.Close()
 
+	// The operator console, at /console/: pages over the API, calling it
+	// in process with the signed-in operator's admin token.
+	ops, err := console.New(console.Options{
+		API: srv.Client(), Admins: auth, Stats: eventStore,
+		SecureCookies: strings.HasPrefix(cfg.PublicURL, "https://"), Logger: log,
+	})
+	if err != nil {
+		return err
+	}
+	root := http.NewServeMux()
+	root.Handle(console.Prefix, ops)
+	root.Handle("/", srv.Handler())
+
 	httpSrv := &http.Server{
-		Handler:           srv.Handler(),
+		Handler:           root,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      60 * time.Second,

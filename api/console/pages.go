@@ -1,0 +1,394 @@
+package console
+
+import (
+	"cmp"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	wxrelayv1 "github.com/wxrelay/wxrelay/api/gen/wxrelay/v1"
+	"github.com/wxrelay/wxrelay/tenant"
+)
+
+// tenantRow is one line of the tenants page.
+type tenantRow struct {
+	ID, Name, AppID string
+	// Health is OK, DEGRADED, FAILING, or "" when not computed yet.
+	Health   string
+	Reasons  []string
+	Disabled bool
+	Created  time.Time
+}
+
+type tenantListBody struct {
+	Rows   []tenantRow
+	Total  int
+	Counts map[string]int // by health
+	State  string         // the filter, "" for all
+	Sort   string
+	States []string
+}
+
+// listPageSize is the page size the console reads tenants with: the
+// API's largest.
+const listPageSize = 500
+
+// tenantList is the console's home: every tenant with its health, worst
+// first unless sorted otherwise, filtered by state.
+func (c *Console) tenantList(w http.ResponseWriter, r *http.Request, s *session) {
+	ctx := callCtx(r.Context(), s)
+	var rows []tenantRow
+	for page := ""; ; {
+		resp, err := c.tenants.ListTenants(ctx, &wxrelayv1.ListTenantsRequest{PageSize: listPageSize, PageToken: page})
+		if err != nil {
+			c.apiError(w, r, s, err)
+			return
+		}
+		for _, t := range resp.GetTenants() {
+			row := tenantRow{ID: t.GetId(), Name: t.GetDisplayName(), AppID: t.GetAppid(),
+				Disabled: t.GetState() == wxrelayv1.Tenant_STATE_DISABLED, Created: t.GetCreateTime().AsTime()}
+			if h := t.GetHealth(); h != nil {
+				row.Health = healthName(h.GetState())
+				for _, rs := range h.GetReasons() {
+					row.Reasons = append(row.Reasons, kindName(rs.GetKind()))
+				}
+			}
+			rows = append(rows, row)
+		}
+		if page = resp.GetNextPageToken(); page == "" {
+			break
+		}
+	}
+	q := r.URL.Query()
+	b := tenantListBody{Total: len(rows), Counts: map[string]int{}, State: q.Get("state"), Sort: q.Get("sort"),
+		States: []string{"FAILING", "DEGRADED", "OK"}}
+	for _, row := range rows {
+		b.Counts[row.Health]++
+	}
+	if b.State != "" {
+		rows = slices.DeleteFunc(rows, func(t tenantRow) bool { return t.Health != b.State })
+	}
+	sortTenants(rows, b.Sort)
+	b.Rows = rows
+	c.render(w, "tenants", http.StatusOK, pageData{Title: "Tenants", Nav: "tenants", CSRF: s.csrf(), Body: b})
+}
+
+// healthRank orders tenants worst first.
+var healthRank = map[string]int{"FAILING": 0, "DEGRADED": 1, "": 2, "OK": 3}
+
+func sortTenants(rows []tenantRow, by string) {
+	byName := func(a, b tenantRow) int {
+		return cmp.Or(cmp.Compare(strings.ToLower(a.Name), strings.ToLower(b.Name)), cmp.Compare(a.ID, b.ID))
+	}
+	slices.SortStableFunc(rows, func(a, b tenantRow) int {
+		switch by {
+		case "name":
+			return byName(a, b)
+		case "appid":
+			return cmp.Compare(a.AppID, b.AppID)
+		case "created":
+			return b.Created.Compare(a.Created) // newest first
+		default: // health, worst first
+			return cmp.Or(cmp.Compare(healthRank[a.Health], healthRank[b.Health]), byName(a, b))
+		}
+	})
+}
+
+// tenantForm is the onboarding form's values and its errors by field.
+type tenantForm struct {
+	DisplayName, AppID, OriginalID, WebhookURL string
+	EncryptMode, DataFormat, ReplyMode         string
+	PushSilenceAlert                           string
+	OrderedDelivery                            bool
+	// Errors are the API's validation messages, by proto field name;
+	// Error is one that names no field.
+	Errors map[string]string
+	Error  string
+}
+
+func (c *Console) newTenantPage(w http.ResponseWriter, r *http.Request, s *session) {
+	f := tenantForm{EncryptMode: "SAFE", DataFormat: "JSON", ReplyMode: "SUCCESS"}
+	c.render(w, "tenant_new", http.StatusOK, pageData{Title: "Onboard a mini-program", Nav: "new", CSRF: s.csrf(), Body: f})
+}
+
+// createTenant onboards a tenant through the API. On a validation error
+// the form comes back with the API's message beside the field at fault,
+// and with what was typed, but for the secrets: those are never written
+// into a page.
+func (c *Console) createTenant(w http.ResponseWriter, r *http.Request, s *session) {
+	f := tenantForm{
+		DisplayName: r.PostFormValue("display_name"), AppID: strings.TrimSpace(r.PostFormValue("appid")),
+		OriginalID: strings.TrimSpace(r.PostFormValue("original_id")), WebhookURL: strings.TrimSpace(r.PostFormValue("webhook_url")),
+		EncryptMode: r.PostFormValue("encrypt_mode"), DataFormat: r.PostFormValue("data_format"), ReplyMode: r.PostFormValue("reply_mode"),
+		PushSilenceAlert: strings.TrimSpace(r.PostFormValue("push_silence_alert")), OrderedDelivery: r.PostFormValue("ordered_delivery") != "",
+		Errors: map[string]string{},
+	}
+	in := &wxrelayv1.Tenant{
+		DisplayName: f.DisplayName, Appid: f.AppID, OriginalId: f.OriginalID, WebhookUrl: f.WebhookURL,
+		AppSecret: strings.TrimSpace(r.PostFormValue("app_secret")), Token: strings.TrimSpace(r.PostFormValue("token")),
+		EncodingAesKey:  strings.TrimSpace(r.PostFormValue("encoding_aes_key")),
+		EncryptMode:     wxrelayv1.Tenant_EncryptMode(wxrelayv1.Tenant_EncryptMode_value["ENCRYPT_MODE_"+f.EncryptMode]),
+		DataFormat:      wxrelayv1.Tenant_DataFormat(wxrelayv1.Tenant_DataFormat_value["DATA_FORMAT_"+f.DataFormat]),
+		ReplyMode:       wxrelayv1.Tenant_ReplyMode(wxrelayv1.Tenant_ReplyMode_value["REPLY_MODE_"+f.ReplyMode]),
+		OrderedDelivery: f.OrderedDelivery,
+	}
+	if f.PushSilenceAlert != "" {
+		d, err := time.ParseDuration(f.PushSilenceAlert)
+		if err != nil {
+			f.Errors["push_silence_alert"] = "is not a duration such as 30m or 6h"
+		} else {
+			in.PushSilenceAlert = durationpb.New(d)
+		}
+	}
+	if len(f.Errors) == 0 {
+		resp, err := c.tenants.CreateTenant(callCtx(r.Context(), s), &wxrelayv1.CreateTenantRequest{Tenant: in})
+		if err == nil {
+			c.o.Logger.Info("console: tenant onboarded", "tenant", resp.GetTenant().GetId())
+			c.render(w, "created", http.StatusOK, pageData{Title: "Onboarded", Nav: "new", CSRF: s.csrf(), Body: createdBody{
+				Tenant: resp.GetTenant(), APIKey: resp.GetApiKey(), WebhookSecret: resp.GetWebhookSecret(),
+			}})
+			return
+		}
+		st := status.Convert(err)
+		switch st.Code() {
+		case codes.InvalidArgument, codes.AlreadyExists, codes.FailedPrecondition:
+			violations := fieldViolations(st)
+			for field, msg := range violations {
+				f.Errors[field] = msg
+			}
+			if len(violations) == 0 {
+				f.Error = st.Message()
+			}
+		default:
+			c.apiError(w, r, s, err)
+			return
+		}
+	}
+	c.render(w, "tenant_new", http.StatusBadRequest, pageData{Title: "Onboard a mini-program", Nav: "new", CSRF: s.csrf(), Body: f})
+}
+
+// fieldViolations are a status's BadRequest details: field → message.
+func fieldViolations(st *status.Status) map[string]string {
+	out := map[string]string{}
+	for _, d := range st.Details() {
+		if br, ok := d.(*errdetails.BadRequest); ok {
+			for _, v := range br.GetFieldViolations() {
+				// The API names nested fields as tenant.x over gRPC; the
+				// form's fields are x.
+				out[strings.TrimPrefix(v.GetField(), "tenant.")] = v.GetDescription()
+			}
+		}
+	}
+	return out
+}
+
+type createdBody struct {
+	Tenant                *wxrelayv1.Tenant
+	APIKey, WebhookSecret string
+}
+
+// tenantBody is the tenant page.
+type tenantBody struct {
+	T      *wxrelayv1.Tenant
+	Health string
+	Chart  chart
+	// Secret is a value just rotated, shown this once.
+	Secret      string
+	SecretLabel string
+}
+
+func (c *Console) tenantPage(w http.ResponseWriter, r *http.Request, s *session) {
+	c.showTenant(w, r, s, "", "")
+}
+
+func (c *Console) showTenant(w http.ResponseWriter, r *http.Request, s *session, label, secret string) {
+	ctx := callCtx(r.Context(), s)
+	t, err := c.tenants.GetTenant(ctx, &wxrelayv1.GetTenantRequest{Id: r.PathValue("id")})
+	if err != nil {
+		c.apiError(w, r, s, err)
+		return
+	}
+	now := c.o.Now()
+	counts, err := c.o.Stats.AttemptsPerMinute(r.Context(), tenant.ID(t.GetId()), now.Add(-chartSpan).Truncate(time.Minute), now)
+	if err != nil {
+		c.o.Logger.Error("console: chart", "tenant", t.GetId(), "err", err)
+	}
+	b := tenantBody{T: t, Health: healthName(t.GetHealth().GetState()), Chart: newChart(counts, now), Secret: secret, SecretLabel: label}
+	c.render(w, "tenant", http.StatusOK, pageData{Title: cmp.Or(t.GetDisplayName(), t.GetAppid()), Nav: "tenants", CSRF: s.csrf(), Body: b})
+}
+
+// chart serves a tenant's chart alone, as an SVG image.
+func (c *Console) chart(w http.ResponseWriter, r *http.Request, s *session) {
+	if _, err := c.tenants.GetTenant(callCtx(r.Context(), s), &wxrelayv1.GetTenantRequest{Id: r.PathValue("id")}); err != nil {
+		c.apiError(w, r, s, err)
+		return
+	}
+	now := c.o.Now()
+	counts, err := c.o.Stats.AttemptsPerMinute(r.Context(), tenant.ID(r.PathValue("id")), now.Add(-chartSpan).Truncate(time.Minute), now)
+	if err != nil {
+		http.Error(w, "the chart's data could not be read", http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "image/svg+xml")
+	if err := c.pages["tenant"].ExecuteTemplate(w, "chart-svg", newChart(counts, now)); err != nil {
+		c.o.Logger.Error("console: chart", "err", err)
+	}
+}
+
+func (c *Console) rotateAPIKey(w http.ResponseWriter, r *http.Request, s *session) {
+	resp, err := c.tenants.RotateApiKey(callCtx(r.Context(), s), &wxrelayv1.RotateApiKeyRequest{Id: r.PathValue("id")})
+	if err != nil {
+		c.apiError(w, r, s, err)
+		return
+	}
+	c.o.Logger.Info("console: api key rotated", "tenant", r.PathValue("id"))
+	c.showTenant(w, r, s, "New API key", resp.GetApiKey())
+}
+
+func (c *Console) rotateWebhookSecret(w http.ResponseWriter, r *http.Request, s *session) {
+	resp, err := c.tenants.RotateWebhookSecret(callCtx(r.Context(), s), &wxrelayv1.RotateWebhookSecretRequest{Id: r.PathValue("id")})
+	if err != nil {
+		c.apiError(w, r, s, err)
+		return
+	}
+	c.o.Logger.Info("console: webhook secret rotated", "tenant", r.PathValue("id"))
+	c.showTenant(w, r, s, "New webhook secret", resp.GetWebhookSecret())
+}
+
+// eventFilter is the events page's filter form, as given.
+type eventFilter struct {
+	Type, State, After, Before string
+}
+
+type eventListBody struct {
+	T      *wxrelayv1.Tenant
+	Events []*wxrelayv1.Event
+	Filter eventFilter
+	Error  string
+	// Next is the query of the next page; "" on the last.
+	Next   string
+	States []string
+}
+
+// formTime is how the filter's datetime-local inputs send times: in UTC,
+// which the page says.
+const formTime = "2006-01-02T15:04"
+
+func (c *Console) eventList(w http.ResponseWriter, r *http.Request, s *session) {
+	ctx := callCtx(r.Context(), s)
+	t, err := c.tenants.GetTenant(ctx, &wxrelayv1.GetTenantRequest{Id: r.PathValue("id")})
+	if err != nil {
+		c.apiError(w, r, s, err)
+		return
+	}
+	q := r.URL.Query()
+	f := eventFilter{Type: strings.TrimSpace(q.Get("type")), State: q.Get("state"), After: q.Get("after"), Before: q.Get("before")}
+	b := eventListBody{T: t, Filter: f, States: []string{"PENDING", "DELIVERED", "FAILED"}}
+	req := &wxrelayv1.ListEventsRequest{Id: t.GetId(), PageSize: 50, PageToken: q.Get("page"), Type: f.Type}
+	if f.State != "" {
+		v, ok := wxrelayv1.Event_State_value["STATE_"+f.State]
+		if !ok {
+			b.Error = fmt.Sprintf("state %q is not one of PENDING, DELIVERED, FAILED", f.State)
+		}
+		req.State = wxrelayv1.Event_State(v)
+	}
+	for _, tf := range []struct {
+		name, v string
+		dst     **timestamppb.Timestamp
+	}{{"after", f.After, &req.ReceivedAfter}, {"before", f.Before, &req.ReceivedBefore}} {
+		if tf.v == "" {
+			continue
+		}
+		at, err := time.ParseInLocation(formTime, tf.v, time.UTC)
+		if err != nil {
+			b.Error = fmt.Sprintf("%s %q is not a time such as 2026-12-03T14:30", tf.name, tf.v)
+			continue
+		}
+		*tf.dst = timestamppb.New(at)
+	}
+	if b.Error == "" {
+		resp, err := c.events.ListEvents(ctx, req)
+		switch {
+		case status.Code(err) == codes.InvalidArgument:
+			b.Error = status.Convert(err).Message()
+		case err != nil:
+			c.apiError(w, r, s, err)
+			return
+		default:
+			b.Events = resp.GetEvents()
+			if tok := resp.GetNextPageToken(); tok != "" {
+				next := r.URL.Query()
+				next.Set("page", tok)
+				b.Next = next.Encode()
+			}
+		}
+	}
+	code := http.StatusOK
+	if b.Error != "" {
+		code = http.StatusBadRequest
+	}
+	c.render(w, "events", code, pageData{Title: "Events", Nav: "tenants", CSRF: s.csrf(), Body: b})
+}
+
+type eventBody struct {
+	T       *wxrelayv1.Tenant
+	E       *wxrelayv1.Event
+	Payload string
+}
+
+func (c *Console) eventPage(w http.ResponseWriter, r *http.Request, s *session) {
+	flash := ""
+	if r.URL.Query().Get("redelivered") != "" {
+		flash = "Queued for delivery again: the attempts below show how it goes (reload)."
+	}
+	c.showEvent(w, r, s, flash)
+}
+
+func (c *Console) showEvent(w http.ResponseWriter, r *http.Request, s *session, flash string) {
+	ctx := callCtx(r.Context(), s)
+	t, err := c.tenants.GetTenant(ctx, &wxrelayv1.GetTenantRequest{Id: r.PathValue("id")})
+	if err != nil {
+		c.apiError(w, r, s, err)
+		return
+	}
+	e, err := c.events.GetEvent(ctx, &wxrelayv1.GetEventRequest{Id: t.GetId(), EventId: r.PathValue("event")})
+	if err != nil {
+		c.apiError(w, r, s, err)
+		return
+	}
+	payload, err := json.MarshalIndent(e.GetPayload().AsMap(), "", "  ")
+	if err != nil {
+		payload = []byte("(the payload could not be shown)")
+	}
+	c.render(w, "event", http.StatusOK, pageData{Title: e.GetId(), Nav: "tenants", CSRF: s.csrf(), Flash: flash, Body: eventBody{T: t, E: e, Payload: string(payload)}})
+}
+
+func (c *Console) redeliver(w http.ResponseWriter, r *http.Request, s *session) {
+	_, err := c.events.RedeliverEvent(callCtx(r.Context(), s), &wxrelayv1.RedeliverEventRequest{Id: r.PathValue("id"), EventId: r.PathValue("event")})
+	if err != nil {
+		c.apiError(w, r, s, err)
+		return
+	}
+	// Back to the event by GET, so that a reload does not redeliver again.
+	http.Redirect(w, r, "/console/tenants/"+r.PathValue("id")+"/events/"+r.PathValue("event")+"?redelivered=1", http.StatusSeeOther)
+}
+
+// healthName is a health state without its enum prefix: OK, DEGRADED,
+// FAILING; "" when not computed.
+func healthName(s wxrelayv1.Health_State) string {
+	if s == wxrelayv1.Health_STATE_UNSPECIFIED {
+		return ""
+	}
+	return strings.TrimPrefix(s.String(), "STATE_")
+}
+
+func kindName(k wxrelayv1.Health_Kind) string { return strings.TrimPrefix(k.String(), "KIND_") }
