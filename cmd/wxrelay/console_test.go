@@ -1,0 +1,178 @@
+package main
+
+import (
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/chromedp/chromedp"
+)
+
+const (
+	consoleAESKey = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
+	consoleToken  = "PushToken123"
+	consoleAppID  = "wx0123456789abcd42"
+)
+
+var (
+	wxsimOnce   sync.Once
+	wxsimBinary string
+	wxsimErr    error
+)
+
+// wxsimBin builds cmd/wxsim once, for tests that push as WeChat does.
+func wxsimBin(t *testing.T) string {
+	t.Helper()
+	wxsimOnce.Do(func() {
+		wxsimBinary = filepath.Join(filepath.Dir(binary), "wxsim")
+		if out, err := exec.Command("go", "build", "-o", wxsimBinary, "../wxsim").CombinedOutput(); err != nil {
+			wxsimErr = fmt.Errorf("build wxsim: %v\n%s", err, out)
+		}
+	})
+	if wxsimErr != nil {
+		t.Fatal(wxsimErr)
+	}
+	return wxsimBinary
+}
+
+// wxsimPush has wxsim push a text message from openid to pushURL, in safe
+// mode, and checks that the relay answered success.
+func wxsimPush(t *testing.T, pushURL, openid, text string) {
+	t.Helper()
+	out, err := exec.Command(wxsimBin(t), "push", "--url", pushURL, "--token", consoleToken, "--appid", consoleAppID,
+		"--aes-key", consoleAESKey, "--format", "json", "--from", openid, "--text", text).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "success") {
+		t.Fatalf("wxsim push: %v\n%s", err, out)
+	}
+}
+
+// TestConsole_EndToEnd walks the console as an operator would, in a real
+// Chromium: sign in, onboard a tenant through the form (first with a bad
+// EncodingAESKey, whose error shows at the field), push through wxsim and
+// see the event, break the webhook and watch the tenant turn FAILING with
+// its reason, redeliver once it recovers, and see it turn OK.
+func TestConsole_EndToEnd(t *testing.T) {
+	ctx := browser(t)
+	shots := newScreenshots(t)
+
+	var failing atomic.Bool
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if failing.Load() {
+			http.Error(w, "the shop's server is down", http.StatusBadGateway)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	defer hook.Close()
+	dir := t.TempDir()
+	p := startServe(t, dir, "WXRELAY_ALLOW_PRIVATE_WEBHOOKS=true", "WXRELAY_RETRY_SCHEDULE=0s,1h", "WXRELAY_HEALTH_INTERVAL=1s")
+	origin := "http://" + p.http
+	base := origin + "/console/"
+	admin := adminTokenIn(t, dir)
+
+	// Signed out, the console sends the operator to sign in.
+	do(t, ctx, "open the console", chromedp.Navigate(base), chromedp.WaitVisible(chromedp.ID("token")))
+	if loc := get(t, ctx, "location", chromedp.Location()); !strings.Contains(loc, "/console/login") {
+		t.Fatalf("signed out, the console is at %s, want the sign-in page", loc)
+	}
+	shots.take(ctx, "sign in")
+	do(t, ctx, "sign in",
+		chromedp.SendKeys(chromedp.ID("token"), admin),
+		chromedp.Submit(chromedp.ID("token")),
+		chromedp.WaitVisible(chromedp.CSS("p.empty")))
+
+	// Onboarding, first with an EncodingAESKey of the wrong length.
+	do(t, ctx, "fill the onboarding form",
+		chromedp.Click(chromedp.CSS(`a[href="/console/tenants/new"]`)),
+		chromedp.WaitVisible(chromedp.ID("onboard")),
+		chromedp.SendKeys(chromedp.ID("display_name"), "Tea House 茶馆"),
+		chromedp.SendKeys(chromedp.ID("appid"), consoleAppID),
+		chromedp.SendKeys(chromedp.ID("app_secret"), "an-app-secret"),
+		chromedp.SendKeys(chromedp.ID("token"), consoleToken),
+		chromedp.SendKeys(chromedp.ID("encoding_aes_key"), "too-short"),
+		chromedp.SendKeys(chromedp.ID("webhook_url"), hook.URL+"/wechat"),
+		chromedp.Submit(chromedp.ID("onboard")),
+		chromedp.WaitVisible(chromedp.ID("encoding_aes_key-error")))
+	fieldErr := text(t, ctx, "#encoding_aes_key-error")
+	if invalid := attr(t, ctx, "#encoding_aes_key", "aria-invalid"); !strings.Contains(fieldErr, "43") || invalid != "true" {
+		t.Errorf("the EncodingAESKey's error reads %q (aria-invalid %q), want the API's message about its 43 characters", fieldErr, invalid)
+	}
+	keptAppID := get(t, ctx, "appid", chromedp.Value(chromedp.ID("appid")))
+	keptSecret := get(t, ctx, "app_secret", chromedp.Value(chromedp.ID("app_secret")))
+	if keptAppID != consoleAppID || keptSecret != "" {
+		t.Errorf("after the error the form keeps appid %q and app_secret %q; want the appid kept and the secret not written back", keptAppID, keptSecret)
+	}
+	shots.take(ctx, "onboarding field error")
+
+	do(t, ctx, "onboard",
+		chromedp.SendKeys(chromedp.ID("app_secret"), "an-app-secret"),
+		chromedp.SendKeys(chromedp.ID("token"), consoleToken),
+		chromedp.SendKeys(chromedp.ID("encoding_aes_key"), consoleAESKey),
+		chromedp.Submit(chromedp.ID("onboard")),
+		chromedp.WaitVisible(chromedp.ID("api-key")))
+	apiKey, pushURL := text(t, ctx, "#api-key"), text(t, ctx, "#push-url")
+	if !strings.HasPrefix(pushURL, "http://") || !strings.Contains(pushURL, "/wx/tn_") || apiKey == "" {
+		t.Fatalf("onboarded with push URL %q and API key %q", pushURL, apiKey)
+	}
+	shots.take(ctx, "onboarded")
+	tid := pushURL[strings.LastIndex(pushURL, "/")+1:]
+	tenantURL := base + "tenants/" + tid
+	// The push URL names the relay's public URL (http://localhost:8080 by
+	// default); this one listens on a port of the test's.
+	pushURL = origin + "/wx/" + tid
+	row := `document.querySelector('tr[data-tenant="` + tid + `"]')`
+
+	// A push through wxsim appears, delivered.
+	wxsimPush(t, pushURL, "oConsoleUser00000000000001", "Is my tea shipped?")
+	eventually(t, ctx, tenantURL+"/events", "the pushed event is delivered", func() bool {
+		return js[int](t, ctx, `document.querySelectorAll('#events tr[data-state="DELIVERED"]').length`) == 1
+	})
+	shots.take(ctx, "events")
+
+	// The webhook breaks: three failed deliveries turn the tenant FAILING.
+	failing.Store(true)
+	for i := range 3 {
+		wxsimPush(t, pushURL, fmt.Sprintf("oConsoleUser0000000000001%d", i), "Hello?")
+	}
+	eventually(t, ctx, base, "the tenant turns FAILING", func() bool {
+		return js[string](t, ctx, row+`?.dataset.health ?? ""`) == "FAILING" &&
+			strings.Contains(js[string](t, ctx, row+`?.querySelector("td.reasons").textContent ?? ""`), "WEBHOOK_FAILING")
+	})
+	shots.take(ctx, "tenants failing")
+	do(t, ctx, "the tenant page shows why", chromedp.Navigate(tenantURL),
+		chromedp.WaitVisible(chromedp.CSS(`#reasons li[data-kind="WEBHOOK_FAILING"]`)))
+	if reason := text(t, ctx, `#reasons li[data-kind="WEBHOOK_FAILING"] p`); !strings.Contains(reason, "502") {
+		t.Errorf("the reason reads %q, want the webhook's last status, 502", reason)
+	}
+	shots.take(ctx, "tenant failing")
+
+	// It recovers; one failed event is redelivered from its page.
+	failing.Store(false)
+	do(t, ctx, "list the pending events", chromedp.Navigate(tenantURL+"/events?state=PENDING"), chromedp.WaitVisible(chromedp.ID("events")))
+	if n := js[int](t, ctx, `document.querySelectorAll('#events tr').length`); n != 3+1 {
+		t.Errorf("the PENDING filter lists %d rows, want the 3 failed events and the header", n)
+	}
+	eventURL := origin + attr(t, ctx, `#events tr[data-state="PENDING"] a`, "href")
+	do(t, ctx, "redeliver",
+		chromedp.Navigate(eventURL),
+		chromedp.WaitVisible(chromedp.CSS("#attempts li.failed")),
+		chromedp.Click(chromedp.ID("redeliver")),
+		chromedp.WaitVisible(chromedp.CSS("p.flash")))
+	eventually(t, ctx, eventURL, "the redelivered event is delivered", func() bool {
+		return js[string](t, ctx, `document.getElementById("event-state").textContent`) == "DELIVERED"
+	})
+	if n := js[int](t, ctx, `document.querySelectorAll("#attempts li").length`); n != 2 {
+		t.Errorf("the event's timeline shows %d attempts, want 2 (failed, then delivered)", n)
+	}
+	shots.take(ctx, "event redelivered")
+	eventually(t, ctx, base, "the tenant turns OK", func() bool {
+		return js[string](t, ctx, row+`?.dataset.health ?? ""`) == "OK"
+	})
+	shots.take(ctx, "tenants ok")
+}
