@@ -42,15 +42,21 @@ func newChart(counts []relay.MinuteCount, now time.Time) chart {
 	to := now.UTC().Truncate(time.Minute).Add(time.Minute)
 	from := to.Add(-chartSpan)
 	c := chart{Width: chartMinutes, Height: chartHeight, From: from, To: to}
+	column := func(m relay.MinuteCount) (int, bool) {
+		x := int(m.Minute.Sub(from) / time.Minute)
+		return x, !m.Minute.Before(from) && x < chartMinutes
+	}
 	for _, m := range counts {
-		c.Max = max(c.Max, m.Delivered+m.Failed)
-		c.TotalDelivered += m.Delivered
-		c.TotalFailed += m.Failed
+		if _, in := column(m); in {
+			c.Max = max(c.Max, m.Delivered+m.Failed)
+			c.TotalDelivered += m.Delivered
+			c.TotalFailed += m.Failed
+		}
 	}
 	var d, f strings.Builder
 	for _, m := range counts {
-		x := int(m.Minute.Sub(from) / time.Minute)
-		if x < 0 || x >= chartMinutes {
+		x, in := column(m)
+		if !in {
 			continue
 		}
 		hd := scale(m.Delivered, c.Max)
