@@ -214,6 +214,44 @@ func exercise(t *testing.T, rs []*replica, tf tlsFiles, p80, p443 string) {
 		t.Errorf("a 3 MiB push = %d, want 413", code)
 	}
 
+	// The WeChat-compatible API answers as WeChat does, in JSON.
+	if code, body, _ := do("GET", base+"/wxapi/cgi-bin/token?grant_type=client_credential&appid="+appid+"&secret=wrong", "", nil); code != 200 || !strings.Contains(body, "errcode") {
+		t.Errorf("the compatible API through the proxy = %d %q, want WeChat's JSON error", code, body)
+	}
+
+	// The operator console: sign in; the cookie is Secure behind TLS, and
+	// the session's pages come through.
+	signIn, err := http.NewRequest("POST", base+"/console/login", strings.NewReader("token="+admin))
+	if err != nil {
+		t.Fatal(err)
+	}
+	signIn.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	resp, err := client.Do(signIn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	var session *http.Cookie
+	for _, ck := range resp.Cookies() {
+		if ck.Name == "wxrelay_console" {
+			session = ck
+		}
+	}
+	if resp.StatusCode != http.StatusSeeOther || session == nil || !session.Secure || !session.HttpOnly {
+		t.Fatalf("console sign-in through the proxy: %d, cookie %+v; want 303 and a Secure, HttpOnly session", resp.StatusCode, session)
+	}
+	home, _ := http.NewRequest("GET", base+"/console/", nil)
+	home.AddCookie(session)
+	if resp, err := client.Do(home); err != nil {
+		t.Fatal(err)
+	} else {
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !strings.Contains(string(b), "deploy test") {
+			t.Errorf("the console's tenants page through the proxy: %d, want 200 listing the tenant", resp.StatusCode)
+		}
+	}
+
 	// gRPC on the same port 443, with the admin token.
 	conn, err := grpc.NewClient("localhost:"+p443, grpc.WithTransportCredentials(credentials.NewClientTLSFromCert(pool, "")))
 	if err != nil {
