@@ -3,12 +3,10 @@ package main
 import (
 	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 
 	"github.com/chromedp/chromedp"
@@ -61,15 +59,7 @@ func TestConsole_EndToEnd(t *testing.T) {
 	ctx := browser(t)
 	shots := newScreenshots(t)
 
-	var failing atomic.Bool
-	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if failing.Load() {
-			http.Error(w, "the shop's server is down", http.StatusBadGateway)
-			return
-		}
-		w.WriteHeader(http.StatusNoContent)
-	}))
-	defer hook.Close()
+	hook, failing := newSwitchableHook(t, http.StatusBadGateway)
 	dir := t.TempDir()
 	p := startServe(t, dir, "WXRELAY_ALLOW_PRIVATE_WEBHOOKS=true", "WXRELAY_RETRY_SCHEDULE=0s,1h", "WXRELAY_HEALTH_INTERVAL=1s")
 	origin := "http://" + p.http

@@ -14,6 +14,21 @@ import (
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 )
 
+// newSwitchableHook is a tenant's webhook that answers 204, or status
+// while failing is set.
+func newSwitchableHook(t *testing.T, status int) (*httptest.Server, *atomic.Bool) {
+	failing := new(atomic.Bool)
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if failing.Load() {
+			http.Error(w, "the shop's server is down", status)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	t.Cleanup(hook.Close)
+	return hook, failing
+}
+
 const alertSecret = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD"
 
 // alertMsg is what the test reads of an alert.
@@ -80,16 +95,8 @@ func (in *alertInbox) waitFor(t *testing.T, n int, p *process) []string {
 // operator's alert webhook is told of each transition once, signed, and
 // a relay restarted after SIGKILL tells it nothing twice.
 func TestTenantHealthFollowsTheWebhook(t *testing.T) {
-	var failing atomic.Bool
+	hook, failing := newSwitchableHook(t, http.StatusInternalServerError)
 	failing.Store(true)
-	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if failing.Load() {
-			http.Error(w, "down for maintenance", http.StatusInternalServerError)
-			return
-		}
-		w.WriteHeader(http.StatusNoContent)
-	}))
-	defer hook.Close()
 	inbox := &alertInbox{t: t}
 	ops := httptest.NewServer(inbox)
 	defer ops.Close()

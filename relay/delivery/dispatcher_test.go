@@ -252,7 +252,7 @@ func (h *harness) event(tid tenant.ID, openid string, createTime time.Time) rela
 
 func (h *harness) list(tid tenant.ID) []*relay.Event {
 	h.t.Helper()
-	evs, _, err := relay.NewEvents(h.events).List(context.Background(), tid, relay.MaxPageSize, "")
+	evs, _, err := relay.NewEvents(h.events).List(context.Background(), tid, relay.MaxPageSize, "", relay.EventFilter{})
 	if err != nil {
 		h.t.Fatal(err)
 	}

@@ -152,7 +152,7 @@ func (e *relayEnv) postRaw(id tenant.ID, query, contentType string, body []byte)
 
 func (e *relayEnv) stored(id tenant.ID) []*relay.Event {
 	e.t.Helper()
-	evs, _, err := e.events.List(context.Background(), id, relay.MaxPageSize, "")
+	evs, _, err := e.events.List(context.Background(), id, relay.MaxPageSize, "", relay.EventFilter{})
 	if err != nil {
 		e.t.Fatal(err)
 	}
