@@ -120,6 +120,12 @@ func TestConsole_Security(t *testing.T) {
 	if a := anon.do("GET", "/console/tenants/"+tid+"/chart.svg", nil, nil); a.status != http.StatusUnauthorized {
 		t.Errorf("the chart without a session: %d, want 401", a.status)
 	}
+	if a := anon.do("GET", "/console", nil, nil); a.status/100 != 3 || a.header.Get("Location") != "/console/" {
+		t.Errorf("GET /console: %d to %q, want a redirect to /console/", a.status, a.header.Get("Location"))
+	}
+	if a := anon.do("GET", "/console/static/console.css", nil, nil); a.status != 200 || !strings.HasPrefix(a.header.Get("Content-Type"), "text/css") {
+		t.Errorf("the stylesheet: %d %s, want it served to anyone (the sign-in page needs it)", a.status, a.header.Get("Content-Type"))
+	}
 	if a := anon.do("GET", "/v1/tenants", nil, nil); a.status != http.StatusUnauthorized {
 		t.Errorf("the API without a token: %d, want 401", a.status)
 	}

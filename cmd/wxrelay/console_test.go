@@ -140,6 +140,14 @@ func TestConsole_EndToEnd(t *testing.T) {
 	if reason := text(t, ctx, `#reasons li[data-kind="WEBHOOK_FAILING"] p`); !strings.Contains(reason, "502") {
 		t.Errorf("the reason reads %q, want the webhook's last status, 502", reason)
 	}
+	// The chart counts the day's attempts: one delivered, three failed,
+	// each drawn as a stroke.
+	if d, f := text(t, ctx, "figcaption .key.delivered"), text(t, ctx, "figcaption .key.failed"); d != "delivered 1" || f != "failed 3" {
+		t.Errorf("the chart's key reads %q and %q, want delivered 1 and failed 3", d, f)
+	}
+	if n := js[int](t, ctx, `document.querySelectorAll("svg.chart path.delivered, svg.chart path.failed").length`); n != 2 {
+		t.Errorf("the chart has %d paths, want one delivered and one failed", n)
+	}
 	shots.take(ctx, "tenant failing")
 
 	// It recovers; one failed event is redelivered from its page.
