@@ -331,6 +331,41 @@ func TestCreateTenantInvalid(t *testing.T) {
 	}
 }
 
+// TestBadEnumValues: an enum value the API does not know is answered as
+// the other validation errors are, naming the field as clients write it
+// and listing the values it takes, in a body and in a query.
+func TestBadEnumValues(t *testing.T) {
+	e := newEnv(t)
+	for _, tt := range []struct {
+		field, value, want string
+	}{
+		{"encrypt_mode", "SAFE", `encrypt_mode: "SAFE" is not one of ENCRYPT_MODE_PLAINTEXT, ENCRYPT_MODE_COMPATIBLE, ENCRYPT_MODE_SAFE`},
+		{"data_format", "json", `data_format: "json" is not one of DATA_FORMAT_JSON, DATA_FORMAT_XML`},
+		{"reply_mode", "TRANSFER", `reply_mode: "TRANSFER" is not one of REPLY_MODE_SUCCESS, REPLY_MODE_TRANSFER_CUSTOMER_SERVICE`},
+		{"token_endpoint", "STABLE", `token_endpoint: "STABLE" is not one of TOKEN_ENDPOINT_STABLE, TOKEN_ENDPOINT_CLASSIC`},
+	} {
+		body := validTenant()
+		body[tt.field] = tt.value
+		r := e.mustStatus(e.do("POST", "/v1/tenants", e.admin, body), 400)
+		if msg, _ := r.body["message"].(string); msg != tt.want {
+			t.Errorf("%s=%q: message %q, want %q", tt.field, tt.value, msg, tt.want)
+		}
+		if !strings.Contains(r.raw, "BadRequest") || !strings.Contains(r.raw, `"field":"`+tt.field+`"`) {
+			t.Errorf("%s=%q: details lack the field violation: %s", tt.field, tt.value, r.raw)
+		}
+	}
+	// In a PATCH, and in a query parameter.
+	c := e.createTenant(validTenant())
+	r := e.mustStatus(e.do("PATCH", "/v1/tenants/"+c.id, e.admin, map[string]any{"encrypt_mode": "safe"}), 400)
+	if msg, _ := r.body["message"].(string); !strings.HasPrefix(msg, `encrypt_mode: "safe" is not one of ENCRYPT_MODE_PLAINTEXT`) {
+		t.Errorf("PATCH with a bad encrypt_mode: %q", msg)
+	}
+	r = e.mustStatus(e.do("GET", "/v1/tenants/"+c.id+"/events?state=FAILED", e.admin, nil), 400)
+	if msg, _ := r.body["message"].(string); msg != `state: "FAILED" is not one of STATE_PENDING, STATE_DELIVERED, STATE_FAILED` {
+		t.Errorf("a bad state filter: %q", msg)
+	}
+}
+
 func TestBadBodies(t *testing.T) {
 	e := newEnv(t)
 	big := validTenant()

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/connectivity"
@@ -79,8 +80,12 @@ func TestGRPCTenantLifecycle(t *testing.T) {
 	// An out-of-range enum number, possible over gRPC only, is refused.
 	bad := &wxrelayv1.UpdateTenantRequest{Id: id, Tenant: &wxrelayv1.Tenant{EncryptMode: 42}}
 	bad.UpdateMask = &fieldmaskpb.FieldMask{Paths: []string{"encrypt_mode"}}
-	if _, err := c.UpdateTenant(withToken(e.admin), bad); status.Code(err) != codes.InvalidArgument {
-		t.Errorf("enum 42: %v, want InvalidArgument", err)
+	_, err = c.UpdateTenant(withToken(e.admin), bad)
+	if want := "encrypt_mode: must be one of ENCRYPT_MODE_PLAINTEXT, ENCRYPT_MODE_COMPATIBLE, ENCRYPT_MODE_SAFE"; status.Code(err) != codes.InvalidArgument || status.Convert(err).Message() != want {
+		t.Errorf("enum 42: %v, want InvalidArgument %q", err, want)
+	}
+	if v := fieldViolations(err); v["encrypt_mode"] == "" {
+		t.Errorf("enum 42: violations %v, want one for encrypt_mode", v)
 	}
 
 	rot, err := c.RotateApiKey(withToken(e.admin), &wxrelayv1.RotateApiKeyRequest{Id: id})
@@ -140,4 +145,17 @@ func TestGRPCClosesIdleConnections(t *testing.T) {
 	if _, err := tenants.ListTenants(withToken(e.admin), &wxrelayv1.ListTenantsRequest{}); err != nil {
 		t.Errorf("call after the idle close: %v", err)
 	}
+}
+
+// fieldViolations are the BadRequest field violations of a status error.
+func fieldViolations(err error) map[string]string {
+	out := map[string]string{}
+	for _, d := range status.Convert(err).Details() {
+		if br, ok := d.(*errdetails.BadRequest); ok {
+			for _, v := range br.GetFieldViolations() {
+				out[v.GetField()] = v.GetDescription()
+			}
+		}
+	}
+	return out
 }

@@ -199,6 +199,7 @@ func New(opts Options) (*Server, error) {
 			UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
 		}),
 		runtime.WithIncomingHeaderMatcher(headerMatcher),
+		runtime.WithErrorHandler(gatewayErrorHandler),
 	)
 	for _, err := range []error{
 		wxrelayv1.RegisterTenantServiceHandlerClient(context.Background(), gw, wxrelayv1.NewTenantServiceClient(inproc)),

@@ -40,15 +40,15 @@ func (t *Tenant) validate(allowPrivateWebhooks bool) error {
 	case t.OriginalID != "" && !originalIDPattern.MatchString(t.OriginalID):
 		return fieldErr("original_id", "must look like gh_ followed by letters or digits")
 	case t.EncryptMode < EncryptPlaintext || t.EncryptMode > EncryptSafe:
-		return fieldErr("encrypt_mode", "unknown encryption mode")
+		return fieldErr("encrypt_mode", "must be one of ENCRYPT_MODE_PLAINTEXT, ENCRYPT_MODE_COMPATIBLE, ENCRYPT_MODE_SAFE")
 	case t.DataFormat < FormatJSON || t.DataFormat > FormatXML:
-		return fieldErr("data_format", "unknown data format")
+		return fieldErr("data_format", "must be one of DATA_FORMAT_JSON, DATA_FORMAT_XML")
 	case t.ReplyMode < ReplySuccess || t.ReplyMode > ReplyTransferCustomerService:
-		return fieldErr("reply_mode", "unknown reply mode")
+		return fieldErr("reply_mode", "must be one of REPLY_MODE_SUCCESS, REPLY_MODE_TRANSFER_CUSTOMER_SERVICE")
 	case t.State < StateActive || t.State > StateDisabled:
-		return fieldErr("state", "unknown state")
+		return fieldErr("state", "must be one of STATE_ACTIVE, STATE_DISABLED")
 	case t.TokenEndpoint < TokenEndpointUnspecified || t.TokenEndpoint > TokenClassic:
-		return fieldErr("token_endpoint", "unknown token endpoint")
+		return fieldErr("token_endpoint", "must be one of TOKEN_ENDPOINT_STABLE, TOKEN_ENDPOINT_CLASSIC")
 	case t.PushSilenceAlert != 0 && (t.PushSilenceAlert < MinPushSilenceAlert || t.PushSilenceAlert > MaxPushSilenceAlert):
 		return fieldErr("push_silence_alert", "must be 0 (off) or between %s and %s, in whole seconds", MinPushSilenceAlert, MaxPushSilenceAlert)
 	case t.PushSilenceAlert%time.Second != 0:

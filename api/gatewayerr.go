@@ -1,0 +1,125 @@
+package api
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"regexp"
+	"strings"
+
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/reflect/protoregistry"
+)
+
+// gatewayErrorHandler answers REST errors as the gateway does, but first
+// turns the JSON parser's message for a bad enum value, e.g.
+//
+//	proto: (line 1:274): invalid value for enum field encryptMode: "SAFE"
+//
+// which names the field in camelCase, quotes a parser position and lists
+// nothing, into the field violation the API's own validation gives:
+//
+//	encrypt_mode: "SAFE" is not one of ENCRYPT_MODE_PLAINTEXT, ENCRYPT_MODE_COMPATIBLE, ENCRYPT_MODE_SAFE
+//
+// The gateway keeps only the parser's text (it wraps the error with %v),
+// so the field is found again by its JSON name in the request message of
+// the method that was called.
+func gatewayErrorHandler(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, err error) {
+	if st, ok := status.FromError(err); ok && st.Code() == codes.InvalidArgument {
+		if v := enumViolation(ctx, st.Message()); v != nil {
+			err = v
+		}
+	}
+	runtime.DefaultHTTPErrorHandler(ctx, mux, m, w, r, err)
+}
+
+// badEnum match protojson's error for an enum value it does not know, in
+// a body, and the gateway's for a query parameter it cannot parse (which
+// enumViolation takes only when the field is an enum).
+var badEnum = []*regexp.Regexp{
+	regexp.MustCompile(`invalid value for enum field (\w+): (.*)$`),
+	regexp.MustCompile(`^parsing field "(\w+)": (".*") is not a valid value$`),
+}
+
+func enumViolation(ctx context.Context, msg string) error {
+	var m []string
+	for _, re := range badEnum {
+		if m = re.FindStringSubmatch(msg); m != nil {
+			break
+		}
+	}
+	if m == nil {
+		return nil
+	}
+	method, ok := runtime.RPCMethod(ctx)
+	if !ok {
+		return nil
+	}
+	d, err := protoregistry.GlobalFiles.FindDescriptorByName(protoreflect.FullName(strings.ReplaceAll(strings.TrimPrefix(method, "/"), "/", ".")))
+	if err != nil {
+		return nil
+	}
+	md, ok := d.(protoreflect.MethodDescriptor)
+	if !ok {
+		return nil
+	}
+	fd := findEnumField(md.Input(), m[1], map[protoreflect.FullName]bool{})
+	if fd == nil {
+		return nil
+	}
+	value := m[2]
+	if !strings.HasPrefix(value, `"`) {
+		value = fmt.Sprintf("%q", value)
+	}
+	reason := fmt.Sprintf("%s is not one of %s", value, strings.Join(enumNames(fd.Enum()), ", "))
+	st := status.New(codes.InvalidArgument, fmt.Sprintf("%s: %s", fd.Name(), reason))
+	if withDetails, err := st.WithDetails(&errdetails.BadRequest{FieldViolations: []*errdetails.BadRequest_FieldViolation{
+		{Field: string(fd.Name()), Description: reason},
+	}}); err == nil {
+		st = withDetails
+	}
+	return st.Err()
+}
+
+// findEnumField finds the enum field named name (its JSON or proto name)
+// in msg or the messages it holds, breadth first: the request's own
+// fields before a nested message's.
+func findEnumField(msg protoreflect.MessageDescriptor, name string, seen map[protoreflect.FullName]bool) protoreflect.FieldDescriptor {
+	queue := []protoreflect.MessageDescriptor{msg}
+	for len(queue) > 0 {
+		md := queue[0]
+		queue = queue[1:]
+		if seen[md.FullName()] {
+			continue
+		}
+		seen[md.FullName()] = true
+		fields := md.Fields()
+		for i := range fields.Len() {
+			fd := fields.Get(i)
+			if fd.Kind() == protoreflect.EnumKind && (fd.JSONName() == name || string(fd.Name()) == name) {
+				return fd
+			}
+			if fd.Kind() == protoreflect.MessageKind && !strings.HasPrefix(string(fd.Message().FullName()), "google.protobuf.") {
+				queue = append(queue, fd.Message())
+			}
+		}
+	}
+	return nil
+}
+
+// enumNames are an enum's values a caller may send: all but the zero
+// *_UNSPECIFIED.
+func enumNames(ed protoreflect.EnumDescriptor) []string {
+	var names []string
+	values := ed.Values()
+	for i := range values.Len() {
+		if v := values.Get(i); v.Number() != 0 {
+			names = append(names, string(v.Name()))
+		}
+	}
+	return names
+}
