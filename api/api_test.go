@@ -296,6 +296,7 @@ func TestCreateTenantInvalid(t *testing.T) {
 			delete(b, "encoding_aes_key")
 			b["encrypt_mode"] = "ENCRYPT_MODE_COMPATIBLE"
 		}, "encoding_aes_key"},
+		{"aes key without a mode", func(b map[string]any) { delete(b, "encrypt_mode") }, "encrypt_mode"},
 		{"aes key 42 chars", func(b map[string]any) { b["encoding_aes_key"] = testAESKey[:42] }, "encoding_aes_key"},
 		{"aes key bad chars", func(b map[string]any) { b["encoding_aes_key"] = testAESKey[:42] + "+" }, "encoding_aes_key"},
 		{"webhook missing", func(b map[string]any) { delete(b, "webhook_url") }, "webhook_url"},
@@ -328,6 +329,40 @@ func TestCreateTenantInvalid(t *testing.T) {
 	list := e.mustStatus(e.do("GET", "/v1/tenants", e.admin, nil), 200)
 	if ts, _ := list.body["tenants"].([]any); len(ts) != 0 {
 		t.Errorf("failed creates left %d tenants behind", len(ts))
+	}
+}
+
+// TestEncodingAESKeyWithoutMode: a key given without a mode would leave
+// the tenant plaintext and the key unused; it is refused, on create and on
+// a PATCH of a plaintext tenant, and accepted with the mode beside it.
+func TestEncodingAESKeyWithoutMode(t *testing.T) {
+	e := newEnv(t)
+	body := validTenant()
+	delete(body, "encrypt_mode")
+	r := e.mustStatus(e.do("POST", "/v1/tenants", e.admin, body), 400)
+	if msg, _ := r.body["message"].(string); !strings.HasPrefix(msg, "encrypt_mode: is required with encoding_aes_key") ||
+		!strings.Contains(msg, "ENCRYPT_MODE_SAFE") {
+		t.Errorf("create with a key and no mode: %q", msg)
+	}
+	plain := validTenant()
+	delete(plain, "encoding_aes_key")
+	plain["encrypt_mode"] = "ENCRYPT_MODE_PLAINTEXT"
+	c := e.createTenant(plain)
+	r = e.mustStatus(e.do("PATCH", "/v1/tenants/"+c.id, e.admin, map[string]any{"encoding_aes_key": testAESKey}), 400)
+	if msg, _ := r.body["message"].(string); !strings.HasPrefix(msg, "encrypt_mode: the tenant is ENCRYPT_MODE_PLAINTEXT") {
+		t.Errorf("PATCH of a key alone on a plaintext tenant: %q", msg)
+	}
+	r = e.mustStatus(e.do("PATCH", "/v1/tenants/"+c.id, e.admin, map[string]any{"encoding_aes_key": testAESKey, "encrypt_mode": "ENCRYPT_MODE_SAFE"}), 200)
+	if r.body["encrypt_mode"] != "ENCRYPT_MODE_SAFE" {
+		t.Errorf("PATCH of key and mode: %s", r.raw)
+	}
+	// A safe tenant's key can be rotated alone.
+	e.mustStatus(e.do("PATCH", "/v1/tenants/"+c.id, e.admin, map[string]any{"encoding_aes_key": strings.Repeat("b", 43)}), 200)
+	// Without a key, no mode still means plaintext.
+	delete(body, "encoding_aes_key")
+	r = e.mustStatus(e.do("POST", "/v1/tenants", e.admin, body), 200)
+	if tn, _ := r.body["tenant"].(map[string]any); tn["encrypt_mode"] != "ENCRYPT_MODE_PLAINTEXT" {
+		t.Errorf("create with neither key nor mode: %s", r.raw)
 	}
 }
 

@@ -70,10 +70,18 @@ func (s *Service) changed(id ID) {
 }
 
 // Create onboards a mini-program. Unset modes take the console's defaults
-// (plaintext, XML, reply success). ErrInvalid (a *FieldError), ErrConflict.
+// (plaintext, XML, reply success), but for an encoding_aes_key given
+// without encrypt_mode, which is refused: the caller meant some
+// encryption. ErrInvalid (a *FieldError), ErrConflict.
 func (s *Service) Create(ctx context.Context, in *Tenant) (*Tenant, Credentials, error) {
 	t := *in
 	t.ID = newID()
+	if t.EncryptMode == EncryptUnspecified && t.Secrets.EncodingAESKey != "" {
+		// Plaintext, the default, would leave the key unused, and the
+		// mini program's encrypted pushes would fail only when they come.
+		return nil, Credentials{}, fieldErr("encrypt_mode", "is required with encoding_aes_key: give ENCRYPT_MODE_SAFE or ENCRYPT_MODE_COMPATIBLE, "+
+			"as chosen in the mini-program console (ENCRYPT_MODE_PLAINTEXT, the default, uses no key)")
+	}
 	if t.EncryptMode == EncryptUnspecified {
 		t.EncryptMode = EncryptPlaintext
 	}
@@ -187,6 +195,10 @@ func set[T any](dst *T, src *T) {
 // could not have been created. ErrNotFound, ErrInvalid, ErrConflict.
 func (s *Service) Update(ctx context.Context, id ID, p Patch) (*Tenant, error) {
 	return s.modify(ctx, id, func(t *Tenant) error {
+		if p.EncryptMode == nil && p.EncodingAESKey != nil && *p.EncodingAESKey != "" && t.EncryptMode == EncryptPlaintext {
+			return fieldErr("encrypt_mode", "the tenant is ENCRYPT_MODE_PLAINTEXT, which uses no encoding_aes_key: "+
+				"set encrypt_mode to ENCRYPT_MODE_SAFE or ENCRYPT_MODE_COMPATIBLE in the same PATCH")
+		}
 		old := t.Secrets
 		p.apply(t)
 		t.Secrets.keepPrevious(old, s.now().UTC().Add(s.pushSecretGrace))
