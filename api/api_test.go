@@ -434,8 +434,25 @@ func TestDuplicateAppID(t *testing.T) {
 	body := validTenant()
 	e.createTenant(body)
 	r := e.mustStatus(e.do("POST", "/v1/tenants", e.admin, body), 409)
-	if msg, _ := r.body["message"].(string); !strings.Contains(msg, "appid") {
-		t.Errorf("409 message %q does not say the appid is taken", msg)
+	first := e.createTenant(validTenant()) // a second, to PATCH onto the first's appid
+	list := e.mustStatus(e.do("GET", "/v1/tenants", e.admin, nil), 200)
+	holder := ""
+	for _, tn := range list.body["tenants"].([]any) {
+		if m := tn.(map[string]any); m["appid"] == body["appid"] {
+			holder = m["id"].(string)
+		}
+	}
+	want := "appid " + body["appid"].(string) + " is already registered to tenant " + holder
+	if msg, _ := r.body["message"].(string); msg != want {
+		t.Errorf("409 message %q, want %q: the holder named, once", msg, want)
+	}
+	if !strings.Contains(r.raw, `"reason":"APPID_TAKEN"`) || !strings.Contains(r.raw, `"tenant_id":"`+holder+`"`) {
+		t.Errorf("409 details lack the ErrorInfo naming the holder: %s", r.raw)
+	}
+	// The same when an appid is PATCHed onto another tenant's.
+	r = e.mustStatus(e.do("PATCH", "/v1/tenants/"+first.id, e.admin, map[string]any{"appid": body["appid"]}), 409)
+	if msg, _ := r.body["message"].(string); msg != want {
+		t.Errorf("409 on PATCH %q, want %q", msg, want)
 	}
 }
 

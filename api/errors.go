@@ -59,6 +59,16 @@ func toStatus(ctx context.Context, log *slog.Logger, method string, err error) e
 		}
 		return st.Err()
 	}
+	if ce, ok := errors.AsType[*tenant.ConflictError](err); ok && ce.Holder != "" {
+		// A script onboarding many tenants can read the holder without
+		// parsing the message.
+		st := status.New(codes.AlreadyExists, ce.Msg)
+		if d, derr := st.WithDetails(&errdetails.ErrorInfo{Reason: "APPID_TAKEN", Domain: "wxrelay",
+			Metadata: map[string]string{"appid": ce.AppID, "tenant_id": string(ce.Holder)}}); derr == nil {
+			st = d
+		}
+		return st.Err()
+	}
 	if st, ok := windowStatus(err); ok {
 		return st.Err()
 	}
@@ -77,6 +87,9 @@ func toStatus(ctx context.Context, log *slog.Logger, method string, err error) e
 // clientMessage returns the error's own text when it is the sentinel or a
 // conflict/auth explanation the domain wrote for clients, else the sentinel.
 func clientMessage(err, sentinel error) string {
+	if ce, ok := errors.AsType[*tenant.ConflictError](err); ok {
+		return ce.Msg
+	}
 	switch sentinel {
 	case tenant.ErrConflict, tenant.ErrNotFound, relay.ErrNotFound:
 		return err.Error()

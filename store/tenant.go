@@ -33,11 +33,23 @@ func (s *TenantStore) Create(ctx context.Context, t *tenant.Tenant) error {
 	_, err = s.db.bun.NewInsert().Model(row).Exec(ctx)
 	if isUniqueViolation(err) {
 		// Ids are 80 random bits, so the unique key that clashed is the appid.
-		return fmt.Errorf("create tenant %s: appid %s is already registered: %w", t.ID, t.AppID, tenant.ErrConflict)
+		return s.appIDTaken(ctx, t.AppID, "")
 	} else if err != nil {
 		return fmt.Errorf("create tenant %s: %w", t.ID, err)
 	}
 	return nil
+}
+
+// appIDTaken is the conflict of appid, naming the tenant that holds it
+// (not self, the tenant being changed).
+func (s *TenantStore) appIDTaken(ctx context.Context, appid string, self tenant.ID) error {
+	var holder string
+	err := s.db.bun.NewSelect().Model((*tenantRow)(nil)).Column("id").
+		Where("lower(appid) = lower(?)", appid).Where("id <> ?", string(self)).Limit(1).Scan(ctx, &holder)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("find the tenant holding appid %s: %w", appid, err)
+	}
+	return tenant.AppIDTaken(appid, tenant.ID(holder))
 }
 
 // FindByID returns the tenant with its secrets opened. tenant.ErrNotFound.
@@ -133,7 +145,7 @@ func (s *TenantStore) Update(ctx context.Context, t *tenant.Tenant) error {
 		return nil
 	})
 	if isUniqueViolation(err) {
-		return fmt.Errorf("update tenant %s: appid %s is already registered: %w", t.ID, t.AppID, tenant.ErrConflict)
+		return s.appIDTaken(ctx, t.AppID, t.ID)
 	} else if err != nil {
 		return fmt.Errorf("update tenant %s: %w", t.ID, err)
 	}
@@ -148,7 +160,7 @@ func (s *TenantStore) Update(ctx context.Context, t *tenant.Tenant) error {
 		case !exists:
 			return fmt.Errorf("update tenant %s: %w", t.ID, tenant.ErrNotFound)
 		default:
-			return fmt.Errorf("update tenant %s: tenant was modified concurrently; retry: %w", t.ID, tenant.ErrConflict)
+			return &tenant.ConflictError{Msg: fmt.Sprintf("tenant %s was changed by another request at the same time; retry", t.ID)}
 		}
 	}
 	t.Version = row.Version

@@ -189,6 +189,9 @@ func TestTenantStore_CreateConflict(t *testing.T) {
 					t.Fatalf("Create() error = %v, want %v", got, want)
 				}
 				assertNoSecrets(t, err, secretsOf(tt.tn)...)
+				if want := "appid " + tt.tn.AppID + " is already registered to tenant tn_first"; tt.wantErr != nil && err.Error() != want {
+					t.Errorf("Create() error = %q, want %q: the holder named, once", err, want)
+				}
 				if tt.wantErr != nil {
 					_, err := s.FindByID(context.Background(), tt.tn.ID)
 					if !errors.Is(err, tenant.ErrNotFound) {
@@ -298,7 +301,7 @@ func TestTenantStore_Update(t *testing.T) {
 			if got, want := err, tenant.ErrConflict; !errors.Is(got, want) {
 				t.Fatalf("Update with a stale version: error = %v, want %v", got, want)
 			}
-			if !strings.Contains(err.Error(), "modified concurrently") {
+			if !strings.Contains(err.Error(), "changed by another request at the same time") {
 				t.Errorf("stale Update error = %q, want it to say the tenant was modified concurrently", err)
 			}
 			assertNoSecrets(t, err, secretsOf(second)...)
@@ -325,6 +328,9 @@ func TestTenantStore_Update(t *testing.T) {
 				t.Fatalf("Update to a taken appid: error = %v, want %v", got, want)
 			}
 			assertNoSecrets(t, err, secretsOf(tn)...)
+			if want := "appid wx5000000000000000 is already registered to tenant tn_holder"; err.Error() != want {
+				t.Errorf("Update to a taken appid: error = %q, want %q", err, want)
+			}
 			if got, want := mustFind(t, s, "tn_taker").AppID, "wx5000000000000001"; got != want {
 				t.Errorf("AppID after a refused Update = %s, want %s", got, want)
 			}

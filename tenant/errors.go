@@ -25,6 +25,31 @@ func (e *FieldError) Error() string { return fmt.Sprintf("%s: %s", e.Field, e.Re
 // Is makes errors.Is(err, ErrInvalid) hold for every FieldError.
 func (e *FieldError) Is(target error) bool { return target == ErrInvalid }
 
+// ConflictError is a conflict explained for the client, in a sentence
+// said once. It matches ErrConflict.
+type ConflictError struct {
+	Msg string
+	// AppID and Holder are set when the appid is registered already, to
+	// the tenant Holder. (Only admins create tenants or change an appid,
+	// so the holder may be named.)
+	AppID  string
+	Holder ID
+}
+
+func (e *ConflictError) Error() string { return e.Msg }
+
+// Is makes errors.Is(err, ErrConflict) hold.
+func (e *ConflictError) Is(target error) bool { return target == ErrConflict }
+
+// AppIDTaken is the conflict of an appid registered to the tenant holder.
+func AppIDTaken(appid string, holder ID) *ConflictError {
+	msg := fmt.Sprintf("appid %s is already registered to tenant %s", appid, holder)
+	if holder == "" { // deleted in between
+		msg = fmt.Sprintf("appid %s is already registered to another tenant", appid)
+	}
+	return &ConflictError{Msg: msg, AppID: appid, Holder: holder}
+}
+
 func fieldErr(field, format string, args ...any) error {
 	return &FieldError{Field: field, Reason: fmt.Sprintf(format, args...)}
 }
