@@ -77,14 +77,20 @@ func ValidateWebhookURL(raw string, allowPrivate bool) error {
 		return fieldErr(field, "is required")
 	}
 	u, err := url.Parse(raw)
-	if err != nil {
-		return fieldErr(field, "does not parse as a URL")
+	if err != nil || u.Scheme == "" || (u.Host == "" && u.Opaque != "") {
+		// "not a url" parses as a relative path, "shop.example.com:443"
+		// as a scheme with an opaque part: neither is what was meant.
+		return fieldErr(field, "does not parse as an absolute URL such as https://shop.example.com/wechat/events")
+	}
+	wanted := "an https URL"
+	if allowPrivate {
+		wanted = "an http or https URL"
 	}
 	switch {
 	case u.Scheme == "http" && !allowPrivate:
 		return fieldErr(field, "must use https (plain http is accepted only with WXRELAY_ALLOW_PRIVATE_WEBHOOKS=true)")
 	case u.Scheme != "https" && u.Scheme != "http":
-		return fieldErr(field, "must be an https URL")
+		return fieldErr(field, "must be %s, not %s:", wanted, u.Scheme)
 	case u.Host == "" || u.Hostname() == "":
 		return fieldErr(field, "must name a host")
 	case u.User != nil:

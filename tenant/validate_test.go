@@ -35,6 +35,8 @@ func TestValidateWebhookURL(t *testing.T) {
 		allowPrivate bool
 		ok           bool
 	}{
+		{"not a url", false, false},
+		{"hooks.example.com/x", true, false},
 		{"https://hooks.example.com/x", false, true},
 		{"http://hooks.example.com/x", false, false},
 		{"http://hooks.example.com/x", true, true},
@@ -54,6 +56,30 @@ func TestValidateWebhookURL(t *testing.T) {
 		}
 		if err != nil && !errors.Is(err, ErrInvalid) {
 			t.Errorf("error %v does not match ErrInvalid", err)
+		}
+	}
+}
+
+// TestWebhookURLMessages: each refusal says what is wrong with this URL,
+// and what is accepted under the relay's settings.
+func TestWebhookURLMessages(t *testing.T) {
+	for _, tt := range []struct {
+		url          string
+		allowPrivate bool
+		want         string
+	}{
+		{"not a url", false, "webhook_url: does not parse as an absolute URL such as https://shop.example.com/wechat/events"},
+		{"not a url", true, "webhook_url: does not parse as an absolute URL such as https://shop.example.com/wechat/events"},
+		{"shop.example.com:8443/x", true, "webhook_url: does not parse as an absolute URL such as https://shop.example.com/wechat/events"},
+		{"%zz", false, "webhook_url: does not parse as an absolute URL such as https://shop.example.com/wechat/events"},
+		{"ftp://hooks.example.com/x", false, "webhook_url: must be an https URL, not ftp:"},
+		{"ftp://hooks.example.com/x", true, "webhook_url: must be an http or https URL, not ftp:"},
+		{"http://hooks.example.com/x", false, "webhook_url: must use https (plain http is accepted only with WXRELAY_ALLOW_PRIVATE_WEBHOOKS=true)"},
+		{"", true, "webhook_url: is required"},
+	} {
+		err := ValidateWebhookURL(tt.url, tt.allowPrivate)
+		if err == nil || err.Error() != tt.want {
+			t.Errorf("ValidateWebhookURL(%q, allowPrivate=%v) = %v, want %q", tt.url, tt.allowPrivate, err, tt.want)
 		}
 	}
 }
