@@ -6,3 +6,4 @@ package api
 // buf is pinned here rather than as a go.mod tool: its dependency tree is
 // large and the service never links it.
 //go:generate go run github.com/bufbuild/buf/cmd/buf@v1.75.0 generate
+//go:generate go run ./internal/openapi3gen

@@ -227,6 +227,10 @@ func New(opts Options) (*Server, error) {
 		w.Header().Set("Content-Type", "application/json")
 		w.Write(openAPI)
 	})
+	mux.HandleFunc("GET /swagger.json", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(swagger)
+	})
 	for pattern, h := range opts.Routes {
 		mux.Handle(pattern, h)
 	}

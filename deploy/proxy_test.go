@@ -147,6 +147,11 @@ func exercise(t *testing.T, rs []*replica, tf tlsFiles, p80, p443 string) {
 		return resp.StatusCode, string(b), resp.Header
 	}
 
+	for _, doc := range []string{"/openapi.json", "/swagger.json"} {
+		if code, _, _ := do("GET", base+doc, "", nil); code != 200 {
+			t.Errorf("GET %s through the proxy = %d, want 200", doc, code)
+		}
+	}
 	if code, body, _ := do("GET", base+"/healthz", "", nil); code != 200 || body != "ok\n" {
 		t.Errorf("GET /healthz through the proxy = %d %q, want 200 ok", code, body)
 	}
