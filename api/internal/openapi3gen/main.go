@@ -55,4 +55,3 @@ func run() error {
 	}
 	return os.WriteFile(out, append(b, '\n'), 0o644)
 }
-
