@@ -76,6 +76,9 @@ var mediaDefinition = map[string]any{
 	},
 }
 
+// BearerScheme names the security scheme of the API's bearer tokens.
+const BearerScheme = "bearer"
+
 // Swagger adds the hand-served routes to the generated Swagger 2.0
 // document. An error means a document that is not the generator's shape.
 func Swagger(generated []byte) ([]byte, error) {
@@ -95,6 +98,22 @@ func Swagger(generated []byte) ([]byte, error) {
 		defs["v1Media"] = mustJSON(mediaDefinition)
 	}
 	doc["paths"], doc["definitions"] = mustJSON(paths), mustJSON(defs)
+	// Every call but the operations endpoints takes a bearer token: an
+	// admin token or the tenant's API key. Swagger 2.0 has no bearer
+	// scheme; an Authorization header key is its usual spelling, which
+	// openapi3gen turns into OpenAPI 3's http bearer.
+	doc["securityDefinitions"] = mustJSON(map[string]any{BearerScheme: map[string]any{
+		"type": "apiKey", "in": "header", "name": "Authorization",
+		"description": "Bearer followed by an admin token (wxrelay admin-token) or the tenant's API key.",
+	}})
+	doc["security"] = mustJSON([]map[string][]string{{BearerScheme: {}}})
+	doc["info"] = mustJSON(map[string]any{
+		"title":   "wxrelay",
+		"version": "v1",
+		"description": "The REST API of wxrelay, a multi-tenant relay for WeChat mini-program customer-service messages: " +
+			"tenants (admins), events and their redelivery, sends and media (tenants, with their API keys). " +
+			"The same services over gRPC, with reflection, on the gRPC port.",
+	})
 	return json.MarshalIndent(doc, "", "  ")
 }
 
