@@ -218,3 +218,28 @@ func TestBadSettingExitsNonZeroWithOneLine(t *testing.T) {
 		t.Errorf("stderr has %d lines, want 1:\n%s", lines, stderr.String())
 	}
 }
+
+// TestCtrlCStopsServe: Ctrl-C (SIGINT), as the README's Quick start says,
+// stops serve cleanly and frees its ports, as SIGTERM does.
+func TestCtrlCStopsServe(t *testing.T) {
+	p := startServe(t, t.TempDir())
+	if err := p.cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- p.cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("exit after SIGINT: %v\n%s", err, p.stderr)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("no exit within 30 s of SIGINT")
+	}
+	for _, addr := range []string{p.http, p.grpc} {
+		if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+			c.Close()
+			t.Errorf("%s still accepts connections after Ctrl-C", addr)
+		}
+	}
+}
