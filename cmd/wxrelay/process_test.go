@@ -177,19 +177,7 @@ func TestServeWithNoConfiguration(t *testing.T) {
 		t.Errorf("wxsim calls = %+v", calls)
 	}
 
-	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- p.cmd.Wait() }()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("exit after SIGTERM: %v\n%s", err, p.stderr)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("no exit within 30 s of SIGTERM")
-	}
+	p.stop(t, syscall.SIGTERM)
 	// Logs are JSON lines and never carry the secrets.
 	sc := bufio.NewScanner(bytes.NewReader(p.stderr.Bytes()))
 	for sc.Scan() {
@@ -223,7 +211,19 @@ func TestBadSettingExitsNonZeroWithOneLine(t *testing.T) {
 // stops serve cleanly and frees its ports, as SIGTERM does.
 func TestCtrlCStopsServe(t *testing.T) {
 	p := startServe(t, t.TempDir())
-	if err := p.cmd.Process.Signal(os.Interrupt); err != nil {
+	p.stop(t, os.Interrupt)
+	for _, addr := range []string{p.http, p.grpc} {
+		if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+			c.Close()
+			t.Errorf("%s still accepts connections after Ctrl-C", addr)
+		}
+	}
+}
+
+// stop sends sig and waits for a clean exit, for up to 30 s.
+func (p *process) stop(t *testing.T, sig os.Signal) {
+	t.Helper()
+	if err := p.cmd.Process.Signal(sig); err != nil {
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
@@ -231,15 +231,9 @@ func TestCtrlCStopsServe(t *testing.T) {
 	select {
 	case err := <-done:
 		if err != nil {
-			t.Fatalf("exit after SIGINT: %v\n%s", err, p.stderr)
+			t.Fatalf("exit after %v: %v\n%s", sig, err, p.stderr)
 		}
 	case <-time.After(30 * time.Second):
-		t.Fatal("no exit within 30 s of SIGINT")
-	}
-	for _, addr := range []string{p.http, p.grpc} {
-		if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
-			c.Close()
-			t.Errorf("%s still accepts connections after Ctrl-C", addr)
-		}
+		t.Fatalf("no exit within 30 s of %v", sig)
 	}
 }
