@@ -162,6 +162,11 @@ func (c *Console) createTenant(w http.ResponseWriter, r *http.Request, s *sessio
 		switch st.Code() {
 		case codes.InvalidArgument, codes.AlreadyExists, codes.FailedPrecondition:
 			violations := fieldViolations(st)
+			if st.Code() == codes.AlreadyExists {
+				// The appid is taken: say so at the appid, naming the
+				// tenant that has it.
+				violations["appid"] = st.Message()
+			}
 			for field, msg := range violations {
 				f.Errors[field] = msg
 			}

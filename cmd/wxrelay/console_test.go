@@ -112,6 +112,20 @@ func TestConsole_EndToEnd(t *testing.T) {
 	}
 	shots.take(ctx, "onboarded")
 	tid := pushURL[strings.LastIndex(pushURL, "/")+1:]
+
+	// The same appid again: refused at the appid, naming the tenant.
+	do(t, ctx, "onboard the appid again",
+		chromedp.Navigate(base+"tenants/new"),
+		chromedp.SendKeys(chromedp.ID("appid"), consoleAppID),
+		chromedp.SendKeys(chromedp.ID("app_secret"), "an-app-secret"),
+		chromedp.SendKeys(chromedp.ID("token"), consoleToken),
+		chromedp.SendKeys(chromedp.ID("encoding_aes_key"), consoleAESKey),
+		chromedp.SendKeys(chromedp.ID("webhook_url"), hook.URL+"/wechat"),
+		chromedp.Submit(chromedp.ID("onboard")),
+		chromedp.WaitVisible(chromedp.ID("appid-error")))
+	if msg := text(t, ctx, "#appid-error"); msg != "appid "+consoleAppID+" is already registered to tenant "+tid {
+		t.Errorf("the second onboarding's appid error reads %q, want it to name %s", msg, tid)
+	}
 	tenantURL := base + "tenants/" + tid
 	// The push URL names the relay's public URL (http://localhost:8080 by
 	// default); this one listens on a port of the test's.
