@@ -111,6 +111,8 @@ func New(o Options) (*Console, error) {
 		"GET /console/tenants/new":                            c.newTenantPage,
 		"POST /console/tenants":                               c.createTenant,
 		"GET /console/tenants/{id}":                           c.tenantPage,
+		"GET /console/tenants/{id}/settings":                  c.editTenantPage,
+		"POST /console/tenants/{id}/settings":                 c.updateTenant,
 		"GET /console/tenants/{id}/chart.svg":                 c.chart,
 		"POST /console/tenants/{id}/rotate-api-key":           c.rotateAPIKey,
 		"POST /console/tenants/{id}/rotate-webhook-secret":    c.rotateWebhookSecret,
@@ -174,6 +176,10 @@ type pageData struct {
 	Nav string
 	// Flash is a one-line notice at the top of the page.
 	Flash string
+	// Refresh reloads the page every so many seconds (0: never): for the
+	// pages an operator keeps open to watch, never for one that shows a
+	// secret once or holds a form.
+	Refresh int
 	Body  any
 }
 

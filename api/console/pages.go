@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/fieldmaskpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	wxrelayv1 "github.com/wxrelay/wxrelay/api/gen/wxrelay/v1"
@@ -79,7 +80,8 @@ func (c *Console) tenantList(w http.ResponseWriter, r *http.Request, s *session)
 	}
 	sortTenants(rows, b.Sort)
 	b.Rows = rows
-	c.render(w, "tenants", http.StatusOK, pageData{Title: "Tenants", Nav: "tenants", CSRF: s.csrf(), Body: b})
+	// Health is computed every 15 s by default: the page follows it.
+	c.render(w, "tenants", http.StatusOK, pageData{Title: "Tenants", Nav: "tenants", CSRF: s.csrf(), Refresh: 15, Body: b})
 }
 
 // healthRank orders tenants worst first.
@@ -113,10 +115,77 @@ type tenantForm struct {
 	// Error is one that names no field.
 	Errors map[string]string
 	Error  string
+	// Edit is the settings form of the tenant TenantID, rather than
+	// onboarding; State is its ACTIVE or DISABLED.
+	Edit     bool
+	TenantID string
+	State    string
+	Action   string // where the form posts
+}
+
+// readTenantForm reads the form's fields (all but the secrets, which are
+// never written back into a page).
+func readTenantForm(r *http.Request) tenantForm {
+	return tenantForm{
+		DisplayName: r.PostFormValue("display_name"), AppID: strings.TrimSpace(r.PostFormValue("appid")),
+		OriginalID: strings.TrimSpace(r.PostFormValue("original_id")), WebhookURL: strings.TrimSpace(r.PostFormValue("webhook_url")),
+		EncryptMode: r.PostFormValue("encrypt_mode"), DataFormat: r.PostFormValue("data_format"), ReplyMode: r.PostFormValue("reply_mode"),
+		PushSilenceAlert: strings.TrimSpace(r.PostFormValue("push_silence_alert")), OrderedDelivery: r.PostFormValue("ordered_delivery") != "",
+		State: r.PostFormValue("state"), Errors: map[string]string{},
+	}
+}
+
+// protoTenant is the form as the API's Tenant, with the secrets typed into
+// r. A push_silence_alert that is not a duration is an error at its field.
+func (f *tenantForm) protoTenant(r *http.Request) *wxrelayv1.Tenant {
+	in := &wxrelayv1.Tenant{
+		DisplayName: f.DisplayName, Appid: f.AppID, OriginalId: f.OriginalID, WebhookUrl: f.WebhookURL,
+		AppSecret: strings.TrimSpace(r.PostFormValue("app_secret")), Token: strings.TrimSpace(r.PostFormValue("token")),
+		EncodingAesKey:  strings.TrimSpace(r.PostFormValue("encoding_aes_key")),
+		EncryptMode:     wxrelayv1.Tenant_EncryptMode(wxrelayv1.Tenant_EncryptMode_value["ENCRYPT_MODE_"+f.EncryptMode]),
+		DataFormat:      wxrelayv1.Tenant_DataFormat(wxrelayv1.Tenant_DataFormat_value["DATA_FORMAT_"+f.DataFormat]),
+		ReplyMode:       wxrelayv1.Tenant_ReplyMode(wxrelayv1.Tenant_ReplyMode_value["REPLY_MODE_"+f.ReplyMode]),
+		State:           wxrelayv1.Tenant_State(wxrelayv1.Tenant_State_value["STATE_"+f.State]),
+		OrderedDelivery: f.OrderedDelivery,
+	}
+	if f.PushSilenceAlert != "" && f.PushSilenceAlert != "off" {
+		d, err := time.ParseDuration(f.PushSilenceAlert)
+		if err != nil {
+			f.Errors["push_silence_alert"] = "is not a duration such as 30m or 6h (or off)"
+		} else {
+			in.PushSilenceAlert = durationpb.New(d)
+		}
+	}
+	return in
+}
+
+// apiFieldErrors puts a refused call's messages into the form, at their
+// fields where they name one; it reports false for an error that is not
+// about the input, which the caller shows as a page.
+func (f *tenantForm) apiFieldErrors(err error) bool {
+	st := status.Convert(err)
+	switch st.Code() {
+	case codes.InvalidArgument, codes.AlreadyExists, codes.FailedPrecondition:
+	default:
+		return false
+	}
+	violations := fieldViolations(st)
+	if st.Code() == codes.AlreadyExists {
+		// The appid is taken: say so at the appid, naming the tenant that
+		// has it.
+		violations["appid"] = st.Message()
+	}
+	for field, msg := range violations {
+		f.Errors[field] = msg
+	}
+	if len(violations) == 0 {
+		f.Error = st.Message()
+	}
+	return true
 }
 
 func (c *Console) newTenantPage(w http.ResponseWriter, r *http.Request, s *session) {
-	f := tenantForm{EncryptMode: "SAFE", DataFormat: "JSON", ReplyMode: "SUCCESS"}
+	f := tenantForm{EncryptMode: "SAFE", DataFormat: "JSON", ReplyMode: "SUCCESS", Action: "/console/tenants"}
 	c.render(w, "tenant_new", http.StatusOK, pageData{Title: "Onboard a mini-program", Nav: "new", CSRF: s.csrf(), Body: f})
 }
 
@@ -125,30 +194,10 @@ func (c *Console) newTenantPage(w http.ResponseWriter, r *http.Request, s *sessi
 // and with what was typed, but for the secrets: those are never written
 // into a page.
 func (c *Console) createTenant(w http.ResponseWriter, r *http.Request, s *session) {
-	f := tenantForm{
-		DisplayName: r.PostFormValue("display_name"), AppID: strings.TrimSpace(r.PostFormValue("appid")),
-		OriginalID: strings.TrimSpace(r.PostFormValue("original_id")), WebhookURL: strings.TrimSpace(r.PostFormValue("webhook_url")),
-		EncryptMode: r.PostFormValue("encrypt_mode"), DataFormat: r.PostFormValue("data_format"), ReplyMode: r.PostFormValue("reply_mode"),
-		PushSilenceAlert: strings.TrimSpace(r.PostFormValue("push_silence_alert")), OrderedDelivery: r.PostFormValue("ordered_delivery") != "",
-		Errors: map[string]string{},
-	}
-	in := &wxrelayv1.Tenant{
-		DisplayName: f.DisplayName, Appid: f.AppID, OriginalId: f.OriginalID, WebhookUrl: f.WebhookURL,
-		AppSecret: strings.TrimSpace(r.PostFormValue("app_secret")), Token: strings.TrimSpace(r.PostFormValue("token")),
-		EncodingAesKey:  strings.TrimSpace(r.PostFormValue("encoding_aes_key")),
-		EncryptMode:     wxrelayv1.Tenant_EncryptMode(wxrelayv1.Tenant_EncryptMode_value["ENCRYPT_MODE_"+f.EncryptMode]),
-		DataFormat:      wxrelayv1.Tenant_DataFormat(wxrelayv1.Tenant_DataFormat_value["DATA_FORMAT_"+f.DataFormat]),
-		ReplyMode:       wxrelayv1.Tenant_ReplyMode(wxrelayv1.Tenant_ReplyMode_value["REPLY_MODE_"+f.ReplyMode]),
-		OrderedDelivery: f.OrderedDelivery,
-	}
-	if f.PushSilenceAlert != "" {
-		d, err := time.ParseDuration(f.PushSilenceAlert)
-		if err != nil {
-			f.Errors["push_silence_alert"] = "is not a duration such as 30m or 6h"
-		} else {
-			in.PushSilenceAlert = durationpb.New(d)
-		}
-	}
+	f := readTenantForm(r)
+	f.Action = "/console/tenants"
+	in := f.protoTenant(r)
+	in.State = wxrelayv1.Tenant_STATE_UNSPECIFIED // new tenants are active
 	if len(f.Errors) == 0 {
 		resp, err := c.tenants.CreateTenant(callCtx(r.Context(), s), &wxrelayv1.CreateTenantRequest{Tenant: in})
 		if err == nil {
@@ -158,27 +207,71 @@ func (c *Console) createTenant(w http.ResponseWriter, r *http.Request, s *sessio
 			}})
 			return
 		}
-		st := status.Convert(err)
-		switch st.Code() {
-		case codes.InvalidArgument, codes.AlreadyExists, codes.FailedPrecondition:
-			violations := fieldViolations(st)
-			if st.Code() == codes.AlreadyExists {
-				// The appid is taken: say so at the appid, naming the
-				// tenant that has it.
-				violations["appid"] = st.Message()
-			}
-			for field, msg := range violations {
-				f.Errors[field] = msg
-			}
-			if len(violations) == 0 {
-				f.Error = st.Message()
-			}
-		default:
+		if !f.apiFieldErrors(err) {
 			c.apiError(w, r, s, err)
 			return
 		}
 	}
 	c.render(w, "tenant_new", http.StatusBadRequest, pageData{Title: "Onboard a mini-program", Nav: "new", CSRF: s.csrf(), Body: f})
+}
+
+// editTenantPage is the settings form of a tenant, filled with what the
+// API says of it.
+func (c *Console) editTenantPage(w http.ResponseWriter, r *http.Request, s *session) {
+	t, err := c.tenants.GetTenant(callCtx(r.Context(), s), &wxrelayv1.GetTenantRequest{Id: r.PathValue("id")})
+	if err != nil {
+		c.apiError(w, r, s, err)
+		return
+	}
+	f := tenantForm{
+		Edit: true, TenantID: t.GetId(), Action: "/console/tenants/" + t.GetId() + "/settings",
+		DisplayName: t.GetDisplayName(), AppID: t.GetAppid(), OriginalID: t.GetOriginalId(), WebhookURL: t.GetWebhookUrl(),
+		EncryptMode:     strings.TrimPrefix(t.GetEncryptMode().String(), "ENCRYPT_MODE_"),
+		DataFormat:      strings.TrimPrefix(t.GetDataFormat().String(), "DATA_FORMAT_"),
+		ReplyMode:       strings.TrimPrefix(t.GetReplyMode().String(), "REPLY_MODE_"),
+		State:           strings.TrimPrefix(t.GetState().String(), "STATE_"),
+		OrderedDelivery: t.GetOrderedDelivery(), Errors: map[string]string{},
+	}
+	if d := t.GetPushSilenceAlert(); d != nil {
+		f.PushSilenceAlert = d.AsDuration().String()
+	}
+	c.render(w, "tenant_new", http.StatusOK, pageData{Title: "Settings", Nav: "tenants", CSRF: s.csrf(), Body: f})
+}
+
+// editableFields are the fields the settings form always sends; the
+// secrets are sent only when typed.
+var editableFields = []string{"display_name", "appid", "original_id", "webhook_url", "encrypt_mode", "data_format",
+	"reply_mode", "ordered_delivery", "push_silence_alert", "state"}
+
+// updateTenant saves the settings form with one PATCH of its fields.
+func (c *Console) updateTenant(w http.ResponseWriter, r *http.Request, s *session) {
+	id := r.PathValue("id")
+	f := readTenantForm(r)
+	f.Edit, f.TenantID, f.Action = true, id, "/console/tenants/"+id+"/settings"
+	in := f.protoTenant(r)
+	mask := slices.Clone(editableFields)
+	for _, secret := range []struct {
+		field string
+		set   bool
+	}{{"app_secret", in.AppSecret != ""}, {"token", in.Token != ""}, {"encoding_aes_key", in.EncodingAesKey != ""}} {
+		if secret.set {
+			mask = append(mask, secret.field)
+		}
+	}
+	if len(f.Errors) == 0 {
+		_, err := c.tenants.UpdateTenant(callCtx(r.Context(), s), &wxrelayv1.UpdateTenantRequest{
+			Id: id, Tenant: in, UpdateMask: &fieldmaskpb.FieldMask{Paths: mask}})
+		if err == nil {
+			c.o.Logger.Info("console: tenant updated", "tenant", id)
+			http.Redirect(w, r, "/console/tenants/"+id+"?saved=1", http.StatusSeeOther)
+			return
+		}
+		if !f.apiFieldErrors(err) {
+			c.apiError(w, r, s, err)
+			return
+		}
+	}
+	c.render(w, "tenant_new", http.StatusBadRequest, pageData{Title: "Settings", Nav: "tenants", CSRF: s.csrf(), Body: f})
 }
 
 // fieldViolations are a status's BadRequest details: field → message.
@@ -228,7 +321,11 @@ func (c *Console) showTenant(w http.ResponseWriter, r *http.Request, s *session,
 		c.o.Logger.Error("console: chart", "tenant", t.GetId(), "err", err)
 	}
 	b := tenantBody{T: t, Health: healthName(t.GetHealth().GetState()), Chart: newChart(counts, now), Secret: secret, SecretLabel: label}
-	c.render(w, "tenant", http.StatusOK, pageData{Title: cmp.Or(t.GetDisplayName(), t.GetAppid()), Nav: "tenants", CSRF: s.csrf(), Body: b})
+	flash := ""
+	if r.Method == http.MethodGet && r.URL.Query().Get("saved") != "" {
+		flash = "Saved."
+	}
+	c.render(w, "tenant", http.StatusOK, pageData{Title: cmp.Or(t.GetDisplayName(), t.GetAppid()), Nav: "tenants", CSRF: s.csrf(), Flash: flash, Body: b})
 }
 
 // chart serves a tenant's chart alone, as an SVG image.

@@ -59,10 +59,11 @@ var funcs = template.FuncMap{
 	"join":  strings.Join,
 	"count": func(m map[string]int, k string) int { return m[k] },
 	// fe is the argument of the field-error partial.
-	"fe":      func(f tenantForm, field string) fieldRef { return fieldRef{Errors: f.Errors, Field: field} },
-	"modes":   func() []string { return []string{"SAFE", "COMPATIBLE", "PLAINTEXT"} },
-	"formats": func() []string { return []string{"JSON", "XML"} },
-	"replies": func() []string { return []string{"SUCCESS", "TRANSFER_CUSTOMER_SERVICE"} },
+	"fe":           func(f tenantForm, field string) fieldRef { return fieldRef{Errors: f.Errors, Field: field} },
+	"modes":        func() []string { return []string{"SAFE", "COMPATIBLE", "PLAINTEXT"} },
+	"formats":      func() []string { return []string{"JSON", "XML"} },
+	"replies":      func() []string { return []string{"SUCCESS", "TRANSFER_CUSTOMER_SERVICE"} },
+	"tenantStates": func() []string { return []string{"ACTIVE", "DISABLED"} },
 }
 
 type fieldRef struct {

@@ -104,14 +104,14 @@ func TestConsole_Security(t *testing.T) {
 
 	// Without a session: pages send to the sign-in page, actions are
 	// refused, and the API wants its own bearer token.
-	for _, path := range []string{"/console/", "/console/tenants/new", "/console/tenants/" + tid, "/console/tenants/" + tid + "/events",
+	for _, path := range []string{"/console/", "/console/tenants/new", "/console/tenants/" + tid, "/console/tenants/" + tid + "/events", "/console/tenants/" + tid + "/settings",
 		"/console/tenants/" + tid + "/events/evt_x", "/console/nowhere"} {
 		a := anon.do("GET", path, nil, nil)
 		if loc := a.header.Get("Location"); a.status != http.StatusSeeOther || !strings.HasPrefix(loc, "/console/login?next=") {
 			t.Errorf("GET %s without a session: %d to %q, want 303 to the sign-in page", path, a.status, loc)
 		}
 	}
-	for _, path := range []string{"/console/tenants", "/console/tenants/" + tid + "/rotate-api-key", "/console/tenants/" + tid + "/rotate-webhook-secret",
+	for _, path := range []string{"/console/tenants", "/console/tenants/" + tid + "/settings", "/console/tenants/" + tid + "/rotate-api-key", "/console/tenants/" + tid + "/rotate-webhook-secret",
 		"/console/tenants/" + tid + "/events/evt_x/redeliver", "/console/logout"} {
 		if a := anon.do("POST", path, url.Values{"csrf": {"x"}}, nil); a.status != http.StatusUnauthorized {
 			t.Errorf("POST %s without a session: %d, want 401", path, a.status)

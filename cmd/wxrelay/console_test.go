@@ -188,3 +188,68 @@ func TestConsole_EndToEnd(t *testing.T) {
 	})
 	shots.take(ctx, "tenants ok")
 }
+
+// TestConsole_Settings: the settings form shows the API's errors at their
+// fields and saves the rest in one PATCH, leaving the secrets that were
+// not typed as they were.
+func TestConsole_Settings(t *testing.T) {
+	ctx := browser(t)
+	dir := t.TempDir()
+	p := startServe(t, dir, "WXRELAY_ALLOW_PRIVATE_WEBHOOKS=true")
+	admin := adminTokenIn(t, dir)
+	var created struct {
+		Tenant struct{ ID string } `json:"tenant"`
+	}
+	body := `{"appid":"` + consoleAppID + `","app_secret":"s","token":"` + consoleToken + `","encoding_aes_key":"` + consoleAESKey + `",
+		"encrypt_mode":"ENCRYPT_MODE_SAFE","data_format":"DATA_FORMAT_JSON","webhook_url":"https://shop.example.com/hook","display_name":"Old name"}`
+	if code := p.api(t, "POST", "/v1/tenants", admin, body, &created); code != 200 {
+		t.Fatalf("create tenant: %d", code)
+	}
+	tid := created.Tenant.ID
+	origin := "http://" + p.http
+	do(t, ctx, "sign in and open the settings", chromedp.Navigate(origin+"/console/login"),
+		chromedp.SendKeys(chromedp.ID("token"), admin), chromedp.Submit(chromedp.ID("token")),
+		chromedp.WaitVisible(chromedp.ID("tenants")),
+		chromedp.Navigate(origin+"/console/tenants/"+tid),
+		chromedp.Click(chromedp.ID("settings")),
+		chromedp.WaitVisible(chromedp.ID("save")))
+	if got := get(t, ctx, "display name", chromedp.Value(chromedp.ID("display_name"))); got != "Old name" {
+		t.Fatalf("the form shows display name %q, want the tenant's", got)
+	}
+	if got := get(t, ctx, "mode", chromedp.Value(chromedp.ID("encrypt_mode"))); got != "SAFE" {
+		t.Errorf("the form shows encrypt mode %q, want SAFE", got)
+	}
+	do(t, ctx, "save a bad webhook URL",
+		chromedp.SetValue(chromedp.ID("webhook_url"), "not a url"),
+		chromedp.Submit(chromedp.ID("onboard")),
+		chromedp.WaitVisible(chromedp.ID("webhook_url-error")))
+	if msg := text(t, ctx, "#webhook_url-error"); !strings.Contains(msg, "does not parse") {
+		t.Errorf("the webhook URL's error reads %q", msg)
+	}
+	do(t, ctx, "save",
+		chromedp.SetValue(chromedp.ID("webhook_url"), "https://shop.example.com/v2/hook"),
+		chromedp.SetValue(chromedp.ID("display_name"), "New name"),
+		chromedp.SetValue(chromedp.ID("push_silence_alert"), "2h"),
+		chromedp.SetValue(chromedp.ID("state"), "DISABLED"),
+		chromedp.Submit(chromedp.ID("onboard")),
+		chromedp.WaitVisible(chromedp.CSS("p.flash")))
+	var got struct {
+		DisplayName      string `json:"display_name"`
+		WebhookURL       string `json:"webhook_url"`
+		State            string `json:"state"`
+		PushSilenceAlert string `json:"push_silence_alert"`
+		EncryptMode      string `json:"encrypt_mode"`
+		PushSecrets      string `json:"push_secrets"`
+	}
+	p.api(t, "GET", "/v1/tenants/"+tid, admin, "", &got)
+	if got.DisplayName != "New name" || got.WebhookURL != "https://shop.example.com/v2/hook" || got.State != "STATE_DISABLED" ||
+		got.PushSilenceAlert != "7200s" || got.EncryptMode != "ENCRYPT_MODE_SAFE" {
+		t.Errorf("after saving, the tenant is %+v", got)
+	}
+	if got.PushSecrets != "PUSH_SECRETS_CURRENT" {
+		t.Errorf("push_secrets = %s: the Token or EncodingAESKey changed though none was typed", got.PushSecrets)
+	}
+	if h1 := text(t, ctx, "h1"); !strings.Contains(h1, "New name") {
+		t.Errorf("the tenant page's title reads %q", h1)
+	}
+}
