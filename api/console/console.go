@@ -180,7 +180,7 @@ type pageData struct {
 	// pages an operator keeps open to watch, never for one that shows a
 	// secret once or holds a form.
 	Refresh int
-	Body  any
+	Body    any
 }
 
 // render writes page name with the layout, status 200 unless given.
