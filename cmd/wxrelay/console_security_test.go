@@ -163,6 +163,12 @@ func TestConsole_Security(t *testing.T) {
 		t.Errorf("cookie behind a TLS proxy %+v, want Secure", behindTLS.cookie)
 	}
 
+	// The chart alone, as an image, for a signed-in operator.
+	if a := op.do("GET", "/console/tenants/"+tid+"/chart.svg", nil, nil); a.status != 200 ||
+		a.header.Get("Content-Type") != "image/svg+xml" || !strings.HasPrefix(a.body, "<svg xmlns=") {
+		t.Errorf("chart.svg: %d %s %.40q, want an SVG image", a.status, a.header.Get("Content-Type"), a.body)
+	}
+
 	// Every page: a strict CSP, no caching, no framing.
 	page := op.do("GET", "/console/tenants/"+tid, nil, nil)
 	if csp := page.header.Get("Content-Security-Policy"); !strings.Contains(csp, "default-src 'none'") || !strings.Contains(csp, "script-src 'self'") ||
