@@ -67,7 +67,7 @@ func enumViolation(ctx context.Context, msg string) error {
 	if !ok {
 		return nil
 	}
-	fd := findEnumField(md.Input(), m[1], map[protoreflect.FullName]bool{})
+	fd := findEnumField(md.Input(), m[1])
 	if fd == nil {
 		return nil
 	}
@@ -88,7 +88,8 @@ func enumViolation(ctx context.Context, msg string) error {
 // findEnumField finds the enum field named name (its JSON or proto name)
 // in msg or the messages it holds, breadth first: the request's own
 // fields before a nested message's.
-func findEnumField(msg protoreflect.MessageDescriptor, name string, seen map[protoreflect.FullName]bool) protoreflect.FieldDescriptor {
+func findEnumField(msg protoreflect.MessageDescriptor, name string) protoreflect.FieldDescriptor {
+	seen := map[protoreflect.FullName]bool{}
 	queue := []protoreflect.MessageDescriptor{msg}
 	for len(queue) > 0 {
 		md := queue[0]

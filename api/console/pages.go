@@ -2,6 +2,7 @@ package console
 
 import (
 	"cmp"
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -315,12 +316,12 @@ func (c *Console) showTenant(w http.ResponseWriter, r *http.Request, s *session,
 		c.apiError(w, r, s, err)
 		return
 	}
-	now := c.o.Now()
-	counts, err := c.o.Stats.AttemptsPerMinute(r.Context(), tenant.ID(t.GetId()), now.Add(-chartSpan).Truncate(time.Minute), now)
+	ch, err := c.chartOf(r.Context(), tenant.ID(t.GetId()))
 	if err != nil {
+		// The page is still worth showing, with an empty chart.
 		c.o.Logger.Error("console: chart", "tenant", t.GetId(), "err", err)
 	}
-	b := tenantBody{T: t, Health: healthName(t.GetHealth().GetState()), Chart: newChart(counts, now), Secret: secret, SecretLabel: label}
+	b := tenantBody{T: t, Health: healthName(t.GetHealth().GetState()), Chart: ch, Secret: secret, SecretLabel: label}
 	flash := ""
 	if r.Method == http.MethodGet && r.URL.Query().Get("saved") != "" {
 		flash = "Saved."
@@ -334,16 +335,22 @@ func (c *Console) chart(w http.ResponseWriter, r *http.Request, s *session) {
 		c.apiError(w, r, s, err)
 		return
 	}
-	now := c.o.Now()
-	counts, err := c.o.Stats.AttemptsPerMinute(r.Context(), tenant.ID(r.PathValue("id")), now.Add(-chartSpan).Truncate(time.Minute), now)
+	ch, err := c.chartOf(r.Context(), tenant.ID(r.PathValue("id")))
 	if err != nil {
 		http.Error(w, "the chart's data could not be read", http.StatusInternalServerError)
 		return
 	}
 	w.Header().Set("Content-Type", "image/svg+xml")
-	if err := c.pages["tenant"].ExecuteTemplate(w, "chart-svg", newChart(counts, now)); err != nil {
+	if err := c.pages["tenant"].ExecuteTemplate(w, "chart-svg", ch); err != nil {
 		c.o.Logger.Error("console: chart", "err", err)
 	}
+}
+
+// chartOf is tenant tid's chart of the last chartSpan, up to now.
+func (c *Console) chartOf(ctx context.Context, tid tenant.ID) (chart, error) {
+	now := c.o.Now()
+	counts, err := c.o.Stats.AttemptsPerMinute(ctx, tid, now.Add(-chartSpan).Truncate(time.Minute), now)
+	return newChart(counts, now), err
 }
 
 func (c *Console) rotateAPIKey(w http.ResponseWriter, r *http.Request, s *session) {
@@ -452,10 +459,6 @@ func (c *Console) eventPage(w http.ResponseWriter, r *http.Request, s *session) 
 	if r.URL.Query().Get("redelivered") != "" {
 		flash = "Queued for delivery again: the attempts below show how it goes (reload)."
 	}
-	c.showEvent(w, r, s, flash)
-}
-
-func (c *Console) showEvent(w http.ResponseWriter, r *http.Request, s *session, flash string) {
 	ctx := callCtx(r.Context(), s)
 	t, err := c.tenants.GetTenant(ctx, &wxrelayv1.GetTenantRequest{Id: r.PathValue("id")})
 	if err != nil {

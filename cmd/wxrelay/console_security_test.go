@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"io"
 	"net/http"
 	"net/url"
@@ -95,7 +96,7 @@ func TestConsole_Security(t *testing.T) {
 	}
 	const hostile = `<script>alert(1)</script><img src=x onerror="document.title='pwned'">`
 	body := `{"appid":"wx0123456789abcd77","app_secret":"s","token":"PushToken1","encrypt_mode":"ENCRYPT_MODE_PLAINTEXT",
-		"webhook_url":"http://127.0.0.1:1/hook","display_name":` + jsonString(hostile) + `}`
+		"webhook_url":"http://127.0.0.1:1/hook","display_name":` + string(mustJSON(t, hostile)) + `}`
 	if code := p.api(t, "POST", "/v1/tenants", admin, body, &created); code != 200 {
 		t.Fatalf("create tenant: %d", code)
 	}
@@ -249,18 +250,11 @@ func TestConsole_Security(t *testing.T) {
 	}
 }
 
-func jsonString(s string) string {
-	var b strings.Builder
-	b.WriteByte('"')
-	for _, r := range s {
-		switch r {
-		case '"', '\\':
-			b.WriteByte('\\')
-			b.WriteRune(r)
-		default:
-			b.WriteRune(r)
-		}
+func mustJSON(t *testing.T, v any) []byte {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
 	}
-	b.WriteByte('"')
-	return b.String()
+	return b
 }

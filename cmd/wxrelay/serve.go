@@ -286,8 +286,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	if cfg.AlertWebhook != "" {
 		notifier, err := alert.New(alert.Options{
 			URL: cfg.AlertWebhook, Secret: cfg.AlertWebhookSecret,
-			Store: healthStore, Health: checker, Tenants: tenants,
-			HTTP: wechatHTTPWithTimeout(10 * time.Second), Logger: log, Registry: reg,
+			Store: healthStore, Health: checker, Tenants: tenants, Logger: log, Registry: reg,
 		})
 		if err != nil {
 			return err

@@ -14,6 +14,7 @@
 package alert
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -293,7 +294,7 @@ func (n *Notifier) post(ctx context.Context, a Alert) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, attemptTimeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, n.o.URL, strings.NewReader(string(a.Body)))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, n.o.URL, bytes.NewReader(a.Body))
 	if err != nil {
 		return err
 	}
