@@ -147,6 +147,12 @@ func New(o Options) (*Notifier, error) {
 	if o.HTTP == nil {
 		o.HTTP = &http.Client{Timeout: attemptTimeout}
 	}
+	// Redirects are never followed, as for tenants' webhooks: a 307 would
+	// have the signed alert POSTed again to wherever the answer points,
+	// and counted delivered there. The operator sets the final address.
+	client := *o.HTTP
+	client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	o.HTTP = &client
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -314,6 +320,9 @@ func (n *Notifier) post(ctx context.Context, a Alert) error {
 	}
 	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	resp.Body.Close()
+	if resp.StatusCode/100 == 3 {
+		return fmt.Errorf("the alert webhook answered %s: redirects are not followed; set --alert-webhook to the final address", resp.Status)
+	}
 	if resp.StatusCode/100 != 2 {
 		return fmt.Errorf("the alert webhook answered %s", resp.Status)
 	}

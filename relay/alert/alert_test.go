@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 
 	"github.com/wxrelay/wxrelay/relay/alert"
@@ -260,5 +262,55 @@ func TestBackoff(t *testing.T) {
 		if got := alert.Backoff(attempts); got != want {
 			t.Errorf("Backoff(%d) = %s, want %s", attempts, got, want)
 		}
+	}
+}
+
+// TestNotifier_DoesNotFollowRedirects: a webhook answering 307 is a failed
+// attempt, and the signed alert never reaches the redirect's target.
+func TestNotifier_DoesNotFollowRedirects(t *testing.T) {
+	db := storetest.New(t)
+	ctx := context.Background()
+	ts := store.NewTenantStore(db)
+	auth, err := tenant.NewAuthenticator(make([]byte, 32), ts, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc := tenant.NewService(ts, auth, true, nil)
+	if _, _, err := svc.Create(ctx, &tenant.Tenant{AppID: "wx0123456789abcdef",
+		Secrets:    tenant.Secrets{AppSecret: "s", Token: "PushToken1"},
+		WebhookURL: "https://example.com/h", PushSilenceAlert: time.Minute}); err != nil {
+		t.Fatal(err)
+	}
+	keeper := token.NewKeeper(store.NewTokenStore(db), nil, tenant.NewCache(svc, 0, nil), token.Options{})
+	checker := health.NewChecker(store.NewHealthStore(db), keeper, func() time.Time { return time.Now().Add(2 * time.Minute) })
+	if err := checker.CheckAll(ctx, svc); err != nil {
+		t.Fatal(err)
+	}
+	target := &receiver{t: t}
+	elsewhere := httptest.NewServer(target)
+	defer elsewhere.Close()
+	redirecting := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, elsewhere.URL+"/stolen", http.StatusTemporaryRedirect)
+	}))
+	defer redirecting.Close()
+	reg := prometheus.NewRegistry()
+	n, err := alert.New(alert.Options{URL: redirecting.URL + "/alerts", Secret: secret,
+		Store: store.NewHealthStore(db), Health: checker, Tenants: svc, Registry: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := target.attempts(); len(got) != 0 {
+		t.Fatalf("the redirect's target received %d alerts, want 0", len(got))
+	}
+	want := `
+# HELP wxrelay_alerts_sent_total Attempts to deliver health alerts to the operator's webhook, by result (delivered, retried, abandoned).
+# TYPE wxrelay_alerts_sent_total counter
+wxrelay_alerts_sent_total{result="retried"} 1
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "wxrelay_alerts_sent_total"); err != nil {
+		t.Errorf("a redirect must count as a failed attempt: %v", err)
 	}
 }
