@@ -73,14 +73,22 @@ func isSpaceOrControl(r rune) bool { return unicode.IsSpace(r) || unicode.IsCont
 // may resolve to a private address.
 func ValidateWebhookURL(raw string, allowPrivate bool) error {
 	const field = "webhook_url"
-	if raw == "" {
+	switch {
+	case raw == "":
 		return fieldErr(field, "is required")
+	case len(raw) > MaxWebhookURLBytes:
+		return fieldErr(field, "is %d bytes long, over the limit of %d", len(raw), MaxWebhookURLBytes)
 	}
 	u, err := url.Parse(raw)
 	if err != nil || u.Scheme == "" || (u.Host == "" && u.Opaque != "") {
 		// "not a url" parses as a relative path, "shop.example.com:443"
 		// as a scheme with an opaque part: neither is what was meant.
 		return fieldErr(field, "does not parse as an absolute URL such as https://shop.example.com/wechat/events")
+	}
+	if strings.ContainsFunc(raw, isSpaceOrControl) {
+		// Go's parser keeps a space in the query, but an HTTP request line
+		// cannot carry one: every delivery would then fail.
+		return fieldErr(field, "must not contain spaces or control characters; percent-encode them (a space is %%20)")
 	}
 	wanted := "an https URL"
 	if allowPrivate {
@@ -110,6 +118,11 @@ func ValidateWebhookURL(raw string, allowPrivate bool) error {
 	}
 	return nil
 }
+
+// MaxWebhookURLBytes bounds a webhook URL: every delivery sends it and
+// every tenant read carries it. Browsers and proxies commonly stop near
+// 8 KiB for a whole request line; a webhook address needs far less.
+const MaxWebhookURLBytes = 2048
 
 // legacyIPv4 reads host as the IPv4 address that inet_aton and the WHATWG
 // URL standard see in it when it is not the usual dotted quad: one to four
@@ -186,23 +199,38 @@ var nonPublic = func() []netip.Prefix {
 		"198.18.0.0/15", "198.51.100.0/24", "203.0.113.0/24", "224.0.0.0/4", "240.0.0.0/4",
 		"::/128", "::1/128", "64:ff9b:1::/48", "100::/64", "2001::/23", "2001:db8::/32",
 		"fc00::/7", "fe80::/10", "ff00::/8",
+		// IPv4-compatible (::a.b.c.d, deprecated; ::7f00:1 is 127.0.0.1 to
+		// stacks that still route it), SIIT's IPv4-translated form, and
+		// site-local (fec0::/10, deprecated but still routed by some).
+		"::/96", "::ffff:0:0:0/96", "fec0::/10",
 	} {
 		ps = append(ps, netip.MustParsePrefix(s))
 	}
 	return ps
 }()
 
+var (
+	nat64     = netip.MustParsePrefix("64:ff9b::/96")
+	sixToFour = netip.MustParsePrefix("2002::/16")
+)
+
 // IsPublicAddr reports whether a webhook may be delivered to addr.
-// IPv4-mapped and NAT64 IPv6 forms are judged by the IPv4 address inside.
+// IPv4-mapped, NAT64 and 6to4 IPv6 forms are judged by the IPv4 address
+// inside.
 func IsPublicAddr(addr netip.Addr) bool {
 	if !addr.IsValid() {
 		return false
 	}
 	// A zone (fe80::1%eth0) would make every prefix test below fail.
 	addr = addr.WithZone("").Unmap()
-	if nat64 := netip.MustParsePrefix("64:ff9b::/96"); nat64.Contains(addr) {
+	if nat64.Contains(addr) {
 		b := addr.As16()
 		addr = netip.AddrFrom4([4]byte{b[12], b[13], b[14], b[15]})
+	} else if sixToFour.Contains(addr) {
+		// 6to4 relays reach the IPv4 address in bits 16 to 48:
+		// 2002:7f00:1::1 is a way to 127.0.0.1.
+		b := addr.As16()
+		addr = netip.AddrFrom4([4]byte{b[2], b[3], b[4], b[5]})
 	}
 	for _, p := range nonPublic {
 		if p.Contains(addr) {

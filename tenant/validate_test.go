@@ -19,6 +19,8 @@ func TestIsPublicAddr(t *testing.T) {
 		{"::1", false}, {"::", false}, {"fc00::1", false}, {"fd12::1", false}, {"fe80::1", false},
 		{"fe80::1%eth0", false}, {"ff02::1", false}, {"::ffff:127.0.0.1", false}, {"::ffff:8.8.8.8", true},
 		{"64:ff9b::a00:1", false}, {"2001:db8::1", false},
+		{"::7f00:1", false}, {"::8.8.8.8", false}, {"2002:7f00:1::1", false}, {"2002:a00:1::1", false},
+		{"2002:808:808::1", true}, {"fec0::1", false}, {"::ffff:0:7f00:1", false},
 	} {
 		if got := IsPublicAddr(netip.MustParseAddr(tt.addr)); got != tt.want {
 			t.Errorf("IsPublicAddr(%s) = %v, want %v", tt.addr, got, tt.want)
@@ -49,6 +51,15 @@ func TestValidateWebhookURL(t *testing.T) {
 		{"https://hooks.example.com/x#frag", false, false},
 		{"ftp://hooks.example.com/x", true, false},
 		{"", false, false},
+		{"https://[::7f00:1]/", false, false},
+		{"https://[2002:7f00:1::1]/", false, false},
+		{"https://[fec0::1]/", false, false},
+		{"https://hooks.example.com/x?a=b c", true, false},
+		{"https://hooks.example.com/x?a=b%20c", true, true},
+		{"https://hooks.example.com/x\tab", true, false},
+		{"https://hooks.example.com/x\n", true, false},
+		{"https://hooks.example.com/" + strings.Repeat("a", MaxWebhookURLBytes), true, false},
+		{"https://hooks.example.com/" + strings.Repeat("a", MaxWebhookURLBytes-len("https://hooks.example.com/")), true, true},
 	} {
 		err := ValidateWebhookURL(tt.url, tt.allowPrivate)
 		if (err == nil) != tt.ok {
@@ -76,6 +87,8 @@ func TestWebhookURLMessages(t *testing.T) {
 		{"ftp://hooks.example.com/x", true, "webhook_url: must be an http or https URL, not ftp:"},
 		{"http://hooks.example.com/x", false, "webhook_url: must use https (plain http is accepted only with WXRELAY_ALLOW_PRIVATE_WEBHOOKS=true)"},
 		{"", true, "webhook_url: is required"},
+		{"https://hooks.example.com/x?q=a b", true, "webhook_url: must not contain spaces or control characters; percent-encode them (a space is %20)"},
+		{"https://hooks.example.com/" + strings.Repeat("a", 900<<10), true, "webhook_url: is 921626 bytes long, over the limit of 2048"},
 	} {
 		err := ValidateWebhookURL(tt.url, tt.allowPrivate)
 		if err == nil || err.Error() != tt.want {
