@@ -193,6 +193,12 @@ func TestDecodeMessageErrors(t *testing.T) {
 		{"XML unknown entity", `<xml><MsgType>&e;</MsgType></xml>`},
 		{"XML nested too deep", "<xml><MsgType>text</MsgType>" + deep + "</xml>"},
 		{"XML MsgType repeated", `<xml><MsgType>a</MsgType><MsgType>b</MsgType></xml>`},
+		{"XML Content repeated", `<xml><MsgType>text</MsgType><Content><![CDATA[a]]></Content><Content><![CDATA[b]]></Content></xml>`},
+		{"XML nested leaf repeated", `<xml><MsgType>event</MsgType><result><label>1</label><label>2</label></result></xml>`},
+		{"XML leaf then element of the same name", `<xml><MsgType>event</MsgType><detail>x</detail><detail><a>1</a></detail></xml>`},
+		{"XML element then leaf of the same name", `<xml><MsgType>event</MsgType><detail><a>1</a></detail><detail>x</detail></xml>`},
+		{"JSON Content repeated", `{"MsgType":"text","Content":"a","Content":"b"}`},
+		{"JSON MsgType repeated", `{"MsgType":"text","MsgType":"event"}`},
 		{"XML invalid UTF-8", "<xml><MsgType>\xff</MsgType></xml>"},
 		{"XML other encoding", `<?xml version="1.0" encoding="GBK"?><xml><MsgType>text</MsgType></xml>`},
 	} {
@@ -203,6 +209,22 @@ func TestDecodeMessageErrors(t *testing.T) {
 				t.Errorf("DecodeMessage = %+v, want nil", m)
 			}
 		})
+	}
+}
+
+// TestDecodeMessageRepeatedFieldNamed: the error names the field, cut short
+// when the name is long.
+func TestDecodeMessageRepeatedFieldNamed(t *testing.T) {
+	long := strings.Repeat("N", 5000)
+	for body, want := range map[string]string{
+		`{"MsgType":"text","Content":"a","Content":"b"}`:                             `field "Content" appears more than once`,
+		`<xml><MsgType>text</MsgType><Content>a</Content><Content>b</Content></xml>`: `field "Content" appears more than once`,
+		`{"MsgType":"text","` + long + `":1,"` + long + `":2}`:                       `field "` + long[:40] + `…" appears more than once`,
+	} {
+		_, err := DecodeMessage([]byte(body))
+		if err == nil || !strings.Contains(err.Error(), want) || len(err.Error()) > 200 {
+			t.Errorf("DecodeMessage(%.60q…) = %v, want an error saying %q in under 200 bytes", body, err, want)
+		}
 	}
 }
 

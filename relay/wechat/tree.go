@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 )
 
@@ -41,16 +42,40 @@ func decodeObject(body []byte) (map[string]any, Format, error) {
 }
 
 // decodeJSONObject parses one JSON object, keeping numbers verbatim as
-// json.Number: a MsgId above 2^53 must never pass through a float64.
+// json.Number: a MsgId above 2^53 must never pass through a float64. A
+// field named twice at the top level is refused, as a repeated leaf is in
+// XML (addChild): WeChat never sends one, and which of the two a tenant's
+// parser keeps is its own (encoding/json the last, others the first), so
+// the relay and the tenant could read different messages.
 func decodeJSONObject(body []byte) (map[string]any, error) {
 	d := json.NewDecoder(bytes.NewReader(body))
 	d.UseNumber()
-	var obj map[string]any
-	if err := d.Decode(&obj); err != nil {
+	malformed := func(err error) (map[string]any, error) {
 		return nil, fmt.Errorf("%w: %w", ErrMalformed, err)
 	}
-	if obj == nil { // the body was "null" after all
+	if tok, err := d.Token(); err != nil {
+		return malformed(err)
+	} else if tok != json.Delim('{') {
 		return nil, fmt.Errorf("%w: not a JSON object", ErrMalformed)
+	}
+	obj := map[string]any{}
+	for d.More() {
+		tok, err := d.Token()
+		if err != nil {
+			return malformed(err)
+		}
+		name := tok.(string) // inside an object the decoder yields names here
+		if _, dup := obj[name]; dup {
+			return nil, fmt.Errorf("%w: field %s appears more than once", ErrMalformed, quoteName(name))
+		}
+		var v any
+		if err := d.Decode(&v); err != nil {
+			return malformed(err)
+		}
+		obj[name] = v
+	}
+	if _, err := d.Token(); err != nil { // the closing brace
+		return malformed(err)
 	}
 	if len(bytes.TrimLeft(body[d.InputOffset():], " \t\r\n")) != 0 {
 		return nil, fmt.Errorf("%w: data after the JSON object", ErrMalformed)
@@ -58,17 +83,29 @@ func decodeJSONObject(body []byte) (map[string]any, error) {
 	return obj, nil
 }
 
+// quoteName quotes a field name for an error, cut to a few dozen bytes: the
+// name comes from the request.
+func quoteName(name string) string {
+	const max = 40
+	if len(name) > max {
+		name = strings.ToValidUTF8(name[:max], "") + "…"
+	}
+	return strconv.Quote(name)
+}
+
 // decodeXMLObject parses an XML document whose root element (<xml> in
 // WeChat's bodies, though the name is not checked) holds child elements.
 //
 // Each element becomes a field named after it: elements with children become
-// objects, repeated siblings become arrays, and leaves become strings or
+// objects, repeated siblings become arrays (see addChild), and leaves become
+// strings or
 // numbers. WeChat writes strings as CDATA and integers bare, so a leaf with
 // CDATA is a string, a leaf of bare text that is a JSON integer becomes a
 // json.Number with the same digits, and any other leaf is a string. That is
 // what makes <MsgId>6054768590064713728</MsgId> and "MsgId":6054768590064713728
 // decode alike. Attributes, comments, processing instructions and the blank
-// text between elements are ignored; directives (DOCTYPE) are refused.
+// text between elements are ignored; directives (DOCTYPE) and repeated
+// leaves are refused.
 func decodeXMLObject(body []byte) (map[string]any, error) {
 	p := &xmlParser{d: xml.NewDecoder(bytes.NewReader(body)), body: body}
 	var root map[string]any
@@ -144,7 +181,9 @@ func (p *xmlParser) element(depth int) (any, error) {
 			if children == nil {
 				children = make(map[string]any)
 			}
-			addChild(children, t.Name.Local, v)
+			if err := addChild(children, t.Name.Local, v); err != nil {
+				return nil, err
+			}
 		case xml.EndElement:
 			switch {
 			case children != nil && (words || cdata):
@@ -178,16 +217,29 @@ func (p *xmlParser) element(depth int) (any, error) {
 	}
 }
 
-// addChild stores v under name, turning a repeated name into an array.
-func addChild(obj map[string]any, name string, v any) {
-	switch old := obj[name].(type) {
-	case nil:
+// addChild stores v under name, turning repeated elements into an array:
+// WeChat's lists (wxa_media_check's detail, SubscribeMsgPopupEvent's List)
+// repeat an element of fields. A repeated leaf is refused instead: WeChat
+// never repeats one, and <Content>a</Content><Content>b</Content> would
+// reach the tenant as an array where it expects the string the relay read.
+func addChild(obj map[string]any, name string, v any) error {
+	old, repeated := obj[name]
+	if !repeated {
 		obj[name] = v
+		return nil
+	}
+	if _, ok := v.(map[string]any); !ok {
+		return fmt.Errorf("%w: field %s appears more than once", ErrMalformed, quoteName(name))
+	}
+	switch old := old.(type) {
 	case []any:
 		obj[name] = append(old, v)
-	default:
+	case map[string]any:
 		obj[name] = []any{old, v}
+	default:
+		return fmt.Errorf("%w: field %s appears more than once", ErrMalformed, quoteName(name))
 	}
+	return nil
 }
 
 // isJSONInteger reports whether b is an integer in JSON's number grammar,
