@@ -13,9 +13,12 @@ package calllog
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -117,8 +120,21 @@ func NewRecorder(s Store, opts Options) (*Recorder, error) {
 	return r, nil
 }
 
-// Record queues c; it never blocks.
+// The longest texts a record keeps, in bytes: a path longer than any of
+// WeChat's, and an errmsg longer than any WeChat writes. A caller chooses
+// the path, so it must not be able to store megabytes in a record.
+const (
+	MaxPathBytes   = 256
+	MaxErrmsgBytes = 512
+	maxMethodBytes = 16
+)
+
+// Record queues c; it never blocks. Its texts are cut to their limits and
+// made safe to store (see Clean).
 func (r *Recorder) Record(c Call) {
+	c.Method = Clean(c.Method, maxMethodBytes)
+	c.Path = Clean(c.Path, MaxPathBytes)
+	c.Errmsg = Clean(c.Errmsg, MaxErrmsgBytes)
 	select {
 	case r.queue <- c:
 	default:
@@ -162,10 +178,67 @@ func (r *Recorder) write(batch []Call) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), r.opts.WriteTime)
 	defer cancel()
-	if err := r.store.AppendCalls(ctx, batch); err != nil {
-		r.failed.Add(float64(len(batch)))
-		r.opts.Logger.Error("calllog: store call records", "records", len(batch), "err", err)
+	err := r.store.AppendCalls(ctx, batch)
+	if err == nil {
+		return
 	}
+	if len(batch) > 1 && ctx.Err() == nil {
+		// One record the database refuses must not lose its batch, which
+		// holds other tenants' records: store them one by one, and lose
+		// only those refused alone.
+		failed := 0
+		for _, c := range batch {
+			if err1 := r.store.AppendCalls(ctx, []Call{c}); err1 != nil {
+				failed++
+				err = err1
+			}
+		}
+		if failed == 0 {
+			return
+		}
+		r.failed.Add(float64(failed))
+		r.opts.Logger.Error("calllog: store call records", "records", failed, "err", err)
+		return
+	}
+	r.failed.Add(float64(len(batch)))
+	r.opts.Logger.Error("calllog: store call records", "records", len(batch), "err", err)
+}
+
+// Clean returns s fit to store and show: control characters (NUL
+// included, which PostgreSQL's text refuses) written as %XX, invalid UTF-8
+// as U+FFFD, and at most max bytes, ending in "…" when cut.
+func Clean(s string, max int) string {
+	plain := len(s) <= max
+	for i := 0; plain && i < len(s); i++ {
+		c := s[i]
+		plain = c >= 0x20 && c != 0x7f && c < utf8.RuneSelf
+	}
+	if plain {
+		return s
+	}
+	var b strings.Builder
+	cut := false
+	for _, r := range s { // an invalid byte reads as utf8.RuneError, U+FFFD
+		if b.Len() > max {
+			cut = true
+			break
+		}
+		if r < 0x20 || r == 0x7f {
+			fmt.Fprintf(&b, "%%%02X", r)
+		} else {
+			b.WriteRune(r)
+		}
+	}
+	out := b.String()
+	if !cut && len(out) <= max {
+		return out
+	}
+	const ellipsis = "…"
+	end := max - len(ellipsis)
+	for end > 0 && !utf8.RuneStart(out[end]) {
+		end--
+	}
+	return out[:end] + ellipsis
 }
 
 // List returns a page of tid's calls, newest first, and the token of the

@@ -2,8 +2,12 @@ package calllog_test
 
 import (
 	"context"
+	"errors"
+	"slices"
+	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -102,4 +106,100 @@ func TestRecorder_DropsWhenFull(t *testing.T) {
 			t.Errorf("no record counted as dropped with a queue of 1 and a writer holding 1000")
 		}
 	}
+}
+
+func TestClean(t *testing.T) {
+	long := strings.Repeat("é", 200) // 400 bytes
+	for _, tt := range []struct{ in, want string }{
+		{"/cgi-bin/token", "/cgi-bin/token"},
+		{"/a\x00b", "/a%00b"},
+		{"/a\nb\x7f", "/a%0Ab%7F"},
+		{"/a\xffb", "/a\uFFFDb"},
+		{long, strings.Repeat("é", 126) + "…"},
+	} {
+		got := calllog.Clean(tt.in, 255)
+		if got != tt.want {
+			t.Errorf("Clean(%.40q) = %q, want %q", tt.in, got, tt.want)
+		}
+		if len(got) > 255 || !utf8.ValidString(got) {
+			t.Errorf("Clean(%.40q) = %d bytes, valid UTF-8 %v", tt.in, len(got), utf8.ValidString(got))
+		}
+	}
+}
+
+// TestRecorder_BadRecordFailsAlone: a record the database refuses loses
+// only itself, never the other tenants' records of its batch; and what a
+// caller chose (a NUL in the path, a megabyte of path) is stored cleaned
+// and cut. Run on both engines: PostgreSQL refuses NUL in text.
+func TestRecorder_BadRecordFailsAlone(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		newTenant(t, db, "tn_a", "wx0123456789abcdef")
+		newTenant(t, db, "tn_b", "wx00000000000000bb")
+		reg := prometheus.NewRegistry()
+		s := &refusing{CallStore: store.NewCallStore(db), refuse: "/poison"}
+		r, err := calllog.NewRecorder(s, calllog.Options{Batch: 100, Interval: time.Hour, Registry: reg})
+		if err != nil {
+			t.Fatal(err)
+		}
+		now := time.Now().UTC()
+		r.Record(calllog.Call{TenantID: "tn_a", Time: now, Method: "POST", Path: "/cgi-bin/\x00nul", PathClass: "other"})
+		r.Record(calllog.Call{TenantID: "tn_a", Time: now, Method: "POST", Path: "/cgi-bin/" + strings.Repeat("x", 1<<20), PathClass: "other"})
+		r.Record(calllog.Call{TenantID: "tn_a", Time: now, Method: "POST", Path: "/poison", PathClass: "other"})
+		for range 5 {
+			r.Record(calllog.Call{TenantID: "tn_b", Time: now, Method: "POST", Path: "/cgi-bin/message/custom/send", PathClass: "send"})
+		}
+		r.Close()
+		ctx := context.Background()
+		b, err := s.ListCalls(ctx, "tn_b", 0, 100)
+		if err != nil || len(b) != 5 {
+			t.Fatalf("tenant b has %d records (%v), want all 5 despite a's refused one", len(b), err)
+		}
+		a, err := s.ListCalls(ctx, "tn_a", 0, 100)
+		if err != nil || len(a) != 2 {
+			t.Fatalf("tenant a has %d records (%v), want the 2 the store did not refuse", len(a), err)
+		}
+		paths := []string{a[0].Path, a[1].Path}
+		if !slices.Contains(paths, "/cgi-bin/%00nul") {
+			t.Errorf("paths %q, want the NUL stored as %%00", paths)
+		}
+		for _, p := range paths {
+			if len(p) > calllog.MaxPathBytes {
+				t.Errorf("a path of %d bytes was stored, over %d", len(p), calllog.MaxPathBytes)
+			}
+		}
+		if got := counterValue(t, reg, "wxrelay_call_records_failed_total"); got != 1 {
+			t.Errorf("failed records counted %v, want 1", got)
+		}
+	})
+}
+
+// refusing is a store that refuses any batch holding a record of one path,
+// as a database refuses a value it cannot store.
+type refusing struct {
+	*store.CallStore
+	refuse string
+}
+
+func (s *refusing) AppendCalls(ctx context.Context, calls []calllog.Call) error {
+	for _, c := range calls {
+		if c.Path == s.refuse {
+			return errors.New("refused")
+		}
+	}
+	return s.CallStore.AppendCalls(ctx, calls)
+}
+
+func counterValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			return mf.GetMetric()[0].GetCounter().GetValue()
+		}
+	}
+	t.Fatalf("no metric %s", name)
+	return 0
 }
