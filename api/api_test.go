@@ -749,3 +749,39 @@ func TestCallLogLevels(t *testing.T) {
 		t.Fatalf("finished call levels = %v, want ListTenants DEBUG and GetTenant INFO", levels)
 	}
 }
+
+// TestOversizedInputIsNotEchoed: an id of the wrong shape is refused by
+// name before anything looks it up, and no answer or log line quotes more
+// than a few hundred bytes of what the caller sent.
+func TestOversizedInputIsNotEchoed(t *testing.T) {
+	e := newEnv(t)
+	tn := e.createTenant(validTenant())
+	huge := strings.Repeat("A", 100_000)
+	for _, tt := range []struct {
+		name, method, path string
+		body               any
+		field              string
+	}{
+		{"event id", "GET", "/v1/tenants/" + tn.id + "/events/evt_" + huge, nil, "event_id"},
+		{"redeliver", "POST", "/v1/tenants/" + tn.id + "/events/evt_" + huge + ":redeliver", nil, "event_id"},
+		{"tenant id", "GET", "/v1/tenants/tn_" + huge, nil, "id"},
+		{"tenant id with a quote", "GET", "/v1/tenants/tn_%22x", nil, "id"},
+		{"page token", "GET", "/v1/tenants/" + tn.id + "/events?page_token=" + huge, nil, "page_token"},
+		{"enum value", "PATCH", "/v1/tenants/" + tn.id, map[string]any{"encrypt_mode": huge}, "encrypt_mode"},
+		{"unknown field", "PATCH", "/v1/tenants/" + tn.id, map[string]any{huge: 1}, ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			e.logBuf.Reset()
+			r := e.mustStatus(e.do(tt.method, tt.path, e.admin, tt.body), 400)
+			if len(r.raw) > 1000 {
+				t.Errorf("answer of %d bytes, want under 1000: %.200s…", len(r.raw), r.raw)
+			}
+			if msg, _ := r.body["message"].(string); !strings.HasPrefix(msg, tt.field) {
+				t.Errorf("message %q, want it to name %q", msg, tt.field)
+			}
+			if strings.Contains(e.logBuf.String(), strings.Repeat("A", 400)) {
+				t.Errorf("the log quotes the oversized input")
+			}
+		})
+	}
+}

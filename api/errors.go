@@ -4,11 +4,14 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"strings"
+	"unicode/utf8"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/wxrelay/wxrelay/relay"
 	"github.com/wxrelay/wxrelay/relay/wechat"
@@ -39,7 +42,7 @@ func errorInterceptor(log *slog.Logger) grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 		resp, err := handler(ctx, req)
 		if err != nil {
-			return nil, toStatus(ctx, log, info.FullMethod, err)
+			return nil, clipStatus(toStatus(ctx, log, info.FullMethod, err))
 		}
 		return resp, nil
 	}
@@ -95,4 +98,55 @@ func clientMessage(err, sentinel error) string {
 		return err.Error()
 	}
 	return sentinel.Error()
+}
+
+// maxErrorText is the most bytes of an error message, or of a field
+// violation's description, that a caller is answered. Messages may quote
+// what the caller sent (an enum value, a name); a caller must not be able
+// to have megabytes echoed back, or written to the log with the answer.
+const maxErrorText = 300
+
+// clipStatus cuts the message of the status err, and the descriptions of
+// its field violations, to maxErrorText bytes.
+func clipStatus(err error) error {
+	st, ok := status.FromError(err)
+	if !ok || err == nil {
+		return err
+	}
+	p := st.Proto()
+	changed := false
+	if len(p.Message) > maxErrorText {
+		p.Message, changed = clipText(p.Message), true
+	}
+	for i, d := range p.Details {
+		var br errdetails.BadRequest
+		if d.UnmarshalTo(&br) != nil {
+			continue
+		}
+		cut := false
+		for _, v := range br.FieldViolations {
+			if len(v.Description) > maxErrorText {
+				v.Description, cut = clipText(v.Description), true
+			}
+		}
+		if cut {
+			if a, err := anypb.New(&br); err == nil {
+				p.Details[i], changed = a, true
+			}
+		}
+	}
+	if !changed {
+		return err
+	}
+	return status.FromProto(p).Err()
+}
+
+// clipText cuts s to maxErrorText bytes on a character boundary, saying so.
+func clipText(s string) string {
+	const more = "… (cut)"
+	end := maxErrorText - len(more)
+	for end > 0 && !utf8.RuneStart(s[end]) {
+		end--
+	}
+	return strings.ToValidUTF8(s[:end], "") + more
 }
