@@ -30,6 +30,7 @@ var codeOf = []struct {
 	{tenant.ErrConflict, codes.AlreadyExists},
 	{tenant.ErrUnauthenticated, codes.Unauthenticated},
 	{tenant.ErrForbidden, codes.PermissionDenied},
+	{tenant.ErrDisabled, codes.FailedPrecondition},
 	{wechat.ErrMediaTooLarge, codes.InvalidArgument},
 	{context.DeadlineExceeded, codes.DeadlineExceeded},
 	{context.Canceled, codes.Canceled},

@@ -10,6 +10,10 @@ import (
 	"strings"
 	"testing"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	wxrelayv1 "github.com/wxrelay/wxrelay/api/gen/wxrelay/v1"
 	"github.com/wxrelay/wxrelay/relay/wechat"
 	"github.com/wxrelay/wxrelay/relay/wechat/wxsim"
 )
@@ -278,4 +282,41 @@ func TestSendRouteKeepsTheInterceptors(t *testing.T) {
 			t.Errorf("/metrics lacks %s", want)
 		}
 	}
+}
+
+// TestDisabledTenantCannotSend: a disabled tenant's send, typing and upload
+// are refused over REST and gRPC without a call to WeChat, with
+// FAILED_PRECONDITION naming the state; enabled again, it sends.
+func TestDisabledTenantCannotSend(t *testing.T) {
+	e := newEnv(t)
+	tn := e.wxTenant()
+	e.mustStatus(e.do("POST", sendPath(tn.id), tn.apiKey, `{"touser":"o1","msgtype":"text","text":{"content":"hi"}}`), 200)
+	e.mustStatus(e.do("PATCH", "/v1/tenants/"+tn.id, e.admin, map[string]any{"state": "STATE_DISABLED"}), 200)
+	before := len(e.sim.Calls())
+
+	for _, tt := range []struct{ name, path, body string }{
+		{"send", sendPath(tn.id), `{"touser":"o1","msgtype":"text","text":{"content":"hi"}}`},
+		{"typing", "/v1/tenants/" + tn.id + "/typing", `{"touser":"o1","command":"Typing"}`},
+	} {
+		r := e.mustStatus(e.do("POST", tt.path, tn.apiKey, tt.body), 400)
+		if msg, _ := r.body["message"].(string); r.body["code"] != float64(codes.FailedPrecondition) || !strings.Contains(msg, "disabled") {
+			t.Errorf("%s of a disabled tenant: %s, want FAILED_PRECONDITION saying it is disabled", tt.name, r.raw)
+		}
+	}
+	msgs := wxrelayv1.NewMessageServiceClient(e.grpcClient())
+	_, err := msgs.SendMessage(withToken(tn.apiKey), &wxrelayv1.SendMessageRequest{Id: tn.id,
+		Msgtype: "text", Text: &wxrelayv1.TextContent{Content: "hi"}, Touser: "o1"})
+	if status.Code(err) != codes.FailedPrecondition {
+		t.Errorf("gRPC send of a disabled tenant: %v, want FailedPrecondition", err)
+	}
+	_, err = msgs.UploadMedia(withToken(tn.apiKey), &wxrelayv1.UploadMediaRequest{Id: tn.id, Filename: "a.png", ContentType: "image/png", Content: smallPNG(t)})
+	if status.Code(err) != codes.FailedPrecondition {
+		t.Errorf("gRPC upload of a disabled tenant: %v, want FailedPrecondition", err)
+	}
+	if after := len(e.sim.Calls()); after != before {
+		t.Errorf("WeChat received %d calls for a disabled tenant, want 0", after-before)
+	}
+
+	e.mustStatus(e.do("PATCH", "/v1/tenants/"+tn.id, e.admin, map[string]any{"state": "STATE_ACTIVE"}), 200)
+	e.mustStatus(e.do("POST", sendPath(tn.id), tn.apiKey, `{"touser":"o1","msgtype":"text","text":{"content":"hi"}}`), 200)
 }

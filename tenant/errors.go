@@ -12,6 +12,9 @@ var (
 	ErrInvalid         = errors.New("invalid tenant")
 	ErrUnauthenticated = errors.New("missing, invalid or expired credentials")
 	ErrForbidden       = errors.New("not allowed for this principal")
+	// ErrDisabled: the tenant is disabled (state STATE_DISABLED), so
+	// nothing may be sent as it until an admin enables it again.
+	ErrDisabled = errors.New("the tenant is disabled: enable it (state STATE_ACTIVE) to send")
 )
 
 // FieldError says which input field is wrong and why. It matches ErrInvalid.

@@ -142,7 +142,7 @@ func (h *Handler) caller(a *answer, r *http.Request, tok string) (*tenant.Tenant
 		return nil, false
 	}
 	if t.State != tenant.StateActive {
-		a.refuse(http.StatusOK, codeUnauthorized, "api unauthorized: the tenant is disabled in wxrelay")
+		a.refuse(http.StatusOK, codeUnauthorized, msgDisabled)
 		return nil, false
 	}
 	return t, true

@@ -103,7 +103,7 @@ func (h *Handler) issue(a *answer, r *http.Request, req tokenRequest) {
 		return
 	}
 	if t.State != tenant.StateActive {
-		a.refuse(http.StatusOK, codeUnauthorized, "api unauthorized: the tenant is disabled in wxrelay")
+		a.refuse(http.StatusOK, codeUnauthorized, msgDisabled)
 		return
 	}
 	real, expires, err := h.opts.Tokens.TokenExpiry(ctx, tid)
@@ -142,6 +142,9 @@ func (h *Handler) issue(a *answer, r *http.Request, req tokenRequest) {
 	}{relayToken, int64(expires.Sub(now) / time.Second)})
 }
 
+// msgDisabled answers a call of a disabled tenant, with WeChat's 48001.
+const msgDisabled = "api unauthorized: the tenant is disabled in wxrelay"
+
 // minUnknownLife is the life of a relay token whose real token has an
 // expiry already past (a clock step): short, so the SDK soon asks again.
 const minUnknownLife = 5 * time.Minute
@@ -159,6 +162,8 @@ func (h *Handler) keeperError(a *answer, r *http.Request, tid tenant.ID, err err
 		a.refuse(http.StatusOK, codeSystemError, "system error: wxrelay could not get an access token from WeChat recently and is retrying; try again shortly")
 	case errors.Is(err, tenant.ErrNotFound):
 		a.refuse(http.StatusOK, codeInvalidCredential, "invalid credential, access_token is invalid or not latest: the tenant no longer exists")
+	case errors.Is(err, tenant.ErrDisabled): // disabled since the call was let in
+		a.refuse(http.StatusOK, codeUnauthorized, msgDisabled)
 	default:
 		h.log.ErrorContext(r.Context(), "wxapi: no access token for a tenant", "tenant", tid, "err", err)
 		a.refuse(http.StatusOK, codeSystemError, "system error: wxrelay could not get an access token from WeChat; try again shortly")

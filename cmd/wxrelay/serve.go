@@ -154,6 +154,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	// refreshes their access tokens, in the background and on demand.
 	wx := &wechat.Client{BaseURL: cfg.WeChatAPI, HTTP: wechatHTTP()}
 	keeper := token.NewKeeper(store.NewTokenStore(db), wx, tenantCache, token.Options{Log: log})
+	tenants.OnChange(keeper.Forget)
 
 	messages := message.NewService(keeper, wx).WithReplyWindows(message.WindowOptions{
 		Store: store.NewWindowStore(db), Tenants: tenantCache, Log: log})

@@ -13,7 +13,7 @@
 // window.go).
 //
 // Errors are returned as they come, wrapped: a *tenant.FieldError for bad
-// input, tenant.ErrNotFound, a *wechat.APIError or *wechat.TransportError
+// input, tenant.ErrNotFound, tenant.ErrDisabled, a *wechat.APIError or *wechat.TransportError
 // from the send, and errors wrapping ErrToken when no access token could be
 // had (they wrap the Keeper's error in turn). Mapping them to client codes
 // is the API's business.
@@ -189,7 +189,7 @@ func (s *Service) withToken(ctx context.Context, tid tenant.ID, call func(token 
 }
 
 func tokenErr(err error) error {
-	if errors.Is(err, tenant.ErrNotFound) {
+	if errors.Is(err, tenant.ErrNotFound) || errors.Is(err, tenant.ErrDisabled) {
 		return err
 	}
 	return fmt.Errorf("%w: %w", ErrToken, err)

@@ -87,9 +87,14 @@ type Keeper struct {
 	flights map[tenant.ID]*flight
 }
 
-// entry is a token in memory, served until recheckAt or near expiresAt.
+// entry is a token in memory, served until recheckAt or near expiresAt,
+// and only to a tenant whose appid and endpoint are still those it was
+// fetched for: after a PATCH of the appid, a token of the previous app
+// (which may now be another tenant's) must never be served.
 type entry struct {
 	token     string
+	appID     string
+	endpoint  tenant.TokenEndpoint
 	expiresAt time.Time
 	recheckAt time.Time
 }
@@ -160,13 +165,46 @@ func NewKeeper(s Store, wx WeChat, tenants tenant.Getter, opts Options) *Keeper 
 func (k *Keeper) now() time.Time { return k.opts.Now().UTC() }
 
 // Token returns tid's current access token: from memory, else from the
-// Store, else fetched from WeChat. Errors: tenant.ErrNotFound, ErrBackoff,
-// a *wechat.APIError or *wechat.TransportError from the fetch.
+// Store, else fetched from WeChat. Errors: tenant.ErrNotFound,
+// tenant.ErrDisabled, ErrBackoff, a *wechat.APIError or
+// *wechat.TransportError from the fetch.
+//
+// Every call that uses a tenant's token, whatever the transport (REST,
+// gRPC, the console, the compatible API), comes here: this is where a
+// disabled tenant is refused.
 func (k *Keeper) Token(ctx context.Context, tid tenant.ID) (string, error) {
-	if tok, ok := k.cached(tid, ""); ok {
+	t, err := k.servable(ctx, tid)
+	if err != nil {
+		return "", err
+	}
+	if tok, ok := k.cached(t, ""); ok {
 		return tok, nil
 	}
 	return k.do(ctx, tid, request{})
+}
+
+// servable reads tid through the tenant cache and refuses a disabled one.
+func (k *Keeper) servable(ctx context.Context, tid tenant.ID) (*tenant.Tenant, error) {
+	t, err := k.tenants.Get(ctx, tid)
+	if err != nil {
+		return nil, err
+	}
+	if t.State == tenant.StateDisabled {
+		return nil, fmt.Errorf("%w: tenant %s", tenant.ErrDisabled, tid)
+	}
+	return t, nil
+}
+
+// Forget drops tid's token from memory: on a change of the tenant, so that
+// nothing fetched under its old settings is served, and on its deletion,
+// so that the token leaves memory with it. Tenant changes call it
+// (tenant.Service.OnChange); a change made on another replica reaches
+// Token through the tenant cache, which the memory entry is checked
+// against.
+func (k *Keeper) Forget(tid tenant.ID) {
+	k.mu.Lock()
+	delete(k.mem, tid)
+	k.mu.Unlock()
 }
 
 // Refresh returns a token other than failed, which a call has just found
@@ -180,7 +218,11 @@ func (k *Keeper) Token(ctx context.Context, tid tenant.ID) (string, error) {
 // failed itself is it force-refreshed, at most 20 times a (Beijing) day and
 // 30 s apart per app (else ErrForceLimited). Forced refreshes are logged.
 func (k *Keeper) Refresh(ctx context.Context, tid tenant.ID, failed string) (string, error) {
-	if tok, ok := k.cached(tid, failed); ok {
+	t, err := k.servable(ctx, tid)
+	if err != nil {
+		return "", err
+	}
+	if tok, ok := k.cached(t, failed); ok {
 		return tok, nil
 	}
 	// A caller that joins a flight reading the Store may get failed back;
@@ -285,14 +327,16 @@ func (k *Keeper) Status(ctx context.Context, tid tenant.ID) (Status, error) {
 	return s, nil
 }
 
-// cached returns the token in memory, unless it is failed, due for a look
-// at the Store, or near expiry.
-func (k *Keeper) cached(tid tenant.ID, failed string) (string, bool) {
+// cached returns t's token in memory, unless it is failed, due for a look
+// at the Store, near expiry, or fetched for another appid or endpoint than
+// t's.
+func (k *Keeper) cached(t *tenant.Tenant, failed string) (string, bool) {
 	now := k.now()
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	e, ok := k.mem[tid]
-	if !ok || e.token == failed || !now.Before(e.recheckAt) || !now.Before(e.expiresAt.Add(-expirySkew)) {
+	e, ok := k.mem[t.ID]
+	if !ok || e.token == failed || e.appID != t.AppID || e.endpoint != endpointOf(t) ||
+		!now.Before(e.recheckAt) || !now.Before(e.expiresAt.Add(-expirySkew)) {
 		return "", false
 	}
 	return e.token, true
@@ -306,7 +350,7 @@ func (k *Keeper) remember(tid tenant.ID, st *State, now time.Time) {
 		recheck = now.Add(recheckEvery)
 	}
 	k.mu.Lock()
-	k.mem[tid] = entry{token: st.Token, expiresAt: st.ExpiresAt, recheckAt: recheck}
+	k.mem[tid] = entry{token: st.Token, appID: st.AppID, endpoint: st.Endpoint, expiresAt: st.ExpiresAt, recheckAt: recheck}
 	k.mu.Unlock()
 }
 
@@ -377,6 +421,11 @@ func (k *Keeper) obtain(ctx context.Context, tid tenant.ID, r request) (string, 
 	t, err := k.tenants.Get(ctx, tid)
 	if err != nil {
 		return "", err
+	}
+	if r.due && t.State == tenant.StateDisabled {
+		// Nothing may use a disabled tenant's token; it is fetched again
+		// when the tenant is enabled and next asked for one.
+		return "", errSkipped
 	}
 	st, err := k.find(ctx, tid)
 	if err != nil {

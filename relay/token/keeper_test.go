@@ -555,3 +555,73 @@ func TestKeeper_TokenExpiry(t *testing.T) {
 		t.Fatalf("RefreshExpiry = %.8s… %v %v; want a new token expiring 2 h from now", tok4, exp4, err)
 	}
 }
+
+// TestKeeper_AppIDChangeNeverServesTheOldAppsToken: after the tenant's
+// appid changes, the token of the previous app (which may now be another
+// tenant's) is never served again, whether the change is told (Forget) or
+// only seen through the tenant read.
+func TestKeeper_AppIDChangeNeverServesTheOldAppsToken(t *testing.T) {
+	for _, told := range []bool{true, false} {
+		t.Run(fmt.Sprintf("told=%v", told), func(t *testing.T) {
+			e := newEnv(t)
+			const appB, secretB = "wx00000000000000b2", "fedcba9876543210fedcba9876543210"
+			e.sim.AddApp(appB, secretB)
+			k := e.keeper(e.db, "p1")
+			tokA := mustToken(t, k, e.tid)
+
+			ctx := context.Background()
+			ts := store.NewTenantStore(e.db)
+			tn, err := ts.FindByID(ctx, e.tid)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tn.AppID, tn.Secrets.AppSecret = appB, secretB
+			if err := ts.Update(ctx, tn); err != nil {
+				t.Fatal(err)
+			}
+			if told {
+				k.Forget(e.tid)
+			}
+			tokB := mustToken(t, k, e.tid)
+			if tokB == tokA {
+				t.Fatalf("after the appid changed to %s the keeper served app %s's token", appB, appID)
+			}
+			if got := e.sim.TokenCounts(appB); got.Stable != 1 {
+				t.Errorf("TokenCounts(%s) = %+v, want one stable fetch", appB, got)
+			}
+			if err := e.send(ctx, tokB); err != nil {
+				t.Errorf("send with the new app's token: %v", err)
+			}
+		})
+	}
+}
+
+// TestKeeper_DisabledTenantGetsNoToken: a disabled tenant is refused a
+// token (every transport's sends come through here), and the scheduled
+// refresh leaves it alone; enabled again, it gets its token.
+func TestKeeper_DisabledTenantGetsNoToken(t *testing.T) {
+	e := newEnv(t)
+	k := e.keeper(e.db, "p1")
+	tok := mustToken(t, k, e.tid)
+	e.adjust = func(tn *tenant.Tenant) { tn.State = tenant.StateDisabled }
+	k = e.keeper(e.db, "p1")
+	ctx := context.Background()
+	if _, err := k.Token(ctx, e.tid); !errors.Is(err, tenant.ErrDisabled) {
+		t.Fatalf("Token of a disabled tenant: %v, want ErrDisabled", err)
+	}
+	if _, err := k.Refresh(ctx, e.tid, tok); !errors.Is(err, tenant.ErrDisabled) {
+		t.Fatalf("Refresh of a disabled tenant: %v, want ErrDisabled", err)
+	}
+	e.clock.Advance(3 * time.Hour) // the token is long due
+	calls := e.tokenCalls()
+	if err := k.RefreshDue(ctx); err != nil {
+		t.Fatalf("RefreshDue: %v", err)
+	}
+	if got := e.tokenCalls(); got != calls {
+		t.Errorf("RefreshDue fetched a disabled tenant's token (%d calls, want %d)", got, calls)
+	}
+	e.adjust = nil
+	if _, err := e.keeper(e.db, "p1").Token(ctx, e.tid); err != nil {
+		t.Errorf("Token once enabled again: %v", err)
+	}
+}
