@@ -86,6 +86,11 @@ type answer struct {
 	status  int
 	errmsg  string
 	retried bool
+
+	// authFailed: the call presented credentials that are not good (an
+	// unknown appid, a wrong secret, a forged or revoked relay token),
+	// which counts against the caller's address.
+	authFailed bool
 }
 
 // refuse answers WeChat's error shape with HTTP status (WeChat itself

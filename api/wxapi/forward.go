@@ -83,13 +83,21 @@ func (h *Handler) forward(a *answer, r *http.Request, c class) {
 
 	var body func() io.Reader
 	length := int64(len(held))
+	capped := &cappedReader{r: r.Body, left: limit}
 	if streamed {
 		length = r.ContentLength
-		body = func() io.Reader { return http.MaxBytesReader(nil, r.Body, limit) }
+		body = func() io.Reader { return capped }
 	} else {
 		body = func() io.Reader { return bytes.NewReader(held) }
 	}
 	res, err := h.exchange(ctx, r, t.ID, body, length, !streamed)
+	if err != nil && capped.over {
+		// A streamed body of unknown length ran past the limit: the same
+		// answer as a declared length over it, not a gateway error (which
+		// SDKs retry). WeChat saw a cut-off body and took nothing.
+		a.refuse(http.StatusRequestEntityTooLarge, codeTooLarge, fmt.Sprintf("the body is over wxrelay's limit of %d bytes for this call", limit))
+		return
+	}
 	if err != nil {
 		release()
 		var tokenErr *keeperFailure
@@ -112,12 +120,54 @@ func (h *Handler) forward(a *answer, r *http.Request, c class) {
 		// the reply quota is not used.
 		release()
 	}
-	copyHeader(a.w.Header(), res.Header)
+	copyResponseHeader(a.w.Header(), res.Header)
+	if echoesRequests(r.URL.Path) {
+		h.writeRedacted(a, res)
+		return
+	}
 	if res.ContentLength >= 0 {
 		a.w.Header().Set("Content-Length", strconv.FormatInt(res.ContentLength, 10))
 	}
 	a.w.WriteHeader(res.StatusCode)
-	io.Copy(a.w, res.Body)
+	// The real token must never reach the caller: a relay token is
+	// revoked with the tenant's API key, a real one outlives that by up to
+	// two hours. Should an answer quote it, it is masked (same length, so
+	// Content-Length holds).
+	mw := &maskWriter{w: a.w, secret: []byte(res.realToken)}
+	io.Copy(mw, res.Body)
+	mw.flush()
+}
+
+// cappedReader reads at most left bytes of r; past them it fails and
+// records that the body was over its limit.
+type cappedReader struct {
+	r    io.Reader
+	left int64
+	over bool
+}
+
+var errBodyOverLimit = errors.New("wxapi: the body is over its limit")
+
+func (c *cappedReader) Read(p []byte) (int, error) {
+	if c.left <= 0 {
+		var one [1]byte
+		for {
+			n, err := c.r.Read(one[:])
+			if n > 0 {
+				c.over = true
+				return 0, errBodyOverLimit
+			}
+			if err != nil {
+				return 0, err
+			}
+		}
+	}
+	if int64(len(p)) > c.left {
+		p = p[:c.left]
+	}
+	n, err := c.r.Read(p)
+	c.left -= int64(n)
+	return n, err
 }
 
 // caller returns the tenant whose relay token tok is, or answers WeChat's
@@ -129,6 +179,7 @@ func (h *Handler) caller(a *answer, r *http.Request, tok string) (*tenant.Tenant
 		a.refuse(http.StatusOK, codeTokenExpired, "access_token expired")
 		return nil, false
 	case err != nil:
+		a.authFailed = true
 		a.refuse(http.StatusOK, codeInvalidCredential, "invalid credential, access_token is invalid or not latest")
 		return nil, false
 	}
@@ -138,6 +189,7 @@ func (h *Handler) caller(a *answer, r *http.Request, tok string) (*tenant.Tenant
 		return nil, false
 	}
 	if !wt.IssuedTo(t) {
+		a.authFailed = true
 		a.refuse(http.StatusOK, codeInvalidCredential, "invalid credential, access_token is invalid or not latest: the api key it was issued to was rotated")
 		return nil, false
 	}
@@ -175,6 +227,8 @@ type response struct {
 	errcode, errmsg string
 	// retried: the first answer refused the token, this is the second's.
 	retried bool
+	// realToken is the real access token the call was made with.
+	realToken string
 }
 
 // exchange makes the call with the real token and, when WeChat refuses
@@ -235,7 +289,7 @@ func (h *Handler) send(ctx context.Context, r *http.Request, real string, body i
 	if err != nil {
 		return nil, fmt.Errorf("build the request: %w", redactError(err))
 	}
-	copyHeader(out.Header, r.Header)
+	copyRequestHeader(out.Header, r.Header)
 	out.ContentLength = length
 	if length == 0 {
 		out.Body = http.NoBody
@@ -244,7 +298,7 @@ func (h *Handler) send(ctx context.Context, r *http.Request, real string, body i
 	if err != nil {
 		return nil, redactError(err)
 	}
-	resp := &response{Response: res}
+	resp := &response{Response: res, realToken: real}
 	if isJSON(res.Header.Get("Content-Type")) && res.ContentLength <= maxInspected {
 		head, err := io.ReadAll(io.LimitReader(res.Body, maxInspected+1))
 		if err != nil {
@@ -280,22 +334,49 @@ func isJSON(ct string) bool {
 	return strings.HasPrefix(ct, "application/json") || strings.HasPrefix(ct, "text/plain")
 }
 
-// hopHeaders are not passed on in either direction (RFC 9110 §7.6.1), nor
-// are headers that would tell WeChat about the caller rather than the relay.
+// forwardedHeaders are the only request headers passed on to WeChat:
+// what describes the body and what a media download negotiates. Anything
+// else a caller sends (its address in X-Forwarded-For, True-Client-IP or
+// CF-Connecting-IP, Via, X-HTTP-Method-Override, credentials, headers its
+// Connection names) would speak to WeChat for the caller, so a list of
+// what to keep is safer than a list of what to drop. Accept-Encoding is
+// not kept: the relay reads WeChat's JSON answers for their errcode, so it
+// takes them as they come (Go's transport asks for gzip itself and
+// unpacks it), and the caller gets them unpacked.
+var forwardedHeaders = []string{
+	"Accept", "Accept-Language", "Content-Type", "Content-Encoding", "User-Agent",
+	"Range", "If-Range", "If-None-Match", "If-Modified-Since",
+}
+
+// copyRequestHeader copies the forwardedHeaders of src.
+func copyRequestHeader(dst, src http.Header) {
+	for _, k := range forwardedHeaders {
+		if vs := src.Values(k); len(vs) > 0 {
+			dst[k] = append([]string(nil), vs...)
+		}
+	}
+}
+
+// hopHeaders are the hop-by-hop headers of WeChat's answers, which no
+// proxy passes on (RFC 9110 §7.6.1), and Content-Length, which the relay
+// sets itself.
 var hopHeaders = map[string]bool{
 	"Connection": true, "Keep-Alive": true, "Proxy-Authenticate": true, "Proxy-Authorization": true,
 	"Proxy-Connection": true, "Te": true, "Trailer": true, "Transfer-Encoding": true, "Upgrade": true,
-	"Authorization": true, "Cookie": true, "Forwarded": true, "X-Forwarded-For": true, "X-Forwarded-Host": true,
-	"X-Forwarded-Proto": true, "X-Real-Ip": true, "Content-Length": true,
-	// The relay reads WeChat's JSON answers for their errcode, so it asks
-	// for them as they come (Go's transport then asks for gzip itself and
-	// unpacks it); the caller gets the answer unpacked.
-	"Accept-Encoding": true,
+	"Content-Length": true, "Set-Cookie": true,
 }
 
-func copyHeader(dst, src http.Header) {
+// copyResponseHeader copies WeChat's answer's headers but the hop-by-hop
+// ones, those its Connection header names included.
+func copyResponseHeader(dst, src http.Header) {
+	named := map[string]bool{}
+	for _, v := range src.Values("Connection") {
+		for f := range strings.SplitSeq(v, ",") {
+			named[http.CanonicalHeaderKey(strings.TrimSpace(f))] = true
+		}
+	}
 	for k, vs := range src {
-		if hopHeaders[k] {
+		if hopHeaders[k] || named[k] {
 			continue
 		}
 		dst[k] = append(dst[k][:0:0], vs...)

@@ -78,15 +78,11 @@ func (h *Handler) issue(a *answer, r *http.Request, req tokenRequest) {
 	}
 	tid, err := h.opts.AppIDs.IDByAppID(ctx, req.AppID)
 	if errors.Is(err, tenant.ErrNotFound) {
+		a.authFailed = true
 		a.refuse(http.StatusOK, codeInvalidAppID, "invalid appid: no tenant of wxrelay has this appid")
 		return
 	} else if err != nil {
 		h.systemError(a, r, "find the tenant of an appid", err)
-		return
-	}
-	a.tenant = tid
-	if !h.allow(tid) {
-		h.limited(a)
 		return
 	}
 	if err := h.opts.Auth.CheckAPIKey(ctx, tid, req.Secret); err != nil {
@@ -94,7 +90,15 @@ func (h *Handler) issue(a *answer, r *http.Request, req tokenRequest) {
 			h.systemError(a, r, "check an api key", err)
 			return
 		}
+		// Not the tenant's call: anyone who knows an appid could
+		// otherwise spend its rate limit and fill its call list.
+		a.authFailed = true
 		a.refuse(http.StatusOK, codeInvalidSecret, secretHint)
+		return
+	}
+	a.tenant = tid
+	if !h.allow(tid) {
+		h.limited(a)
 		return
 	}
 	t, err := h.opts.Tenants.Get(ctx, tid)

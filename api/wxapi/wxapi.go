@@ -37,6 +37,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/time/rate"
 
+	"github.com/wxrelay/wxrelay/api/throttle"
 	"github.com/wxrelay/wxrelay/relay/calllog"
 	"github.com/wxrelay/wxrelay/relay/message"
 	"github.com/wxrelay/wxrelay/tenant"
@@ -80,9 +81,17 @@ type Options struct {
 	HTTP *http.Client
 
 	// Rate and Burst limit each tenant's calls (token calls included), in
-	// calls per second; Rate 0 means DefaultRate, below 0 no limit.
+	// calls per second; Rate 0 means DefaultRate, below 0 no limit. Only
+	// calls that authenticated as the tenant count.
 	Rate  float64
 	Burst int
+
+	// Proxies are the proxies whose X-Forwarded-For names the caller;
+	// Failures counts failed authentications by caller address, and an
+	// address over its budget is refused before its credentials are
+	// read. Nil Failures means DefaultFailures.
+	Proxies  throttle.Proxies
+	Failures *throttle.Failures
 
 	// Idempotency keeps the idempotency keys of sends that carry one
 	// (IdempotencyHeader); nil ignores the header. *store.IdempotencyStore
@@ -106,6 +115,11 @@ const (
 	DefaultRate  = 200
 	DefaultBurst = 400
 )
+
+// DefaultFailures is the budget of failed authentications of one address
+// on the compatible API: a misconfigured SDK retrying its wrong secret
+// stays within it; a guesser is slowed to a few tries a second.
+func DefaultFailures() *throttle.Failures { return throttle.NewFailures(5, 20, nil) }
 
 // Body limits. A call's body is held in memory, so that it can be sent
 // again after a token refresh, up to maxHeldBody; a larger one (a media
@@ -167,6 +181,9 @@ func New(opts Options) (*Handler, error) {
 	if h.opts.Burst <= 0 {
 		h.opts.Burst = max(1, int(h.opts.Rate))
 	}
+	if h.opts.Failures == nil {
+		h.opts.Failures = DefaultFailures()
+	}
 	m, err := newMetrics(opts.Registry)
 	if err != nil {
 		return nil, err
@@ -180,11 +197,19 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	class := classify(r.URL.Path)
 	a := &answer{w: w, class: class}
+	client := h.opts.Proxies.ClientAddr(r)
 	defer func() {
 		took := time.Since(start)
 		h.metrics.observe(class, a.errcode, took)
 		h.record(r, a, start, took)
+		if a.authFailed {
+			h.opts.Failures.Fail(client)
+		}
 	}()
+	if class != classNone && h.opts.Failures.Blocked(client) {
+		a.refuse(http.StatusOK, codeMinuteQuota, "api minute-quota reach limit: too many failed authentications from your address; wxrelay answers it again in a few seconds")
+		return
+	}
 	switch class {
 	case classToken:
 		h.serveToken(a, r)

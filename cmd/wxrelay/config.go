@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/wxrelay/wxrelay/api/throttle"
 	"github.com/wxrelay/wxrelay/api/wxapi"
 	"github.com/wxrelay/wxrelay/relay/delivery"
 	"github.com/wxrelay/wxrelay/relay/ingress"
@@ -39,13 +40,14 @@ type config struct {
 	FailedRetention      time.Duration
 	DebugAddr            string
 	LogLevel             slog.Level
-	PushSecretGrace      time.Duration // previous push Token/EncodingAESKey still accepted
-	PushMaxSkew          time.Duration // how far a push's timestamp may be from now
-	WXAPIAddr            string        // a listener of its own for the WeChat-compatible API; "" for none
-	WXAPIRate            float64       // per-tenant calls a second on the compatible API; 0 for no limit
-	HealthInterval       time.Duration // how often tenant health is computed (and alerts sent)
-	AlertWebhook         string        // the operator's alert webhook; "" for none
-	AlertWebhookSecret   string        // whsec_…, signs the alerts
+	PushSecretGrace      time.Duration    // previous push Token/EncodingAESKey still accepted
+	PushMaxSkew          time.Duration    // how far a push's timestamp may be from now
+	WXAPIAddr            string           // a listener of its own for the WeChat-compatible API; "" for none
+	WXAPIRate            float64          // per-tenant calls a second on the compatible API; 0 for no limit
+	HealthInterval       time.Duration    // how often tenant health is computed (and alerts sent)
+	AlertWebhook         string           // the operator's alert webhook; "" for none
+	AlertWebhookSecret   string           // whsec_…, signs the alerts
+	TrustedProxies       throttle.Proxies // whose X-Forwarded-For names the client
 }
 
 // flagSet binds the flags every command shares, with defaults taken from
@@ -93,6 +95,12 @@ func (fs *flagSet) addServeFlags() {
 	fs.Float64Var(&c.WXAPIRate, "wxapi-rate", wxapi.DefaultRate, "calls a second each tenant may make on the WeChat-compatible API, bursts of twice that; 0 for no limit (WXRELAY_WXAPI_RATE)")
 	fs.DurationVar(&c.HealthInterval, "health-interval", 15*time.Second, "how often every tenant's health is computed and health alerts are sent, 1s to 5m (WXRELAY_HEALTH_INTERVAL)")
 	fs.StringVar(&c.AlertWebhook, "alert-webhook", "", "if set, POST every tenant health transition here, signed with Standard Webhooks (WXRELAY_ALERT_WEBHOOK)")
+	c.TrustedProxies = throttle.DefaultProxies
+	fs.Func("trusted-proxies", "addresses or CIDR prefixes of the reverse proxies in front of the relay, whose X-Forwarded-For names the client; failed authentications are counted by client address; \"none\" trusts none (WXRELAY_TRUSTED_PROXIES)\n(default 127.0.0.0/8,::1/128)", func(s string) error {
+		p, err := throttle.ParseProxies(s)
+		c.TrustedProxies = p
+		return err
+	})
 	fs.StringVar(&c.AlertWebhookSecret, "alert-webhook-secret", "", "the alert webhook's signing secret, whsec_ and base64; required with --alert-webhook (WXRELAY_ALERT_WEBHOOK_SECRET)")
 	for name, env := range map[string]string{
 		"health-interval": "WXRELAY_HEALTH_INTERVAL", "alert-webhook": "WXRELAY_ALERT_WEBHOOK",
@@ -104,6 +112,7 @@ func (fs *flagSet) addServeFlags() {
 		"delivery-timeout": "WXRELAY_DELIVERY_TIMEOUT", "debug-addr": "WXRELAY_DEBUG_ADDR",
 		"retention": "WXRELAY_RETENTION", "failed-retention": "WXRELAY_FAILED_RETENTION",
 		"push-secret-grace": "WXRELAY_PUSH_SECRET_GRACE", "push-max-skew": "WXRELAY_PUSH_MAX_SKEW",
+		"trusted-proxies": "WXRELAY_TRUSTED_PROXIES",
 	} {
 		fs.bindEnv(name, env)
 	}
@@ -364,5 +373,6 @@ func (c config) LogValue() slog.Value {
 		slog.Duration("retention", c.Retention), slog.Duration("failed_retention", c.FailedRetention),
 		slog.String("wxapi_addr", c.WXAPIAddr), slog.Float64("wxapi_rate", c.WXAPIRate),
 		slog.Duration("health_interval", c.HealthInterval), slog.String("alert_webhook", redactURL(c.AlertWebhook)),
+		slog.Any("trusted_proxies", c.TrustedProxies),
 	)
 }

@@ -178,6 +178,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		// calls are given.
 		Upstream: cfg.WeChatAPI, HTTP: wechatHTTPWithTimeout(time.Minute),
 		Rate: cmp.Or(cfg.WXAPIRate, -1), Burst: int(2 * cfg.WXAPIRate),
+		Proxies:  cfg.TrustedProxies,
 		Registry: reg, Logger: log,
 	})
 	if err != nil {

@@ -40,6 +40,7 @@ const (
 	codeOutOfResponses    = 45047
 	codeBadTypingCommand  = 45072
 	codeDataFormat        = 47001
+	codeInvalidRID        = 76001 // openapi/rid/get: no such rid for this app
 )
 
 // errmsg is the text WeChat pairs with code, as seen in the wild (protocol
@@ -104,6 +105,8 @@ func errmsg(code int) string {
 		return "invalid command"
 	case codeDataFormat:
 		return "data format error"
+	case codeInvalidRID:
+		return "rid not found"
 	}
 	return "unknown error"
 }
@@ -153,8 +156,8 @@ func okResult() result { return result{Errcode: 0, Errmsg: "ok"} }
 // body renders e as WeChat does: every errmsg ends in a request id,
 // " rid: xxxxxxxx-xxxxxxxx-xxxxxxxx" (protocol §6), which is exactly why
 // clients must not compare errmsg text.
-func (e *apiError) body() result {
-	return result{Errcode: e.code, Errmsg: e.message() + " rid: " + newRID()}
+func (e *apiError) body(rid string) result {
+	return result{Errcode: e.code, Errmsg: e.message() + " rid: " + rid}
 }
 
 // newRID returns a request id in WeChat's shape: three groups of eight

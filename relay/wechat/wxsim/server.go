@@ -57,6 +57,7 @@ type Server struct {
 	faults faults                 // injected misbehaviour
 	calls  []Call                 // the record, in the order handled
 	issued map[string]TokenCounts // by appid
+	rids   map[string]ridInfo     // failed calls by their rid, for openapi/rid/get
 }
 
 // New returns a Server with no apps; register them with AddApp.
@@ -69,6 +70,7 @@ func New(opts Options) *Server {
 		tokens:    make(map[string]*token),
 		media:     make(map[string]*media),
 		issued:    make(map[string]TokenCounts),
+		rids:      make(map[string]ridInfo),
 	}
 	if s.now == nil {
 		s.now = time.Now
@@ -103,6 +105,7 @@ func (s *Server) routes() *http.ServeMux {
 	mux.Handle("/cgi-bin/message/custom/business/typing", s.api(http.MethodPost, s.typing))
 	mux.Handle("/cgi-bin/media/upload", s.api(http.MethodPost, s.upload))
 	mux.Handle("/cgi-bin/media/get", s.api(http.MethodGet, s.getMedia))
+	mux.Handle("/cgi-bin/openapi/rid/get", s.api(http.MethodPost, s.ridGet))
 	mux.HandleFunc("/cgi-bin/", s.unknownAPI)
 
 	s.controlRoutes(mux)
@@ -139,7 +142,9 @@ func (s *Server) api(method string, h endpoint) http.Handler {
 				apiErr = &apiError{code: codeSystemError, note: err.Error()}
 			}
 			rec.Errcode, rec.Note = apiErr.code, apiErr.note
-			answer = apiErr.body()
+			rid := newRID()
+			answer = apiErr.body(rid)
+			s.rememberRID(rid, r, rec, answer)
 		}
 		// Recorded before answering, so a client holding its answer
 		// always finds the call in the record.
