@@ -275,7 +275,7 @@ func TestSendRouteKeepsTheInterceptors(t *testing.T) {
 	e.mustStatus(e.do("POST", sendPath(tn.id), tn.apiKey, `{"touser":`), 400)
 	e.mustStatus(e.do("POST", sendPath(tn.id), tn.apiKey, `{"touser":"o\u0000","msgtype":"text","text":{"content":"hi"}}`), 400)
 
-	metrics := e.mustStatus(e.do("GET", "/metrics", "", nil), 200).raw
+	metrics := e.metrics()
 	for code, n := range map[string]int{"OK": 2, "PermissionDenied": 1, "InvalidArgument": 1} {
 		want := fmt.Sprintf(`grpc_server_handled_total{grpc_code=%q,grpc_method="SendMessage",grpc_service="wxrelay.v1.MessageService",grpc_type="unary"} %d`, code, n)
 		if !strings.Contains(metrics, want) {

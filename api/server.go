@@ -72,7 +72,7 @@ type Options struct {
 	// Ready reports whether the service can take traffic (the database
 	// answers); /readyz answers 503 while it returns an error.
 	Ready func(context.Context) error
-	// Registry collects the API's metrics and is served at /metrics.
+	// Registry collects the API's metrics; MetricsHandler serves it.
 	Registry *prometheus.Registry
 	// Routes adds handlers beside the API, such as the push endpoint.
 	Routes map[string]http.Handler
@@ -93,6 +93,7 @@ type Options struct {
 // Server serves the API over gRPC and, through grpc-gateway, over REST.
 type Server struct {
 	log     *slog.Logger
+	metrics http.Handler
 	grpc    *grpc.Server
 	handler http.Handler
 	inproc  *inprocgrpc.Channel // the services, for REST
@@ -191,7 +192,7 @@ func New(opts Options) (*Server, error) {
 	reflection.Register(gs)
 	metrics.InitializeMetrics(gs)
 
-	s := &Server{log: log, grpc: gs, inproc: inproc, health: hs, uploads: make(chan struct{}, MaxConcurrentUploads)}
+	s := &Server{log: log, metrics: promhttp.HandlerFor(opts.Registry, promhttp.HandlerOpts{Registry: opts.Registry}), grpc: gs, inproc: inproc, health: hs, uploads: make(chan struct{}, MaxConcurrentUploads)}
 
 	gw := runtime.NewServeMux(
 		runtime.WithMarshalerOption(runtime.MIMEWildcard, &runtime.JSONPb{
@@ -222,7 +223,6 @@ func New(opts Options) (*Server, error) {
 	mux.Handle("POST /v1/tenants/{id}/messages:send", requireCredentials(opts.Auth, limitBody(s.sendHandler(chainUnary(unary), messages))))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
 	mux.HandleFunc("GET /readyz", readyHandler(opts.Ready))
-	mux.Handle("GET /metrics", promhttp.HandlerFor(opts.Registry, promhttp.HandlerOpts{Registry: opts.Registry}))
 	mux.HandleFunc("GET /openapi.json", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		w.Write(openAPI)
@@ -240,6 +240,12 @@ func New(opts Options) (*Server, error) {
 
 // Handler serves REST, operations endpoints and the extra routes.
 func (s *Server) Handler() http.Handler { return s.handler }
+
+// MetricsHandler serves the registry's metrics in Prometheus's text
+// format. It is not part of Handler: per-tenant series name every tenant,
+// which is nobody's business on the public port (cmd/wxrelay serves it
+// on --metrics-addr, loopback by default).
+func (s *Server) MetricsHandler() http.Handler { return s.metrics }
 
 // Client is a connection to the services in this process, through the
 // same interceptors as every other call (auth included): for callers such

@@ -377,7 +377,7 @@ func startReplicas(t *testing.T, publicURL string) []*replica {
 	var rs []*replica
 	for range 2 {
 		r := &replica{bin: bin, wxsim: wxsim, db: db, http: "127.0.0.1:" + freePort(t), grpc: "127.0.0.1:" + freePort(t)}
-		r.cmd = exec.Command(bin, "serve", "--db", db, "--http-addr", r.http, "--grpc-addr", r.grpc,
+		r.cmd = exec.Command(bin, "serve", "--db", db, "--http-addr", r.http, "--grpc-addr", r.grpc, "--metrics-addr", "127.0.0.1:0",
 			"--public-url", publicURL, "--wechat-api", "http://127.0.0.1:9", "--allow-private-webhooks", "--log-level", "warn")
 		r.done = startProcess(t, "wxrelay", r.cmd, r.http)
 		rs = append(rs, r)

@@ -39,6 +39,7 @@ type config struct {
 	Retention            time.Duration // delivered events
 	FailedRetention      time.Duration
 	DebugAddr            string
+	MetricsAddr          string // where /metrics is served; "" for nowhere
 	LogLevel             slog.Level
 	PushSecretGrace      time.Duration    // previous push Token/EncodingAESKey still accepted
 	PushMaxSkew          time.Duration    // how far a push's timestamp may be from now
@@ -72,7 +73,8 @@ func newFlagSet(name string, getenv func(string) string, stderr io.Writer) *flag
 // addServeFlags binds the flags only serve needs.
 func (fs *flagSet) addServeFlags() {
 	c := fs.cfg
-	fs.StringVar(&c.HTTPAddr, "http-addr", ":8080", "push endpoints, REST, /healthz, /readyz, /metrics, /openapi.json (WXRELAY_HTTP_ADDR)")
+	fs.StringVar(&c.HTTPAddr, "http-addr", ":8080", "push endpoints, REST, /healthz, /readyz, /openapi.json (WXRELAY_HTTP_ADDR)")
+	fs.StringVar(&c.MetricsAddr, "metrics-addr", defaultMetricsAddr, "where Prometheus metrics are served, at /metrics; their series name every tenant, so :9464 means 127.0.0.1:9464, 0.0.0.0:9464 (every interface, as in a cluster) is served with a note, and \"\" serves none (WXRELAY_METRICS_ADDR)")
 	fs.StringVar(&c.GRPCAddr, "grpc-addr", ":9090", "gRPC with server reflection (WXRELAY_GRPC_ADDR)")
 	fs.StringVar(&c.PublicURL, "public-url", "http://localhost:8080", "base of the push URLs handed out (WXRELAY_PUBLIC_URL)")
 	fs.StringVar(&c.WeChatAPI, "wechat-api", "https://api.weixin.qq.com", "base URL of the WeChat API (WXRELAY_WECHAT_API)")
@@ -112,7 +114,7 @@ func (fs *flagSet) addServeFlags() {
 		"delivery-timeout": "WXRELAY_DELIVERY_TIMEOUT", "debug-addr": "WXRELAY_DEBUG_ADDR",
 		"retention": "WXRELAY_RETENTION", "failed-retention": "WXRELAY_FAILED_RETENTION",
 		"push-secret-grace": "WXRELAY_PUSH_SECRET_GRACE", "push-max-skew": "WXRELAY_PUSH_MAX_SKEW",
-		"trusted-proxies": "WXRELAY_TRUSTED_PROXIES",
+		"trusted-proxies": "WXRELAY_TRUSTED_PROXIES", "metrics-addr": "WXRELAY_METRICS_ADDR",
 	} {
 		fs.bindEnv(name, env)
 	}
@@ -214,6 +216,11 @@ func (c *config) validateServe() error {
 			return fmt.Errorf("--debug-addr / WXRELAY_DEBUG_ADDR: %w", err)
 		}
 	}
+	if c.MetricsAddr != "" {
+		if err := checkAddr(c.MetricsAddr); err != nil {
+			return fmt.Errorf("--metrics-addr / WXRELAY_METRICS_ADDR: %w", err)
+		}
+	}
 	if c.WXAPIAddr != "" {
 		if err := checkAddr(c.WXAPIAddr); err != nil {
 			return fmt.Errorf("--wxapi-addr / WXRELAY_WXAPI_ADDR: %w", err)
@@ -280,6 +287,10 @@ func (c *config) validateAlertWebhook() error {
 	}
 	return nil
 }
+
+// defaultMetricsAddr is loopback: the metrics name every tenant. 9464 is
+// the port Prometheus exporters of OpenTelemetry use.
+const defaultMetricsAddr = "127.0.0.1:9464"
 
 // minRetention is the shortest retention accepted. WeChat retries a push
 // within seconds to minutes, and the event's row is what recognises the
@@ -371,7 +382,7 @@ func (c config) LogValue() slog.Value {
 		slog.String("secret_key", key), slog.Bool("allow_private_webhooks", c.AllowPrivateWebhooks),
 		slog.Any("retry_schedule", c.RetrySchedule),
 		slog.Duration("retention", c.Retention), slog.Duration("failed_retention", c.FailedRetention),
-		slog.String("wxapi_addr", c.WXAPIAddr), slog.Float64("wxapi_rate", c.WXAPIRate),
+		slog.String("metrics_addr", c.MetricsAddr), slog.String("wxapi_addr", c.WXAPIAddr), slog.Float64("wxapi_rate", c.WXAPIRate),
 		slog.Duration("health_interval", c.HealthInterval), slog.String("alert_webhook", redactURL(c.AlertWebhook)),
 		slog.Any("trusted_proxies", c.TrustedProxies),
 	)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -296,6 +297,62 @@ func TestPushMaxSkewSetting(t *testing.T) {
 		resp.Body.Close()
 		if resp.StatusCode != tt.want {
 			t.Errorf("push stamped %s ago: %d, want %d", tt.age, resp.StatusCode, tt.want)
+		}
+	}
+}
+
+// Metrics name every tenant: they are not on the public port, and
+// --metrics-addr :PORT serves them on loopback only.
+func TestMetricsAreNotPublic(t *testing.T) {
+	t.Parallel()
+	_, portOnly, _ := net.SplitHostPort(freePort(t))
+	p := startServe(t, t.TempDir(), "WXRELAY_METRICS_ADDR=:"+portOnly, "WXRELAY_HEALTH_INTERVAL=1s")
+	admin := adminTokenFor(t, p.cmd.Dir, nil)
+	req, _ := http.NewRequest("POST", "http://"+p.http+"/v1/tenants", strings.NewReader(`{"appid":"wx00000000000000aa","app_secret":"s","token":"PushToken1","encrypt_mode":"ENCRYPT_MODE_PLAINTEXT","data_format":"DATA_FORMAT_JSON","webhook_url":"https://hooks.example.com/x"}`))
+	req.Header.Set("Authorization", "Bearer "+admin)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var created struct {
+		Tenant struct{ ID string } `json:"tenant"`
+	}
+	json.NewDecoder(resp.Body).Decode(&created)
+	resp.Body.Close()
+	if created.Tenant.ID == "" {
+		t.Fatalf("create tenant: %d", resp.StatusCode)
+	}
+
+	resp, err = http.Get("http://" + p.http + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound {
+		t.Errorf("/metrics on the public port: %d, want 404", resp.StatusCode)
+	}
+	// The tenant's series appear once health has run (every 15 s by
+	// default): wait for them on the metrics port.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := http.Get("http://127.0.0.1:" + portOnly + "/metrics")
+		if err != nil {
+			t.Fatalf("metrics on loopback: %v", err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if strings.Contains(string(body), created.Tenant.ID) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the metrics port never named the tenant:\n%.2000s", body)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if ip := nonLoopbackIPv4(t); ip != "" {
+		if c, err := net.DialTimeout("tcp", net.JoinHostPort(ip, portOnly), time.Second); err == nil {
+			c.Close()
+			t.Errorf("metrics reachable on %s", ip)
 		}
 	}
 }

@@ -50,10 +50,12 @@ func freePort(t testing.TB) string {
 
 // process is a running wxrelay serve.
 type process struct {
-	cmd    *exec.Cmd
-	http   string
-	grpc   string
-	stderr *logFile
+	cmd  *exec.Cmd
+	http string
+	grpc string
+	// metrics is where its /metrics is served (WXRELAY_METRICS_ADDR).
+	metrics string
+	stderr  *logFile
 	// sim is the fake WeChat the process calls (WXRELAY_WECHAT_API), so
 	// that no test reaches the real one.
 	sim    *wxsim.Server
@@ -62,7 +64,7 @@ type process struct {
 
 func startServe(t testing.TB, dir string, extraEnv ...string) *process {
 	t.Helper()
-	p := &process{http: freePort(t), grpc: freePort(t), sim: wxsim.New(wxsim.Options{})}
+	p := &process{http: freePort(t), grpc: freePort(t), metrics: freePort(t), sim: wxsim.New(wxsim.Options{})}
 	wx := httptest.NewServer(p.sim)
 	t.Cleanup(wx.Close)
 	p.simURL = wx.URL
@@ -70,7 +72,7 @@ func startServe(t testing.TB, dir string, extraEnv ...string) *process {
 	p.cmd.Dir = dir
 	p.cmd.Env = append(os.Environ(),
 		"WXRELAY_HTTP_ADDR="+p.http, "WXRELAY_GRPC_ADDR="+p.grpc,
-		"WXRELAY_WECHAT_API="+wx.URL,
+		"WXRELAY_WECHAT_API="+wx.URL, "WXRELAY_METRICS_ADDR="+p.metrics,
 	)
 	p.cmd.Env = append(p.cmd.Env, extraEnv...)
 	p.stderr = newLogFile(t)

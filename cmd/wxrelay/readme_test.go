@@ -14,7 +14,7 @@ import (
 )
 
 // walkthroughPorts are the fixed ports the README's walk-through uses.
-var walkthroughPorts = []string{"8080", "9090", "9998", "9999"}
+var walkthroughPorts = []string{"8080", "9090", "9464", "9998", "9999"}
 
 // TestREADMEWalkthrough runs the README's "Try it locally with wxsim" as a
 // newcomer pasting it into a script would: every sh block of the section,

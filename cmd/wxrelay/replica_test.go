@@ -63,7 +63,7 @@ func startReplicas(t testing.TB, n int, env ...string) []replica {
 		p.cmd = exec.Command(binary, "serve")
 		p.cmd.Dir = t.TempDir()
 		// Later entries win: env overrides these.
-		p.cmd.Env = append(append(os.Environ(), "WXRELAY_HTTP_ADDR="+p.http, "WXRELAY_GRPC_ADDR="+freePort(t), "WXRELAY_WECHAT_API="+wx.URL), env...)
+		p.cmd.Env = append(append(os.Environ(), "WXRELAY_HTTP_ADDR="+p.http, "WXRELAY_GRPC_ADDR="+freePort(t), "WXRELAY_METRICS_ADDR="+freePort(t), "WXRELAY_WECHAT_API="+wx.URL), env...)
 		p.cmd.Stderr = p.log
 		if err := p.cmd.Start(); err != nil {
 			t.Fatal(err)

@@ -90,6 +90,14 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		return fmt.Errorf("--grpc-addr: %w", err)
 	}
 	defer grpcLn.Close()
+	var metricsLn net.Listener
+	if cfg.MetricsAddr != "" {
+		addr, _ := privateListenAddr(cfg.MetricsAddr)
+		if metricsLn, err = net.Listen("tcp", addr); err != nil {
+			return fmt.Errorf("--metrics-addr: %w", err)
+		}
+		defer metricsLn.Close()
+	}
 
 	db, err := store.Open(ctx, store.Config{DSN: cfg.DB, SealKey: k.seal, Logger: log})
 	if err != nil {
@@ -303,9 +311,24 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		return err
 	}
 
+	if metricsLn != nil {
+		// Metrics on their own listener: their series name every tenant.
+		if _, everywhere := privateListenAddr(cfg.MetricsAddr); everywhere {
+			log.Info("metrics served on every interface: their series name every tenant, so keep this port inside the cluster or behind a firewall", "metrics_addr", metricsLn.Addr().String())
+		}
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", srv.MetricsHandler())
+		ms := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		go func() {
+			if err := ms.Serve(metricsLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				log.Error("metrics server", "err", err)
+			}
+		}()
+		defer ms.Close()
+	}
 	if cfg.DebugAddr != "" {
 		// Profiles on their own listener, never on the public port.
-		addr, everywhere := debugListenAddr(cfg.DebugAddr)
+		addr, everywhere := privateListenAddr(cfg.DebugAddr)
 		dbgLn, err := net.Listen("tcp", addr)
 		if err != nil {
 			return fmt.Errorf("--debug-addr: %w", err)
@@ -344,7 +367,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	}
 	go func() { errc <- httpSrv.Serve(httpLn) }()
 	go func() { errc <- srv.GRPC().Serve(grpcLn) }()
-	log.Info("wxrelay serving", "version", versionString(), "http", httpLn.Addr().String(), "grpc", grpcLn.Addr().String(), "config", cfg)
+	log.Info("wxrelay serving", "version", versionString(), "http", httpLn.Addr().String(), "grpc", grpcLn.Addr().String(), "metrics", addrOf(metricsLn), "config", cfg)
 
 	select {
 	case <-ctx.Done():
@@ -375,12 +398,13 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	return nil
 }
 
-// debugListenAddr is where --debug-addr listens. An address without a
-// host (":6060") means loopback here, unlike the other listeners: the
-// profiles expose memory contents and should never be public by accident.
-// everywhere reports an explicit unspecified host (0.0.0.0, [::]), which
-// is honoured, with a warning.
-func debugListenAddr(addr string) (listen string, everywhere bool) {
+// privateListenAddr is where --debug-addr or --metrics-addr listens. An
+// address without a host (":6060") means loopback here, unlike the other
+// listeners: profiles expose memory contents and metrics name every
+// tenant, and neither should be public by accident. everywhere reports an
+// explicit unspecified host (0.0.0.0, [::]), which is honoured, with a
+// note in the log.
+func privateListenAddr(addr string) (listen string, everywhere bool) {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		return addr, false // validateServe has refused it already
@@ -489,4 +513,12 @@ func pruneCalls(ctx context.Context, s calllog.Store, cutoff time.Time) (int, er
 			return total, err
 		}
 	}
+}
+
+// addrOf is ln's address, or "" for no listener.
+func addrOf(ln net.Listener) string {
+	if ln == nil {
+		return ""
+	}
+	return ln.Addr().String()
 }
