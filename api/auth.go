@@ -104,18 +104,17 @@ func bearerToken(ctx context.Context) (string, error) {
 	return parseBearer(vals[0])
 }
 
-// signedBearer checks that an Authorization value carries a token signed
-// by this relay (tenant.Authenticator.CheckSignature), before any body is
-// read; the full check follows in the interceptor.
-func signedBearer(auth *tenant.Authenticator, authorization string) error {
+// precheck runs tenant.Authenticator.Precheck on an Authorization value,
+// before any body is read; the full check follows in the interceptor.
+func precheck(ctx context.Context, auth *tenant.Authenticator, authorization string) (tenant.Principal, error) {
 	if authorization == "" {
-		return fmt.Errorf("%w: no authorization header", tenant.ErrUnauthenticated)
+		return tenant.Principal{}, fmt.Errorf("%w: no authorization header", tenant.ErrUnauthenticated)
 	}
 	token, err := parseBearer(authorization)
 	if err != nil {
-		return err
+		return tenant.Principal{}, err
 	}
-	return auth.CheckSignature(token)
+	return auth.Precheck(ctx, token)
 }
 
 // parseBearer returns the token of an Authorization value.

@@ -8,6 +8,7 @@ import (
 	"mime"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
@@ -20,38 +21,95 @@ import (
 	wxrelayv1 "github.com/wxrelay/wxrelay/api/gen/wxrelay/v1"
 	"github.com/wxrelay/wxrelay/relay/message"
 	"github.com/wxrelay/wxrelay/relay/wechat"
+	"github.com/wxrelay/wxrelay/tenant"
 )
 
 // MaxUploadBodyBytes caps the body of a media upload: WeChat's image limit
 // (wechat.MaxUploadBytes) plus room for the multipart framing.
 const MaxUploadBodyBytes = wechat.MaxUploadBytes + 64<<10
 
-// MaxConcurrentUploads bounds the REST uploads read at once. An upload is
-// held in memory more than once (the part read, the request cloned for the
-// in-process call, the multipart body sent to WeChat), some 30 MiB live
-// for a 10 MiB file, so this keeps uploads to about 120 MiB live together
-// whatever the number of callers; the runtime's soft memory limit
-// (cmd/wxrelay) keeps their garbage from piling up past it. Uploads are
-// rare (an image is uploaded once and its media_id reused), so waiting a
-// moment costs little.
-const MaxConcurrentUploads = 4
+// MaxConcurrentUploads bounds the uploads read at once, over REST and
+// gRPC together. An upload is held in memory more than once (the part
+// read, the request cloned for the in-process call, the multipart body
+// sent to WeChat), some 30 MiB live for a 10 MiB file, so this keeps
+// uploads to about 240 MiB live together whatever the number of callers;
+// the runtime's soft memory limit (cmd/wxrelay) keeps their garbage from
+// piling up past it. MaxUploadsPerCaller is each caller's share (a
+// tenant's key, or admins together), so that a few slow uploaders hold
+// only their own slots: it takes MaxConcurrentUploads/MaxUploadsPerCaller
+// tenants at once to hold them all. Uploads are rare (an image is uploaded
+// once and its media_id reused), so waiting a moment costs little.
+const (
+	MaxConcurrentUploads = 8
+	MaxUploadsPerCaller  = 2
+)
 
-// uploadWait is how long an upload waits for a slot before it is answered
-// 503 with Retry-After.
+// uploadWait is how long a REST upload waits for a slot before it is
+// answered 503 with Retry-After. A gRPC upload does not wait.
 const uploadWait = 5 * time.Second
 
-// uploadSlot takes an upload slot, waiting up to uploadWait, and returns
-// its release.
-func (s *Server) uploadSlot(ctx context.Context) (release func(), ok bool) {
-	t := time.NewTimer(uploadWait)
-	defer t.Stop()
-	select {
-	case s.uploads <- struct{}{}:
-		return func() { <-s.uploads }, true
-	case <-t.C:
-	case <-ctx.Done():
+// uploadSlots hands out upload slots: at most MaxConcurrentUploads in
+// all, MaxUploadsPerCaller to one caller.
+type uploadSlots struct {
+	mu      sync.Mutex
+	total   int
+	byOwner map[string]int
+	freed   chan struct{} // closed, and replaced, when a slot is given back
+}
+
+func newUploadSlots() *uploadSlots {
+	return &uploadSlots{byOwner: map[string]int{}, freed: make(chan struct{})}
+}
+
+// slotOwner names p's share of the slots.
+func slotOwner(p tenant.Principal) string {
+	if p.Admin {
+		return "admin"
 	}
-	return nil, false
+	return string(p.Tenant)
+}
+
+// take takes a slot for owner, waiting up to wait (0: not at all), and
+// returns its release.
+func (u *uploadSlots) take(ctx context.Context, owner string, wait time.Duration) (release func(), ok bool) {
+	var timeout <-chan time.Time
+	if wait > 0 {
+		t := time.NewTimer(wait)
+		defer t.Stop()
+		timeout = t.C
+	}
+	for {
+		u.mu.Lock()
+		if u.total < MaxConcurrentUploads && u.byOwner[owner] < MaxUploadsPerCaller {
+			u.total++
+			u.byOwner[owner]++
+			u.mu.Unlock()
+			return sync.OnceFunc(func() { u.give(owner) }), true
+		}
+		freed := u.freed
+		u.mu.Unlock()
+		if wait <= 0 {
+			return nil, false
+		}
+		select {
+		case <-freed:
+		case <-timeout:
+			return nil, false
+		case <-ctx.Done():
+			return nil, false
+		}
+	}
+}
+
+func (u *uploadSlots) give(owner string) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.total--
+	if u.byOwner[owner]--; u.byOwner[owner] == 0 {
+		delete(u.byOwner, owner)
+	}
+	close(u.freed)
+	u.freed = make(chan struct{})
 }
 
 // restJSON renders REST answers as the gateway does.
@@ -60,7 +118,7 @@ var restJSON = protojson.MarshalOptions{UseProtoNames: true}
 var (
 	uploadTooLarge = "media: is over the limit of 10 MiB (10485760 bytes)"
 	uploadNoPart   = `media: is required: send the file as the multipart/form-data part "media"`
-	uploadsBusy    = "too many media uploads in progress; retry in a moment"
+	uploadsBusy    = "too many media uploads in progress for this caller or in all; retry in a moment"
 )
 
 // uploadHandler serves POST /v1/tenants/{id}/media (contract §3): a
@@ -81,7 +139,8 @@ func (s *Server) uploadHandler() http.Handler {
 			writeStatusProto(w, http.StatusBadRequest, status.New(codes.InvalidArgument, `the body must be multipart/form-data with the file in the part "media"`))
 			return
 		}
-		release, ok := s.uploadSlot(r.Context())
+		p, _ := principalOf(r.Context()) // requireCredentials put it there
+		release, ok := s.uploads.take(r.Context(), slotOwner(p), uploadWait)
 		if !ok {
 			w.Header().Set("Retry-After", "1")
 			writeStatusProto(w, http.StatusServiceUnavailable, status.New(codes.Unavailable, uploadsBusy))

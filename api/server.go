@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -98,7 +99,7 @@ type Server struct {
 	handler http.Handler
 	inproc  *inprocgrpc.Channel // the services, for REST
 	health  *health.Server
-	uploads chan struct{} // a slot per REST upload in progress
+	uploads *uploadSlots // a slot per upload in progress, REST and gRPC
 }
 
 // New builds a Server. REST calls reach the services over an in-process
@@ -176,6 +177,11 @@ func New(opts Options) (*Server, error) {
 	// send (docs/benchmarks.md, "Sending").
 	inproc := new(inprocgrpc.Channel).WithServerUnaryInterceptor(chainUnary(unary))
 	messages := &messageServer{messages: opts.Messages, idem: opts.Idempotency, now: time.Now}
+	uploads := newUploadSlots()
+	// gRPC uploads take their slot before their message is read; REST
+	// uploads take theirs in uploadHandler, before reading the body.
+	gs.RegisterService(gateUploads(&wxrelayv1.MessageService_ServiceDesc, uploads), messages)
+	wxrelayv1.RegisterMessageServiceServer(inproc, messages)
 	for _, reg := range []grpc.ServiceRegistrar{gs, inproc} {
 		wxrelayv1.RegisterTenantServiceServer(reg, &tenantServer{
 			tenants:   opts.Tenants,
@@ -184,7 +190,6 @@ func New(opts Options) (*Server, error) {
 			publicURL: strings.TrimRight(opts.PublicURL, "/"),
 		})
 		wxrelayv1.RegisterEventServiceServer(reg, &eventServer{events: opts.Events, redeliver: opts.Redeliver})
-		wxrelayv1.RegisterMessageServiceServer(reg, messages)
 		wxrelayv1.RegisterCallServiceServer(reg, &callServer{tenants: opts.Tenants, calls: opts.Calls})
 	}
 	hs := health.NewServer()
@@ -192,7 +197,7 @@ func New(opts Options) (*Server, error) {
 	reflection.Register(gs)
 	metrics.InitializeMetrics(gs)
 
-	s := &Server{log: log, metrics: promhttp.HandlerFor(opts.Registry, promhttp.HandlerOpts{Registry: opts.Registry}), grpc: gs, inproc: inproc, health: hs, uploads: make(chan struct{}, MaxConcurrentUploads)}
+	s := &Server{log: log, metrics: promhttp.HandlerFor(opts.Registry, promhttp.HandlerOpts{Registry: opts.Registry}), grpc: gs, inproc: inproc, health: hs, uploads: uploads}
 
 	gw := runtime.NewServeMux(
 		runtime.WithMarshalerOption(runtime.MIMEWildcard, &runtime.JSONPb{
@@ -273,6 +278,31 @@ func (s *Server) Close() {
 	s.grpc.Stop()
 }
 
+// gateUploads returns desc with its UploadMedia handler taking an upload
+// slot (uploadSlots) before the request, up to maxGRPCMessage, is read,
+// and refusing with RESOURCE_EXHAUSTED when the caller has none left:
+// the slots bound uploads' memory over gRPC as over REST.
+func gateUploads(desc *grpc.ServiceDesc, uploads *uploadSlots) *grpc.ServiceDesc {
+	gated := *desc
+	gated.Methods = slices.Clone(desc.Methods)
+	for i, m := range gated.Methods {
+		if "/"+desc.ServiceName+"/"+m.MethodName != wxrelayv1.MessageService_UploadMedia_FullMethodName {
+			continue
+		}
+		read := m.Handler
+		gated.Methods[i].Handler = func(srv any, ctx context.Context, dec func(any) error, interceptor grpc.UnaryServerInterceptor) (any, error) {
+			p, _ := principalOf(ctx) // credentialsTap put it there
+			release, ok := uploads.take(ctx, slotOwner(p), 0)
+			if !ok {
+				return nil, status.Error(codes.ResourceExhausted, uploadsBusy)
+			}
+			defer release()
+			return read(srv, ctx, dec, interceptor)
+		}
+	}
+	return &gated
+}
+
 // chainUnary makes one interceptor of several, the first outermost, as
 // grpc.ChainUnaryInterceptor does for a grpc.Server.
 func chainUnary(chain []grpc.UnaryServerInterceptor) grpc.UnaryServerInterceptor {
@@ -301,34 +331,49 @@ func readyHandler(ready func(context.Context) error) http.HandlerFunc {
 }
 
 // requireCredentials answers 401 to a REST call whose bearer token is
-// missing or not signed by this relay, before anything reads its body:
-// otherwise a caller with no credentials makes the gateway read and parse
-// up to 1 MiB, and an upload up to 10 MiB, per request, before the
-// interceptors refuse it. The full check (the API key still current, the
-// principal allowed) stays in the interceptor, and a call without a body
-// goes straight there, so that the call metrics count refused calls by
-// method as before.
+// missing, not signed by this relay, or an API key no longer current
+// (tenant.Authenticator.Precheck), before anything reads its body:
+// otherwise a caller with no credentials, or with a rotated or deleted
+// tenant's key, makes the gateway read and parse up to 1 MiB, and an
+// upload up to 10 MiB, per request, before the interceptors refuse it.
+// The full check (against the store, the principal allowed) stays in the
+// interceptor, and a call without a body goes straight there, so that the
+// call metrics count refused calls by method as before. The principal is
+// passed on in the request's context (principalOf).
 func requireCredentials(auth *tenant.Authenticator, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Body == nil || r.Body == http.NoBody {
 			next.ServeHTTP(w, r)
 			return
 		}
-		if err := signedBearer(auth, r.Header.Get("Authorization")); err != nil {
+		p, err := precheck(r.Context(), auth, r.Header.Get("Authorization"))
+		if err != nil {
 			// Close the connection rather than drain a body never read.
 			w.Header().Set("Connection", "close")
+			if !errors.Is(err, tenant.ErrUnauthenticated) { // the key could not be looked up
+				writeStatus(w, http.StatusServiceUnavailable, codes.Unavailable, "could not check the credentials; retry in a moment")
+				return
+			}
 			writeStatus(w, http.StatusUnauthorized, codes.Unauthenticated, tenant.ErrUnauthenticated.Error())
 			return
 		}
-		next.ServeHTTP(w, r)
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), principalKey{}, p)))
 	})
+}
+
+type principalKey struct{}
+
+// principalOf is the principal requireCredentials found for r's caller.
+func principalOf(ctx context.Context) (tenant.Principal, bool) {
+	p, ok := ctx.Value(principalKey{}).(tenant.Principal)
+	return p, ok
 }
 
 // credentialsTap is requireCredentials for gRPC: it runs as a call's
 // headers arrive, before its message is read, and refuses a call to a
-// guarded method whose token is missing or not signed by this relay.
-// It does no I/O, as a tap must not: the store is asked later, by the
-// interceptor.
+// guarded method with no current credentials. A tap runs on the reading
+// goroutine of the caller's connection: Precheck reads memory, or on a
+// tenant cache miss one indexed row, which delays only that connection.
 func credentialsTap(auth *tenant.Authenticator) tap.ServerInHandle {
 	return func(ctx context.Context, info *tap.Info) (context.Context, error) {
 		if acc, ok := accessFor(info.FullMethodName); ok && acc == accessPublic {
@@ -338,10 +383,13 @@ func credentialsTap(auth *tenant.Authenticator) tap.ServerInHandle {
 		if vals := info.Header.Get("authorization"); len(vals) > 0 {
 			authorization = vals[0]
 		}
-		if err := signedBearer(auth, authorization); err != nil {
+		p, err := precheck(ctx, auth, authorization)
+		if errors.Is(err, tenant.ErrUnauthenticated) {
 			return ctx, status.Error(codes.Unauthenticated, tenant.ErrUnauthenticated.Error())
+		} else if err != nil {
+			return ctx, status.Error(codes.Unavailable, "could not check the credentials; retry in a moment")
 		}
-		return ctx, nil
+		return context.WithValue(ctx, principalKey{}, p), nil
 	}
 }
 

@@ -55,6 +55,10 @@ type Authenticator struct {
 	keysMu sync.Mutex
 	keys   map[string]claims
 
+	// keyCache answers Precheck's question of an API key's currency; nil
+	// asks the store.
+	keyCache KeyHashStore
+
 	// wxKey is the MAC key of relay tokens (wxtoken.go), derived from key
 	// on first use.
 	wxKeyOnce sync.Once
@@ -182,20 +186,63 @@ func (a *Authenticator) VerifyAdmin(token string) (time.Time, error) {
 	if err != nil {
 		return time.Time{}, err
 	}
-	if c.Role != roleAdmin || c.Subject != adminSubject || c.ExpiresAt == nil {
-		return time.Time{}, fmt.Errorf("%w: not an admin token", ErrUnauthenticated)
+	if err := checkAdmin(c); err != nil {
+		return time.Time{}, err
 	}
 	return c.ExpiresAt.Time, nil
 }
 
-// CheckSignature reports whether token is a well-formed token signed by
-// this relay and unexpired, without asking the store whether an API key
-// is still current: a check cheap enough to run before a request body is
-// read, so that a caller without credentials cannot make the relay read
-// and hold megabytes. Verify must still follow. ErrUnauthenticated.
-func (a *Authenticator) CheckSignature(token string) error {
-	_, err := a.parse(token)
-	return err
+// Precheck is the check a request passes before the relay reads its body:
+// token must be signed here and unexpired, and an API key must still be
+// its tenant's current one as the key cache knows it (SetKeyCache), so
+// that neither a stranger nor the holder of a rotated or deleted tenant's
+// key can make the relay read and hold megabytes. It reads memory, or on
+// a cache miss one indexed row. Verify, against the store, must still
+// follow. ErrUnauthenticated.
+func (a *Authenticator) Precheck(ctx context.Context, token string) (Principal, error) {
+	c, err := a.parse(token)
+	if err != nil {
+		return Principal{}, err
+	}
+	if c.Role != roleTenant {
+		if err := checkAdmin(c); err != nil {
+			return Principal{}, err
+		}
+		return Principal{Admin: true}, nil
+	}
+	src := a.keyCache
+	if src == nil {
+		src = a
+	}
+	current, err := src.APIKeyHash(ctx, ID(c.Subject))
+	if errors.Is(err, ErrNotFound) {
+		return Principal{}, fmt.Errorf("%w: tenant %q no longer exists", ErrUnauthenticated, c.Subject)
+	} else if err != nil {
+		return Principal{}, fmt.Errorf("verify api key: %w", err)
+	}
+	if subtle.ConstantTimeCompare(current, hashKeyID(c.ID)) != 1 {
+		return Principal{}, fmt.Errorf("%w: api key was rotated", ErrUnauthenticated)
+	}
+	return Principal{Tenant: ID(c.Subject)}, nil
+}
+
+// checkAdmin refuses claims that are not an admin token's.
+func checkAdmin(c claims) error {
+	if c.Role != roleAdmin || c.ExpiresAt == nil || c.Subject != adminSubject {
+		return fmt.Errorf("%w: not an admin token", ErrUnauthenticated)
+	}
+	return nil
+}
+
+// SetKeyCache has Precheck read API key hashes from ks, a *Cache, rather
+// than from the store: the cache is told of rotations and deletions as
+// they happen (Service.OnChange, and store notices from other replicas).
+// Verify keeps reading the store.
+func (a *Authenticator) SetKeyCache(ks KeyHashStore) { a.keyCache = ks }
+
+// APIKeyHash reads tenant id's API key hash from the store.
+func (a *Authenticator) APIKeyHash(ctx context.Context, id ID) ([]byte, error) {
+	return a.keyHash(ctx, id)
 }
 
 // KeyHashStore is a Store that reads a tenant's API key hash alone, which

@@ -90,3 +90,13 @@ func (c *Cache) ForgetAll() {
 	clear(c.m)
 	c.gen++
 }
+
+// APIKeyHash returns tenant id's current API key hash from the cache:
+// Authenticator.Precheck asks it (see SetKeyCache). ErrNotFound.
+func (c *Cache) APIKeyHash(ctx context.Context, id ID) ([]byte, error) {
+	t, err := c.Get(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	return t.APIKeyHash, nil
+}

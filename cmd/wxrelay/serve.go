@@ -121,6 +121,10 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	// the staleness a lost notice could leave.
 	tenantCache := tenant.NewCache(tenants, tenantCacheTTL, nil)
 	tenants.OnChange(tenantCache.Forget)
+	// The check before a body is read asks the cache whether an API key
+	// is current, so that a rotated or deleted tenant's key is refused
+	// unread without a database read per call.
+	auth.SetKeyCache(tenantCache)
 	sender := delivery.NewSender(delivery.SenderOptions{AllowPrivate: cfg.AllowPrivateWebhooks, Timeout: cfg.DeliveryTimeout})
 	defer sender.Close()
 	deliveryMetrics := delivery.NewMetrics(reg)
