@@ -138,6 +138,7 @@ func New(opts Options) (*Server, error) {
 		// After auth: an unauthenticated caller learns nothing of its input.
 		textInterceptor,
 	}
+	reads := newReadGate()
 	gs := grpc.NewServer(
 		// Room for a full-size UploadMedia request; gRPC's default is 4 MiB.
 		grpc.MaxRecvMsgSize(maxGRPCMessage),
@@ -161,7 +162,15 @@ func New(opts Options) (*Server, error) {
 			PermitWithoutStream: true,
 		}),
 		grpc.ChainUnaryInterceptor(unary...),
+		// What a caller can make the relay hold while its messages are
+		// read (grpcgate.go): no window grows past grpcStreamWindow on
+		// its own (a set window turns off grpc-go's BDP estimation), and
+		// a connection carries at most 100 calls at once.
+		grpc.InitialWindowSize(grpcStreamWindow),
+		grpc.InitialConnWindowSize(16*grpcStreamWindow),
+		grpc.MaxConcurrentStreams(100),
 		grpc.ChainStreamInterceptor(
+			reads.streams,
 			recovery.StreamServerInterceptor(onPanic),
 			metrics.StreamServerInterceptor(),
 			logging.StreamServerInterceptor(logCalls, logging.WithLogOnEvents(logging.FinishCall), logging.WithLevels(callLogLevel)),
@@ -180,21 +189,34 @@ func New(opts Options) (*Server, error) {
 	uploads := newUploadSlots()
 	// gRPC uploads take their slot before their message is read; REST
 	// uploads take theirs in uploadHandler, before reading the body.
-	gs.RegisterService(gateUploads(&wxrelayv1.MessageService_ServiceDesc, uploads), messages)
-	wxrelayv1.RegisterMessageServiceServer(inproc, messages)
-	for _, reg := range []grpc.ServiceRegistrar{gs, inproc} {
-		wxrelayv1.RegisterTenantServiceServer(reg, &tenantServer{
-			tenants:   opts.Tenants,
-			tokens:    opts.TokenStatus,
-			health:    opts.Health,
-			publicURL: strings.TrimRight(opts.PublicURL, "/"),
-		})
-		wxrelayv1.RegisterEventServiceServer(reg, &eventServer{events: opts.Events, redeliver: opts.Redeliver})
-		wxrelayv1.RegisterCallServiceServer(reg, &callServer{tenants: opts.Tenants, calls: opts.Calls})
+	tenantsSrv := &tenantServer{
+		tenants:   opts.Tenants,
+		tokens:    opts.TokenStatus,
+		health:    opts.Health,
+		publicURL: strings.TrimRight(opts.PublicURL, "/"),
 	}
+	eventsSrv := &eventServer{events: opts.Events, redeliver: opts.Redeliver}
+	callsSrv := &callServer{tenants: opts.Tenants, calls: opts.Calls}
 	hs := health.NewServer()
-	healthpb.RegisterHealthServer(gs, hs)
-	reflection.Register(gs)
+	// On the network, every message is read in a read slot (grpcgate.go);
+	// in process (REST), the body was read, and bounded, already.
+	for _, svc := range []struct {
+		desc *grpc.ServiceDesc
+		impl any
+	}{
+		{&wxrelayv1.TenantService_ServiceDesc, tenantsSrv},
+		{&wxrelayv1.EventService_ServiceDesc, eventsSrv},
+		{gateUploads(&wxrelayv1.MessageService_ServiceDesc, uploads), messages},
+		{&wxrelayv1.CallService_ServiceDesc, callsSrv},
+		{&healthpb.Health_ServiceDesc, hs},
+	} {
+		gs.RegisterService(reads.unary(svc.desc), svc.impl)
+	}
+	wxrelayv1.RegisterTenantServiceServer(inproc, tenantsSrv)
+	wxrelayv1.RegisterEventServiceServer(inproc, eventsSrv)
+	wxrelayv1.RegisterMessageServiceServer(inproc, messages)
+	wxrelayv1.RegisterCallServiceServer(inproc, callsSrv)
+	reflection.Register(gs) // streams: read in slots by reads.streams
 	metrics.InitializeMetrics(gs)
 
 	s := &Server{log: log, metrics: promhttp.HandlerFor(opts.Registry, promhttp.HandlerOpts{Registry: opts.Registry}), grpc: gs, inproc: inproc, health: hs, uploads: uploads}
@@ -377,6 +399,9 @@ func principalOf(ctx context.Context) (tenant.Principal, bool) {
 func credentialsTap(auth *tenant.Authenticator) tap.ServerInHandle {
 	return func(ctx context.Context, info *tap.Info) (context.Context, error) {
 		if acc, ok := accessFor(info.FullMethodName); ok && acc == accessPublic {
+			// No credentials: the call may not last (see grpcgate.go).
+			ctx, cancel := context.WithTimeout(ctx, publicCallTimeout)
+			context.AfterFunc(ctx, cancel)
 			return ctx, nil
 		}
 		var authorization string
