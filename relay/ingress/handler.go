@@ -53,11 +53,22 @@ type Options struct {
 	// MaxSkew bounds how far a push's timestamp may be from Now; zero
 	// means DefaultMaxSkew.
 	MaxSkew time.Duration
+	// UnverifiedBytes bounds the bytes of push bodies being read before
+	// anything has authenticated them, across all tenants; zero means
+	// DefaultUnverifiedBytes.
+	UnverifiedBytes int64
 }
+
+// DefaultUnverifiedBytes is the budget for push bodies read before they
+// are authenticated: only an encrypted-mode push without a query
+// signature, which WeChat always sends, needs it, so 16 pushes of the
+// largest size, or thousands of real ones, fit.
+const DefaultUnverifiedBytes = 16 * MaxBodyBytes
 
 // Handler serves GET and POST /wx/{id}.
 type Handler struct {
-	receivers *receivers
+	receivers  *receivers
+	unverified *byteBudget
 	events    Appender
 	log       *slog.Logger
 	metrics   *Metrics
@@ -74,7 +85,8 @@ func New(opts Options) *Handler {
 		opts.Now = time.Now
 	}
 	return &Handler{
-		receivers: newReceivers(opts.Tenants),
+		receivers:  newReceivers(opts.Tenants),
+		unverified: newByteBudget(cmp.Or(opts.UnverifiedBytes, DefaultUnverifiedBytes)),
 		events:    opts.Events,
 		log:       opts.Logger,
 		metrics:   opts.Metrics,
@@ -94,6 +106,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (h *Handler) serve(w http.ResponseWriter, r *http.Request) string {
 	ctx, cancel := context.WithTimeout(r.Context(), answerDeadline)
 	defer cancel()
+	if r.Method == http.MethodPost {
+		// Until the body is read (push), an answer closes the connection:
+		// Go's server would otherwise read what is left of a refused
+		// body, up to 256 KiB and for as long as it trickles, before it
+		// answered, to reuse the connection.
+		w.Header().Set("Connection", "close")
+	}
 	id := tenant.ID(r.PathValue("id"))
 	if r.Method != http.MethodGet && r.Method != http.MethodPost {
 		w.Header().Set("Allow", "GET, POST")
@@ -144,6 +163,34 @@ func (h *Handler) verifyURL(w http.ResponseWriter, r *http.Request, rc *receiver
 }
 
 func (h *Handler) push(ctx context.Context, w http.ResponseWriter, r *http.Request, rc *receiver) string {
+	// Everything the query can tell is checked before the body is read:
+	// anyone may POST to a push URL (the tenant id is in it), and a body
+	// is up to 1 MiB.
+	query, now := r.URL.Query(), h.now()
+	if outcome := h.checkTimestamp(w, query, now); outcome != "" {
+		return outcome
+	}
+	signed, err := querySigned(rc.receiversAt(now), rc.tenant.EncryptMode, query)
+	if err != nil {
+		http.Error(w, "signature does not match the tenant's token", http.StatusUnauthorized)
+		return "bad_signature"
+	}
+	if r.ContentLength > MaxBodyBytes {
+		http.Error(w, "push body exceeds 1 MiB", http.StatusRequestEntityTooLarge)
+		return "too_large"
+	}
+	if !signed {
+		// Only the body's msg_signature can vouch for this push: its bytes
+		// come out of a small budget that all tenants' unverified pushes
+		// share, so that strangers cannot make the relay hold gigabytes.
+		release, ok := h.unverified.take(r.ContentLength)
+		if !ok {
+			w.Header().Set("Retry-After", "1")
+			http.Error(w, "too many unverified pushes are being read; retry", http.StatusServiceUnavailable)
+			return "busy"
+		}
+		defer release()
+	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
 	var tooLarge *http.MaxBytesError
 	switch {
@@ -154,10 +201,7 @@ func (h *Handler) push(ctx context.Context, w http.ResponseWriter, r *http.Reque
 		http.Error(w, "could not read the push body", http.StatusBadRequest)
 		return "bad_body"
 	}
-	query, now := r.URL.Query(), h.now()
-	if outcome := h.checkTimestamp(w, query, now); outcome != "" {
-		return outcome
-	}
+	w.Header().Del("Connection") // read whole: the connection may serve WeChat's next push
 	rcv, msg, err := receive(rc.receiversAt(now), query, body)
 	if err != nil {
 		status, outcome, text := rejection(err)
@@ -252,6 +296,30 @@ func receive(rcvs []*wechat.Receiver, query url.Values, body []byte) (*wechat.Re
 		}
 	}
 	return nil, nil, first
+}
+
+// querySigned checks a push's query signature, over Token, timestamp and
+// nonce, before its body is read. Plaintext pushes must carry it; in
+// compatible and safe modes msg_signature, over the body's Encrypt, is
+// what authenticates a push, but WeChat sends signature beside it, valid
+// (protocol §2), so a push that carries one that is wrong is refused
+// unread. signed is false for an encrypted-mode push without one: its
+// body must be read to be judged.
+func querySigned(rcvs []*wechat.Receiver, mode tenant.EncryptMode, query url.Values) (signed bool, err error) {
+	sig := query.Get("signature")
+	if sig == "" {
+		if mode == tenant.EncryptPlaintext {
+			return false, wechat.ErrBadSignature
+		}
+		return false, nil
+	}
+	ts, nonce := query.Get("timestamp"), query.Get("nonce")
+	for _, rcv := range rcvs {
+		if wechat.VerifySignature(sig, rcv.Token, ts, nonce) {
+			return true, nil
+		}
+	}
+	return false, wechat.ErrBadSignature
 }
 
 // checkTimestamp refuses a push or verification whose timestamp is not a

@@ -56,7 +56,7 @@ func newRelayEnvCached(t *testing.T, ttl time.Duration) *relayEnv {
 
 // newRelayEnvWith is the push endpoint with tenants cached for ttl,
 // timestamps checked against now (nil: time.Now) within maxSkew.
-func newRelayEnvWith(t *testing.T, ttl, maxSkew time.Duration, now func() time.Time) *relayEnv {
+func newRelayEnvWith(t *testing.T, ttl, maxSkew time.Duration, now func() time.Time, change ...func(*ingress.Options)) *relayEnv {
 	t.Helper()
 	db := storetest.New(t)
 	ts := store.NewTenantStore(db)
@@ -74,10 +74,14 @@ func newRelayEnvWith(t *testing.T, ttl, maxSkew time.Duration, now func() time.T
 	t.Cleanup(ing.Close)
 	logs := &bytes.Buffer{}
 	mux := http.NewServeMux()
-	mux.Handle("/wx/{id}", ingress.New(ingress.Options{
+	opts := ingress.Options{
 		Tenants: cache, Events: ing, MaxSkew: maxSkew, Now: now,
 		Logger: slog.New(slog.NewJSONHandler(&lockedWriter{w: logs}, &slog.HandlerOptions{Level: slog.LevelDebug})),
-	}))
+	}
+	for _, c := range change {
+		c(&opts)
+	}
+	mux.Handle("/wx/{id}", ingress.New(opts))
 	hs := httptest.NewServer(mux)
 	t.Cleanup(hs.Close)
 	return &relayEnv{t: t, db: db, url: hs.URL, tenants: svc, events: relay.NewEvents(es), logs: logs}

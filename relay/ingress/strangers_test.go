@@ -1,0 +1,108 @@
+package ingress_test
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/wxrelay/wxrelay/relay/ingress"
+	"github.com/wxrelay/wxrelay/relay/wechat"
+	"github.com/wxrelay/wxrelay/tenant"
+)
+
+// endlessPost POSTs a body that never ends to tenant id's push URL with
+// query, and returns the status the relay answers with before the body
+// ends (0 if it does not answer within 3 s).
+func (e *relayEnv) endlessPost(id tenant.ID, query string) int {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	pr, pw := io.Pipe()
+	go func() {
+		pw.Write([]byte(`{"Encrypt":"`))
+		<-ctx.Done()
+		pw.CloseWithError(ctx.Err())
+	}()
+	req, _ := http.NewRequestWithContext(ctx, "POST", e.url+"/wx/"+string(id)+"?"+query, pr)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// TestPushesAreCheckedBeforeTheirBody: a push whose timestamp or query
+// signature is wrong, or a plaintext push without one, is refused before
+// its body is read, in every mode.
+func TestPushesAreCheckedBeforeTheirBody(t *testing.T) {
+	e := newRelayEnvWith(t, 0, time.Hour, nil)
+	plain := e.newTenant(tenant.EncryptPlaintext, tenant.FormatJSON)
+	safe := e.newTenant(tenant.EncryptSafe, tenant.FormatJSON, func(t *tenant.Tenant) { t.AppID = "wx0000000000000002" })
+	now := time.Now().Unix()
+	q := func(sig string) string {
+		v := url.Values{"timestamp": {itoa(now)}, "nonce": {"7"}}
+		if sig != "" {
+			v.Set("signature", sig)
+		}
+		return v.Encode()
+	}
+	for _, tt := range []struct {
+		name  string
+		id    tenant.ID
+		query string
+		want  int
+	}{
+		{"plaintext, no signature", plain.ID, q(""), 401},
+		{"plaintext, wrong signature", plain.ID, q(strings.Repeat("0", 40)), 401},
+		{"safe, wrong signature", safe.ID, q(strings.Repeat("0", 40)), 401},
+		{"stale timestamp", plain.ID, "timestamp=1&nonce=7&signature=" + wechat.Sign(pushToken, "1", "7"), 400},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := e.endlessPost(tt.id, tt.query); got != tt.want {
+				t.Errorf("status %d, want %d before the body ended", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestUnverifiedBodiesShareABudget: encrypted-mode pushes without a query
+// signature are read within one small budget for all tenants: past it the
+// relay answers 503 unread, and pushes WeChat signs are not held up.
+func TestUnverifiedBodiesShareABudget(t *testing.T) {
+	e := newRelayEnvWith(t, 0, time.Hour, nil, func(o *ingress.Options) { o.UnverifiedBytes = 2 * ingress.MaxBodyBytes })
+	safe := e.newTenant(tenant.EncryptSafe, tenant.FormatJSON)
+	now := time.Now().Unix()
+	unsigned := url.Values{"timestamp": {itoa(now)}, "nonce": {"7"}, "encrypt_type": {"aes"}, "msg_signature": {"x"}}.Encode()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	for range 2 { // two bodies of unknown length hold the budget
+		pr, pw := io.Pipe()
+		go func() { pw.Write([]byte("{")); <-ctx.Done(); pw.Close() }()
+		req, _ := http.NewRequestWithContext(ctx, "POST", e.url+"/wx/"+string(safe.ID)+"?"+unsigned, pr)
+		go func() {
+			if resp, err := http.DefaultClient.Do(req); err == nil {
+				resp.Body.Close()
+			}
+		}()
+	}
+	time.Sleep(200 * time.Millisecond)
+	if got := e.endlessPost(safe.ID, unsigned); got != http.StatusServiceUnavailable {
+		t.Errorf("an unverified push past the budget: %d, want 503 unread", got)
+	}
+	msg := wechat.TextMessage(wechat.FormatJSON, header(now), "hi", 1)
+	req, err := pusher(t, safe).Push(msg, now, "8")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a := e.post(safe.ID, req); a.status != 200 || a.body != "success" {
+		t.Errorf("a push WeChat signed, beside them: %d %q, want success", a.status, a.body)
+	}
+}
+
+func itoa(n int64) string { return strconv.FormatInt(n, 10) }
