@@ -69,11 +69,11 @@ const DefaultUnverifiedBytes = 16 * MaxBodyBytes
 type Handler struct {
 	receivers  *receivers
 	unverified *byteBudget
-	events    Appender
-	log       *slog.Logger
-	metrics   *Metrics
-	now       func() time.Time
-	maxSkew   time.Duration
+	events     Appender
+	log        *slog.Logger
+	metrics    *Metrics
+	now        func() time.Time
+	maxSkew    time.Duration
 }
 
 // New returns a Handler. Route it as "/wx/{id}".
@@ -87,11 +87,11 @@ func New(opts Options) *Handler {
 	return &Handler{
 		receivers:  newReceivers(opts.Tenants),
 		unverified: newByteBudget(cmp.Or(opts.UnverifiedBytes, DefaultUnverifiedBytes)),
-		events:    opts.Events,
-		log:       opts.Logger,
-		metrics:   opts.Metrics,
-		now:       opts.Now,
-		maxSkew:   cmp.Or(opts.MaxSkew, DefaultMaxSkew),
+		events:     opts.Events,
+		log:        opts.Logger,
+		metrics:    opts.Metrics,
+		now:        opts.Now,
+		maxSkew:    cmp.Or(opts.MaxSkew, DefaultMaxSkew),
 	}
 }
 
