@@ -181,6 +181,7 @@ func claimedJobs(rows []claimedRow, c delivery.Claim) []*delivery.Job {
 			AttemptCount: r.AttemptCount,
 			RetryIndex:   r.RetryIndex,
 			LeaseUntil:   c.LeaseUntil.UTC(),
+			DueAt:        r.NextAttemptAt.UTC(),
 		}
 	}
 	return jobs

@@ -237,6 +237,7 @@ func TestDeliveryStore_ClaimDue(t *testing.T) {
 			Payload:     early.Payload,
 			ReceiveTime: t0,
 			LeaseUntil:  t0.Add(time.Minute),
+			DueAt:       t0,
 		}
 		if !reflect.DeepEqual(job, want) {
 			t.Errorf("job =\n%+v\nwant\n%+v", job, want)

@@ -139,6 +139,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	if err != nil {
 		return err
 	}
+	tenants.OnChange(dispatcher.Forget)
 
 	// Pushes are committed by one group-committing writer, which wakes the
 	// dispatcher after each commit. It is closed after the HTTP server has

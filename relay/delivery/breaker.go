@@ -36,8 +36,9 @@ type BreakerOptions struct {
 }
 
 // Breakers is a registry of per-endpoint circuit breakers. An endpoint is
-// the scheme://host:port of a webhook URL; callers use one spelling per
-// endpoint, since Breakers compares them as strings.
+// whatever key the caller names, compared as a string: the Dispatcher's is
+// a tenant and its webhook URL (see endpoint), so that one tenant's
+// failing handler never holds up another's deliveries on the same host.
 //
 // After Threshold consecutive unhealthy attempts (timeouts, connection
 // failures, 5xx and 429 answers) an endpoint opens: Allow refuses it for a

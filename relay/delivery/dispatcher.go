@@ -41,10 +41,20 @@ type Options struct {
 	// still wait then, some 9 ms of work at 11,000 deliveries a second.
 	Ahead int
 	// PerTenant caps the claimed events, waiting or in flight, that one
-	// tenant holds (default 16), so that a tenant with a slow webhook and
-	// a large backlog holds at most this many workers and every other
-	// tenant keeps the rest.
+	// tenant whose webhook answers quickly holds (default 16), so that a
+	// tenant with a large backlog takes no more than its share.
 	PerTenant int
+	// SlowWorkers are the workers of the slow lane (default Workers/4).
+	// A tenant whose last attempt took SlowAttempt or more (default 2 s),
+	// or timed out, and a tenant whose webhook has not answered this
+	// process yet, is delivered there, SlowPerTenant (default 2) events
+	// at a time: however many tenants have slow webhooks, they share
+	// these workers, and the other Workers-SlowWorkers deliver for the
+	// tenants whose webhooks answer. A tenant moves between the lanes
+	// with each attempt's latency.
+	SlowWorkers   int
+	SlowAttempt   time.Duration
+	SlowPerTenant int
 	// LeaseMargin is how long a claim's lease outlives the longest an
 	// event can take from its claim to the end of its attempt (default:
 	// the Sender's attempt timeout, at least 5 s), so that only a dead
@@ -72,18 +82,65 @@ type Dispatcher struct {
 
 	mu sync.Mutex
 	// held counts the claimed events not yet finished, waiting for a
-	// worker or in flight; perTenant counts them by tenant.
-	held      int
-	perTenant map[tenant.ID]int
-	// endpoints remembers each tenant's webhook endpoint, so that tenants
-	// behind an open breaker can be left out of claims.
-	endpoints map[tenant.ID]tenantEndpoint
-	// jobs hands claimed events to the Workers goroutines Run starts. A
-	// pool rather than a goroutine per attempt: a new goroutine's stack
-	// grew, by copying, through the HTTP client's deep calls at every
-	// attempt (about 4% of the dispatcher's CPU in BenchmarkDrain).
-	jobs    chan *Job
+	// worker or in flight.
+	held int
+	// tenants is what the dispatcher knows of each tenant it delivered
+	// for: its events held, its lane, its webhook endpoint. busy and slow
+	// index the few that claims must look at among them, however many
+	// tenants there are: those holding events, and those of the slow
+	// lane.
+	tenants    map[tenant.ID]*tenantLoad
+	busy, slow map[tenant.ID]*tenantLoad
+	// lanes hand claimed events to the workers Run starts: the fast lane
+	// for tenants whose webhooks answer quickly, the slow lane for the
+	// others. Worker pools rather than a goroutine per attempt: a new
+	// goroutine's stack grew, by copying, through the HTTP client's deep
+	// calls at every attempt (about 4% of the dispatcher's CPU in
+	// BenchmarkDrain).
+	lanes   [2]lane
 	running sync.WaitGroup // jobs handed out and not yet finished
+}
+
+// The lanes.
+const (
+	fastLane = iota
+	slowLane
+)
+
+// lane is one pool of workers and the claimed events that wait for them.
+type lane struct {
+	workers int
+	// capacity is how many events the lane holds at most, waiting or in
+	// flight: the slow lane's own, as many waiting for each of its
+	// workers as Ahead is to Workers; the fast lane's, whatever of the
+	// dispatcher's capacity the slow lane does not hold.
+	capacity int
+	held     int
+	jobs     chan queued
+}
+
+// queued is a claimed event handed to a lane.
+type queued struct {
+	job  *Job
+	lane int
+}
+
+// tenantLoad is a tenant's part in the dispatcher.
+type tenantLoad struct {
+	held int // its events held, in either lane
+	// seen is whether its webhook has answered an attempt of this
+	// process; slow, whether the last attempt took SlowAttempt or more.
+	seen, slow bool
+	ep         tenantEndpoint // its webhook, for the breakers
+}
+
+// lane is where tl's events go: the fast lane once its webhook has
+// answered quickly.
+func (tl *tenantLoad) lane() int {
+	if tl.seen && !tl.slow {
+		return fastLane
+	}
+	return slowLane
 }
 
 // New returns a Dispatcher; Run starts it.
@@ -106,6 +163,12 @@ func New(opts Options) (*Dispatcher, error) {
 	setDefault(&opts.Workers, 64)
 	setDefault(&opts.Ahead, 2*opts.Workers)
 	setDefault(&opts.PerTenant, 16)
+	setDefault(&opts.SlowWorkers, max(1, opts.Workers/4))
+	if opts.SlowWorkers >= opts.Workers {
+		return nil, fmt.Errorf("delivery: SlowWorkers %d leave no worker of %d for the fast lane", opts.SlowWorkers, opts.Workers)
+	}
+	setDefault(&opts.SlowAttempt, 2*time.Second)
+	setDefault(&opts.SlowPerTenant, 2)
 	setDefault(&opts.LeaseMargin, max(opts.Sender.Timeout(), 5*time.Second))
 	setDefault(&opts.PollInterval, time.Second)
 	setDefault(&opts.ShutdownGrace, 20*time.Second)
@@ -115,16 +178,22 @@ func New(opts Options) (*Dispatcher, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Dispatcher{
+	d := &Dispatcher{
 		opts: opts,
 		wake: make(chan struct{}, 1),
 		// Room for every held event's outcome, twice: outcomes wait for
 		// the loop in Run between two of its claims, and a worker never
 		// waits to hand one over.
-		outcomes:  make(chan Outcome, 2*(opts.Workers+opts.Ahead)),
-		perTenant: map[tenant.ID]int{},
-		endpoints: map[tenant.ID]tenantEndpoint{},
-	}, nil
+		outcomes: make(chan Outcome, 2*(opts.Workers+opts.Ahead)),
+		tenants:  map[tenant.ID]*tenantLoad{},
+		busy:     map[tenant.ID]*tenantLoad{},
+		slow:     map[tenant.ID]*tenantLoad{},
+	}
+	d.lanes[fastLane].workers = opts.Workers - opts.SlowWorkers
+	d.lanes[fastLane].capacity = opts.Workers + opts.Ahead
+	d.lanes[slowLane].workers = opts.SlowWorkers
+	d.lanes[slowLane].capacity = opts.SlowWorkers + opts.SlowWorkers*opts.Ahead/opts.Workers
+	return d, nil
 }
 
 func setDefault[T int | time.Duration](v *T, d T) {
@@ -159,15 +228,15 @@ func (d *Dispatcher) Run(ctx context.Context) {
 	// attempts that were about to succeed into failures.
 	sendCtx, cancelSends := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelSends()
-	// Buffered for every claimed event: start never waits.
-	d.jobs = make(chan *Job, d.capacity())
+	// Buffered for every event a lane holds: start never waits.
+	for i := range d.lanes {
+		d.lanes[i].jobs = make(chan queued, d.lanes[i].capacity)
+	}
 	var workers sync.WaitGroup
-	for range d.opts.Workers {
-		workers.Go(func() {
-			for j := range d.jobs {
-				d.work(sendCtx, j)
-			}
-		})
+	for i := range d.lanes {
+		for range d.lanes[i].workers {
+			workers.Go(func() { d.serveLane(sendCtx, i) })
+		}
 	}
 
 	// One goroutine records outcomes and claims, in turn. The two take
@@ -207,7 +276,9 @@ func (d *Dispatcher) Run(ctx context.Context) {
 			cancelSends()
 		}
 	}
-	close(d.jobs)
+	for i := range d.lanes {
+		close(d.lanes[i].jobs)
+	}
 	workers.Wait()
 	rec.flush()
 }
@@ -216,9 +287,12 @@ func (d *Dispatcher) Run(ctx context.Context) {
 func (d *Dispatcher) capacity() int { return d.opts.Workers + d.opts.Ahead }
 
 // leaseFor is how long a claim leases its events: the wait for a worker
-// behind the events claimed ahead, then the attempt (see LeaseMargin).
+// behind the events claimed ahead in its lane, then the attempt (see
+// LeaseMargin). The fast lane's wait is the longer: up to the whole
+// capacity waits there, for fewer workers than the whole.
 func (d *Dispatcher) leaseFor() time.Duration {
-	timeouts := 1 + (d.opts.Ahead+d.opts.Workers-1)/d.opts.Workers
+	fast := d.lanes[fastLane].workers
+	timeouts := 1 + (d.capacity()-fast+fast-1)/fast
 	return time.Duration(timeouts)*d.opts.Sender.Timeout() + d.opts.LeaseMargin
 }
 
@@ -251,8 +325,18 @@ func (d *Dispatcher) claim(ctx context.Context) {
 			}
 			return
 		}
+		var over []*Job
 		for _, j := range jobs {
-			d.start(j)
+			if !d.start(j) {
+				over = append(over, j)
+			}
+		}
+		if len(over) > 0 {
+			// Claimed beyond their tenant's or lane's share (a claim
+			// takes up to PerTenant of any tenant not yet at its cap):
+			// put back as they were, due when they were due.
+			go d.putBack(context.WithoutCancel(ctx), over)
+			return
 		}
 		if len(jobs) < room {
 			return // nothing more is due
@@ -260,43 +344,153 @@ func (d *Dispatcher) claim(ctx context.Context) {
 	}
 }
 
-// excludedLocked lists the tenants a claim must skip: those at their cap,
-// and those whose endpoint's breaker is open.
+// putBack releases claimed events the dispatcher did not start.
+func (d *Dispatcher) putBack(ctx context.Context, jobs []*Job) {
+	for _, j := range jobs {
+		d.release(ctx, j, j.DueAt)
+	}
+}
+
+// excludedLocked lists the tenants a claim must skip: those at their
+// cap, those of the slow lane while it is full, and those whose
+// endpoint's breaker is open.
 func (d *Dispatcher) excludedLocked(now time.Time) []tenant.ID {
 	var ex []tenant.ID
-	for tid, n := range d.perTenant {
-		if n >= d.opts.PerTenant {
+	for tid, tl := range d.busy {
+		if tl.held >= d.capOf(tl) {
 			ex = append(ex, tid)
 		}
 	}
-	open := d.opts.Breakers.OpenEndpoints(now)
-	if len(open) == 0 {
-		return ex
-	}
-	for tid, ep := range d.endpoints {
-		// OpenEndpoints only reads: Allow here would spend the one probe
-		// a recovering endpoint gets on a claim instead of an attempt.
-		if _, isOpen := open[ep.key]; isOpen && d.perTenant[tid] < d.opts.PerTenant {
-			ex = append(ex, tid)
+	if l := &d.lanes[slowLane]; l.held >= l.capacity {
+		for tid, tl := range d.slow {
+			if tl.held < d.capOf(tl) { // not listed above
+				ex = append(ex, tid)
+			}
 		}
+	}
+	// OpenEndpoints only reads: Allow here would spend the one probe a
+	// recovering endpoint gets on a claim instead of an attempt.
+	for key := range d.opts.Breakers.OpenEndpoints(now) {
+		tid, _, _ := strings.Cut(key, " ")
+		ex = append(ex, tenant.ID(tid))
 	}
 	return ex
 }
 
-// start counts j as held and hands it to the workers.
-func (d *Dispatcher) start(j *Job) {
-	d.mu.Lock()
-	d.held++
-	d.perTenant[j.TenantID]++
-	d.mu.Unlock()
-	d.running.Add(1)
-	d.jobs <- j
+// capOf is how many events tl may hold: PerTenant in the fast lane,
+// SlowPerTenant in the slow.
+func (d *Dispatcher) capOf(tl *tenantLoad) int {
+	if tl.lane() == fastLane {
+		return d.opts.PerTenant
+	}
+	return d.opts.SlowPerTenant
 }
 
-// work attempts j on a worker.
-func (d *Dispatcher) work(ctx context.Context, j *Job) {
-	d.attempt(ctx, j)
-	d.finish(j)
+// start counts j as held and hands it to its tenant's lane, unless the
+// tenant or the lane holds its share already: false then, and j is for
+// the caller to put back.
+func (d *Dispatcher) start(j *Job) bool {
+	d.mu.Lock()
+	tl := d.loadLocked(j.TenantID)
+	i := tl.lane()
+	l := &d.lanes[i]
+	if tl.held >= d.capOf(tl) || l.held >= l.capacity || d.held >= d.capacity() {
+		d.mu.Unlock()
+		return false
+	}
+	d.held++
+	l.held++
+	tl.held++
+	d.busy[j.TenantID] = tl
+	d.mu.Unlock()
+	d.running.Add(1)
+	l.jobs <- queued{job: j, lane: i}
+	return true
+}
+
+// Forget drops what the dispatcher knows of tenant id (its lane, its
+// endpoint) once none of its events is held: wire it to
+// tenant.Service.OnChange, so that a changed webhook starts afresh and a
+// deleted tenant leaves nothing.
+func (d *Dispatcher) Forget(id tenant.ID) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	tl := d.tenants[id]
+	switch {
+	case tl == nil:
+	case tl.held == 0:
+		delete(d.tenants, id)
+		delete(d.slow, id)
+	default:
+		tl.ep = tenantEndpoint{}
+		d.classifyLocked(id, tl, false, false)
+	}
+}
+
+// loadLocked is tid's tenantLoad, made (unseen: the slow lane) if the
+// dispatcher did not know tid.
+func (d *Dispatcher) loadLocked(tid tenant.ID) *tenantLoad {
+	tl := d.tenants[tid]
+	if tl == nil {
+		tl = &tenantLoad{}
+		d.tenants[tid] = tl
+		d.slow[tid] = tl
+	}
+	return tl
+}
+
+// classifyLocked records what tid's last attempt said of its webhook, and
+// so the lane of its next events.
+func (d *Dispatcher) classifyLocked(tid tenant.ID, tl *tenantLoad, seen, slow bool) {
+	tl.seen, tl.slow = seen, slow
+	if tl.lane() == slowLane {
+		d.slow[tid] = tl
+	} else {
+		delete(d.slow, tid)
+	}
+}
+
+// serveLane is a worker of lane i until its events end. A worker of the
+// slow lane also takes the fast lane's events while none of its own wait:
+// fast events hold it briefly, by definition, and a single busy tenant
+// keeps the use of every worker.
+func (d *Dispatcher) serveLane(ctx context.Context, i int) {
+	own := d.lanes[i].jobs
+	var other chan queued
+	if i == slowLane {
+		other = d.lanes[fastLane].jobs
+	}
+	for own != nil || other != nil {
+		var q queued
+		var ok bool
+		select { // its own lane first
+		case q, ok = <-own:
+			if !ok {
+				own = nil
+				continue
+			}
+		default:
+			select {
+			case q, ok = <-own:
+				if !ok {
+					own = nil
+					continue
+				}
+			case q, ok = <-other:
+				if !ok {
+					other = nil
+					continue
+				}
+			}
+		}
+		d.work(ctx, q)
+	}
+}
+
+// work attempts q's event on a worker.
+func (d *Dispatcher) work(ctx context.Context, q queued) {
+	d.attempt(ctx, q.job)
+	d.finish(q)
 }
 
 // releaseWaiting releases the claimed events that no worker has taken
@@ -304,24 +498,29 @@ func (d *Dispatcher) work(ctx context.Context, j *Job) {
 // they are due at once for another replica, or for this one when it
 // starts again, instead of when their leases end.
 func (d *Dispatcher) releaseWaiting(ctx context.Context) {
-	for {
-		select {
-		case j := <-d.jobs:
-			d.release(ctx, j, d.opts.Now())
-			d.finish(j)
-		default:
-			return
+	for i := range d.lanes {
+		for drained := false; !drained; {
+			select {
+			case q := <-d.lanes[i].jobs:
+				d.release(ctx, q.job, d.opts.Now())
+				d.finish(q)
+			default:
+				drained = true
+			}
 		}
 	}
 }
 
-// finish counts j out of the held events and wakes the claimer.
-func (d *Dispatcher) finish(j *Job) {
+// finish counts q out of the held events and wakes the claimer.
+func (d *Dispatcher) finish(q queued) {
 	defer d.running.Done()
 	d.mu.Lock()
 	d.held--
-	if d.perTenant[j.TenantID]--; d.perTenant[j.TenantID] <= 0 {
-		delete(d.perTenant, j.TenantID)
+	d.lanes[q.lane].held--
+	if tl := d.tenants[q.job.TenantID]; tl != nil {
+		if tl.held--; tl.held == 0 {
+			delete(d.busy, q.job.TenantID)
+		}
 	}
 	d.mu.Unlock()
 	d.Notify() // there is room for another event
@@ -347,11 +546,12 @@ func (d *Dispatcher) attempt(ctx context.Context, j *Job) {
 		return
 	}
 	d.mu.Lock()
-	ep, ok := d.endpoints[t.ID]
-	if !ok || ep.url != t.WebhookURL {
+	tl := d.loadLocked(t.ID)
+	ep := tl.ep
+	if ep.url != t.WebhookURL {
 		// Parsed once per tenant and webhook URL, not at every attempt.
-		ep = tenantEndpoint{url: t.WebhookURL, key: endpoint(t.WebhookURL)}
-		d.endpoints[t.ID] = ep
+		ep = tenantEndpoint{url: t.WebhookURL, key: endpoint(t.ID, t.WebhookURL)}
+		tl.ep = ep
 	}
 	d.mu.Unlock()
 	if !d.opts.Breakers.Allow(ep.key, now) {
@@ -373,6 +573,11 @@ func (d *Dispatcher) attempt(ctx context.Context, j *Job) {
 		return
 	}
 	d.opts.Breakers.Report(ep.key, d.opts.Now(), res.Attempt)
+	d.mu.Lock()
+	// The lane for its next events: slow while its webhook is.
+	d.classifyLocked(t.ID, d.loadLocked(t.ID), true,
+		res.Attempt.Latency >= d.opts.SlowAttempt || res.Attempt.ErrorClass == relay.ErrorTimeout)
+	d.mu.Unlock()
 
 	o := Outcome{Job: j, Owner: d.opts.Owner, Attempt: res.Attempt}
 	if res.Attempt.ErrorClass == "" {
@@ -432,24 +637,28 @@ drain:
 	r.batch = r.batch[:0]
 }
 
-// tenantEndpoint is a tenant's webhook URL and the endpoint it names.
+// tenantEndpoint is a tenant's webhook URL and the breaker guarding it.
 type tenantEndpoint struct {
 	url string
-	key string // endpoint(url)
+	key string // endpoint(tenant, url)
 }
 
-// endpoint is the scheme://host:port a breaker guards, one key however the
-// URL spells it.
-func endpoint(raw string) string {
+// endpoint is the key of the breaker that guards tenant tid's webhook at
+// raw: the tenant, then the URL with its scheme, host and default port
+// spelt one way. Per tenant, not per host: an agency serves many clients'
+// webhooks from one host, and one client's handler failing must not hold
+// up the others' deliveries (nor their successes close its breaker).
+func endpoint(tid tenant.ID, raw string) string {
 	u, err := url.Parse(raw)
 	if err != nil {
-		return raw
+		return string(tid) + " " + raw
 	}
 	port := u.Port()
 	if port == "" {
 		port = map[string]string{"http": "80", "https": "443"}[u.Scheme]
 	}
-	return strings.ToLower(u.Scheme) + "://" + net.JoinHostPort(strings.ToLower(u.Hostname()), port)
+	u.Scheme, u.Host = strings.ToLower(u.Scheme), net.JoinHostPort(strings.ToLower(u.Hostname()), port)
+	return string(tid) + " " + u.String()
 }
 
 // Redeliver queues one of tid's events again, due now and at the start of

@@ -440,10 +440,12 @@ func TestSlowTenantDoesNotDelayOthers(t *testing.T) {
 }
 
 // TestWorkersCapAttemptsInFlight: however many events are due, no more
-// than Workers attempts are in flight at once, and each finished attempt
-// frees its worker for the next event.
+// attempts are in flight at once than their lane has workers, and each
+// finished attempt frees its worker for the next event. (A tenant whose
+// webhook has not answered yet is in the slow lane, here 4 of 8 workers
+// and allowed 16 events.)
 func TestWorkersCapAttemptsInFlight(t *testing.T) {
-	h := newHarness(t, delivery.Options{Workers: 4, PerTenant: 16})
+	h := newHarness(t, delivery.Options{Workers: 8, SlowWorkers: 4, PerTenant: 16, SlowPerTenant: 16})
 	_, r := h.blockedTenant(30)
 	eventually(t, "4 attempts waiting at the webhook", func() bool { return r.waiting.Load() == 4 })
 	// Several polls later, still no fifth.
@@ -455,12 +457,13 @@ func TestWorkersCapAttemptsInFlight(t *testing.T) {
 	eventually(t, "all 30 deliveries", func() bool { return len(r.got()) == 30 })
 }
 
-// TestClaimsAhead: beyond the Workers attempts in flight, the dispatcher
-// holds up to Ahead claimed events waiting for a worker, and no more.
+// TestClaimsAhead: beyond the attempts in flight, a lane holds claimed
+// events waiting for a worker, as many for each of its workers as Ahead is
+// to Workers, and no more: here the slow lane, 4 workers and 3 ahead.
 func TestClaimsAhead(t *testing.T) {
 	// Stored before the dispatcher starts, so that its first claim fills
 	// it: later claims wait for room for half the workers.
-	h := newStoppedHarness(t, delivery.Options{Workers: 4, Ahead: 3, PerTenant: 16})
+	h := newStoppedHarness(t, delivery.Options{Workers: 8, SlowWorkers: 4, Ahead: 6, PerTenant: 16, SlowPerTenant: 16})
 	_, r := h.blockedTenant(30)
 	h.run()
 	eventually(t, "4 attempts at the webhook and 7 events held", func() bool {
@@ -471,13 +474,15 @@ func TestClaimsAhead(t *testing.T) {
 	if held, _ := h.leases.counts(); held != 7 || r.waiting.Load() != 4 {
 		t.Fatalf("%d events held, %d attempts in flight; want 7 and 4", held, r.waiting.Load())
 	}
-	// The last of the 7 waits for one attempt ahead of it, then makes its
-	// own: two 5 s timeouts, and the margin (the timeout, at least 5 s).
+	// The lease covers the longest wait, in the fast lane: up to the
+	// whole capacity (14) waits there for its 4 workers, three attempts
+	// ahead of the last, then its own: four 5 s timeouts, and the margin
+	// (the timeout, at least 5 s).
 	h.leases.mu.Lock()
 	lease := h.leases.lease
 	h.leases.mu.Unlock()
-	if lease != 15*time.Second {
-		t.Errorf("claims lease for %v, want 15s", lease)
+	if lease != 25*time.Second {
+		t.Errorf("claims lease for %v, want 25s", lease)
 	}
 	r.unblock()
 	eventually(t, "all 30 deliveries", func() bool { return len(r.got()) == 30 })
@@ -487,18 +492,21 @@ func TestClaimsAhead(t *testing.T) {
 // wait for a worker are released at once, without an attempt, while the
 // attempts in flight finish.
 func TestShutdownReleasesEventsNotStarted(t *testing.T) {
-	h := newStoppedHarness(t, delivery.Options{Workers: 2, Ahead: 3, PerTenant: 16})
+	// The slow lane: 2 workers and 3 ahead.
+	h := newStoppedHarness(t, delivery.Options{Workers: 4, SlowWorkers: 2, Ahead: 6, PerTenant: 16, SlowPerTenant: 16})
 	tid, r := h.blockedTenant(10)
 	h.run()
-	eventually(t, "2 attempts at the webhook and 5 events held", func() bool {
-		held, _ := h.leases.counts()
-		return r.waiting.Load() == 2 && held == 5
+	// The first claim takes 10 (room in both lanes), the slow lane holds
+	// 5 and the other 5 are put back at once.
+	eventually(t, "2 attempts at the webhook, 5 events held and 5 put back", func() bool {
+		held, released := h.leases.counts()
+		return r.waiting.Load() == 2 && held == 5 && released == 5
 	})
 	stopped := make(chan struct{})
 	go func() { h.stop(); close(stopped) }()
 	eventually(t, "the 3 waiting events released", func() bool {
 		_, released := h.leases.counts()
-		return released == 3
+		return released == 5+3
 	})
 	select {
 	case <-stopped:

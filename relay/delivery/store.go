@@ -23,6 +23,9 @@ type Job struct {
 	// 0 for the first, reset to 0 by a redelivery.
 	RetryIndex int
 	LeaseUntil time.Time
+	// DueAt is when the event was due (its next_attempt_at as claimed):
+	// what a release puts back for an event the dispatcher did not start.
+	DueAt time.Time
 }
 
 // Claim asks for due events.
