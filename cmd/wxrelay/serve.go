@@ -155,12 +155,14 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		}
 	}})
 	defer ingestor.Close()
+	nonces := store.NewNonceStore(db)
 	push := ingress.New(ingress.Options{
 		Tenants: tenantCache,
 		Events:  ingestor,
 		Logger:  log,
 		Metrics: ingress.NewMetrics(reg),
 		MaxSkew: cfg.PushMaxSkew,
+		Nonces:  nonces,
 	})
 
 	// One WeChat client serves every tenant; the Keeper fetches and
@@ -295,7 +297,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 			if a > 0 {
 				log.Info("pruned health alerts", "alerts", a)
 			}
-			return errors.Join(err, cerr, aerr)
+			// Plaintext pushes' signatures, once their timestamps are stale.
+			_, nerr := inBatches(func(limit int) (int, error) { return nonces.PruneNonces(ctx, time.Now(), limit) })
+			return errors.Join(err, cerr, aerr, nerr)
 		}},
 	}
 	if cfg.AlertWebhook != "" {
@@ -506,13 +510,19 @@ func debugMux() *http.ServeMux {
 	return mux
 }
 
-// pruneCalls deletes the call records older than cutoff, in batches so
-// that no one delete holds SQLite's write lock for long.
+// pruneCalls deletes the call records older than cutoff.
 func pruneCalls(ctx context.Context, s calllog.Store, cutoff time.Time) (int, error) {
+	return inBatches(func(limit int) (int, error) { return s.PruneCalls(ctx, cutoff, limit) })
+}
+
+// inBatches runs prune, which deletes at most limit rows and says how
+// many, until it deletes fewer, so that no one delete holds SQLite's
+// write lock for long.
+func inBatches(prune func(limit int) (int, error)) (int, error) {
 	const batch = 5000
 	total := 0
 	for {
-		n, err := s.PruneCalls(ctx, cutoff, batch)
+		n, err := prune(batch)
 		total += n
 		if err != nil || n < batch {
 			return total, err

@@ -1,7 +1,6 @@
 package delivery_test
 
 import (
-	"context"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -121,7 +120,7 @@ func TestBreakersAreTheTenantsOwn(t *testing.T) {
 	defer srv.Close()
 	broken, _ := h.tenant(srv.URL+"/broken", false)
 	good, _ := h.tenant(srv.URL+"/good", false)
-	for i := range 10 {
+	for i := range 40 {
 		h.event(broken.ID, fmt.Sprint("o", i), h.clock.Now())
 	}
 	eventually(t, "the broken tenant's breaker to open", func() bool {
@@ -135,8 +134,10 @@ func TestBreakersAreTheTenantsOwn(t *testing.T) {
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	if failed > 5 {
-		t.Errorf("the broken tenant's webhook got %d attempts; its breaker should have opened after 3", failed)
+	// Attempts already under way when the third failure is reported still
+	// go (its share of workers, 16): the other events wait for the
+	// cooldown.
+	if failed > 20 {
+		t.Errorf("the broken tenant's webhook got %d attempts of 40; its breaker should have opened after 3", failed)
 	}
-	_ = context.Background()
 }

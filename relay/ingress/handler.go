@@ -6,6 +6,7 @@ package ingress
 import (
 	"cmp"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -57,6 +58,19 @@ type Options struct {
 	// anything has authenticated them, across all tenants; zero means
 	// DefaultUnverifiedBytes.
 	UnverifiedBytes int64
+	// Nonces remembers plaintext pushes' query signatures, so that one
+	// signs one push; nil remembers none (a captured plaintext query then
+	// carries any body while its timestamp is fresh).
+	Nonces Nonces
+}
+
+// Nonces claims a plaintext push's query signature for its body;
+// *store.NonceStore is one.
+type Nonces interface {
+	// ClaimNonce reports whether signature, tenant tid's, is free or
+	// signed the body of this digest already; it is remembered until
+	// until. tenant.ErrNotFound.
+	ClaimNonce(ctx context.Context, tid tenant.ID, signature string, digest []byte, now, until time.Time) (bool, error)
 }
 
 // DefaultUnverifiedBytes is the budget for push bodies read before they
@@ -69,6 +83,7 @@ const DefaultUnverifiedBytes = 16 * MaxBodyBytes
 type Handler struct {
 	receivers  *receivers
 	unverified *byteBudget
+	nonces     Nonces
 	events     Appender
 	log        *slog.Logger
 	metrics    *Metrics
@@ -87,6 +102,7 @@ func New(opts Options) *Handler {
 	return &Handler{
 		receivers:  newReceivers(opts.Tenants),
 		unverified: newByteBudget(cmp.Or(opts.UnverifiedBytes, DefaultUnverifiedBytes)),
+		nonces:     opts.Nonces,
 		events:     opts.Events,
 		log:        opts.Logger,
 		metrics:    opts.Metrics,
@@ -214,6 +230,9 @@ func (h *Handler) push(ctx context.Context, w http.ResponseWriter, r *http.Reque
 		http.Error(w, text, status)
 		return outcome
 	}
+	if outcome := h.claimSignature(ctx, w, rc, query, body, now); outcome != "" {
+		return outcome
+	}
 	ev, err := relay.NewEvent(rc.tenant, msg, body, now)
 	if errors.Is(err, relay.ErrInvalid) {
 		http.Error(w, "push has fields that are not valid text", http.StatusBadRequest)
@@ -296,6 +315,36 @@ func receive(rcvs []*wechat.Receiver, query url.Values, body []byte) (*wechat.Re
 		}
 	}
 	return nil, nil, first
+}
+
+// claimSignature, for a plaintext push, claims its query signature for
+// its body: the signature covers only Token, timestamp and nonce, so a
+// captured query would otherwise carry any body while its timestamp is
+// fresh. WeChat's retries repeat the body and pass. It answers a replay
+// (401) or a failure to remember (500: never success for a push that
+// might be one) and returns its outcome; "" lets the push on.
+func (h *Handler) claimSignature(ctx context.Context, w http.ResponseWriter, rc *receiver, query url.Values, body []byte, now time.Time) string {
+	if h.nonces == nil || rc.tenant.EncryptMode != tenant.EncryptPlaintext {
+		return ""
+	}
+	ts, _ := strconv.ParseInt(query.Get("timestamp"), 10, 64) // checkTimestamp read it
+	digest := sha256.Sum256(body)
+	// Remembered while the timestamp could still pass checkTimestamp.
+	ok, err := h.nonces.ClaimNonce(ctx, rc.tenant.ID, query.Get("signature"), digest[:], now, time.Unix(ts, 0).Add(h.maxSkew+time.Minute))
+	switch {
+	case errors.Is(err, tenant.ErrNotFound):
+		http.Error(w, "unknown tenant", http.StatusNotFound)
+		return "unknown_tenant"
+	case err != nil:
+		h.log.ErrorContext(ctx, "push: remember its signature", "tenant", rc.tenant.ID, "err", err)
+		http.Error(w, "could not store the push; WeChat will retry", http.StatusInternalServerError)
+		return "store_error"
+	case !ok:
+		h.log.InfoContext(ctx, "push rejected", "tenant", rc.tenant.ID, "outcome", "replayed")
+		http.Error(w, "this signature already signed another push: a replay", http.StatusUnauthorized)
+		return "replayed"
+	}
+	return ""
 }
 
 // querySigned checks a push's query signature, over Token, timestamp and

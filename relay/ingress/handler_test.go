@@ -75,7 +75,7 @@ func newRelayEnvWith(t *testing.T, ttl, maxSkew time.Duration, now func() time.T
 	logs := &bytes.Buffer{}
 	mux := http.NewServeMux()
 	opts := ingress.Options{
-		Tenants: cache, Events: ing, MaxSkew: maxSkew, Now: now,
+		Tenants: cache, Events: ing, MaxSkew: maxSkew, Now: now, Nonces: store.NewNonceStore(db),
 		Logger: slog.New(slog.NewJSONHandler(&lockedWriter{w: logs}, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	}
 	for _, c := range change {
@@ -223,7 +223,8 @@ func TestPushEveryModeAndFormat(t *testing.T) {
 			for i, k := range kinds {
 				t.Run(fmt.Sprintf("%s/%s/%s", p.Mode, wf, k.name), func(t *testing.T) {
 					msgID++
-					req, err := p.Push(k.build(wf, header(1714037059+int64(i)), msgID), 1714037059, "486452656")
+					// A nonce of its own: a plaintext query signs one push.
+					req, err := p.Push(k.build(wf, header(1714037059+int64(i)), msgID), 1714037059, fmt.Sprint(486452656+i))
 					if err != nil {
 						t.Fatal(err)
 					}
@@ -370,9 +371,13 @@ func TestRejectedPushesStoreNothing(t *testing.T) {
 }
 
 // signedQuery is a plaintext-mode query whose signature holds.
-func signedQuery(token string) string {
-	q := url.Values{"timestamp": {"1714037059"}, "nonce": {"42"}}
-	q.Set("signature", wechat.Sign(token, "1714037059", "42"))
+func signedQuery(token string) string { return signedQueryNonce(token, "42") }
+
+// signedQueryNonce is signedQuery with another nonce: a plaintext query
+// signs one push.
+func signedQueryNonce(token, nonce string) string {
+	q := url.Values{"timestamp": {"1714037059"}, "nonce": {nonce}}
+	q.Set("signature", wechat.Sign(token, "1714037059", nonce))
 	return q.Encode()
 }
 
@@ -453,7 +458,7 @@ func TestUnknownKindsAreKept(t *testing.T) {
 		t.Fatalf("answer %d %q", a.status, a.body)
 	}
 	voice := []byte(`{"ToUserName":"gh_10f6c3c3ac5a","FromUserName":"` + openID + `","CreateTime":1714037059,"MsgType":"voice","MsgId":"123"}`)
-	if a := e.postRaw(tn.ID, signedQuery(pushToken), "application/json", voice); a.body != "success" {
+	if a := e.postRaw(tn.ID, signedQueryNonce(pushToken, "43"), "application/json", voice); a.body != "success" {
 		t.Fatalf("voice answer %d %q", a.status, a.body)
 	}
 	evs := e.stored(tn.ID)

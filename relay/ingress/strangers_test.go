@@ -2,16 +2,20 @@ package ingress_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/wxrelay/wxrelay/relay"
 	"github.com/wxrelay/wxrelay/relay/ingress"
 	"github.com/wxrelay/wxrelay/relay/wechat"
+	"github.com/wxrelay/wxrelay/store"
 	"github.com/wxrelay/wxrelay/tenant"
 )
 
@@ -106,3 +110,53 @@ func TestUnverifiedBodiesShareABudget(t *testing.T) {
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+// TestPlaintextQuerySignsOnePush: a captured plaintext query (signature,
+// timestamp, nonce) carries the body it signed, as WeChat's retries do,
+// and no other: not on this relay, not after its restart, not on another
+// replica of the same database.
+func TestPlaintextQuerySignsOnePush(t *testing.T) {
+	e := newRelayEnvWith(t, 0, time.Hour, nil)
+	tn := e.newTenant(tenant.EncryptPlaintext, tenant.FormatJSON)
+	now := time.Now().Unix()
+	p := pusher(t, tn)
+	first, err := p.Push(wechat.TextMessage(wechat.FormatJSON, header(now), "hi", 1), now, "777")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a := e.post(tn.ID, first); a.body != "success" {
+		t.Fatalf("the push: %d %q", a.status, a.body)
+	}
+	if a := e.post(tn.ID, first); a.body != "success" {
+		t.Fatalf("WeChat's retry of it: %d %q, want success", a.status, a.body)
+	}
+	// Another relay process, or replica, on the same database.
+	replica := newRelayEnvOn(t, e)
+	for i, env := range []*relayEnv{e, replica} {
+		for n := range 3 {
+			forged := wechat.TextMessage(wechat.FormatJSON, header(now), fmt.Sprint("forged ", n), int64(100+n))
+			if a := env.postRaw(tn.ID, first.RawQuery(), first.ContentType, forged); a.status != http.StatusUnauthorized {
+				t.Errorf("relay %d: another body under the captured query: %d %q, want 401", i, a.status, a.body)
+			}
+		}
+	}
+	if n := len(e.stored(tn.ID)); n != 1 {
+		t.Errorf("%d events stored, want the one pushed", n)
+	}
+}
+
+// newRelayEnvOn is a second relay on e's database: a replica, or e after
+// a restart (nothing of its memory kept).
+func newRelayEnvOn(t *testing.T, e *relayEnv) *relayEnv {
+	t.Helper()
+	es := store.NewEventStore(e.db)
+	ing := relay.NewIngestor(es, relay.IngestorOptions{})
+	t.Cleanup(ing.Close)
+	mux := http.NewServeMux()
+	mux.Handle("/wx/{id}", ingress.New(ingress.Options{
+		Tenants: tenant.NewCache(e.tenants, 0, nil), Events: ing, MaxSkew: time.Hour, Nonces: store.NewNonceStore(e.db),
+	}))
+	hs := httptest.NewServer(mux)
+	t.Cleanup(hs.Close)
+	return &relayEnv{t: t, db: e.db, url: hs.URL, tenants: e.tenants, events: relay.NewEvents(es), logs: e.logs}
+}
