@@ -2,10 +2,12 @@
 // pages over the relay's own API, for the admins who run it.
 //
 // The console holds no authority of its own. An operator signs in with an
-// admin token, which the console keeps in a cookie and presents, as the
-// bearer token, on every call it makes to the API on the operator's
-// behalf, through the API's own interceptors: a page shows exactly what
-// the token may see, and the validation messages of a form are the API's.
+// admin token, which the console keeps, sealed, in a session of the
+// database (the cookie holds only the session's random id) and presents,
+// as the bearer token, on every call it makes to the API on the
+// operator's behalf, through the API's own interceptors: a page shows
+// exactly what the token may see, and the validation messages of a form
+// are the API's. Signing out ends the session on every replica.
 //
 // Everything is in the binary (templates and assets are embedded), and
 // nothing is fetched at run time: the console works offline, and its
@@ -30,6 +32,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	wxrelayv1 "github.com/wxrelay/wxrelay/api/gen/wxrelay/v1"
+	"github.com/wxrelay/wxrelay/api/throttle"
 	"github.com/wxrelay/wxrelay/relay"
 	"github.com/wxrelay/wxrelay/tenant"
 )
@@ -55,13 +58,28 @@ type Stats interface {
 	AttemptsPerMinute(ctx context.Context, tid tenant.ID, from, to time.Time) ([]relay.MinuteCount, error)
 }
 
-// Options configure a Console. All are required but Logger and Now.
+// Sessions keeps console sessions, each the admin token it was opened
+// with, by the SHA-256 of its id; *store.SessionStore is one.
+type Sessions interface {
+	CreateSession(ctx context.Context, idHash []byte, token string, expires time.Time) error
+	FindSession(ctx context.Context, idHash []byte, now time.Time) (token string, expires time.Time, ok bool, err error)
+	DeleteSession(ctx context.Context, idHash []byte) error
+}
+
+// Options configure a Console. All are required but Logger, Now, Proxies
+// and Failures.
 type Options struct {
 	// API reaches the relay's services; the console calls them with the
 	// operator's token (api.Server.Client).
-	API    grpc.ClientConnInterface
-	Admins AdminVerifier
-	Stats  Stats
+	API      grpc.ClientConnInterface
+	Admins   AdminVerifier
+	Stats    Stats
+	Sessions Sessions
+	// Proxies name the client of a request behind trusted proxies, and
+	// Failures counts failed sign-ins by client; nil Failures means
+	// DefaultFailures.
+	Proxies  throttle.Proxies
+	Failures *throttle.Failures
 	// SecureCookies marks the session cookie Secure even on requests
 	// that arrive over plain HTTP: set when a proxy terminates TLS (the
 	// public URL is https). Requests over TLS always get Secure cookies.
@@ -81,8 +99,11 @@ type Console struct {
 
 // New returns the console.
 func New(o Options) (*Console, error) {
-	if o.API == nil || o.Admins == nil || o.Stats == nil {
-		return nil, errors.New("console: API, Admins and Stats are required")
+	if o.API == nil || o.Admins == nil || o.Stats == nil || o.Sessions == nil {
+		return nil, errors.New("console: API, Admins, Stats and Sessions are required")
+	}
+	if o.Failures == nil {
+		o.Failures = DefaultFailures()
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)

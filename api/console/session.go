@@ -2,35 +2,55 @@ package console
 
 import (
 	"crypto/hmac"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
 	"net/http"
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/wxrelay/wxrelay/api/throttle"
 )
 
-// cookieName is the session cookie. It holds the admin token the operator
-// signed in with, and nothing else: the relay keeps no session state, so
-// any replica serves any page, and the session ends when the token does.
+// cookieName is the session cookie. It holds a random session id, and
+// nothing else: the session, in the database, holds the admin token the
+// operator signed in with, so any replica serves any page, signing out
+// ends the session everywhere, and the token itself never rides in a
+// cookie (it cannot be revoked on its own).
 const cookieName = "wxrelay_console"
 
 // session is a signed-in operator's request.
 type session struct {
+	id      string // the cookie's value
 	token   string
 	expires time.Time
 }
 
+// newSessionID returns a fresh session id: 32 random bytes.
+func newSessionID() string {
+	b := make([]byte, 32)
+	rand.Read(b) // never fails
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// idHash is how the store knows a session id: a copy of the database does
+// not hold the ids that open sessions.
+func idHash(id string) []byte {
+	h := sha256.Sum256([]byte(id))
+	return h[:]
+}
+
 // csrf is the token every form of this session carries: an HMAC keyed by
-// the session's admin token, which a page of another site can neither
-// read (the cookie is HttpOnly) nor compute. Stateless, so the same on
-// every replica, and it changes with the session.
+// the session's id, which a page of another site can neither read (the
+// cookie is HttpOnly) nor compute. The same on every replica, and it
+// changes with the session.
 func (s *session) csrf() string {
 	if s == nil {
 		return ""
 	}
-	m := hmac.New(sha256.New, []byte(s.token))
-	m.Write([]byte("wxrelay console csrf v1"))
+	m := hmac.New(sha256.New, []byte(s.id))
+	m.Write([]byte("wxrelay console csrf v2"))
 	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
 }
 
@@ -69,27 +89,40 @@ func (c *Console) withSession(h func(http.ResponseWriter, *http.Request, *sessio
 // maxFormBytes caps a form post.
 const maxFormBytes = 64 << 10
 
-// sessionOf returns r's session, if its cookie holds an admin token that
-// is still good.
+// sessionOf returns r's session, if its cookie names an open session
+// whose admin token is still good.
 func (c *Console) sessionOf(r *http.Request) (*session, bool) {
 	ck, err := r.Cookie(cookieName)
-	if err != nil || ck.Value == "" {
+	if err != nil || ck.Value == "" || len(ck.Value) > 64 {
 		return nil, false
 	}
-	exp, err := c.o.Admins.VerifyAdmin(ck.Value)
+	token, _, ok, err := c.o.Sessions.FindSession(r.Context(), idHash(ck.Value), c.o.Now())
+	if err != nil {
+		c.o.Logger.ErrorContext(r.Context(), "console: read a session", "err", err)
+		return nil, false
+	}
+	if !ok {
+		return nil, false
+	}
+	exp, err := c.o.Admins.VerifyAdmin(token)
 	if err != nil {
 		return nil, false
 	}
-	return &session{token: ck.Value, expires: exp}, true
+	return &session{id: ck.Value, token: token, expires: exp}, true
 }
 
 // setSession opens a session with token, until it expires.
-func (c *Console) setSession(w http.ResponseWriter, r *http.Request, token string, expires time.Time) {
+func (c *Console) setSession(w http.ResponseWriter, r *http.Request, token string, expires time.Time) error {
+	id := newSessionID()
+	if err := c.o.Sessions.CreateSession(r.Context(), idHash(id), token, expires); err != nil {
+		return err
+	}
 	http.SetCookie(w, &http.Cookie{
-		Name: cookieName, Value: token, Path: "/console/",
+		Name: cookieName, Value: id, Path: "/console/",
 		Expires: expires, MaxAge: max(1, int(time.Until(expires).Seconds())),
 		HttpOnly: true, Secure: c.secure(r), SameSite: http.SameSiteStrictMode,
 	})
+	return nil
 }
 
 func (c *Console) clearSession(w http.ResponseWriter, r *http.Request) {
@@ -123,27 +156,54 @@ type loginBody struct {
 	Error string
 }
 
+// DefaultFailures is the budget of failed sign-ins of one address: a few
+// mistyped pastes, then one every ten seconds. (An admin token is not to
+// be guessed; the budget keeps a guesser from costing anything.)
+func DefaultFailures() *throttle.Failures { return throttle.NewFailures(0.1, 10, nil) }
+
 // login opens a session for a good admin token. The token is never
 // echoed back, also not in the form after a failure.
 func (c *Console) login(w http.ResponseWriter, r *http.Request) {
+	next := safeNext(r.URL.Query().Get("next"))
+	client := c.o.Proxies.ClientAddr(r)
+	if c.o.Failures.Blocked(client) {
+		w.Header().Set("Retry-After", "10")
+		c.render(w, "login", http.StatusTooManyRequests, pageData{Title: "Sign in", Body: loginBody{Next: next,
+			Error: "Too many failed sign-ins from your address: wait a little and try again."}})
+		return
+	}
 	r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
 	token := strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(r.PostFormValue("token")), "Bearer "))
-	next := safeNext(r.PostFormValue("next"))
+	next = safeNext(r.PostFormValue("next"))
 	exp, err := c.o.Admins.VerifyAdmin(token)
 	if token == "" || err != nil {
 		msg := "That is not an admin token of this relay, or it has expired. Make one with: wxrelay admin-token"
 		if token == "" {
 			msg = "Paste an admin token (wxrelay admin-token prints one)."
+		} else {
+			c.o.Failures.Fail(client)
 		}
 		c.render(w, "login", http.StatusUnauthorized, pageData{Title: "Sign in", Body: loginBody{Next: next, Error: msg}})
 		return
 	}
-	c.setSession(w, r, token, exp)
+	if err := c.setSession(w, r, token, exp); err != nil {
+		c.o.Logger.ErrorContext(r.Context(), "console: open a session", "err", err)
+		c.render(w, "login", http.StatusServiceUnavailable, pageData{Title: "Sign in", Body: loginBody{Next: next,
+			Error: "The session could not be stored; try again in a moment."}})
+		return
+	}
 	c.o.Logger.Info("console: operator signed in", "session_expires", exp.UTC())
 	http.Redirect(w, r, next, http.StatusSeeOther)
 }
 
-func (c *Console) logout(w http.ResponseWriter, r *http.Request, _ *session) {
+// logout ends the session, on every replica: its cookie, replayed, opens
+// nothing, and the admin token it held stays good for the API.
+func (c *Console) logout(w http.ResponseWriter, r *http.Request, s *session) {
+	if err := c.o.Sessions.DeleteSession(r.Context(), idHash(s.id)); err != nil {
+		c.o.Logger.ErrorContext(r.Context(), "console: end a session", "err", err)
+		http.Error(w, "the session could not be ended; try again", http.StatusInternalServerError)
+		return
+	}
 	c.clearSession(w, r)
 	http.Redirect(w, r, "/console/login", http.StatusSeeOther)
 }

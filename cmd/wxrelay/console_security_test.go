@@ -211,10 +211,21 @@ func TestConsole_Security(t *testing.T) {
 		t.Errorf("the rotated-out API key answers %d, want 401", code)
 	}
 
-	// Signing out ends the cookie.
+	// Signing out ends the cookie, and the session: the old cookie,
+	// replayed, opens nothing, while the admin token it was opened with
+	// still works for the API.
 	a = op.do("POST", "/console/logout", url.Values{"csrf": {token}}, nil)
 	if a.status != http.StatusSeeOther || !strings.Contains(a.header.Get("Set-Cookie"), "Max-Age=0") {
 		t.Errorf("sign-out: %d, Set-Cookie %q; want the cookie cleared", a.status, a.header.Get("Set-Cookie"))
+	}
+	if a := op.do("GET", "/console/", nil, nil); a.status != http.StatusSeeOther {
+		t.Errorf("the signed-out session's cookie, replayed: %d, want 303 to sign in", a.status)
+	}
+	if strings.Contains(op.cookie.Value, ".") || strings.Contains(admin, op.cookie.Value) {
+		t.Errorf("the session cookie holds the admin token (or part of it)")
+	}
+	if code := p.api(t, "GET", "/v1/tenants", admin, "", nil); code != 200 {
+		t.Errorf("the admin token after signing out of the console: %d, want 200", code)
 	}
 
 	// A session ends with its token.
@@ -257,4 +268,38 @@ func mustJSON(t *testing.T, v any) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// TestConsole_SignInThrottled: after a few failed sign-ins an address is
+// refused (429) before its token is looked at, while another address (as
+// the trusted proxy on loopback says) signs in.
+func TestConsole_SignInThrottled(t *testing.T) {
+	dir := t.TempDir()
+	p := startServe(t, dir)
+	admin := adminTokenIn(t, dir)
+	origin := "http://" + p.http
+	stranger := &consoleClient{t: t, origin: origin}
+	from := func(ip string) map[string]string { return map[string]string{"X-Forwarded-For": ip} }
+	var refused int
+	for range 30 {
+		switch a := stranger.signIn("eyJhbGciOiJIUzI1NiJ9.e30.guess", from("203.0.113.9")); a.status {
+		case http.StatusUnauthorized:
+		case http.StatusTooManyRequests:
+			refused++
+		default:
+			t.Fatalf("a wrong token: %d", a.status)
+		}
+	}
+	if refused < 15 {
+		t.Errorf("%d of 30 failed sign-ins from one address refused unread, want those past the budget of 10", refused)
+	}
+	// The right token from that address waits too: the budget is the
+	// address's, whatever it sends next.
+	if a := stranger.signIn(admin, from("203.0.113.9")); a.status != http.StatusTooManyRequests {
+		t.Errorf("a good token from the throttled address: %d, want 429", a.status)
+	}
+	op := &consoleClient{t: t, origin: origin}
+	if a := op.signIn(admin, from("198.51.100.4")); a.status != http.StatusSeeOther || op.cookie == nil {
+		t.Errorf("another address's sign-in: %d, want 303 and a session", a.status)
+	}
 }

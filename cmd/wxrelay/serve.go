@@ -240,8 +240,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 
 	// The operator console, at /console/: pages over the API, calling it
 	// in process with the signed-in operator's admin token.
+	sessions := store.NewSessionStore(db)
 	ops, err := console.New(console.Options{
-		API: srv.Client(), Admins: auth, Stats: eventStore,
+		API: srv.Client(), Admins: auth, Stats: eventStore, Sessions: sessions, Proxies: cfg.TrustedProxies,
 		SecureCookies: strings.HasPrefix(cfg.PublicURL, "https://"), Logger: log,
 	})
 	if err != nil {
@@ -297,9 +298,11 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 			if a > 0 {
 				log.Info("pruned health alerts", "alerts", a)
 			}
-			// Plaintext pushes' signatures, once their timestamps are stale.
+			// Plaintext pushes' signatures, once their timestamps are stale,
+			// and console sessions, once over.
 			_, nerr := inBatches(func(limit int) (int, error) { return nonces.PruneNonces(ctx, time.Now(), limit) })
-			return errors.Join(err, cerr, aerr, nerr)
+			_, serr := sessions.PruneSessions(ctx, time.Now())
+			return errors.Join(err, cerr, aerr, nerr, serr)
 		}},
 	}
 	if cfg.AlertWebhook != "" {
