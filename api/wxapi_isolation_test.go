@@ -18,15 +18,17 @@ import (
 	"github.com/wxrelay/wxrelay/tenant"
 )
 
-// wxFrom is wx with the call coming from client (as a trusted proxy on
-// loopback says in X-Forwarded-For) and extra headers.
+// wxFrom is wx with the call coming from client, if set (as a trusted
+// proxy on loopback says in X-Forwarded-For), and with header.
 func (e *compatEnv) wxFrom(client, method, path string, body []byte, header http.Header) (int, map[string]any) {
 	e.t.Helper()
 	req, _ := http.NewRequest(method, e.url+"/wxapi"+path, bytes.NewReader(body))
 	for k, vs := range header {
 		req.Header[k] = vs
 	}
-	req.Header.Set("X-Forwarded-For", client)
+	if client != "" {
+		req.Header.Set("X-Forwarded-For", client)
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		e.t.Fatal(err)

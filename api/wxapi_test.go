@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"image"
 	"image/png"
-	"io"
 	"mime/multipart"
 	"net/http"
 	"strings"
@@ -84,21 +83,11 @@ func newCompatEnvWith(t *testing.T, rate float64, change func(*wxapi.Options)) *
 // wx calls the compatible API and decodes its JSON answer.
 func (e *compatEnv) wx(method, path string, body []byte) (int, map[string]any) {
 	e.t.Helper()
-	req, _ := http.NewRequest(method, e.url+"/wxapi"+path, bytes.NewReader(body))
+	var h http.Header
 	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
+		h = http.Header{"Content-Type": {"application/json"}}
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	var m map[string]any
-	if err := json.Unmarshal(raw, &m); err != nil {
-		e.t.Fatalf("%s %s: %d %q is not JSON", method, path, resp.StatusCode, raw)
-	}
-	return resp.StatusCode, m
+	return e.wxFrom("", method, path, body, h)
 }
 
 // token fetches a relay token for appid with secret.

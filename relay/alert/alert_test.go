@@ -83,18 +83,24 @@ func (r *receiver) attempts() []received {
 	return append([]received(nil), r.got...)
 }
 
+// tenantService is a tenant.Service on db, private webhooks allowed.
+func tenantService(t *testing.T, db *store.DB) *tenant.Service {
+	t.Helper()
+	ts := store.NewTenantStore(db)
+	auth, err := tenant.NewAuthenticator(make([]byte, 32), ts, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tenant.NewService(ts, auth, true, nil)
+}
+
 // TestNotifier: a tenant's reason coming into force and ending is posted
 // once each, signed, retried with the same id after a failure, and never
 // again by a restarted notifier; a deleted tenant's reasons are cleared.
 func TestNotifier(t *testing.T) {
 	db := storetest.New(t)
 	ctx := context.Background()
-	ts := store.NewTenantStore(db)
-	auth, err := tenant.NewAuthenticator(make([]byte, 32), ts, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	svc := tenant.NewService(ts, auth, true, nil)
+	svc := tenantService(t, db)
 	shop := func(appid, name string) *tenant.Tenant {
 		tn, _, err := svc.Create(ctx, &tenant.Tenant{AppID: appid, DisplayName: name,
 			Secrets:    tenant.Secrets{AppSecret: "s", Token: "PushToken1"},
@@ -270,12 +276,7 @@ func TestBackoff(t *testing.T) {
 func TestNotifier_DoesNotFollowRedirects(t *testing.T) {
 	db := storetest.New(t)
 	ctx := context.Background()
-	ts := store.NewTenantStore(db)
-	auth, err := tenant.NewAuthenticator(make([]byte, 32), ts, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	svc := tenant.NewService(ts, auth, true, nil)
+	svc := tenantService(t, db)
 	if _, _, err := svc.Create(ctx, &tenant.Tenant{AppID: "wx0123456789abcdef",
 		Secrets:    tenant.Secrets{AppSecret: "s", Token: "PushToken1"},
 		WebhookURL: "https://example.com/h", PushSilenceAlert: time.Minute}); err != nil {
