@@ -147,8 +147,14 @@ func (a *Authenticator) sign(c claims) (string, error) {
 
 // Verify returns the principal behind a bearer token. ErrUnauthenticated for
 // anything but a well-formed, correctly signed, unexpired admin token or a
-// tenant's current API key.
+// tenant's current API key, as the store knows it.
 func (a *Authenticator) Verify(ctx context.Context, token string) (Principal, error) {
+	return a.verify(ctx, token, a)
+}
+
+// verify is Verify and Precheck, which ask keys whether an API key is its
+// tenant's current one.
+func (a *Authenticator) verify(ctx context.Context, token string, keys KeyHashStore) (Principal, error) {
 	c, err := a.parse(token)
 	if err != nil {
 		return Principal{}, err
@@ -156,13 +162,13 @@ func (a *Authenticator) Verify(ctx context.Context, token string) (Principal, er
 	switch c.Role {
 	case roleAdmin:
 		// Admin tokens must expire: a leaked one is only good for its ttl.
-		if c.ExpiresAt == nil || c.Subject != adminSubject {
-			return Principal{}, fmt.Errorf("%w: admin token without expiry", ErrUnauthenticated)
+		if err := checkAdmin(c); err != nil {
+			return Principal{}, err
 		}
 		return Principal{Admin: true}, nil
 	case roleTenant:
 		id := ID(c.Subject)
-		current, err := a.keyHash(ctx, id)
+		current, err := keys.APIKeyHash(ctx, id)
 		if errors.Is(err, ErrNotFound) {
 			return Principal{}, fmt.Errorf("%w: tenant %q no longer exists", ErrUnauthenticated, c.Subject)
 		} else if err != nil {
@@ -200,36 +206,17 @@ func (a *Authenticator) VerifyAdmin(token string) (time.Time, error) {
 // a cache miss one indexed row. Verify, against the store, must still
 // follow. ErrUnauthenticated.
 func (a *Authenticator) Precheck(ctx context.Context, token string) (Principal, error) {
-	c, err := a.parse(token)
-	if err != nil {
-		return Principal{}, err
+	if a.keyCache == nil {
+		return a.verify(ctx, token, a)
 	}
-	if c.Role != roleTenant {
-		if err := checkAdmin(c); err != nil {
-			return Principal{}, err
-		}
-		return Principal{Admin: true}, nil
-	}
-	src := a.keyCache
-	if src == nil {
-		src = a
-	}
-	current, err := src.APIKeyHash(ctx, ID(c.Subject))
-	if errors.Is(err, ErrNotFound) {
-		return Principal{}, fmt.Errorf("%w: tenant %q no longer exists", ErrUnauthenticated, c.Subject)
-	} else if err != nil {
-		return Principal{}, fmt.Errorf("verify api key: %w", err)
-	}
-	if subtle.ConstantTimeCompare(current, hashKeyID(c.ID)) != 1 {
-		return Principal{}, fmt.Errorf("%w: api key was rotated", ErrUnauthenticated)
-	}
-	return Principal{Tenant: ID(c.Subject)}, nil
+	return a.verify(ctx, token, a.keyCache)
 }
 
-// checkAdmin refuses claims that are not an admin token's.
+// checkAdmin refuses claims that are not an admin token's, or have no
+// expiry.
 func checkAdmin(c claims) error {
 	if c.Role != roleAdmin || c.ExpiresAt == nil || c.Subject != adminSubject {
-		return fmt.Errorf("%w: not an admin token", ErrUnauthenticated)
+		return fmt.Errorf("%w: not an admin token with an expiry", ErrUnauthenticated)
 	}
 	return nil
 }
