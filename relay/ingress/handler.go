@@ -179,9 +179,13 @@ func (h *Handler) verifyURL(w http.ResponseWriter, r *http.Request, rc *receiver
 }
 
 func (h *Handler) push(ctx context.Context, w http.ResponseWriter, r *http.Request, rc *receiver) string {
-	// Everything the query can tell is checked before the body is read:
-	// anyone may POST to a push URL (the tenant id is in it), and a body
-	// is up to 1 MiB.
+	// Everything the headers and the query can tell is checked before the
+	// body is read: anyone may POST to a push URL (the tenant id is in
+	// it), and a body is up to 1 MiB.
+	if r.ContentLength > MaxBodyBytes {
+		http.Error(w, "push body exceeds 1 MiB", http.StatusRequestEntityTooLarge)
+		return "too_large"
+	}
 	query, now := r.URL.Query(), h.now()
 	if outcome := h.checkTimestamp(w, query, now); outcome != "" {
 		return outcome
@@ -190,10 +194,6 @@ func (h *Handler) push(ctx context.Context, w http.ResponseWriter, r *http.Reque
 	if err != nil {
 		http.Error(w, "signature does not match the tenant's token", http.StatusUnauthorized)
 		return "bad_signature"
-	}
-	if r.ContentLength > MaxBodyBytes {
-		http.Error(w, "push body exceeds 1 MiB", http.StatusRequestEntityTooLarge)
-		return "too_large"
 	}
 	if !signed {
 		// Only the body's msg_signature can vouch for this push: its bytes
