@@ -171,13 +171,19 @@ func TestKeeper_ConcurrentSendsDuringInvalidation(t *testing.T) {
 	ctx := context.Background()
 	var wg sync.WaitGroup
 	toks := make([]string, 50)
+	// All 50 hold the token before any of them sends: the calls in
+	// flight when WeChat invalidated it.
+	var holding sync.WaitGroup
+	holding.Add(len(toks))
 	for i := range toks {
 		wg.Go(func() {
 			tok, err := k.Token(ctx, e.tid)
+			holding.Done()
 			if err != nil {
 				t.Errorf("Token: %v", err)
 				return
 			}
+			holding.Wait()
 			err = e.send(ctx, tok)
 			if !wechat.IsTokenInvalid(err) {
 				t.Errorf("send with the invalidated token: err = %v, want a token error", err)
