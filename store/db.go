@@ -13,6 +13,7 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"database/sql/driver"
@@ -65,7 +66,35 @@ type Config struct {
 	// separate step; tools that want to report on migrating, such as
 	// `wxrelay migrate`, set this and call DB.Migrate themselves.
 	SkipMigrate bool
+	// MaxConns bounds the PostgreSQL connections this process opens, its
+	// two pools and the notice listener together; zero means
+	// DefaultMaxConns. Every replica's share counts against the server's
+	// max_connections, and a pool without a bound opened connections until
+	// the server refused them all (53300), ingest commits included.
+	// SQLite ignores it.
+	MaxConns int
 }
+
+// DefaultMaxConns is the PostgreSQL connections a process opens at most:
+// enough for the API's concurrent calls, ingest's group commits, delivery
+// claims and records, with room for several replicas under PostgreSQL's
+// default max_connections of 100.
+const DefaultMaxConns = 20
+
+// pgPoolSizes splits a process's connections between its pools: one for
+// the listener of tenant notices (store.DB.WatchTenants), a quarter of the
+// rest for the relaxed pool (delivery claims and records, call records),
+// the others for the durable pool (ingest, API reads and writes). Idle
+// connections are kept as long as they are used within idleFor: a pool
+// that closes idle ones only to dial them again a moment later churned
+// through 44 backends in 2 s.
+func pgPoolSizes(maxConns int) (durable, relaxed int) {
+	rest := max(maxConns-1, 2)
+	relaxed = max(rest/4, 1)
+	return rest - relaxed, relaxed
+}
+
+const pgIdleFor = 5 * time.Minute
 
 // DB is an open database: a connection pool, the dialect it speaks and the
 // key that seals secrets. It is safe for concurrent use.
@@ -151,11 +180,12 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 	}
 
 	var bdb *bun.DB
+	durableConns, relaxedConns := pgPoolSizes(cmp.Or(cfg.MaxConns, DefaultMaxConns))
 	switch tgt.dialect {
 	case "sqlite":
 		bdb, err = openSQLite(ctx, tgt.path)
 	case "pg":
-		bdb, err = openPostgres(ctx, tgt.url)
+		bdb, err = openPostgres(ctx, tgt.url, durableConns)
 	}
 	if err != nil {
 		return nil, err
@@ -173,7 +203,7 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 		q := u.Query()
 		q.Set("synchronous_commit", "off")
 		u.RawQuery = q.Encode()
-		if db.relaxed, err = openPostgres(ctx, &u); err != nil {
+		if db.relaxed, err = openPostgres(ctx, &u, relaxedConns); err != nil {
 			bdb.Close()
 			return nil, err
 		}
@@ -566,12 +596,16 @@ func journalMode(ctx context.Context, db *bun.DB) (string, error) {
 	}
 }
 
-func openPostgres(ctx context.Context, u *url.URL) (*bun.DB, error) {
+func openPostgres(ctx context.Context, u *url.URL, maxConns int) (*bun.DB, error) {
 	connector, err := pgConnector(u.String())
 	if err != nil {
 		return nil, err
 	}
-	db := bun.NewDB(sql.OpenDB(connector), pgdialect.New())
+	sqldb := sql.OpenDB(connector)
+	sqldb.SetMaxOpenConns(maxConns)
+	sqldb.SetMaxIdleConns(maxConns)
+	sqldb.SetConnMaxIdleTime(pgIdleFor)
+	db := bun.NewDB(sqldb, pgdialect.New())
 	if err := db.PingContext(ctx); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("store: connect to %s: %w", u.Redacted(), err)

@@ -49,6 +49,7 @@ type config struct {
 	AlertWebhook         string           // the operator's alert webhook; "" for none
 	AlertWebhookSecret   string           // whsec_…, signs the alerts
 	TrustedProxies       throttle.Proxies // whose X-Forwarded-For names the client
+	DBMaxConns           int              // PostgreSQL connections this process opens at most
 }
 
 // flagSet binds the flags every command shares, with defaults taken from
@@ -65,6 +66,8 @@ func newFlagSet(name string, getenv func(string) string, stderr io.Writer) *flag
 	fs.SetOutput(stderr)
 	fs.StringVar(&fs.cfg.DB, "db", "wxrelay.db", "a SQLite file path, or a postgres:// URL for scale-out (WXRELAY_DB)")
 	fs.StringVar(&fs.cfg.SecretKey, "secret-key", "", "32 bytes, base64: seals tenant secrets and signs tokens; default: a key file beside a SQLite DB (WXRELAY_SECRET_KEY)")
+	fs.IntVar(&fs.cfg.DBMaxConns, "db-max-conns", store.DefaultMaxConns, "PostgreSQL connections this process opens at most, at least 3; every replica's count against the server's max_connections (WXRELAY_DB_MAX_CONNS)")
+	fs.bindEnv("db-max-conns", "WXRELAY_DB_MAX_CONNS")
 	fs.bindEnv("db", "WXRELAY_DB")
 	fs.bindEnv("secret-key", "WXRELAY_SECRET_KEY")
 	return fs
@@ -186,6 +189,9 @@ func parseSchedule(s string) ([]time.Duration, error) {
 func (c *config) validate() error {
 	if _, _, err := store.ParseDSN(c.DB); err != nil {
 		return fmt.Errorf("--db / WXRELAY_DB: %w", err)
+	}
+	if c.DBMaxConns < 3 {
+		return fmt.Errorf("--db-max-conns / WXRELAY_DB_MAX_CONNS: %d is under 3 (a pool for writes, one for relaxed writes, one for notices)", c.DBMaxConns)
 	}
 	if c.SecretKey != "" {
 		if _, err := decodeKey(c.SecretKey); err != nil {
@@ -377,7 +383,7 @@ func (c config) LogValue() slog.Value {
 		db = u.Redacted()
 	}
 	return slog.GroupValue(
-		slog.String("db", db), slog.String("http_addr", c.HTTPAddr), slog.String("grpc_addr", c.GRPCAddr),
+		slog.String("db", db), slog.Int("db_max_conns", c.DBMaxConns), slog.String("http_addr", c.HTTPAddr), slog.String("grpc_addr", c.GRPCAddr),
 		slog.String("public_url", c.PublicURL), slog.String("wechat_api", c.WeChatAPI),
 		slog.String("secret_key", key), slog.Bool("allow_private_webhooks", c.AllowPrivateWebhooks),
 		slog.Any("retry_schedule", c.RetrySchedule),

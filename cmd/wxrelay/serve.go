@@ -99,7 +99,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		defer metricsLn.Close()
 	}
 
-	db, err := store.Open(ctx, store.Config{DSN: cfg.DB, SealKey: k.seal, Logger: log})
+	db, err := store.Open(ctx, store.Config{DSN: cfg.DB, SealKey: k.seal, Logger: log, MaxConns: cfg.DBMaxConns})
 	if err != nil {
 		return fmt.Errorf("open database: %w", err)
 	}
@@ -435,7 +435,7 @@ func migrate(ctx context.Context, args []string, getenv func(string) string, std
 		return err
 	}
 	log := slog.New(slog.NewJSONHandler(stderr, nil))
-	db, err := store.Open(ctx, store.Config{DSN: cfg.DB, Logger: log})
+	db, err := store.Open(ctx, store.Config{DSN: cfg.DB, Logger: log, MaxConns: cfg.DBMaxConns})
 	if err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}

@@ -12,6 +12,7 @@ import (
 	"crypto/rand"
 	"database/sql"
 	"encoding/hex"
+	"fmt"
 	"log/slog"
 	"net/url"
 	"os"
@@ -129,6 +130,52 @@ func PostgresDSN(tb testing.TB) string {
 	// pooled connection gets this search_path.
 	q := u.Query()
 	q.Set("search_path", schema)
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
+// PostgresLimitedDSN is PostgresDSN for a role of its own that may hold at
+// most limit connections at once, as a server whose max_connections is
+// limit would allow: a pool that opens more meets the server's refusal
+// (53300), as it would in production. It skips the test as PostgresDSN
+// does.
+func PostgresLimitedDSN(tb testing.TB, limit int) string {
+	tb.Helper()
+	base := os.Getenv(PostgresEnv)
+	if base == "" {
+		tb.Skipf("PostgreSQL tests are off: set %s to a postgres:// URL of a server where the user may CREATE ROLE and CREATE SCHEMA", PostgresEnv)
+	}
+	u, err := url.Parse(base)
+	if err != nil {
+		tb.Fatalf("%s does not parse as a URL", PostgresEnv)
+	}
+	b := make([]byte, 8)
+	rand.Read(b)
+	name := "wxrelay_lim_" + hex.EncodeToString(b) // the role and its schema
+
+	admin := sql.OpenDB(pgdriver.NewConnector(pgdriver.WithDSN(base)))
+	defer admin.Close()
+	for _, q := range []string{
+		// Not a superuser: superusers pass connection limits.
+		fmt.Sprintf("CREATE ROLE %s LOGIN CONNECTION LIMIT %d", name, limit),
+		fmt.Sprintf("CREATE SCHEMA %s AUTHORIZATION %s", name, name),
+	} {
+		if _, err := admin.Exec(q); err != nil {
+			tb.Fatalf("%s on %s: %v", q, u.Redacted(), err)
+		}
+	}
+	tb.Cleanup(func() {
+		admin := sql.OpenDB(pgdriver.NewConnector(pgdriver.WithDSN(base)))
+		defer admin.Close()
+		for _, q := range []string{"DROP SCHEMA " + name + " CASCADE", "DROP ROLE " + name} {
+			if _, err := admin.Exec(q); err != nil {
+				tb.Errorf("%s: %v", q, err)
+			}
+		}
+	})
+	u.User = url.User(name)
+	q := u.Query()
+	q.Set("search_path", name)
 	u.RawQuery = q.Encode()
 	return u.String()
 }
