@@ -46,7 +46,7 @@ func NewDeliveryStore(db *DB) *DeliveryStore { return &DeliveryStore{db: db} }
 //
 // An event is claimable when it is pending, due (next_attempt_at <=
 // c.Now), not leased or its lease ran out (lease_expires_at < c.Now), its
-// tenant is not in c.Exclude, and, for a tenant with ordered delivery, no
+// tenant is active and not in c.Exclude, and, for a tenant with ordered delivery, no
 // event of the same openid with an earlier (create_time, seq) is pending,
 // leased or not. Of those, a claim takes the first c.PerTenant of each
 // tenant, and of these the first c.Limit in all: a tenant with a large
@@ -141,6 +141,9 @@ func (s *DeliveryStore) ClaimDue(ctx context.Context, c delivery.Claim) ([]*deli
 	// concurrent claims pass each other.
 	claimable = claimable.Column("e.next_attempt_at").For("UPDATE OF e SKIP LOCKED")
 	picked = picked.Join("CROSS JOIN LATERAL (?) AS x", claimable)
+	// A disabled tenant's events wait, unclaimed, until it is enabled:
+	// claiming them only to release them took two writes per event a minute.
+	picked = picked.Where("t.state = 'active'")
 	if len(c.Exclude) > 0 {
 		picked = picked.Where("t.id NOT IN (?)", bun.List(c.Exclude))
 	}
@@ -202,8 +205,8 @@ func claimedJobs(rows []claimedRow, c delivery.Claim) []*delivery.Job {
 // among more runs the one query: with 1,000 tenants with due events, 6 ms
 // a claim against 39 ms.
 const (
-	// 1. pt: the tenants that have pending events, not excluded. ?1 is
-	// the excluded tenants as a JSON array.
+	// 1. pt: the tenants that have pending events, active and not
+	// excluded. ?1 is the excluded tenants as a JSON array.
 	sqliteClaimTenants = `WITH RECURSIVE pt(id) AS (
 	SELECT (SELECT min(tenant_id) FROM events WHERE state = 'pending')
 	UNION ALL
@@ -211,7 +214,7 @@ const (
 	FROM pt WHERE pt.id IS NOT NULL
 )
 SELECT t.id, t.ordered_delivery FROM pt JOIN tenants AS t ON t.id = pt.id
-WHERE t.id NOT IN (SELECT value FROM json_each(?1))`
+WHERE t.state = 'active' AND t.id NOT IN (SELECT value FROM json_each(?1))`
 
 	// 2. A tenant's first claimable events, soonest due first: ?1 the
 	// tenant, ?2 now, ?3 how many. Two queries: without ordered delivery,

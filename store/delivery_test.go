@@ -1346,3 +1346,44 @@ func TestDeliveryStore_OrderedToggle(t *testing.T) {
 		mustClaimOne(t, ds, "w3", now, third)
 	})
 }
+
+// TestDeliveryStore_ClaimSkipsDisabledTenants: a disabled tenant's due
+// events are not claimed, in either form of the claim on SQLite (a query
+// per tenant, one for many) nor on PostgreSQL, and are once it is enabled.
+func TestDeliveryStore_ClaimSkipsDisabledTenants(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		es, ds, ts := store.NewEventStore(db), store.NewDeliveryStore(db), store.NewTenantStore(db)
+		var ids []tenant.ID
+		for i := range 5 { // more than claimPerTenantMax: the one-query form too
+			tid := mustCreateTenant(t, db, fmt.Sprintf("tn_%d", i))
+			ids = append(ids, tid)
+			mustAppend(t, es, dueEvent(tid, "k1", "o1", t0), dueEvent(tid, "k2", "o2", t0))
+		}
+		setState := func(tid tenant.ID, st tenant.State) {
+			tn, err := ts.FindByID(ctx, tid)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tn.State = st
+			if err := ts.Update(ctx, tn); err != nil {
+				t.Fatal(err)
+			}
+		}
+		setState(ids[0], tenant.StateDisabled)
+		setState(ids[3], tenant.StateDisabled)
+		jobs := mustClaim(t, ds, claimAt("w1", t0))
+		for _, j := range jobs {
+			if j.TenantID == ids[0] || j.TenantID == ids[3] {
+				t.Errorf("claimed %s of disabled tenant %s", j.EventID, j.TenantID)
+			}
+		}
+		if len(jobs) != 6 {
+			t.Errorf("claimed %d events, want the 6 of the 3 active tenants", len(jobs))
+		}
+		setState(ids[0], tenant.StateActive)
+		if jobs := mustClaim(t, ds, claimAt("w2", t0)); len(jobs) != 2 || jobs[0].TenantID != ids[0] {
+			t.Errorf("after enabling %s: claimed %v, want its 2 events", ids[0], jobIDs(jobs))
+		}
+	})
+}
