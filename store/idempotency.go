@@ -18,9 +18,12 @@ import (
 // reservation race-free on both engines: of concurrent reservations of one
 // key, exactly one inserts its row.
 //
-// Expired rows (older than the TTL) are pruned on write: reserving a key
-// first deletes the tenant's expired rows, so a table never holds more than
-// a day of a tenant's keys plus those of tenants that stopped sending.
+// An expired row (older than the TTL) is taken over by the reservation of
+// its key, in the same statement, and the others are deleted by the hourly
+// job (PruneIdempotencyKeys, by idempotency_keys_created). Pruning the
+// tenant's expired rows at every reservation, as this once did, scanned
+// them without an index under the write turn: 28 ms a send at 200,000
+// keys.
 type IdempotencyStore struct {
 	db *DB
 }
@@ -57,14 +60,15 @@ func (s *IdempotencyStore) ReserveIdempotencyKey(ctx context.Context, tid tenant
 	expired := now.Add(-ttl)
 	// A few rounds: a row seen taken may be released or expire before we read it.
 	for range 3 {
-		if _, err := s.db.bun.NewDelete().Model((*idempotencyRow)(nil)).
-			Where("tenant_id = ?", string(tid)).
-			Where("created_at <= ?", expired).
-			Exec(ctx); err != nil {
-			return nil, fmt.Errorf("reserve idempotency key of tenant %s: prune: %w", tid, err)
-		}
+		// Inserted, or an expired row of the key taken over: one row
+		// affected either way. A live row is left as it is.
 		row := &idempotencyRow{TenantID: string(tid), Key: key, Fingerprint: fingerprint, State: idemPending, CreatedAt: now}
-		res, err := s.db.bun.NewInsert().Model(row).On("CONFLICT (tenant_id, idem_key) DO NOTHING").Exec(ctx)
+		res, err := s.db.bun.NewInsert().Model(row).
+			On("CONFLICT (tenant_id, idem_key) DO UPDATE").
+			Set("fingerprint = EXCLUDED.fingerprint, state = EXCLUDED.state, grpc_code = EXCLUDED.grpc_code, errcode = EXCLUDED.errcode").
+			Set("errmsg = EXCLUDED.errmsg, status = EXCLUDED.status, created_at = EXCLUDED.created_at, finished_at = EXCLUDED.finished_at").
+			Where("?TableAlias.created_at <= ?", expired).
+			Exec(ctx)
 		if isForeignKeyViolation(err) {
 			return nil, fmt.Errorf("reserve idempotency key of tenant %s: %w", tid, tenant.ErrNotFound)
 		} else if err != nil {
@@ -128,4 +132,19 @@ func (s *IdempotencyStore) ReleaseIdempotencyKey(ctx context.Context, tid tenant
 		return fmt.Errorf("release idempotency key of tenant %s: %w", tid, err)
 	}
 	return nil
+}
+
+// PruneIdempotencyKeys deletes up to limit keys created before cutoff:
+// the hourly job's work, so that a reservation never has to.
+func (s *IdempotencyStore) PruneIdempotencyKeys(ctx context.Context, cutoff time.Time, limit int) (int, error) {
+	defer s.db.serialize()()
+	res, err := s.db.bun.NewDelete().Model((*idempotencyRow)(nil)).
+		Where("(tenant_id, idem_key) IN (?)", s.db.bun.NewSelect().Model((*idempotencyRow)(nil)).
+			Column("tenant_id", "idem_key").Where("created_at < ?", cutoff.UTC()).Limit(int64(limit))).
+		Exec(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("prune idempotency keys: %w", err)
+	}
+	n, err := res.RowsAffected()
+	return int(n), err
 }

@@ -3,6 +3,8 @@ package store_test
 import (
 	"context"
 	"errors"
+	"os"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -92,4 +94,79 @@ func TestIdempotencyStore_Concurrent(t *testing.T) {
 			t.Errorf("%d reservations won, want 1", won)
 		}
 	})
+}
+
+// TestIdempotencyStore_PruneIsTheJobs: a reservation leaves other keys,
+// expired or not, where they are (it scanned and deleted its tenant's
+// expired keys under the write turn at every send); an expired key is
+// reserved afresh; PruneIdempotencyKeys deletes the expired ones.
+func TestIdempotencyStore_PruneIsTheJobs(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		s := store.NewIdempotencyStore(db)
+		tid := mustCreateTenant(t, db, "tn_a")
+		ttl := time.Hour
+		t1 := time.Date(2026, 12, 5, 0, 0, 0, 0, time.UTC)
+		for _, k := range []string{"old1", "old2"} {
+			if _, err := s.ReserveIdempotencyKey(ctx, tid, k, "fp", t1, ttl); err != nil {
+				t.Fatal(err)
+			}
+		}
+		count := func() int64 {
+			n, err := db.Bun().NewSelect().Table("idempotency_keys").Count(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return n
+		}
+		later := t1.Add(2 * time.Hour)
+		if _, err := s.ReserveIdempotencyKey(ctx, tid, "new", "fp", later, ttl); err != nil {
+			t.Fatal(err)
+		}
+		if n := count(); n != 3 {
+			t.Errorf("%d keys after a reservation, want 3: it must not prune", n)
+		}
+		// An expired key is free again, whatever its fingerprint was.
+		if r, err := s.ReserveIdempotencyKey(ctx, tid, "old1", "another", later, ttl); err != nil || r != nil {
+			t.Errorf("reserving an expired key: %+v, %v; want it taken afresh", r, err)
+		}
+		if r, err := s.ReserveIdempotencyKey(ctx, tid, "old1", "another", later, ttl); !errors.Is(err, message.ErrKeyTaken) || r == nil || r.Fingerprint != "another" {
+			t.Errorf("the retaken key again: %+v, %v; want it taken, with the new fingerprint", r, err)
+		}
+		n, err := s.PruneIdempotencyKeys(ctx, later.Add(-ttl), 100)
+		if err != nil || n != 1 {
+			t.Errorf("PruneIdempotencyKeys = %d, %v; want old2 pruned", n, err)
+		}
+		if n := count(); n != 2 {
+			t.Errorf("%d keys after the prune, want 2", n)
+		}
+	})
+}
+
+// BenchmarkReserveIdempotencyKey reserves new keys for a tenant that holds
+// WXRELAY_BENCH_KEYS live keys already (default 200,000), on SQLite:
+//
+//	go test ./store -run '^$' -bench ReserveIdempotencyKey -benchtime 200x
+func BenchmarkReserveIdempotencyKey(b *testing.B) {
+	n := 200_000
+	if v, err := strconv.Atoi(os.Getenv("WXRELAY_BENCH_KEYS")); err == nil && v >= 0 {
+		n = v
+	}
+	db := storetest.New(b)
+	ctx := context.Background()
+	tid := mustCreateTenant(b, db, "tn_a")
+	now := time.Now().UTC()
+	if _, err := db.Bun().NewRaw(`WITH RECURSIVE k(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM k WHERE i < ?)
+INSERT INTO idempotency_keys (tenant_id, idem_key, fingerprint, state, grpc_code, errcode, errmsg, created_at)
+SELECT ?, 'k' || i, 'fp', 'done', 0, 0, '', ? FROM k`, n, string(tid), now).Exec(ctx); err != nil {
+		b.Fatal(err)
+	}
+	s := store.NewIdempotencyStore(db)
+	b.ResetTimer()
+	for i := range b.N {
+		if _, err := s.ReserveIdempotencyKey(ctx, tid, "new"+strconv.Itoa(i), "fp", now, message.IdempotencyTTL); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N)/1000, "ms/reservation")
 }

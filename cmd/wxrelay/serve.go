@@ -302,7 +302,11 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 			// and console sessions, once over.
 			_, nerr := inBatches(func(limit int) (int, error) { return nonces.PruneNonces(ctx, time.Now(), limit) })
 			_, serr := sessions.PruneSessions(ctx, time.Now())
-			return errors.Join(err, cerr, aerr, nerr, serr)
+			// Idempotency keys, once they no longer hold.
+			_, ierr := inBatches(func(limit int) (int, error) {
+				return idempotency.PruneIdempotencyKeys(ctx, time.Now().Add(-message.IdempotencyTTL), limit)
+			})
+			return errors.Join(err, cerr, aerr, nerr, serr, ierr)
 		}},
 	}
 	if cfg.AlertWebhook != "" {
