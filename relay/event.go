@@ -50,6 +50,12 @@ type Event struct {
 	// DueAt is when the first delivery attempt is due; zero means at once.
 	DueAt time.Time
 
+	// NoReplyWindow: the tenant sends without the relay's reply-window
+	// check (tenant.IgnoreReplyWindow), so the push's trigger need not be
+	// recorded. The store records none, and forgets what it knew of the
+	// tenant's windows when the check is turned on again.
+	NoReplyWindow bool
+
 	State        State
 	AttemptCount int
 }

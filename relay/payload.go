@@ -64,6 +64,8 @@ func NewEvent(t *tenant.Tenant, m *wechat.Message, raw []byte, receivedAt time.T
 		ReceiveTime: receivedAt,
 		Raw:         raw,
 		State:       StatePending,
+
+		NoReplyWindow: t.IgnoreReplyWindow,
 	}
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)

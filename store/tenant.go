@@ -106,7 +106,7 @@ func (s *TenantStore) Update(ctx context.Context, t *tenant.Tenant) error {
 		// The events carry the tenant's ordered_delivery (eventRow.Ordered):
 		// when it changes, so do they, in the same transaction.
 		var old []tenantRow
-		err := tx.NewSelect().Model(&old).Column("ordered_delivery", "state", "appid").
+		err := tx.NewSelect().Model(&old).Column("ordered_delivery", "state", "appid", "ignore_reply_window").
 			Where("id = ?", string(t.ID)).
 			Where("version = ?", t.Version).
 			Scan(ctx)
@@ -136,10 +136,13 @@ func (s *TenantStore) Update(ctx context.Context, t *tenant.Tenant) error {
 				return err
 			}
 		}
-		// While disabled, a tenant's pushes are refused, and under another
-		// appid they came from another mini program's users: either way
-		// the relay missed triggers, and knows windows only from now on.
-		if (old[0].State != row.State && t.State == tenant.StateActive) || old[0].AppID != row.AppID {
+		// While disabled, a tenant's pushes are refused, under another
+		// appid they came from another mini program's users, and while it
+		// ignored the check they were not recorded (relay.Event's
+		// NoReplyWindow): either way the relay missed triggers, and knows
+		// windows only from now on.
+		if (old[0].State != row.State && t.State == tenant.StateActive) || old[0].AppID != row.AppID ||
+			(old[0].IgnoreReplyWindow && !t.IgnoreReplyWindow) {
 			return restartReplyWindows(ctx, tx, t.ID, t.UpdateTime)
 		}
 		return nil

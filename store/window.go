@@ -172,33 +172,16 @@ func (s *WindowStore) ReplyWindow(ctx context.Context, tid tenant.ID, openid str
 	return w, nil
 }
 
-// pruneBatch bounds one delete, so that pruning never holds the write lock
-// for long; pruneBatches bounds one call.
-const (
-	pruneBatch   = 1000
-	pruneBatches = 20
-)
-
-// PruneReplyWindows implements message.WindowStore.
-func (s *WindowStore) PruneReplyWindows(ctx context.Context, tid tenant.ID, cutoff time.Time) (int, error) {
-	total := 0
-	for range pruneBatches {
-		n, err := s.pruneOnce(ctx, tid, millis(cutoff))
-		total += n
-		if err != nil || n < pruneBatch {
-			return total, err
-		}
-	}
-	return total, nil
-}
-
-func (s *WindowStore) pruneOnce(ctx context.Context, tid tenant.ID, cutoff int64) (int, error) {
+// PruneReplyWindows deletes up to limit windows, of any tenant, whose
+// triggers are all before cutoff: the hourly job's work, for tenants that
+// send through the relay or not.
+func (s *WindowStore) PruneReplyWindows(ctx context.Context, cutoff time.Time, limit int) (int, error) {
 	defer s.db.serialize()()
-	res, err := s.db.relaxed.NewRaw(`DELETE FROM reply_windows WHERE tenant_id = ? AND openid IN (
-SELECT openid FROM reply_windows WHERE tenant_id = ? AND msg_at < ? AND enter_at < ? ORDER BY openid LIMIT ?)`,
-		string(tid), string(tid), cutoff, cutoff, pruneBatch).Exec(ctx)
+	res, err := s.db.relaxed.NewRaw(`DELETE FROM reply_windows WHERE (tenant_id, openid) IN (
+SELECT tenant_id, openid FROM reply_windows WHERE msg_at < ? AND enter_at < ? LIMIT ?)`,
+		millis(cutoff), millis(cutoff), limit).Exec(ctx)
 	if err != nil {
-		return 0, fmt.Errorf("prune reply windows of tenant %s: %w", tid, err)
+		return 0, fmt.Errorf("prune reply windows: %w", err)
 	}
 	n, err := res.RowsAffected()
 	return int(n), err
@@ -234,7 +217,7 @@ func (wr *windowRecorder) collect(b *appendBatch) windowWrite {
 	type userKey struct{ tenantID, openid string }
 	at := map[userKey]int{}
 	for j, r := range b.rows {
-		if b.stored[j] != r.ID {
+		if b.stored[j] != r.ID || b.events[b.first[j]].NoReplyWindow {
 			continue
 		}
 		recv := millis(r.ReceiveTime)

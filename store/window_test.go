@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -207,7 +208,7 @@ func TestWindowStore_PruneAndRestart(t *testing.T) {
 		mustAppend(t, es,
 			trigger(tid, "old", "o_old", "message.text", t0, t0),
 			trigger(tid, "new", "o_new", message.EventEnterSession, t0.Add(time.Hour), t0.Add(time.Hour)))
-		n, err := ws.PruneReplyWindows(ctx, tid, t0.Add(time.Minute))
+		n, err := ws.PruneReplyWindows(ctx, t0.Add(time.Minute), 100)
 		if err != nil || n != 1 {
 			t.Fatalf("prune = %d, %v; want 1", n, err)
 		}
@@ -264,6 +265,86 @@ func TestTenantStore_IgnoreReplyWindow(t *testing.T) {
 		}
 		if got, err := ts.FindByID(ctx, tid); err != nil || !got.IgnoreReplyWindow {
 			t.Fatalf("after update: %v, ignore_reply_window %v; want on", err, got.IgnoreReplyWindow)
+		}
+	})
+}
+
+// TestWindowStore_PrunedForEveryTenant: the hourly prune takes every
+// tenant's stale windows, those of tenants that never send through the
+// relay too (the send path pruned only its own tenant's).
+func TestWindowStore_PrunedForEveryTenant(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		es, ws := store.NewEventStore(db), store.NewWindowStore(db)
+		t0 := time.Now().UTC().Truncate(time.Millisecond)
+		var tids []tenant.ID
+		for i := range 3 {
+			tid := mustCreateTenant(t, db, fmt.Sprintf("tn_%d", i))
+			tids = append(tids, tid)
+			mustAppend(t, es, trigger(tid, "k", "o1", "message.text", t0, t0),
+				trigger(tid, "k2", "o2", "message.text", t0.Add(time.Hour), t0.Add(time.Hour)))
+		}
+		total := 0
+		for {
+			n, err := ws.PruneReplyWindows(ctx, t0.Add(time.Minute), 2) // in batches
+			if err != nil {
+				t.Fatal(err)
+			}
+			total += n
+			if n < 2 {
+				break
+			}
+		}
+		if total != 3 {
+			t.Errorf("pruned %d windows, want the 3 stale ones", total)
+		}
+		for _, tid := range tids {
+			if w := window(t, ws, tid, "o1"); !w.MessageAt.IsZero() {
+				t.Errorf("%s's stale window kept: %+v", tid, w)
+			}
+			if w := window(t, ws, tid, "o2"); w.MessageAt.IsZero() {
+				t.Errorf("%s's fresh window pruned", tid)
+			}
+		}
+	})
+}
+
+// TestWindowStore_NotWrittenWhenIgnored: the pushes of a tenant that
+// ignores the reply-window check write no window; turning the check on
+// restarts what the relay knows (since), as it missed those triggers.
+func TestWindowStore_NotWrittenWhenIgnored(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		es, ws, ts := store.NewEventStore(db), store.NewWindowStore(db), store.NewTenantStore(db)
+		tid := mustCreateTenant(t, db, "tn_a")
+		t0 := time.Now().UTC().Truncate(time.Millisecond)
+		first := trigger(tid, "k0", "o0", "message.text", t0, t0)
+		mustAppend(t, es, first) // the check on: known from t0
+		ignored := trigger(tid, "k1", "o1", "message.text", t0.Add(time.Second), t0.Add(time.Second))
+		ignored.NoReplyWindow = true
+		mustAppend(t, es, ignored)
+		var n int
+		if err := db.Bun().NewSelect().Table("reply_windows").ColumnExpr("count(*)").Where("openid = 'o1'").Scan(ctx, &n); err != nil {
+			t.Fatal(err)
+		}
+		if n != 0 {
+			t.Errorf("%d window rows written for a tenant ignoring the check", n)
+		}
+		tn, err := ts.FindByID(ctx, tid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tn.IgnoreReplyWindow = true
+		if err := ts.Update(ctx, tn); err != nil {
+			t.Fatal(err)
+		}
+		tn.IgnoreReplyWindow = false
+		tn.UpdateTime = t0.Add(time.Minute)
+		if err := ts.Update(ctx, tn); err != nil {
+			t.Fatal(err)
+		}
+		if w := window(t, ws, tid, "o1"); !w.Since.After(t0.Add(time.Second)) {
+			t.Errorf("since %v after the check was turned on again, want after the unrecorded push", w.Since)
 		}
 	})
 }

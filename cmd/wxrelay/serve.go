@@ -171,8 +171,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	keeper := token.NewKeeper(store.NewTokenStore(db), wx, tenantCache, token.Options{Log: log})
 	tenants.OnChange(keeper.Forget)
 
+	windows := store.NewWindowStore(db)
 	messages := message.NewService(keeper, wx).WithReplyWindows(message.WindowOptions{
-		Store: store.NewWindowStore(db), Tenants: tenantCache, Log: log})
+		Store: windows, Tenants: tenantCache, Log: log})
 	// The WeChat-compatible API: under /wxapi on the HTTP port, and at the
 	// root of --wxapi-addr for SDKs that can change only the host. Its
 	// calls are recorded for the tenants to list, in batches off the
@@ -302,11 +303,15 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 			// and console sessions, once over.
 			_, nerr := inBatches(func(limit int) (int, error) { return nonces.PruneNonces(ctx, time.Now(), limit) })
 			_, serr := sessions.PruneSessions(ctx, time.Now())
+			// Reply windows too old to decide anything, of every tenant.
+			_, werr := inBatches(func(limit int) (int, error) {
+				return windows.PruneReplyWindows(ctx, time.Now().Add(-message.WindowRetention), limit)
+			})
 			// Idempotency keys, once they no longer hold.
 			_, ierr := inBatches(func(limit int) (int, error) {
 				return idempotency.PruneIdempotencyKeys(ctx, time.Now().Add(-message.IdempotencyTTL), limit)
 			})
-			return errors.Join(err, cerr, aerr, nerr, serr, ierr)
+			return errors.Join(err, cerr, aerr, nerr, serr, werr, ierr)
 		}},
 	}
 	if cfg.AlertWebhook != "" {

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/jonboulle/clockwork"
@@ -137,9 +136,10 @@ type WindowStore interface {
 	// ReplyWindow reads openid's windows; a user never seen has a zero
 	// Window but for Since.
 	ReplyWindow(ctx context.Context, tid tenant.ID, openid string) (Window, error)
-	// PruneReplyWindows deletes tid's windows whose triggers are all
-	// before cutoff, and reports how many.
-	PruneReplyWindows(ctx context.Context, tid tenant.ID, cutoff time.Time) (int, error)
+	// PruneReplyWindows deletes up to limit windows, of any tenant, whose
+	// triggers are all before cutoff, and reports how many. The hourly job
+	// runs it (WindowRetention).
+	PruneReplyWindows(ctx context.Context, cutoff time.Time, limit int) (int, error)
 }
 
 // ErrReplyWindowClosed is wrapped by *WindowClosedError.
@@ -228,19 +228,14 @@ type WindowOptions struct {
 	Log *slog.Logger
 }
 
-// pruneEvery is how often one process prunes a tenant's stale windows, and
-// pruneAfter how old their last trigger must be. Any window older than
-// MessageWindow decides nothing a missing one would not (see Refusal); a
-// week keeps the time of a user's last message for refusals to name.
-const (
-	pruneEvery = time.Hour
-	pruneAfter = 7 * 24 * time.Hour
-)
+// WindowRetention is how old a window's last trigger is when the hourly
+// job prunes it. Any window older than MessageWindow decides nothing a
+// missing one would not (see Refusal); a week keeps the time of a user's
+// last message for refusals to name.
+const WindowRetention = 7 * 24 * time.Hour
 
 type windowCheck struct {
 	WindowOptions
-	mu         sync.Mutex
-	lastPruned map[tenant.ID]time.Time
 }
 
 // WithReplyWindows turns on the reply-window check of Send (not of
@@ -252,7 +247,7 @@ func (s *Service) WithReplyWindows(o WindowOptions) *Service {
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
-	s.windows = &windowCheck{WindowOptions: o, lastPruned: map[tenant.ID]time.Time{}}
+	s.windows = &windowCheck{WindowOptions: o}
 	return s
 }
 
@@ -273,7 +268,6 @@ func (c *windowCheck) reserve(ctx context.Context, tid tenant.ID, openid string)
 		return noop, nil
 	}
 	now := c.Clock.Now()
-	c.prune(ctx, tid, now)
 	// Twice: a trigger stored between a failed reservation and the read
 	// shows an open window, which the second round reserves in.
 	for range 2 {
@@ -316,20 +310,3 @@ func (c *windowCheck) unchecked(ctx context.Context, tid tenant.ID, err error) (
 	return func() {}, nil
 }
 
-// prune deletes the tenant's windows last triggered over pruneAfter ago, at
-// most every pruneEvery per process. The table holds a row per user who
-// wrote in the last week, plus those of tenants that have not sent since.
-func (c *windowCheck) prune(ctx context.Context, tid tenant.ID, now time.Time) {
-	c.mu.Lock()
-	due := now.Sub(c.lastPruned[tid]) >= pruneEvery
-	if due {
-		c.lastPruned[tid] = now
-	}
-	c.mu.Unlock()
-	if !due {
-		return
-	}
-	if _, err := c.Store.PruneReplyWindows(ctx, tid, now.Add(-pruneAfter)); err != nil && ctx.Err() == nil {
-		c.Log.ErrorContext(ctx, "prune reply windows", "tenant", tid, "err", err)
-	}
-}

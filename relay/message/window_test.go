@@ -193,8 +193,11 @@ func TestWindow_MessageOpensFiveFor48h(t *testing.T) {
 		}
 	}
 
-	// A week on, the window is pruned; the refusal stands.
+	// A week on, the hourly job prunes the window; the refusal stands.
 	e.clock.Advance(7 * 24 * time.Hour)
+	if _, err := store.NewWindowStore(e.db).PruneReplyWindows(context.Background(), e.clock.Now().Add(-message.WindowRetention), 1000); err != nil {
+		t.Fatal(err)
+	}
 	we = e.mustRefuse(tid, "o1", wechat.CodeOutOfWindow, "a week later")
 	if !strings.Contains(we.Error(), "no message since") {
 		t.Errorf("reason %q: want the window pruned", we.Error())
