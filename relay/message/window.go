@@ -309,4 +309,3 @@ func (c *windowCheck) unchecked(ctx context.Context, tid tenant.ID, err error) (
 	c.Log.ErrorContext(ctx, "reply window check failed; sending unchecked", "tenant", tid, "err", err)
 	return func() {}, nil
 }
-
