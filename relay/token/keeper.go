@@ -380,6 +380,12 @@ func (k *Keeper) do(ctx context.Context, tid tenant.ID, r request) (string, erro
 	k.mu.Unlock()
 	select {
 	case <-f.done:
+		if errors.Is(f.err, errSkipped) && !r.due {
+			// The flight joined was a scheduled refresh that left the
+			// tenant to another process's fetch: not this caller's
+			// answer. A flight of its own waits for that fetch.
+			return k.do(ctx, tid, r)
+		}
 		return f.token, f.err
 	case <-ctx.Done():
 		return "", ctx.Err()

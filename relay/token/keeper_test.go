@@ -631,3 +631,67 @@ func TestKeeper_DisabledTenantGetsNoToken(t *testing.T) {
 		t.Errorf("Token once enabled again: %v", err)
 	}
 }
+
+// racedLeases is a token store on which another process ("other") takes
+// the lease of a scheduled refresh just before it does, as a replica's
+// refresh may between the due list and the lease, and whose refusal then
+// takes a moment, so that a caller can join the refresh that meets it.
+type racedLeases struct {
+	token.Store
+	refused chan struct{} // closed when the refusal is about to return
+	once    sync.Once
+}
+
+func (s *racedLeases) AcquireTokenLease(ctx context.Context, tid tenant.ID, owner string, now, until time.Time) (bool, error) {
+	first := false
+	s.once.Do(func() { first = true })
+	if first {
+		if ok, err := s.Store.AcquireTokenLease(ctx, tid, "other", now, until); err != nil || !ok {
+			return ok, err
+		}
+	}
+	ok, err := s.Store.AcquireTokenLease(ctx, tid, owner, now, until)
+	if first {
+		close(s.refused)
+		time.Sleep(100 * time.Millisecond)
+	}
+	return ok, err
+}
+
+// TestKeeper_CallerJoiningASkippedRefresh: a caller that joins this
+// process's scheduled refresh, which leaves the tenant to another process
+// that took its lease meanwhile, gets the token once that process is done,
+// not the scheduled run's internal "skipped" (a 503 to the caller).
+func TestKeeper_CallerJoiningASkippedRefresh(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	ts := store.NewTokenStore(e.db)
+	raced := &racedLeases{Store: ts, refused: make(chan struct{})}
+	k := token.NewKeeper(raced, e.wx, getter{s: store.NewTenantStore(e.db)},
+		token.Options{Owner: "p1", Now: e.clock.Now, Sleep: advance(e.clock), Poll: 5 * time.Millisecond})
+	go k.RefreshDue(ctx)
+	select {
+	case <-raced.refused: // the scheduled flight meets the other's lease
+	case <-time.After(10 * time.Second):
+		t.Fatal("the scheduled refresh never asked for the lease")
+	}
+	got := make(chan error, 1)
+	go func() {
+		_, err := k.Token(ctx, e.tid) // joins it
+		got <- err
+	}()
+	time.Sleep(20 * time.Millisecond)
+	// The other process gives its lease up without a token: this one's
+	// caller fetches.
+	if err := ts.ReleaseTokenLease(ctx, e.tid, "other"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-got:
+		if err != nil {
+			t.Errorf("Token beside another process's lease: %v, want a token", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Token did not return")
+	}
+}
