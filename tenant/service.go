@@ -63,7 +63,12 @@ func (s *Service) SetPushSecretGrace(d time.Duration) { s.pushSecretGrace = max(
 // on this process sees the change. Call it before serving.
 func (s *Service) OnChange(f func(ID)) { s.onChange = append(s.onChange, f) }
 
-func (s *Service) changed(id ID) {
+func (s *Service) changed(id ID) { s.Changed(id) }
+
+// Changed calls the OnChange functions for tenant id, changed elsewhere:
+// by another replica, as store.DB.WatchTenants hears. Every holder of a
+// tenant's state is then told the same way, whichever replica changed it.
+func (s *Service) Changed(id ID) {
 	for _, f := range s.onChange {
 		f(id)
 	}

@@ -164,6 +164,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		MaxSkew: cfg.PushMaxSkew,
 		Nonces:  nonces,
 	})
+	tenants.OnChange(push.Forget)
 
 	// One WeChat client serves every tenant; the Keeper fetches and
 	// refreshes their access tokens, in the background and on demand.
@@ -267,7 +268,11 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	defer stopWork()
 	delivered := make(chan struct{})
 	go func() { dispatcher.Run(workCtx); close(delivered) }()
-	go db.WatchTenants(workCtx, tenantCache.Forget, tenantCache.ForgetAll)
+	// What other replicas change reaches every holder of tenant state here
+	// as this replica's own changes do (tenants.OnChange above); a lost
+	// connection to the notices drops the caches whole, and the rest
+	// follow the cache (the keeper and the dispatcher check against it).
+	go db.WatchTenants(workCtx, tenants.Changed, func() { tenantCache.ForgetAll(); push.ForgetAll() })
 	// With several replicas on one database (jobs.go): the gauges are
 	// this process's own, so every replica collects them (two cheap
 	// queries) and any one's /metrics is current; a replica that left it

@@ -111,6 +111,15 @@ func New(opts Options) *Handler {
 	}
 }
 
+// Forget drops what the handler holds of tenant id (its receivers, with
+// its decrypted push secrets): wire it to tenant changes, on this replica
+// (tenant.Service.OnChange) and from others (store.DB.WatchTenants), so
+// that a deleted tenant's secrets leave memory with it.
+func (h *Handler) Forget(id tenant.ID) { h.receivers.forget(id) }
+
+// ForgetAll is Forget for every tenant.
+func (h *Handler) ForgetAll() { h.receivers.forgetAll() }
+
 // ServeHTTP answers one request from WeChat. Error bodies are short plain
 // text: WeChat shows none of them, but an operator with curl reads them.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -244,10 +253,12 @@ func (h *Handler) push(ctx context.Context, w http.ResponseWriter, r *http.Reque
 		return "error"
 	}
 	res, err := h.events.Append(ctx, ev)
-	if err != nil && h.receivers.gone(ctx, rc.tenant.ID) {
+	if errors.Is(err, tenant.ErrNotFound) {
 		// Deleted by another replica a moment ago, before its notice
-		// arrived: the events' foreign key refused the row. 404, as for
+		// arrived: the events' foreign key refused the row, which is all
+		// there is to know (no need to read the tenant again). 404, as for
 		// any unknown tenant, rather than a 500 that WeChat would retry.
+		h.receivers.forget(rc.tenant.ID)
 		http.Error(w, "unknown tenant", http.StatusNotFound)
 		return "unknown_tenant"
 	}

@@ -2,7 +2,6 @@ package ingress
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -66,11 +65,21 @@ func (rs *receivers) get(ctx context.Context, id tenant.ID) (*receiver, error) {
 	return rc, nil
 }
 
-// gone reports whether tenant id no longer exists, reading it anew.
-func (rs *receivers) gone(ctx context.Context, id tenant.ID) bool {
+// forget drops what is known of tenant id: its cached tenant and its
+// receivers, which hold its decrypted push secrets.
+func (rs *receivers) forget(id tenant.ID) {
 	rs.tenants.Forget(id)
-	_, err := rs.tenants.Get(ctx, id)
-	return errors.Is(err, tenant.ErrNotFound)
+	rs.mu.Lock()
+	delete(rs.built, id)
+	rs.mu.Unlock()
+}
+
+// forgetAll drops every receiver, for when notices of changes may have
+// been missed.
+func (rs *receivers) forgetAll() {
+	rs.mu.Lock()
+	clear(rs.built)
+	rs.mu.Unlock()
 }
 
 var modes = map[tenant.EncryptMode]wechat.Mode{

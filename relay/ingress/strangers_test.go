@@ -1,7 +1,9 @@
 package ingress_test
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -9,6 +11,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -159,4 +162,53 @@ func newRelayEnvOn(t *testing.T, e *relayEnv) *relayEnv {
 	hs := httptest.NewServer(mux)
 	t.Cleanup(hs.Close)
 	return &relayEnv{t: t, db: e.db, url: hs.URL, tenants: e.tenants, events: relay.NewEvents(es), logs: e.logs}
+}
+
+// countingGetter counts the tenant reads that reach the store.
+type countingGetter struct {
+	tenant.Getter
+	reads atomic.Int64
+}
+
+func (g *countingGetter) Get(ctx context.Context, id tenant.ID) (*tenant.Tenant, error) {
+	g.reads.Add(1)
+	return g.Getter.Get(ctx, id)
+}
+
+// failingEvents is a store that cannot take events.
+type failingEvents struct{}
+
+func (failingEvents) Append(context.Context, *relay.Event) (relay.AppendResult, error) {
+	return relay.AppendResult{}, errors.New("disk full")
+}
+
+// TestFailedCommitsReadNoTenant: a push whose commit fails is answered 500
+// without reading its tenant again (the error says whether the tenant is
+// gone), so that failing commits add no reads and keep the tenant cached.
+func TestFailedCommitsReadNoTenant(t *testing.T) {
+	e := newRelayEnv(t)
+	tn := e.newTenant(tenant.EncryptSafe, tenant.FormatJSON)
+	g := &countingGetter{Getter: e.tenants}
+	mux := http.NewServeMux()
+	mux.Handle("/wx/{id}", ingress.New(ingress.Options{Tenants: tenant.NewCache(g, time.Hour, nil), Events: failingEvents{}}))
+	hs := httptest.NewServer(mux)
+	defer hs.Close()
+	now := time.Now().Unix()
+	for i := range 5 {
+		req, err := pusher(t, tn).Push(wechat.TextMessage(wechat.FormatJSON, header(now), "hi", int64(i)), now, fmt.Sprint(i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.Post(hs.URL+"/wx/"+string(tn.ID)+"?"+req.RawQuery(), req.ContentType, bytes.NewReader(req.Body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusInternalServerError {
+			t.Errorf("push %d with the store failing: %d, want 500", i, resp.StatusCode)
+		}
+	}
+	if n := g.reads.Load(); n != 1 {
+		t.Errorf("5 failing pushes read the tenant %d times, want once (then cached)", n)
+	}
 }
