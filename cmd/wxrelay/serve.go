@@ -74,6 +74,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		// overrides it.
 		debug.SetMemoryLimit(defaultMemoryLimit)
 	}
+	if cfg.MallocKeep > 0 {
+		keepFreedHeap(cfg.MallocKeep)
+	}
 	k, err := loadKeys(cfg)
 	if err != nil {
 		return err

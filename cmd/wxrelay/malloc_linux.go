@@ -1,6 +1,6 @@
 //go:build linux && cgo
 
-package store
+package main
 
 /*
 #include <malloc.h>
@@ -14,8 +14,8 @@ static void wxrelay_keep_freed_heap(int bytes) {
 */
 import "C"
 
-// keptFreedHeap is how much freed C heap glibc keeps for reuse instead of
-// handing it back to the kernel.
+// keepFreedHeap has glibc keep bytes of freed C heap for reuse instead of
+// handing it back to the kernel (--malloc-keep).
 //
 // SQLite builds a temporary b-tree, with a page cache of its own, for each
 // IN list, materialised CTE, ORDER BY and RETURNING of a statement, and
@@ -27,6 +27,7 @@ import "C"
 // worth, ends that. The mmap threshold moves with it, as glibc stops
 // raising it by itself once the trim threshold is set. Other C libraries
 // lack these settings and keep their behaviour.
-const keptFreedHeap = 4 << 20
-
-func init() { C.wxrelay_keep_freed_heap(keptFreedHeap) }
+//
+// It is serve's to set, not the store package's: a setting of the whole
+// process's C library is no business of a package others may import.
+func keepFreedHeap(bytes int) { C.wxrelay_keep_freed_heap(C.int(bytes)) }
