@@ -30,6 +30,7 @@ import (
 	"github.com/wxrelay/wxrelay/relay/token"
 	"github.com/wxrelay/wxrelay/relay/wechat"
 	"github.com/wxrelay/wxrelay/store"
+	"github.com/wxrelay/wxrelay/store/cmalloc"
 	"github.com/wxrelay/wxrelay/tenant"
 )
 
@@ -75,7 +76,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		debug.SetMemoryLimit(defaultMemoryLimit)
 	}
 	if cfg.MallocKeep > 0 {
-		keepFreedHeap(cfg.MallocKeep)
+		cmalloc.KeepFreedHeap(cfg.MallocKeep)
 	}
 	k, err := loadKeys(cfg)
 	if err != nil {

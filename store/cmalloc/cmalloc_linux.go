@@ -1,6 +1,9 @@
 //go:build linux && cgo
 
-package main
+// Package cmalloc tunes the C library's allocator for SQLite's pattern of
+// use. Nothing happens on import: a program (wxrelay serve, behind
+// --malloc-keep) or a benchmark that wants the tuning calls KeepFreedHeap.
+package cmalloc
 
 /*
 #include <malloc.h>
@@ -14,7 +17,7 @@ static void wxrelay_keep_freed_heap(int bytes) {
 */
 import "C"
 
-// keepFreedHeap has glibc keep bytes of freed C heap for reuse instead of
+// KeepFreedHeap has glibc keep bytes of freed C heap for reuse instead of
 // handing it back to the kernel (--malloc-keep).
 //
 // SQLite builds a temporary b-tree, with a page cache of its own, for each
@@ -28,6 +31,6 @@ import "C"
 // raising it by itself once the trim threshold is set. Other C libraries
 // lack these settings and keep their behaviour.
 //
-// It is serve's to set, not the store package's: a setting of the whole
-// process's C library is no business of a package others may import.
-func keepFreedHeap(bytes int) { C.wxrelay_keep_freed_heap(C.int(bytes)) }
+// It is the program's to set, not the store package's: a setting of the
+// whole process's C library is no business of a package others import.
+func KeepFreedHeap(bytes int) { C.wxrelay_keep_freed_heap(C.int(bytes)) }
