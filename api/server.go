@@ -70,8 +70,9 @@ type Options struct {
 	// it out.
 	Health    HealthChecker
 	PublicURL string // base of push URLs, e.g. https://relay.example.com
-	// Ready reports whether the service can take traffic (the database
-	// answers); /readyz answers 503 while it returns an error.
+	// Ready reports whether the service can take traffic (it can durably
+	// store a push: store.DB.Writable); /readyz answers 503 while it
+	// returns an error.
 	Ready func(context.Context) error
 	// Registry collects the API's metrics; MetricsHandler serves it.
 	Registry *prometheus.Registry

@@ -124,6 +124,11 @@ type DB struct {
 	writes sync.Mutex
 	// stmts are the stores' hot statements prepared on SQLite (prepare.go).
 	stmts preparedStmts
+	// path and file are the SQLite database file and what it was when
+	// opened: a file deleted or replaced under the process still takes its
+	// writes, which are lost with it (see Writable).
+	path string
+	file os.FileInfo
 }
 
 // serialize takes this process's SQLite write turn and returns its
@@ -192,6 +197,11 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 	}
 	db := &DB{bun: bdb, relaxed: bdb, sealer: sl, log: log}
 	if tgt.dialect == "sqlite" {
+		db.path = tgt.path
+		if db.file, err = os.Stat(tgt.path); err != nil {
+			bdb.Close()
+			return nil, fmt.Errorf("store: database file: %w", err)
+		}
 		if db.relaxed, err = openSQLiteWith(ctx, tgt.path, "NORMAL"); err != nil {
 			bdb.Close()
 			return nil, err
@@ -215,8 +225,65 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 			db.Close()
 			return nil, err
 		}
+		if err := db.checkSealKey(ctx); err != nil {
+			db.Close()
+			return nil, err
+		}
 	}
 	return db, nil
+}
+
+// ErrWrongSealKey: the seal key does not open the secrets the database
+// holds, so every push and call of their tenants would fail.
+var ErrWrongSealKey = errors.New("store: the secret key does not open the secrets in this database: it is not the key they were sealed with (a key file from another database, or WXRELAY_SECRET_KEY changed)")
+
+// checkSealKey opens one tenant's sealed secrets, if there is a tenant
+// and a key: a wrong key is refused at start-up, not at every push.
+func (db *DB) checkSealKey(ctx context.Context) error {
+	if db.sealer == nil {
+		return nil
+	}
+	var rows []tenantRow
+	if err := db.bun.NewSelect().Model(&rows).Column("id", "sealed_secrets").Limit(1).Scan(ctx); err != nil {
+		return fmt.Errorf("store: check the secret key: %w", err)
+	}
+	if len(rows) == 0 {
+		return nil
+	}
+	if _, err := db.sealer.open(rows[0].SealedSecrets, colSecrets, rows[0].ID); err != nil {
+		return ErrWrongSealKey
+	}
+	return nil
+}
+
+// Writable reports whether the database can durably store a write now: it
+// backs /readyz. On SQLite the file must still be the one opened (a file
+// deleted under the process takes writes and loses them), and on either
+// engine a durable write of one row must commit (a full disk refuses it).
+func (db *DB) Writable(ctx context.Context) error {
+	if err := db.fileGone(); err != nil {
+		return err
+	}
+	defer db.serialize()()
+	_, err := db.bun.NewRaw(`INSERT INTO readiness_probe (id, at) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET at = excluded.at`,
+		time.Now().UnixMilli()).Exec(ctx)
+	if err != nil {
+		return fmt.Errorf("store: cannot write: %w", err)
+	}
+	return nil
+}
+
+// fileGone returns an error when the SQLite database file is no longer the
+// one opened: deleted, or replaced.
+func (db *DB) fileGone() error {
+	if db.file == nil {
+		return nil
+	}
+	fi, err := os.Stat(db.path)
+	if err != nil || !os.SameFile(fi, db.file) {
+		return fmt.Errorf("store: the database file %s is gone or was replaced under the running process: writes would be lost", db.path)
+	}
+	return nil
 }
 
 // Bun returns the bun handle, for stores of other packages' types that live

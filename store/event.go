@@ -83,6 +83,11 @@ func (s *EventStore) AppendEvents(ctx context.Context, events []*relay.Event) ([
 // commit runs b's transaction: one durable commit (on SQLite, with the
 // fsync of synchronous=FULL) for the whole batch.
 func (s *EventStore) commit(ctx context.Context, b *appendBatch) error {
+	// A commit to a file deleted under the process succeeds and is lost:
+	// never "success" for that (one stat a batch).
+	if err := s.db.fileGone(); err != nil {
+		return fmt.Errorf("append events: %w", err)
+	}
 	defer s.db.serialize()()
 	db := s.db.bun
 	var err error

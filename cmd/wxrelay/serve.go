@@ -227,10 +227,11 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		// Idempotency keys of sends.
 		Idempotency: idempotency,
 		// GetTenant shows the token status, e.g. a wrong AppSecret.
-		TokenStatus:  keeper,
-		Health:       checker,
-		PublicURL:    cfg.PublicURL,
-		Ready:        db.Ping,
+		TokenStatus: keeper,
+		Health:      checker,
+		PublicURL:   cfg.PublicURL,
+		// Ready while a push can be stored: a durable write, not a ping.
+		Ready:        db.Writable,
 		Registry:     reg,
 		Calls:        callStore,
 		CallRecorder: calls,
