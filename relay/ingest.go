@@ -100,6 +100,10 @@ func (in *Ingestor) Append(ctx context.Context, e *Event) (AppendResult, error) 
 	}
 }
 
+// Queued is how many events wait for a commit: the depth of the ingest
+// queue, for a gauge.
+func (in *Ingestor) Queued() int { return len(in.queue) }
+
 // Close stops taking events, commits those already queued, and returns
 // when the writer has finished.
 func (in *Ingestor) Close() {

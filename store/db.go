@@ -27,10 +27,10 @@ import (
 	"regexp"
 	"runtime"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/mattn/go-sqlite3"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/uptrace/bun"
 	"github.com/uptrace/bun/dialect/pgdialect"
 	"github.com/uptrace/bun/dialect/sqlitedialect"
@@ -120,8 +120,11 @@ type DB struct {
 	// which added tens of milliseconds to pushes and deliveries whenever
 	// ingest, claims and outcomes met (BenchmarkPushToWebhook in
 	// relay/delivery). Other processes on the same file still meet in
-	// SQLite's busy handler.
-	writes sync.Mutex
+	// SQLite's busy handler. A channel of one token rather than a mutex,
+	// so that a writer with a deadline (ingest) can give up waiting.
+	writes chan struct{}
+	// turnWait measures how long writers wait for the write turn.
+	turnWait prometheus.Histogram
 	// stmts are the stores' hot statements prepared on SQLite (prepare.go).
 	stmts preparedStmts
 	// path and file are the SQLite database file and what it was when
@@ -140,14 +143,34 @@ type DB struct {
 // that long, so the log names what a stall of sends waited for (a durable
 // commit whose fsync the disk held up, a checkpoint backstop, a big delete).
 func (db *DB) serialize() func() {
+	release, _ := db.writeTurn(context.Background())
+	return release
+}
+
+// writeTurn is serialize for a writer that gives up when ctx ends: it
+// returns ctx's error, wrapped, and holds no turn then. The ingest batch
+// waits this way, so that its commit deadline (4 s, under WeChat's 5)
+// holds whoever else is writing.
+func (db *DB) writeTurn(ctx context.Context) (release func(), err error) {
 	if db.checkpointer == nil {
-		return func() {}
+		return func() {}, nil
 	}
-	db.writes.Lock()
+	asked := time.Now()
+	select {
+	case db.writes <- struct{}{}:
+	default:
+		select {
+		case db.writes <- struct{}{}:
+		case <-ctx.Done():
+			db.turnWait.Observe(time.Since(asked).Seconds())
+			return nil, fmt.Errorf("store: gave up waiting %s for the SQLite write turn: %w", time.Since(asked).Round(time.Millisecond), ctx.Err())
+		}
+	}
 	took := time.Now()
+	db.turnWait.Observe(took.Sub(asked).Seconds())
 	return func() {
 		held := time.Since(took)
-		db.writes.Unlock()
+		<-db.writes
 		if held > slowWriteTurn {
 			// The release runs deferred in the method that took the turn,
 			// which is therefore its caller.
@@ -157,8 +180,13 @@ func (db *DB) serialize() func() {
 			}
 			db.log.Warn("store: SQLite write turn held long; every other writer waited", "held_ms", held.Milliseconds(), "by", by)
 		}
-	}
+	}, nil
 }
+
+// Collectors are the database's metrics: how long writers wait for the
+// SQLite write turn (nothing is observed on PostgreSQL, which takes
+// concurrent writers).
+func (db *DB) Collectors() []prometheus.Collector { return []prometheus.Collector{db.turnWait} }
 
 // slowWriteTurn is how long a write turn may be held before it is logged:
 // a durable commit takes about a millisecond here.
@@ -195,7 +223,12 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 	if err != nil {
 		return nil, err
 	}
-	db := &DB{bun: bdb, relaxed: bdb, sealer: sl, log: log}
+	db := &DB{bun: bdb, relaxed: bdb, sealer: sl, log: log, writes: make(chan struct{}, 1),
+		turnWait: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "wxrelay_store_write_turn_wait_seconds",
+			Help:    "How long a write waited for the SQLite write turn, which this process's writers take one at a time.",
+			Buckets: []float64{.0001, .0005, .001, .005, .01, .05, .1, .5, 1, 4},
+		})}
 	if tgt.dialect == "sqlite" {
 		db.path = tgt.path
 		if db.file, err = os.Stat(tgt.path); err != nil {

@@ -88,9 +88,14 @@ func (s *EventStore) commit(ctx context.Context, b *appendBatch) error {
 	if err := s.db.fileGone(); err != nil {
 		return fmt.Errorf("append events: %w", err)
 	}
-	defer s.db.serialize()()
+	// The batch's deadline holds while it waits for the write turn too: a
+	// long writer must not hold pushes past WeChat's 5 s.
+	release, err := s.db.writeTurn(ctx)
+	if err != nil {
+		return fmt.Errorf("append events: %w", err)
+	}
+	defer release()
 	db := s.db.bun
-	var err error
 	if db.Dialect().Name() == dialect.SQLite {
 		if b.prepared, err = s.db.prepared(ctx, db, sqliteInsert); err != nil {
 			return fmt.Errorf("append events: %w", err)

@@ -465,8 +465,21 @@ func TestTenantStore_WrongKey(t *testing.T) {
 		tn := newTenant("tn_key", "wx9000000000000000")
 		mustCreate(t, store.NewTenantStore(storetest.MustOpen(t, dsn)), tn)
 
-		other := storetest.MustOpen(t, dsn) // a new random key
-		_, err := store.NewTenantStore(other).FindByID(ctx, tn.ID)
+		// Another key is refused when the database is opened...
+		cfg := storetest.Config(t, dsn) // a new random key
+		if _, err := store.Open(ctx, cfg); !errors.Is(err, store.ErrWrongSealKey) {
+			t.Fatalf("Open under another key: %v, want ErrWrongSealKey", err)
+		} else {
+			assertNoSecrets(t, err, secretsOf(tn)...)
+		}
+		// ...and a store opened without that check reads no secret with it.
+		cfg.SkipMigrate = true
+		other, err := store.Open(ctx, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer other.Close()
+		_, err = store.NewTenantStore(other).FindByID(ctx, tn.ID)
 		if err == nil || errors.Is(err, tenant.ErrNotFound) {
 			t.Fatalf("FindByID under another key: error = %v, want a sealing error", err)
 		}

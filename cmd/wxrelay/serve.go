@@ -159,6 +159,11 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		}
 	}})
 	defer ingestor.Close()
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "wxrelay_ingest_queued",
+		Help: "Pushes waiting for the ingest writer's next group commit.",
+	}, func() float64 { return float64(ingestor.Queued()) }))
+	reg.MustRegister(db.Collectors()...)
 	nonces := store.NewNonceStore(db)
 	push := ingress.New(ingress.Options{
 		Tenants: tenantCache,
