@@ -74,9 +74,11 @@ type Recorder struct {
 	opts    Options
 	queue   chan Call
 	done    chan struct{}
-	once    sync.Once
 	dropped prometheus.Counter
 	failed  prometheus.Counter
+
+	mu     sync.RWMutex // guards closed against sends on a closed queue
+	closed bool
 }
 
 // NewRecorder starts a Recorder writing to s.
@@ -130,11 +132,18 @@ const (
 )
 
 // Record queues c; it never blocks. Its texts are cut to their limits and
-// made safe to store (see Clean).
+// made safe to store (see Clean). After Close the record is dropped and
+// counted: a call still finishing at shutdown must not stop the process.
 func (r *Recorder) Record(c Call) {
 	c.Method = Clean(c.Method, maxMethodBytes)
 	c.Path = Clean(c.Path, MaxPathBytes)
 	c.Errmsg = Clean(c.Errmsg, MaxErrmsgBytes)
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	if r.closed {
+		r.dropped.Inc()
+		return
+	}
 	select {
 	case r.queue <- c:
 	default:
@@ -142,10 +151,14 @@ func (r *Recorder) Record(c Call) {
 	}
 }
 
-// Close writes the queued records and stops the writer. Record must not be
-// called after it.
+// Close writes the queued records and stops the writer.
 func (r *Recorder) Close() {
-	r.once.Do(func() { close(r.queue) })
+	r.mu.Lock()
+	if !r.closed {
+		r.closed = true
+		close(r.queue)
+	}
+	r.mu.Unlock()
 	<-r.done
 }
 

@@ -203,3 +203,21 @@ func counterValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
 	t.Fatalf("no metric %s", name)
 	return 0
 }
+
+// TestRecorder_RecordAfterClose: a call that finishes after the recorder
+// closed (a handler outliving shutdown's grace) is dropped and counted,
+// where it panicked with a send on a closed channel.
+func TestRecorder_RecordAfterClose(t *testing.T) {
+	db := storetest.New(t)
+	reg := prometheus.NewRegistry()
+	r, err := calllog.NewRecorder(store.NewCallStore(db), calllog.Options{Registry: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Close()
+	r.Close() // twice is harmless too
+	r.Record(calllog.Call{TenantID: "tn_a", Time: time.Now(), Method: "GET", Path: "/p", PathClass: "token"})
+	if got := counterValue(t, reg, "wxrelay_call_records_dropped_total"); got != 1 {
+		t.Errorf("dropped %v records after Close, want 1", got)
+	}
+}
