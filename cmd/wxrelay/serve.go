@@ -78,6 +78,10 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	if cfg.MallocKeep > 0 {
 		cmalloc.KeepFreedHeap(cfg.MallocKeep)
 	}
+	// Every part registers how it stops as it starts; whatever way serve
+	// returns, they stop in lifecycle's stated order.
+	lc := newLifecycle(log, shutdownGrace)
+	defer lc.stop()
 	k, err := loadKeys(cfg)
 	if err != nil {
 		return err
@@ -88,26 +92,26 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	if err != nil {
 		return fmt.Errorf("--http-addr: %w", err)
 	}
-	defer httpLn.Close()
+	lc.listener("http listener", httpLn)
 	grpcLn, err := net.Listen("tcp", cfg.GRPCAddr)
 	if err != nil {
 		return fmt.Errorf("--grpc-addr: %w", err)
 	}
-	defer grpcLn.Close()
+	lc.listener("gRPC listener", grpcLn)
 	var metricsLn net.Listener
 	if cfg.MetricsAddr != "" {
 		addr, _ := privateListenAddr(cfg.MetricsAddr)
 		if metricsLn, err = net.Listen("tcp", addr); err != nil {
 			return fmt.Errorf("--metrics-addr: %w", err)
 		}
-		defer metricsLn.Close()
+		lc.listener("metrics listener", metricsLn)
 	}
 
 	db, err := store.Open(ctx, store.Config{DSN: cfg.DB, SealKey: k.seal, Logger: log, MaxConns: cfg.DBMaxConns})
 	if err != nil {
 		return fmt.Errorf("open database: %w", err)
 	}
-	defer db.Close()
+	lc.onStop(stopWriting, "database", closer(db.Close))
 
 	tenantStore, eventStore, deliveryStore := store.NewTenantStore(db), store.NewEventStore(db), store.NewDeliveryStore(db)
 	auth, err := tenant.NewAuthenticator(k.jwt, tenantStore, nil)
@@ -130,7 +134,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	// unread without a database read per call.
 	auth.SetKeyCache(tenantCache)
 	sender := delivery.NewSender(delivery.SenderOptions{AllowPrivate: cfg.AllowPrivateWebhooks, Timeout: cfg.DeliveryTimeout})
-	defer sender.Close()
+	lc.onStop(stopWriting, "webhook sender", func(context.Context) error { sender.Close(); return nil })
 	deliveryMetrics := delivery.NewMetrics(reg)
 	dispatcher, err := delivery.New(delivery.Options{
 		Store:    deliveryStore,
@@ -158,7 +162,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 			dispatcher.Notify()
 		}
 	}})
-	defer ingestor.Close()
+	lc.onStop(stopWriting, "ingest writer", func(context.Context) error { ingestor.Close(); return nil })
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "wxrelay_ingest_queued",
 		Help: "Pushes waiting for the ingest writer's next group commit.",
@@ -194,7 +198,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	if err != nil {
 		return err
 	}
-	defer calls.Close()
+	lc.onStop(stopWriting, "call records", func(context.Context) error { calls.Close(); return nil })
 	idempotency := store.NewIdempotencyStore(db)
 	compat, err := wxapi.New(wxapi.Options{
 		Calls: calls, Idempotency: idempotency,
@@ -248,7 +252,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	if err != nil {
 		return err
 	}
-	defer srv.Close()
+	lc.onStop(stopServing, "gRPC", func(ctx context.Context) error { srv.Shutdown(ctx); return nil })
 
 	// The operator console, at /console/: pages over the API, calling it
 	// in process with the signed-in operator's admin token.
@@ -275,9 +279,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	// Delivery and the jobs stop with workCtx, after the listeners: a
 	// SIGTERM first stops new pushes, then lets deliveries in flight end.
 	workCtx, stopWork := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopWork()
 	delivered := make(chan struct{})
 	go func() { dispatcher.Run(workCtx); close(delivered) }()
+	lc.onStop(stopWorking, "delivery", func(context.Context) error { stopWork(); <-delivered; return nil })
 	// What other replicas change reaches every holder of tenant state here
 	// as this replica's own changes do (tenants.OnChange above); a lost
 	// connection to the notices drops the caches whole, and the rest
@@ -346,6 +350,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	if err != nil {
 		return err
 	}
+	lc.onStop(stopWorking, "jobs", func(context.Context) error { stopWork(); return jobs.stop() })
 
 	if metricsLn != nil {
 		// Metrics on their own listener: their series name every tenant.
@@ -360,7 +365,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 				log.Error("metrics server", "err", err)
 			}
 		}()
-		defer ms.Close()
+		lc.server("metrics server", ms)
 	}
 	if cfg.DebugAddr != "" {
 		// Profiles on their own listener, never on the public port.
@@ -380,7 +385,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 				log.Error("debug server", "err", err)
 			}
 		}()
-		defer dbg.Close()
+		lc.server("debug server", dbg)
 	}
 
 	errc := make(chan error, 3)
@@ -399,39 +404,29 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 			ErrorLog:          httpSrv.ErrorLog,
 		}
 		go func() { errc <- compatSrv.Serve(compatLn) }()
+		lc.server("WeChat-compatible API", compatSrv)
 		log.Info("WeChat-compatible API served at the root", "wxapi_addr", compatLn.Addr().String())
 	}
 	go func() { errc <- httpSrv.Serve(httpLn) }()
+	lc.server("HTTP", httpSrv)
 	go func() { errc <- srv.GRPC().Serve(grpcLn) }()
 	log.Info("wxrelay serving", "version", versionString(), "http", httpLn.Addr().String(), "grpc", grpcLn.Addr().String(), "metrics", addrOf(metricsLn), "config", cfg)
 
+	// Serve until a signal or a server's failure; the deferred lc.stop
+	// then stops everything, in order.
 	select {
 	case <-ctx.Done():
 		log.Info("shutting down", "grace", shutdownGrace.String())
+		lc.stop()
+		log.Info("stopped")
+		return nil
 	case err := <-errc:
 		if !errors.Is(err, http.ErrServerClosed) {
+			log.Error("a server failed; shutting down", "err", err)
 			return fmt.Errorf("serve: %w", err)
 		}
+		return nil
 	}
-	// A fresh context: the signal context is already done.
-	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
-	defer cancel()
-	if err := httpSrv.Shutdown(sctx); err != nil {
-		log.Warn("http shutdown", "err", err)
-	}
-	if compatSrv != nil {
-		if err := compatSrv.Shutdown(sctx); err != nil {
-			log.Warn("wxapi shutdown", "err", err)
-		}
-	}
-	srv.Shutdown(sctx)
-	stopWork()
-	if err := jobs.stop(); err != nil {
-		log.Warn("jobs shutdown", "err", err)
-	}
-	<-delivered
-	log.Info("stopped")
-	return nil
 }
 
 // privateListenAddr is where --debug-addr or --metrics-addr listens. An
