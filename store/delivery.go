@@ -770,6 +770,10 @@ func (s *DeliveryStore) Redeliver(ctx context.Context, tid tenant.ID, id relay.E
 		Set("lease_owner = NULL").
 		Set("lease_expires_at = NULL").
 		Set("finished_at = NULL").
+		// Pending again, it is ordered as its tenant orders now: a finished
+		// event keeps the ordered of its day (Update rewrites pending ones
+		// only).
+		Set("ordered = (SELECT t.ordered_delivery FROM tenants AS t WHERE t.id = ?)", string(tid)).
 		Where("tenant_id = ?", string(tid)).
 		Where("id = ?", string(id)).
 		Exec(ctx)

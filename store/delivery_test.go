@@ -1387,3 +1387,55 @@ func TestDeliveryStore_ClaimSkipsDisabledTenants(t *testing.T) {
 		}
 	})
 }
+
+// TestTenantStore_OrderedToggleTouchesPendingOnly: turning ordered
+// delivery on rewrites the tenant's pending events, not its history (which
+// held every other tenant's pushes behind it), and an event redelivered
+// afterwards is ordered as the tenant is then.
+func TestTenantStore_OrderedToggleTouchesPendingOnly(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		es, ds, ts := store.NewEventStore(db), store.NewDeliveryStore(db), store.NewTenantStore(db)
+		tid := mustCreateTenant(t, db, "tn_a")
+		done, pending := dueEvent(tid, "k1", "o1", t0), dueEvent(tid, "k2", "o2", t0)
+		mustAppend(t, es, done, pending)
+		job := mustClaim(t, ds, claimAt("w1", t0))
+		var finished *delivery.Job
+		for _, j := range job {
+			if j.EventID == done.ID {
+				finished = j
+			}
+		}
+		if finished == nil {
+			t.Fatal("no job for the event to finish")
+		}
+		if err := ds.Record(ctx, []delivery.Outcome{{Job: finished, Owner: "w1", State: relay.StateDelivered,
+			Attempt: relay.Attempt{Time: t0, HTTPStatus: 204}}}); err != nil {
+			t.Fatal(err)
+		}
+		tn, err := ts.FindByID(ctx, tid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tn.OrderedDelivery = true
+		if err := ts.Update(ctx, tn); err != nil {
+			t.Fatal(err)
+		}
+		ordered := func(id relay.EventID) bool {
+			var o bool
+			if err := db.Bun().NewSelect().Table("events").Column("ordered").Where("id = ?", string(id)).Scan(ctx, &o); err != nil {
+				t.Fatal(err)
+			}
+			return o
+		}
+		if ordered(done.ID) || !ordered(pending.ID) {
+			t.Errorf("after the toggle: delivered ordered=%v (want false, untouched), pending ordered=%v (want true)", ordered(done.ID), ordered(pending.ID))
+		}
+		if err := ds.Redeliver(ctx, tid, done.ID, t0.Add(time.Minute)); err != nil {
+			t.Fatal(err)
+		}
+		if !ordered(done.ID) {
+			t.Error("a redelivered event is not ordered as its tenant now is")
+		}
+	})
+}

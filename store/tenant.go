@@ -128,9 +128,14 @@ func (s *TenantStore) Update(ctx context.Context, t *tenant.Tenant) error {
 			return err
 		}
 		if old[0].OrderedDelivery != row.OrderedDelivery {
+			// Only pending events are ordered against each other (claims
+			// look for earlier pending ones): rewriting the tenant's whole
+			// history held the write lock, and every other tenant's pushes,
+			// in proportion to it (370 ms at 100,000 events).
 			_, err = tx.NewUpdate().Model((*eventRow)(nil)).
 				Set("ordered = ?", row.OrderedDelivery).
 				Where("tenant_id = ?", string(t.ID)).
+				Where("state = 'pending'").
 				Exec(ctx)
 			if err != nil {
 				return err
