@@ -183,6 +183,34 @@ func (db *DB) writeTurn(ctx context.Context) (release func(), err error) {
 	}, nil
 }
 
+// ErrBackupExists: Backup does not overwrite a file.
+var ErrBackupExists = errors.New("store: the backup file exists already; give a new path, or remove the old backup first")
+
+// Backup writes a consistent copy of a SQLite database to path, which must
+// not exist, while other processes go on writing: SQLite's VACUUM INTO
+// reads one snapshot and writes a compact database of it, in rollback
+// mode, its file private to its owner. Restoring is putting the file back
+// as the database (with its -wal and -shm files gone) beside the same
+// secret key. On PostgreSQL it is an error: use pg_dump.
+func (db *DB) Backup(ctx context.Context, path string) error {
+	if db.Dialect() != "sqlite" {
+		return errors.New("store: backup copies SQLite databases; back PostgreSQL up with pg_dump or the server's own tools")
+	}
+	if _, err := os.Stat(path); err == nil {
+		return ErrBackupExists
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("store: backup file: %w", err)
+	}
+	if _, err := db.bun.ExecContext(ctx, "VACUUM INTO ?", path); err != nil {
+		os.Remove(path)
+		return fmt.Errorf("store: back up to %s: %w", path, err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		return fmt.Errorf("store: backup file: %w", err)
+	}
+	return nil
+}
+
 // Collectors are the database's metrics: how long writers wait for the
 // SQLite write turn (nothing is observed on PostgreSQL, which takes
 // concurrent writers).

@@ -3,6 +3,7 @@
 //	wxrelay serve        run the relay
 //	wxrelay migrate      apply database migrations and exit
 //	wxrelay admin-token  print an admin bearer token
+//	wxrelay backup       write a consistent copy of a SQLite database
 //	wxrelay version      print the version
 package main
 
@@ -47,6 +48,7 @@ commands:
   serve        run the relay: WeChat push endpoints, REST and gRPC API, health and metrics
   migrate      apply database migrations and exit
   admin-token  print one admin bearer token (--ttl 24h)
+  backup       write a consistent copy of the SQLite database, while serve runs (--to FILE)
   version      print the version
 
 Run 'wxrelay <command> -h' for the flags of a command. Every flag has a
@@ -68,6 +70,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return migrate(ctx, args, getenv, stderr)
 	case "admin-token":
 		return adminToken(ctx, args, getenv, stdout, stderr)
+	case "backup":
+		return backup(ctx, args, getenv, stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, "wxrelay", versionString())
 		return nil

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"os"
 	"runtime/debug"
 	"strings"
 	"time"
@@ -558,4 +559,34 @@ func addrOf(ln net.Listener) string {
 		return ""
 	}
 	return ln.Addr().String()
+}
+
+// backup writes a consistent copy of the SQLite database named by --db to
+// --to, while serve may run on it.
+func backup(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("backup", getenv, stderr)
+	to := fs.String("to", "", "the backup file to write; it must not exist")
+	cfg, err := fs.parse(args)
+	if err != nil {
+		return err
+	}
+	if *to == "" {
+		return fmt.Errorf("%w: --to FILE is required (see 'wxrelay backup -h')", errBadFlags)
+	}
+	if dialect, path, _ := store.ParseDSN(cfg.DB); dialect == "sqlite" {
+		if _, err := os.Stat(path); err != nil {
+			return fmt.Errorf("backup: the database %s: %w", path, err)
+		}
+	}
+	// No seal key, and no migration: the backup copies what is there.
+	db, err := store.Open(ctx, store.Config{DSN: cfg.DB, SkipMigrate: true, MaxConns: cfg.DBMaxConns})
+	if err != nil {
+		return fmt.Errorf("backup: %w", err)
+	}
+	defer db.Close()
+	if err := db.Backup(ctx, *to); err != nil {
+		return fmt.Errorf("backup: %w", err)
+	}
+	_, err = fmt.Fprintf(stdout, "backed up %s to %s; keep its secret key (the key file beside the database, or WXRELAY_SECRET_KEY) with it, but apart from it\n", cfg.DB, *to)
+	return err
 }
