@@ -25,13 +25,16 @@ func runBare(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs := flag.NewFlagSet("bare", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	addr := fs.String("addr", "127.0.0.1:9997", "listen `address`; port 0 picks a free one, which the start-up line reports")
+	durable := fs.String("durable", "", "append every push to this `file` and fsync it, one fsync for all the pushes that arrived meanwhile, before answering: the durability floor a relay is measured against")
 	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), `Usage: wxsim bare [--addr 127.0.0.1:9997]
+		fmt.Fprint(fs.Output(), `Usage: wxsim bare [--addr 127.0.0.1:9997] [--durable FILE]
 
 Serves the baseline of "wxsim load --compare" in this process until SIGINT or
 SIGTERM: a net/http handler that reads each request's body and answers
-"success", doing none of a relay's work. Point "wxsim load --bare-url" at
-http://ADDR/wx/bare to compare a relay with it.
+"success", doing none of a relay's work; with --durable, it also appends the
+body to FILE and has it on disk (group commit, one fsync a batch) before
+answering, the physical floor of a relay's work. Point "wxsim load
+--bare-url" at http://ADDR/wx/bare to compare a relay with it.
 
 Flags:
 `)
@@ -46,6 +49,14 @@ Flags:
 		return err
 	}
 	srv := load.NewBareHTTPServer(slog.NewLogLogger(log.Handler(), slog.LevelWarn))
+	if *durable != "" {
+		d, err := load.NewDurableBare(*durable)
+		if err != nil {
+			return err
+		}
+		defer d.Close()
+		srv = load.NewDurableBareHTTPServer(d, slog.NewLogLogger(log.Handler(), slog.LevelWarn))
+	}
 	return serveUntilDone(ctx, "bare", srv, ln, func() {
 		log.Info("wxsim bare handler serving", "url", "http://"+ln.Addr().String()+"/wx/bare")
 	})

@@ -7,6 +7,7 @@ cleanup() {
   [ -n "${RELAY_PID:-}" ] && kill "$RELAY_PID" 2>/dev/null && wait "$RELAY_PID" 2>/dev/null
   [ -n "${SINK_PID:-}" ] && kill "$SINK_PID" 2>/dev/null && wait "$SINK_PID" 2>/dev/null
   [ -n "${BARE_PID:-}" ] && kill "$BARE_PID" 2>/dev/null && wait "$BARE_PID" 2>/dev/null
+  [ -n "${DURABLE_PID:-}" ] && kill "$DURABLE_PID" 2>/dev/null && wait "$DURABLE_PID" 2>/dev/null
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -35,6 +36,15 @@ start_bare() { # sets BARE_URL: wxsim's bare handler, a process of its own as th
   BARE_URL="http://127.0.0.1:$port/wx/bare"
   for _ in $(seq 100); do curl -fs -X POST "$BARE_URL" >/dev/null 2>&1 && return; sleep 0.1; done
   echo "bare handler did not start:" >&2; cat "$WORK/bare.log" >&2; exit 1
+}
+
+start_durable_bare() { # sets DURABLE_URL: the bare handler that also has each push on disk before it answers
+  local port=${DURABLE_PORT:-18182}
+  "$WORK/wxsim" bare --addr 127.0.0.1:$port --durable "$WORK/durable-pushes" 2>"$WORK/durable.log" &
+  DURABLE_PID=$!
+  DURABLE_URL="http://127.0.0.1:$port/wx/bare"
+  for _ in $(seq 100); do curl -fs -X POST "$DURABLE_URL" >/dev/null 2>&1 && return; sleep 0.1; done
+  echo "durable bare handler did not start:" >&2; cat "$WORK/durable.log" >&2; exit 1
 }
 
 create_tenant() { # webhook_url

@@ -4,11 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -446,5 +449,43 @@ func TestResult_JSON(t *testing.T) {
 		if got.Latency[k] <= 0 {
 			t.Errorf("latency %s = %v in %s", k, got.Latency[k], b)
 		}
+	}
+}
+
+// TestDurableBare: every push answered success is in the file, whole, once
+// the handler has answered; concurrent pushes share fsyncs.
+func TestDurableBare(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "pushes")
+	d, err := load.NewDurableBare(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(d)
+	var wg sync.WaitGroup
+	for i := range 50 {
+		wg.Go(func() {
+			resp, err := http.Post(srv.URL, "application/json", strings.NewReader(fmt.Sprintf(`{"n":%d}`, i)))
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if string(b) != "success" {
+				t.Errorf("answer %q", b)
+			}
+		})
+	}
+	wg.Wait()
+	srv.Close()
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(string(data), "\n"); n != 50 {
+		t.Errorf("%d pushes in the file, want 50", n)
 	}
 }
