@@ -177,7 +177,34 @@ func (s *TenantStore) Update(ctx context.Context, t *tenant.Tenant) error {
 
 // Delete removes the tenant; the schema's foreign keys cascade to what it
 // owns. tenant.ErrNotFound.
+//
+// Its history goes first, in batches of purgeBatch events (with their
+// attempts and bodies) and call records, each a short transaction of its
+// own, so that other tenants' pushes take their turns in between: one
+// cascading delete held the write lock, and every push of every tenant,
+// for as long as the tenant's history took (0.9 s at 100,000 events). The
+// tenant is disabled first, so that claims skip its events and replicas
+// that hear of it refuse its pushes meanwhile (a push stored meanwhile goes
+// with the tenant's row at the end). A purge cut short leaves a disabled
+// tenant with part of its history; deleting it again finishes.
 func (s *TenantStore) Delete(ctx context.Context, id tenant.ID) error {
+	if err := s.disableForDelete(ctx, id); err != nil {
+		return err
+	}
+	for _, purge := range []struct{ what, query string }{
+		{"events", `DELETE FROM events WHERE seq IN (SELECT seq FROM events WHERE tenant_id = ? LIMIT ?)`},
+		{"call records", `DELETE FROM api_calls WHERE seq IN (SELECT seq FROM api_calls WHERE tenant_id = ? LIMIT ?)`},
+	} {
+		for {
+			n, err := s.purgeBatch(ctx, purge.query, id)
+			if err != nil {
+				return fmt.Errorf("delete tenant %s: purge its %s: %w", id, purge.what, err)
+			}
+			if n < purgeBatch {
+				break
+			}
+		}
+	}
 	defer s.db.serialize()()
 	var res sql.Result
 	err := s.db.bun.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
@@ -196,6 +223,47 @@ func (s *TenantStore) Delete(ctx context.Context, id tenant.ID) error {
 		return fmt.Errorf("delete tenant %s: %w", id, tenant.ErrNotFound)
 	}
 	return nil
+}
+
+// purgeBatch is how many events (or call records) one transaction of a
+// tenant's deletion deletes: a few milliseconds of the write lock.
+const purgeBatch = 1000
+
+// disableForDelete disables tenant id, and tells the replicas, before its
+// history is purged. tenant.ErrNotFound.
+func (s *TenantStore) disableForDelete(ctx context.Context, id tenant.ID) error {
+	defer s.db.serialize()()
+	var res sql.Result
+	err := s.db.bun.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+		var err error
+		if res, err = tx.NewUpdate().Model((*tenantRow)(nil)).Set("state = 'disabled'").Set("version = version + 1").
+			Where("id = ?", string(id)).Exec(ctx); err != nil {
+			return err
+		}
+		return s.db.notifyTenantChanged(ctx, tx, id)
+	})
+	if err != nil {
+		return fmt.Errorf("delete tenant %s: %w", id, err)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return fmt.Errorf("delete tenant %s: %w", id, err)
+	} else if n == 0 {
+		return fmt.Errorf("delete tenant %s: %w", id, tenant.ErrNotFound)
+	}
+	return nil
+}
+
+// purgeBatch runs query, a delete of up to purgeBatch rows of tenant id,
+// in a transaction of its own, relaxed: a purge lost in a crash is done
+// again by the next delete.
+func (s *TenantStore) purgeBatch(ctx context.Context, query string, id tenant.ID) (int, error) {
+	defer s.db.serialize()()
+	res, err := s.db.relaxed.NewRaw(query, string(id), purgeBatch).Exec(ctx)
+	if err != nil {
+		return 0, err
+	}
+	n, err := res.RowsAffected()
+	return int(n), err
 }
 
 // tenantRow is a row of the tenants table.

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -15,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wxrelay/wxrelay/relay"
 	"github.com/wxrelay/wxrelay/store"
 	"github.com/wxrelay/wxrelay/store/storetest"
 	"github.com/wxrelay/wxrelay/tenant"
@@ -652,4 +654,70 @@ func TestTenantStore_IDByAppID(t *testing.T) {
 			t.Errorf("IDByAppID(unknown) error = %v, want ErrNotFound", err)
 		}
 	})
+}
+
+// logRecorder collects the store's log lines.
+type logRecorder struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func (l *logRecorder) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.lines = append(l.lines, string(p))
+	return len(p), nil
+}
+
+func (l *logRecorder) contains(s string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, line := range l.lines {
+		if strings.Contains(line, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// TestTenantStore_DeleteInShortTurns: deleting a tenant with a long
+// history takes the SQLite write turn in short batches (none held 100 ms,
+// which the store logs), so other tenants' pushes are not held behind it;
+// its history goes, another tenant's stays.
+func TestTenantStore_DeleteInShortTurns(t *testing.T) {
+	logs := &logRecorder{}
+	cfg := storetest.Config(t, storetest.SQLiteDSN(t))
+	cfg.Logger = slog.New(slog.NewTextHandler(logs, nil))
+	db, err := store.Open(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	ctx := context.Background()
+	es, ts := store.NewEventStore(db), store.NewTenantStore(db)
+	big, other := mustCreateTenant(t, db, "tn_big"), mustCreateTenant(t, db, "tn_other")
+	const n = 60_000
+	for i := 0; i < n; i += 1000 {
+		batch := make([]*relay.Event, 0, 1000)
+		for j := range 1000 {
+			batch = append(batch, newEvent(big, fmt.Sprint("k", i+j)))
+		}
+		mustAppend(t, es, batch...)
+	}
+	mustAppend(t, es, newEvent(other, "kept"))
+	if err := ts.Delete(ctx, big); err != nil {
+		t.Fatal(err)
+	}
+	if logs.contains("write turn held long") {
+		t.Errorf("deleting a tenant of %d events held the write turn over 100 ms", n)
+	}
+	var left, kept int
+	db.Bun().NewSelect().Table("events").ColumnExpr("count(*)").Where("tenant_id = ?", string(big)).Scan(ctx, &left)
+	db.Bun().NewSelect().Table("events").ColumnExpr("count(*)").Where("tenant_id = ?", string(other)).Scan(ctx, &kept)
+	if left != 0 || kept != 1 {
+		t.Errorf("after the delete: %d of its events left (want 0), %d of the other's (want 1)", left, kept)
+	}
+	if _, err := ts.FindByID(ctx, big); !errors.Is(err, tenant.ErrNotFound) {
+		t.Errorf("FindByID after the delete: %v, want ErrNotFound", err)
+	}
 }
