@@ -2,9 +2,6 @@ package api
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -132,15 +129,10 @@ func (s *messageServer) SendMessage(ctx context.Context, req *wxrelayv1.SendMess
 // send (invalid body, unknown tenant, no access token) release the key, so
 // that a retry with it may send.
 func (s *messageServer) sendOnce(ctx context.Context, tid tenant.ID, key string, m message.Message) (*wxrelayv1.SendMessageResponse, error) {
-	if err := message.Validate(&m); err != nil {
-		return nil, err
-	}
-	canon, err := json.Marshal(m)
+	fp, err := message.Fingerprint(m)
 	if err != nil {
 		return nil, err
 	}
-	sum := sha256.Sum256(canon)
-	fp := hex.EncodeToString(sum[:])
 
 	prev, err := s.idem.ReserveIdempotencyKey(ctx, tid, key, fp, s.now(), message.IdempotencyTTL)
 	if errors.Is(err, message.ErrKeyTaken) {
@@ -204,10 +196,15 @@ func replay(o message.Outcome) (*wxrelayv1.SendMessageResponse, error) {
 		return &wxrelayv1.SendMessageResponse{}, nil
 	}
 	var sp spb.Status
-	if err := proto.Unmarshal(o.Status, &sp); err != nil || sp.GetCode() != o.Code {
-		return nil, status.Error(codes.Code(o.Code), fmt.Sprintf("WeChat refused the call: errcode %d: %s", o.Errcode, o.Errmsg))
+	if err := proto.Unmarshal(o.Status, &sp); err == nil && sp.GetCode() == o.Code {
+		return nil, status.ErrorProto(&sp)
 	}
-	return nil, status.ErrorProto(&sp)
+	// Recorded by the compatible API, which keeps WeChat's answer only:
+	// answered as this API answers WeChat's refusals.
+	if st, ok := wechatStatus(&wechat.APIError{Code: o.Errcode, Msg: o.Errmsg}); ok && o.Errcode != 0 {
+		return nil, st.Err()
+	}
+	return nil, status.Error(codes.Code(o.Code), fmt.Sprintf("WeChat refused the call: errcode %d: %s", o.Errcode, o.Errmsg))
 }
 
 func (s *messageServer) SetTyping(ctx context.Context, req *wxrelayv1.SetTypingRequest) (*wxrelayv1.SetTypingResponse, error) {

@@ -227,3 +227,57 @@ func TestCompat_RealTokenNeverAnswered(t *testing.T) {
 		t.Errorf("Content-Length %d for %d bytes", resp.ContentLength, len(raw))
 	}
 }
+
+// TestIdempotencyIsOneRuleAcrossAPIs: a key used on the REST send and on
+// the compatible API for the same message, however its JSON is written,
+// is one send; for another message it is refused on either. (The REST
+// send fingerprinted canonical JSON and the compatible API the raw body,
+// so the same message read as a different one.)
+func TestIdempotencyIsOneRuleAcrossAPIs(t *testing.T) {
+	e := newCompatEnv(t, 0)
+	tn := e.wxTenant()
+	tok, _ := e.token(tn.appid, tn.apiKey)
+	e.push(tn, tn.appid, "o1", 1)
+	rest := func(key, body string) response {
+		req, _ := http.NewRequest("POST", e.url+sendPath(tn.id), strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+tn.apiKey)
+		req.Header.Set("Idempotency-Key", key)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		raw, _ := io.ReadAll(resp.Body)
+		return response{status: resp.StatusCode, raw: string(raw)}
+	}
+	compat := func(key, body string) (int, map[string]any) {
+		return e.wxFrom("", "POST", "/cgi-bin/message/custom/send?access_token="+tok, []byte(body), http.Header{"Idempotency-Key": {key}})
+	}
+	if r := rest("k1", `{"touser":"o1","msgtype":"text","text":{"content":"once"}}`); r.status != 200 {
+		t.Fatalf("REST send: %d %s", r.status, r.raw)
+	}
+	// The same message, spaced and ordered otherwise, on the other API.
+	if status, m := compat("k1", `{ "msgtype": "text", "text": {"content": "once"}, "touser": "o1" }`); status != 200 || errcode(m) != 0 {
+		t.Errorf("the same message under the key on the compatible API: %d %v, want the recorded success", status, m)
+	}
+	if n := len(e.sends()); n != 1 {
+		t.Errorf("wxsim got %d sends, want 1", n)
+	}
+	if status, m := compat("k1", `{"touser":"o1","msgtype":"text","text":{"content":"another"}}`); status != 409 || errcode(m) != 40097 {
+		t.Errorf("another message under the key on the compatible API: %d %v, want 409 (40097)", status, m)
+	}
+	// And the other way: a refusal recorded by the compatible API is
+	// replayed by the REST send as its own answer to WeChat's refusal.
+	e.sim.RejectSends("o1", 45015)
+	if _, m := compat("k2", `{"touser":"o1","msgtype":"text","text":{"content":"x"}}`); errcode(m) != 45015 {
+		t.Fatalf("refused send: %v", m)
+	}
+	e.sim.ClearFaults()
+	r := rest("k2", `{"msgtype":"text","touser":"o1","text":{"content":"x"}}`)
+	if r.status == 200 || !strings.Contains(r.raw, "45015") {
+		t.Errorf("the REST send under the compatible API's key: %d %s, want WeChat's 45015 replayed", r.status, r.raw)
+	}
+	if n := len(e.sends()); n != 2 {
+		t.Errorf("wxsim got %d sends, want 2 (the replay sends nothing)", n)
+	}
+}

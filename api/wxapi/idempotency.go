@@ -2,8 +2,6 @@ package wxapi
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/http"
@@ -39,8 +37,9 @@ func (h *Handler) idempotent(a *answer, r *http.Request, tid tenant.ID, body []b
 		a.refuse(http.StatusBadRequest, codeInvalidArgs, fmt.Sprintf("invalid args: %s is longer than %d bytes", IdempotencyHeader, message.MaxIdempotencyKeyLen))
 		return nil, true
 	}
-	sum := sha256.Sum256(body)
-	fp := hex.EncodeToString(sum[:])
+	// The rule of every API: the same message, however written, under the
+	// same key is the same send (a key used on the REST send too).
+	fp := message.FingerprintBody(body)
 	ctx := r.Context()
 	prev, err := h.opts.Idempotency.ReserveIdempotencyKey(ctx, tid, key, fp, h.now(), message.IdempotencyTTL)
 	switch {
@@ -52,6 +51,9 @@ func (h *Handler) idempotent(a *answer, r *http.Request, tid tenant.ID, body []b
 		return nil, true
 	case errors.Is(err, message.ErrKeyTaken):
 		o := prev.Outcome
+		if o.Errcode == 0 && o.Errmsg == "" {
+			o.Errmsg = "ok" // a success the REST send recorded
+		}
 		a.errcode, a.errmsg = strconv.Itoa(o.Errcode), o.Errmsg
 		a.json(http.StatusOK, struct {
 			Errcode int    `json:"errcode"`

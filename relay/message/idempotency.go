@@ -2,9 +2,13 @@ package message
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"time"
 
+	"github.com/wxrelay/wxrelay/relay/wechat"
 	"github.com/wxrelay/wxrelay/tenant"
 )
 
@@ -31,6 +35,39 @@ type Outcome struct {
 	Status []byte
 }
 
+// Fingerprint is what an idempotency key remembers of the message sent
+// under it, the same for every API (REST, gRPC, the compatible API): the
+// SHA-256, in hex, of the message as the relay sends it (validated, only
+// its msgtype's payload, encoded as WeChat reads it). The same message
+// written with other spacing or field order, or sent through another API,
+// has the same fingerprint; a different message has another.
+func Fingerprint(m Message) (string, error) {
+	if err := Validate(&m); err != nil {
+		return "", err
+	}
+	body, err := wechat.EncodeJSON(onlyType(m))
+	if err != nil {
+		return "", err
+	}
+	sum := sha256.Sum256(body)
+	return hex.EncodeToString(sum[:]), nil
+}
+
+// FingerprintBody is Fingerprint of a send body as a caller wrote it (the
+// compatible API forwards bodies it does not parse): a body that is no
+// valid message is fingerprinted as its bytes, marked so, which no valid
+// message's fingerprint equals.
+func FingerprintBody(body []byte) string {
+	var m Message
+	if json.Unmarshal(body, &m) == nil {
+		if fp, err := Fingerprint(m); err == nil {
+			return fp
+		}
+	}
+	sum := sha256.Sum256(body)
+	return "raw:" + hex.EncodeToString(sum[:])
+}
+
 // Reservation is the state of an idempotency key.
 type Reservation struct {
 	// Fingerprint is the sha256 (hex) of the canonical body sent under the key.
@@ -46,8 +83,8 @@ type Reservation struct {
 type IdempotencyStore interface {
 	// ReserveIdempotencyKey records key as pending for tid with fingerprint
 	// at now, unless a row for it younger than ttl exists: it then returns
-	// that row and ErrKeyTaken. Rows of tid older than ttl are ignored and
-	// deleted. tenant.ErrNotFound.
+	// that row and ErrKeyTaken. A row older than ttl is taken over.
+	// tenant.ErrNotFound.
 	ReserveIdempotencyKey(ctx context.Context, tid tenant.ID, key, fingerprint string, now time.Time, ttl time.Duration) (*Reservation, error)
 	// FinishIdempotencyKey records the outcome of the send under key.
 	FinishIdempotencyKey(ctx context.Context, tid tenant.ID, key string, o Outcome, now time.Time) error
