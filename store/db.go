@@ -1,7 +1,11 @@
 // Package store keeps wxrelay's state in SQL through bun: in a SQLite file
 // for a single node, or in PostgreSQL when several replicas share the work.
-// Every query is written once, with bun's query builder and placeholders, and
-// runs on both engines; the schema lives in package migrations.
+// Queries are written once, with bun's query builder and placeholders, and
+// run on both engines, but for the delivery's hot path: claims and records
+// are written for each engine, in delivery_pg.go and delivery_sqlite.go
+// behind one interface (deliveryEngine), and the conformance tests
+// (storetest.Each) run them on both. The schema lives in package
+// migrations.
 //
 // Secrets never reach the database in the clear: they are sealed with
 // AES-256-GCM under Config.SealKey, each ciphertext bound to the row and

@@ -4,14 +4,10 @@ import (
 	"cmp"
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
-
-	"github.com/uptrace/bun"
 
 	"github.com/wxrelay/wxrelay/relay"
 	"github.com/wxrelay/wxrelay/relay/delivery"
@@ -33,13 +29,35 @@ import (
 // transaction, three per event with ingest, and the disk would set the
 // delivery rate. Redelivery, asked for by a person, is durable.
 type DeliveryStore struct {
-	db *DB
+	db     *DB
+	engine deliveryEngine
 }
 
 var _ delivery.Store = (*DeliveryStore)(nil)
 
 // NewDeliveryStore returns a DeliveryStore on db.
-func NewDeliveryStore(db *DB) *DeliveryStore { return &DeliveryStore{db: db} }
+func NewDeliveryStore(db *DB) *DeliveryStore {
+	s := &DeliveryStore{db: db}
+	if db.Dialect() == "pg" {
+		s.engine = pgDelivery{db: db}
+	} else {
+		s.engine = &sqliteDelivery{db: db}
+	}
+	return s
+}
+
+// deliveryEngine is what the engines do their own way: claims and records
+// are the delivery's hot path, and each engine's fastest SQL differs
+// (PostgreSQL's LATERAL and row locks, SQLite's prepared statements run
+// per row), so each has a file of its own, delivery_pg.go and
+// delivery_sqlite.go. Everything else about delivery is written once here,
+// and the conformance tests (storetest.Each) run every method on both.
+type deliveryEngine interface {
+	// claim is ClaimDue's work, c validated and the write turn held.
+	claim(ctx context.Context, c delivery.Claim) ([]*delivery.Job, error)
+	// record stores recs, validated, the write turn held.
+	record(ctx context.Context, recs []outcomeRecord) error
+}
 
 // ClaimDue leases due events to c.Owner until c.LeaseUntil and returns them
 // with their payloads, soonest due first.
@@ -94,78 +112,7 @@ func (s *DeliveryStore) ClaimDue(ctx context.Context, c delivery.Claim) ([]*deli
 	if err := validateClaim(c); err != nil {
 		return nil, fmt.Errorf("claim due events: %w", err)
 	}
-	if s.db.Dialect() != "pg" {
-		return s.claimSQLite(ctx, c)
-	}
-	db, now := s.db.relaxed, c.Now.UTC()
-
-	// 1. pt(id): the first pending tenant, then each time the next one.
-	// The scalar subqueries are what lets both engines jump through the
-	// index instead of reading every pending event.
-	pendingTenants := db.NewSelect().
-		ColumnExpr("(?) AS id", db.NewSelect().TableExpr("events").
-			ColumnExpr("min(tenant_id)").
-			Where("state = 'pending'")).
-		UnionAll(db.NewSelect().TableExpr("pt").
-			ColumnExpr("(?)", db.NewSelect().TableExpr("events AS n").
-				ColumnExpr("min(n.tenant_id)").
-				Where("n.state = 'pending'").
-				Where("n.tenant_id > pt.id")).
-			Where("pt.id IS NOT NULL"))
-
-	// 2. The claimable events of tenant t, soonest due first: a correlated
-	// subquery, run for each tenant of pt.
-	earlier := db.NewSelect().TableExpr("events AS p").ColumnExpr("1").
-		Where("p.tenant_id = e.tenant_id").
-		Where("p.openid = e.openid").
-		Where("p.state = 'pending'").
-		// True of every event of an ordered tenant; said literally so that
-		// events_pending_openid, partial on it, serves the search.
-		Where("p.ordered").
-		Where("(p.create_time, p.seq) < (e.create_time, e.seq)")
-	claimable := db.NewSelect().TableExpr("events AS e").
-		Column("e.seq").
-		Where("e.tenant_id = t.id").
-		Where("e.state = 'pending'").
-		Where("e.next_attempt_at <= ?", now).
-		Where("(e.lease_expires_at IS NULL OR e.lease_expires_at < ?)", now).
-		Where("(NOT t.ordered_delivery OR NOT EXISTS (?))", earlier).
-		OrderExpr("e.next_attempt_at, e.seq").
-		Limit(int64(perTenantLimit(c)))
-	picked := db.NewSelect().TableExpr("pt").
-		Join("JOIN tenants AS t ON t.id = pt.id").
-		Column("x.seq").
-		OrderExpr("x.next_attempt_at, x.seq").
-		Limit(int64(c.Limit))
-	// LATERAL runs the subquery per tenant; its row locks are what lets
-	// concurrent claims pass each other.
-	claimable = claimable.Column("e.next_attempt_at").For("UPDATE OF e SKIP LOCKED")
-	picked = picked.Join("CROSS JOIN LATERAL (?) AS x", claimable)
-	// A disabled tenant's events wait, unclaimed, until it is enabled:
-	// claiming them only to release them took two writes per event a minute.
-	picked = picked.Where("t.state = 'active'")
-	if len(c.Exclude) > 0 {
-		picked = picked.Where("t.id NOT IN (?)", bun.List(c.Exclude))
-	}
-
-	// 3. Lease what was picked, if it is still claimable. MATERIALIZED
-	// runs the locking step once, whatever plan the UPDATE gets.
-	var rows []claimedRow
-	err := db.NewUpdate().Table("events").
-		WithRecursive("pt", pendingTenants).
-		WithQuery(bun.NewWithQuery("picked", picked).Materialized()).
-		Set("lease_owner = ?", c.Owner).
-		Set("lease_expires_at = ?", c.LeaseUntil.UTC()).
-		Where("seq IN (SELECT seq FROM picked)").
-		Where("state = 'pending'").
-		Where("(lease_expires_at IS NULL OR lease_expires_at < ?)", now).
-		Returning("seq, id, tenant_id, "+claimedPayload+", receive_time, next_attempt_at, attempt_count, retry_index").
-		Scan(ctx, &rows)
-	if err != nil {
-		return nil, fmt.Errorf("claim due events: %w", err)
-	}
-
-	return claimedJobs(rows, c), nil
+	return s.engine.claim(ctx, c)
 }
 
 // claimedJobs turns the rows a claim leased into jobs, soonest due first.
@@ -188,236 +135,6 @@ func claimedJobs(rows []claimedRow, c delivery.Claim) []*delivery.Job {
 		}
 	}
 	return jobs
-}
-
-// ClaimDue's statements on SQLite: the same three steps as the query
-// ClaimDue builds for PostgreSQL, as statements in one transaction, with
-// parameters, so that each is prepared once per connection (see
-// DB.prepared). SQLite's single write lock, taken at BEGIN, serialises
-// claims, so nothing is locked row by row.
-//
-// SQLite has no LATERAL. Step 2 has two forms: a query per tenant, or one
-// query for all of them, the per-tenant subquery correlated with the
-// tenant in a join condition (x.seq IN (...)). The one query costs about
-// 6 µs a tenant, but some 80 µs more whatever the number of tenants; a
-// query per tenant costs about 40 µs. So a claim among a few tenants, as
-// when one tenant's backlog drains, runs a query per tenant, and a claim
-// among more runs the one query: with 1,000 tenants with due events, 6 ms
-// a claim against 39 ms.
-const (
-	// 1. pt: the tenants that have pending events, active and not
-	// excluded. ?1 is the excluded tenants as a JSON array.
-	sqliteClaimTenants = `WITH RECURSIVE pt(id) AS (
-	SELECT (SELECT min(tenant_id) FROM events WHERE state = 'pending')
-	UNION ALL
-	SELECT (SELECT min(n.tenant_id) FROM events AS n WHERE n.state = 'pending' AND n.tenant_id > pt.id)
-	FROM pt WHERE pt.id IS NOT NULL
-)
-SELECT t.id, t.ordered_delivery FROM pt JOIN tenants AS t ON t.id = pt.id
-WHERE t.state = 'active' AND t.id NOT IN (SELECT value FROM json_each(?1))`
-
-	// 2. A tenant's first claimable events, soonest due first: ?1 the
-	// tenant, ?2 now, ?3 how many. Two queries: without ordered delivery,
-	// and with it.
-	sqliteClaimTenantDue = `SELECT e.seq, e.next_attempt_at FROM events AS e
-WHERE e.tenant_id = ?1 AND ` + sqliteClaimable + `
-ORDER BY e.next_attempt_at, e.seq
-LIMIT ?3`
-	sqliteClaimTenantDueOrdered = `SELECT e.seq, e.next_attempt_at FROM events AS e
-WHERE e.tenant_id = ?1 AND ` + sqliteClaimable + ` AND ` + sqliteNoEarlierPending + `
-ORDER BY e.next_attempt_at, e.seq
-LIMIT ?3`
-
-	// 2, for many tenants at once: the first ?3 claimable events of each
-	// tenant of ?1 (a JSON array of tenant ids), and of those the first ?4,
-	// soonest due first.
-	sqliteClaimTenantsDue = `SELECT x.seq, x.next_attempt_at FROM json_each(?1) AS pt
-JOIN tenants AS t ON t.id = pt.value
-JOIN events AS x ON x.seq IN (
-	SELECT e.seq FROM events AS e
-	WHERE e.tenant_id = t.id AND ` + sqliteClaimable + `
-		AND (NOT t.ordered_delivery OR ` + sqliteNoEarlierPending + `)
-	ORDER BY e.next_attempt_at, e.seq
-	LIMIT ?3)
-ORDER BY x.next_attempt_at, x.seq
-LIMIT ?4`
-
-	// Step 2's conditions on an event e at ?2, now: pending, due, and not
-	// leased or its lease ran out; and, for ordered delivery, no event of
-	// the same openid with an earlier (create_time, seq) is pending.
-	sqliteClaimable        = `e.state = 'pending' AND e.next_attempt_at <= ?2 AND (e.lease_expires_at IS NULL OR e.lease_expires_at < ?2)`
-	sqliteNoEarlierPending = `NOT EXISTS (
-		SELECT 1 FROM events AS p
-		WHERE p.tenant_id = e.tenant_id AND p.openid = e.openid
-			AND p.state = 'pending' AND p.ordered
-			AND (p.create_time, p.seq) < (e.create_time, e.seq))`
-
-	// 3. Lease the picked events (?1, a JSON array of seqs) to ?3 until
-	// ?4, if they are still claimable at ?2.
-	sqliteClaimLease = `UPDATE events SET lease_owner = ?3, lease_expires_at = ?4
-WHERE seq IN (SELECT value FROM json_each(?1)) AND state = 'pending'
-	AND (lease_expires_at IS NULL OR lease_expires_at < ?2)
-RETURNING seq, id, tenant_id, ` + claimedPayload + `, receive_time, next_attempt_at, attempt_count, retry_index`
-)
-
-// claimedPayload is the webhook body of the event a claim leases, read in
-// its RETURNING clause: the bodies are not in the events row.
-const claimedPayload = `(SELECT b.payload FROM event_bodies AS b WHERE b.seq = events.seq) AS payload`
-
-// claimSQLite is ClaimDue on SQLite.
-func (s *DeliveryStore) claimSQLite(ctx context.Context, c delivery.Claim) (jobs []*delivery.Job, err error) {
-	defer func() {
-		if err != nil {
-			err = fmt.Errorf("claim due events: %w", err)
-		}
-	}()
-	exclude, err := jsonArray(c.Exclude, func(id tenant.ID) tenant.ID { return id })
-	if err != nil {
-		return nil, err
-	}
-	var st claimStmts
-	for _, p := range []struct {
-		st    **sql.Stmt
-		query string
-	}{
-		{&st.tenants, sqliteClaimTenants}, {&st.due, sqliteClaimTenantDue}, {&st.dueOrdered, sqliteClaimTenantDueOrdered},
-		{&st.dueMany, sqliteClaimTenantsDue}, {&st.lease, sqliteClaimLease},
-	} {
-		if *p.st, err = s.stmt(ctx, p.query); err != nil {
-			return nil, err
-		}
-	}
-
-	ctx = uncancellable(ctx)
-	tx, err := s.db.relaxed.DB.BeginTx(ctx, nil)
-	if err != nil {
-		return nil, err
-	}
-	defer tx.Rollback() // after Commit, does nothing
-	tenants, err := appendRows(ctx, tx.StmtContext(ctx, st.tenants), nil, func(rs *sql.Rows, t *tenantDue) error {
-		return rs.Scan(&t.id, &t.ordered)
-	}, exclude)
-	if err != nil {
-		return nil, err
-	}
-	picked, err := pickDue(ctx, tx, &st, tenants, c)
-	if err != nil {
-		return nil, err
-	}
-	if len(picked) == 0 {
-		return nil, tx.Commit()
-	}
-	seqs, err := jsonArray(picked, func(d dueEvent) int64 { return d.seq })
-	if err != nil {
-		return nil, err
-	}
-	rows, err := appendRows(ctx, tx.StmtContext(ctx, st.lease), make([]claimedRow, 0, len(picked)), func(rs *sql.Rows, r *claimedRow) error {
-		return rs.Scan(&r.Seq, &r.ID, &r.TenantID, &r.Payload, &r.ReceiveTime, &r.NextAttemptAt, &r.AttemptCount, &r.RetryIndex)
-	}, seqs, sqliteTime(c.Now), c.Owner, sqliteTime(c.LeaseUntil))
-	if err != nil {
-		return nil, err
-	}
-	if err := tx.Commit(); err != nil {
-		return nil, err
-	}
-	return claimedJobs(rows, c), nil
-}
-
-// claimStmts are a claim's statements on SQLite, prepared.
-type claimStmts struct {
-	tenants, due, dueOrdered, dueMany, lease *sql.Stmt
-}
-
-// pickDue is step 2 of a claim on SQLite: the first claimable events of
-// each of tenants, at most c.PerTenant each and c.Limit in all, soonest
-// due first.
-func pickDue(ctx context.Context, tx *sql.Tx, st *claimStmts, tenants []tenantDue, c delivery.Claim) ([]dueEvent, error) {
-	now, perTenant := sqliteTime(c.Now), perTenantLimit(c)
-	scan := func(rs *sql.Rows, d *dueEvent) error { return rs.Scan(&d.seq, &d.next) }
-	if len(tenants) > claimPerTenantMax {
-		ids, err := jsonArray(tenants, func(t tenantDue) string { return t.id })
-		if err != nil {
-			return nil, err
-		}
-		return appendRows(ctx, tx.StmtContext(ctx, st.dueMany), nil, scan, ids, now, perTenant, c.Limit)
-	}
-	var picked []dueEvent
-	for _, t := range tenants {
-		q := st.due
-		if t.ordered {
-			q = st.dueOrdered
-		}
-		var err error
-		if picked, err = appendRows(ctx, tx.StmtContext(ctx, q), picked, scan, t.id, now, perTenant); err != nil {
-			return nil, err
-		}
-	}
-	slices.SortFunc(picked, func(a, b dueEvent) int {
-		return cmp.Or(a.next.Compare(b.next), cmp.Compare(a.seq, b.seq))
-	})
-	return picked[:min(len(picked), c.Limit)], nil
-}
-
-// claimPerTenantMax is the most tenants with pending events for which a
-// claim on SQLite runs step 2 as a query per tenant (see ClaimDue's
-// statements on SQLite above).
-var claimPerTenantMax = 3
-
-// tenantDue is a tenant with pending events, as step 1 of a claim finds it.
-type tenantDue struct {
-	id      string
-	ordered bool
-}
-
-// dueEvent is a claimable event, as step 2 of a claim finds it.
-type dueEvent struct {
-	seq  int64
-	next time.Time
-}
-
-// jsonArray is f of each of xs as a JSON array, "[]" for none: how a list
-// reaches a SQLite statement, which reads it with json_each.
-func jsonArray[T, V any](xs []T, f func(T) V) (string, error) {
-	vs := make([]V, len(xs))
-	for i, x := range xs {
-		vs[i] = f(x)
-	}
-	b, err := json.Marshal(vs)
-	return string(b), err
-}
-
-// appendRows runs st with args and appends to to a value per row, read by
-// scan.
-func appendRows[T any](ctx context.Context, st *sql.Stmt, to []T, scan func(*sql.Rows, *T) error, args ...any) ([]T, error) {
-	rs, err := st.QueryContext(ctx, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rs.Close()
-	for rs.Next() {
-		var v T
-		if err := scan(rs, &v); err != nil {
-			return nil, err
-		}
-		to = append(to, v)
-	}
-	return to, rs.Err()
-}
-
-// uncancellable is ctx for SQLite's hot statements. Given a context that
-// can end, the driver runs each statement in a goroutine of its own, to
-// interrupt it on cancellation, and database/sql watches each transaction
-// and result set with another goroutine: switches that cost more than the
-// statements, which take microseconds and never wait long (this process's
-// writes take turns in serialize; the busy timeout bounds a wait for
-// another process's).
-func uncancellable(ctx context.Context) context.Context { return context.WithoutCancel(ctx) }
-
-// stmt returns query prepared on the relaxed pool. bun writes values into
-// a statement's text, and SQLite compiled the claim afresh at every call, a
-// quarter of its CPU.
-func (s *DeliveryStore) stmt(ctx context.Context, query string) (*sql.Stmt, error) {
-	return s.db.prepared(ctx, s.db.relaxed, query)
 }
 
 // claimedRow is what ClaimDue reads back of a leased event.
@@ -491,33 +208,7 @@ func (s *DeliveryStore) Record(ctx context.Context, outcomes []delivery.Outcome)
 		}
 		recs[i] = outcomeRecord{o: o, state: state, attempt: newAttemptRow(o.Job.TenantID, o.Job.EventID, o.Attempt)}
 	}
-	pg := s.db.Dialect() == "pg"
-	var ins, upd *sql.Stmt
-	if !pg {
-		var err error
-		if ins, err = s.stmt(ctx, sqliteInsertAttempt); err != nil {
-			return fmt.Errorf("record %d outcomes: %w", len(outcomes), err)
-		}
-		if upd, err = s.stmt(ctx, sqliteRecordOutcome); err != nil {
-			return fmt.Errorf("record %d outcomes: %w", len(outcomes), err)
-		}
-	}
-	var err error
-	if !pg {
-		ctx = uncancellable(ctx)
-	}
-	for attempt := 1; ; attempt++ {
-		err = s.db.relaxed.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
-			if !pg {
-				return recordPrepared(ctx, tx, ins, upd, recs)
-			}
-			return record(ctx, tx, recs)
-		})
-		if err == nil || !isDeadlock(err) || attempt == recordAttempts {
-			break
-		}
-	}
-	if err != nil {
+	if err := s.engine.record(ctx, recs); err != nil {
 		return fmt.Errorf("record %d outcomes: %w", len(outcomes), err)
 	}
 	return nil
@@ -530,162 +221,6 @@ type outcomeRecord struct {
 	attempt *attemptRow
 	// seq is the event's, found by record; 0 when the event is gone.
 	seq int64
-}
-
-// record stores recs in tx on PostgreSQL. It may run more than once.
-//
-// It finds the events first, and then writes by seq: an UPDATE that names
-// the event by id and tenant gave PostgreSQL's planner, before the table's
-// first ANALYZE, the choice of events_pending_openid (tenant_id, ...) over
-// the unique index on id, which made each update read the tenant's whole
-// backlog (0.8 ms an outcome with 600 pending events per tenant). Nothing
-// competes with the primary key.
-func record(ctx context.Context, tx bun.Tx, recs []outcomeRecord) error {
-	// Which events still exist, and their tenants, which the attempts take
-	// (the outcome's job says the same, unless its caller erred). On
-	// PostgreSQL this also locks the events, in id order, so that a tenant
-	// being deleted waits for this transaction instead of removing an event
-	// between this look-up and the insert of its attempt.
-	ids := make([]string, 0, len(recs))
-	for _, r := range recs {
-		ids = append(ids, string(r.o.Job.EventID))
-	}
-	slices.Sort(ids)
-	ids = slices.Compact(ids)
-	type found struct {
-		Seq      int64  `bun:"seq"`
-		ID       string `bun:"id"`
-		TenantID string `bun:"tenant_id"`
-	}
-	events := make(map[string]found, len(ids))
-	for start := 0; start < len(ids); start += lookupChunkRows {
-		var rows []found
-		q := tx.NewSelect().Model((*eventRow)(nil)).Column("seq", "id", "tenant_id").
-			Where("id IN (?)", bun.List(ids[start:min(start+lookupChunkRows, len(ids))])).
-			OrderExpr("id").
-			For("NO KEY UPDATE")
-		if err := q.Scan(ctx, &rows); err != nil {
-			return fmt.Errorf("find events: %w", err)
-		}
-		for _, f := range rows {
-			events[f.ID] = f
-		}
-	}
-
-	live := make([]*outcomeRecord, 0, len(recs))
-	for i := range recs {
-		r := &recs[i]
-		f, ok := events[r.attempt.EventID]
-		if !ok {
-			r.seq = 0
-			continue
-		}
-		r.seq, r.attempt.TenantID = f.Seq, f.TenantID
-		live = append(live, r)
-	}
-	if len(live) == 0 {
-		return nil
-	}
-	return recordMultiRow(ctx, tx, live)
-}
-
-// sqliteInsertAttempt and sqliteRecordOutcome are recordPrepared's
-// statements, prepared once per connection (see DB.prepared) and
-// run per outcome with bound parameters: SQLite has no round trips to
-// save, and a statement per row costs less than one holding the batch's
-// values (response bodies in hex) in its text. Both find the event by its
-// id, through its unique index, so that no look-up precedes them.
-const (
-	// The attempt, if its event still exists; its tenant is the event's.
-	sqliteInsertAttempt = `INSERT INTO attempts (event_id, tenant_id, time, http_status, latency_ms, error_class, error, response_body)
-SELECT id, tenant_id, ?, ?, ?, ?, ?, ? FROM events WHERE id = ?`
-	// The event's next state, if the outcome's owner holds its lease.
-	sqliteRecordOutcome = `UPDATE events SET
-	state = ?, attempt_count = attempt_count + 1, retry_index = ?,
-	next_attempt_at = coalesce(?, next_attempt_at), finished_at = ?,
-	lease_owner = NULL, lease_expires_at = NULL
-WHERE id = ? AND state = 'pending' AND lease_owner = ?`
-)
-
-// recordPrepared is Record on SQLite: the outcomes apply one by one, in
-// batch order. SQLite's write lock, taken at BEGIN, keeps a tenant's
-// deletion from coming between an event and its attempt.
-func recordPrepared(ctx context.Context, tx bun.Tx, ins, upd *sql.Stmt, recs []outcomeRecord) error {
-	ins, upd = tx.Tx.StmtContext(ctx, ins), tx.Tx.StmtContext(ctx, upd)
-	defer ins.Close()
-	defer upd.Close()
-	for i := range recs {
-		r := &recs[i]
-		a := r.attempt
-		_, err := ins.ExecContext(ctx, sqliteTime(a.Time), a.HTTPStatus, a.LatencyMS, a.ErrorClass, a.Error, a.ResponseBody, a.EventID)
-		if err != nil {
-			return fmt.Errorf("insert attempt at event %s: %w", a.EventID, err)
-		}
-		next, finished := r.nextTimes()
-		if _, err := upd.ExecContext(ctx, r.state, r.o.RetryIndex, sqliteNullTime(next), sqliteNullTime(finished), a.EventID, r.o.Owner); err != nil {
-			return fmt.Errorf("update event %s: %w", a.EventID, err)
-		}
-	}
-	return nil
-}
-
-// recordMultiRow is record's writing on PostgreSQL, where each statement
-// is a round trip: the attempts go in multi-row INSERTs, and the events'
-// next states in UPDATEs that each join up to lookupChunkRows outcomes.
-func recordMultiRow(ctx context.Context, tx bun.Tx, recs []*outcomeRecord) error {
-	attempts := make([]*attemptRow, len(recs))
-	for i, r := range recs {
-		attempts[i] = r.attempt
-	}
-	for start := 0; start < len(attempts); start += appendChunkRows {
-		chunk := attempts[start:min(start+appendChunkRows, len(attempts))]
-		if _, err := tx.NewInsert().Model(&chunk).Exec(ctx); err != nil {
-			return fmt.Errorf("insert attempts: %w", err)
-		}
-	}
-
-	// In one statement, an event that several outcomes of the same owner
-	// name would be updated by any one of them. Applied one by one, the
-	// first would end the lease and the others find it gone: keep the
-	// first. Outcomes of different owners may stay, as only the one whose
-	// owner holds the lease matches.
-	type key struct {
-		seq   int64
-		owner string
-	}
-	seen := make(map[key]bool, len(recs))
-	var rows []*outcomeRecord
-	for _, r := range recs {
-		if k := (key{r.seq, r.o.Owner}); !seen[k] {
-			seen[k] = true
-			rows = append(rows, r)
-		}
-	}
-	for start := 0; start < len(rows); start += lookupChunkRows {
-		chunk := rows[start:min(start+lookupChunkRows, len(rows))]
-		var values strings.Builder
-		args := make([]any, 0, 6*len(chunk))
-		for i, r := range chunk {
-			if i > 0 {
-				values.WriteString(", ")
-			}
-			// Typed, as VALUES does not take its types from the columns
-			// it is compared with or assigned to.
-			values.WriteString("(?::bigint, ?::text, ?::text, ?::integer, ?::timestamptz, ?::timestamptz)")
-			next, finished := r.nextTimes()
-			args = append(args, r.seq, r.o.Owner, r.state, r.o.RetryIndex, next, finished)
-		}
-		_, err := tx.NewRaw(`UPDATE events AS e SET
-	state = o.state, attempt_count = e.attempt_count + 1, retry_index = o.retry_index,
-	next_attempt_at = coalesce(o.next_attempt_at, e.next_attempt_at), finished_at = o.finished_at,
-	lease_owner = NULL, lease_expires_at = NULL
-FROM (VALUES `+values.String()+`) AS o (seq, owner, state, retry_index, next_attempt_at, finished_at)
-WHERE e.seq = o.seq AND e.state = 'pending' AND e.lease_owner = o.owner`, args...).Exec(ctx)
-		if err != nil {
-			return fmt.Errorf("update events: %w", err)
-		}
-	}
-	return nil
 }
 
 // nextTimes returns the event's next attempt time, when the outcome
