@@ -7,38 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	mrand "math/rand/v2"
 	"sync"
 	"time"
 
 	"github.com/wxrelay/wxrelay/relay/wechat"
 	"github.com/wxrelay/wxrelay/tenant"
 )
-
-const (
-	// expirySkew: a token with less than this left counts as expired, so
-	// that a call made with it has time to reach WeChat.
-	expirySkew = 30 * time.Second
-	// recheckEvery is how often, once a token is due, memory asks the
-	// Store whether another process has replaced it.
-	recheckEvery = 5 * time.Second
-	// minDue is the earliest a next fetch is scheduled after the last.
-	minDue = 30 * time.Second
-
-	// A stable token's normal mode hands out the next token only in the
-	// current one's last five minutes (protocol §6); earlier fetches get the
-	// same token back. Stable tokens are therefore refreshed between these
-	// two leads before expiry.
-	stableLeadMin = 90 * time.Second
-	stableLeadMax = 270 * time.Second
-
-	// WeChat's force_refresh limits (protocol §6).
-	forceDailyMax = 20
-	forceGap      = 30 * time.Second
-)
-
-// beijing is WeChat's day boundary for daily quotas.
-var beijing = time.FixedZone("CST", 8*60*60)
 
 // Options configure a Keeper. The zero value is usable.
 type Options struct {
@@ -392,35 +366,6 @@ func (k *Keeper) do(ctx context.Context, tid tenant.ID, r request) (string, erro
 	}
 }
 
-// satisfies reports whether st holds a token that answers r for t.
-func satisfies(st *State, t *tenant.Tenant, r request, now time.Time) bool {
-	switch {
-	case st == nil || st.Token == "" || st.AppID != t.AppID || st.Endpoint != endpointOf(t):
-		return false
-	case !now.Before(st.ExpiresAt.Add(-expirySkew)):
-		return false
-	case r.failed != "" && st.Token == r.failed:
-		return false
-	case r.due && !now.Before(st.DueAt):
-		return false
-	}
-	return true
-}
-
-// backingOff returns ErrBackoff, with the last failure, while the backoff
-// after a failed fetch lasts, unless the tenant changed since.
-func backingOff(st *State, t *tenant.Tenant, now time.Time) error {
-	if st == nil || st.Failures == 0 || st.TenantVersion != t.Version || !now.Before(st.DueAt) {
-		return nil
-	}
-	err := fmt.Errorf("%w (until %s, after %d failures): %s",
-		ErrBackoff, st.DueAt.Format(time.RFC3339), st.Failures, st.LastError)
-	if st.LastErrcode != 0 {
-		err = errors.Join(err, &wechat.APIError{Code: st.LastErrcode, Msg: st.LastError})
-	}
-	return err
-}
-
 // obtain produces a token answering r: from the Store if it has one, else
 // by fetching under the tenant's lease.
 func (k *Keeper) obtain(ctx context.Context, tid tenant.ID, r request) (string, error) {
@@ -502,7 +447,7 @@ func (k *Keeper) obtain(ctx context.Context, tid tenant.ID, r request) (string, 
 	if err == nil {
 		st.AppID, st.Endpoint = t.AppID, endpointOf(t)
 		st.Token, st.ExpiresAt, st.RefreshedAt = at.Token, now.Add(at.ExpiresIn), now
-		st.DueAt = k.nextDue(st.Endpoint, st.ExpiresAt, now)
+		st.DueAt = nextDue(st.Endpoint, k.opts.Margin, k.opts.Spread, st.ExpiresAt, now)
 		st.Failures, st.LastError, st.LastErrcode, st.LastErrorAt = 0, "", 0, time.Time{}
 	} else if !errors.Is(err, ErrForceLimited) { // a limit is no failure; its count is saved
 		if ctx.Err() != nil {
@@ -543,20 +488,10 @@ func (k *Keeper) fetch(ctx context.Context, t *tenant.Tenant, st *State, failed 
 	}
 
 	// WeChat still deems the refused token current: only force_refresh
-	// replaces it.
-	day := now.In(beijing).Format(time.DateOnly)
-	if st.ForcedDay != day {
-		st.ForcedDay, st.ForcedCount = day, 0
-	}
-	if st.ForcedCount >= forceDailyMax {
-		k.log.WarnContext(ctx, "forced access token refresh refused: daily limit reached",
-			"tenant", t.ID, "appid", t.AppID, "forced_today", st.ForcedCount)
-		return at, fmt.Errorf("%w: %d today (Beijing)", ErrForceLimited, st.ForcedCount)
-	}
-	if since := now.Sub(st.ForcedAt); !st.ForcedAt.IsZero() && since < forceGap {
-		k.log.WarnContext(ctx, "forced access token refresh refused: too soon after the last",
-			"tenant", t.ID, "appid", t.AppID, "since_last", since)
-		return at, fmt.Errorf("%w: the last was %s ago", ErrForceLimited, since.Round(time.Second))
+	// replaces it, within the budget (forceAllowed).
+	if err := forceAllowed(st, now); err != nil {
+		k.log.WarnContext(ctx, "forced access token refresh refused", "tenant", t.ID, "appid", t.AppID, "err", err)
+		return at, err
 	}
 	forced, err := k.wx.StableToken(ctx, t.AppID, t.Secrets.AppSecret, true)
 	if wechat.Errcode(err) == wechat.CodeDailyQuota {
@@ -575,41 +510,6 @@ func (k *Keeper) fetch(ctx context.Context, t *tenant.Tenant, st *State, failed 
 	return forced, nil
 }
 
-// nextDue schedules the next fetch of a token expiring at exp, at a random
-// point of its endpoint's window.
-func (k *Keeper) nextDue(ep tenant.TokenEndpoint, exp, now time.Time) time.Time {
-	var lead time.Duration
-	if ep == tenant.TokenClassic {
-		lead = k.opts.Margin + jitter(k.opts.Spread)
-	} else {
-		lead = stableLeadMin + jitter(stableLeadMax-stableLeadMin)
-	}
-	return latest(exp.Add(-lead), now.Add(minDue))
-}
-
-// backoff is how long to wait before fetching again after failures
-// consecutive failures, the last with errcode code (0: no answer).
-func backoff(code, failures int, now time.Time) time.Duration {
-	n := min(failures-1, 16)
-	var d time.Duration
-	switch code {
-	case wechat.CodeDailyQuota:
-		// The quota comes back at midnight, Beijing time.
-		b := now.In(beijing)
-		d = time.Date(b.Year(), b.Month(), b.Day()+1, 0, 0, 0, 0, beijing).Sub(now)
-		return max(d, time.Minute) + jitter(5*time.Minute)
-	case wechat.CodeMinuteQuota:
-		d = min(time.Minute<<n, 10*time.Minute) // "retry next minute"
-	case wechat.CodeSystemError, 0:
-		d = min(5*time.Second<<n, 5*time.Minute)
-	default:
-		// Wrong secret, IP not whitelisted, frozen account: waiting does
-		// not help, but a tenant update lifts the backoff at once.
-		d = min(time.Minute<<n, 30*time.Minute)
-	}
-	return d + jitter(d/10)
-}
-
 // describe is err for Status: WeChat's message without its request id.
 func describe(err error) string {
 	if e, ok := errors.AsType[*wechat.APIError](err); ok {
@@ -619,20 +519,6 @@ func describe(err error) string {
 		return e.Error()
 	}
 	return err.Error()
-}
-
-func endpointOf(t *tenant.Tenant) tenant.TokenEndpoint {
-	if t.TokenEndpoint == tenant.TokenClassic {
-		return tenant.TokenClassic
-	}
-	return tenant.TokenStable
-}
-
-func jitter(d time.Duration) time.Duration {
-	if d <= 0 {
-		return 0
-	}
-	return time.Duration(mrand.Int64N(int64(d)))
 }
 
 // sleep waits d or until ctx ends.
@@ -645,13 +531,6 @@ func sleep(ctx context.Context, d time.Duration) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-}
-
-func latest(a, b time.Time) time.Time {
-	if a.After(b) {
-		return a
-	}
-	return b
 }
 
 // find reads tid's state from the Store: nil if there is none.
