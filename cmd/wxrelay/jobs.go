@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/go-co-op/gocron/v2"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/wxrelay/wxrelay/store"
 )
@@ -35,7 +36,21 @@ type scheduler struct {
 // startJobs schedules jobs on gocron, with the exclusive ones locked in db.
 // A run that is still going when its next one is due is not doubled
 // (singleton mode). Errors are logged: the next run tries again.
-func startJobs(ctx context.Context, log *slog.Logger, db *store.DB, jobs ...job) (*scheduler, error) {
+//
+// Each run's duration is observed in wxrelay_job_duration_seconds{job} on
+// reg (nil: not measured): a health tick or a token scan that grows with
+// the tenants shows there.
+func startJobs(ctx context.Context, log *slog.Logger, db *store.DB, reg prometheus.Registerer, jobs ...job) (*scheduler, error) {
+	took := prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "wxrelay_job_duration_seconds",
+		Help:    "How long each run of a scheduled job took, by job.",
+		Buckets: []float64{.001, .01, .05, .1, .5, 1, 5, 15, 60, 300},
+	}, []string{"job"})
+	if reg != nil {
+		if err := reg.Register(took); err != nil {
+			return nil, err
+		}
+	}
 	hold := map[string]time.Duration{}
 	for _, j := range jobs {
 		if j.exclusive {
@@ -51,7 +66,10 @@ func startJobs(ctx context.Context, log *slog.Logger, db *store.DB, jobs ...job)
 		_, err := s.NewJob(
 			gocron.DurationJob(j.every),
 			gocron.NewTask(func() {
-				if err := j.run(ctx); err != nil && ctx.Err() == nil {
+				start := time.Now()
+				err := j.run(ctx)
+				took.WithLabelValues(j.name).Observe(time.Since(start).Seconds())
+				if err != nil && ctx.Err() == nil {
 					log.Error("scheduled job failed", "job", j.name, "err", err)
 				}
 			}),

@@ -21,7 +21,7 @@ func TestJobs_ExclusiveRunOnOneReplica(t *testing.T) {
 			{name: "each", every: time.Hour, run: func(context.Context) error { each.Add(1); return nil }},
 		}
 		start := func() *scheduler {
-			s, err := startJobs(context.Background(), slog.New(slog.NewTextHandler(t.Output(), nil)), storetest.MustOpen(t, dsn), jobs...)
+			s, err := startJobs(context.Background(), slog.New(slog.NewTextHandler(t.Output(), nil)), storetest.MustOpen(t, dsn), nil, jobs...)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -347,7 +347,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		jobList = append(jobList, job{name: "health-alerts", every: cfg.HealthInterval, exclusive: true, run: notifier.Run})
 		log.Info("health alerts go to the operator's webhook", "alert_webhook", redactURL(cfg.AlertWebhook))
 	}
-	jobs, err := startJobs(workCtx, log, db, jobList...)
+	jobs, err := startJobs(workCtx, log, db, reg, jobList...)
 	if err != nil {
 		return err
 	}
