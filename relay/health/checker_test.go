@@ -49,17 +49,23 @@ func TestChecker(t *testing.T) {
 	if h, ok := c.Latest(a.ID); !ok || h.State != health.StateDegraded || !h.Has(health.NoPushes) {
 		t.Fatalf("a: %+v, want DEGRADED with NO_PUSHES", h)
 	}
+	// Only a, which has something to show, has series of its own; b, OK
+	// and quiet, is only counted.
 	want := `
 # HELP wxrelay_tenant_health_state A tenant's health: 0 OK, 1 DEGRADED, 2 FAILING.
 # TYPE wxrelay_tenant_health_state gauge
 wxrelay_tenant_health_state{tenant="` + string(a.ID) + `"} 1
-wxrelay_tenant_health_state{tenant="` + string(b.ID) + `"} 0
+# HELP wxrelay_tenants_by_health Tenants by their latest health (OK, DEGRADED, FAILING).
+# TYPE wxrelay_tenants_by_health gauge
+wxrelay_tenants_by_health{state="DEGRADED"} 1
+wxrelay_tenants_by_health{state="FAILING"} 0
+wxrelay_tenants_by_health{state="OK"} 1
 `
-	if err := testutil.CollectAndCompare(c, strings.NewReader(want), "wxrelay_tenant_health_state"); err != nil {
+	if err := testutil.CollectAndCompare(c, strings.NewReader(want), "wxrelay_tenant_health_state", "wxrelay_tenants_by_health"); err != nil {
 		t.Error(err)
 	}
-	if n := testutil.CollectAndCount(c, "wxrelay_tenant_health_reason"); n != 2*len(health.Kinds) {
-		t.Errorf("%d reason series, want %d", n, 2*len(health.Kinds))
+	if n := testutil.CollectAndCount(c, "wxrelay_tenant_health_reason"); n != len(health.Kinds) {
+		t.Errorf("%d reason series, want %d", n, len(health.Kinds))
 	}
 
 	// a turns OK when its alert is switched off: one change reported.
@@ -76,7 +82,18 @@ wxrelay_tenant_health_state{tenant="` + string(b.ID) + `"} 0
 	if len(changes) != 1 || changes[0] != string(a.ID)+":OK" {
 		t.Errorf("changes %v, want a turning OK", changes)
 	}
-	if n := testutil.CollectAndCount(c, "wxrelay_tenant_health_state"); n != 1 {
-		t.Errorf("%d state series after b's deletion, want 1", n)
+	// a, OK again, loses its series; b, deleted, is no longer counted.
+	if n := testutil.CollectAndCount(c, "wxrelay_tenant_health_state"); n != 0 {
+		t.Errorf("%d state series once a is OK and b deleted, want 0", n)
+	}
+	want = `
+# HELP wxrelay_tenants_by_health Tenants by their latest health (OK, DEGRADED, FAILING).
+# TYPE wxrelay_tenants_by_health gauge
+wxrelay_tenants_by_health{state="DEGRADED"} 0
+wxrelay_tenants_by_health{state="FAILING"} 0
+wxrelay_tenants_by_health{state="OK"} 1
+`
+	if err := testutil.CollectAndCompare(c, strings.NewReader(want), "wxrelay_tenants_by_health"); err != nil {
+		t.Error(err)
 	}
 }
