@@ -223,7 +223,7 @@ func TestCtrlCStopsServe(t *testing.T) {
 }
 
 // stop sends sig and waits for a clean exit, for up to 30 s.
-func (p *process) stop(t *testing.T, sig os.Signal) {
+func (p *process) stop(t testing.TB, sig os.Signal) {
 	t.Helper()
 	if err := p.cmd.Process.Signal(sig); err != nil {
 		t.Fatal(err)
