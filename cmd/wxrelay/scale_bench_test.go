@@ -116,4 +116,3 @@ func jobMean(b *testing.B, p *process, job string) (time.Duration, int) {
 	}
 	return time.Duration(sum / count * float64(time.Second)), int(count)
 }
-
