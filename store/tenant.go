@@ -178,7 +178,7 @@ func (s *TenantStore) Update(ctx context.Context, t *tenant.Tenant) error {
 // Delete removes the tenant; the schema's foreign keys cascade to what it
 // owns. tenant.ErrNotFound.
 //
-// Its history goes first, in batches of purgeBatch events (with their
+// Its history goes first, in batches of purgeBatchSize events (with their
 // attempts and bodies) and call records, each a short transaction of its
 // own, so that other tenants' pushes take their turns in between: one
 // cascading delete held the write lock, and every push of every tenant,
@@ -200,65 +200,60 @@ func (s *TenantStore) Delete(ctx context.Context, id tenant.ID) error {
 			if err != nil {
 				return fmt.Errorf("delete tenant %s: purge its %s: %w", id, purge.what, err)
 			}
-			if n < purgeBatch {
+			if n < purgeBatchSize {
 				break
 			}
 		}
 	}
-	defer s.db.serialize()()
-	var res sql.Result
-	err := s.db.bun.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
-		var err error
-		if res, err = tx.NewDelete().Model((*tenantRow)(nil)).Where("id = ?", string(id)).Exec(ctx); err != nil {
-			return err
-		}
-		return s.db.notifyTenantChanged(ctx, tx, id)
+	return s.changeRow(ctx, id, func(ctx context.Context, tx bun.Tx) (sql.Result, error) {
+		return tx.NewDelete().Model((*tenantRow)(nil)).Where("id = ?", string(id)).Exec(ctx)
 	})
-	if err != nil {
-		return fmt.Errorf("delete tenant %s: %w", id, err)
-	}
-	if n, err := res.RowsAffected(); err != nil {
-		return fmt.Errorf("delete tenant %s: %w", id, err)
-	} else if n == 0 {
-		return fmt.Errorf("delete tenant %s: %w", id, tenant.ErrNotFound)
-	}
-	return nil
 }
 
-// purgeBatch is how many events (or call records) one transaction of a
+// purgeBatchSize is how many events (or call records) one transaction of a
 // tenant's deletion deletes: a few milliseconds of the write lock.
-const purgeBatch = 1000
+const purgeBatchSize = 1000
 
 // disableForDelete disables tenant id, and tells the replicas, before its
 // history is purged. tenant.ErrNotFound.
 func (s *TenantStore) disableForDelete(ctx context.Context, id tenant.ID) error {
+	return s.changeRow(ctx, id, func(ctx context.Context, tx bun.Tx) (sql.Result, error) {
+		return tx.NewUpdate().Model((*tenantRow)(nil)).Set("state = 'disabled'").Set("version = version + 1").
+			Where("id = ?", string(id)).Exec(ctx)
+	})
+}
+
+// changeRow runs change, a statement on tenant id's row, in a transaction
+// that also tells the replicas; a change of no row is tenant.ErrNotFound.
+// Errors read as a deletion's: both of its steps use it.
+func (s *TenantStore) changeRow(ctx context.Context, id tenant.ID, change func(context.Context, bun.Tx) (sql.Result, error)) error {
 	defer s.db.serialize()()
 	var res sql.Result
 	err := s.db.bun.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
 		var err error
-		if res, err = tx.NewUpdate().Model((*tenantRow)(nil)).Set("state = 'disabled'").Set("version = version + 1").
-			Where("id = ?", string(id)).Exec(ctx); err != nil {
+		if res, err = change(ctx, tx); err != nil {
 			return err
 		}
 		return s.db.notifyTenantChanged(ctx, tx, id)
 	})
+	if err == nil {
+		var n int64
+		if n, err = res.RowsAffected(); err == nil && n == 0 {
+			err = tenant.ErrNotFound
+		}
+	}
 	if err != nil {
 		return fmt.Errorf("delete tenant %s: %w", id, err)
-	}
-	if n, err := res.RowsAffected(); err != nil {
-		return fmt.Errorf("delete tenant %s: %w", id, err)
-	} else if n == 0 {
-		return fmt.Errorf("delete tenant %s: %w", id, tenant.ErrNotFound)
 	}
 	return nil
 }
 
-// purgeBatch runs query, a delete of up to purgeBatch rows of tenant id,
+// purgeBatch runs query, a delete of up to purgeBatchSize rows of tenant id,
 // in a transaction of its own, relaxed: a purge lost in a crash is done
 // again by the next delete.
 func (s *TenantStore) purgeBatch(ctx context.Context, query string, id tenant.ID) (int, error) {
 	defer s.db.serialize()()
-	res, err := s.db.relaxed.NewRaw(query, string(id), purgeBatch).Exec(ctx)
+	res, err := s.db.relaxed.NewRaw(query, string(id), purgeBatchSize).Exec(ctx)
 	if err != nil {
 		return 0, err
 	}

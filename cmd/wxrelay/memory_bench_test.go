@@ -37,26 +37,9 @@ func BenchmarkServeMemory10k(b *testing.B) {
 	parallel(b, n, conc, func(i int) error {
 		appid := fmt.Sprintf("wx%016x", i)
 		p.sim.AddApp(appid, "bench-secret")
-		var created struct {
-			Tenant struct{ ID string } `json:"tenant"`
-			APIKey string              `json:"api_key"`
-		}
-		body := `{"appid":"` + appid + `","app_secret":"bench-secret","token":"PushToken1","encrypt_mode":"ENCRYPT_MODE_PLAINTEXT",
-			"data_format":"DATA_FORMAT_JSON","webhook_url":"https://hooks.example.com/t` + strconv.Itoa(i) + `"}`
-		// Not p.api: this runs off the benchmark's goroutine, where
-		// b.Fatal must not be called.
-		req, _ := http.NewRequest("POST", "http://"+p.http+"/v1/tenants", strings.NewReader(body))
-		req.Header.Set("Authorization", "Bearer "+admin)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			return err
-		}
-		defer resp.Body.Close()
-		if err := json.NewDecoder(resp.Body).Decode(&created); err != nil || resp.StatusCode != 200 {
-			return fmt.Errorf("create tenant %d: %d %v", i, resp.StatusCode, err)
-		}
-		tenants[i] = made{created.Tenant.ID, created.APIKey}
-		return nil
+		id, key, err := createPlainTenant(p, admin, appid, "bench-secret", i)
+		tenants[i] = made{id, key}
+		return err
 	})
 	withTenants := rssOf(b, p.cmd.Process.Pid)
 
@@ -126,4 +109,27 @@ func rssOf(b *testing.B, pid int) uint64 {
 	}
 	b.Fatal("no VmRSS in /proc status")
 	return 0
+}
+
+// createPlainTenant creates plaintext tenant i with appid and secret on p, and
+// returns its id and API key. Not p.api: benchmarks call it off their own
+// goroutine, where b.Fatal must not be called.
+func createPlainTenant(p *process, admin, appid, secret string, i int) (id, apiKey string, err error) {
+	var created struct {
+		Tenant struct{ ID string } `json:"tenant"`
+		APIKey string              `json:"api_key"`
+	}
+	body := `{"appid":"` + appid + `","app_secret":"` + secret + `","token":"PushToken1","encrypt_mode":"ENCRYPT_MODE_PLAINTEXT",
+		"data_format":"DATA_FORMAT_JSON","webhook_url":"https://hooks.example.com/t` + strconv.Itoa(i) + `"}`
+	req, _ := http.NewRequest("POST", "http://"+p.http+"/v1/tenants", strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+admin)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return "", "", err
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(&created); err != nil || resp.StatusCode != 200 {
+		return "", "", fmt.Errorf("create tenant %d: %d %v", i, resp.StatusCode, err)
+	}
+	return created.Tenant.ID, created.APIKey, nil
 }

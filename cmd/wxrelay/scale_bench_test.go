@@ -28,19 +28,8 @@ func BenchmarkScale(b *testing.B) {
 	admin := adminTokenIn(b, dir)
 	start := time.Now()
 	parallel(b, n, conc, func(i int) error {
-		body := `{"appid":"` + fmt.Sprintf("wx%016x", i) + `","app_secret":"s","token":"PushToken1","encrypt_mode":"ENCRYPT_MODE_PLAINTEXT",
-			"data_format":"DATA_FORMAT_JSON","webhook_url":"https://hooks.example.com/t` + strconv.Itoa(i) + `"}`
-		req, _ := http.NewRequest("POST", "http://"+p.http+"/v1/tenants", strings.NewReader(body))
-		req.Header.Set("Authorization", "Bearer "+admin)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode != 200 {
-			return fmt.Errorf("create tenant %d: %d", i, resp.StatusCode)
-		}
-		return nil
+		_, _, err := createPlainTenant(p, admin, fmt.Sprintf("wx%016x", i), "s", i)
+		return err
 	})
 	onboard := time.Since(start)
 	p.stop(b, syscall.SIGTERM)
