@@ -32,8 +32,15 @@ type nonceRow struct {
 // already. A signature that expired is claimed afresh. It commits on the
 // relaxed pool: what it guards against is a replay within minutes, and a
 // crash of the process, not of the machine, keeps it.
+//
+// It runs on the push path, so it waits for the SQLite write turn only as
+// long as the push may (ctx), as ingest's commit does.
 func (s *NonceStore) ClaimNonce(ctx context.Context, tid tenant.ID, signature string, digest []byte, now, until time.Time) (ok bool, err error) {
-	defer s.db.serialize()()
+	release, err := s.db.writeTurn(ctx)
+	if err != nil {
+		return false, fmt.Errorf("claim push nonce: %w", err)
+	}
+	defer release()
 	row := &nonceRow{TenantID: string(tid), Signature: signature, Digest: digest, ExpiresAt: until.UTC()}
 	err = s.db.relaxed.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
 		// Refresh a row whose time is over; keep a live one as it is.
