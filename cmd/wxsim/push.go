@@ -302,13 +302,16 @@ func do(c *http.Client, req *http.Request) (*http.Response, []byte, error) {
 	return resp, body, nil
 }
 
-// writeAnswer prints the status line and the body, ending in a newline.
+// writeAnswer prints the status line and the body, ending in a newline,
+// in one write: in the README's walk-through a webhook receiver prints to
+// the same terminal, and the delivery it prints can land between two
+// writes (a write of up to 4 KiB to a pipe is never split).
 func writeAnswer(w io.Writer, resp *http.Response, body []byte) {
-	fmt.Fprintf(w, "%s %s\n", resp.Proto, resp.Status)
-	w.Write(body)
+	out := fmt.Appendf(nil, "%s %s\n%s", resp.Proto, resp.Status, body)
 	if len(body) > 0 && body[len(body)-1] != '\n' {
-		fmt.Fprintln(w)
+		out = append(out, '\n')
 	}
+	w.Write(out)
 }
 
 // checkReply looks at a 2xx answer to an encrypted push. "success" and an

@@ -100,12 +100,12 @@ Flags:
 		}
 		mu.Lock()
 		defer mu.Unlock()
-		fmt.Fprintf(stdout, "%s %s webhook-id: %s  signature: %s\n", r.Method, r.URL.Path, r.Header.Get("webhook-id"), verdict)
 		var pretty bytes.Buffer
 		if json.Indent(&pretty, body, "", "  ") == nil {
 			body = pretty.Bytes()
 		}
-		fmt.Fprintf(stdout, "%s\n\n", body)
+		// One write, as wxsim push's answer: both may share a terminal.
+		fmt.Fprintf(stdout, "%s %s webhook-id: %s  signature: %s\n%s\n\n", r.Method, r.URL.Path, r.Header.Get("webhook-id"), verdict, body)
 		if !ok {
 			http.Error(w, "signature does not hold", http.StatusUnauthorized)
 			return
