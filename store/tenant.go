@@ -249,11 +249,14 @@ func (s *TenantStore) changeRow(ctx context.Context, id tenant.ID, change func(c
 }
 
 // purgeBatch runs query, a delete of up to purgeBatchSize rows of tenant id,
-// in a transaction of its own, relaxed: a purge lost in a crash is done
-// again by the next delete.
+// in a transaction of its own. It commits durably, though a purge lost in
+// a crash would only be done again: on SQLite a relaxed commit leaves its
+// WAL pages for the next durable commit to sync, and after a long history
+// that was whoever wrote next (a push, or the tenant row's own delete,
+// seen holding the write turn over 100 ms), so each batch pays its own.
 func (s *TenantStore) purgeBatch(ctx context.Context, query string, id tenant.ID) (int, error) {
 	defer s.db.serialize()()
-	res, err := s.db.relaxed.NewRaw(query, string(id), purgeBatchSize).Exec(ctx)
+	res, err := s.db.bun.NewRaw(query, string(id), purgeBatchSize).Exec(ctx)
 	if err != nil {
 		return 0, err
 	}

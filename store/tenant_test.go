@@ -709,7 +709,7 @@ func TestTenantStore_DeleteInShortTurns(t *testing.T) {
 		t.Fatal(err)
 	}
 	if logs.contains("write turn held long") {
-		t.Errorf("deleting a tenant of %d events held the write turn over 100 ms", n)
+		t.Errorf("deleting a tenant of %d events held the write turn over 100 ms: %v", n, logs.lines)
 	}
 	var left, kept int
 	db.Bun().NewSelect().Table("events").ColumnExpr("count(*)").Where("tenant_id = ?", string(big)).Scan(ctx, &left)
