@@ -77,6 +77,11 @@ type Config struct {
 	// the server refused them all (53300), ingest commits included.
 	// SQLite ignores it.
 	MaxConns int
+	// Clock is this process's clock; nil means time.Now. The times the
+	// stores compare across processes are read off the database's clock
+	// (DB.Now), measured against this one: tests set a wrong Clock to play
+	// a replica whose clock is off.
+	Clock func() time.Time
 }
 
 // DefaultMaxConns is the PostgreSQL connections a process opens at most:
@@ -136,6 +141,9 @@ type DB struct {
 	// writes, which are lost with it (see Writable).
 	path string
 	file os.FileInfo
+	// clock is the database's clock, as this process estimates it
+	// (clock.go).
+	clock *dbClock
 }
 
 // serialize takes this process's SQLite write turn and returns its
@@ -217,8 +225,11 @@ func (db *DB) Backup(ctx context.Context, path string) error {
 
 // Collectors are the database's metrics: how long writers wait for the
 // SQLite write turn (nothing is observed on PostgreSQL, which takes
-// concurrent writers).
-func (db *DB) Collectors() []prometheus.Collector { return []prometheus.Collector{db.turnWait} }
+// concurrent writers), and how far the database's clock is from this
+// process's.
+func (db *DB) Collectors() []prometheus.Collector {
+	return []prometheus.Collector{db.turnWait, db.clock.gauge}
+}
 
 // slowWriteTurn is how long a write turn may be held before it is logged:
 // a durable commit takes about a millisecond here.
@@ -260,7 +271,8 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 			Name:    "wxrelay_store_write_turn_wait_seconds",
 			Help:    "How long a write waited for the SQLite write turn, which this process's writers take one at a time.",
 			Buckets: []float64{.0001, .0005, .001, .005, .01, .05, .1, .5, 1, 4},
-		})}
+		}),
+		clock: newDBClock(cfg.Clock)}
 	if tgt.dialect == "sqlite" {
 		db.path = tgt.path
 		if db.file, err = os.Stat(tgt.path); err != nil {
@@ -283,6 +295,17 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 			return nil, err
 		}
 	}
+	readClock := databaseTime(db.relaxed, tgt.dialect)
+	if err := db.clock.sync(ctx, readClock); err != nil {
+		db.checkpointer.close()
+		if db.relaxed != bdb {
+			db.relaxed.Close()
+		}
+		bdb.Close()
+		return nil, err
+	}
+	db.clock.report(log)
+	go db.clock.follow(readClock, log)
 	log.InfoContext(ctx, "database opened", "dialect", tgt.dialect, "location", tgt.String())
 
 	if !cfg.SkipMigrate {
@@ -381,6 +404,7 @@ func (db *DB) Ping(ctx context.Context) error {
 
 // Close closes the connection pool.
 func (db *DB) Close() error {
+	db.clock.close()
 	db.checkpointer.close()
 	db.stmts.closeAll()
 	if db.relaxed != db.bun {

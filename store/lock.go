@@ -62,9 +62,9 @@ type JobLockerOptions struct {
 	// Logger receives failed locks, lost leases and, at debug level, runs
 	// skipped for another replica's lock; nil discards them.
 	Logger *slog.Logger
-	// Now is the clock; nil means time.Now. Processes compare each other's
-	// times, so their clocks must agree to well within Lease, as NTP keeps
-	// them; the token leases (token.go) assume as much.
+	// Now is the clock; nil means the database's (DB.Now), which every
+	// process shares: a replica whose own clock is off neither takes a
+	// lock before it ran out nor holds one past its end.
 	Now func() time.Time
 }
 
@@ -81,7 +81,7 @@ func NewJobLocker(db *DB, opts JobLockerOptions) *JobLocker {
 		l.log = slog.New(slog.DiscardHandler)
 	}
 	if l.now == nil {
-		l.now = time.Now
+		l.now = db.Now
 	}
 	return l
 }

@@ -144,6 +144,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		Schedule: delivery.Schedule(cfg.RetrySchedule),
 		Logger:   log,
 		Metrics:  deliveryMetrics,
+		// Leases and due times are compared by every replica: on the
+		// database's clock, not this machine's (store/clock.go).
+		Now: db.Now,
 	})
 	if err != nil {
 		return err
@@ -177,13 +180,14 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		Metrics: ingress.NewMetrics(reg),
 		MaxSkew: cfg.PushMaxSkew,
 		Nonces:  nonces,
+		Now:     db.Now,
 	})
 	tenants.OnChange(push.Forget)
 
 	// One WeChat client serves every tenant; the Keeper fetches and
 	// refreshes their access tokens, in the background and on demand.
 	wx := &wechat.Client{BaseURL: cfg.WeChatAPI, HTTP: wechatHTTP()}
-	keeper := token.NewKeeper(store.NewTokenStore(db), wx, tenantCache, token.Options{Log: log})
+	keeper := token.NewKeeper(store.NewTokenStore(db), wx, tenantCache, token.Options{Log: log, Now: db.Now})
 	tenants.OnChange(keeper.Forget)
 
 	windows := store.NewWindowStore(db)
