@@ -12,7 +12,7 @@ import (
 // sqliteKeyHash is APIKeyHash's query on SQLite, with a parameter: bun
 // writes values into a statement's text, so SQLite would compile it anew
 // at every call.
-const sqliteKeyHash = `SELECT api_key_hash FROM tenants WHERE id = ?`
+const sqliteKeyHash = `SELECT api_key_hash FROM tenants AS t WHERE id = ? AND ` + notMarked
 
 var _ tenant.KeyHashStore = (*TenantStore)(nil)
 
@@ -25,7 +25,7 @@ func (s *TenantStore) APIKeyHash(ctx context.Context, id tenant.ID) ([]byte, err
 	var h []byte
 	var err error
 	if s.db.Dialect() == "pg" {
-		err = s.db.bun.NewSelect().Table("tenants").Column("api_key_hash").Where("id = ?", string(id)).Scan(ctx, &h)
+		err = s.db.bun.NewSelect().TableExpr("tenants AS t").Column("api_key_hash").Where("id = ?", string(id)).Where(notMarked).Scan(ctx, &h)
 	} else {
 		stmt, perr := s.db.prepared(ctx, s.db.bun, sqliteKeyHash)
 		if perr != nil {

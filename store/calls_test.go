@@ -52,7 +52,7 @@ func TestCallStore(t *testing.T) {
 		if err != nil || n != 4 { // tn_one's first three and tn_two's
 			t.Fatalf("PruneCalls = %d, %v; want 4", n, err)
 		}
-		if err := ts.Delete(ctx, "tn_one"); err != nil {
+		if err := deleteAndPurge(ctx, db, "tn_one"); err != nil {
 			t.Fatal(err)
 		}
 		if left, _ := s.ListCalls(ctx, "tn_one", 0, 10); len(left) != 0 {

@@ -634,7 +634,7 @@ func TestDeliveryStore_RecordDeletedEvent(t *testing.T) {
 		if len(jobs) != 2 {
 			t.Fatalf("ClaimDue() = %v, want both events", jobIDs(jobs))
 		}
-		if err := store.NewTenantStore(db).Delete(ctx, gone); err != nil {
+		if err := deleteAndPurge(ctx, db, gone); err != nil {
 			t.Fatal(err)
 		}
 

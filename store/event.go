@@ -192,6 +192,27 @@ func validateNewEvent(e *relay.Event) error {
 
 // run inserts the batch's rows, skipping those whose key is stored already,
 // and looks up the ids of the rows stored before. It may run more than once.
+// refuseDeleted fails the batch with tenant.ErrNotFound if a tenant of it
+// is deleted: one look at the small tenant_deletions table a batch.
+func (b *appendBatch) refuseDeleted(ctx context.Context, tx bun.Tx) error {
+	seen := make(map[tenant.ID]bool, 1)
+	var tids []string
+	for _, e := range b.events {
+		if !seen[e.TenantID] {
+			seen[e.TenantID] = true
+			tids = append(tids, string(e.TenantID))
+		}
+	}
+	n, err := tx.NewSelect().Table("tenant_deletions").Where("tenant_id IN (?)", bun.In(tids)).Count(ctx)
+	if err != nil {
+		return err
+	}
+	if n > 0 {
+		return fmt.Errorf("a tenant of the batch was deleted: %w", tenant.ErrNotFound)
+	}
+	return nil
+}
+
 func (b *appendBatch) run(ctx context.Context, tx bun.Tx) error {
 	index := make(map[string]int, len(b.rows)) // row id → index in rows
 	for j, r := range b.rows {
@@ -199,6 +220,12 @@ func (b *appendBatch) run(ctx context.Context, tx bun.Tx) error {
 		b.stored[j], b.dup[j] = "", false
 	}
 
+	// A deleted tenant's row stays until its purge (TenantStore.Delete),
+	// so its foreign key no longer refuses the push of a replica that has
+	// not heard of the deletion yet: the mark does.
+	if err := b.refuseDeleted(ctx, tx); err != nil {
+		return err
+	}
 	var err error
 	if tx.Dialect().Name() == dialect.SQLite {
 		err = b.insertPrepared(ctx, tx, b.prepared, b.preparedBody)

@@ -34,6 +34,17 @@ func mustCreateTenant(tb testing.TB, db *store.DB, id string) tenant.ID {
 	return tn.ID
 }
 
+// deleteAndPurge deletes tenant id and purges its history at once, as
+// the background purge does later.
+func deleteAndPurge(ctx context.Context, db *store.DB, id tenant.ID) error {
+	s := store.NewTenantStore(db)
+	if err := s.Delete(ctx, id); err != nil {
+		return err
+	}
+	_, err := s.PurgeDeleted(ctx)
+	return err
+}
+
 // newEvent returns an event of tenant tid with dedup key key, received now
 // (microseconds, as both engines keep), with a fresh id.
 func newEvent(tid tenant.ID, key string) *relay.Event {
@@ -348,7 +359,7 @@ func TestEventStore_TenantDeleteCascades(t *testing.T) {
 		eg, ek := newEvent(gone, "1001"), newEvent(kept, "1001")
 		mustAppend(t, s, eg, ek, newEvent(gone, "1002"))
 
-		if err := store.NewTenantStore(db).Delete(ctx, gone); err != nil {
+		if err := deleteAndPurge(ctx, db, gone); err != nil {
 			t.Fatal(err)
 		}
 		n, err := db.Bun().NewSelect().Table("events").Where("tenant_id = ?", string(gone)).Count(ctx)

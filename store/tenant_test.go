@@ -378,11 +378,15 @@ func TestTenantStore_UpdateRace(t *testing.T) {
 	})
 }
 
+// TestTenantStore_Delete: a deletion is a mark that hides the tenant from
+// every read at once and frees its appid; its history stays until
+// PurgeDeleted, which leaves other tenants' alone.
 func TestTenantStore_Delete(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, db *store.DB) {
 		s := store.NewTenantStore(db)
 		ctx := context.Background()
-		mustCreate(t, s, newTenant("tn_gone", "wx7000000000000000"))
+		gone := newTenant("tn_gone", "wx7000000000000000")
+		mustCreate(t, s, gone)
 		mustCreate(t, s, newTenant("tn_kept", "wx7000000000000001"))
 		es := store.NewEventStore(db)
 		mustAppend(t, es, dueEvent("tn_gone", "1", "o1", t0), dueEvent("tn_gone", "2", "o1", t0), dueEvent("tn_kept", "1", "o1", t0))
@@ -405,14 +409,42 @@ func TestTenantStore_Delete(t *testing.T) {
 				}
 			})
 		}
-		mustFind(t, s, "tn_kept")
-		// The tenant's events go with it, and their bodies with them.
-		if all, orphans := countBodies(t, db); all != 1 || orphans != 0 {
-			t.Errorf("after the delete: %d event bodies, %d of them of deleted events; want 1 and 0", all, orphans)
+		// Hidden from every read before its history is purged.
+		if _, err := s.APIKeyHash(ctx, "tn_gone"); !errors.Is(err, tenant.ErrNotFound) {
+			t.Errorf("APIKeyHash of a deleted tenant: %v, want ErrNotFound", err)
+		}
+		if _, err := s.IDByAppID(ctx, gone.AppID); !errors.Is(err, tenant.ErrNotFound) {
+			t.Errorf("IDByAppID of a deleted tenant's appid: %v, want ErrNotFound", err)
+		}
+		if err := s.Update(ctx, gone); !errors.Is(err, tenant.ErrNotFound) {
+			t.Errorf("Update of a deleted tenant: %v, want ErrNotFound", err)
+		}
+		if all, err := s.Find(ctx, tenant.Filter{}); err != nil || len(all) != 1 || all[0].ID != "tn_kept" {
+			t.Errorf("Find after the delete = %v, %v; want tn_kept alone", all, err)
+		}
+		// The appid is free again for a new tenant, at once.
+		mustCreate(t, s, newTenant("tn_reborn", "wx7000000000000000"))
+		if all, _ := countBodies(t, db); all != 3 {
+			t.Errorf("before the purge: %d event bodies, want 3 (the deletion is a mark)", all)
 		}
 
-		// The appid is free again for a new tenant.
-		mustCreate(t, s, newTenant("tn_reborn", "wx7000000000000000"))
+		if n, err := s.PurgeDeleted(ctx); n != 1 || err != nil {
+			t.Fatalf("PurgeDeleted = %d, %v; want 1 tenant", n, err)
+		}
+		mustFind(t, s, "tn_kept")
+		mustFind(t, s, "tn_reborn")
+		// The tenant's events go with it, and their bodies with them.
+		if all, orphans := countBodies(t, db); all != 1 || orphans != 0 {
+			t.Errorf("after the purge: %d event bodies, %d of them of deleted events; want 1 and 0", all, orphans)
+		}
+		var rows int
+		db.Bun().NewSelect().Table("tenants").ColumnExpr("count(*)").Where("id = 'tn_gone'").Scan(ctx, &rows)
+		if rows != 0 {
+			t.Errorf("the deleted tenant's row is still there after the purge")
+		}
+		if n, err := s.PurgeDeleted(ctx); n != 0 || err != nil {
+			t.Errorf("PurgeDeleted with nothing to purge = %d, %v", n, err)
+		}
 	})
 }
 
@@ -735,8 +767,11 @@ func TestTenantStore_DeleteInShortTurns(t *testing.T) {
 			mu.Unlock()
 		}
 	}()
+	if err := ts.Delete(ctx, big); err != nil {
+		t.Fatal(err)
+	}
 	began := time.Now()
-	err = ts.Delete(ctx, big)
+	_, err = ts.PurgeDeleted(ctx)
 	ended := time.Now()
 	close(stop)
 	<-done

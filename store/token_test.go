@@ -70,7 +70,7 @@ func TestTokenStore_SaveAndFind(t *testing.T) {
 			t.Errorf("FindToken(other tenant) err = %v, want token.ErrNotFound", err)
 		}
 		// Deleting the tenant deletes its token.
-		if err := store.NewTenantStore(db).Delete(ctx, a); err != nil {
+		if err := deleteAndPurge(ctx, db, a); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := s.FindToken(ctx, a); !errors.Is(err, token.ErrNotFound) {

@@ -241,7 +241,7 @@ func TestWindowStore_PruneAndRestart(t *testing.T) {
 		}
 
 		// Deleting the tenant deletes its windows.
-		if err := ts.Delete(ctx, tid); err != nil {
+		if err := deleteAndPurge(ctx, db, tid); err != nil {
 			t.Fatal(err)
 		}
 		var left int

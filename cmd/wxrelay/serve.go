@@ -307,6 +307,15 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		job{name: "tenant-health", every: cfg.HealthInterval, run: func(ctx context.Context) error {
 			return checker.CheckAll(ctx, tenants)
 		}},
+		// A deleted tenant is only marked by the API call; its history goes
+		// here, in short transactions, on one replica at a time.
+		job{name: "purge-deleted-tenants", every: 10 * time.Second, exclusive: true, run: func(ctx context.Context) error {
+			n, err := tenantStore.PurgeDeleted(ctx)
+			if n > 0 {
+				log.Info("purged deleted tenants", "tenants", n)
+			}
+			return err
+		}},
 		job{name: "prune-events", every: time.Hour, exclusive: true, run: func(ctx context.Context) error {
 			n, err := delivery.Prune(ctx, deliveryStore, delivery.Retention{Delivered: cfg.Retention, Failed: cfg.FailedRetention}, time.Now())
 			if n > 0 {
