@@ -497,6 +497,32 @@ func TestKeeper_RefreshDueSpreads(t *testing.T) {
 	}
 }
 
+// One run refreshes every due tenant, Batch at a time: a run of one batch
+// a minute refreshed 500 tenants a minute at most, fewer than 100,000
+// tenants' tokens need. A tenant whose fetch fails is not taken again in
+// the same run.
+func TestKeeper_RefreshDueTakesEveryDueTenant(t *testing.T) {
+	e := newEnv(t)
+	const n = 12
+	for i := range n {
+		appid := fmt.Sprintf("wx%016x", 0xc0+i)
+		if i != 5 { // one tenant WeChat refuses
+			e.sim.AddApp(appid, secret)
+		}
+		e.mustCreateTenant(t, fmt.Sprintf("t%02d", i), appid, secret)
+	}
+	cw := &countingWeChat{WeChat: e.wx}
+	k := token.NewKeeper(store.NewTokenStore(e.db), cw, getter{s: store.NewTenantStore(e.db)},
+		token.Options{Owner: "p1", Now: e.clock.Now, Sleep: advance(e.clock), Batch: 5})
+	err := k.RefreshDue(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "1 of 13 due refreshes failed") {
+		t.Errorf("RefreshDue = %v, want 1 of 13 failed", err)
+	}
+	if got := cw.calls.Load(); got != n+1 {
+		t.Errorf("fetches in one run = %d, want %d (every due tenant, once)", got, n+1)
+	}
+}
+
 type countingWeChat struct {
 	token.WeChat
 	inflight, max, calls atomic.Int64
