@@ -733,7 +733,7 @@ func TestTenantStore_DeleteInShortTurns(t *testing.T) {
 	ctx := context.Background()
 	es, ts := store.NewEventStore(db), store.NewTenantStore(db)
 	big, other := mustCreateTenant(t, db, "tn_big"), mustCreateTenant(t, db, "tn_other")
-	const n = 60_000
+	const n = 30_000
 	for i := 0; i < n; i += 1000 {
 		batch := make([]*relay.Event, 0, 1000)
 		for j := range 1000 {
