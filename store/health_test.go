@@ -8,6 +8,7 @@ import (
 	"github.com/wxrelay/wxrelay/relay"
 	"github.com/wxrelay/wxrelay/relay/calllog"
 	"github.com/wxrelay/wxrelay/relay/health"
+	"github.com/wxrelay/wxrelay/relay/token"
 	"github.com/wxrelay/wxrelay/store"
 	"github.com/wxrelay/wxrelay/store/storetest"
 	"github.com/wxrelay/wxrelay/tenant"
@@ -79,7 +80,47 @@ func TestHealthStore_Facts(t *testing.T) {
 		if f != want {
 			t.Errorf("facts = %+v\nwant    %+v", f, want)
 		}
+
+		// A page read together says the same, with the keeper's failures.
+		tokens := store.NewTokenStore(db)
+		mustAcquire(t, tokens, "tn_h", "p1", now)
+		failing := &token.State{AppID: "wx0123456789abcdef", DueAt: now.Add(time.Minute), Failures: 2,
+			LastError: "invalid appsecret", LastErrcode: 40125, LastErrorAt: now.Add(-time.Minute)}
+		if err := tokens.SaveToken(ctx, "tn_h", "p1", failing); err != nil {
+			t.Fatal(err)
+		}
+		page, err := hs.HealthFactsOf(ctx, []tenant.ID{"tn_h", "tn_other", "tn_never"}, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, id := range []tenant.ID{"tn_h", "tn_other", "tn_never"} {
+			one, err := hs.HealthFacts(ctx, id, now)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if id == "tn_h" {
+				one.TokenFailures, one.TokenErrcode, one.TokenError, one.TokenErrorAt = 2, 40125, "invalid appsecret", now.Add(-time.Minute)
+			}
+			got, ok := page[id]
+			if !ok || !sameFacts(got, one) {
+				t.Errorf("%s: the page's facts = %+v (%v)\none by one     %+v", id, got, ok, one)
+			}
+		}
+		if len(page) != 3 {
+			t.Errorf("the page has %d tenants' facts, want 3", len(page))
+		}
 	})
+}
+
+// sameFacts compares facts with their times as instants.
+func sameFacts(a, b health.Facts) bool {
+	for _, p := range [][2]*time.Time{{&a.FailingSince, &b.FailingSince}, {&a.OldestPending, &b.OldestPending}, {&a.LastPush, &b.LastPush}, {&a.TokenErrorAt, &b.TokenErrorAt}} {
+		if !p[0].Equal(*p[1]) {
+			return false
+		}
+		*p[0] = *p[1]
+	}
+	return a == b
 }
 
 // TestEventStore_AttemptsPerMinute: a tenant's delivered and failed

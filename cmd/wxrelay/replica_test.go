@@ -59,11 +59,11 @@ func startReplicas(t testing.TB, n int, env ...string) []replica {
 	t.Cleanup(wx.Close)
 	ps := make([]replica, n)
 	for i := range ps {
-		p := replica{&process{http: freePort(t)}, &lockedBuffer{}}
+		p := replica{&process{http: freePort(t), metrics: freePort(t)}, &lockedBuffer{}}
 		p.cmd = exec.Command(binary, "serve")
 		p.cmd.Dir = t.TempDir()
 		// Later entries win: env overrides these.
-		p.cmd.Env = append(append(os.Environ(), "WXRELAY_HTTP_ADDR="+p.http, "WXRELAY_GRPC_ADDR="+freePort(t), "WXRELAY_METRICS_ADDR="+freePort(t), "WXRELAY_WECHAT_API="+wx.URL), env...)
+		p.cmd.Env = append(append(os.Environ(), "WXRELAY_HTTP_ADDR="+p.http, "WXRELAY_GRPC_ADDR="+freePort(t), "WXRELAY_METRICS_ADDR="+p.metrics, "WXRELAY_WECHAT_API="+wx.URL), env...)
 		p.cmd.Stderr = p.log
 		if err := p.cmd.Start(); err != nil {
 			t.Fatal(err)
