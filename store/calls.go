@@ -123,8 +123,8 @@ func (s *CallStore) ListCalls(ctx context.Context, tid tenant.ID, before int64, 
 // PruneCalls implements calllog.Store.
 func (s *CallStore) PruneCalls(ctx context.Context, cutoff time.Time, limit int) (int, error) {
 	defer s.db.serialize()()
-	res, err := s.db.relaxed.NewDelete().Table("api_calls").
-		Where("seq IN (?)", s.db.relaxed.NewSelect().Table("api_calls").Column("seq").Where("time < ?", cutoff.UTC()).OrderExpr("seq").Limit(int64(limit))).
+	res, err := s.db.bun.NewDelete().Table("api_calls").
+		Where("seq IN (?)", s.db.bun.NewSelect().Table("api_calls").Column("seq").Where("time < ?", cutoff.UTC()).OrderExpr("seq").Limit(int64(limit))).
 		Exec(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("prune call records: %w", err)

@@ -22,12 +22,15 @@ import (
 // Leases make delivery safe with several claimers at once, in one process
 // or in several replicas sharing a PostgreSQL database: see ClaimDue.
 //
-// Claims, outcomes, releases and pruning commit without waiting for the
-// disk (DB.relaxed): a crash may forget the last of them, and then an event
-// is attempted again under the same webhook-id, which at-least-once
-// delivery allows. Each of them would otherwise cost an fsync per
-// transaction, three per event with ingest, and the disk would set the
-// delivery rate. Redelivery, asked for by a person, is durable.
+// Claims, outcomes and releases commit without waiting for the disk
+// (DB.relaxed): a crash may forget the last of them, and then an event is
+// attempted again under the same webhook-id, which at-least-once delivery
+// allows. Each of them would otherwise cost an fsync per transaction, three
+// per event with ingest, and the disk would set the delivery rate.
+// Redelivery, asked for by a person, is durable, and so is pruning: a
+// relaxed delete of a batch of events left its WAL pages for the next
+// durable commit, a push's, to sync (each batch is paced by relay/pace
+// and pays its own fsync instead).
 type DeliveryStore struct {
 	db     *DB
 	engine deliveryEngine
@@ -343,14 +346,14 @@ func (s *DeliveryStore) PruneEvents(ctx context.Context, state relay.State, cuto
 		return 0, fmt.Errorf("prune events: %w", err)
 	}
 	cutoff = cutoff.UTC()
-	batch := s.db.relaxed.NewSelect().TableExpr("events").Column("seq").
+	batch := s.db.bun.NewSelect().TableExpr("events").Column("seq").
 		Where("state = ?", name).
 		Where("finished_at < ?", cutoff).
 		OrderExpr("finished_at").
 		Limit(int64(limit))
 	// The outer conditions repeat the batch's: on PostgreSQL, an event
 	// redelivered after the batch was read is re-checked, and kept.
-	res, err := s.db.relaxed.NewDelete().Model((*eventRow)(nil)).
+	res, err := s.db.bun.NewDelete().Model((*eventRow)(nil)).
 		Where("seq IN (?)", batch).
 		Where("state = ?", name).
 		Where("finished_at < ?", cutoff).

@@ -72,8 +72,8 @@ func (s *NonceStore) ClaimNonce(ctx context.Context, tid tenant.ID, signature st
 // PruneNonces deletes up to limit signatures that expired before now.
 func (s *NonceStore) PruneNonces(ctx context.Context, now time.Time, limit int) (int, error) {
 	defer s.db.serialize()()
-	res, err := s.db.relaxed.NewDelete().Table("push_nonces").
-		Where("(tenant_id, signature) IN (?)", s.db.relaxed.NewSelect().Table("push_nonces").
+	res, err := s.db.bun.NewDelete().Table("push_nonces").
+		Where("(tenant_id, signature) IN (?)", s.db.bun.NewSelect().Table("push_nonces").
 			Column("tenant_id", "signature").Where("expires_at < ?", now.UTC()).Limit(int64(limit))).
 		Exec(ctx)
 	if err != nil {

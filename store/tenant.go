@@ -10,6 +10,7 @@ import (
 
 	"github.com/uptrace/bun"
 
+	"github.com/wxrelay/wxrelay/relay/pace"
 	"github.com/wxrelay/wxrelay/tenant"
 )
 
@@ -217,33 +218,6 @@ const notMarked = `NOT EXISTS (SELECT 1 FROM tenant_deletions AS d WHERE d.tenan
 // mini-program's appid at once, and no appid WeChat could send.
 func deletedAppID(id tenant.ID) string { return "~deleted~" + string(id) }
 
-// A deleted tenant's history is purged in transactions sized to hold the
-// write lock about purgeTurn each: a push that comes meanwhile waits for
-// the one under way. A fixed 1000 events (with their bodies and attempts,
-// a dozen index entries each) took 80 ms a transaction, and other
-// tenants' push p99 rose from 4 to 78 ms during the purge. The size
-// follows the time each transaction took, between the bounds.
-const (
-	purgeTurn     = 5 * time.Millisecond
-	purgeMinBatch = 10
-	purgeMaxBatch = 1000
-)
-
-// purgeBatcher sizes a purge's transactions.
-type purgeBatcher struct{ size int }
-
-// next returns the size of the next batch, given how long the last one of
-// last rows took.
-func (b *purgeBatcher) next(last int, took time.Duration) int {
-	switch {
-	case b.size == 0:
-		b.size = 100
-	case last == b.size && took > 0:
-		b.size = min(max(int(float64(b.size)*float64(purgeTurn)/float64(took)), purgeMinBatch), purgeMaxBatch)
-	}
-	return b.size
-}
-
 // purges delete a batch of a deleted tenant's history each (the tenant's
 // id twice, then the batch size), table by table, the large ones first; the tenant's row goes last and cascades to
 // what is left (its token, its reply-window switch).
@@ -257,7 +231,7 @@ var purges = []struct{ what, query string }{
 
 // PurgeDeleted purges the deleted tenants' histories, oldest deletion
 // first, and then their rows, and returns how many it finished. Each batch
-// (sized by purgeBatcher) is a transaction of its own, so that other
+// (paced by relay/pace) is a transaction of its own, so that other
 // tenants' pushes take their turns in between; it is safe to run on
 // several replicas at once, and one cut short goes on where it stopped.
 func (s *TenantStore) PurgeDeleted(ctx context.Context) (int, error) {
@@ -281,31 +255,15 @@ func (s *TenantStore) PurgeDeleted(ctx context.Context) (int, error) {
 	}
 }
 
-// purge deletes deleted tenant id's history in batches, then its row.
+// purge deletes deleted tenant id's history in batches, then its row. The
+// batches are paced (relay/pace): each holds the write lock about 5 ms,
+// and the next waits nine times as long, so that the purge takes a tenth
+// of the lock and of the disk and other tenants' pushes hardly notice it.
 func (s *TenantStore) purge(ctx context.Context, id tenant.ID) error {
-	var sizer purgeBatcher
-	size := sizer.next(0, 0)
 	for _, p := range purges {
-		for {
-			n, took, err := s.purgeBatch(ctx, p.query, id, size)
-			if err != nil {
-				return fmt.Errorf("purge deleted tenant %s: its %s: %w", id, p.what, err)
-			}
-			if n < size {
-				break
-			}
-			size = sizer.next(n, took)
-			// Rest nine times as long as the batch took: the purge is in
-			// no hurry, and it takes a tenth of the write lock and of the
-			// disk. Back to back (or resting as long, or three times as
-			// long) its batches and their checkpoints doubled other
-			// tenants' push p99 at 1,000/s; at a tenth it rose from 11 to
-			// 16 ms, and 1M events took 2.6 minutes (docs/benchmarks.md).
-			select {
-			case <-time.After(min(9*took, 450*time.Millisecond)):
-			case <-ctx.Done():
-				return ctx.Err()
-			}
+		_, err := pace.Run(ctx, func(limit int) (int, error) { return s.purgeBatch(ctx, p.query, id, limit) })
+		if err != nil {
+			return fmt.Errorf("purge deleted tenant %s: its %s: %w", id, p.what, err)
 		}
 	}
 	defer s.db.serialize()()
@@ -343,21 +301,19 @@ func (s *TenantStore) changeRow(ctx context.Context, id tenant.ID, change func(c
 }
 
 // purgeBatch runs query, a delete of up to size rows of tenant id, in a
-// transaction of its own. It commits durably, though a purge lost in
-// a crash would only be done again: on SQLite a relaxed commit leaves its
+// transaction of its own. It commits durably, though a purge lost in a
+// crash would only be done again: on SQLite a relaxed commit leaves its
 // WAL pages for the next durable commit to sync, and after a long history
 // that was whoever wrote next (a push, or the tenant row's own delete,
 // seen holding the write turn over 100 ms), so each batch pays its own.
-// It returns how many rows went, and how long it held the write turn.
-func (s *TenantStore) purgeBatch(ctx context.Context, query string, id tenant.ID, size int) (int, time.Duration, error) {
+func (s *TenantStore) purgeBatch(ctx context.Context, query string, id tenant.ID, size int) (int, error) {
 	defer s.db.serialize()()
-	start := time.Now()
 	res, err := s.db.bun.NewRaw(query, string(id), string(id), size).Exec(ctx)
 	if err != nil {
-		return 0, 0, err
+		return 0, err
 	}
 	n, err := res.RowsAffected()
-	return int(n), time.Since(start), err
+	return int(n), err
 }
 
 // tenantRow is a row of the tenants table.

@@ -177,7 +177,7 @@ func (s *WindowStore) ReplyWindow(ctx context.Context, tid tenant.ID, openid str
 // send through the relay or not.
 func (s *WindowStore) PruneReplyWindows(ctx context.Context, cutoff time.Time, limit int) (int, error) {
 	defer s.db.serialize()()
-	res, err := s.db.relaxed.NewRaw(`DELETE FROM reply_windows WHERE (tenant_id, openid) IN (
+	res, err := s.db.bun.NewRaw(`DELETE FROM reply_windows WHERE (tenant_id, openid) IN (
 SELECT tenant_id, openid FROM reply_windows WHERE msg_at < ? AND enter_at < ? LIMIT ?)`,
 		millis(cutoff), millis(cutoff), limit).Exec(ctx)
 	if err != nil {

@@ -28,6 +28,7 @@ import (
 	"github.com/wxrelay/wxrelay/relay/health"
 	"github.com/wxrelay/wxrelay/relay/ingress"
 	"github.com/wxrelay/wxrelay/relay/message"
+	"github.com/wxrelay/wxrelay/relay/pace"
 	"github.com/wxrelay/wxrelay/relay/token"
 	"github.com/wxrelay/wxrelay/relay/wechat"
 	"github.com/wxrelay/wxrelay/store"
@@ -334,14 +335,14 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 			}
 			// Plaintext pushes' signatures, once their timestamps are stale,
 			// and console sessions, once over.
-			_, nerr := inBatches(func(limit int) (int, error) { return nonces.PruneNonces(ctx, time.Now(), limit) })
+			_, nerr := pace.Run(ctx, func(limit int) (int, error) { return nonces.PruneNonces(ctx, time.Now(), limit) })
 			_, serr := sessions.PruneSessions(ctx, time.Now())
 			// Reply windows too old to decide anything, of every tenant.
-			_, werr := inBatches(func(limit int) (int, error) {
+			_, werr := pace.Run(ctx, func(limit int) (int, error) {
 				return windows.PruneReplyWindows(ctx, time.Now().Add(-message.WindowRetention), limit)
 			})
 			// Idempotency keys, once they no longer hold.
-			_, ierr := inBatches(func(limit int) (int, error) {
+			_, ierr := pace.Run(ctx, func(limit int) (int, error) {
 				return idempotency.PruneIdempotencyKeys(ctx, time.Now().Add(-message.IdempotencyTTL), limit)
 			})
 			return errors.Join(err, cerr, aerr, nerr, serr, werr, ierr)
@@ -548,22 +549,7 @@ func debugMux() *http.ServeMux {
 
 // pruneCalls deletes the call records older than cutoff.
 func pruneCalls(ctx context.Context, s calllog.Store, cutoff time.Time) (int, error) {
-	return inBatches(func(limit int) (int, error) { return s.PruneCalls(ctx, cutoff, limit) })
-}
-
-// inBatches runs prune, which deletes at most limit rows and says how
-// many, until it deletes fewer, so that no one delete holds SQLite's
-// write lock for long.
-func inBatches(prune func(limit int) (int, error)) (int, error) {
-	const batch = 5000
-	total := 0
-	for {
-		n, err := prune(batch)
-		total += n
-		if err != nil || n < batch {
-			return total, err
-		}
-	}
+	return pace.Run(ctx, func(limit int) (int, error) { return s.PruneCalls(ctx, cutoff, limit) })
 }
 
 // addrOf is ln's address, or "" for no listener.
