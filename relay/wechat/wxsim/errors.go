@@ -41,6 +41,17 @@ const (
 	codeBadTypingCommand  = 45072
 	codeDataFormat        = 47001
 	codeInvalidRID        = 76001 // openapi/rid/get: no such rid for this app
+
+	// The open platform's (protocol §9: 61004, 61005, 61006, 61023 and
+	// 45009 are documented there; 61003, 61010 and 61011 come from its
+	// return-code list, for cases the endpoint docs leave open).
+	codeNotAuthorized       = 61003 // the authorizer has not authorized this component
+	codeComponentIP         = 61004 // the caller's IP is not on the component's whitelist
+	codeTicketExpired       = 61005
+	codeTicketInvalid       = 61006
+	codeCodeExpired         = 61010 // an authorization or pre-auth code that expired or was never issued
+	codeInvalidComponent    = 61011
+	codeInvalidRefreshToken = 61023
 )
 
 // errmsg is the text WeChat pairs with code, as seen in the wild (protocol
@@ -107,6 +118,20 @@ func errmsg(code int) string {
 		return "data format error"
 	case codeInvalidRID:
 		return "rid not found"
+	case codeNotAuthorized:
+		return "component is not authorized by this account"
+	case codeComponentIP:
+		return "access clientip is not registered"
+	case codeTicketExpired:
+		return "component ticket is expired"
+	case codeTicketInvalid:
+		return "component ticket is invalid"
+	case codeCodeExpired:
+		return "code is expired"
+	case codeInvalidComponent:
+		return "invalid component"
+	case codeInvalidRefreshToken:
+		return "refresh_token is invalid"
 	}
 	return "unknown error"
 }

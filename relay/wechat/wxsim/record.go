@@ -83,6 +83,12 @@ type TokenCounts struct {
 	// StableForced counts stable_token calls with force_refresh that
 	// refreshed.
 	StableForced int `json:"stable_forced"`
+	// Component counts api_component_token calls that issued a component
+	// access token (under the component's appid); Authorizer counts the
+	// authorizer access tokens issued by api_query_auth and
+	// api_authorizer_token (under the authorizer's appid).
+	Component  int `json:"component,omitempty"`
+	Authorizer int `json:"authorizer,omitempty"`
 }
 
 // Total is the number of tokens issued by either endpoint.
@@ -153,4 +159,5 @@ func (s *Server) Reset() {
 	s.calls = nil
 	clear(s.issued)
 	s.faults = faults{}
+	s.comp.pushes = nil
 }

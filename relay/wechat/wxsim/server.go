@@ -58,6 +58,7 @@ type Server struct {
 	calls  []Call                 // the record, in the order handled
 	issued map[string]TokenCounts // by appid
 	rids   map[string]ridInfo     // failed calls by their rid, for openapi/rid/get
+	comp   componentState         // the open platform (component.go)
 }
 
 // New returns a Server with no apps; register them with AddApp.
@@ -71,6 +72,8 @@ func New(opts Options) *Server {
 		media:     make(map[string]*media),
 		issued:    make(map[string]TokenCounts),
 		rids:      make(map[string]ridInfo),
+		comp: componentState{components: make(map[string]*component), ctokens: make(map[string]*token),
+			pushClient: &http.Client{Timeout: 5 * time.Second}},
 	}
 	if s.now == nil {
 		s.now = time.Now
@@ -106,9 +109,19 @@ func (s *Server) routes() *http.ServeMux {
 	mux.Handle("/cgi-bin/media/upload", s.api(http.MethodPost, s.upload))
 	mux.Handle("/cgi-bin/media/get", s.api(http.MethodGet, s.getMedia))
 	mux.Handle("/cgi-bin/openapi/rid/get", s.api(http.MethodPost, s.ridGet))
+	// The open platform (protocol §9), and its consent page, which lives
+	// on mp.weixin.qq.com: point the relay's --wechat-mp here too.
+	mux.Handle("/cgi-bin/component/api_component_token", s.api(http.MethodPost, s.componentToken))
+	mux.Handle("/cgi-bin/component/api_create_preauthcode", s.api(http.MethodPost, s.preAuthCode))
+	mux.Handle("/cgi-bin/component/api_query_auth", s.api(http.MethodPost, s.queryAuth))
+	mux.Handle("/cgi-bin/component/api_authorizer_token", s.api(http.MethodPost, s.authorizerToken))
+	mux.Handle("/cgi-bin/component/api_get_authorizer_list", s.api(http.MethodPost, s.authorizerList))
+	mux.Handle("/cgi-bin/component/api_start_push_ticket", s.api(http.MethodPost, s.startPushTicket))
+	mux.HandleFunc("/cgi-bin/componentloginpage", s.consentPage)
 	mux.HandleFunc("/cgi-bin/", s.unknownAPI)
 
 	s.controlRoutes(mux)
+	s.componentControlRoutes(mux)
 	return mux
 }
 
