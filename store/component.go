@@ -1,0 +1,234 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/uptrace/bun"
+
+	"github.com/wxrelay/wxrelay/tenant"
+)
+
+// ComponentStore keeps third-party platforms (components) in the
+// components table, their secrets and last ticket sealed.
+type ComponentStore struct{ db *DB }
+
+var _ tenant.ComponentStore = (*ComponentStore)(nil)
+
+// NewComponentStore returns a ComponentStore on db.
+func NewComponentStore(db *DB) *ComponentStore { return &ComponentStore{db: db} }
+
+const (
+	colComponentSecrets = "components.sealed_secrets"
+	colComponentTicket  = "components.sealed_ticket"
+)
+
+// componentRow is a row of the components table.
+type componentRow struct {
+	bun.BaseModel `bun:"table:components,alias:c"`
+
+	ID                string    `bun:"id,pk"`
+	DisplayName       string    `bun:"display_name"`
+	AppID             string    `bun:"component_appid"`
+	SealedSecrets     []byte    `bun:"sealed_secrets"`
+	SealedTicket      []byte    `bun:"sealed_ticket"`
+	TicketReceiveTime time.Time `bun:"ticket_receive_time,nullzero"`
+	CreateTime        time.Time `bun:"create_time"`
+	UpdateTime        time.Time `bun:"update_time"`
+	Version           int64     `bun:"version"`
+}
+
+// storedComponentSecrets is the JSON sealed in sealed_secrets.
+type storedComponentSecrets struct {
+	Secret         string `json:"secret"`
+	Token          string `json:"token"`
+	EncodingAESKey string `json:"encoding_aes_key"`
+}
+
+func componentFromDomain(c *tenant.Component, sl *sealer) (*componentRow, error) {
+	if sl == nil {
+		return nil, errNoSealKey
+	}
+	secrets, err := json.Marshal(storedComponentSecrets(c.Secrets))
+	if err != nil {
+		return nil, errors.New("encode component secrets")
+	}
+	row := &componentRow{
+		ID: string(c.ID), DisplayName: c.DisplayName, AppID: c.AppID,
+		CreateTime: c.CreateTime.UTC(), UpdateTime: c.UpdateTime.UTC(), Version: c.Version,
+	}
+	row.SealedSecrets = sl.seal(secrets, colComponentSecrets, row.ID)
+	return row, nil
+}
+
+func (r *componentRow) toDomain(sl *sealer) (*tenant.Component, error) {
+	if sl == nil {
+		return nil, errNoSealKey
+	}
+	c := &tenant.Component{
+		ID: tenant.ComponentID(r.ID), DisplayName: r.DisplayName, AppID: r.AppID,
+		CreateTime: r.CreateTime.UTC(), UpdateTime: r.UpdateTime.UTC(), Version: r.Version,
+	}
+	var secrets storedComponentSecrets
+	if err := openJSON(sl, r.SealedSecrets, colComponentSecrets, r.ID, &secrets); err != nil {
+		return nil, err
+	}
+	c.Secrets = tenant.ComponentSecrets(secrets)
+	if r.SealedTicket != nil {
+		ticket, err := sl.open(r.SealedTicket, colComponentTicket, r.ID)
+		if err != nil {
+			return nil, fmt.Errorf("component %s: %s: %w", r.ID, colComponentTicket, err)
+		}
+		c.Ticket = tenant.Ticket{Value: string(ticket), ReceiveTime: r.TicketReceiveTime.UTC()}
+	}
+	return c, nil
+}
+
+// CreateComponent implements tenant.ComponentStore.
+func (s *ComponentStore) CreateComponent(ctx context.Context, c *tenant.Component) error {
+	defer s.db.serialize()()
+	row, err := componentFromDomain(c, s.db.sealer)
+	if err != nil {
+		return fmt.Errorf("create component %s: %w", c.ID, err)
+	}
+	_, err = s.db.bun.NewInsert().Model(row).ExcludeColumn("sealed_ticket", "ticket_receive_time").Exec(ctx)
+	if isUniqueViolation(err) {
+		return s.appIDTaken(ctx, c.AppID, "")
+	} else if err != nil {
+		return fmt.Errorf("create component %s: %w", c.ID, err)
+	}
+	return nil
+}
+
+// appIDTaken is the conflict of a component appid registered already.
+func (s *ComponentStore) appIDTaken(ctx context.Context, appid string, self tenant.ComponentID) error {
+	var holder string
+	err := s.db.bun.NewSelect().Model((*componentRow)(nil)).Column("id").
+		Where("lower(component_appid) = lower(?)", appid).Where("id <> ?", string(self)).Limit(1).Scan(ctx, &holder)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("find the component holding appid %s: %w", appid, err)
+	}
+	return &tenant.ConflictError{Msg: fmt.Sprintf("component_appid %s is already registered to component %s", appid, holder), AppID: appid}
+}
+
+// FindComponent implements tenant.ComponentStore.
+func (s *ComponentStore) FindComponent(ctx context.Context, id tenant.ComponentID) (*tenant.Component, error) {
+	var row componentRow
+	err := s.db.bun.NewSelect().Model(&row).Where("id = ?", string(id)).Scan(ctx)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("find component %s: %w", id, tenant.ErrComponentNotFound)
+	} else if err != nil {
+		return nil, fmt.Errorf("find component %s: %w", id, err)
+	}
+	return row.toDomain(s.db.sealer)
+}
+
+// FindComponents implements tenant.ComponentStore.
+func (s *ComponentStore) FindComponents(ctx context.Context, after tenant.ComponentID, limit int) ([]*tenant.Component, error) {
+	var rows []componentRow
+	q := s.db.bun.NewSelect().Model(&rows).OrderExpr("id ASC").Limit(int64(limit))
+	if after != "" {
+		q = q.Where("id > ?", string(after))
+	}
+	if err := q.Scan(ctx); err != nil {
+		return nil, fmt.Errorf("find components: %w", err)
+	}
+	out := make([]*tenant.Component, 0, len(rows))
+	for i := range rows {
+		c, err := rows[i].toDomain(s.db.sealer)
+		if err != nil {
+			return nil, fmt.Errorf("find components: %w", err)
+		}
+		out = append(out, c)
+	}
+	return out, nil
+}
+
+// UpdateComponent implements tenant.ComponentStore. The ticket is not the
+// admin's to change: SaveTicket writes it.
+func (s *ComponentStore) UpdateComponent(ctx context.Context, c *tenant.Component) error {
+	defer s.db.serialize()()
+	row, err := componentFromDomain(c, s.db.sealer)
+	if err != nil {
+		return fmt.Errorf("update component %s: %w", c.ID, err)
+	}
+	row.Version = c.Version + 1
+	res, err := s.db.bun.NewUpdate().Model(row).
+		Column("display_name", "component_appid", "sealed_secrets", "update_time", "version").
+		Where("id = ?", string(c.ID)).Where("version = ?", c.Version).Exec(ctx)
+	if isUniqueViolation(err) {
+		return s.appIDTaken(ctx, c.AppID, c.ID)
+	} else if err != nil {
+		return fmt.Errorf("update component %s: %w", c.ID, err)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return fmt.Errorf("update component %s: %w", c.ID, err)
+	} else if n == 0 {
+		exists, err := s.db.bun.NewSelect().Model((*componentRow)(nil)).Where("id = ?", string(c.ID)).Exists(ctx)
+		switch {
+		case err != nil:
+			return fmt.Errorf("update component %s: %w", c.ID, err)
+		case !exists:
+			return fmt.Errorf("update component %s: %w", c.ID, tenant.ErrComponentNotFound)
+		default:
+			return &tenant.ConflictError{Msg: fmt.Sprintf("component %s was changed by another request at the same time; retry", c.ID)}
+		}
+	}
+	c.Version = row.Version
+	return nil
+}
+
+// DeleteComponent implements tenant.ComponentStore.
+func (s *ComponentStore) DeleteComponent(ctx context.Context, id tenant.ComponentID) error {
+	defer s.db.serialize()()
+	res, err := s.db.bun.NewDelete().Model((*componentRow)(nil)).Where("id = ?", string(id)).Exec(ctx)
+	if err != nil {
+		return fmt.Errorf("delete component %s: %w", id, err)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return fmt.Errorf("delete component %s: %w", id, err)
+	} else if n == 0 {
+		return fmt.Errorf("delete component %s: %w", id, tenant.ErrComponentNotFound)
+	}
+	return nil
+}
+
+// SaveTicket implements tenant.ComponentStore. It commits durably before
+// the relay answers WeChat success: the ticket is what every component
+// token for the next 12 hours is fetched with.
+func (s *ComponentStore) SaveTicket(ctx context.Context, id tenant.ComponentID, t tenant.Ticket) error {
+	if s.db.sealer == nil {
+		return errNoSealKey
+	}
+	release, err := s.db.writeTurn(ctx)
+	if err != nil {
+		return fmt.Errorf("save ticket of component %s: %w", id, err)
+	}
+	defer release()
+	res, err := s.db.bun.NewUpdate().Model((*componentRow)(nil)).
+		Set("sealed_ticket = ?", s.db.sealer.seal([]byte(t.Value), colComponentTicket, string(id))).
+		Set("ticket_receive_time = ?", t.ReceiveTime.UTC()).
+		Where("id = ?", string(id)).
+		Where("ticket_receive_time IS NULL OR ticket_receive_time <= ?", t.ReceiveTime.UTC()).
+		Exec(ctx)
+	if err != nil {
+		return fmt.Errorf("save ticket of component %s: %w", id, err)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return fmt.Errorf("save ticket of component %s: %w", id, err)
+	} else if n == 0 {
+		// A later ticket is kept already, or the component is gone.
+		exists, err := s.db.bun.NewSelect().Model((*componentRow)(nil)).Where("id = ?", string(id)).Exists(ctx)
+		if err != nil {
+			return fmt.Errorf("save ticket of component %s: %w", id, err)
+		}
+		if !exists {
+			return fmt.Errorf("save ticket of component %s: %w", id, tenant.ErrComponentNotFound)
+		}
+	}
+	return nil
+}

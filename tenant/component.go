@@ -1,0 +1,227 @@
+package tenant
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+)
+
+// A component is a WeChat third-party platform (protocol §9): an agency's
+// app through which merchants' mini programs become tenants by authorizing
+// it on WeChat's consent page, so that no AppSecret, Token or
+// EncodingAESKey of theirs is ever handed over. Its own secrets sign and
+// encrypt its two push URLs and fetch its component token.
+
+// ComponentID identifies a component: "cp_" and 16 lowercase base32
+// characters.
+type ComponentID string
+
+// ComponentSecrets are a component's credentials, sealed at rest and never
+// returned by the API.
+type ComponentSecrets struct {
+	Secret         string // component_appsecret
+	Token          string // the message Token of both push URLs
+	EncodingAESKey string // 43 characters
+}
+
+// Ticket is the last good component_verify_ticket WeChat pushed. It is
+// valid 12 hours; WeChat pushes a new one every 10 minutes, but pushes can
+// stop for an hour, so the last one is kept durably.
+type Ticket struct {
+	Value       string
+	ReceiveTime time.Time
+}
+
+// TicketLifetime is how long WeChat accepts a ticket (protocol §9).
+const TicketLifetime = 12 * time.Hour
+
+// Component is a registered third-party platform.
+type Component struct {
+	ID          ComponentID
+	DisplayName string
+	AppID       string // component_appid
+	Secrets     ComponentSecrets
+	Ticket      Ticket // zero before the first
+	CreateTime  time.Time
+	UpdateTime  time.Time
+	Version     int64
+}
+
+// ErrComponentNotFound: no such component.
+var ErrComponentNotFound = errors.New("component not found")
+
+// ComponentStore keeps components.
+type ComponentStore interface {
+	// CreateComponent stores c; a *ConflictError if its appid is taken.
+	CreateComponent(ctx context.Context, c *Component) error
+	// FindComponent returns a component, secrets opened.
+	// ErrComponentNotFound.
+	FindComponent(ctx context.Context, id ComponentID) (*Component, error)
+	// FindComponents pages through components in id order after after.
+	FindComponents(ctx context.Context, after ComponentID, limit int) ([]*Component, error)
+	// UpdateComponent saves c if its stored version is still c.Version,
+	// then bumps c.Version (ErrConflict otherwise).
+	UpdateComponent(ctx context.Context, c *Component) error
+	// DeleteComponent removes it; a *ConflictError naming them while
+	// tenants are bound to it.
+	DeleteComponent(ctx context.Context, id ComponentID) error
+	// SaveTicket keeps t as id's last good ticket, durably, unless the
+	// stored one was received later.
+	SaveTicket(ctx context.Context, id ComponentID, t Ticket) error
+}
+
+// ComponentService registers and manages components. Admin only.
+type ComponentService struct {
+	store ComponentStore
+	now   func() time.Time
+}
+
+// NewComponentService returns a ComponentService; now may be nil.
+func NewComponentService(store ComponentStore, now func() time.Time) *ComponentService {
+	if now == nil {
+		now = time.Now
+	}
+	return &ComponentService{store: store, now: now}
+}
+
+// Create registers a component.
+func (s *ComponentService) Create(ctx context.Context, in *Component) (*Component, error) {
+	c := *in
+	c.ID = newComponentID()
+	c.Ticket = Ticket{}
+	if err := c.validate(); err != nil {
+		return nil, err
+	}
+	c.CreateTime = s.now().UTC().Truncate(time.Microsecond)
+	c.UpdateTime = c.CreateTime
+	c.Version = 1
+	if err := s.store.CreateComponent(ctx, &c); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+// Get returns one component.
+func (s *ComponentService) Get(ctx context.Context, id ComponentID) (*Component, error) {
+	if !validComponentID(id) {
+		return nil, fmt.Errorf("component %q: %w", id, ErrComponentNotFound)
+	}
+	return s.store.FindComponent(ctx, id)
+}
+
+// List pages through components as Service.List does tenants.
+func (s *ComponentService) List(ctx context.Context, pageSize int, pageToken string) ([]*Component, string, error) {
+	switch {
+	case pageSize < 0:
+		return nil, "", fieldErr("page_size", "must not be negative")
+	case pageSize == 0:
+		pageSize = DefaultPageSize
+	case pageSize > MaxPageSize:
+		pageSize = MaxPageSize
+	}
+	after, err := decodePageToken(pageToken)
+	if err != nil {
+		return nil, "", err
+	}
+	cs, err := s.store.FindComponents(ctx, ComponentID(after), pageSize+1)
+	if err != nil {
+		return nil, "", err
+	}
+	next := ""
+	if len(cs) > pageSize {
+		cs = cs[:pageSize]
+		next = encodePageToken(ID(cs[len(cs)-1].ID))
+	}
+	return cs, next, nil
+}
+
+// Update applies change to the component and saves it, retrying once if
+// another request changed it meanwhile.
+func (s *ComponentService) Update(ctx context.Context, id ComponentID, change func(*Component) error) (*Component, error) {
+	for attempt := 0; ; attempt++ {
+		c, err := s.Get(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		if err := change(c); err != nil {
+			return nil, err
+		}
+		if err := c.validate(); err != nil {
+			return nil, err
+		}
+		c.UpdateTime = s.now().UTC().Truncate(time.Microsecond)
+		err = s.store.UpdateComponent(ctx, c)
+		if errors.Is(err, ErrConflict) && attempt == 0 {
+			var ce *ConflictError
+			if !errors.As(err, &ce) || ce.AppID == "" {
+				continue // a concurrent change: read again
+			}
+		}
+		if err != nil {
+			return nil, err
+		}
+		return c, nil
+	}
+}
+
+// Delete removes a component that no tenant is bound to.
+func (s *ComponentService) Delete(ctx context.Context, id ComponentID) error {
+	if !validComponentID(id) {
+		return fmt.Errorf("component %q: %w", id, ErrComponentNotFound)
+	}
+	return s.store.DeleteComponent(ctx, id)
+}
+
+// validate checks a complete component, naming the first wrong field.
+func (c *Component) validate() error {
+	switch {
+	case utf8.RuneCountInString(c.DisplayName) > 200:
+		return fieldErr("display_name", "must be at most 200 characters")
+	case strings.ContainsFunc(c.DisplayName, unicode.IsControl):
+		return fieldErr("display_name", "must not contain control characters (NUL, line breaks, tabs)")
+	case c.AppID == "":
+		return fieldErr("component_appid", "is required")
+	case !appIDPattern.MatchString(c.AppID):
+		return fieldErr("component_appid", "must be wx followed by 16 hex characters")
+	case c.Secrets.Secret == "":
+		return fieldErr("component_secret", "is required")
+	case len(c.Secrets.Secret) > 128 || strings.ContainsFunc(c.Secrets.Secret, isSpaceOrControl):
+		return fieldErr("component_secret", "must be at most 128 characters without spaces or control characters")
+	case c.Secrets.Token == "":
+		return fieldErr("token", "is required")
+	case !pushTokenPattern.MatchString(c.Secrets.Token):
+		return fieldErr("token", "must be 3 to 32 letters or digits, as the open platform requires")
+	case c.Secrets.EncodingAESKey == "":
+		return fieldErr("encoding_aes_key", "is required: the open platform's pushes are always encrypted")
+	case !aesKeyPattern.MatchString(c.Secrets.EncodingAESKey):
+		return fieldErr("encoding_aes_key", "must be exactly 43 letters or digits")
+	}
+	return nil
+}
+
+// newComponentID returns "cp_" and 16 random lowercase base32 characters.
+func newComponentID() ComponentID {
+	b := make([]byte, 10)
+	rand.Read(b)
+	return ComponentID("cp_" + idEncoding.EncodeToString(b))
+}
+
+// validComponentID reports whether id has the shape newComponentID gives,
+// so that a lookup of anything else is refused before the database.
+func validComponentID(id ComponentID) bool {
+	s := string(id)
+	if len(s) != 19 || !strings.HasPrefix(s, "cp_") {
+		return false
+	}
+	for _, r := range s[3:] {
+		if !('a' <= r && r <= 'z' || '2' <= r && r <= '7') {
+			return false
+		}
+	}
+	return true
+}
