@@ -91,7 +91,9 @@ func newEnvWith(t *testing.T, change func(*api.Options)) *env {
 		Logger:    log,
 		Auth:      auth,
 		Tenants:   svc,
-		Events:    relay.NewEvents(events),
+		// The real component store.
+		Components: tenant.NewComponentService(store.NewComponentStore(db), nil),
+		Events:     relay.NewEvents(events),
 		Redeliver: dispatcher,
 		Messages:  messages,
 		// Idempotency keys of sends.

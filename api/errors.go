@@ -26,6 +26,7 @@ var codeOf = []struct {
 }{
 	{tenant.ErrInvalid, codes.InvalidArgument},
 	{tenant.ErrNotFound, codes.NotFound},
+	{tenant.ErrComponentNotFound, codes.NotFound},
 	{relay.ErrNotFound, codes.NotFound},
 	{tenant.ErrConflict, codes.AlreadyExists},
 	{tenant.ErrUnauthenticated, codes.Unauthenticated},
@@ -95,7 +96,7 @@ func clientMessage(err, sentinel error) string {
 		return ce.Msg
 	}
 	switch sentinel {
-	case tenant.ErrConflict, tenant.ErrNotFound, relay.ErrNotFound:
+	case tenant.ErrConflict, tenant.ErrNotFound, tenant.ErrComponentNotFound, relay.ErrNotFound:
 		return err.Error()
 	}
 	return sentinel.Error()

@@ -57,12 +57,15 @@ const (
 
 // Options wires a Server. All but Ready, Registry and Routes are required.
 type Options struct {
-	Logger    *slog.Logger
-	Auth      *tenant.Authenticator
-	Tenants   *tenant.Service
-	Events    *relay.Events
-	Redeliver Redeliverer
-	Messages  Messenger
+	Logger  *slog.Logger
+	Auth    *tenant.Authenticator
+	Tenants *tenant.Service
+	// Components registers third-party platforms; nil: the component
+	// methods answer NOT_FOUND for every id and list none.
+	Components *tenant.ComponentService
+	Events     *relay.Events
+	Redeliver  Redeliverer
+	Messages   Messenger
 	// TokenStatus reports tenants' access token status for GetTenant
 	// (a *token.Keeper); nil leaves token_status unset.
 	TokenStatus TokenStatuser
@@ -196,6 +199,10 @@ func New(opts Options) (*Server, error) {
 		health:    opts.Health,
 		publicURL: strings.TrimRight(opts.PublicURL, "/"),
 	}
+	if opts.Components == nil {
+		opts.Components = tenant.NewComponentService(noComponents{}, nil)
+	}
+	componentsSrv := &componentServer{components: opts.Components, publicURL: strings.TrimRight(opts.PublicURL, "/")}
 	eventsSrv := &eventServer{events: opts.Events, redeliver: opts.Redeliver}
 	callsSrv := &callServer{tenants: opts.Tenants, calls: opts.Calls}
 	hs := health.NewServer()
@@ -206,6 +213,7 @@ func New(opts Options) (*Server, error) {
 		impl any
 	}{
 		{&wxrelayv1.TenantService_ServiceDesc, tenantsSrv},
+		{&wxrelayv1.ComponentService_ServiceDesc, componentsSrv},
 		{&wxrelayv1.EventService_ServiceDesc, eventsSrv},
 		{gateUploads(&wxrelayv1.MessageService_ServiceDesc, uploads), messages},
 		{&wxrelayv1.CallService_ServiceDesc, callsSrv},
@@ -214,6 +222,7 @@ func New(opts Options) (*Server, error) {
 		gs.RegisterService(reads.unary(svc.desc), svc.impl)
 	}
 	wxrelayv1.RegisterTenantServiceServer(inproc, tenantsSrv)
+	wxrelayv1.RegisterComponentServiceServer(inproc, componentsSrv)
 	wxrelayv1.RegisterEventServiceServer(inproc, eventsSrv)
 	wxrelayv1.RegisterMessageServiceServer(inproc, messages)
 	wxrelayv1.RegisterCallServiceServer(inproc, callsSrv)
@@ -232,6 +241,7 @@ func New(opts Options) (*Server, error) {
 	)
 	for _, err := range []error{
 		wxrelayv1.RegisterTenantServiceHandlerClient(context.Background(), gw, wxrelayv1.NewTenantServiceClient(inproc)),
+		wxrelayv1.RegisterComponentServiceHandlerClient(context.Background(), gw, wxrelayv1.NewComponentServiceClient(inproc)),
 		wxrelayv1.RegisterEventServiceHandlerClient(context.Background(), gw, wxrelayv1.NewEventServiceClient(inproc)),
 		wxrelayv1.RegisterMessageServiceHandlerClient(context.Background(), gw, wxrelayv1.NewMessageServiceClient(inproc)),
 		wxrelayv1.RegisterCallServiceHandlerClient(context.Background(), gw, wxrelayv1.NewCallServiceClient(inproc)),

@@ -232,13 +232,17 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	}
 	tenants.OnChange(checker.Forget)
 
+	components := tenant.NewComponentService(store.NewComponentStore(db), nil)
 	srv, err := api.New(api.Options{
-		Logger:    log,
-		Auth:      auth,
-		Tenants:   tenants,
-		Events:    relay.NewEvents(eventStore),
-		Redeliver: dispatcher,
-		Messages:  messages,
+		Logger:  log,
+		Auth:    auth,
+		Tenants: tenants,
+		// Third-party platforms (components), whose authorized mini
+		// programs become tenants.
+		Components: components,
+		Events:     relay.NewEvents(eventStore),
+		Redeliver:  dispatcher,
+		Messages:   messages,
 		// Idempotency keys of sends.
 		Idempotency: idempotency,
 		// GetTenant shows the token status, e.g. a wrong AppSecret.

@@ -1,0 +1,145 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"google.golang.org/protobuf/types/known/emptypb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	wxrelayv1 "github.com/wxrelay/wxrelay/api/gen/wxrelay/v1"
+	"github.com/wxrelay/wxrelay/tenant"
+)
+
+// componentServer implements wxrelayv1.ComponentServiceServer on
+// tenant.ComponentService.
+type componentServer struct {
+	wxrelayv1.UnimplementedComponentServiceServer
+	components *tenant.ComponentService
+	publicURL  string // no trailing slash
+}
+
+func (s *componentServer) CreateComponent(ctx context.Context, req *wxrelayv1.CreateComponentRequest) (*wxrelayv1.CreateComponentResponse, error) {
+	in := req.GetComponent()
+	if in == nil {
+		return nil, &tenant.FieldError{Field: "component", Reason: "is required"}
+	}
+	c, err := s.components.Create(ctx, &tenant.Component{
+		DisplayName: in.GetDisplayName(),
+		AppID:       in.GetComponentAppid(),
+		Secrets:     tenant.ComponentSecrets{Secret: in.GetComponentSecret(), Token: in.GetToken(), EncodingAESKey: in.GetEncodingAesKey()},
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &wxrelayv1.CreateComponentResponse{Component: s.toProto(c)}, nil
+}
+
+func (s *componentServer) GetComponent(ctx context.Context, req *wxrelayv1.GetComponentRequest) (*wxrelayv1.Component, error) {
+	c, err := s.components.Get(ctx, tenant.ComponentID(req.GetId()))
+	if err != nil {
+		return nil, err
+	}
+	return s.toProto(c), nil
+}
+
+func (s *componentServer) ListComponents(ctx context.Context, req *wxrelayv1.ListComponentsRequest) (*wxrelayv1.ListComponentsResponse, error) {
+	cs, next, err := s.components.List(ctx, int(req.GetPageSize()), req.GetPageToken())
+	if err != nil {
+		return nil, err
+	}
+	resp := &wxrelayv1.ListComponentsResponse{NextPageToken: next}
+	for _, c := range cs {
+		resp.Components = append(resp.Components, s.toProto(c))
+	}
+	return resp, nil
+}
+
+// UpdateComponent applies the masked fields. Output-only fields in the
+// mask are an error, so that a client learns at once that its change did
+// not happen.
+func (s *componentServer) UpdateComponent(ctx context.Context, req *wxrelayv1.UpdateComponentRequest) (*wxrelayv1.Component, error) {
+	in := req.GetComponent()
+	if in == nil {
+		in = &wxrelayv1.Component{}
+	}
+	paths := req.GetUpdateMask().GetPaths()
+	if len(paths) == 0 {
+		return nil, &tenant.FieldError{Field: "update_mask", Reason: "names no field to change"}
+	}
+	var changes []func(*tenant.Component)
+	for _, path := range paths {
+		switch path {
+		case "display_name":
+			changes = append(changes, func(c *tenant.Component) { c.DisplayName = in.GetDisplayName() })
+		case "component_appid":
+			changes = append(changes, func(c *tenant.Component) { c.AppID = in.GetComponentAppid() })
+		case "component_secret":
+			changes = append(changes, func(c *tenant.Component) { c.Secrets.Secret = in.GetComponentSecret() })
+		case "token":
+			changes = append(changes, func(c *tenant.Component) { c.Secrets.Token = in.GetToken() })
+		case "encoding_aes_key":
+			changes = append(changes, func(c *tenant.Component) { c.Secrets.EncodingAESKey = in.GetEncodingAesKey() })
+		default:
+			return nil, &tenant.FieldError{Field: path, Reason: "cannot be changed (output only or unknown)"}
+		}
+	}
+	c, err := s.components.Update(ctx, tenant.ComponentID(req.GetId()), func(c *tenant.Component) error {
+		for _, change := range changes {
+			change(c)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return s.toProto(c), nil
+}
+
+func (s *componentServer) DeleteComponent(ctx context.Context, req *wxrelayv1.DeleteComponentRequest) (*emptypb.Empty, error) {
+	if err := s.components.Delete(ctx, tenant.ComponentID(req.GetId())); err != nil {
+		return nil, err
+	}
+	return &emptypb.Empty{}, nil
+}
+
+// toProto is c as the API shows it: no secret, no ticket value.
+func (s *componentServer) toProto(c *tenant.Component) *wxrelayv1.Component {
+	out := &wxrelayv1.Component{
+		Id:             string(c.ID),
+		DisplayName:    c.DisplayName,
+		ComponentAppid: c.AppID,
+		AuthEventUrl:   s.publicURL + "/wxc/" + string(c.ID) + "/events",
+		MessageUrl:     s.publicURL + "/wxc/" + string(c.ID) + "/$APPID$",
+		CreateTime:     timestamppb.New(c.CreateTime),
+		UpdateTime:     timestamppb.New(c.UpdateTime),
+	}
+	if !c.Ticket.ReceiveTime.IsZero() {
+		out.Ticket = &wxrelayv1.Component_Ticket{ReceiveTime: timestamppb.New(c.Ticket.ReceiveTime)}
+	}
+	return out
+}
+
+// noComponents is the store of a server given no ComponentService: it
+// holds none, and takes none.
+type noComponents struct{}
+
+func (noComponents) CreateComponent(context.Context, *tenant.Component) error {
+	return errors.New("api: no component store configured")
+}
+func (noComponents) FindComponent(_ context.Context, id tenant.ComponentID) (*tenant.Component, error) {
+	return nil, fmt.Errorf("component %s: %w", id, tenant.ErrComponentNotFound)
+}
+func (noComponents) FindComponents(context.Context, tenant.ComponentID, int) ([]*tenant.Component, error) {
+	return nil, nil
+}
+func (noComponents) UpdateComponent(_ context.Context, c *tenant.Component) error {
+	return fmt.Errorf("component %s: %w", c.ID, tenant.ErrComponentNotFound)
+}
+func (noComponents) DeleteComponent(_ context.Context, id tenant.ComponentID) error {
+	return fmt.Errorf("component %s: %w", id, tenant.ErrComponentNotFound)
+}
+func (noComponents) SaveTicket(_ context.Context, id tenant.ComponentID, _ tenant.Ticket) error {
+	return fmt.Errorf("component %s: %w", id, tenant.ErrComponentNotFound)
+}

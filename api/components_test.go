@@ -1,0 +1,94 @@
+package api_test
+
+import (
+	"strings"
+	"testing"
+)
+
+func validComponent(appid string) map[string]any {
+	return map[string]any{
+		"display_name":     "Agency",
+		"component_appid":  appid,
+		"component_secret": "component-secret-0123456789",
+		"token":            "CompToken1",
+		"encoding_aes_key": testAESKey,
+	}
+}
+
+// Components over REST, admin only: created with the two URLs to paste and
+// no secret in any answer, refused field by field, one per appid (409),
+// read, listed, changed through the fields present, deleted.
+func TestComponentsREST(t *testing.T) {
+	e := newEnv(t)
+	r := e.mustStatus(e.do("POST", "/v1/components", e.admin, validComponent("wx134c8103faa5a59e")), 200)
+	c, _ := r.body["component"].(map[string]any)
+	id, _ := c["id"].(string)
+	if !strings.HasPrefix(id, "cp_") || len(id) != 19 {
+		t.Fatalf("id = %q in %s", id, r.raw)
+	}
+	for field, want := range map[string]string{
+		"component_appid": "wx134c8103faa5a59e",
+		"auth_event_url":  "https://relay.example.com/wxc/" + id + "/events",
+		"message_url":     "https://relay.example.com/wxc/" + id + "/$APPID$",
+		"display_name":    "Agency",
+	} {
+		if c[field] != want {
+			t.Errorf("%s = %v, want %q", field, c[field], want)
+		}
+	}
+	for _, secret := range []string{"component-secret-0123456789", "CompToken1", testAESKey} {
+		if strings.Contains(r.raw, secret) {
+			t.Errorf("the answer holds a secret: %s", r.raw)
+		}
+	}
+	if _, ok := c["ticket"]; ok {
+		t.Errorf("a ticket before any was pushed: %s", r.raw)
+	}
+
+	for _, tc := range []struct {
+		field string
+		value any
+	}{
+		{"component_appid", "wx123"},
+		{"component_secret", ""},
+		{"token", "a b"},
+		{"encoding_aes_key", "short"},
+	} {
+		body := validComponent("wx00000000000000c2")
+		body[tc.field] = tc.value
+		r := e.mustStatus(e.do("POST", "/v1/components", e.admin, body), 400)
+		if !strings.Contains(r.raw, tc.field) {
+			t.Errorf("bad %s: the error does not name it: %s", tc.field, r.raw)
+		}
+	}
+	r = e.mustStatus(e.do("POST", "/v1/components", e.admin, validComponent("wx134C8103FAA5A59E")), 409)
+	if !strings.Contains(r.raw, id) {
+		t.Errorf("the conflict does not name the holder: %s", r.raw)
+	}
+
+	got := e.mustStatus(e.do("GET", "/v1/components/"+id, e.admin, nil), 200)
+	if got.body["id"] != id || strings.Contains(got.raw, "component-secret") {
+		t.Errorf("GET = %s", got.raw)
+	}
+	e.mustStatus(e.do("POST", "/v1/components", e.admin, validComponent("wx00000000000000c3")), 200)
+	page := e.mustStatus(e.do("GET", "/v1/components?page_size=1", e.admin, nil), 200)
+	if list, _ := page.body["components"].([]any); len(list) != 1 || page.body["next_page_token"] == "" {
+		t.Errorf("first page = %s", page.raw)
+	}
+
+	patched := e.mustStatus(e.do("PATCH", "/v1/components/"+id, e.admin, map[string]any{"display_name": "Renamed", "token": "NewToken22"}), 200)
+	if patched.body["display_name"] != "Renamed" || patched.body["component_appid"] != "wx134c8103faa5a59e" {
+		t.Errorf("PATCH = %s", patched.raw)
+	}
+	e.mustStatus(e.do("PATCH", "/v1/components/"+id, e.admin, map[string]any{"auth_event_url": "https://x"}), 400)
+	e.mustStatus(e.do("PATCH", "/v1/components/"+id, e.admin, map[string]any{"encoding_aes_key": "short"}), 400)
+
+	// Admins only.
+	tn := e.createTenant(validTenant())
+	e.mustStatus(e.do("GET", "/v1/components/"+id, tn.apiKey, nil), 403)
+	e.mustStatus(e.do("GET", "/v1/components", "", nil), 401)
+
+	e.mustStatus(e.do("DELETE", "/v1/components/"+id, e.admin, nil), 200)
+	e.mustStatus(e.do("GET", "/v1/components/"+id, e.admin, nil), 404)
+	e.mustStatus(e.do("GET", "/v1/components/not-an-id", e.admin, nil), 404)
+}
