@@ -88,14 +88,14 @@ func newEnvWith(t *testing.T, change func(*api.Options)) *env {
 	messages := message.NewService(keeper, wx).WithReplyWindows(message.WindowOptions{
 		Store: store.NewWindowStore(db), Tenants: tenant.NewCache(svc, 0, nil), Clock: clock})
 	opts := api.Options{
-		Logger:    log,
-		Auth:      auth,
-		Tenants:   svc,
+		Logger:  log,
+		Auth:    auth,
+		Tenants: svc,
 		// The real component store.
 		Components: tenant.NewComponentService(store.NewComponentStore(db), nil),
 		Events:     relay.NewEvents(events),
-		Redeliver: dispatcher,
-		Messages:  messages,
+		Redeliver:  dispatcher,
+		Messages:   messages,
 		// Idempotency keys of sends.
 		Idempotency: store.NewIdempotencyStore(db),
 		// Call records of the compatible API.

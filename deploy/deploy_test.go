@@ -446,7 +446,7 @@ func TestKubernetesManifests(t *testing.T) {
 			t.Errorf("Ingress path %s goes to %s:%s, not a port of Service wxrelay", p.Path, p.Backend.Service.Name, p.Backend.Service.Port.Name)
 		}
 	}
-	for _, want := range []string{"/wx/", "/v1/"} {
+	for _, want := range []string{"/wx/", "/wxc/", "/v1/"} {
 		if !slices.Contains(paths, want) {
 			t.Errorf("the Ingress does not route %s", want)
 		}
@@ -589,7 +589,7 @@ func TestDockerfile(t *testing.T) {
 func TestProxyConfigs(t *testing.T) {
 	c := readCode(t)
 	ng := read(t, "nginx/wxrelay.conf")
-	for _, want := range []string{"listen 443 ssl", "listen 80;", "proxy_pass http://wxrelay_http;", "grpc_pass grpc://wxrelay_grpc;", "X-Forwarded-Proto $scheme", "location /wx/ {", "location /v1/ {"} {
+	for _, want := range []string{"listen 443 ssl", "listen 80;", "proxy_pass http://wxrelay_http;", "grpc_pass grpc://wxrelay_grpc;", "X-Forwarded-Proto $scheme", "location ~ ^/wxc?/ {", "location /v1/ {"} {
 		if !strings.Contains(ng, want) {
 			t.Errorf("nginx/wxrelay.conf lacks %q", want)
 		}
@@ -611,13 +611,13 @@ func TestProxyConfigs(t *testing.T) {
 	if got := sizeOf(t, match(t, server, `\n    client_max_body_size (\S+);`, "nginx server body cap")); got < api.MaxUploadBodyBytes {
 		t.Errorf("nginx caps bodies at %d, below the relay's upload cap %d", got, api.MaxUploadBodyBytes)
 	}
-	wx := match(t, ng, `(?s)location /wx/ \{(.*?)\}`, "nginx /wx/")
+	wx := match(t, ng, `(?s)location ~ \^/wxc\?/ \{(.*?)\}`, "nginx /wx/")
 	if got := sizeOf(t, match(t, wx, `client_max_body_size (\S+);`, "nginx /wx/ body cap")); got <= ingress.MaxBodyBytes {
 		t.Errorf("nginx caps pushes at %d: it must let the relay answer 413 itself above %d", got, ingress.MaxBodyBytes)
 	}
 
 	cf := read(t, "caddy/Caddyfile")
-	for _, want := range []string{"health_uri /readyz", "{$WXRELAY_DOMAIN} {", "handle /wx/*", "@api path /v1/*", "handle @grpc"} {
+	for _, want := range []string{"health_uri /readyz", "{$WXRELAY_DOMAIN} {", "@wechat path /wx/* /wxc/*", "handle @wechat", "@api path /v1/*", "handle @grpc"} {
 		if !strings.Contains(cf, want) {
 			t.Errorf("caddy/Caddyfile lacks %q", want)
 		}

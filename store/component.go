@@ -232,3 +232,56 @@ func (s *ComponentStore) SaveTicket(ctx context.Context, id tenant.ComponentID, 
 	}
 	return nil
 }
+
+const colComponentEventBody = "component_events.sealed_body"
+
+// SaveComponentPush keeps p, a push to component id's authorization-event
+// URL, durably before the relay answers WeChat; a repeat of a stored push
+// (same InfoType, authorizer and CreateTime) is not stored again.
+func (s *ComponentStore) SaveComponentPush(ctx context.Context, id tenant.ComponentID, p tenant.ComponentPush) error {
+	if s.db.sealer == nil {
+		return errNoSealKey
+	}
+	release, err := s.db.writeTurn(ctx)
+	if err != nil {
+		return fmt.Errorf("save %s push of component %s: %w", p.InfoType, id, err)
+	}
+	defer release()
+	_, err = s.db.bun.NewRaw(`INSERT INTO component_events (component_id, info_type, authorizer_appid, create_time, sealed_body, receive_time)
+VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (component_id, info_type, authorizer_appid, create_time) DO NOTHING`,
+		string(id), p.InfoType, p.AuthorizerAppID, p.CreateTime,
+		s.db.sealer.seal(p.Body, colComponentEventBody, string(id)), p.ReceiveTime.UTC()).Exec(ctx)
+	if isForeignKeyViolation(err) {
+		return fmt.Errorf("save %s push of component %s: %w", p.InfoType, id, tenant.ErrComponentNotFound)
+	} else if err != nil {
+		return fmt.Errorf("save %s push of component %s: %w", p.InfoType, id, err)
+	}
+	return nil
+}
+
+// ComponentPushes returns component id's stored pushes, oldest first,
+// their bodies opened.
+func (s *ComponentStore) ComponentPushes(ctx context.Context, id tenant.ComponentID) ([]tenant.ComponentPush, error) {
+	var rows []struct {
+		InfoType        string    `bun:"info_type"`
+		AuthorizerAppID string    `bun:"authorizer_appid"`
+		CreateTime      int64     `bun:"create_time"`
+		SealedBody      []byte    `bun:"sealed_body"`
+		ReceiveTime     time.Time `bun:"receive_time"`
+	}
+	err := s.db.bun.NewSelect().Table("component_events").
+		Column("info_type", "authorizer_appid", "create_time", "sealed_body", "receive_time").
+		Where("component_id = ?", string(id)).OrderExpr("seq ASC").Scan(ctx, &rows)
+	if err != nil {
+		return nil, fmt.Errorf("pushes of component %s: %w", id, err)
+	}
+	out := make([]tenant.ComponentPush, len(rows))
+	for i, r := range rows {
+		body, err := s.db.sealer.open(r.SealedBody, colComponentEventBody, string(id))
+		if err != nil {
+			return nil, fmt.Errorf("pushes of component %s: %w", id, err)
+		}
+		out[i] = tenant.ComponentPush{InfoType: r.InfoType, AuthorizerAppID: r.AuthorizerAppID, CreateTime: r.CreateTime, Body: body, ReceiveTime: r.ReceiveTime.UTC()}
+	}
+	return out, nil
+}

@@ -52,6 +52,16 @@ type Component struct {
 	Version     int64
 }
 
+// ComponentPush is a push to a component's authorization-event URL other
+// than a ticket, kept durably before WeChat is answered, to be acted on.
+type ComponentPush struct {
+	InfoType        string
+	AuthorizerAppID string
+	CreateTime      int64  // WeChat's, Unix seconds
+	Body            []byte // the decrypted push
+	ReceiveTime     time.Time
+}
+
 // ErrComponentNotFound: no such component.
 var ErrComponentNotFound = errors.New("component not found")
 
@@ -108,7 +118,7 @@ func (s *ComponentService) Create(ctx context.Context, in *Component) (*Componen
 
 // Get returns one component.
 func (s *ComponentService) Get(ctx context.Context, id ComponentID) (*Component, error) {
-	if !validComponentID(id) {
+	if !ValidComponentID(id) {
 		return nil, fmt.Errorf("component %q: %w", id, ErrComponentNotFound)
 	}
 	return s.store.FindComponent(ctx, id)
@@ -171,7 +181,7 @@ func (s *ComponentService) Update(ctx context.Context, id ComponentID, change fu
 
 // Delete removes a component that no tenant is bound to.
 func (s *ComponentService) Delete(ctx context.Context, id ComponentID) error {
-	if !validComponentID(id) {
+	if !ValidComponentID(id) {
 		return fmt.Errorf("component %q: %w", id, ErrComponentNotFound)
 	}
 	return s.store.DeleteComponent(ctx, id)
@@ -211,9 +221,9 @@ func newComponentID() ComponentID {
 	return ComponentID("cp_" + idEncoding.EncodeToString(b))
 }
 
-// validComponentID reports whether id has the shape newComponentID gives,
+// ValidComponentID reports whether id has the shape newComponentID gives,
 // so that a lookup of anything else is refused before the database.
-func validComponentID(id ComponentID) bool {
+func ValidComponentID(id ComponentID) bool {
 	s := string(id)
 	if len(s) != 19 || !strings.HasPrefix(s, "cp_") {
 		return false

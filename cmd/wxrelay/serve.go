@@ -24,6 +24,7 @@ import (
 	"github.com/wxrelay/wxrelay/relay"
 	"github.com/wxrelay/wxrelay/relay/alert"
 	"github.com/wxrelay/wxrelay/relay/calllog"
+	"github.com/wxrelay/wxrelay/relay/component"
 	"github.com/wxrelay/wxrelay/relay/delivery"
 	"github.com/wxrelay/wxrelay/relay/health"
 	"github.com/wxrelay/wxrelay/relay/ingress"
@@ -256,7 +257,10 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		CallRecorder: calls,
 		Routes: map[string]http.Handler{
 			"/wx/{id}": push,
-			"/wxapi/":  http.StripPrefix("/wxapi", compat),
+			// A third-party platform's authorization-event URL.
+			"/wxc/{id}/events": component.NewEventsHandler(component.Options{
+				Store: store.NewComponentStore(db), Logger: log, Now: db.Now, MaxSkew: cfg.PushMaxSkew}),
+			"/wxapi/": http.StripPrefix("/wxapi", compat),
 		},
 	})
 	if err != nil {
