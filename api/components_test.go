@@ -1,8 +1,11 @@
 package api_test
 
 import (
+	"context"
 	"strings"
 	"testing"
+
+	"github.com/wxrelay/wxrelay/store"
 )
 
 func validComponent(appid string) map[string]any {
@@ -91,4 +94,67 @@ func TestComponentsREST(t *testing.T) {
 	e.mustStatus(e.do("DELETE", "/v1/components/"+id, e.admin, nil), 200)
 	e.mustStatus(e.do("GET", "/v1/components/"+id, e.admin, nil), 404)
 	e.mustStatus(e.do("GET", "/v1/components/not-an-id", e.admin, nil), 404)
+}
+
+// A tenant of a component: created with component_id and appid alone, its
+// push URL the component's message URL for the appid; the mini program's
+// secrets, mode and format refused by name; the component kept while the
+// tenant lives; nothing sent as it until its authorization can be used.
+func TestComponentTenants(t *testing.T) {
+	e := newEnv(t)
+	r := e.mustStatus(e.do("POST", "/v1/components", e.admin, validComponent("wx134c8103faa5a59e")), 200)
+	cp := r.body["component"].(map[string]any)["id"].(string)
+	body := map[string]any{"component_id": cp, "appid": "wxba5fad812f8e6fb9", "webhook_url": "https://hooks.example.com/a"}
+	r = e.mustStatus(e.do("POST", "/v1/tenants", e.admin, body), 200)
+	tn := r.body["tenant"].(map[string]any)
+	id, key := tn["id"].(string), r.body["api_key"].(string)
+	for field, want := range map[string]any{
+		"component_id": cp, "push_url": "https://relay.example.com/wxc/" + cp + "/wxba5fad812f8e6fb9",
+		"encrypt_mode": "ENCRYPT_MODE_SAFE", "data_format": "DATA_FORMAT_XML",
+	} {
+		if tn[field] != want {
+			t.Errorf("%s = %v, want %v", field, tn[field], want)
+		}
+	}
+
+	for field, value := range map[string]any{
+		"app_secret": "s", "token": "Token123", "encoding_aes_key": testAESKey,
+		"encrypt_mode": "ENCRYPT_MODE_SAFE", "data_format": "DATA_FORMAT_XML",
+	} {
+		b := map[string]any{"component_id": cp, "appid": "wx00000000000000d1", "webhook_url": "https://hooks.example.com/a", field: value}
+		r := e.mustStatus(e.do("POST", "/v1/tenants", e.admin, b), 400)
+		if !strings.Contains(r.raw, field) {
+			t.Errorf("%s with component_id: the error does not name it: %s", field, r.raw)
+		}
+	}
+	for _, bad := range []string{"cp_zzzzzzzzzzzzzzzz", "nonsense"} {
+		b := map[string]any{"component_id": bad, "appid": "wx00000000000000d2", "webhook_url": "https://hooks.example.com/a"}
+		if r := e.mustStatus(e.do("POST", "/v1/tenants", e.admin, b), 400); !strings.Contains(r.raw, "component_id") {
+			t.Errorf("component %s: %s", bad, r.raw)
+		}
+	}
+	e.mustStatus(e.do("PATCH", "/v1/tenants/"+id, e.admin, map[string]any{"token": "Token123"}), 400)
+	e.mustStatus(e.do("PATCH", "/v1/tenants/"+id, e.admin, map[string]any{"component_id": "cp_aaaaaaaaaaaaaaaa"}), 400)
+	if r := e.mustStatus(e.do("PATCH", "/v1/tenants/"+id, e.admin, map[string]any{"display_name": "Shop"}), 200); r.body["display_name"] != "Shop" {
+		t.Errorf("PATCH display_name: %s", r.raw)
+	}
+
+	// Nothing is sent as it, and WeChat is not called.
+	r = e.mustStatus(e.do("POST", "/v1/tenants/"+id+"/messages:send", key, map[string]any{"touser": "o1", "msgtype": "text", "text": map[string]any{"content": "hi"}}), 400)
+	if !strings.Contains(r.raw, "component") {
+		t.Errorf("a send as a component's tenant: %s", r.raw)
+	}
+	if n := len(e.sim.Calls()); n != 0 {
+		t.Errorf("WeChat was called %d times", n)
+	}
+
+	r = e.mustStatus(e.do("DELETE", "/v1/components/"+cp, e.admin, nil), 409)
+	if !strings.Contains(r.raw, id) {
+		t.Errorf("deleting a component with a tenant: the conflict does not name it: %s", r.raw)
+	}
+	e.mustStatus(e.do("DELETE", "/v1/tenants/"+id, e.admin, nil), 200)
+	if _, err := store.NewTenantStore(e.db).PurgeDeleted(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	e.mustStatus(e.do("DELETE", "/v1/components/"+cp, e.admin, nil), 200)
 }

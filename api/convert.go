@@ -80,6 +80,7 @@ func toDomainTenant(p *wxrelayv1.Tenant) *tenant.Tenant {
 		IgnoreReplyWindow: p.GetIgnoreReplyWindow(),
 		PushSilenceAlert:  p.GetPushSilenceAlert().AsDuration(),
 		TokenEndpoint:     fromProto(tokenEndpoints, p.GetTokenEndpoint()),
+		ComponentID:       tenant.ComponentID(p.GetComponentId()),
 		Secrets: tenant.Secrets{
 			AppSecret:      p.GetAppSecret(),
 			Token:          p.GetToken(),
@@ -99,7 +100,8 @@ func (s *tenantServer) toProtoTenant(t *tenant.Tenant) *wxrelayv1.Tenant {
 		DataFormat:        toProto(dataFormats, t.DataFormat),
 		WebhookUrl:        t.WebhookURL,
 		ReplyMode:         toProto(replyModes, t.ReplyMode),
-		PushUrl:           s.pushURL(t.ID),
+		PushUrl:           s.pushURL(t),
+		ComponentId:       string(t.ComponentID),
 		WechatApiBaseUrl:  s.publicURL + "/wxapi",
 		State:             toProto(states, t.State),
 		OrderedDelivery:   t.OrderedDelivery,

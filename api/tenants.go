@@ -26,7 +26,14 @@ type TokenStatuser interface {
 	Status(ctx context.Context, tid tenant.ID) (token.Status, error)
 }
 
-func (s *tenantServer) pushURL(id tenant.ID) string { return s.publicURL + "/wx/" + string(id) }
+// pushURL is where WeChat pushes t's messages: its own push URL, or, for
+// a tenant of a component, the component's message URL for its appid.
+func (s *tenantServer) pushURL(t *tenant.Tenant) string {
+	if t.ComponentID != "" {
+		return s.publicURL + "/wxc/" + string(t.ComponentID) + "/" + t.AppID
+	}
+	return s.publicURL + "/wx/" + string(t.ID)
+}
 
 func (s *tenantServer) CreateTenant(ctx context.Context, req *wxrelayv1.CreateTenantRequest) (*wxrelayv1.CreateTenantResponse, error) {
 	if req.GetTenant() == nil {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/uptrace/bun"
@@ -182,10 +183,19 @@ func (s *ComponentStore) UpdateComponent(ctx context.Context, c *tenant.Componen
 	return nil
 }
 
-// DeleteComponent implements tenant.ComponentStore.
+// DeleteComponent implements tenant.ComponentStore: a conflict naming the
+// tenants bound to it, while there are any (the foreign key refuses it).
 func (s *ComponentStore) DeleteComponent(ctx context.Context, id tenant.ComponentID) error {
 	defer s.db.serialize()()
 	res, err := s.db.bun.NewDelete().Model((*componentRow)(nil)).Where("id = ?", string(id)).Exec(ctx)
+	if isForeignKeyViolation(err) {
+		var bound []string
+		if err := s.db.bun.NewSelect().TableExpr("tenants AS t").Column("t.id").Where("t.component_id = ?", string(id)).
+			OrderExpr("t.id").Limit(10).Scan(ctx, &bound); err != nil {
+			return fmt.Errorf("delete component %s: find its tenants: %w", id, err)
+		}
+		return &tenant.ConflictError{Msg: fmt.Sprintf("component %s still has tenants (%s); delete them first (deleted tenants go once purged, within minutes)", id, strings.Join(bound, ", "))}
+	}
 	if err != nil {
 		return fmt.Errorf("delete component %s: %w", id, err)
 	}

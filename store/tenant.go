@@ -35,6 +35,8 @@ func (s *TenantStore) Create(ctx context.Context, t *tenant.Tenant) error {
 	if isUniqueViolation(err) {
 		// Ids are 80 random bits, so the unique key that clashed is the appid.
 		return s.appIDTaken(ctx, t.AppID, "")
+	} else if isForeignKeyViolation(err) {
+		return &tenant.FieldError{Field: "component_id", Reason: fmt.Sprintf("no component %s is registered", t.ComponentID)}
 	} else if err != nil {
 		return fmt.Errorf("create tenant %s: %w", t.ID, err)
 	}
@@ -336,6 +338,7 @@ type tenantRow struct {
 	SealedSecrets        []byte    `bun:"sealed_secrets"`
 	SealedWebhookSecrets []byte    `bun:"sealed_webhook_secrets"`
 	APIKeyHash           []byte    `bun:"api_key_hash"`
+	ComponentID          string    `bun:"component_id,nullzero"`
 	CreateTime           time.Time `bun:"create_time"`
 	UpdateTime           time.Time `bun:"update_time"`
 	Version              int64     `bun:"version"`
@@ -405,6 +408,7 @@ func fromDomain(t *tenant.Tenant, sl *sealer) (*tenantRow, error) {
 		IgnoreReplyWindow:    t.IgnoreReplyWindow,
 		PushSilenceAlertSecs: int64(t.PushSilenceAlert / time.Second),
 		APIKeyHash:           t.APIKeyHash,
+		ComponentID:          string(t.ComponentID),
 		CreateTime:           t.CreateTime.UTC(),
 		UpdateTime:           t.UpdateTime.UTC(),
 		Version:              t.Version,
@@ -465,6 +469,7 @@ func (r *tenantRow) toDomain(sl *sealer) (*tenant.Tenant, error) {
 		IgnoreReplyWindow: r.IgnoreReplyWindow,
 		PushSilenceAlert:  time.Duration(r.PushSilenceAlertSecs) * time.Second,
 		APIKeyHash:        r.APIKeyHash,
+		ComponentID:       tenant.ComponentID(r.ComponentID),
 		CreateTime:        r.CreateTime.UTC(),
 		UpdateTime:        r.UpdateTime.UTC(),
 		Version:           r.Version,

@@ -81,6 +81,17 @@ func (s *Service) Changed(id ID) {
 func (s *Service) Create(ctx context.Context, in *Tenant) (*Tenant, Credentials, error) {
 	t := *in
 	t.ID = newID()
+	if t.ComponentID != "" {
+		// The open platform's: safe mode and XML, whatever was asked for;
+		// asking for anything is an error, named by validate.
+		if t.EncryptMode != EncryptUnspecified {
+			return nil, Credentials{}, fieldErr("encrypt_mode", "is not given for a tenant of a component: the open platform pushes in safe mode")
+		}
+		if t.DataFormat != FormatUnspecified {
+			return nil, Credentials{}, fieldErr("data_format", "is not given for a tenant of a component: the open platform pushes XML")
+		}
+		t.EncryptMode, t.DataFormat = EncryptSafe, FormatXML
+	}
 	if t.EncryptMode == EncryptUnspecified && t.Secrets.EncodingAESKey != "" {
 		// Plaintext, the default, would leave the key unused, and the
 		// mini program's encrypted pushes would fail only when they come.

@@ -141,6 +141,13 @@ type Tenant struct {
 	// TokenEndpoint picks the endpoint relay/token fetches access tokens
 	// from; the zero value means stable_token.
 	TokenEndpoint TokenEndpoint
+	// ComponentID, when set, makes this a tenant of a third-party platform
+	// (component.go): the mini program AppID authorized that component, and
+	// it holds none of the mini program's secrets. Its pushes come to the
+	// component's message URL, encrypted with the component's keys (safe
+	// mode, XML), and its token is the component's to fetch. Set at
+	// creation; it cannot change.
+	ComponentID ComponentID
 
 	Secrets        Secrets
 	WebhookSecrets WebhookSecrets

@@ -29,6 +29,8 @@ func (t *Tenant) validate(allowPrivateWebhooks bool) error {
 		return fieldErr("appid", "is required")
 	case !appIDPattern.MatchString(t.AppID):
 		return fieldErr("appid", "must be wx followed by 16 hex characters")
+	case t.ComponentID != "":
+		return t.validateOfComponent(allowPrivateWebhooks)
 	case t.Secrets.AppSecret == "":
 		return fieldErr("app_secret", "is required")
 	case len(t.Secrets.AppSecret) > 128 || strings.ContainsFunc(t.Secrets.AppSecret, isSpaceOrControl):
@@ -61,6 +63,37 @@ func (t *Tenant) validate(allowPrivateWebhooks bool) error {
 		case !aesKeyPattern.MatchString(t.Secrets.EncodingAESKey):
 			return fieldErr("encoding_aes_key", "must be exactly 43 letters or digits")
 		}
+	}
+	return ValidateWebhookURL(t.WebhookURL, allowPrivateWebhooks)
+}
+
+// validateOfComponent checks the rest of a component's tenant: none of
+// the mini program's secrets, the component's mode and format.
+func (t *Tenant) validateOfComponent(allowPrivateWebhooks bool) error {
+	for _, f := range []struct{ name, value string }{
+		{"app_secret", t.Secrets.AppSecret}, {"token", t.Secrets.Token}, {"encoding_aes_key", t.Secrets.EncodingAESKey},
+	} {
+		if f.value != "" {
+			return fieldErr(f.name, "is not given for a tenant of a component (component_id): the component's keys serve it, and no secret of the mini-program is handed over")
+		}
+	}
+	switch {
+	case !ValidComponentID(t.ComponentID):
+		return fieldErr("component_id", "is not a component id (cp_…)")
+	case t.EncryptMode != EncryptSafe:
+		return fieldErr("encrypt_mode", "is not given for a tenant of a component: the open platform pushes in safe mode")
+	case t.DataFormat != FormatXML:
+		return fieldErr("data_format", "is not given for a tenant of a component: the open platform pushes XML")
+	case t.OriginalID != "" && !originalIDPattern.MatchString(t.OriginalID):
+		return fieldErr("original_id", "must look like gh_ followed by letters or digits")
+	case t.ReplyMode < ReplySuccess || t.ReplyMode > ReplyTransferCustomerService:
+		return fieldErr("reply_mode", "must be one of REPLY_MODE_SUCCESS, REPLY_MODE_TRANSFER_CUSTOMER_SERVICE")
+	case t.State < StateActive || t.State > StateDisabled:
+		return fieldErr("state", "must be one of STATE_ACTIVE, STATE_DISABLED")
+	case t.PushSilenceAlert != 0 && (t.PushSilenceAlert < MinPushSilenceAlert || t.PushSilenceAlert > MaxPushSilenceAlert):
+		return fieldErr("push_silence_alert", "must be 0 (off) or between %s and %s, in whole seconds", MinPushSilenceAlert, MaxPushSilenceAlert)
+	case t.PushSilenceAlert%time.Second != 0:
+		return fieldErr("push_silence_alert", "must be whole seconds")
 	}
 	return ValidateWebhookURL(t.WebhookURL, allowPrivateWebhooks)
 }

@@ -167,6 +167,11 @@ func (k *Keeper) servable(ctx context.Context, tid tenant.ID) (*tenant.Tenant, e
 	if t.State == tenant.StateDisabled {
 		return nil, fmt.Errorf("%w: tenant %s", tenant.ErrDisabled, tid)
 	}
+	if t.ComponentID != "" {
+		// Its token is an authorizer token, never fetched with an
+		// AppSecret it does not have.
+		return nil, fmt.Errorf("%w: tenant %s", tenant.ErrAuthorizerToken, tid)
+	}
 	return t, nil
 }
 

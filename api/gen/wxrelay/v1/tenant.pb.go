@@ -524,7 +524,14 @@ type Tenant struct {
 	// or 0s: never.
 	PushSilenceAlert *durationpb.Duration `protobuf:"bytes,23,opt,name=push_silence_alert,json=pushSilenceAlert,proto3" json:"push_silence_alert,omitempty"`
 	// Output only: the tenant's health, as the relay last computed it.
-	Health        *Health `protobuf:"bytes,24,opt,name=health,proto3" json:"health,omitempty"`
+	Health *Health `protobuf:"bytes,24,opt,name=health,proto3" json:"health,omitempty"`
+	// Set at creation, for a mini-program that authorizes a third-party
+	// platform (a component, see ComponentService) instead of handing over
+	// its secrets: then app_secret, token, encoding_aes_key, encrypt_mode
+	// and data_format are not given (400 naming the field), and push_url is
+	// the component's message_url with the appid filled in. It cannot
+	// change.
+	ComponentId   string `protobuf:"bytes,25,opt,name=component_id,json=componentId,proto3" json:"component_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -725,6 +732,13 @@ func (x *Tenant) GetHealth() *Health {
 		return x.Health
 	}
 	return nil
+}
+
+func (x *Tenant) GetComponentId() string {
+	if x != nil {
+		return x.ComponentId
+	}
+	return ""
 }
 
 type CreateTenantRequest struct {
@@ -1570,7 +1584,7 @@ var File_wxrelay_v1_tenant_proto protoreflect.FileDescriptor
 const file_wxrelay_v1_tenant_proto_rawDesc = "" +
 	"\n" +
 	"\x17wxrelay/v1/tenant.proto\x12\n" +
-	"wxrelay.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xdd\x10\n" +
+	"wxrelay.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x80\x11\n" +
 	"\x06Tenant\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
 	"\fdisplay_name\x18\x02 \x01(\tR\vdisplayName\x12\x14\n" +
@@ -1603,7 +1617,8 @@ const file_wxrelay_v1_tenant_proto_rawDesc = "" +
 	"\x1bprevious_push_secrets_until\x18\x15 \x01(\v2\x1a.google.protobuf.TimestampR\x18previousPushSecretsUntil\x12-\n" +
 	"\x13wechat_api_base_url\x18\x16 \x01(\tR\x10wechatApiBaseUrl\x12G\n" +
 	"\x12push_silence_alert\x18\x17 \x01(\v2\x19.google.protobuf.DurationR\x10pushSilenceAlert\x12*\n" +
-	"\x06health\x18\x18 \x01(\v2\x12.wxrelay.v1.HealthR\x06health\x1a\xe0\x02\n" +
+	"\x06health\x18\x18 \x01(\v2\x12.wxrelay.v1.HealthR\x06health\x12!\n" +
+	"\fcomponent_id\x18\x19 \x01(\tR\vcomponentId\x1a\xe0\x02\n" +
 	"\vTokenStatus\x12;\n" +
 	"\vexpire_time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"expireTime\x12F\n" +
