@@ -87,8 +87,19 @@ type ComponentStore interface {
 
 // ComponentService registers and manages components. Admin only.
 type ComponentService struct {
-	store ComponentStore
-	now   func() time.Time
+	store    ComponentStore
+	now      func() time.Time
+	onChange []func(ComponentID)
+}
+
+// OnChange registers f to be called with a component's id after it was
+// changed or deleted here, so that what holds its keys forgets them.
+func (s *ComponentService) OnChange(f func(ComponentID)) { s.onChange = append(s.onChange, f) }
+
+func (s *ComponentService) changed(id ComponentID) {
+	for _, f := range s.onChange {
+		f(id)
+	}
 }
 
 // NewComponentService returns a ComponentService; now may be nil.
@@ -175,6 +186,7 @@ func (s *ComponentService) Update(ctx context.Context, id ComponentID, change fu
 		if err != nil {
 			return nil, err
 		}
+		s.changed(id)
 		return c, nil
 	}
 }
@@ -184,7 +196,9 @@ func (s *ComponentService) Delete(ctx context.Context, id ComponentID) error {
 	if !ValidComponentID(id) {
 		return fmt.Errorf("component %q: %w", id, ErrComponentNotFound)
 	}
-	return s.store.DeleteComponent(ctx, id)
+	err := s.store.DeleteComponent(ctx, id)
+	s.changed(id)
+	return err
 }
 
 // validate checks a complete component, naming the first wrong field.

@@ -67,6 +67,10 @@ func (t *Tenant) validate(allowPrivateWebhooks bool) error {
 	return ValidateWebhookURL(t.WebhookURL, allowPrivateWebhooks)
 }
 
+// ValidAppID reports whether appid has the shape of a mini program's
+// appid: wx and 16 hex characters.
+func ValidAppID(appid string) bool { return appIDPattern.MatchString(appid) }
+
 // validateOfComponent checks the rest of a component's tenant: none of
 // the mini program's secrets, the component's mode and format.
 func (t *Tenant) validateOfComponent(allowPrivateWebhooks bool) error {

@@ -1,9 +1,12 @@
 package main
 
 import (
+	"net/http"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/wxrelay/wxrelay/relay/wechat"
 	"github.com/wxrelay/wxrelay/relay/wechat/wxsim"
 )
 
@@ -49,5 +52,60 @@ func TestComponentReceivesTickets(t *testing.T) {
 		if s, ok := v.(string); ok && strings.Contains(s, ticket) {
 			t.Errorf("the API shows the ticket itself: %v", got)
 		}
+	}
+}
+
+// A user's message to a mini program that authorized a component reaches
+// the component's message URL, is routed to the tenant bound to its appid,
+// stored, answered and delivered to that tenant's webhook like any push;
+// an appid with no tenant is 404, and a component's tenant takes no push
+// at a /wx/ URL.
+func TestComponentTenantPushReachesWebhook(t *testing.T) {
+	dir := t.TempDir()
+	p := startServe(t, dir, "WXRELAY_ALLOW_PRIVATE_WEBHOOKS=true")
+	admin := adminTokenIn(t, dir)
+	key := strings.Repeat("A", 43)
+	var comp struct {
+		Component struct{ ID string } `json:"component"`
+	}
+	body := `{"component_appid":"wx134c8103faa5a59e","component_secret":"csecret","token":"AAAAA","encoding_aes_key":"` + key + `"}`
+	if code := p.api(t, "POST", "/v1/components", admin, body, &comp); code != 200 {
+		t.Fatalf("create component: %d", code)
+	}
+	cp := comp.Component.ID
+	hook, hookURL := newHookRecorder(t)
+	var tn struct {
+		Tenant struct {
+			ID      string `json:"id"`
+			PushURL string `json:"push_url"`
+		} `json:"tenant"`
+	}
+	if code := p.api(t, "POST", "/v1/tenants", admin, `{"component_id":"`+cp+`","appid":"wxba5fad812f8e6fb9","webhook_url":"`+hookURL+`"}`, &tn); code != 200 {
+		t.Fatalf("create the component's tenant: %d", code)
+	}
+	t.Cleanup(p.sim.Close)
+	if err := p.sim.AddComponent(wxsim.ComponentOptions{AppID: "wx134c8103faa5a59e", Secret: "csecret", Token: "AAAAA",
+		EncodingAESKey: key, MessageURL: "http://" + p.http + "/wxc/" + cp + "/$APPID$", TicketEvery: -1}); err != nil {
+		t.Fatal(err)
+	}
+	msg := wechat.TextMessage(wechat.FormatXML, wechat.Header{ToUserName: "gh_shop", FromUserName: "o9AgO5Kd5ggOC-bXrbNODIiE3bGY", CreateTime: time.Now().Unix()}, "where is my order?", 7001)
+	status, answer, err := p.sim.PushMessage("wx134c8103faa5a59e", "wxba5fad812f8e6fb9", msg)
+	if err != nil || status != 200 || answer != "success" {
+		t.Fatalf("push to the message URL: %d %q %v", status, answer, err)
+	}
+	d := hook.next(t)
+	if !strings.Contains(string(d.body), "where is my order?") || !strings.Contains(string(d.body), tn.Tenant.ID) {
+		t.Errorf("the tenant's webhook got %s", d.body)
+	}
+	if status, _, _ := p.sim.PushMessage("wx134c8103faa5a59e", "wx00000000000000e1", msg); status != 404 {
+		t.Errorf("a push for an appid with no tenant: %d, want 404", status)
+	}
+	resp, err := http.Post("http://"+p.http+"/wx/"+tn.Tenant.ID+"?timestamp=1&nonce=1&signature=x", "text/xml", strings.NewReader("<xml/>"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 404 {
+		t.Errorf("a push to /wx/ of a component's tenant: %d, want 404", resp.StatusCode)
 	}
 }

@@ -183,6 +183,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		MaxSkew: cfg.PushMaxSkew,
 		Nonces:  nonces,
 		Now:     db.Now,
+		// Third-party platforms' message URLs: their keys, and which
+		// tenant an appid is.
+		Components: ingress.ComponentLookup{Components: store.NewComponentStore(db), Tenants: tenantStore},
 	})
 	tenants.OnChange(push.Forget)
 
@@ -234,6 +237,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	tenants.OnChange(checker.Forget)
 
 	components := tenant.NewComponentService(store.NewComponentStore(db), nil)
+	components.OnChange(push.ForgetComponent)
 	srv, err := api.New(api.Options{
 		Logger:  log,
 		Auth:    auth,
@@ -257,6 +261,8 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		CallRecorder: calls,
 		Routes: map[string]http.Handler{
 			"/wx/{id}": push,
+			// A third-party platform's message URL ($APPID$ filled in).
+			"/wxc/{id}/{appid}": http.HandlerFunc(push.ServeComponent),
 			// A third-party platform's authorization-event URL.
 			"/wxc/{id}/events": component.NewEventsHandler(component.Options{
 				Store: store.NewComponentStore(db), Logger: log, Now: db.Now, MaxSkew: cfg.PushMaxSkew}),

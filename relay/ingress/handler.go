@@ -62,6 +62,9 @@ type Options struct {
 	// signs one push; nil remembers none (a captured plaintext query then
 	// carries any body while its timestamp is fresh).
 	Nonces Nonces
+	// Components serves the message URLs of third-party platforms
+	// (ServeComponent); nil: none.
+	Components Components
 }
 
 // Nonces claims a plaintext push's query signature for its body;
@@ -89,6 +92,7 @@ type Handler struct {
 	metrics    *Metrics
 	now        func() time.Time
 	maxSkew    time.Duration
+	comps      componentKeys
 }
 
 // New returns a Handler. Route it as "/wx/{id}".
@@ -99,7 +103,7 @@ func New(opts Options) *Handler {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &Handler{
+	h := &Handler{
 		receivers:  newReceivers(opts.Tenants),
 		unverified: newByteBudget(cmp.Or(opts.UnverifiedBytes, DefaultUnverifiedBytes)),
 		nonces:     opts.Nonces,
@@ -108,14 +112,20 @@ func New(opts Options) *Handler {
 		metrics:    opts.Metrics,
 		now:        opts.Now,
 		maxSkew:    cmp.Or(opts.MaxSkew, DefaultMaxSkew),
+		comps:      componentKeys{lookup: opts.Components},
 	}
+	h.receivers.ofComponent = h.componentReceiver
+	return h
 }
 
 // Forget drops what the handler holds of tenant id (its receivers, with
 // its decrypted push secrets): wire it to tenant changes, on this replica
 // (tenant.Service.OnChange) and from others (store.DB.WatchTenants), so
 // that a deleted tenant's secrets leave memory with it.
-func (h *Handler) Forget(id tenant.ID) { h.receivers.forget(id) }
+func (h *Handler) Forget(id tenant.ID) {
+	h.receivers.forget(id)
+	h.comps.appids.forget(func(_ string, tid tenant.ID) bool { return tid == id })
+}
 
 // ForgetAll is Forget for every tenant.
 func (h *Handler) ForgetAll() { h.receivers.forgetAll() }
@@ -138,7 +148,12 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) string {
 		// answered, to reuse the connection.
 		w.Header().Set("Connection", "close")
 	}
-	id := tenant.ID(r.PathValue("id"))
+	return h.serveTenant(ctx, w, r, tenant.ID(r.PathValue("id")), "")
+}
+
+// serveTenant serves a push to tenant id, which must be component's
+// tenant when component is set, and not a component's otherwise.
+func (h *Handler) serveTenant(ctx context.Context, w http.ResponseWriter, r *http.Request, id tenant.ID, component tenant.ComponentID) string {
 	if r.Method != http.MethodGet && r.Method != http.MethodPost {
 		w.Header().Set("Allow", "GET, POST")
 		http.Error(w, "push URLs take GET (verification) and POST (pushes)", http.StatusMethodNotAllowed)
@@ -146,7 +161,10 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) string {
 	}
 	rc, err := h.receivers.get(ctx, id)
 	switch {
-	case errors.Is(err, tenant.ErrNotFound):
+	case errors.Is(err, tenant.ErrNotFound) || errors.Is(err, tenant.ErrComponentNotFound) ||
+		(err == nil && rc.tenant.ComponentID != component):
+		// A component's tenant takes pushes at its component's message
+		// URL only, and other tenants at their own.
 		http.Error(w, "unknown tenant", http.StatusNotFound)
 		return "unknown_tenant"
 	case err != nil:

@@ -21,6 +21,9 @@ type receiver struct {
 	// tenant's Secrets.PreviousUntil; just receiver when there are none.
 	// Built once, like receiver, so that a push allocates nothing for it.
 	withPrevious []*wechat.Receiver
+	// component is the component whose keys receiver holds, for a tenant
+	// of a component; nil otherwise.
+	component *tenant.Component
 }
 
 // receiversAt returns the receivers to try at now: the current one, then
@@ -36,6 +39,9 @@ func (rc *receiver) receiversAt(now time.Time) []*wechat.Receiver {
 // when the cache hands out a tenant it has read anew.
 type receivers struct {
 	tenants *tenant.Cache
+	// ofComponent builds the receiver of a component's tenant; it reads
+	// the component through a short-lived cache.
+	ofComponent func(context.Context, *tenant.Tenant) (*receiver, error)
 
 	mu    sync.Mutex
 	built map[tenant.ID]*receiver
@@ -49,6 +55,10 @@ func (rs *receivers) get(ctx context.Context, id tenant.ID) (*receiver, error) {
 	t, err := rs.tenants.Get(ctx, id)
 	if err != nil {
 		return nil, err
+	}
+	if t.ComponentID != "" {
+		// Built anew whenever the cached component was read anew.
+		return rs.ofComponent(ctx, t)
 	}
 	rs.mu.Lock()
 	rc := rs.built[id]
@@ -71,6 +81,17 @@ func (rs *receivers) forget(id tenant.ID) {
 	rs.tenants.Forget(id)
 	rs.mu.Lock()
 	delete(rs.built, id)
+	rs.mu.Unlock()
+}
+
+// forgetComponent drops the receivers holding component id's keys.
+func (rs *receivers) forgetComponent(id tenant.ComponentID) {
+	rs.mu.Lock()
+	for tid, rc := range rs.built {
+		if rc.component != nil && rc.component.ID == id {
+			delete(rs.built, tid)
+		}
+	}
 	rs.mu.Unlock()
 }
 
