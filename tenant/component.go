@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"strings"
 	"time"
-	"unicode"
-	"unicode/utf8"
 )
 
 // A component is a WeChat third-party platform (protocol §9): an agency's
@@ -137,15 +135,7 @@ func (s *ComponentService) Get(ctx context.Context, id ComponentID) (*Component,
 
 // List pages through components as Service.List does tenants.
 func (s *ComponentService) List(ctx context.Context, pageSize int, pageToken string) ([]*Component, string, error) {
-	switch {
-	case pageSize < 0:
-		return nil, "", fieldErr("page_size", "must not be negative")
-	case pageSize == 0:
-		pageSize = DefaultPageSize
-	case pageSize > MaxPageSize:
-		pageSize = MaxPageSize
-	}
-	after, err := decodePageToken(pageToken)
+	pageSize, after, err := pageOf(pageSize, pageToken)
 	if err != nil {
 		return nil, "", err
 	}
@@ -203,29 +193,19 @@ func (s *ComponentService) Delete(ctx context.Context, id ComponentID) error {
 
 // validate checks a complete component, naming the first wrong field.
 func (c *Component) validate() error {
+	if err := validateDisplayName(c.DisplayName); err != nil {
+		return err
+	}
 	switch {
-	case utf8.RuneCountInString(c.DisplayName) > 200:
-		return fieldErr("display_name", "must be at most 200 characters")
-	case strings.ContainsFunc(c.DisplayName, unicode.IsControl):
-		return fieldErr("display_name", "must not contain control characters (NUL, line breaks, tabs)")
 	case c.AppID == "":
 		return fieldErr("component_appid", "is required")
 	case !appIDPattern.MatchString(c.AppID):
 		return fieldErr("component_appid", "must be wx followed by 16 hex characters")
-	case c.Secrets.Secret == "":
-		return fieldErr("component_secret", "is required")
-	case len(c.Secrets.Secret) > 128 || strings.ContainsFunc(c.Secrets.Secret, isSpaceOrControl):
-		return fieldErr("component_secret", "must be at most 128 characters without spaces or control characters")
-	case c.Secrets.Token == "":
-		return fieldErr("token", "is required")
-	case !pushTokenPattern.MatchString(c.Secrets.Token):
-		return fieldErr("token", "must be 3 to 32 letters or digits, as the open platform requires")
-	case c.Secrets.EncodingAESKey == "":
-		return fieldErr("encoding_aes_key", "is required: the open platform's pushes are always encrypted")
-	case !aesKeyPattern.MatchString(c.Secrets.EncodingAESKey):
-		return fieldErr("encoding_aes_key", "must be exactly 43 letters or digits")
 	}
-	return nil
+	if err := validateKeys("component_secret", c.Secrets.Secret, c.Secrets.Token, "the open platform"); err != nil {
+		return err
+	}
+	return validateAESKey(c.Secrets.EncodingAESKey, "is required: the open platform's pushes are always encrypted")
 }
 
 // newComponentID returns "cp_" and 16 random lowercase base32 characters.

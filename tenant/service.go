@@ -140,15 +140,7 @@ func (s *Service) Get(ctx context.Context, id ID) (*Tenant, error) {
 // List returns a page of tenants and the token of the next page ("" at the
 // end). ErrInvalid for a page token that was not handed out by List.
 func (s *Service) List(ctx context.Context, pageSize int, pageToken string) ([]*Tenant, string, error) {
-	switch {
-	case pageSize < 0:
-		return nil, "", fieldErr("page_size", "must not be negative")
-	case pageSize == 0:
-		pageSize = DefaultPageSize
-	case pageSize > MaxPageSize:
-		pageSize = MaxPageSize
-	}
-	after, err := decodePageToken(pageToken)
+	pageSize, after, err := pageOf(pageSize, pageToken)
 	if err != nil {
 		return nil, "", err
 	}
@@ -294,6 +286,21 @@ func newWebhookSecret() string {
 	b := make([]byte, 32)
 	rand.Read(b)
 	return "whsec_" + base64.StdEncoding.EncodeToString(b)
+}
+
+// pageOf reads a listing's page size (0: DefaultPageSize; at most
+// MaxPageSize) and its page token, the id to list after.
+func pageOf(pageSize int, pageToken string) (int, ID, error) {
+	switch {
+	case pageSize < 0:
+		return 0, "", fieldErr("page_size", "must not be negative")
+	case pageSize == 0:
+		pageSize = DefaultPageSize
+	case pageSize > MaxPageSize:
+		pageSize = MaxPageSize
+	}
+	after, err := decodePageToken(pageToken)
+	return pageSize, after, err
 }
 
 func encodePageToken(after ID) string {

@@ -20,31 +20,27 @@ var (
 
 // validate checks a complete tenant, naming the first wrong field.
 func (t *Tenant) validate(allowPrivateWebhooks bool) error {
+	if err := validateDisplayName(t.DisplayName); err != nil {
+		return err
+	}
 	switch {
-	case utf8.RuneCountInString(t.DisplayName) > 200:
-		return fieldErr("display_name", "must be at most 200 characters")
-	case strings.ContainsFunc(t.DisplayName, unicode.IsControl):
-		return fieldErr("display_name", "must not contain control characters (NUL, line breaks, tabs)")
 	case t.AppID == "":
 		return fieldErr("appid", "is required")
 	case !appIDPattern.MatchString(t.AppID):
 		return fieldErr("appid", "must be wx followed by 16 hex characters")
-	case t.ComponentID != "":
-		return t.validateOfComponent(allowPrivateWebhooks)
-	case t.Secrets.AppSecret == "":
-		return fieldErr("app_secret", "is required")
-	case len(t.Secrets.AppSecret) > 128 || strings.ContainsFunc(t.Secrets.AppSecret, isSpaceOrControl):
-		return fieldErr("app_secret", "must be at most 128 characters without spaces or control characters")
-	case t.Secrets.Token == "":
-		return fieldErr("token", "is required")
-	case !pushTokenPattern.MatchString(t.Secrets.Token):
-		return fieldErr("token", "must be 3 to 32 letters or digits, as the mini-program console requires")
+	}
+	var err error
+	if t.ComponentID != "" {
+		err = t.validateOfComponent()
+	} else {
+		err = t.validateOwnKeys()
+	}
+	if err != nil {
+		return err
+	}
+	switch {
 	case t.OriginalID != "" && !originalIDPattern.MatchString(t.OriginalID):
 		return fieldErr("original_id", "must look like gh_ followed by letters or digits")
-	case t.EncryptMode < EncryptPlaintext || t.EncryptMode > EncryptSafe:
-		return fieldErr("encrypt_mode", "must be one of ENCRYPT_MODE_PLAINTEXT, ENCRYPT_MODE_COMPATIBLE, ENCRYPT_MODE_SAFE")
-	case t.DataFormat < FormatJSON || t.DataFormat > FormatXML:
-		return fieldErr("data_format", "must be one of DATA_FORMAT_JSON, DATA_FORMAT_XML")
 	case t.ReplyMode < ReplySuccess || t.ReplyMode > ReplyTransferCustomerService:
 		return fieldErr("reply_mode", "must be one of REPLY_MODE_SUCCESS, REPLY_MODE_TRANSFER_CUSTOMER_SERVICE")
 	case t.State < StateActive || t.State > StateDisabled:
@@ -56,24 +52,72 @@ func (t *Tenant) validate(allowPrivateWebhooks bool) error {
 	case t.PushSilenceAlert%time.Second != 0:
 		return fieldErr("push_silence_alert", "must be whole seconds")
 	}
-	if t.EncryptMode != EncryptPlaintext || t.Secrets.EncodingAESKey != "" {
-		switch {
-		case t.Secrets.EncodingAESKey == "":
-			return fieldErr("encoding_aes_key", "is required unless encrypt_mode is ENCRYPT_MODE_PLAINTEXT")
-		case !aesKeyPattern.MatchString(t.Secrets.EncodingAESKey):
-			return fieldErr("encoding_aes_key", "must be exactly 43 letters or digits")
-		}
-	}
 	return ValidateWebhookURL(t.WebhookURL, allowPrivateWebhooks)
+}
+
+// validateOwnKeys checks the mini program's own secrets, mode and format,
+// which a tenant not of a component holds.
+func (t *Tenant) validateOwnKeys() error {
+	if err := validateKeys("app_secret", t.Secrets.AppSecret, t.Secrets.Token, "the mini-program console"); err != nil {
+		return err
+	}
+	switch {
+	case t.EncryptMode < EncryptPlaintext || t.EncryptMode > EncryptSafe:
+		return fieldErr("encrypt_mode", "must be one of ENCRYPT_MODE_PLAINTEXT, ENCRYPT_MODE_COMPATIBLE, ENCRYPT_MODE_SAFE")
+	case t.DataFormat < FormatJSON || t.DataFormat > FormatXML:
+		return fieldErr("data_format", "must be one of DATA_FORMAT_JSON, DATA_FORMAT_XML")
+	}
+	if t.EncryptMode != EncryptPlaintext || t.Secrets.EncodingAESKey != "" {
+		return validateAESKey(t.Secrets.EncodingAESKey, "is required unless encrypt_mode is ENCRYPT_MODE_PLAINTEXT")
+	}
+	return nil
+}
+
+// validateDisplayName checks a tenant's or a component's display name.
+func validateDisplayName(name string) error {
+	switch {
+	case utf8.RuneCountInString(name) > 200:
+		return fieldErr("display_name", "must be at most 200 characters")
+	case strings.ContainsFunc(name, unicode.IsControl):
+		return fieldErr("display_name", "must not contain control characters (NUL, line breaks, tabs)")
+	}
+	return nil
+}
+
+// validateKeys checks an AppSecret (under the field secretField) and a
+// push Token, as console (where they are set) requires them.
+func validateKeys(secretField, secret, token, console string) error {
+	switch {
+	case secret == "":
+		return fieldErr(secretField, "is required")
+	case len(secret) > 128 || strings.ContainsFunc(secret, isSpaceOrControl):
+		return fieldErr(secretField, "must be at most 128 characters without spaces or control characters")
+	case token == "":
+		return fieldErr("token", "is required")
+	case !pushTokenPattern.MatchString(token):
+		return fieldErr("token", "must be 3 to 32 letters or digits, as %s requires", console)
+	}
+	return nil
+}
+
+// validateAESKey checks an EncodingAESKey; missing says why it is needed.
+func validateAESKey(key, missing string) error {
+	switch {
+	case key == "":
+		return fieldErr("encoding_aes_key", "%s", missing)
+	case !aesKeyPattern.MatchString(key):
+		return fieldErr("encoding_aes_key", "must be exactly 43 letters or digits")
+	}
+	return nil
 }
 
 // ValidAppID reports whether appid has the shape of a mini program's
 // appid: wx and 16 hex characters.
 func ValidAppID(appid string) bool { return appIDPattern.MatchString(appid) }
 
-// validateOfComponent checks the rest of a component's tenant: none of
-// the mini program's secrets, the component's mode and format.
-func (t *Tenant) validateOfComponent(allowPrivateWebhooks bool) error {
+// validateOfComponent checks that a component's tenant holds none of
+// the mini program's secrets, and has the open platform's mode and format.
+func (t *Tenant) validateOfComponent() error {
 	for _, f := range []struct{ name, value string }{
 		{"app_secret", t.Secrets.AppSecret}, {"token", t.Secrets.Token}, {"encoding_aes_key", t.Secrets.EncodingAESKey},
 	} {
@@ -88,18 +132,8 @@ func (t *Tenant) validateOfComponent(allowPrivateWebhooks bool) error {
 		return fieldErr("encrypt_mode", "is not given for a tenant of a component: the open platform pushes in safe mode")
 	case t.DataFormat != FormatXML:
 		return fieldErr("data_format", "is not given for a tenant of a component: the open platform pushes XML")
-	case t.OriginalID != "" && !originalIDPattern.MatchString(t.OriginalID):
-		return fieldErr("original_id", "must look like gh_ followed by letters or digits")
-	case t.ReplyMode < ReplySuccess || t.ReplyMode > ReplyTransferCustomerService:
-		return fieldErr("reply_mode", "must be one of REPLY_MODE_SUCCESS, REPLY_MODE_TRANSFER_CUSTOMER_SERVICE")
-	case t.State < StateActive || t.State > StateDisabled:
-		return fieldErr("state", "must be one of STATE_ACTIVE, STATE_DISABLED")
-	case t.PushSilenceAlert != 0 && (t.PushSilenceAlert < MinPushSilenceAlert || t.PushSilenceAlert > MaxPushSilenceAlert):
-		return fieldErr("push_silence_alert", "must be 0 (off) or between %s and %s, in whole seconds", MinPushSilenceAlert, MaxPushSilenceAlert)
-	case t.PushSilenceAlert%time.Second != 0:
-		return fieldErr("push_silence_alert", "must be whole seconds")
 	}
-	return ValidateWebhookURL(t.WebhookURL, allowPrivateWebhooks)
+	return nil
 }
 
 func isSpaceOrControl(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }
