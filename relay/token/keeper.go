@@ -49,18 +49,25 @@ type Options struct {
 	LeaseTTL, Poll time.Duration
 }
 
-// Keeper keeps tenants' access tokens. It is safe for concurrent use.
-type Keeper struct {
-	store   Store
-	wx      WeChat
-	tenants tenant.Getter
-	opts    Options
-	log     *slog.Logger
+// KeeperOf keeps the access tokens of owners of one kind, named by ID:
+// tenants (Keeper), and with issue 24 components and their authorizers.
+// It is the mechanism (memory, shared flights, leases, the Store), the
+// same for every kind; what a token is for and how it is fetched is the
+// Source's, and when a token is good enough and when the next is due is
+// the policy's (policy.go). It is safe for concurrent use.
+type KeeperOf[ID ~string] struct {
+	store  StoreOf[ID]
+	source Source[ID]
+	opts   Options
+	log    *slog.Logger
 
 	mu      sync.Mutex
-	mem     map[tenant.ID]entry
-	flights map[tenant.ID]*flight
+	mem     map[ID]entry
+	flights map[ID]*flight
 }
+
+// Keeper keeps tenants' access tokens, fetched with their AppSecrets.
+type Keeper = KeeperOf[tenant.ID]
 
 // entry is a token in memory, served until recheckAt or near expiresAt,
 // and only to a tenant whose appid and endpoint are still those it was
@@ -94,6 +101,29 @@ var errSkipped = errors.New("token: refresh already under way")
 // NewKeeper returns a Keeper fetching from wx, reading tenants (their appid,
 // secret, endpoint and version) through tenants, ideally a *tenant.Cache.
 func NewKeeper(s Store, wx WeChat, tenants tenant.Getter, opts Options) *Keeper {
+	opts = opts.withDefaults()
+	return NewKeeperOf(s, Source[tenant.ID](&tenantSource{wx: wx, tenants: tenants, log: opts.log()}), opts)
+}
+
+// NewKeeperOf returns a KeeperOf keeping the tokens src fetches in s.
+func NewKeeperOf[ID ~string](s StoreOf[ID], src Source[ID], opts Options) *KeeperOf[ID] {
+	opts = opts.withDefaults()
+	return &KeeperOf[ID]{
+		store: s, source: src, opts: opts, log: opts.log(),
+		mem:     map[ID]entry{},
+		flights: map[ID]*flight{},
+	}
+}
+
+func (o Options) log() *slog.Logger {
+	if o.Log == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return o.Log
+}
+
+// withDefaults fills in the zero fields of o.
+func (opts Options) withDefaults() Options {
 	if opts.Owner == "" {
 		b := make([]byte, 8)
 		rand.Read(b)
@@ -126,18 +156,10 @@ func NewKeeper(s Store, wx WeChat, tenants tenant.Getter, opts Options) *Keeper 
 	if opts.Poll <= 0 {
 		opts.Poll = 100 * time.Millisecond
 	}
-	log := opts.Log
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	return &Keeper{
-		store: s, wx: wx, tenants: tenants, opts: opts, log: log,
-		mem:     map[tenant.ID]entry{},
-		flights: map[tenant.ID]*flight{},
-	}
+	return opts
 }
 
-func (k *Keeper) now() time.Time { return k.opts.Now().UTC() }
+func (k *KeeperOf[ID]) now() time.Time { return k.opts.Now().UTC() }
 
 // Token returns tid's current access token: from memory, else from the
 // Store, else fetched from WeChat. Errors: tenant.ErrNotFound,
@@ -147,32 +169,28 @@ func (k *Keeper) now() time.Time { return k.opts.Now().UTC() }
 // Every call that uses a tenant's token, whatever the transport (REST,
 // gRPC, the console, the compatible API), comes here: this is where a
 // disabled tenant is refused.
-func (k *Keeper) Token(ctx context.Context, tid tenant.ID) (string, error) {
-	t, err := k.servable(ctx, tid)
+func (k *KeeperOf[ID]) Token(ctx context.Context, tid ID) (string, error) {
+	sub, err := k.servable(ctx, tid)
 	if err != nil {
 		return "", err
 	}
-	if tok, ok := k.cached(t, ""); ok {
+	if tok, ok := k.cached(tid, sub, ""); ok {
 		return tok, nil
 	}
 	return k.do(ctx, tid, request{})
 }
 
-// servable reads tid through the tenant cache and refuses a disabled one.
-func (k *Keeper) servable(ctx context.Context, tid tenant.ID) (*tenant.Tenant, error) {
-	t, err := k.tenants.Get(ctx, tid)
+// servable reads what tid's token is for, and refuses one whose token may
+// not be used (a disabled tenant, say).
+func (k *KeeperOf[ID]) servable(ctx context.Context, tid ID) (Subject, error) {
+	sub, err := k.source.Subject(ctx, tid)
 	if err != nil {
-		return nil, err
+		return Subject{}, err
 	}
-	if t.State == tenant.StateDisabled {
-		return nil, fmt.Errorf("%w: tenant %s", tenant.ErrDisabled, tid)
+	if sub.Refused != nil {
+		return Subject{}, sub.Refused
 	}
-	if t.ComponentID != "" {
-		// Its token is an authorizer token, never fetched with an
-		// AppSecret it does not have.
-		return nil, fmt.Errorf("%w: tenant %s", tenant.ErrAuthorizerToken, tid)
-	}
-	return t, nil
+	return sub, nil
 }
 
 // Forget drops tid's token from memory: on a change of the tenant, so that
@@ -181,7 +199,7 @@ func (k *Keeper) servable(ctx context.Context, tid tenant.ID) (*tenant.Tenant, e
 // (tenant.Service.OnChange); a change made on another replica reaches
 // Token through the tenant cache, which the memory entry is checked
 // against.
-func (k *Keeper) Forget(tid tenant.ID) {
+func (k *KeeperOf[ID]) Forget(tid ID) {
 	k.mu.Lock()
 	delete(k.mem, tid)
 	k.mu.Unlock()
@@ -197,12 +215,12 @@ func (k *Keeper) Forget(tid tenant.ID) {
 // token when WeChat has retired the old one; only when WeChat hands back
 // failed itself is it force-refreshed, at most 20 times a (Beijing) day and
 // 30 s apart per app (else ErrForceLimited). Forced refreshes are logged.
-func (k *Keeper) Refresh(ctx context.Context, tid tenant.ID, failed string) (string, error) {
-	t, err := k.servable(ctx, tid)
+func (k *KeeperOf[ID]) Refresh(ctx context.Context, tid ID, failed string) (string, error) {
+	sub, err := k.servable(ctx, tid)
 	if err != nil {
 		return "", err
 	}
-	if tok, ok := k.cached(t, failed); ok {
+	if tok, ok := k.cached(tid, sub, failed); ok {
 		return tok, nil
 	}
 	// A caller that joins a flight reading the Store may get failed back;
@@ -213,7 +231,7 @@ func (k *Keeper) Refresh(ctx context.Context, tid tenant.ID, failed string) (str
 			return tok, err
 		}
 	}
-	return "", fmt.Errorf("token: refresh of tenant %s returned the failed token", tid)
+	return "", fmt.Errorf("token: refresh of %s returned the failed token", tid)
 }
 
 // RefreshDue refreshes the tokens that are due: tenants never fetched,
@@ -230,7 +248,7 @@ func (k *Keeper) Refresh(ctx context.Context, tid tenant.ID, failed string) (str
 //
 // Failures are recorded in the tenants' Status and logged; the error only
 // counts them, or says the Store failed.
-func (k *Keeper) RefreshDue(ctx context.Context) error {
+func (k *KeeperOf[ID]) RefreshDue(ctx context.Context) error {
 	var (
 		wg     sync.WaitGroup
 		mu     sync.Mutex
@@ -244,7 +262,7 @@ func (k *Keeper) RefreshDue(ctx context.Context) error {
 	// A tenant leaves the due set once refreshed (or, failing, once its
 	// backoff moves its due time on); seen stops a run that keeps finding
 	// the same ones, whatever the store says.
-	seen := make(map[tenant.ID]bool)
+	seen := make(map[ID]bool)
 batches:
 	for {
 		ids, err := k.store.DueTokens(ctx, k.now(), k.opts.Batch)
@@ -285,7 +303,7 @@ batches:
 				defer mu.Unlock()
 				failed++
 				if first == nil {
-					first = fmt.Errorf("tenant %s: %w", tid, err)
+					first = fmt.Errorf("%s: %w", tid, err)
 				}
 			})
 		}
@@ -308,8 +326,8 @@ batches:
 
 // Status returns tid's token status: zero, but for no error, if no token
 // was fetched yet. tenant.ErrNotFound.
-func (k *Keeper) Status(ctx context.Context, tid tenant.ID) (Status, error) {
-	if _, err := k.tenants.Get(ctx, tid); err != nil {
+func (k *KeeperOf[ID]) Status(ctx context.Context, tid ID) (Status, error) {
+	if _, err := k.source.Subject(ctx, tid); err != nil {
 		return Status{}, err
 	}
 	st, err := k.store.FindToken(ctx, tid)
@@ -335,12 +353,12 @@ func (k *Keeper) Status(ctx context.Context, tid tenant.ID) (Status, error) {
 // cached returns t's token in memory, unless it is failed, due for a look
 // at the Store, near expiry, or fetched for another appid or endpoint than
 // t's.
-func (k *Keeper) cached(t *tenant.Tenant, failed string) (string, bool) {
+func (k *KeeperOf[ID]) cached(tid ID, sub Subject, failed string) (string, bool) {
 	now := k.now()
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	e, ok := k.mem[t.ID]
-	if !ok || e.token == failed || e.appID != t.AppID || e.endpoint != endpointOf(t) ||
+	e, ok := k.mem[tid]
+	if !ok || e.token == failed || e.appID != sub.AppID || e.endpoint != sub.Endpoint ||
 		!now.Before(e.recheckAt) || !now.Before(e.expiresAt.Add(-expirySkew)) {
 		return "", false
 	}
@@ -349,7 +367,7 @@ func (k *Keeper) cached(t *tenant.Tenant, failed string) (string, bool) {
 
 // remember keeps st's token in memory until it is due, then has callers
 // look at the Store every few seconds.
-func (k *Keeper) remember(tid tenant.ID, st *State, now time.Time) {
+func (k *KeeperOf[ID]) remember(tid ID, st *State, now time.Time) {
 	recheck := st.DueAt
 	if !recheck.After(now) {
 		recheck = now.Add(recheckEvery)
@@ -362,7 +380,7 @@ func (k *Keeper) remember(tid tenant.ID, st *State, now time.Time) {
 // do runs r for tid as a flight, or joins the one under way (a scheduled
 // refresh skips instead). The flight runs detached from ctx, within
 // LeaseTTL, so that a caller giving up does not fail the others.
-func (k *Keeper) do(ctx context.Context, tid tenant.ID, r request) (string, error) {
+func (k *KeeperOf[ID]) do(ctx context.Context, tid ID, r request) (string, error) {
 	k.mu.Lock()
 	f, ok := k.flights[tid]
 	if ok && r.due {
@@ -399,14 +417,14 @@ func (k *Keeper) do(ctx context.Context, tid tenant.ID, r request) (string, erro
 
 // obtain produces a token answering r: from the Store if it has one, else
 // by fetching under the tenant's lease.
-func (k *Keeper) obtain(ctx context.Context, tid tenant.ID, r request) (string, error) {
-	t, err := k.tenants.Get(ctx, tid)
+func (k *KeeperOf[ID]) obtain(ctx context.Context, tid ID, r request) (string, error) {
+	t, err := k.source.Subject(ctx, tid)
 	if err != nil {
 		return "", err
 	}
-	if r.due && t.State == tenant.StateDisabled {
-		// Nothing may use a disabled tenant's token; it is fetched again
-		// when the tenant is enabled and next asked for one.
+	if r.due && t.Refused != nil {
+		// Nothing may use its token (a disabled tenant); it is fetched
+		// again when that changes and it is next asked for.
 		return "", errSkipped
 	}
 	st, err := k.find(ctx, tid)
@@ -427,7 +445,7 @@ func (k *Keeper) obtain(ctx context.Context, tid tenant.ID, r request) (string, 
 		now := k.now()
 		ok, err := k.store.AcquireTokenLease(ctx, tid, k.opts.Owner, now, now.Add(k.opts.LeaseTTL))
 		if err != nil {
-			return "", fmt.Errorf("token: lease for tenant %s: %w", tid, err)
+			return "", fmt.Errorf("token: lease for %s: %w", tid, err)
 		}
 		if ok {
 			break
@@ -437,7 +455,7 @@ func (k *Keeper) obtain(ctx context.Context, tid tenant.ID, r request) (string, 
 		}
 		select {
 		case <-ctx.Done():
-			return "", fmt.Errorf("token: waiting for another process's refresh of tenant %s: %w", tid, ctx.Err())
+			return "", fmt.Errorf("token: waiting for another process's refresh of %s: %w", tid, ctx.Err())
 		case <-time.After(k.opts.Poll):
 		}
 		if st, err := k.find(ctx, tid); err != nil {
@@ -474,9 +492,9 @@ func (k *Keeper) obtain(ctx context.Context, tid tenant.ID, r request) (string, 
 		st = &State{}
 	}
 
-	at, err := k.fetch(ctx, t, st, r.failed, now)
+	at, err := k.source.Fetch(ctx, tid, t, st, r.failed, now)
 	if err == nil {
-		st.AppID, st.Endpoint = t.AppID, endpointOf(t)
+		st.AppID, st.Endpoint = t.AppID, t.Endpoint
 		st.Token, st.ExpiresAt, st.RefreshedAt = at.Token, now.Add(at.ExpiresIn), now
 		st.DueAt = nextDue(st.Endpoint, k.opts.Margin, k.opts.Spread, st.ExpiresAt, now)
 		st.Failures, st.LastError, st.LastErrcode, st.LastErrorAt = 0, "", 0, time.Time{}
@@ -502,43 +520,10 @@ func (k *Keeper) obtain(ctx context.Context, tid tenant.ID, r request) (string, 
 		saved = true
 	}
 	if err != nil {
-		return "", fmt.Errorf("token: fetch for tenant %s: %w", tid, err)
+		return "", fmt.Errorf("token: fetch for %s: %w", tid, err)
 	}
 	k.remember(tid, st, now)
 	return st.Token, nil
-}
-
-// fetch asks WeChat for t's token; see Refresh for when it forces.
-func (k *Keeper) fetch(ctx context.Context, t *tenant.Tenant, st *State, failed string, now time.Time) (wechat.AccessToken, error) {
-	if endpointOf(t) == tenant.TokenClassic {
-		return k.wx.Token(ctx, t.AppID, t.Secrets.AppSecret)
-	}
-	at, err := k.wx.StableToken(ctx, t.AppID, t.Secrets.AppSecret, false)
-	if err != nil || failed == "" || at.Token != failed {
-		return at, err
-	}
-
-	// WeChat still deems the refused token current: only force_refresh
-	// replaces it, within the budget (forceAllowed).
-	if err := forceAllowed(st, now); err != nil {
-		k.log.WarnContext(ctx, "forced access token refresh refused", "tenant", t.ID, "appid", t.AppID, "err", err)
-		return at, err
-	}
-	forced, err := k.wx.StableToken(ctx, t.AppID, t.Secrets.AppSecret, true)
-	if wechat.Errcode(err) == wechat.CodeDailyQuota {
-		// WeChat counts otherwise than we do: believe it until tomorrow.
-		st.ForcedCount = forceDailyMax
-		k.log.WarnContext(ctx, "forced access token refresh refused by WeChat: daily limit", "tenant", t.ID, "appid", t.AppID)
-		return at, fmt.Errorf("%w: %w", ErrForceLimited, err)
-	}
-	if err != nil {
-		return forced, err
-	}
-	st.ForcedCount++
-	st.ForcedAt = now
-	k.log.WarnContext(ctx, "forced access token refresh", "tenant", t.ID, "appid", t.AppID,
-		"forced_today", st.ForcedCount, "limit", forceDailyMax)
-	return forced, nil
 }
 
 // describe is err for Status: WeChat's message without its request id.
@@ -565,19 +550,19 @@ func sleep(ctx context.Context, d time.Duration) error {
 }
 
 // find reads tid's state from the Store: nil if there is none.
-func (k *Keeper) find(ctx context.Context, tid tenant.ID) (*State, error) {
+func (k *KeeperOf[ID]) find(ctx context.Context, tid ID) (*State, error) {
 	st, err := k.store.FindToken(ctx, tid)
 	if errors.Is(err, ErrNotFound) {
 		return nil, nil
 	} else if err != nil {
-		return nil, fmt.Errorf("token: read tenant %s: %w", tid, err)
+		return nil, fmt.Errorf("token: read %s: %w", tid, err)
 	}
 	return st, nil
 }
 
 // TokenExpiry is Token with the time the token expires: what the
 // WeChat-compatible API tells an SDK as expires_in.
-func (k *Keeper) TokenExpiry(ctx context.Context, tid tenant.ID) (string, time.Time, error) {
+func (k *KeeperOf[ID]) TokenExpiry(ctx context.Context, tid ID) (string, time.Time, error) {
 	tok, err := k.Token(ctx, tid)
 	if err != nil {
 		return "", time.Time{}, err
@@ -586,7 +571,7 @@ func (k *Keeper) TokenExpiry(ctx context.Context, tid tenant.ID) (string, time.T
 }
 
 // RefreshExpiry is Refresh with the time the token it returns expires.
-func (k *Keeper) RefreshExpiry(ctx context.Context, tid tenant.ID, failed string) (string, time.Time, error) {
+func (k *KeeperOf[ID]) RefreshExpiry(ctx context.Context, tid ID, failed string) (string, time.Time, error) {
 	tok, err := k.Refresh(ctx, tid, failed)
 	if err != nil {
 		return "", time.Time{}, err
@@ -598,7 +583,7 @@ func (k *Keeper) RefreshExpiry(ctx context.Context, tid tenant.ID, failed string
 // where obtaining it put it, else from the Store; if neither knows it (a
 // race with a newer refresh), the shortest life WeChat gives a token from
 // now, so that a caller comes back early rather than late.
-func (k *Keeper) expiry(ctx context.Context, tid tenant.ID, tok string) time.Time {
+func (k *KeeperOf[ID]) expiry(ctx context.Context, tid ID, tok string) time.Time {
 	k.mu.Lock()
 	e, ok := k.mem[tid]
 	k.mu.Unlock()

@@ -12,11 +12,11 @@ import (
 
 // The keeper's policy: when a token is good enough, when the next is
 // fetched, how long a failure waits, and when WeChat's forced refresh may
-// be spent. Pure functions of a token's State, the tenant and the clock,
+// be spent. Pure functions of a token's State, its Subject and the clock,
 // table-tested in policy_test.go; keeper.go is the mechanism that applies
-// them (memory, shared flights, leases, the Store, WeChat's calls). Another
-// kind of token (a third-party platform's component token, its
-// authorizers') brings a policy of its own to the same mechanism.
+// them (memory, shared flights, leases, the Store), for every kind of
+// token alike, and source.go says what each kind's token is for and how
+// WeChat hands it out.
 
 const (
 	// expirySkew: a token with less than this left counts as expired, so
@@ -43,10 +43,10 @@ const (
 // beijing is WeChat's day boundary for daily quotas.
 var beijing = time.FixedZone("CST", 8*60*60)
 
-// satisfies reports whether st holds a token that answers r for t.
-func satisfies(st *State, t *tenant.Tenant, r request, now time.Time) bool {
+// satisfies reports whether st holds a token that answers r for sub.
+func satisfies(st *State, sub Subject, r request, now time.Time) bool {
 	switch {
-	case st == nil || st.Token == "" || st.AppID != t.AppID || st.Endpoint != endpointOf(t):
+	case st == nil || st.Token == "" || st.AppID != sub.AppID || st.Endpoint != sub.Endpoint:
 		return false
 	case !now.Before(st.ExpiresAt.Add(-expirySkew)):
 		return false
@@ -59,9 +59,9 @@ func satisfies(st *State, t *tenant.Tenant, r request, now time.Time) bool {
 }
 
 // backingOff returns ErrBackoff, with the last failure, while the backoff
-// after a failed fetch lasts, unless the tenant changed since.
-func backingOff(st *State, t *tenant.Tenant, now time.Time) error {
-	if st == nil || st.Failures == 0 || st.TenantVersion != t.Version || !now.Before(st.DueAt) {
+// after a failed fetch lasts, unless the owner changed since.
+func backingOff(st *State, sub Subject, now time.Time) error {
+	if st == nil || st.Failures == 0 || st.TenantVersion != sub.Version || !now.Before(st.DueAt) {
 		return nil
 	}
 	err := fmt.Errorf("%w (until %s, after %d failures): %s",

@@ -13,7 +13,7 @@ import (
 var policyNow = time.Date(2026, 12, 5, 2, 0, 0, 0, time.UTC)
 
 func TestSatisfies(t *testing.T) {
-	tn := &tenant.Tenant{AppID: "wx00000000000000a1"}
+	tn := Subject{AppID: "wx00000000000000a1", Endpoint: tenant.TokenStable}
 	good := func() *State {
 		return &State{Token: "tok", AppID: tn.AppID, Endpoint: tenant.TokenStable,
 			ExpiresAt: policyNow.Add(time.Hour), DueAt: policyNow.Add(time.Minute)}

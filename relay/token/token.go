@@ -82,27 +82,31 @@ type State struct {
 	ForcedAt    time.Time
 }
 
-// Store keeps token state, one row per tenant, deleted with the tenant. A
-// lease on the row names the one process that may fetch the tenant's token
-// (a tenant's appid is unique, so this is one fetcher per app).
-type Store interface {
-	// FindToken returns tid's token state, the token opened. ErrNotFound
+// StoreOf keeps token state, one row per owner of one kind (tenants,
+// components, authorizers), deleted with the owner. A lease on the row
+// names the one process that may fetch the owner's token.
+type StoreOf[ID ~string] interface {
+	// FindToken returns id's token state, the token opened. ErrNotFound
 	// if there is none.
-	FindToken(ctx context.Context, tid tenant.ID) (*State, error)
-	// AcquireTokenLease makes owner the holder of tid's lease until until,
-	// creating the tenant's row if needed, and reports whether it did: it
-	// does when the lease is free, expired by now, or owner's already.
-	// tenant.ErrNotFound if the tenant does not exist.
-	AcquireTokenLease(ctx context.Context, tid tenant.ID, owner string, now, until time.Time) (bool, error)
+	FindToken(ctx context.Context, id ID) (*State, error)
+	// AcquireTokenLease makes owner the holder of id's lease until until,
+	// creating the row if needed, and reports whether it did: it does when
+	// the lease is free, expired by now, or owner's already. The kind's
+	// not-found error if id does not exist.
+	AcquireTokenLease(ctx context.Context, id ID, owner string, now, until time.Time) (bool, error)
 	// SaveToken stores st, sealing the token, and releases owner's lease.
 	// ErrLeaseLost if owner no longer holds it; nothing is saved then.
-	SaveToken(ctx context.Context, tid tenant.ID, owner string, st *State) error
-	// ReleaseTokenLease frees tid's lease if owner holds it.
-	ReleaseTokenLease(ctx context.Context, tid tenant.ID, owner string) error
-	// DueTokens returns up to limit active tenants whose token is due at
-	// now: never fetched, or DueAt passed, and not leased.
-	DueTokens(ctx context.Context, now time.Time, limit int) ([]tenant.ID, error)
+	SaveToken(ctx context.Context, id ID, owner string, st *State) error
+	// ReleaseTokenLease frees id's lease if owner holds it.
+	ReleaseTokenLease(ctx context.Context, id ID, owner string) error
+	// DueTokens returns up to limit owners whose token is due at now:
+	// never fetched, or DueAt passed, and not leased.
+	DueTokens(ctx context.Context, now time.Time, limit int) ([]ID, error)
 }
+
+// Store keeps tenants' token state (a tenant's appid is unique, so a
+// lease is one fetcher per app).
+type Store = StoreOf[tenant.ID]
 
 // Status is a tenant's token status, for the tenant resource. Times are
 // zero when the event has not happened.
