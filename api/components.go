@@ -9,6 +9,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	wxrelayv1 "github.com/wxrelay/wxrelay/api/gen/wxrelay/v1"
+	"github.com/wxrelay/wxrelay/relay/token"
 	"github.com/wxrelay/wxrelay/tenant"
 )
 
@@ -17,7 +18,14 @@ import (
 type componentServer struct {
 	wxrelayv1.UnimplementedComponentServiceServer
 	components *tenant.ComponentService
-	publicURL  string // no trailing slash
+	tokens     ComponentTokenStatuser // nil: no token_status
+	publicURL  string                 // no trailing slash
+}
+
+// ComponentTokenStatuser reports a component's token status; the
+// components' token.KeeperOf is one.
+type ComponentTokenStatuser interface {
+	Status(ctx context.Context, id tenant.ComponentID) (token.Status, error)
 }
 
 func (s *componentServer) CreateComponent(ctx context.Context, req *wxrelayv1.CreateComponentRequest) (*wxrelayv1.CreateComponentResponse, error) {
@@ -41,7 +49,15 @@ func (s *componentServer) GetComponent(ctx context.Context, req *wxrelayv1.GetCo
 	if err != nil {
 		return nil, err
 	}
-	return s.toProto(c), nil
+	out := s.toProto(c)
+	if s.tokens != nil {
+		st, err := s.tokens.Status(ctx, c.ID)
+		if err != nil {
+			return nil, err
+		}
+		out.TokenStatus = toProtoTokenStatus(st)
+	}
+	return out, nil
 }
 
 func (s *componentServer) ListComponents(ctx context.Context, req *wxrelayv1.ListComponentsRequest) (*wxrelayv1.ListComponentsResponse, error) {

@@ -63,9 +63,12 @@ type Options struct {
 	// Components registers third-party platforms; nil: the component
 	// methods answer NOT_FOUND for every id and list none.
 	Components *tenant.ComponentService
-	Events     *relay.Events
-	Redeliver  Redeliverer
-	Messages   Messenger
+	// ComponentTokens is the keeper of components' tokens, for their
+	// token_status; nil shows none.
+	ComponentTokens ComponentTokenStatuser
+	Events          *relay.Events
+	Redeliver       Redeliverer
+	Messages        Messenger
 	// TokenStatus reports tenants' access token status for GetTenant
 	// (a *token.Keeper); nil leaves token_status unset.
 	TokenStatus TokenStatuser
@@ -202,7 +205,7 @@ func New(opts Options) (*Server, error) {
 	if opts.Components == nil {
 		opts.Components = tenant.NewComponentService(noComponents{}, nil)
 	}
-	componentsSrv := &componentServer{components: opts.Components, publicURL: strings.TrimRight(opts.PublicURL, "/")}
+	componentsSrv := &componentServer{components: opts.Components, tokens: opts.ComponentTokens, publicURL: strings.TrimRight(opts.PublicURL, "/")}
 	eventsSrv := &eventServer{events: opts.Events, redeliver: opts.Redeliver}
 	callsSrv := &callServer{tenants: opts.Tenants, calls: opts.Calls}
 	hs := health.NewServer()

@@ -11,6 +11,7 @@ import (
 
 	"github.com/uptrace/bun"
 
+	"github.com/wxrelay/wxrelay/relay/token"
 	"github.com/wxrelay/wxrelay/tenant"
 )
 
@@ -292,6 +293,58 @@ func (s *ComponentStore) ComponentPushes(ctx context.Context, id tenant.Componen
 			return nil, fmt.Errorf("pushes of component %s: %w", id, err)
 		}
 		out[i] = tenant.ComponentPush{InfoType: r.InfoType, AuthorizerAppID: r.AuthorizerAppID, CreateTime: r.CreateTime, Body: body, ReceiveTime: r.ReceiveTime.UTC()}
+	}
+	return out, nil
+}
+
+// ComponentTokenStore keeps components' access tokens for relay/token in
+// the component_tokens table, as TokenStore keeps tenants'.
+type ComponentTokenStore struct{ t tokenTable }
+
+var _ token.StoreOf[tenant.ComponentID] = (*ComponentTokenStore)(nil)
+
+// NewComponentTokenStore returns a ComponentTokenStore on db.
+func NewComponentTokenStore(db *DB) *ComponentTokenStore {
+	return &ComponentTokenStore{tokenTable{db: db, table: "component_tokens", key: "component_id", what: "component", notFound: tenant.ErrComponentNotFound}}
+}
+
+func (s *ComponentTokenStore) FindToken(ctx context.Context, id tenant.ComponentID) (*token.State, error) {
+	return s.t.find(ctx, string(id))
+}
+
+func (s *ComponentTokenStore) AcquireTokenLease(ctx context.Context, id tenant.ComponentID, owner string, now, until time.Time) (bool, error) {
+	return s.t.acquire(ctx, string(id), owner, now, until)
+}
+
+func (s *ComponentTokenStore) SaveToken(ctx context.Context, id tenant.ComponentID, owner string, st *token.State) error {
+	return s.t.save(ctx, string(id), owner, st)
+}
+
+func (s *ComponentTokenStore) ReleaseTokenLease(ctx context.Context, id tenant.ComponentID, owner string) error {
+	return s.t.release(ctx, string(id), owner)
+}
+
+// DueTokens returns up to limit components with a ticket whose token is
+// due at now: never fetched, or due_at passed, and not leased. Without a
+// ticket there is nothing to fetch with.
+func (s *ComponentTokenStore) DueTokens(ctx context.Context, now time.Time, limit int) ([]tenant.ComponentID, error) {
+	now = now.UTC()
+	var ids []string
+	err := s.t.db.bun.NewSelect().
+		TableExpr("components AS c").
+		ColumnExpr("c.id").
+		Join("LEFT JOIN component_tokens AS k ON k.component_id = c.id").
+		Where("c.sealed_ticket IS NOT NULL").
+		Where("(k.component_id IS NULL OR (k.due_at <= ? AND (k.lease_until IS NULL OR k.lease_until <= ?)))", now, now).
+		OrderExpr("c.id ASC").
+		Limit(int64(limit)).
+		Scan(ctx, &ids)
+	if err != nil {
+		return nil, fmt.Errorf("find due component tokens: %w", err)
+	}
+	out := make([]tenant.ComponentID, len(ids))
+	for i, id := range ids {
+		out[i] = tenant.ComponentID(id)
 	}
 	return out, nil
 }

@@ -18,92 +18,124 @@ import (
 // tenant's token.
 type TokenStore struct {
 	db *DB
+	t  tokenTable
 }
 
 var _ token.Store = (*TokenStore)(nil)
 
 // NewTokenStore returns a TokenStore on db.
-func NewTokenStore(db *DB) *TokenStore { return &TokenStore{db: db} }
+func NewTokenStore(db *DB) *TokenStore {
+	return &TokenStore{db: db, t: tokenTable{db: db, table: "tokens", key: "tenant_id", what: "tenant", notFound: tenant.ErrNotFound}}
+}
 
-// colToken names the sealed column in its additional data.
-const colToken = "tokens.sealed_token"
 
 // FindToken returns tid's token state with the token opened.
 // token.ErrNotFound.
 func (s *TokenStore) FindToken(ctx context.Context, tid tenant.ID) (*token.State, error) {
-	var row tokenRow
-	err := s.db.bun.NewSelect().Model(&row).Where("tenant_id = ?", string(tid)).Scan(ctx)
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, fmt.Errorf("find token of tenant %s: %w", tid, token.ErrNotFound)
-	} else if err != nil {
-		return nil, fmt.Errorf("find token of tenant %s: %w", tid, err)
-	}
-	st, err := row.toDomain(s.db.sealer)
-	if err != nil {
-		return nil, fmt.Errorf("find token of tenant %s: %w", tid, err)
-	}
-	return st, nil
+	return s.t.find(ctx, string(tid))
 }
 
 // AcquireTokenLease makes owner the holder of tid's refresh lease until
 // until, if it is free, expired at now, or owner's already, and reports
-// whether it did. It is one upsert, which both engines run atomically: no
-// row affected means another owner holds the lease. tenant.ErrNotFound.
+// whether it did. tenant.ErrNotFound.
 func (s *TokenStore) AcquireTokenLease(ctx context.Context, tid tenant.ID, owner string, now, until time.Time) (bool, error) {
-	defer s.db.serialize()()
-	now, until = now.UTC(), until.UTC()
-	res, err := s.db.bun.ExecContext(ctx, `INSERT INTO tokens (tenant_id, due_at, lease_owner, lease_until)
-VALUES (?, ?, ?, ?)
-ON CONFLICT (tenant_id) DO UPDATE SET lease_owner = excluded.lease_owner, lease_until = excluded.lease_until
-WHERE tokens.lease_owner = excluded.lease_owner OR tokens.lease_until IS NULL OR tokens.lease_until <= ?`,
-		string(tid), now, owner, until, now)
-	if isForeignKeyViolation(err) {
-		return false, fmt.Errorf("acquire token lease of tenant %s: %w", tid, tenant.ErrNotFound)
-	} else if err != nil {
-		return false, fmt.Errorf("acquire token lease of tenant %s: %w", tid, err)
-	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return false, fmt.Errorf("acquire token lease of tenant %s: %w", tid, err)
-	}
-	return n == 1, nil
+	return s.t.acquire(ctx, string(tid), owner, now, until)
 }
 
 // SaveToken stores st, sealing its token, and releases owner's lease.
 // token.ErrLeaseLost if owner does not hold the lease.
 func (s *TokenStore) SaveToken(ctx context.Context, tid tenant.ID, owner string, st *token.State) error {
-	defer s.db.serialize()()
-	row, err := tokenFromDomain(tid, st, s.db.sealer)
-	if err != nil {
-		return fmt.Errorf("save token of tenant %s: %w", tid, err)
-	}
-	res, err := s.db.bun.NewUpdate().Model(row).
-		ExcludeColumn("tenant_id").
-		Where("tenant_id = ?", string(tid)).
-		Where("lease_owner = ?", owner).
-		Exec(ctx)
-	if err != nil {
-		return fmt.Errorf("save token of tenant %s: %w", tid, err)
-	}
-	if n, err := res.RowsAffected(); err != nil {
-		return fmt.Errorf("save token of tenant %s: %w", tid, err)
-	} else if n == 0 {
-		return fmt.Errorf("save token of tenant %s: %w", tid, token.ErrLeaseLost)
-	}
-	return nil
+	return s.t.save(ctx, string(tid), owner, st)
 }
 
 // ReleaseTokenLease frees tid's lease if owner holds it.
 func (s *TokenStore) ReleaseTokenLease(ctx context.Context, tid tenant.ID, owner string) error {
-	defer s.db.serialize()()
-	_, err := s.db.bun.NewUpdate().Model((*tokenRow)(nil)).
-		Set("lease_owner = ''").
-		Set("lease_until = NULL").
-		Where("tenant_id = ?", string(tid)).
+	return s.t.release(ctx, string(tid), owner)
+}
+
+// tokenTable is the token state of one kind of owner: a table of the
+// tokens table's columns, keyed by the owner's id in column key, deleted
+// with the owner. Its table and key are constants of this package.
+type tokenTable struct {
+	db         *DB
+	table, key string
+	what       string // the owner's kind, for errors: "tenant", "component"
+	notFound   error  // the owner's kind's
+}
+
+// sealedCol names the sealed token column in its additional data.
+func (t tokenTable) sealedCol() string { return t.table + ".sealed_token" }
+
+func (t tokenTable) find(ctx context.Context, id string) (*token.State, error) {
+	var row tokenRow
+	err := t.db.bun.NewSelect().Model(&row).ModelTableExpr(t.table+" AS k").ExcludeColumn("tenant_id").
+		Where(t.key+" = ?", id).Scan(ctx)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("find token of %s %s: %w", t.what, id, token.ErrNotFound)
+	} else if err != nil {
+		return nil, fmt.Errorf("find token of %s %s: %w", t.what, id, err)
+	}
+	st, err := row.toDomain(t.db.sealer, t.sealedCol(), id)
+	if err != nil {
+		return nil, fmt.Errorf("find token of %s %s: %w", t.what, id, err)
+	}
+	return st, nil
+}
+
+// acquire is one upsert, which both engines run atomically: no row
+// affected means another owner holds the lease.
+func (t tokenTable) acquire(ctx context.Context, id, owner string, now, until time.Time) (bool, error) {
+	defer t.db.serialize()()
+	now, until = now.UTC(), until.UTC()
+	res, err := t.db.bun.ExecContext(ctx, `INSERT INTO `+t.table+` (`+t.key+`, due_at, lease_owner, lease_until)
+VALUES (?, ?, ?, ?)
+ON CONFLICT (`+t.key+`) DO UPDATE SET lease_owner = excluded.lease_owner, lease_until = excluded.lease_until
+WHERE `+t.table+`.lease_owner = excluded.lease_owner OR `+t.table+`.lease_until IS NULL OR `+t.table+`.lease_until <= ?`,
+		id, now, owner, until, now)
+	if isForeignKeyViolation(err) {
+		return false, fmt.Errorf("acquire token lease of %s %s: %w", t.what, id, t.notFound)
+	} else if err != nil {
+		return false, fmt.Errorf("acquire token lease of %s %s: %w", t.what, id, err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return false, fmt.Errorf("acquire token lease of %s %s: %w", t.what, id, err)
+	}
+	return n == 1, nil
+}
+
+func (t tokenTable) save(ctx context.Context, id, owner string, st *token.State) error {
+	defer t.db.serialize()()
+	row, err := tokenFromDomain(st, t.db.sealer, t.sealedCol(), id)
+	if err != nil {
+		return fmt.Errorf("save token of %s %s: %w", t.what, id, err)
+	}
+	res, err := t.db.bun.NewUpdate().Model(row).ModelTableExpr(t.table+" AS k").
+		ExcludeColumn("tenant_id").
+		Where(t.key+" = ?", id).
 		Where("lease_owner = ?", owner).
 		Exec(ctx)
 	if err != nil {
-		return fmt.Errorf("release token lease of tenant %s: %w", tid, err)
+		return fmt.Errorf("save token of %s %s: %w", t.what, id, err)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return fmt.Errorf("save token of %s %s: %w", t.what, id, err)
+	} else if n == 0 {
+		return fmt.Errorf("save token of %s %s: %w", t.what, id, token.ErrLeaseLost)
+	}
+	return nil
+}
+
+func (t tokenTable) release(ctx context.Context, id, owner string) error {
+	defer t.db.serialize()()
+	_, err := t.db.bun.NewUpdate().Model((*tokenRow)(nil)).ModelTableExpr(t.table+" AS k").
+		Set("lease_owner = ''").
+		Set("lease_until = NULL").
+		Where(t.key+" = ?", id).
+		Where("lease_owner = ?", owner).
+		Exec(ctx)
+	if err != nil {
+		return fmt.Errorf("release token lease of %s %s: %w", t.what, id, err)
 	}
 	return nil
 }
@@ -163,10 +195,10 @@ var tokenEndpoints = enum[tenant.TokenEndpoint]{
 	{tenant.TokenClassic, "classic"},
 }
 
-// tokenFromDomain converts st for saving: the token sealed, the lease free.
-func tokenFromDomain(tid tenant.ID, st *token.State, sl *sealer) (*tokenRow, error) {
+// tokenFromDomain converts st, the token of owner id, for saving in the
+// column col: the token sealed, the lease free.
+func tokenFromDomain(st *token.State, sl *sealer, col, id string) (*tokenRow, error) {
 	row := &tokenRow{
-		TenantID:      string(tid),
 		AppID:         st.AppID,
 		ExpiresAt:     st.ExpiresAt.UTC(),
 		RefreshedAt:   st.RefreshedAt.UTC(),
@@ -191,12 +223,12 @@ func tokenFromDomain(tid tenant.ID, st *token.State, sl *sealer) (*tokenRow, err
 		if sl == nil {
 			return nil, errNoSealKey
 		}
-		row.SealedToken = sl.seal([]byte(st.Token), colToken, string(tid))
+		row.SealedToken = sl.seal([]byte(st.Token), col, id)
 	}
 	return row, nil
 }
 
-func (r *tokenRow) toDomain(sl *sealer) (*token.State, error) {
+func (r *tokenRow) toDomain(sl *sealer, col, id string) (*token.State, error) {
 	st := &token.State{
 		AppID:         r.AppID,
 		ExpiresAt:     r.ExpiresAt.UTC(),
@@ -222,7 +254,7 @@ func (r *tokenRow) toDomain(sl *sealer) (*token.State, error) {
 		if sl == nil {
 			return nil, errNoSealKey
 		}
-		tok, err := sl.open(r.SealedToken, colToken, r.TenantID)
+		tok, err := sl.open(r.SealedToken, col, id)
 		if err != nil {
 			return nil, err
 		}

@@ -236,18 +236,25 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	}
 	tenants.OnChange(checker.Forget)
 
-	components := tenant.NewComponentService(store.NewComponentStore(db), nil)
+	componentStore := store.NewComponentStore(db)
+	components := tenant.NewComponentService(componentStore, nil)
 	components.OnChange(push.ForgetComponent)
+	// Components' tokens, fetched with their tickets: the same keeper
+	// mechanism as tenants', one fetch per period across replicas.
+	componentKeeper := component.NewTokenKeeper(store.NewComponentTokenStore(db),
+		component.NewTokenSource(componentStore, wx, db.Now), token.Options{Log: log, Now: db.Now})
+	components.OnChange(func(id tenant.ComponentID) { componentKeeper.Forget(id) })
 	srv, err := api.New(api.Options{
 		Logger:  log,
 		Auth:    auth,
 		Tenants: tenants,
 		// Third-party platforms (components), whose authorized mini
 		// programs become tenants.
-		Components: components,
-		Events:     relay.NewEvents(eventStore),
-		Redeliver:  dispatcher,
-		Messages:   messages,
+		Components:      components,
+		ComponentTokens: componentKeeper,
+		Events:          relay.NewEvents(eventStore),
+		Redeliver:       dispatcher,
+		Messages:        messages,
 		// Idempotency keys of sends.
 		Idempotency: idempotency,
 		// GetTenant shows the token status, e.g. a wrong AppSecret.
@@ -319,6 +326,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 			return deliveryMetrics.CollectStats(ctx, deliveryStore, time.Now())
 		}},
 		job{name: "refresh-access-tokens", every: time.Minute, exclusive: true, run: keeper.RefreshDue},
+		job{name: "refresh-component-tokens", every: time.Minute, exclusive: true, run: componentKeeper.RefreshDue},
 		job{name: "tenant-health", every: cfg.HealthInterval, run: func(ctx context.Context) error {
 			return checker.CheckAll(ctx, tenants)
 		}},
