@@ -60,6 +60,13 @@ type ComponentPush struct {
 	ReceiveTime     time.Time
 }
 
+// PendingComponentPush is a stored ComponentPush not acted on yet.
+type PendingComponentPush struct {
+	Seq         int64
+	ComponentID ComponentID
+	ComponentPush
+}
+
 // ErrComponentNotFound: no such component.
 var ErrComponentNotFound = errors.New("component not found")
 
@@ -229,3 +236,31 @@ func ValidComponentID(id ComponentID) bool {
 	}
 	return true
 }
+
+// AuthorizationState is where a mini program's authorization of a
+// component stands.
+type AuthorizationState int
+
+const (
+	AuthorizationPending    AuthorizationState = iota // no authorization known yet
+	AuthorizationAuthorized                           // granted; its refresh token is kept
+	AuthorizationRevoked                              // withdrawn by the merchant
+)
+
+// Authorization is a mini program's grant to a component.
+type Authorization struct {
+	ComponentID     ComponentID
+	AuthorizerAppID string
+	State           AuthorizationState
+	FuncInfo        []int // the permission sets granted
+	// RefreshToken fetches the authorizer's tokens; sealed at rest, never
+	// shown.
+	RefreshToken  string
+	AuthorizeTime time.Time
+	RevokeTime    time.Time
+	UpdateTime    time.Time
+}
+
+// ErrAuthorizationNotFound: the mini program has not authorized the
+// component (as far as the relay has heard).
+var ErrAuthorizationNotFound = errors.New("authorization not found")

@@ -327,6 +327,10 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		}},
 		job{name: "refresh-access-tokens", every: time.Minute, exclusive: true, run: keeper.RefreshDue},
 		job{name: "refresh-component-tokens", every: time.Minute, exclusive: true, run: componentKeeper.RefreshDue},
+		// Components' authorization events, acted on in order: codes
+		// exchanged, refresh tokens kept, revocations recorded.
+		job{name: "component-authorizations", every: 10 * time.Second, exclusive: true,
+			run: component.NewAuthorizer(componentStore, componentKeeper, wx, log, db.Now).Process},
 		job{name: "tenant-health", every: cfg.HealthInterval, run: func(ctx context.Context) error {
 			return checker.CheckAll(ctx, tenants)
 		}},

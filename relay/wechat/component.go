@@ -104,3 +104,90 @@ func (c *Client) ComponentToken(ctx context.Context, appid, secret, ticket strin
 	ta := tokenAnswer{AccessToken: a.Token, ExpiresIn: a.ExpiresIn}
 	return ta.token(http.MethodPost + " " + pathComponentToken)
 }
+
+// Authorization is what api_query_auth and api_authorizer_token answer of
+// an authorizer: its token, and the refresh token that fetches the next
+// one (store whatever comes back: losing it means asking the merchant to
+// authorize again).
+type Authorization struct {
+	AuthorizerAppID string
+	AccessToken     AccessToken
+	RefreshToken    string
+	FuncInfo        []int // the permission sets granted
+}
+
+type authorizationAnswer struct {
+	AppID     string      `json:"authorizer_appid"`
+	Token     string      `json:"authorizer_access_token"`
+	ExpiresIn json.Number `json:"expires_in"`
+	Refresh   string      `json:"authorizer_refresh_token"`
+	FuncInfo  []struct {
+		Category struct {
+			ID int `json:"id"`
+		} `json:"funcscope_category"`
+	} `json:"func_info"`
+}
+
+func (a *authorizationAnswer) authorization(op string) (Authorization, error) {
+	ta := tokenAnswer{AccessToken: a.Token, ExpiresIn: a.ExpiresIn}
+	at, err := ta.token(op)
+	if err != nil {
+		return Authorization{}, err
+	}
+	if a.Refresh == "" {
+		return Authorization{}, badAnswer(op, "no authorizer_refresh_token")
+	}
+	out := Authorization{AuthorizerAppID: a.AppID, AccessToken: at, RefreshToken: a.Refresh}
+	for _, f := range a.FuncInfo {
+		out.FuncInfo = append(out.FuncInfo, f.Category.ID)
+	}
+	return out, nil
+}
+
+const (
+	pathQueryAuth       = "/cgi-bin/component/api_query_auth"
+	pathAuthorizerToken = "/cgi-bin/component/api_authorizer_token"
+)
+
+func componentTokenQuery(tok string) string { return "component_access_token=" + url.QueryEscape(tok) }
+
+// QueryAuth exchanges an authorization code (from the consent page's
+// redirect or the authorized event) for the authorization:
+// POST /cgi-bin/component/api_query_auth.
+func (c *Client) QueryAuth(ctx context.Context, componentToken, componentAppID, code string) (Authorization, error) {
+	body, err := EncodeJSON(struct {
+		AppID string `json:"component_appid"`
+		Code  string `json:"authorization_code"`
+	}{componentAppID, code})
+	if err != nil {
+		return Authorization{}, err
+	}
+	var a struct {
+		Info authorizationAnswer `json:"authorization_info"`
+	}
+	if err := c.do(ctx, http.MethodPost, pathQueryAuth, componentTokenQuery(componentToken), "application/json", body, &a); err != nil {
+		return Authorization{}, err
+	}
+	return a.Info.authorization(http.MethodPost + " " + pathQueryAuth)
+}
+
+// AuthorizerToken fetches an authorizer's token with its refresh token:
+// POST /cgi-bin/component/api_authorizer_token. The answer's RefreshToken
+// may be a new one. Errcode 61023: the refresh token is not (or no longer)
+// the authorization's.
+func (c *Client) AuthorizerToken(ctx context.Context, componentToken, componentAppID, authorizerAppID, refreshToken string) (Authorization, error) {
+	body, err := EncodeJSON(struct {
+		AppID      string `json:"component_appid"`
+		Authorizer string `json:"authorizer_appid"`
+		Refresh    string `json:"authorizer_refresh_token"`
+	}{componentAppID, authorizerAppID, refreshToken})
+	if err != nil {
+		return Authorization{}, err
+	}
+	var a authorizationAnswer
+	if err := c.do(ctx, http.MethodPost, pathAuthorizerToken, componentTokenQuery(componentToken), "application/json", body, &a); err != nil {
+		return Authorization{}, err
+	}
+	a.AppID = authorizerAppID
+	return a.authorization(http.MethodPost + " " + pathAuthorizerToken)
+}

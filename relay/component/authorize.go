@@ -1,0 +1,157 @@
+package component
+
+import (
+	"context"
+	"encoding/xml"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/wxrelay/wxrelay/relay/wechat"
+	"github.com/wxrelay/wxrelay/tenant"
+)
+
+// AuthorizationStore is what acting on authorization events needs of the
+// store; *store.ComponentStore is one.
+type AuthorizationStore interface {
+	Components
+	PendingComponentPushes(ctx context.Context, limit int) ([]tenant.PendingComponentPush, error)
+	MarkComponentPushDone(ctx context.Context, seq int64, at time.Time) error
+	SaveAuthorization(ctx context.Context, a *tenant.Authorization) error
+	RevokeAuthorization(ctx context.Context, cid tenant.ComponentID, appid string, at time.Time) error
+}
+
+// ComponentTokens hands out components' tokens; the components'
+// token.KeeperOf is one.
+type ComponentTokens interface {
+	Token(ctx context.Context, id tenant.ComponentID) (string, error)
+	Refresh(ctx context.Context, id tenant.ComponentID, failed string) (string, error)
+}
+
+// CodeExchanger exchanges authorization codes; *wechat.Client is one.
+type CodeExchanger interface {
+	QueryAuth(ctx context.Context, componentToken, componentAppID, code string) (wechat.Authorization, error)
+}
+
+// Authorizer acts on the authorization events the authorization-event URL
+// stored: it exchanges an authorized (or updateauthorized) event's code
+// for the authorization and keeps its refresh token, durably, and marks a
+// revoked one revoked. Run Process on a schedule, on one replica at a
+// time.
+type Authorizer struct {
+	store  AuthorizationStore
+	tokens ComponentTokens
+	wx     CodeExchanger
+	log    *slog.Logger
+	now    func() time.Time
+}
+
+// NewAuthorizer returns an Authorizer; log and now may be nil.
+func NewAuthorizer(s AuthorizationStore, tokens ComponentTokens, wx CodeExchanger, log *slog.Logger, now func() time.Time) *Authorizer {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if now == nil {
+		now = time.Now
+	}
+	return &Authorizer{store: s, tokens: tokens, wx: wx, log: log, now: now}
+}
+
+// errRetry: an event could not be acted on now (WeChat or the database
+// failed); it is tried again at the next run.
+var errRetry = errors.New("component: authorization event left for the next run")
+
+// Process acts on the stored events in the order they came. An event that
+// fails for a reason that may pass stops the run, so that a later event
+// of the same authorizer (an unauthorized after an authorized) is never
+// acted on before it; one that cannot succeed (an expired code, a
+// component gone) is logged and passed.
+func (a *Authorizer) Process(ctx context.Context) error {
+	pushes, err := a.store.PendingComponentPushes(ctx, 100)
+	if err != nil {
+		return err
+	}
+	for _, p := range pushes {
+		if err := a.act(ctx, p); err != nil {
+			return fmt.Errorf("%w: %w", errRetry, err)
+		}
+		if err := a.store.MarkComponentPushDone(ctx, p.Seq, a.now()); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// act acts on one event; nil when it is done with, acted on or passed.
+func (a *Authorizer) act(ctx context.Context, p tenant.PendingComponentPush) error {
+	log := a.log.With("component", p.ComponentID, "info_type", p.InfoType, "authorizer", p.AuthorizerAppID)
+	switch p.InfoType {
+	case wechat.InfoUnauthorized:
+		if err := a.store.RevokeAuthorization(ctx, p.ComponentID, p.AuthorizerAppID, time.Unix(p.CreateTime, 0)); err != nil {
+			if errors.Is(err, tenant.ErrComponentNotFound) {
+				return nil
+			}
+			return err
+		}
+		log.InfoContext(ctx, "authorization revoked")
+		return nil
+	case wechat.InfoAuthorized, wechat.InfoUpdateAuthorized:
+	default:
+		return nil // not one the relay acts on
+	}
+	var e wechat.ComponentEvent
+	if err := xml.Unmarshal(p.Body, &e); err != nil || e.AuthorizationCode == "" {
+		log.WarnContext(ctx, "authorization event without a code: passed")
+		return nil
+	}
+	c, err := a.store.FindComponent(ctx, p.ComponentID)
+	if errors.Is(err, tenant.ErrComponentNotFound) {
+		return nil
+	} else if err != nil {
+		return err
+	}
+	if e.AuthorizationCodeExpiredTime > 0 && a.now().After(time.Unix(e.AuthorizationCodeExpiredTime, 0)) {
+		log.WarnContext(ctx, "authorization code expired before it could be exchanged: the merchant must authorize again")
+		return nil
+	}
+	auth, err := a.exchange(ctx, c, e.AuthorizationCode)
+	if code := wechat.Errcode(err); code == 61010 {
+		log.WarnContext(ctx, "authorization code refused as expired: the merchant must authorize again")
+		return nil
+	} else if err != nil {
+		log.WarnContext(ctx, "authorization code exchange failed; retrying at the next run", "err", err)
+		return err
+	}
+	appid := auth.AuthorizerAppID
+	if appid == "" {
+		appid = e.AuthorizerAppid
+	}
+	err = a.store.SaveAuthorization(ctx, &tenant.Authorization{
+		ComponentID: c.ID, AuthorizerAppID: appid, State: tenant.AuthorizationAuthorized,
+		FuncInfo: auth.FuncInfo, RefreshToken: auth.RefreshToken,
+		AuthorizeTime: time.Unix(e.CreateTime, 0).UTC(), UpdateTime: a.now().UTC(),
+	})
+	if err != nil {
+		return err
+	}
+	log.InfoContext(ctx, "authorization kept", "func_info", auth.FuncInfo)
+	return nil
+}
+
+// exchange exchanges code with c's token, replacing the token once if
+// WeChat finds it dead.
+func (a *Authorizer) exchange(ctx context.Context, c *tenant.Component, code string) (wechat.Authorization, error) {
+	tok, err := a.tokens.Token(ctx, c.ID)
+	if err != nil {
+		return wechat.Authorization{}, err
+	}
+	auth, err := a.wx.QueryAuth(ctx, tok, c.AppID, code)
+	if wechat.IsTokenInvalid(err) {
+		if tok, err = a.tokens.Refresh(ctx, c.ID, tok); err != nil {
+			return wechat.Authorization{}, err
+		}
+		auth, err = a.wx.QueryAuth(ctx, tok, c.AppID, code)
+	}
+	return auth, err
+}

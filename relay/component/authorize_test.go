@@ -1,0 +1,100 @@
+package component_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/wxrelay/wxrelay/relay/component"
+	"github.com/wxrelay/wxrelay/relay/wechat"
+	"github.com/wxrelay/wxrelay/tenant"
+)
+
+// preAuthCode asks wxsim for a pre-auth code with the component's token.
+func (e *env) preAuthCode(t *testing.T, tok string) string {
+	t.Helper()
+	resp, err := http.Post(e.wxURL+"/cgi-bin/component/api_create_preauthcode?component_access_token="+url.QueryEscape(tok),
+		"application/json", strings.NewReader(`{"component_appid":"`+compAppID+`"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var a struct {
+		Code string `json:"pre_auth_code"`
+	}
+	json.NewDecoder(resp.Body).Decode(&a)
+	if a.Code == "" {
+		t.Fatal("no pre-auth code")
+	}
+	return a.Code
+}
+
+// waitPending waits until n pushes wait to be acted on.
+func (e *env) waitPending(t *testing.T, n int) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		p, err := e.cs.PendingComponentPushes(context.Background(), 100)
+		if err == nil && len(p) == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d pushes pending, want %d (%v); wxsim pushed %+v", len(p), n, err, e.sim.Pushes())
+		}
+	}
+}
+
+// A merchant's authorization, from wxsim's consent page to the relay: the
+// authorized event is stored, then its code exchanged for the refresh
+// token, which is kept sealed and works; the revocation is kept too.
+func TestAuthorizerKeepsAuthorizations(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	if _, err := e.sim.PushTicket(compAppID); err != nil {
+		t.Fatal(err)
+	}
+	keeper := e.keeper("replica-a")
+	wx := &wechat.Client{BaseURL: e.wxURL}
+	acting := component.NewAuthorizer(e.cs, keeper, wx, nil, nil)
+	tok, err := keeper.Token(ctx, e.comp.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.sim.Scan(compAppID, e.preAuthCode(t, tok), authorizer, []int{17, 19}); err != nil {
+		t.Fatal(err)
+	}
+	e.waitPending(t, 1)
+	if err := acting.Process(ctx); err != nil {
+		t.Fatal(err)
+	}
+	a, err := e.cs.FindAuthorization(ctx, e.comp.ID, authorizer)
+	if err != nil || a.State != tenant.AuthorizationAuthorized || !slices.Equal(a.FuncInfo, []int{17, 19}) || a.RefreshToken == "" {
+		t.Fatalf("authorization = %+v, %v", a, err)
+	}
+	// The refresh token kept is the authorization's: it fetches a token.
+	if _, err := wx.AuthorizerToken(ctx, tok, compAppID, authorizer, a.RefreshToken); err != nil {
+		t.Errorf("the kept refresh token does not work: %v", err)
+	}
+	var sealed []byte
+	e.db.Bun().NewSelect().Table("authorizations").Column("sealed_refresh_token").Scan(ctx, &sealed)
+	if bytes.Contains(sealed, []byte(a.RefreshToken)) {
+		t.Error("the refresh token is stored in the clear")
+	}
+	e.waitPending(t, 0)
+
+	if err := e.sim.Revoke(compAppID, authorizer); err != nil {
+		t.Fatal(err)
+	}
+	e.waitPending(t, 1)
+	if err := acting.Process(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if a, err := e.cs.FindAuthorization(ctx, e.comp.ID, authorizer); err != nil || a.State != tenant.AuthorizationRevoked || a.RevokeTime.IsZero() {
+		t.Errorf("after unauthorized: %+v, %v", a, err)
+	}
+}

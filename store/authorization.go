@@ -1,0 +1,219 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/wxrelay/wxrelay/tenant"
+)
+
+// colRefreshToken names the sealed refresh token in its additional data;
+// the row is named by component and authorizer.
+const colRefreshToken = "authorizations.sealed_refresh_token"
+
+func authorizationRowID(cid tenant.ComponentID, appid string) string {
+	return string(cid) + "/" + appid
+}
+
+// authorizationRow is a row of the authorizations table.
+type authorizationRow struct {
+	ComponentID        string    `bun:"component_id"`
+	AuthorizerAppID    string    `bun:"authorizer_appid"`
+	State              string    `bun:"state"`
+	FuncInfo           string    `bun:"func_info"`
+	SealedRefreshToken []byte    `bun:"sealed_refresh_token"`
+	AuthorizeTime      time.Time `bun:"authorize_time"`
+	RevokeTime         time.Time `bun:"revoke_time,nullzero"`
+	UpdateTime         time.Time `bun:"update_time"`
+}
+
+var authorizationStates = enum[tenant.AuthorizationState]{
+	{tenant.AuthorizationAuthorized, "authorized"},
+	{tenant.AuthorizationRevoked, "revoked"},
+}
+
+// SaveAuthorization keeps a, granted (its refresh token sealed), durably,
+// over whatever the component's authorization by that appid was: an
+// authorization again after a revocation starts anew.
+func (s *ComponentStore) SaveAuthorization(ctx context.Context, a *tenant.Authorization) error {
+	if s.db.sealer == nil {
+		return errNoSealKey
+	}
+	funcs, err := json.Marshal(a.FuncInfo)
+	if err != nil {
+		return fmt.Errorf("save authorization: %w", err)
+	}
+	if a.FuncInfo == nil {
+		funcs = []byte("[]")
+	}
+	defer s.db.serialize()()
+	_, err = s.db.bun.NewRaw(`INSERT INTO authorizations (component_id, authorizer_appid, state, func_info, sealed_refresh_token, authorize_time, revoke_time, update_time)
+VALUES (?, ?, 'authorized', ?, ?, ?, NULL, ?)
+ON CONFLICT (component_id, authorizer_appid) DO UPDATE SET state = 'authorized', func_info = excluded.func_info,
+	sealed_refresh_token = excluded.sealed_refresh_token, authorize_time = excluded.authorize_time, revoke_time = NULL, update_time = excluded.update_time`,
+		string(a.ComponentID), a.AuthorizerAppID, string(funcs),
+		s.db.sealer.seal([]byte(a.RefreshToken), colRefreshToken, authorizationRowID(a.ComponentID, a.AuthorizerAppID)),
+		a.AuthorizeTime.UTC(), a.UpdateTime.UTC()).Exec(ctx)
+	if isForeignKeyViolation(err) {
+		return fmt.Errorf("save authorization of %s: %w", a.AuthorizerAppID, tenant.ErrComponentNotFound)
+	} else if err != nil {
+		return fmt.Errorf("save authorization of %s: %w", a.AuthorizerAppID, err)
+	}
+	return nil
+}
+
+// RevokeAuthorization marks appid's authorization of component cid
+// revoked at at, keeping a row for it even if none was known.
+func (s *ComponentStore) RevokeAuthorization(ctx context.Context, cid tenant.ComponentID, appid string, at time.Time) error {
+	defer s.db.serialize()()
+	_, err := s.db.bun.NewRaw(`INSERT INTO authorizations (component_id, authorizer_appid, state, authorize_time, revoke_time, update_time)
+VALUES (?, ?, 'revoked', ?, ?, ?)
+ON CONFLICT (component_id, authorizer_appid) DO UPDATE SET state = 'revoked', revoke_time = excluded.revoke_time, update_time = excluded.update_time`,
+		string(cid), appid, at.UTC(), at.UTC(), at.UTC()).Exec(ctx)
+	if isForeignKeyViolation(err) {
+		return fmt.Errorf("revoke authorization of %s: %w", appid, tenant.ErrComponentNotFound)
+	} else if err != nil {
+		return fmt.Errorf("revoke authorization of %s: %w", appid, err)
+	}
+	return nil
+}
+
+// SwapRefreshToken replaces appid's refresh token old by new, if old is
+// still the one kept (compare-and-swap): WeChat may answer a refresh with
+// a new one, and two replicas may refresh at once. It reports whether it
+// swapped.
+func (s *ComponentStore) SwapRefreshToken(ctx context.Context, cid tenant.ComponentID, appid, old, new string) (bool, error) {
+	if s.db.sealer == nil {
+		return false, errNoSealKey
+	}
+	defer s.db.serialize()()
+	// Sealing is randomized: the sealed bytes read stand for the token
+	// read, and the update holds only if they are still the row's.
+	var sealed []byte
+	err := s.db.bun.NewSelect().Table("authorizations").Column("sealed_refresh_token").
+		Where("component_id = ? AND authorizer_appid = ? AND state = 'authorized'", string(cid), appid).Scan(ctx, &sealed)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	} else if err != nil {
+		return false, fmt.Errorf("swap refresh token of %s: %w", appid, err)
+	}
+	opened, err := s.db.sealer.open(sealed, colRefreshToken, authorizationRowID(cid, appid))
+	if err != nil {
+		return false, fmt.Errorf("swap refresh token of %s: %w", appid, err)
+	}
+	if string(opened) != old {
+		return false, nil
+	}
+	res, err := s.db.bun.NewRaw(`UPDATE authorizations SET sealed_refresh_token = ?, update_time = ?
+WHERE component_id = ? AND authorizer_appid = ? AND sealed_refresh_token = ?`,
+		s.db.sealer.seal([]byte(new), colRefreshToken, authorizationRowID(cid, appid)), s.db.Now(),
+		string(cid), appid, sealed).Exec(ctx)
+	if err != nil {
+		return false, fmt.Errorf("swap refresh token of %s: %w", appid, err)
+	}
+	n, err := res.RowsAffected()
+	return n == 1, err
+}
+
+// FindAuthorization returns appid's authorization of component cid, its
+// refresh token opened. tenant.ErrAuthorizationNotFound.
+func (s *ComponentStore) FindAuthorization(ctx context.Context, cid tenant.ComponentID, appid string) (*tenant.Authorization, error) {
+	var rows []authorizationRow
+	err := s.db.bun.NewSelect().Table("authorizations").
+		Column("component_id", "authorizer_appid", "state", "func_info", "sealed_refresh_token", "authorize_time", "revoke_time", "update_time").
+		Where("component_id = ? AND authorizer_appid = ?", string(cid), appid).Scan(ctx, &rows)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("find authorization of %s: %w", appid, err)
+	}
+	if len(rows) == 0 {
+		return nil, fmt.Errorf("authorization of %s by component %s: %w", appid, cid, tenant.ErrAuthorizationNotFound)
+	}
+	return s.authorizationFromRow(&rows[0])
+}
+
+// Authorizations returns component cid's authorizations, by appid.
+func (s *ComponentStore) Authorizations(ctx context.Context, cid tenant.ComponentID) ([]*tenant.Authorization, error) {
+	var rows []authorizationRow
+	err := s.db.bun.NewSelect().Table("authorizations").
+		Column("component_id", "authorizer_appid", "state", "func_info", "sealed_refresh_token", "authorize_time", "revoke_time", "update_time").
+		Where("component_id = ?", string(cid)).OrderExpr("authorizer_appid").Scan(ctx, &rows)
+	if err != nil {
+		return nil, fmt.Errorf("authorizations of component %s: %w", cid, err)
+	}
+	out := make([]*tenant.Authorization, 0, len(rows))
+	for i := range rows {
+		a, err := s.authorizationFromRow(&rows[i])
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, a)
+	}
+	return out, nil
+}
+
+func (s *ComponentStore) authorizationFromRow(r *authorizationRow) (*tenant.Authorization, error) {
+	a := &tenant.Authorization{ComponentID: tenant.ComponentID(r.ComponentID), AuthorizerAppID: r.AuthorizerAppID,
+		AuthorizeTime: r.AuthorizeTime.UTC(), RevokeTime: r.RevokeTime.UTC(), UpdateTime: r.UpdateTime.UTC()}
+	var err error
+	if a.State, err = authorizationStates.decode("state", r.State); err != nil {
+		return nil, err
+	}
+	if err := json.Unmarshal([]byte(r.FuncInfo), &a.FuncInfo); err != nil {
+		return nil, fmt.Errorf("authorization of %s: func_info holds no valid JSON", r.AuthorizerAppID)
+	}
+	if len(r.SealedRefreshToken) > 0 {
+		if s.db.sealer == nil {
+			return nil, errNoSealKey
+		}
+		tok, err := s.db.sealer.open(r.SealedRefreshToken, colRefreshToken, authorizationRowID(a.ComponentID, a.AuthorizerAppID))
+		if err != nil {
+			return nil, fmt.Errorf("authorization of %s: %w", r.AuthorizerAppID, err)
+		}
+		a.RefreshToken = string(tok)
+	}
+	return a, nil
+}
+
+// PendingComponentPushes returns up to limit pushes not acted on yet,
+// oldest first, their bodies opened.
+func (s *ComponentStore) PendingComponentPushes(ctx context.Context, limit int) ([]tenant.PendingComponentPush, error) {
+	var rows []struct {
+		Seq             int64     `bun:"seq"`
+		ComponentID     string    `bun:"component_id"`
+		InfoType        string    `bun:"info_type"`
+		AuthorizerAppID string    `bun:"authorizer_appid"`
+		CreateTime      int64     `bun:"create_time"`
+		SealedBody      []byte    `bun:"sealed_body"`
+		ReceiveTime     time.Time `bun:"receive_time"`
+	}
+	err := s.db.bun.NewSelect().Table("component_events").
+		Column("seq", "component_id", "info_type", "authorizer_appid", "create_time", "sealed_body", "receive_time").
+		Where("processed_time IS NULL").OrderExpr("seq ASC").Limit(int64(limit)).Scan(ctx, &rows)
+	if err != nil {
+		return nil, fmt.Errorf("pending component pushes: %w", err)
+	}
+	out := make([]tenant.PendingComponentPush, len(rows))
+	for i, r := range rows {
+		body, err := s.db.sealer.open(r.SealedBody, colComponentEventBody, r.ComponentID)
+		if err != nil {
+			return nil, fmt.Errorf("pending component pushes: %w", err)
+		}
+		out[i] = tenant.PendingComponentPush{Seq: r.Seq, ComponentID: tenant.ComponentID(r.ComponentID), ComponentPush: tenant.ComponentPush{
+			InfoType: r.InfoType, AuthorizerAppID: r.AuthorizerAppID, CreateTime: r.CreateTime, Body: body, ReceiveTime: r.ReceiveTime.UTC()}}
+	}
+	return out, nil
+}
+
+// MarkComponentPushDone records that push seq was acted on.
+func (s *ComponentStore) MarkComponentPushDone(ctx context.Context, seq int64, at time.Time) error {
+	defer s.db.serialize()()
+	_, err := s.db.bun.NewRaw(`UPDATE component_events SET processed_time = ? WHERE seq = ?`, at.UTC(), seq).Exec(ctx)
+	if err != nil {
+		return fmt.Errorf("mark component push %d done: %w", seq, err)
+	}
+	return nil
+}
