@@ -32,7 +32,7 @@ var codeOf = []struct {
 	{tenant.ErrUnauthenticated, codes.Unauthenticated},
 	{tenant.ErrForbidden, codes.PermissionDenied},
 	{tenant.ErrDisabled, codes.FailedPrecondition},
-	{tenant.ErrAuthorizerToken, codes.FailedPrecondition},
+	{tenant.ErrNotAuthorized, codes.FailedPrecondition},
 	{wechat.ErrMediaTooLarge, codes.InvalidArgument},
 	{context.DeadlineExceeded, codes.DeadlineExceeded},
 	{context.Canceled, codes.Canceled},

@@ -150,8 +150,6 @@ func (s *TokenStore) DueTokens(ctx context.Context, now time.Time, limit int) ([
 		ColumnExpr("t.id").
 		Join("LEFT JOIN tokens AS k ON k.tenant_id = t.id").
 		Where("t.state = 'active'").
-		// A component's tenant has an authorizer token, not one of these.
-		Where("t.component_id IS NULL").
 		Where("(k.tenant_id IS NULL OR (k.due_at <= ? AND (k.lease_until IS NULL OR k.lease_until <= ?)))", now, now).
 		OrderExpr("t.id ASC").
 		Limit(int64(limit)).

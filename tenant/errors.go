@@ -15,10 +15,10 @@ var (
 	// ErrDisabled: the tenant is disabled (state STATE_DISABLED), so
 	// nothing may be sent as it until an admin enables it again.
 	ErrDisabled = errors.New("the tenant is disabled: enable it (state STATE_ACTIVE) to send")
-	// ErrAuthorizerToken: the tenant is a component's, whose access token
-	// comes from the component's authorization (authorizer tokens), which
-	// this version of the relay does not fetch yet: nothing is sent as it.
-	ErrAuthorizerToken = errors.New("the tenant is a third-party platform's (component_id): sending through its authorization is not available in this version")
+	// ErrNotAuthorized: the tenant is a component's, and its mini program
+	// has not authorized the component (yet), or has revoked it: there is
+	// no token to send with until it authorizes again.
+	ErrNotAuthorized = errors.New("the mini program has not authorized the tenant's component, or revoked it: get a consent link and have the merchant authorize")
 )
 
 // FieldError says which input field is wrong and why. It matches ErrInvalid.

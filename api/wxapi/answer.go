@@ -71,6 +71,7 @@ const (
 	codeMinuteQuota       = 45011
 	codeDataFormat        = 47001
 	codeUnauthorized      = 48001
+	codeNotAuthorized     = 61003
 )
 
 // answer is one call's response writer, remembering the errcode for the

@@ -168,8 +168,10 @@ func (h *Handler) keeperError(a *answer, r *http.Request, tid tenant.ID, err err
 		a.refuse(http.StatusOK, codeInvalidCredential, "invalid credential, access_token is invalid or not latest: the tenant no longer exists")
 	case errors.Is(err, tenant.ErrDisabled): // disabled since the call was let in
 		a.refuse(http.StatusOK, codeUnauthorized, msgDisabled)
-	case errors.Is(err, tenant.ErrAuthorizerToken):
-		a.refuse(http.StatusOK, codeUnauthorized, "api unauthorized: the tenant is a third-party platform's, and wxrelay does not yet send through its authorization")
+	case errors.Is(err, tenant.ErrNotAuthorized):
+		// WeChat's own answer to a component calling for a mini program
+		// that has not authorized it.
+		a.refuse(http.StatusOK, codeNotAuthorized, "component is not authorized by this account: the mini program has not authorized the tenant's component in wxrelay, or revoked it")
 	default:
 		h.log.ErrorContext(r.Context(), "wxapi: no access token for a tenant", "tenant", tid, "err", err)
 		a.refuse(http.StatusOK, codeSystemError, "system error: wxrelay could not get an access token from WeChat; try again shortly")

@@ -1,7 +1,10 @@
 package main
 
 import (
+	"context"
+	"encoding/json"
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -107,5 +110,102 @@ func TestComponentTenantPushReachesWebhook(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 404 {
 		t.Errorf("a push to /wx/ of a component's tenant: %d, want 404", resp.StatusCode)
+	}
+}
+
+// The whole authorization of a mini program, with no credential of it
+// handed over: the relay receives the ticket, the merchant scans wxsim's
+// consent page, the relay exchanges the code and keeps the refresh token
+// (its scheduled job), and then the tenant sends through the relay with
+// an authorizer token; after the merchant revokes, sends are refused
+// without calling WeChat.
+func TestComponentTenantSendsAfterAuthorization(t *testing.T) {
+	dir := t.TempDir()
+	p := startServe(t, dir)
+	admin := adminTokenIn(t, dir)
+	key := strings.Repeat("A", 43)
+	var comp struct {
+		Component struct{ ID string } `json:"component"`
+	}
+	body := `{"component_appid":"wx134c8103faa5a59e","component_secret":"csecret","token":"AAAAA","encoding_aes_key":"` + key + `"}`
+	if code := p.api(t, "POST", "/v1/components", admin, body, &comp); code != 200 {
+		t.Fatalf("create component: %d", code)
+	}
+	cp := comp.Component.ID
+	var tn struct {
+		Tenant struct{ ID string } `json:"tenant"`
+		APIKey string              `json:"api_key"`
+	}
+	if code := p.api(t, "POST", "/v1/tenants", admin, `{"component_id":"`+cp+`","appid":"wxba5fad812f8e6fb9","webhook_url":"https://hooks.example.com/a"}`, &tn); code != 200 {
+		t.Fatalf("create the component's tenant: %d", code)
+	}
+	send := func() int {
+		return p.api(t, "POST", "/v1/tenants/"+tn.Tenant.ID+"/messages:send", tn.APIKey,
+			`{"touser":"o9AgO5Kd5ggOC-bXrbNODIiE3bGY","msgtype":"text","text":{"content":"hello"}}`, nil)
+	}
+	if code := send(); code != 400 {
+		t.Errorf("a send before any authorization: %d, want 400", code)
+	}
+
+	t.Cleanup(p.sim.Close)
+	if err := p.sim.AddComponent(wxsim.ComponentOptions{AppID: "wx134c8103faa5a59e", Secret: "csecret", Token: "AAAAA",
+		EncodingAESKey: key, AuthEventURL: "http://" + p.http + "/wxc/" + cp + "/events", TicketEvery: -1}); err != nil {
+		t.Fatal(err)
+	}
+	ticket, err := p.sim.PushTicket("wx134c8103faa5a59e")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The merchant's consent link (the relay's own comes with issue 24's
+	// next step): a pre-auth code from wxsim, then the scan.
+	wx := &wechat.Client{BaseURL: p.simURL}
+	ctok, err := wx.ComponentToken(context.Background(), "wx134c8103faa5a59e", "csecret", ticket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Post(p.simURL+"/cgi-bin/component/api_create_preauthcode?component_access_token="+url.QueryEscape(ctok.Token),
+		"application/json", strings.NewReader(`{"component_appid":"wx134c8103faa5a59e"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pre struct {
+		Code string `json:"pre_auth_code"`
+	}
+	json.NewDecoder(resp.Body).Decode(&pre)
+	resp.Body.Close()
+	if _, err := p.sim.Scan("wx134c8103faa5a59e", pre.Code, "wxba5fad812f8e6fb9", []int{17, 19}); err != nil {
+		t.Fatal(err)
+	}
+
+	// The job acts on the authorization within its 10 s period.
+	var code int
+	for deadline := time.Now().Add(40 * time.Second); ; time.Sleep(500 * time.Millisecond) {
+		if code = send(); code == 200 || time.Now().After(deadline) {
+			break
+		}
+	}
+	if code != 200 {
+		t.Fatalf("a send after the authorization: %d\n%s", code, p.stderr)
+	}
+	var sent *wxsim.Call
+	for _, c := range p.sim.Calls() {
+		if c.Path == "/cgi-bin/message/custom/send" {
+			sent = &c
+		}
+	}
+	if sent == nil || sent.AppID != "wxba5fad812f8e6fb9" {
+		t.Fatalf("WeChat saw the send as %+v, want it made with the authorizer's token", sent)
+	}
+
+	if err := p.sim.Revoke("wx134c8103faa5a59e", "wxba5fad812f8e6fb9"); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(40 * time.Second); ; time.Sleep(500 * time.Millisecond) {
+		if code = send(); code == 400 || time.Now().After(deadline) {
+			break
+		}
+	}
+	if code != 400 {
+		t.Errorf("a send after the revocation: %d, want 400", code)
 	}
 }

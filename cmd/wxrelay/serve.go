@@ -192,7 +192,14 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	// One WeChat client serves every tenant; the Keeper fetches and
 	// refreshes their access tokens, in the background and on demand.
 	wx := &wechat.Client{BaseURL: cfg.WeChatAPI, HTTP: wechatHTTP()}
-	keeper := token.NewKeeper(store.NewTokenStore(db), wx, tenantCache, token.Options{Log: log, Now: db.Now})
+	// Components' tokens, fetched with their tickets: the same keeper
+	// mechanism as tenants', one fetch per period across replicas. A
+	// component's tenants get authorizer tokens through it.
+	componentStore := store.NewComponentStore(db)
+	componentKeeper := component.NewTokenKeeper(store.NewComponentTokenStore(db),
+		component.NewTokenSource(componentStore, wx, db.Now), token.Options{Log: log, Now: db.Now})
+	keeper := token.NewKeeper(store.NewTokenStore(db), wx, tenantCache, token.Options{Log: log, Now: db.Now,
+		Authorizers: component.NewAuthorizerTokens(componentStore, componentKeeper, wx, log)})
 	tenants.OnChange(keeper.Forget)
 
 	windows := store.NewWindowStore(db)
@@ -236,13 +243,8 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	}
 	tenants.OnChange(checker.Forget)
 
-	componentStore := store.NewComponentStore(db)
 	components := tenant.NewComponentService(componentStore, nil)
 	components.OnChange(push.ForgetComponent)
-	// Components' tokens, fetched with their tickets: the same keeper
-	// mechanism as tenants', one fetch per period across replicas.
-	componentKeeper := component.NewTokenKeeper(store.NewComponentTokenStore(db),
-		component.NewTokenSource(componentStore, wx, db.Now), token.Options{Log: log, Now: db.Now})
 	components.OnChange(func(id tenant.ComponentID) { componentKeeper.Forget(id) })
 	srv, err := api.New(api.Options{
 		Logger:  log,

@@ -189,7 +189,7 @@ func (s *Service) withToken(ctx context.Context, tid tenant.ID, call func(token 
 }
 
 func tokenErr(err error) error {
-	if errors.Is(err, tenant.ErrNotFound) || errors.Is(err, tenant.ErrDisabled) || errors.Is(err, tenant.ErrAuthorizerToken) {
+	if errors.Is(err, tenant.ErrNotFound) || errors.Is(err, tenant.ErrDisabled) || errors.Is(err, tenant.ErrNotAuthorized) {
 		return err
 	}
 	return fmt.Errorf("%w: %w", ErrToken, err)

@@ -23,6 +23,9 @@ type Options struct {
 	Now func() time.Time
 	// Log receives refresh failures and forced refreshes; nil discards.
 	Log *slog.Logger
+	// Authorizers hands out components' tenants' tokens (NewKeeper);
+	// nil: such a tenant gets none (tenant.ErrNotAuthorized).
+	Authorizers Authorizers
 
 	// Margin is how long before expiry a classic token is refreshed, plus
 	// up to Spread at random, so that tenants fetched together spread out
@@ -102,7 +105,7 @@ var errSkipped = errors.New("token: refresh already under way")
 // secret, endpoint and version) through tenants, ideally a *tenant.Cache.
 func NewKeeper(s Store, wx WeChat, tenants tenant.Getter, opts Options) *Keeper {
 	opts = opts.withDefaults()
-	return NewKeeperOf(s, Source[tenant.ID](&tenantSource{wx: wx, tenants: tenants, log: opts.log()}), opts)
+	return NewKeeperOf(s, Source[tenant.ID](&tenantSource{wx: wx, tenants: tenants, authorizers: opts.Authorizers, log: opts.log()}), opts)
 }
 
 // NewKeeperOf returns a KeeperOf keeping the tokens src fetches in s.

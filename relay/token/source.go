@@ -2,6 +2,7 @@ package token
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -42,12 +43,26 @@ type Source[ID ~string] interface {
 	Fetch(ctx context.Context, id ID, s Subject, st *State, failed string, now time.Time) (wechat.AccessToken, error)
 }
 
-// tenantSource is the Source of tenants' own tokens, fetched with their
-// AppSecret from stable_token or the classic endpoint.
+// tenantSource is the Source of tenants' tokens: fetched with their
+// AppSecret from stable_token or the classic endpoint, or, for a tenant of
+// a component, through the component (Authorizers).
 type tenantSource struct {
-	wx      WeChat
-	tenants tenant.Getter
-	log     *slog.Logger
+	wx          WeChat
+	tenants     tenant.Getter
+	authorizers Authorizers // nil: a component's tenant has no token
+	log         *slog.Logger
+}
+
+// Authorizers hands out the tokens of components' tenants, which their
+// mini programs' authorizations of the components give (protocol §9);
+// relay/component's is one.
+type Authorizers interface {
+	// Authorized returns nil if t's mini program has authorized t's
+	// component, else why not (wrapping tenant.ErrNotAuthorized).
+	Authorized(ctx context.Context, t *tenant.Tenant) error
+	// Fetch fetches a new authorizer token for t, keeping the refresh
+	// token WeChat answers with.
+	Fetch(ctx context.Context, t *tenant.Tenant) (wechat.AccessToken, error)
 }
 
 func (s *tenantSource) Subject(ctx context.Context, tid tenant.ID) (Subject, error) {
@@ -59,10 +74,17 @@ func (s *tenantSource) Subject(ctx context.Context, tid tenant.ID) (Subject, err
 	switch {
 	case t.State == tenant.StateDisabled:
 		sub.Refused = fmt.Errorf("%w: tenant %s", tenant.ErrDisabled, tid)
+	case t.ComponentID != "" && s.authorizers == nil:
+		sub.Refused = fmt.Errorf("%w: tenant %s", tenant.ErrNotAuthorized, tid)
 	case t.ComponentID != "":
-		// Its token is an authorizer token, never fetched with an
-		// AppSecret it does not have.
-		sub.Refused = fmt.Errorf("%w: tenant %s", tenant.ErrAuthorizerToken, tid)
+		// An authorizer token: every refresh issues a new one, as the
+		// classic endpoint does.
+		sub.Endpoint = tenant.TokenClassic
+		if err := s.authorizers.Authorized(ctx, t); errors.Is(err, tenant.ErrNotAuthorized) {
+			sub.Refused = err
+		} else if err != nil {
+			return Subject{}, err
+		}
 	}
 	return sub, nil
 }
@@ -73,6 +95,9 @@ func (s *tenantSource) Subject(ctx context.Context, tid tenant.ID) (Subject, err
 // force-refreshed, within the budget (forceAllowed), and logged.
 func (s *tenantSource) Fetch(ctx context.Context, tid tenant.ID, sub Subject, st *State, failed string, now time.Time) (wechat.AccessToken, error) {
 	t := sub.Of.(*tenant.Tenant)
+	if t.ComponentID != "" {
+		return s.authorizers.Fetch(ctx, t)
+	}
 	if sub.Endpoint == tenant.TokenClassic {
 		return s.wx.Token(ctx, t.AppID, t.Secrets.AppSecret)
 	}

@@ -1,0 +1,100 @@
+package component
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/wxrelay/wxrelay/relay/token"
+	"github.com/wxrelay/wxrelay/relay/wechat"
+	"github.com/wxrelay/wxrelay/tenant"
+)
+
+// AuthorizerStore is what authorizer tokens need of the store;
+// *store.ComponentStore is one.
+type AuthorizerStore interface {
+	Components
+	FindAuthorization(ctx context.Context, cid tenant.ComponentID, appid string) (*tenant.Authorization, error)
+	SwapRefreshToken(ctx context.Context, cid tenant.ComponentID, appid, old, new string) (bool, error)
+}
+
+// AuthorizerFetcher fetches authorizer tokens; *wechat.Client is one.
+type AuthorizerFetcher interface {
+	AuthorizerToken(ctx context.Context, componentToken, componentAppID, authorizerAppID, refreshToken string) (wechat.Authorization, error)
+}
+
+// AuthorizerTokens hands the tenant keeper the tokens of components'
+// tenants (token.Authorizers): fetched through the component with the
+// authorization's refresh token, which is kept whatever WeChat answers
+// with, durably, before the token is used.
+type AuthorizerTokens struct {
+	store  AuthorizerStore
+	tokens ComponentTokens
+	wx     AuthorizerFetcher
+	log    *slog.Logger
+}
+
+var _ token.Authorizers = (*AuthorizerTokens)(nil)
+
+// NewAuthorizerTokens returns AuthorizerTokens; log may be nil.
+func NewAuthorizerTokens(s AuthorizerStore, tokens ComponentTokens, wx AuthorizerFetcher, log *slog.Logger) *AuthorizerTokens {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &AuthorizerTokens{store: s, tokens: tokens, wx: wx, log: log}
+}
+
+// Authorized implements token.Authorizers.
+func (a *AuthorizerTokens) Authorized(ctx context.Context, t *tenant.Tenant) error {
+	_, err := a.authorization(ctx, t)
+	return err
+}
+
+func (a *AuthorizerTokens) authorization(ctx context.Context, t *tenant.Tenant) (*tenant.Authorization, error) {
+	auth, err := a.store.FindAuthorization(ctx, t.ComponentID, t.AppID)
+	switch {
+	case errors.Is(err, tenant.ErrAuthorizationNotFound):
+		return nil, fmt.Errorf("%w: %s has not authorized component %s", tenant.ErrNotAuthorized, t.AppID, t.ComponentID)
+	case err != nil:
+		return nil, err
+	case auth.State != tenant.AuthorizationAuthorized || auth.RefreshToken == "":
+		return nil, fmt.Errorf("%w: %s revoked its authorization of component %s", tenant.ErrNotAuthorized, t.AppID, t.ComponentID)
+	}
+	return auth, nil
+}
+
+// Fetch implements token.Authorizers.
+func (a *AuthorizerTokens) Fetch(ctx context.Context, t *tenant.Tenant) (wechat.AccessToken, error) {
+	auth, err := a.authorization(ctx, t)
+	if err != nil {
+		return wechat.AccessToken{}, err
+	}
+	c, err := a.store.FindComponent(ctx, t.ComponentID)
+	if err != nil {
+		return wechat.AccessToken{}, err
+	}
+	ctok, err := a.tokens.Token(ctx, c.ID)
+	if err != nil {
+		return wechat.AccessToken{}, err
+	}
+	got, err := a.wx.AuthorizerToken(ctx, ctok, c.AppID, t.AppID, auth.RefreshToken)
+	if wechat.IsTokenInvalid(err) {
+		if ctok, err = a.tokens.Refresh(ctx, c.ID, ctok); err != nil {
+			return wechat.AccessToken{}, err
+		}
+		got, err = a.wx.AuthorizerToken(ctx, ctok, c.AppID, t.AppID, auth.RefreshToken)
+	}
+	if err != nil {
+		return wechat.AccessToken{}, err
+	}
+	if got.RefreshToken != auth.RefreshToken {
+		// Kept before the token is used: a refresh token lost is a
+		// merchant asked to authorize again.
+		if _, err := a.store.SwapRefreshToken(ctx, c.ID, t.AppID, auth.RefreshToken, got.RefreshToken); err != nil {
+			return wechat.AccessToken{}, fmt.Errorf("keep the new refresh token of %s: %w", t.AppID, err)
+		}
+		a.log.InfoContext(ctx, "authorizer refresh token replaced", "component", c.ID, "authorizer", t.AppID)
+	}
+	return got.AccessToken, nil
+}
