@@ -66,9 +66,11 @@ type Options struct {
 	// ComponentTokens is the keeper of components' tokens, for their
 	// token_status; nil shows none.
 	ComponentTokens ComponentTokenStatuser
-	Events          *relay.Events
-	Redeliver       Redeliverer
-	Messages        Messenger
+	// Consent makes consent links for components' tenants; nil: none.
+	Consent   ConsentLinker
+	Events    *relay.Events
+	Redeliver Redeliverer
+	Messages  Messenger
 	// TokenStatus reports tenants' access token status for GetTenant
 	// (a *token.Keeper); nil leaves token_status unset.
 	TokenStatus TokenStatuser
@@ -200,6 +202,7 @@ func New(opts Options) (*Server, error) {
 		tenants:   opts.Tenants,
 		tokens:    opts.TokenStatus,
 		health:    opts.Health,
+		consent:   opts.Consent,
 		publicURL: strings.TrimRight(opts.PublicURL, "/"),
 	}
 	if opts.Components == nil {

@@ -4,6 +4,11 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"google.golang.org/protobuf/types/known/emptypb"
 
@@ -18,7 +23,29 @@ type tenantServer struct {
 	tenants   *tenant.Service
 	tokens    TokenStatuser // nil: no token_status
 	health    HealthChecker // nil: no health
+	consent   ConsentLinker // nil: no consent links
 	publicURL string        // no trailing slash
+}
+
+// ConsentLinker makes consent links for components' tenants;
+// *component.Consent is one.
+type ConsentLinker interface {
+	AuthorizationURL(ctx context.Context, t *tenant.Tenant) (string, time.Time, error)
+}
+
+func (s *tenantServer) AuthorizationUrl(ctx context.Context, req *wxrelayv1.AuthorizationUrlRequest) (*wxrelayv1.AuthorizationUrlResponse, error) {
+	t, err := s.tenants.Get(ctx, tenant.ID(req.GetId()))
+	if err != nil {
+		return nil, err
+	}
+	if s.consent == nil {
+		return nil, status.Error(codes.Unimplemented, "this relay makes no consent links")
+	}
+	u, exp, err := s.consent.AuthorizationURL(ctx, t)
+	if err != nil {
+		return nil, err
+	}
+	return &wxrelayv1.AuthorizationUrlResponse{Url: u, ExpireTime: timestamppb.New(exp)}, nil
 }
 
 // TokenStatuser reports a tenant's access token status; *token.Keeper is one.

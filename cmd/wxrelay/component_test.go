@@ -1,8 +1,7 @@
 package main
 
 import (
-	"context"
-	"encoding/json"
+	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -152,38 +151,52 @@ func TestComponentTenantSendsAfterAuthorization(t *testing.T) {
 		EncodingAESKey: key, AuthEventURL: "http://" + p.http + "/wxc/" + cp + "/events", TicketEvery: -1}); err != nil {
 		t.Fatal(err)
 	}
-	ticket, err := p.sim.PushTicket("wx134c8103faa5a59e")
+	if _, err := p.sim.PushTicket("wx134c8103faa5a59e"); err != nil {
+		t.Fatal(err)
+	}
+	// The merchant opens the relay's consent link (WeChat's page played by
+	// wxsim), authorizes, and is sent back to the relay, which exchanges
+	// the code at once and says so.
+	var link struct {
+		URL        string `json:"url"`
+		ExpireTime string `json:"expire_time"`
+	}
+	if code := p.api(t, "POST", "/v1/tenants/"+tn.Tenant.ID+":authorizationUrl", admin, `{}`, &link); code != 200 {
+		t.Fatalf("authorizationUrl: %d", code)
+	}
+	const mp = "https://mp.weixin.qq.com/cgi-bin/componentloginpage?"
+	if !strings.HasPrefix(link.URL, mp) || !strings.Contains(link.URL, "biz_appid=wxba5fad812f8e6fb9") || !strings.Contains(link.URL, "auth_type=2") ||
+		!strings.Contains(link.URL, url.QueryEscape("/wxc/"+cp+"/authorized")) || link.ExpireTime == "" {
+		t.Fatalf("consent link = %+v", link)
+	}
+	if code := p.api(t, "POST", "/v1/tenants/"+tn.Tenant.ID+":authorizationUrl", tn.APIKey, `{}`, nil); code != 403 {
+		t.Errorf("a consent link asked for with the tenant's key: %d, want 403", code)
+	}
+	consentPage := p.simURL + "/cgi-bin/componentloginpage?" + strings.TrimPrefix(link.URL, mp)
+	noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := noRedirect.PostForm(consentPage, url.Values{"func": {"17", "19"}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The merchant's consent link (the relay's own comes with issue 24's
-	// next step): a pre-auth code from wxsim, then the scan.
-	wx := &wechat.Client{BaseURL: p.simURL}
-	ctok, err := wx.ComponentToken(context.Background(), "wx134c8103faa5a59e", "csecret", ticket)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp, err := http.Post(p.simURL+"/cgi-bin/component/api_create_preauthcode?component_access_token="+url.QueryEscape(ctok.Token),
-		"application/json", strings.NewReader(`{"component_appid":"wx134c8103faa5a59e"}`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var pre struct {
-		Code string `json:"pre_auth_code"`
-	}
-	json.NewDecoder(resp.Body).Decode(&pre)
 	resp.Body.Close()
-	if _, err := p.sim.Scan("wx134c8103faa5a59e", pre.Code, "wxba5fad812f8e6fb9", []int{17, 19}); err != nil {
+	back, err := url.Parse(resp.Header.Get("Location"))
+	if err != nil || resp.StatusCode != 302 {
+		t.Fatalf("consent: %d %q", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	// The public URL is the relay's own address here.
+	resp, err = http.Get("http://" + p.http + back.Path + "?" + back.RawQuery)
+	if err != nil {
 		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(page), "wxba5fad812f8e6fb9") {
+		t.Fatalf("the page the merchant comes back to: %d %s", resp.StatusCode, page)
 	}
 
-	// The job acts on the authorization within its 10 s period.
-	var code int
-	for deadline := time.Now().Add(40 * time.Second); ; time.Sleep(500 * time.Millisecond) {
-		if code = send(); code == 200 || time.Now().After(deadline) {
-			break
-		}
-	}
+	// Authorized at once: no wait for the job (which acts on WeChat's
+	// notice of the same authorization too, to the same end).
+	code := send()
 	if code != 200 {
 		t.Fatalf("a send after the authorization: %d\n%s", code, p.stderr)
 	}

@@ -32,6 +32,7 @@ type config struct {
 	GRPCAddr             string
 	PublicURL            string
 	WeChatAPI            string
+	WeChatMP             string
 	SecretKey            string // base64; empty means the key file beside a SQLite DB
 	AllowPrivateWebhooks bool
 	RetrySchedule        []time.Duration
@@ -82,6 +83,7 @@ func (fs *flagSet) addServeFlags() {
 	fs.StringVar(&c.GRPCAddr, "grpc-addr", ":9090", "gRPC with server reflection (WXRELAY_GRPC_ADDR)")
 	fs.StringVar(&c.PublicURL, "public-url", "http://localhost:8080", "base of the push URLs handed out (WXRELAY_PUBLIC_URL)")
 	fs.StringVar(&c.WeChatAPI, "wechat-api", "https://api.weixin.qq.com", "base URL of the WeChat API (WXRELAY_WECHAT_API)")
+	fs.StringVar(&c.WeChatMP, "wechat-mp", "https://mp.weixin.qq.com", "base URL of WeChat's consent page for third-party platforms (WXRELAY_WECHAT_MP)")
 	fs.BoolVar(&c.AllowPrivateWebhooks, "allow-private-webhooks", false, "allow webhook URLs on loopback and private addresses (WXRELAY_ALLOW_PRIVATE_WEBHOOKS)")
 	c.RetrySchedule = defaultRetrySchedule
 	fs.Func("retry-schedule", "webhook delivery delays, comma-separated Go durations (WXRELAY_RETRY_SCHEDULE)\n(default 0s,5s,5m,30m,2h,5h,10h,10h)", func(s string) error {
@@ -114,7 +116,7 @@ func (fs *flagSet) addServeFlags() {
 		"alert-webhook-secret": "WXRELAY_ALERT_WEBHOOK_SECRET", "wxapi-addr": "WXRELAY_WXAPI_ADDR",
 		"wxapi-rate": "WXRELAY_WXAPI_RATE", "http-addr": "WXRELAY_HTTP_ADDR", "grpc-addr": "WXRELAY_GRPC_ADDR",
 		"public-url": "WXRELAY_PUBLIC_URL",
-		"wechat-api": "WXRELAY_WECHAT_API", "allow-private-webhooks": "WXRELAY_ALLOW_PRIVATE_WEBHOOKS",
+		"wechat-api": "WXRELAY_WECHAT_API", "wechat-mp": "WXRELAY_WECHAT_MP", "allow-private-webhooks": "WXRELAY_ALLOW_PRIVATE_WEBHOOKS",
 		"retry-schedule": "WXRELAY_RETRY_SCHEDULE", "log-level": "WXRELAY_LOG_LEVEL",
 		"delivery-timeout": "WXRELAY_DELIVERY_TIMEOUT", "debug-addr": "WXRELAY_DEBUG_ADDR",
 		"retention": "WXRELAY_RETENTION", "failed-retention": "WXRELAY_FAILED_RETENTION",
@@ -218,6 +220,9 @@ func (c *config) validateServe() error {
 	}
 	if err := checkBaseURL(c.WeChatAPI); err != nil {
 		return fmt.Errorf("--wechat-api / WXRELAY_WECHAT_API: %w", err)
+	}
+	if err := checkBaseURL(c.WeChatMP); err != nil {
+		return fmt.Errorf("--wechat-mp / WXRELAY_WECHAT_MP: %w", err)
 	}
 	if c.MallocKeep < 0 || c.MallocKeep > 1<<30 {
 		return fmt.Errorf("--malloc-keep / WXRELAY_MALLOC_KEEP: %d is outside 0 (glibc's default) to 1 GiB", c.MallocKeep)
@@ -389,7 +394,7 @@ func (c config) LogValue() slog.Value {
 	}
 	return slog.GroupValue(
 		slog.String("db", db), slog.Int("db_max_conns", c.DBMaxConns), slog.String("http_addr", c.HTTPAddr), slog.String("grpc_addr", c.GRPCAddr),
-		slog.String("public_url", c.PublicURL), slog.String("wechat_api", c.WeChatAPI),
+		slog.String("public_url", c.PublicURL), slog.String("wechat_api", c.WeChatAPI), slog.String("wechat_mp", c.WeChatMP),
 		slog.String("secret_key", key), slog.Bool("allow_private_webhooks", c.AllowPrivateWebhooks),
 		slog.Any("retry_schedule", c.RetrySchedule),
 		slog.Duration("retention", c.Retention), slog.Duration("failed_retention", c.FailedRetention),

@@ -243,6 +243,10 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	}
 	tenants.OnChange(checker.Forget)
 
+	// Authorization codes are exchanged by the scheduled job from the
+	// events, and at once when the consent page sends a merchant back.
+	authorizer := component.NewAuthorizer(componentStore, componentKeeper, wx, log, db.Now)
+	consent := component.NewConsent(componentStore, componentKeeper, wx, authorizer, cfg.WeChatMP, cfg.PublicURL, log, db.Now)
 	components := tenant.NewComponentService(componentStore, nil)
 	components.OnChange(push.ForgetComponent)
 	components.OnChange(func(id tenant.ComponentID) { componentKeeper.Forget(id) })
@@ -254,6 +258,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		// programs become tenants.
 		Components:      components,
 		ComponentTokens: componentKeeper,
+		Consent:         consent,
 		Events:          relay.NewEvents(eventStore),
 		Redeliver:       dispatcher,
 		Messages:        messages,
@@ -270,6 +275,8 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		CallRecorder: calls,
 		Routes: map[string]http.Handler{
 			"/wx/{id}": push,
+			// Where WeChat's consent page sends the merchant back.
+			"GET /wxc/{id}/authorized": consent,
 			// A third-party platform's message URL ($APPID$ filled in).
 			"/wxc/{id}/{appid}": http.HandlerFunc(push.ServeComponent),
 			// A third-party platform's authorization-event URL.
@@ -331,8 +338,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		job{name: "refresh-component-tokens", every: time.Minute, exclusive: true, run: componentKeeper.RefreshDue},
 		// Components' authorization events, acted on in order: codes
 		// exchanged, refresh tokens kept, revocations recorded.
-		job{name: "component-authorizations", every: 10 * time.Second, exclusive: true,
-			run: component.NewAuthorizer(componentStore, componentKeeper, wx, log, db.Now).Process},
+		job{name: "component-authorizations", every: 10 * time.Second, exclusive: true, run: authorizer.Process},
 		job{name: "tenant-health", every: cfg.HealthInterval, run: func(ctx context.Context) error {
 			return checker.CheckAll(ctx, tenants)
 		}},

@@ -115,7 +115,7 @@ func (a *Authorizer) act(ctx context.Context, p tenant.PendingComponentPush) err
 		log.WarnContext(ctx, "authorization code expired before it could be exchanged: the merchant must authorize again")
 		return nil
 	}
-	auth, err := a.exchange(ctx, c, e.AuthorizationCode)
+	_, err = a.Authorize(ctx, c, e.AuthorizationCode, time.Unix(e.CreateTime, 0))
 	if code := wechat.Errcode(err); code == 61010 {
 		log.WarnContext(ctx, "authorization code refused as expired: the merchant must authorize again")
 		return nil
@@ -123,20 +123,28 @@ func (a *Authorizer) act(ctx context.Context, p tenant.PendingComponentPush) err
 		log.WarnContext(ctx, "authorization code exchange failed; retrying at the next run", "err", err)
 		return err
 	}
-	appid := auth.AuthorizerAppID
-	if appid == "" {
-		appid = e.AuthorizerAppid
+	return nil
+}
+
+// Authorize exchanges code, an authorization code of component c's
+// (from an authorized event, or the consent page's redirect: the same
+// outcome whichever comes first, and twice), and keeps the authorization
+// durably. It returns the authorizer's appid.
+func (a *Authorizer) Authorize(ctx context.Context, c *tenant.Component, code string, at time.Time) (string, error) {
+	auth, err := a.exchange(ctx, c, code)
+	if err != nil {
+		return "", err
 	}
 	err = a.store.SaveAuthorization(ctx, &tenant.Authorization{
-		ComponentID: c.ID, AuthorizerAppID: appid, State: tenant.AuthorizationAuthorized,
+		ComponentID: c.ID, AuthorizerAppID: auth.AuthorizerAppID, State: tenant.AuthorizationAuthorized,
 		FuncInfo: auth.FuncInfo, RefreshToken: auth.RefreshToken,
-		AuthorizeTime: time.Unix(e.CreateTime, 0).UTC(), UpdateTime: a.now().UTC(),
+		AuthorizeTime: at.UTC(), UpdateTime: a.now().UTC(),
 	})
 	if err != nil {
-		return err
+		return "", err
 	}
-	log.InfoContext(ctx, "authorization kept", "func_info", auth.FuncInfo)
-	return nil
+	a.log.InfoContext(ctx, "authorization kept", "component", c.ID, "authorizer", auth.AuthorizerAppID, "func_info", auth.FuncInfo)
+	return auth.AuthorizerAppID, nil
 }
 
 // exchange exchanges code with c's token, replacing the token once if

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"time"
 )
 
 // ComponentEvent is a push to a third-party platform's authorization-event
@@ -134,8 +135,8 @@ func (a *authorizationAnswer) authorization(op string) (Authorization, error) {
 	if err != nil {
 		return Authorization{}, err
 	}
-	if a.Refresh == "" {
-		return Authorization{}, badAnswer(op, "no authorizer_refresh_token")
+	if a.Refresh == "" || a.AppID == "" {
+		return Authorization{}, badAnswer(op, "no authorizer_appid or authorizer_refresh_token")
 	}
 	out := Authorization{AuthorizerAppID: a.AppID, AccessToken: at, RefreshToken: a.Refresh}
 	for _, f := range a.FuncInfo {
@@ -190,4 +191,31 @@ func (c *Client) AuthorizerToken(ctx context.Context, componentToken, componentA
 	}
 	a.AppID = authorizerAppID
 	return a.authorization(http.MethodPost + " " + pathAuthorizerToken)
+}
+
+const pathPreAuthCode = "/cgi-bin/component/api_create_preauthcode"
+
+// PreAuthCode asks for a pre-auth code, which a consent link carries:
+// POST /cgi-bin/component/api_create_preauthcode. It expires in minutes
+// (expires_in: 600 to 1800 s, the docs disagree), so each link gets a new
+// one.
+func (c *Client) PreAuthCode(ctx context.Context, componentToken, componentAppID string) (string, time.Duration, error) {
+	body, err := EncodeJSON(struct {
+		AppID string `json:"component_appid"`
+	}{componentAppID})
+	if err != nil {
+		return "", 0, err
+	}
+	var a struct {
+		Code      string      `json:"pre_auth_code"`
+		ExpiresIn json.Number `json:"expires_in"`
+	}
+	if err := c.do(ctx, http.MethodPost, pathPreAuthCode, componentTokenQuery(componentToken), "application/json", body, &a); err != nil {
+		return "", 0, err
+	}
+	secs, err := a.ExpiresIn.Int64()
+	if a.Code == "" || err != nil || secs <= 0 {
+		return "", 0, badAnswer(http.MethodPost+" "+pathPreAuthCode, "no pre_auth_code, or no positive expires_in")
+	}
+	return a.Code, time.Duration(secs) * time.Second, nil
 }

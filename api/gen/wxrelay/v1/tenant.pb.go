@@ -73,7 +73,7 @@ func (x Tenant_PushSecrets) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Tenant_PushSecrets.Descriptor instead.
 func (Tenant_PushSecrets) EnumDescriptor() ([]byte, []int) {
-	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{0, 0}
+	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{2, 0}
 }
 
 // The access token endpoint (protocol §6).
@@ -127,7 +127,7 @@ func (x Tenant_TokenEndpoint) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Tenant_TokenEndpoint.Descriptor instead.
 func (Tenant_TokenEndpoint) EnumDescriptor() ([]byte, []int) {
-	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{0, 1}
+	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{2, 1}
 }
 
 // The message encryption mode chosen in the mini-program console.
@@ -180,7 +180,7 @@ func (x Tenant_EncryptMode) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Tenant_EncryptMode.Descriptor instead.
 func (Tenant_EncryptMode) EnumDescriptor() ([]byte, []int) {
-	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{0, 2}
+	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{2, 2}
 }
 
 // The push data format chosen in the mini-program console.
@@ -230,7 +230,7 @@ func (x Tenant_DataFormat) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Tenant_DataFormat.Descriptor instead.
 func (Tenant_DataFormat) EnumDescriptor() ([]byte, []int) {
-	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{0, 3}
+	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{2, 3}
 }
 
 // How the relay answers a user message.
@@ -282,7 +282,7 @@ func (x Tenant_ReplyMode) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Tenant_ReplyMode.Descriptor instead.
 func (Tenant_ReplyMode) EnumDescriptor() ([]byte, []int) {
-	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{0, 4}
+	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{2, 4}
 }
 
 type Tenant_State int32
@@ -331,7 +331,7 @@ func (x Tenant_State) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Tenant_State.Descriptor instead.
 func (Tenant_State) EnumDescriptor() ([]byte, []int) {
-	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{0, 5}
+	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{2, 5}
 }
 
 type Health_State int32
@@ -385,7 +385,7 @@ func (x Health_State) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Health_State.Descriptor instead.
 func (Health_State) EnumDescriptor() ([]byte, []int) {
-	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{12, 0}
+	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{14, 0}
 }
 
 type Health_Kind int32
@@ -456,7 +456,105 @@ func (x Health_Kind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Health_Kind.Descriptor instead.
 func (Health_Kind) EnumDescriptor() ([]byte, []int) {
-	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{12, 1}
+	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{14, 1}
+}
+
+type AuthorizationUrlRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuthorizationUrlRequest) Reset() {
+	*x = AuthorizationUrlRequest{}
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuthorizationUrlRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuthorizationUrlRequest) ProtoMessage() {}
+
+func (x *AuthorizationUrlRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuthorizationUrlRequest.ProtoReflect.Descriptor instead.
+func (*AuthorizationUrlRequest) Descriptor() ([]byte, []int) {
+	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *AuthorizationUrlRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+type AuthorizationUrlResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// {wechat_mp}/cgi-bin/componentloginpage?component_appid=…&pre_auth_code=…&redirect_uri=…&auth_type=2&biz_appid=…
+	Url string `protobuf:"bytes,1,opt,name=url,proto3" json:"url,omitempty"`
+	// When the link's pre-auth code expires.
+	ExpireTime    *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=expire_time,json=expireTime,proto3" json:"expire_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuthorizationUrlResponse) Reset() {
+	*x = AuthorizationUrlResponse{}
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuthorizationUrlResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuthorizationUrlResponse) ProtoMessage() {}
+
+func (x *AuthorizationUrlResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuthorizationUrlResponse.ProtoReflect.Descriptor instead.
+func (*AuthorizationUrlResponse) Descriptor() ([]byte, []int) {
+	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *AuthorizationUrlResponse) GetUrl() string {
+	if x != nil {
+		return x.Url
+	}
+	return ""
+}
+
+func (x *AuthorizationUrlResponse) GetExpireTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpireTime
+	}
+	return nil
 }
 
 // Tenant is one mini-program served by wxrelay.
@@ -538,7 +636,7 @@ type Tenant struct {
 
 func (x *Tenant) Reset() {
 	*x = Tenant{}
-	mi := &file_wxrelay_v1_tenant_proto_msgTypes[0]
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -550,7 +648,7 @@ func (x *Tenant) String() string {
 func (*Tenant) ProtoMessage() {}
 
 func (x *Tenant) ProtoReflect() protoreflect.Message {
-	mi := &file_wxrelay_v1_tenant_proto_msgTypes[0]
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -563,7 +661,7 @@ func (x *Tenant) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Tenant.ProtoReflect.Descriptor instead.
 func (*Tenant) Descriptor() ([]byte, []int) {
-	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{0}
+	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *Tenant) GetId() string {
@@ -750,7 +848,7 @@ type CreateTenantRequest struct {
 
 func (x *CreateTenantRequest) Reset() {
 	*x = CreateTenantRequest{}
-	mi := &file_wxrelay_v1_tenant_proto_msgTypes[1]
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -762,7 +860,7 @@ func (x *CreateTenantRequest) String() string {
 func (*CreateTenantRequest) ProtoMessage() {}
 
 func (x *CreateTenantRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wxrelay_v1_tenant_proto_msgTypes[1]
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -775,7 +873,7 @@ func (x *CreateTenantRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateTenantRequest.ProtoReflect.Descriptor instead.
 func (*CreateTenantRequest) Descriptor() ([]byte, []int) {
-	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{1}
+	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *CreateTenantRequest) GetTenant() *Tenant {
@@ -798,7 +896,7 @@ type CreateTenantResponse struct {
 
 func (x *CreateTenantResponse) Reset() {
 	*x = CreateTenantResponse{}
-	mi := &file_wxrelay_v1_tenant_proto_msgTypes[2]
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -810,7 +908,7 @@ func (x *CreateTenantResponse) String() string {
 func (*CreateTenantResponse) ProtoMessage() {}
 
 func (x *CreateTenantResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wxrelay_v1_tenant_proto_msgTypes[2]
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -823,7 +921,7 @@ func (x *CreateTenantResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateTenantResponse.ProtoReflect.Descriptor instead.
 func (*CreateTenantResponse) Descriptor() ([]byte, []int) {
-	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{2}
+	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *CreateTenantResponse) GetTenant() *Tenant {
@@ -856,7 +954,7 @@ type GetTenantRequest struct {
 
 func (x *GetTenantRequest) Reset() {
 	*x = GetTenantRequest{}
-	mi := &file_wxrelay_v1_tenant_proto_msgTypes[3]
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -868,7 +966,7 @@ func (x *GetTenantRequest) String() string {
 func (*GetTenantRequest) ProtoMessage() {}
 
 func (x *GetTenantRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wxrelay_v1_tenant_proto_msgTypes[3]
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -881,7 +979,7 @@ func (x *GetTenantRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTenantRequest.ProtoReflect.Descriptor instead.
 func (*GetTenantRequest) Descriptor() ([]byte, []int) {
-	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{3}
+	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *GetTenantRequest) GetId() string {
@@ -903,7 +1001,7 @@ type ListTenantsRequest struct {
 
 func (x *ListTenantsRequest) Reset() {
 	*x = ListTenantsRequest{}
-	mi := &file_wxrelay_v1_tenant_proto_msgTypes[4]
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -915,7 +1013,7 @@ func (x *ListTenantsRequest) String() string {
 func (*ListTenantsRequest) ProtoMessage() {}
 
 func (x *ListTenantsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wxrelay_v1_tenant_proto_msgTypes[4]
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -928,7 +1026,7 @@ func (x *ListTenantsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTenantsRequest.ProtoReflect.Descriptor instead.
 func (*ListTenantsRequest) Descriptor() ([]byte, []int) {
-	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{4}
+	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ListTenantsRequest) GetPageSize() int32 {
@@ -956,7 +1054,7 @@ type ListTenantsResponse struct {
 
 func (x *ListTenantsResponse) Reset() {
 	*x = ListTenantsResponse{}
-	mi := &file_wxrelay_v1_tenant_proto_msgTypes[5]
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -968,7 +1066,7 @@ func (x *ListTenantsResponse) String() string {
 func (*ListTenantsResponse) ProtoMessage() {}
 
 func (x *ListTenantsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wxrelay_v1_tenant_proto_msgTypes[5]
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -981,7 +1079,7 @@ func (x *ListTenantsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTenantsResponse.ProtoReflect.Descriptor instead.
 func (*ListTenantsResponse) Descriptor() ([]byte, []int) {
-	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{5}
+	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ListTenantsResponse) GetTenants() []*Tenant {
@@ -1011,7 +1109,7 @@ type UpdateTenantRequest struct {
 
 func (x *UpdateTenantRequest) Reset() {
 	*x = UpdateTenantRequest{}
-	mi := &file_wxrelay_v1_tenant_proto_msgTypes[6]
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1023,7 +1121,7 @@ func (x *UpdateTenantRequest) String() string {
 func (*UpdateTenantRequest) ProtoMessage() {}
 
 func (x *UpdateTenantRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wxrelay_v1_tenant_proto_msgTypes[6]
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1036,7 +1134,7 @@ func (x *UpdateTenantRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateTenantRequest.ProtoReflect.Descriptor instead.
 func (*UpdateTenantRequest) Descriptor() ([]byte, []int) {
-	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{6}
+	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *UpdateTenantRequest) GetId() string {
@@ -1069,7 +1167,7 @@ type DeleteTenantRequest struct {
 
 func (x *DeleteTenantRequest) Reset() {
 	*x = DeleteTenantRequest{}
-	mi := &file_wxrelay_v1_tenant_proto_msgTypes[7]
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1081,7 +1179,7 @@ func (x *DeleteTenantRequest) String() string {
 func (*DeleteTenantRequest) ProtoMessage() {}
 
 func (x *DeleteTenantRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wxrelay_v1_tenant_proto_msgTypes[7]
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1094,7 +1192,7 @@ func (x *DeleteTenantRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteTenantRequest.ProtoReflect.Descriptor instead.
 func (*DeleteTenantRequest) Descriptor() ([]byte, []int) {
-	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{7}
+	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *DeleteTenantRequest) GetId() string {
@@ -1113,7 +1211,7 @@ type RotateApiKeyRequest struct {
 
 func (x *RotateApiKeyRequest) Reset() {
 	*x = RotateApiKeyRequest{}
-	mi := &file_wxrelay_v1_tenant_proto_msgTypes[8]
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1125,7 +1223,7 @@ func (x *RotateApiKeyRequest) String() string {
 func (*RotateApiKeyRequest) ProtoMessage() {}
 
 func (x *RotateApiKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wxrelay_v1_tenant_proto_msgTypes[8]
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1138,7 +1236,7 @@ func (x *RotateApiKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateApiKeyRequest.ProtoReflect.Descriptor instead.
 func (*RotateApiKeyRequest) Descriptor() ([]byte, []int) {
-	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{8}
+	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *RotateApiKeyRequest) GetId() string {
@@ -1157,7 +1255,7 @@ type RotateApiKeyResponse struct {
 
 func (x *RotateApiKeyResponse) Reset() {
 	*x = RotateApiKeyResponse{}
-	mi := &file_wxrelay_v1_tenant_proto_msgTypes[9]
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1169,7 +1267,7 @@ func (x *RotateApiKeyResponse) String() string {
 func (*RotateApiKeyResponse) ProtoMessage() {}
 
 func (x *RotateApiKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wxrelay_v1_tenant_proto_msgTypes[9]
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1182,7 +1280,7 @@ func (x *RotateApiKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateApiKeyResponse.ProtoReflect.Descriptor instead.
 func (*RotateApiKeyResponse) Descriptor() ([]byte, []int) {
-	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{9}
+	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *RotateApiKeyResponse) GetApiKey() string {
@@ -1201,7 +1299,7 @@ type RotateWebhookSecretRequest struct {
 
 func (x *RotateWebhookSecretRequest) Reset() {
 	*x = RotateWebhookSecretRequest{}
-	mi := &file_wxrelay_v1_tenant_proto_msgTypes[10]
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1213,7 +1311,7 @@ func (x *RotateWebhookSecretRequest) String() string {
 func (*RotateWebhookSecretRequest) ProtoMessage() {}
 
 func (x *RotateWebhookSecretRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wxrelay_v1_tenant_proto_msgTypes[10]
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1226,7 +1324,7 @@ func (x *RotateWebhookSecretRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateWebhookSecretRequest.ProtoReflect.Descriptor instead.
 func (*RotateWebhookSecretRequest) Descriptor() ([]byte, []int) {
-	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{10}
+	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *RotateWebhookSecretRequest) GetId() string {
@@ -1245,7 +1343,7 @@ type RotateWebhookSecretResponse struct {
 
 func (x *RotateWebhookSecretResponse) Reset() {
 	*x = RotateWebhookSecretResponse{}
-	mi := &file_wxrelay_v1_tenant_proto_msgTypes[11]
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1257,7 +1355,7 @@ func (x *RotateWebhookSecretResponse) String() string {
 func (*RotateWebhookSecretResponse) ProtoMessage() {}
 
 func (x *RotateWebhookSecretResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wxrelay_v1_tenant_proto_msgTypes[11]
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1270,7 +1368,7 @@ func (x *RotateWebhookSecretResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateWebhookSecretResponse.ProtoReflect.Descriptor instead.
 func (*RotateWebhookSecretResponse) Descriptor() ([]byte, []int) {
-	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{11}
+	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *RotateWebhookSecretResponse) GetWebhookSecret() string {
@@ -1295,7 +1393,7 @@ type Health struct {
 
 func (x *Health) Reset() {
 	*x = Health{}
-	mi := &file_wxrelay_v1_tenant_proto_msgTypes[12]
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1307,7 +1405,7 @@ func (x *Health) String() string {
 func (*Health) ProtoMessage() {}
 
 func (x *Health) ProtoReflect() protoreflect.Message {
-	mi := &file_wxrelay_v1_tenant_proto_msgTypes[12]
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1320,7 +1418,7 @@ func (x *Health) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Health.ProtoReflect.Descriptor instead.
 func (*Health) Descriptor() ([]byte, []int) {
-	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{12}
+	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Health) GetState() Health_State {
@@ -1366,7 +1464,7 @@ type Tenant_TokenStatus struct {
 
 func (x *Tenant_TokenStatus) Reset() {
 	*x = Tenant_TokenStatus{}
-	mi := &file_wxrelay_v1_tenant_proto_msgTypes[13]
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1378,7 +1476,7 @@ func (x *Tenant_TokenStatus) String() string {
 func (*Tenant_TokenStatus) ProtoMessage() {}
 
 func (x *Tenant_TokenStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_wxrelay_v1_tenant_proto_msgTypes[13]
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1391,7 +1489,7 @@ func (x *Tenant_TokenStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Tenant_TokenStatus.ProtoReflect.Descriptor instead.
 func (*Tenant_TokenStatus) Descriptor() ([]byte, []int) {
-	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{0, 0}
+	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{2, 0}
 }
 
 func (x *Tenant_TokenStatus) GetExpireTime() *timestamppb.Timestamp {
@@ -1460,7 +1558,7 @@ type Health_Reason struct {
 
 func (x *Health_Reason) Reset() {
 	*x = Health_Reason{}
-	mi := &file_wxrelay_v1_tenant_proto_msgTypes[14]
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1472,7 +1570,7 @@ func (x *Health_Reason) String() string {
 func (*Health_Reason) ProtoMessage() {}
 
 func (x *Health_Reason) ProtoReflect() protoreflect.Message {
-	mi := &file_wxrelay_v1_tenant_proto_msgTypes[14]
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1485,7 +1583,7 @@ func (x *Health_Reason) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Health_Reason.ProtoReflect.Descriptor instead.
 func (*Health_Reason) Descriptor() ([]byte, []int) {
-	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{12, 0}
+	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{14, 0}
 }
 
 func (x *Health_Reason) GetKind() Health_Kind {
@@ -1584,7 +1682,13 @@ var File_wxrelay_v1_tenant_proto protoreflect.FileDescriptor
 const file_wxrelay_v1_tenant_proto_rawDesc = "" +
 	"\n" +
 	"\x17wxrelay/v1/tenant.proto\x12\n" +
-	"wxrelay.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x80\x11\n" +
+	"wxrelay.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\")\n" +
+	"\x17AuthorizationUrlRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"i\n" +
+	"\x18AuthorizationUrlResponse\x12\x10\n" +
+	"\x03url\x18\x01 \x01(\tR\x03url\x12;\n" +
+	"\vexpire_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"expireTime\"\x80\x11\n" +
 	"\x06Tenant\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
 	"\fdisplay_name\x18\x02 \x01(\tR\vdisplayName\x12\x14\n" +
@@ -1714,7 +1818,7 @@ const file_wxrelay_v1_tenant_proto_rawDesc = "" +
 	"\x15KIND_DELIVERY_BACKLOG\x10\x02\x12\x14\n" +
 	"\x10KIND_TOKEN_ERROR\x10\x03\x12\x12\n" +
 	"\x0eKIND_NO_PUSHES\x10\x04\x12\x1e\n" +
-	"\x1aKIND_REPLY_WINDOW_REFUSALS\x10\x052\xba\x04\n" +
+	"\x1aKIND_REPLY_WINDOW_REFUSALS\x10\x052\x99\x05\n" +
 	"\rTenantService\x12Q\n" +
 	"\fCreateTenant\x12\x1f.wxrelay.v1.CreateTenantRequest\x1a .wxrelay.v1.CreateTenantResponse\x12=\n" +
 	"\tGetTenant\x12\x1c.wxrelay.v1.GetTenantRequest\x1a\x12.wxrelay.v1.Tenant\x12N\n" +
@@ -1722,7 +1826,8 @@ const file_wxrelay_v1_tenant_proto_rawDesc = "" +
 	"\fUpdateTenant\x12\x1f.wxrelay.v1.UpdateTenantRequest\x1a\x12.wxrelay.v1.Tenant\x12G\n" +
 	"\fDeleteTenant\x12\x1f.wxrelay.v1.DeleteTenantRequest\x1a\x16.google.protobuf.Empty\x12Q\n" +
 	"\fRotateApiKey\x12\x1f.wxrelay.v1.RotateApiKeyRequest\x1a .wxrelay.v1.RotateApiKeyResponse\x12f\n" +
-	"\x13RotateWebhookSecret\x12&.wxrelay.v1.RotateWebhookSecretRequest\x1a'.wxrelay.v1.RotateWebhookSecretResponseB9Z7github.com/wxrelay/wxrelay/api/gen/wxrelay/v1;wxrelayv1b\x06proto3"
+	"\x13RotateWebhookSecret\x12&.wxrelay.v1.RotateWebhookSecretRequest\x1a'.wxrelay.v1.RotateWebhookSecretResponse\x12]\n" +
+	"\x10AuthorizationUrl\x12#.wxrelay.v1.AuthorizationUrlRequest\x1a$.wxrelay.v1.AuthorizationUrlResponseB9Z7github.com/wxrelay/wxrelay/api/gen/wxrelay/v1;wxrelayv1b\x06proto3"
 
 var (
 	file_wxrelay_v1_tenant_proto_rawDescOnce sync.Once
@@ -1737,7 +1842,7 @@ func file_wxrelay_v1_tenant_proto_rawDescGZIP() []byte {
 }
 
 var file_wxrelay_v1_tenant_proto_enumTypes = make([]protoimpl.EnumInfo, 8)
-var file_wxrelay_v1_tenant_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_wxrelay_v1_tenant_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_wxrelay_v1_tenant_proto_goTypes = []any{
 	(Tenant_PushSecrets)(0),             // 0: wxrelay.v1.Tenant.PushSecrets
 	(Tenant_TokenEndpoint)(0),           // 1: wxrelay.v1.Tenant.TokenEndpoint
@@ -1747,75 +1852,80 @@ var file_wxrelay_v1_tenant_proto_goTypes = []any{
 	(Tenant_State)(0),                   // 5: wxrelay.v1.Tenant.State
 	(Health_State)(0),                   // 6: wxrelay.v1.Health.State
 	(Health_Kind)(0),                    // 7: wxrelay.v1.Health.Kind
-	(*Tenant)(nil),                      // 8: wxrelay.v1.Tenant
-	(*CreateTenantRequest)(nil),         // 9: wxrelay.v1.CreateTenantRequest
-	(*CreateTenantResponse)(nil),        // 10: wxrelay.v1.CreateTenantResponse
-	(*GetTenantRequest)(nil),            // 11: wxrelay.v1.GetTenantRequest
-	(*ListTenantsRequest)(nil),          // 12: wxrelay.v1.ListTenantsRequest
-	(*ListTenantsResponse)(nil),         // 13: wxrelay.v1.ListTenantsResponse
-	(*UpdateTenantRequest)(nil),         // 14: wxrelay.v1.UpdateTenantRequest
-	(*DeleteTenantRequest)(nil),         // 15: wxrelay.v1.DeleteTenantRequest
-	(*RotateApiKeyRequest)(nil),         // 16: wxrelay.v1.RotateApiKeyRequest
-	(*RotateApiKeyResponse)(nil),        // 17: wxrelay.v1.RotateApiKeyResponse
-	(*RotateWebhookSecretRequest)(nil),  // 18: wxrelay.v1.RotateWebhookSecretRequest
-	(*RotateWebhookSecretResponse)(nil), // 19: wxrelay.v1.RotateWebhookSecretResponse
-	(*Health)(nil),                      // 20: wxrelay.v1.Health
-	(*Tenant_TokenStatus)(nil),          // 21: wxrelay.v1.Tenant.TokenStatus
-	(*Health_Reason)(nil),               // 22: wxrelay.v1.Health.Reason
-	(*timestamppb.Timestamp)(nil),       // 23: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),         // 24: google.protobuf.Duration
-	(*fieldmaskpb.FieldMask)(nil),       // 25: google.protobuf.FieldMask
-	(*emptypb.Empty)(nil),               // 26: google.protobuf.Empty
+	(*AuthorizationUrlRequest)(nil),     // 8: wxrelay.v1.AuthorizationUrlRequest
+	(*AuthorizationUrlResponse)(nil),    // 9: wxrelay.v1.AuthorizationUrlResponse
+	(*Tenant)(nil),                      // 10: wxrelay.v1.Tenant
+	(*CreateTenantRequest)(nil),         // 11: wxrelay.v1.CreateTenantRequest
+	(*CreateTenantResponse)(nil),        // 12: wxrelay.v1.CreateTenantResponse
+	(*GetTenantRequest)(nil),            // 13: wxrelay.v1.GetTenantRequest
+	(*ListTenantsRequest)(nil),          // 14: wxrelay.v1.ListTenantsRequest
+	(*ListTenantsResponse)(nil),         // 15: wxrelay.v1.ListTenantsResponse
+	(*UpdateTenantRequest)(nil),         // 16: wxrelay.v1.UpdateTenantRequest
+	(*DeleteTenantRequest)(nil),         // 17: wxrelay.v1.DeleteTenantRequest
+	(*RotateApiKeyRequest)(nil),         // 18: wxrelay.v1.RotateApiKeyRequest
+	(*RotateApiKeyResponse)(nil),        // 19: wxrelay.v1.RotateApiKeyResponse
+	(*RotateWebhookSecretRequest)(nil),  // 20: wxrelay.v1.RotateWebhookSecretRequest
+	(*RotateWebhookSecretResponse)(nil), // 21: wxrelay.v1.RotateWebhookSecretResponse
+	(*Health)(nil),                      // 22: wxrelay.v1.Health
+	(*Tenant_TokenStatus)(nil),          // 23: wxrelay.v1.Tenant.TokenStatus
+	(*Health_Reason)(nil),               // 24: wxrelay.v1.Health.Reason
+	(*timestamppb.Timestamp)(nil),       // 25: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),         // 26: google.protobuf.Duration
+	(*fieldmaskpb.FieldMask)(nil),       // 27: google.protobuf.FieldMask
+	(*emptypb.Empty)(nil),               // 28: google.protobuf.Empty
 }
 var file_wxrelay_v1_tenant_proto_depIdxs = []int32{
-	2,  // 0: wxrelay.v1.Tenant.encrypt_mode:type_name -> wxrelay.v1.Tenant.EncryptMode
-	3,  // 1: wxrelay.v1.Tenant.data_format:type_name -> wxrelay.v1.Tenant.DataFormat
-	4,  // 2: wxrelay.v1.Tenant.reply_mode:type_name -> wxrelay.v1.Tenant.ReplyMode
-	5,  // 3: wxrelay.v1.Tenant.state:type_name -> wxrelay.v1.Tenant.State
-	23, // 4: wxrelay.v1.Tenant.create_time:type_name -> google.protobuf.Timestamp
-	23, // 5: wxrelay.v1.Tenant.update_time:type_name -> google.protobuf.Timestamp
-	1,  // 6: wxrelay.v1.Tenant.token_endpoint:type_name -> wxrelay.v1.Tenant.TokenEndpoint
-	21, // 7: wxrelay.v1.Tenant.token_status:type_name -> wxrelay.v1.Tenant.TokenStatus
-	0,  // 8: wxrelay.v1.Tenant.push_secrets:type_name -> wxrelay.v1.Tenant.PushSecrets
-	23, // 9: wxrelay.v1.Tenant.previous_push_secrets_until:type_name -> google.protobuf.Timestamp
-	24, // 10: wxrelay.v1.Tenant.push_silence_alert:type_name -> google.protobuf.Duration
-	20, // 11: wxrelay.v1.Tenant.health:type_name -> wxrelay.v1.Health
-	8,  // 12: wxrelay.v1.CreateTenantRequest.tenant:type_name -> wxrelay.v1.Tenant
-	8,  // 13: wxrelay.v1.CreateTenantResponse.tenant:type_name -> wxrelay.v1.Tenant
-	8,  // 14: wxrelay.v1.ListTenantsResponse.tenants:type_name -> wxrelay.v1.Tenant
-	8,  // 15: wxrelay.v1.UpdateTenantRequest.tenant:type_name -> wxrelay.v1.Tenant
-	25, // 16: wxrelay.v1.UpdateTenantRequest.update_mask:type_name -> google.protobuf.FieldMask
-	6,  // 17: wxrelay.v1.Health.state:type_name -> wxrelay.v1.Health.State
-	22, // 18: wxrelay.v1.Health.reasons:type_name -> wxrelay.v1.Health.Reason
-	23, // 19: wxrelay.v1.Health.compute_time:type_name -> google.protobuf.Timestamp
-	23, // 20: wxrelay.v1.Tenant.TokenStatus.expire_time:type_name -> google.protobuf.Timestamp
-	23, // 21: wxrelay.v1.Tenant.TokenStatus.last_refresh_time:type_name -> google.protobuf.Timestamp
-	23, // 22: wxrelay.v1.Tenant.TokenStatus.last_error_time:type_name -> google.protobuf.Timestamp
-	23, // 23: wxrelay.v1.Tenant.TokenStatus.next_refresh_time:type_name -> google.protobuf.Timestamp
-	7,  // 24: wxrelay.v1.Health.Reason.kind:type_name -> wxrelay.v1.Health.Kind
-	6,  // 25: wxrelay.v1.Health.Reason.severity:type_name -> wxrelay.v1.Health.State
-	23, // 26: wxrelay.v1.Health.Reason.since:type_name -> google.protobuf.Timestamp
-	24, // 27: wxrelay.v1.Health.Reason.oldest_pending_age:type_name -> google.protobuf.Duration
-	23, // 28: wxrelay.v1.Health.Reason.last_push_time:type_name -> google.protobuf.Timestamp
-	9,  // 29: wxrelay.v1.TenantService.CreateTenant:input_type -> wxrelay.v1.CreateTenantRequest
-	11, // 30: wxrelay.v1.TenantService.GetTenant:input_type -> wxrelay.v1.GetTenantRequest
-	12, // 31: wxrelay.v1.TenantService.ListTenants:input_type -> wxrelay.v1.ListTenantsRequest
-	14, // 32: wxrelay.v1.TenantService.UpdateTenant:input_type -> wxrelay.v1.UpdateTenantRequest
-	15, // 33: wxrelay.v1.TenantService.DeleteTenant:input_type -> wxrelay.v1.DeleteTenantRequest
-	16, // 34: wxrelay.v1.TenantService.RotateApiKey:input_type -> wxrelay.v1.RotateApiKeyRequest
-	18, // 35: wxrelay.v1.TenantService.RotateWebhookSecret:input_type -> wxrelay.v1.RotateWebhookSecretRequest
-	10, // 36: wxrelay.v1.TenantService.CreateTenant:output_type -> wxrelay.v1.CreateTenantResponse
-	8,  // 37: wxrelay.v1.TenantService.GetTenant:output_type -> wxrelay.v1.Tenant
-	13, // 38: wxrelay.v1.TenantService.ListTenants:output_type -> wxrelay.v1.ListTenantsResponse
-	8,  // 39: wxrelay.v1.TenantService.UpdateTenant:output_type -> wxrelay.v1.Tenant
-	26, // 40: wxrelay.v1.TenantService.DeleteTenant:output_type -> google.protobuf.Empty
-	17, // 41: wxrelay.v1.TenantService.RotateApiKey:output_type -> wxrelay.v1.RotateApiKeyResponse
-	19, // 42: wxrelay.v1.TenantService.RotateWebhookSecret:output_type -> wxrelay.v1.RotateWebhookSecretResponse
-	36, // [36:43] is the sub-list for method output_type
-	29, // [29:36] is the sub-list for method input_type
-	29, // [29:29] is the sub-list for extension type_name
-	29, // [29:29] is the sub-list for extension extendee
-	0,  // [0:29] is the sub-list for field type_name
+	25, // 0: wxrelay.v1.AuthorizationUrlResponse.expire_time:type_name -> google.protobuf.Timestamp
+	2,  // 1: wxrelay.v1.Tenant.encrypt_mode:type_name -> wxrelay.v1.Tenant.EncryptMode
+	3,  // 2: wxrelay.v1.Tenant.data_format:type_name -> wxrelay.v1.Tenant.DataFormat
+	4,  // 3: wxrelay.v1.Tenant.reply_mode:type_name -> wxrelay.v1.Tenant.ReplyMode
+	5,  // 4: wxrelay.v1.Tenant.state:type_name -> wxrelay.v1.Tenant.State
+	25, // 5: wxrelay.v1.Tenant.create_time:type_name -> google.protobuf.Timestamp
+	25, // 6: wxrelay.v1.Tenant.update_time:type_name -> google.protobuf.Timestamp
+	1,  // 7: wxrelay.v1.Tenant.token_endpoint:type_name -> wxrelay.v1.Tenant.TokenEndpoint
+	23, // 8: wxrelay.v1.Tenant.token_status:type_name -> wxrelay.v1.Tenant.TokenStatus
+	0,  // 9: wxrelay.v1.Tenant.push_secrets:type_name -> wxrelay.v1.Tenant.PushSecrets
+	25, // 10: wxrelay.v1.Tenant.previous_push_secrets_until:type_name -> google.protobuf.Timestamp
+	26, // 11: wxrelay.v1.Tenant.push_silence_alert:type_name -> google.protobuf.Duration
+	22, // 12: wxrelay.v1.Tenant.health:type_name -> wxrelay.v1.Health
+	10, // 13: wxrelay.v1.CreateTenantRequest.tenant:type_name -> wxrelay.v1.Tenant
+	10, // 14: wxrelay.v1.CreateTenantResponse.tenant:type_name -> wxrelay.v1.Tenant
+	10, // 15: wxrelay.v1.ListTenantsResponse.tenants:type_name -> wxrelay.v1.Tenant
+	10, // 16: wxrelay.v1.UpdateTenantRequest.tenant:type_name -> wxrelay.v1.Tenant
+	27, // 17: wxrelay.v1.UpdateTenantRequest.update_mask:type_name -> google.protobuf.FieldMask
+	6,  // 18: wxrelay.v1.Health.state:type_name -> wxrelay.v1.Health.State
+	24, // 19: wxrelay.v1.Health.reasons:type_name -> wxrelay.v1.Health.Reason
+	25, // 20: wxrelay.v1.Health.compute_time:type_name -> google.protobuf.Timestamp
+	25, // 21: wxrelay.v1.Tenant.TokenStatus.expire_time:type_name -> google.protobuf.Timestamp
+	25, // 22: wxrelay.v1.Tenant.TokenStatus.last_refresh_time:type_name -> google.protobuf.Timestamp
+	25, // 23: wxrelay.v1.Tenant.TokenStatus.last_error_time:type_name -> google.protobuf.Timestamp
+	25, // 24: wxrelay.v1.Tenant.TokenStatus.next_refresh_time:type_name -> google.protobuf.Timestamp
+	7,  // 25: wxrelay.v1.Health.Reason.kind:type_name -> wxrelay.v1.Health.Kind
+	6,  // 26: wxrelay.v1.Health.Reason.severity:type_name -> wxrelay.v1.Health.State
+	25, // 27: wxrelay.v1.Health.Reason.since:type_name -> google.protobuf.Timestamp
+	26, // 28: wxrelay.v1.Health.Reason.oldest_pending_age:type_name -> google.protobuf.Duration
+	25, // 29: wxrelay.v1.Health.Reason.last_push_time:type_name -> google.protobuf.Timestamp
+	11, // 30: wxrelay.v1.TenantService.CreateTenant:input_type -> wxrelay.v1.CreateTenantRequest
+	13, // 31: wxrelay.v1.TenantService.GetTenant:input_type -> wxrelay.v1.GetTenantRequest
+	14, // 32: wxrelay.v1.TenantService.ListTenants:input_type -> wxrelay.v1.ListTenantsRequest
+	16, // 33: wxrelay.v1.TenantService.UpdateTenant:input_type -> wxrelay.v1.UpdateTenantRequest
+	17, // 34: wxrelay.v1.TenantService.DeleteTenant:input_type -> wxrelay.v1.DeleteTenantRequest
+	18, // 35: wxrelay.v1.TenantService.RotateApiKey:input_type -> wxrelay.v1.RotateApiKeyRequest
+	20, // 36: wxrelay.v1.TenantService.RotateWebhookSecret:input_type -> wxrelay.v1.RotateWebhookSecretRequest
+	8,  // 37: wxrelay.v1.TenantService.AuthorizationUrl:input_type -> wxrelay.v1.AuthorizationUrlRequest
+	12, // 38: wxrelay.v1.TenantService.CreateTenant:output_type -> wxrelay.v1.CreateTenantResponse
+	10, // 39: wxrelay.v1.TenantService.GetTenant:output_type -> wxrelay.v1.Tenant
+	15, // 40: wxrelay.v1.TenantService.ListTenants:output_type -> wxrelay.v1.ListTenantsResponse
+	10, // 41: wxrelay.v1.TenantService.UpdateTenant:output_type -> wxrelay.v1.Tenant
+	28, // 42: wxrelay.v1.TenantService.DeleteTenant:output_type -> google.protobuf.Empty
+	19, // 43: wxrelay.v1.TenantService.RotateApiKey:output_type -> wxrelay.v1.RotateApiKeyResponse
+	21, // 44: wxrelay.v1.TenantService.RotateWebhookSecret:output_type -> wxrelay.v1.RotateWebhookSecretResponse
+	9,  // 45: wxrelay.v1.TenantService.AuthorizationUrl:output_type -> wxrelay.v1.AuthorizationUrlResponse
+	38, // [38:46] is the sub-list for method output_type
+	30, // [30:38] is the sub-list for method input_type
+	30, // [30:30] is the sub-list for extension type_name
+	30, // [30:30] is the sub-list for extension extendee
+	0,  // [0:30] is the sub-list for field type_name
 }
 
 func init() { file_wxrelay_v1_tenant_proto_init() }
@@ -1829,7 +1939,7 @@ func file_wxrelay_v1_tenant_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_wxrelay_v1_tenant_proto_rawDesc), len(file_wxrelay_v1_tenant_proto_rawDesc)),
 			NumEnums:      8,
-			NumMessages:   15,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

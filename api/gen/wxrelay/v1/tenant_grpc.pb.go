@@ -27,6 +27,7 @@ const (
 	TenantService_DeleteTenant_FullMethodName        = "/wxrelay.v1.TenantService/DeleteTenant"
 	TenantService_RotateApiKey_FullMethodName        = "/wxrelay.v1.TenantService/RotateApiKey"
 	TenantService_RotateWebhookSecret_FullMethodName = "/wxrelay.v1.TenantService/RotateWebhookSecret"
+	TenantService_AuthorizationUrl_FullMethodName    = "/wxrelay.v1.TenantService/AuthorizationUrl"
 )
 
 // TenantServiceClient is the client API for TenantService service.
@@ -56,6 +57,10 @@ type TenantServiceClient interface {
 	RotateApiKey(ctx context.Context, in *RotateApiKeyRequest, opts ...grpc.CallOption) (*RotateApiKeyResponse, error)
 	// Issues a new webhook secret; the old one keeps signing beside it for 24 h.
 	RotateWebhookSecret(ctx context.Context, in *RotateWebhookSecretRequest, opts ...grpc.CallOption) (*RotateWebhookSecretResponse, error)
+	// Makes a fresh consent link for a tenant of a component: the merchant
+	// who opens it authorizes the component for the tenant's mini-program.
+	// Pre-auth codes expire in minutes: make one per merchant visit.
+	AuthorizationUrl(ctx context.Context, in *AuthorizationUrlRequest, opts ...grpc.CallOption) (*AuthorizationUrlResponse, error)
 }
 
 type tenantServiceClient struct {
@@ -136,6 +141,16 @@ func (c *tenantServiceClient) RotateWebhookSecret(ctx context.Context, in *Rotat
 	return out, nil
 }
 
+func (c *tenantServiceClient) AuthorizationUrl(ctx context.Context, in *AuthorizationUrlRequest, opts ...grpc.CallOption) (*AuthorizationUrlResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AuthorizationUrlResponse)
+	err := c.cc.Invoke(ctx, TenantService_AuthorizationUrl_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // TenantServiceServer is the server API for TenantService service.
 // All implementations must embed UnimplementedTenantServiceServer
 // for forward compatibility.
@@ -163,6 +178,10 @@ type TenantServiceServer interface {
 	RotateApiKey(context.Context, *RotateApiKeyRequest) (*RotateApiKeyResponse, error)
 	// Issues a new webhook secret; the old one keeps signing beside it for 24 h.
 	RotateWebhookSecret(context.Context, *RotateWebhookSecretRequest) (*RotateWebhookSecretResponse, error)
+	// Makes a fresh consent link for a tenant of a component: the merchant
+	// who opens it authorizes the component for the tenant's mini-program.
+	// Pre-auth codes expire in minutes: make one per merchant visit.
+	AuthorizationUrl(context.Context, *AuthorizationUrlRequest) (*AuthorizationUrlResponse, error)
 	mustEmbedUnimplementedTenantServiceServer()
 }
 
@@ -193,6 +212,9 @@ func (UnimplementedTenantServiceServer) RotateApiKey(context.Context, *RotateApi
 }
 func (UnimplementedTenantServiceServer) RotateWebhookSecret(context.Context, *RotateWebhookSecretRequest) (*RotateWebhookSecretResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RotateWebhookSecret not implemented")
+}
+func (UnimplementedTenantServiceServer) AuthorizationUrl(context.Context, *AuthorizationUrlRequest) (*AuthorizationUrlResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method AuthorizationUrl not implemented")
 }
 func (UnimplementedTenantServiceServer) mustEmbedUnimplementedTenantServiceServer() {}
 func (UnimplementedTenantServiceServer) testEmbeddedByValue()                       {}
@@ -341,6 +363,24 @@ func _TenantService_RotateWebhookSecret_Handler(srv interface{}, ctx context.Con
 	return interceptor(ctx, in, info, handler)
 }
 
+func _TenantService_AuthorizationUrl_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AuthorizationUrlRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(TenantServiceServer).AuthorizationUrl(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: TenantService_AuthorizationUrl_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(TenantServiceServer).AuthorizationUrl(ctx, req.(*AuthorizationUrlRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // TenantService_ServiceDesc is the grpc.ServiceDesc for TenantService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -375,6 +415,10 @@ var TenantService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RotateWebhookSecret",
 			Handler:    _TenantService_RotateWebhookSecret_Handler,
+		},
+		{
+			MethodName: "AuthorizationUrl",
+			Handler:    _TenantService_AuthorizationUrl_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
