@@ -41,6 +41,7 @@ var policy = map[string]access{
 	wxrelayv1.ComponentService_ListComponents_FullMethodName:   accessAdmin,
 	wxrelayv1.ComponentService_UpdateComponent_FullMethodName:  accessAdmin,
 	wxrelayv1.ComponentService_DeleteComponent_FullMethodName:  accessAdmin,
+	wxrelayv1.ComponentService_ListAuthorizers_FullMethodName:  accessAdmin,
 	wxrelayv1.EventService_ListEvents_FullMethodName:           accessTenant,
 	wxrelayv1.EventService_GetEvent_FullMethodName:             accessTenant,
 	wxrelayv1.EventService_RedeliverEvent_FullMethodName:       accessTenant,

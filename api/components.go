@@ -18,8 +18,77 @@ import (
 type componentServer struct {
 	wxrelayv1.UnimplementedComponentServiceServer
 	components *tenant.ComponentService
+	auths      AuthorizationReader    // nil: none listed
 	tokens     ComponentTokenStatuser // nil: no token_status
 	publicURL  string                 // no trailing slash
+}
+
+// AuthorizationReader reads components' authorizations, and which tenant
+// an appid is; *store.ComponentStore with the tenant store is one
+// (AuthorizationLookup).
+type AuthorizationReader interface {
+	Authorizations(ctx context.Context, cid tenant.ComponentID) ([]*tenant.Authorization, error)
+	FindAuthorization(ctx context.Context, cid tenant.ComponentID, appid string) (*tenant.Authorization, error)
+	// ComponentTenantID returns the id of component cid's tenant for
+	// appid. tenant.ErrNotFound.
+	ComponentTenantID(ctx context.Context, cid tenant.ComponentID, appid string) (tenant.ID, error)
+}
+
+func (s *componentServer) ListAuthorizers(ctx context.Context, req *wxrelayv1.ListAuthorizersRequest) (*wxrelayv1.ListAuthorizersResponse, error) {
+	c, err := s.components.Get(ctx, tenant.ComponentID(req.GetId()))
+	if err != nil {
+		return nil, err
+	}
+	resp := &wxrelayv1.ListAuthorizersResponse{}
+	if s.auths == nil {
+		return resp, nil
+	}
+	auths, err := s.auths.Authorizations(ctx, c.ID)
+	if err != nil {
+		return nil, err
+	}
+	for _, a := range auths {
+		out := &wxrelayv1.ListAuthorizersResponse_Authorizer{Appid: a.AuthorizerAppID, State: authorizationState(a.State),
+			FuncInfo: funcInfo(a.FuncInfo), AuthorizeTime: timestamppb.New(a.AuthorizeTime)}
+		if tid, err := s.auths.ComponentTenantID(ctx, c.ID, a.AuthorizerAppID); err == nil {
+			out.TenantId = string(tid)
+		} else if !errors.Is(err, tenant.ErrNotFound) {
+			return nil, err
+		}
+		resp.Authorizers = append(resp.Authorizers, out)
+	}
+	return resp, nil
+}
+
+func authorizationState(s tenant.AuthorizationState) wxrelayv1.Authorization_State {
+	switch s {
+	case tenant.AuthorizationAuthorized:
+		return wxrelayv1.Authorization_AUTHORIZATION_AUTHORIZED
+	case tenant.AuthorizationRevoked:
+		return wxrelayv1.Authorization_AUTHORIZATION_REVOKED
+	}
+	return wxrelayv1.Authorization_AUTHORIZATION_PENDING
+}
+
+func funcInfo(ids []int) []int32 {
+	out := make([]int32, len(ids))
+	for i, id := range ids {
+		out[i] = int32(id)
+	}
+	return out
+}
+
+// toProtoAuthorization is a component tenant's authorization, PENDING
+// while none is known.
+func toProtoAuthorization(a *tenant.Authorization) *wxrelayv1.Authorization {
+	if a == nil {
+		return &wxrelayv1.Authorization{State: wxrelayv1.Authorization_AUTHORIZATION_PENDING}
+	}
+	out := &wxrelayv1.Authorization{State: authorizationState(a.State), FuncInfo: funcInfo(a.FuncInfo), AuthorizeTime: timestamppb.New(a.AuthorizeTime)}
+	if !a.RevokeTime.IsZero() {
+		out.RevokeTime = timestamppb.New(a.RevokeTime)
+	}
+	return out
 }
 
 // ComponentTokenStatuser reports a component's token status; the

@@ -67,10 +67,13 @@ type Options struct {
 	// token_status; nil shows none.
 	ComponentTokens ComponentTokenStatuser
 	// Consent makes consent links for components' tenants; nil: none.
-	Consent   ConsentLinker
-	Events    *relay.Events
-	Redeliver Redeliverer
-	Messages  Messenger
+	Consent ConsentLinker
+	// Authorizations reads components' authorizations, for the component's
+	// authorizers and the tenant's authorization; nil: none shown.
+	Authorizations AuthorizationReader
+	Events         *relay.Events
+	Redeliver      Redeliverer
+	Messages       Messenger
 	// TokenStatus reports tenants' access token status for GetTenant
 	// (a *token.Keeper); nil leaves token_status unset.
 	TokenStatus TokenStatuser
@@ -203,12 +206,13 @@ func New(opts Options) (*Server, error) {
 		tokens:    opts.TokenStatus,
 		health:    opts.Health,
 		consent:   opts.Consent,
+		auths:     opts.Authorizations,
 		publicURL: strings.TrimRight(opts.PublicURL, "/"),
 	}
 	if opts.Components == nil {
 		opts.Components = tenant.NewComponentService(noComponents{}, nil)
 	}
-	componentsSrv := &componentServer{components: opts.Components, tokens: opts.ComponentTokens, publicURL: strings.TrimRight(opts.PublicURL, "/")}
+	componentsSrv := &componentServer{components: opts.Components, tokens: opts.ComponentTokens, auths: opts.Authorizations, publicURL: strings.TrimRight(opts.PublicURL, "/")}
 	eventsSrv := &eventServer{events: opts.Events, redeliver: opts.Redeliver}
 	callsSrv := &callServer{tenants: opts.Tenants, calls: opts.Calls}
 	hs := health.NewServer()

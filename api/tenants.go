@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -24,7 +25,8 @@ type tenantServer struct {
 	tokens    TokenStatuser // nil: no token_status
 	health    HealthChecker // nil: no health
 	consent   ConsentLinker // nil: no consent links
-	publicURL string        // no trailing slash
+	auths     AuthorizationReader
+	publicURL string // no trailing slash
 }
 
 // ConsentLinker makes consent links for components' tenants;
@@ -96,6 +98,13 @@ func (s *tenantServer) GetTenant(ctx context.Context, req *wxrelayv1.GetTenantRe
 	}
 	if out.Health, err = s.healthOf(ctx, t, true); err != nil {
 		return nil, err
+	}
+	if t.ComponentID != "" && s.auths != nil {
+		a, err := s.auths.FindAuthorization(ctx, t.ComponentID, t.AppID)
+		if err != nil && !errors.Is(err, tenant.ErrAuthorizationNotFound) {
+			return nil, err
+		}
+		out.Authorization = toProtoAuthorization(a)
 	}
 	return out, nil
 }

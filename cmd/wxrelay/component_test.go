@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
@@ -145,6 +146,17 @@ func TestComponentTenantSendsAfterAuthorization(t *testing.T) {
 	if code := send(); code != 400 {
 		t.Errorf("a send before any authorization: %d, want 400", code)
 	}
+	authorization := func() map[string]any {
+		var got map[string]any
+		if code := p.api(t, "GET", "/v1/tenants/"+tn.Tenant.ID, admin, "", &got); code != 200 {
+			t.Fatalf("get tenant: %d", code)
+		}
+		a, _ := got["authorization"].(map[string]any)
+		return a
+	}
+	if a := authorization(); a["state"] != "AUTHORIZATION_PENDING" {
+		t.Errorf("authorization before any: %v", a)
+	}
 
 	t.Cleanup(p.sim.Close)
 	if err := p.sim.AddComponent(wxsim.ComponentOptions{AppID: "wx134c8103faa5a59e", Secret: "csecret", Token: "AAAAA",
@@ -200,6 +212,20 @@ func TestComponentTenantSendsAfterAuthorization(t *testing.T) {
 	if code != 200 {
 		t.Fatalf("a send after the authorization: %d\n%s", code, p.stderr)
 	}
+	if a := authorization(); a["state"] != "AUTHORIZATION_AUTHORIZED" || fmt.Sprint(a["func_info"]) != "[17 19]" {
+		t.Errorf("authorization after the consent: %v", a)
+	}
+	var listed struct {
+		Authorizers []struct {
+			Appid    string `json:"appid"`
+			State    string `json:"state"`
+			TenantID string `json:"tenant_id"`
+		} `json:"authorizers"`
+	}
+	if code := p.api(t, "GET", "/v1/components/"+cp+"/authorizers", admin, "", &listed); code != 200 || len(listed.Authorizers) != 1 ||
+		listed.Authorizers[0].Appid != "wxba5fad812f8e6fb9" || listed.Authorizers[0].TenantID != tn.Tenant.ID || listed.Authorizers[0].State != "AUTHORIZATION_AUTHORIZED" {
+		t.Errorf("the component's authorizers: %d %+v", code, listed)
+	}
 	var sent *wxsim.Call
 	for _, c := range p.sim.Calls() {
 		if c.Path == "/cgi-bin/message/custom/send" {
@@ -220,5 +246,11 @@ func TestComponentTenantSendsAfterAuthorization(t *testing.T) {
 	}
 	if code != 400 {
 		t.Errorf("a send after the revocation: %d, want 400", code)
+	}
+	// The job records WeChat's notice within its 10 s period.
+	for deadline := time.Now().Add(40 * time.Second); authorization()["state"] != "AUTHORIZATION_REVOKED"; time.Sleep(500 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("authorization after the revocation: %v", authorization())
+		}
 	}
 }

@@ -116,8 +116,12 @@ func (a *Authorizer) act(ctx context.Context, p tenant.PendingComponentPush) err
 		return nil
 	}
 	_, err = a.Authorize(ctx, c, e.AuthorizationCode, time.Unix(e.CreateTime, 0))
-	if code := wechat.Errcode(err); code == 61010 {
-		log.WarnContext(ctx, "authorization code refused as expired: the merchant must authorize again")
+	var apiErr *wechat.APIError
+	if errors.As(err, &apiErr) && apiErr.Code != wechat.CodeSystemError && !wechat.IsTokenInvalid(err) {
+		// WeChat refused the code for good (expired 61010, the
+		// authorization since revoked 61003, ...): waiting will not
+		// change that, and the events after it must not wait.
+		log.WarnContext(ctx, "authorization code refused; passed", "errcode", apiErr.Code, "err", err)
 		return nil
 	} else if err != nil {
 		log.WarnContext(ctx, "authorization code exchange failed; retrying at the next run", "err", err)

@@ -98,3 +98,43 @@ func TestAuthorizerKeepsAuthorizations(t *testing.T) {
 		t.Errorf("after unauthorized: %+v, %v", a, err)
 	}
 }
+
+// An authorization revoked before its event was acted on: WeChat refuses
+// the code for good (61003), which is passed, so the revocation after it
+// is acted on too; a refusal that may pass (a system error) stops the run
+// and is tried again.
+func TestAuthorizerPassesCodesRefusedForGood(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	if _, err := e.sim.PushTicket(compAppID); err != nil {
+		t.Fatal(err)
+	}
+	keeper := e.keeper("replica-a")
+	acting := component.NewAuthorizer(e.cs, keeper, &wechat.Client{BaseURL: e.wxURL}, nil, nil)
+	tok, err := keeper.Token(ctx, e.comp.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.sim.Scan(compAppID, e.preAuthCode(t, tok), authorizer, []int{19}); err != nil {
+		t.Fatal(err)
+	}
+	e.waitPending(t, 1)
+
+	e.sim.FailNext(1, "/cgi-bin/component/api_query_auth")
+	if err := acting.Process(ctx); err == nil {
+		t.Fatal("a system error from WeChat did not stop the run")
+	}
+	e.waitPending(t, 1)
+
+	if err := e.sim.Revoke(compAppID, authorizer); err != nil {
+		t.Fatal(err)
+	}
+	e.waitPending(t, 2)
+	if err := acting.Process(ctx); err != nil {
+		t.Fatal(err)
+	}
+	e.waitPending(t, 0)
+	if a, err := e.cs.FindAuthorization(ctx, e.comp.ID, authorizer); err != nil || a.State != tenant.AuthorizationRevoked {
+		t.Errorf("after both events: %+v, %v", a, err)
+	}
+}

@@ -24,6 +24,94 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type ListAuthorizersRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListAuthorizersRequest) Reset() {
+	*x = ListAuthorizersRequest{}
+	mi := &file_wxrelay_v1_component_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListAuthorizersRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListAuthorizersRequest) ProtoMessage() {}
+
+func (x *ListAuthorizersRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_wxrelay_v1_component_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListAuthorizersRequest.ProtoReflect.Descriptor instead.
+func (*ListAuthorizersRequest) Descriptor() ([]byte, []int) {
+	return file_wxrelay_v1_component_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *ListAuthorizersRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+type ListAuthorizersResponse struct {
+	state         protoimpl.MessageState                `protogen:"open.v1"`
+	Authorizers   []*ListAuthorizersResponse_Authorizer `protobuf:"bytes,1,rep,name=authorizers,proto3" json:"authorizers,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListAuthorizersResponse) Reset() {
+	*x = ListAuthorizersResponse{}
+	mi := &file_wxrelay_v1_component_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListAuthorizersResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListAuthorizersResponse) ProtoMessage() {}
+
+func (x *ListAuthorizersResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_wxrelay_v1_component_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListAuthorizersResponse.ProtoReflect.Descriptor instead.
+func (*ListAuthorizersResponse) Descriptor() ([]byte, []int) {
+	return file_wxrelay_v1_component_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *ListAuthorizersResponse) GetAuthorizers() []*ListAuthorizersResponse_Authorizer {
+	if x != nil {
+		return x.Authorizers
+	}
+	return nil
+}
+
 // Component is one third-party platform registered with wxrelay.
 type Component struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -57,7 +145,7 @@ type Component struct {
 
 func (x *Component) Reset() {
 	*x = Component{}
-	mi := &file_wxrelay_v1_component_proto_msgTypes[0]
+	mi := &file_wxrelay_v1_component_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -69,7 +157,7 @@ func (x *Component) String() string {
 func (*Component) ProtoMessage() {}
 
 func (x *Component) ProtoReflect() protoreflect.Message {
-	mi := &file_wxrelay_v1_component_proto_msgTypes[0]
+	mi := &file_wxrelay_v1_component_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -82,7 +170,7 @@ func (x *Component) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Component.ProtoReflect.Descriptor instead.
 func (*Component) Descriptor() ([]byte, []int) {
-	return file_wxrelay_v1_component_proto_rawDescGZIP(), []int{0}
+	return file_wxrelay_v1_component_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *Component) GetId() string {
@@ -178,7 +266,7 @@ type CreateComponentRequest struct {
 
 func (x *CreateComponentRequest) Reset() {
 	*x = CreateComponentRequest{}
-	mi := &file_wxrelay_v1_component_proto_msgTypes[1]
+	mi := &file_wxrelay_v1_component_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -190,7 +278,7 @@ func (x *CreateComponentRequest) String() string {
 func (*CreateComponentRequest) ProtoMessage() {}
 
 func (x *CreateComponentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wxrelay_v1_component_proto_msgTypes[1]
+	mi := &file_wxrelay_v1_component_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -203,7 +291,7 @@ func (x *CreateComponentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateComponentRequest.ProtoReflect.Descriptor instead.
 func (*CreateComponentRequest) Descriptor() ([]byte, []int) {
-	return file_wxrelay_v1_component_proto_rawDescGZIP(), []int{1}
+	return file_wxrelay_v1_component_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *CreateComponentRequest) GetComponent() *Component {
@@ -222,7 +310,7 @@ type CreateComponentResponse struct {
 
 func (x *CreateComponentResponse) Reset() {
 	*x = CreateComponentResponse{}
-	mi := &file_wxrelay_v1_component_proto_msgTypes[2]
+	mi := &file_wxrelay_v1_component_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -234,7 +322,7 @@ func (x *CreateComponentResponse) String() string {
 func (*CreateComponentResponse) ProtoMessage() {}
 
 func (x *CreateComponentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wxrelay_v1_component_proto_msgTypes[2]
+	mi := &file_wxrelay_v1_component_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -247,7 +335,7 @@ func (x *CreateComponentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateComponentResponse.ProtoReflect.Descriptor instead.
 func (*CreateComponentResponse) Descriptor() ([]byte, []int) {
-	return file_wxrelay_v1_component_proto_rawDescGZIP(), []int{2}
+	return file_wxrelay_v1_component_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *CreateComponentResponse) GetComponent() *Component {
@@ -266,7 +354,7 @@ type GetComponentRequest struct {
 
 func (x *GetComponentRequest) Reset() {
 	*x = GetComponentRequest{}
-	mi := &file_wxrelay_v1_component_proto_msgTypes[3]
+	mi := &file_wxrelay_v1_component_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -278,7 +366,7 @@ func (x *GetComponentRequest) String() string {
 func (*GetComponentRequest) ProtoMessage() {}
 
 func (x *GetComponentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wxrelay_v1_component_proto_msgTypes[3]
+	mi := &file_wxrelay_v1_component_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -291,7 +379,7 @@ func (x *GetComponentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetComponentRequest.ProtoReflect.Descriptor instead.
 func (*GetComponentRequest) Descriptor() ([]byte, []int) {
-	return file_wxrelay_v1_component_proto_rawDescGZIP(), []int{3}
+	return file_wxrelay_v1_component_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *GetComponentRequest) GetId() string {
@@ -313,7 +401,7 @@ type ListComponentsRequest struct {
 
 func (x *ListComponentsRequest) Reset() {
 	*x = ListComponentsRequest{}
-	mi := &file_wxrelay_v1_component_proto_msgTypes[4]
+	mi := &file_wxrelay_v1_component_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -325,7 +413,7 @@ func (x *ListComponentsRequest) String() string {
 func (*ListComponentsRequest) ProtoMessage() {}
 
 func (x *ListComponentsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wxrelay_v1_component_proto_msgTypes[4]
+	mi := &file_wxrelay_v1_component_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -338,7 +426,7 @@ func (x *ListComponentsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListComponentsRequest.ProtoReflect.Descriptor instead.
 func (*ListComponentsRequest) Descriptor() ([]byte, []int) {
-	return file_wxrelay_v1_component_proto_rawDescGZIP(), []int{4}
+	return file_wxrelay_v1_component_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ListComponentsRequest) GetPageSize() int32 {
@@ -366,7 +454,7 @@ type ListComponentsResponse struct {
 
 func (x *ListComponentsResponse) Reset() {
 	*x = ListComponentsResponse{}
-	mi := &file_wxrelay_v1_component_proto_msgTypes[5]
+	mi := &file_wxrelay_v1_component_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -378,7 +466,7 @@ func (x *ListComponentsResponse) String() string {
 func (*ListComponentsResponse) ProtoMessage() {}
 
 func (x *ListComponentsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wxrelay_v1_component_proto_msgTypes[5]
+	mi := &file_wxrelay_v1_component_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -391,7 +479,7 @@ func (x *ListComponentsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListComponentsResponse.ProtoReflect.Descriptor instead.
 func (*ListComponentsResponse) Descriptor() ([]byte, []int) {
-	return file_wxrelay_v1_component_proto_rawDescGZIP(), []int{5}
+	return file_wxrelay_v1_component_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ListComponentsResponse) GetComponents() []*Component {
@@ -421,7 +509,7 @@ type UpdateComponentRequest struct {
 
 func (x *UpdateComponentRequest) Reset() {
 	*x = UpdateComponentRequest{}
-	mi := &file_wxrelay_v1_component_proto_msgTypes[6]
+	mi := &file_wxrelay_v1_component_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -433,7 +521,7 @@ func (x *UpdateComponentRequest) String() string {
 func (*UpdateComponentRequest) ProtoMessage() {}
 
 func (x *UpdateComponentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wxrelay_v1_component_proto_msgTypes[6]
+	mi := &file_wxrelay_v1_component_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -446,7 +534,7 @@ func (x *UpdateComponentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateComponentRequest.ProtoReflect.Descriptor instead.
 func (*UpdateComponentRequest) Descriptor() ([]byte, []int) {
-	return file_wxrelay_v1_component_proto_rawDescGZIP(), []int{6}
+	return file_wxrelay_v1_component_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *UpdateComponentRequest) GetId() string {
@@ -479,7 +567,7 @@ type DeleteComponentRequest struct {
 
 func (x *DeleteComponentRequest) Reset() {
 	*x = DeleteComponentRequest{}
-	mi := &file_wxrelay_v1_component_proto_msgTypes[7]
+	mi := &file_wxrelay_v1_component_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -491,7 +579,7 @@ func (x *DeleteComponentRequest) String() string {
 func (*DeleteComponentRequest) ProtoMessage() {}
 
 func (x *DeleteComponentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wxrelay_v1_component_proto_msgTypes[7]
+	mi := &file_wxrelay_v1_component_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -504,12 +592,89 @@ func (x *DeleteComponentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteComponentRequest.ProtoReflect.Descriptor instead.
 func (*DeleteComponentRequest) Descriptor() ([]byte, []int) {
-	return file_wxrelay_v1_component_proto_rawDescGZIP(), []int{7}
+	return file_wxrelay_v1_component_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *DeleteComponentRequest) GetId() string {
 	if x != nil {
 		return x.Id
+	}
+	return ""
+}
+
+type ListAuthorizersResponse_Authorizer struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Appid         string                 `protobuf:"bytes,1,opt,name=appid,proto3" json:"appid,omitempty"`
+	State         Authorization_State    `protobuf:"varint,2,opt,name=state,proto3,enum=wxrelay.v1.Authorization_State" json:"state,omitempty"`
+	FuncInfo      []int32                `protobuf:"varint,3,rep,packed,name=func_info,json=funcInfo,proto3" json:"func_info,omitempty"`
+	AuthorizeTime *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=authorize_time,json=authorizeTime,proto3" json:"authorize_time,omitempty"`
+	// The tenant bound to the appid; empty when none is.
+	TenantId      string `protobuf:"bytes,5,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListAuthorizersResponse_Authorizer) Reset() {
+	*x = ListAuthorizersResponse_Authorizer{}
+	mi := &file_wxrelay_v1_component_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListAuthorizersResponse_Authorizer) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListAuthorizersResponse_Authorizer) ProtoMessage() {}
+
+func (x *ListAuthorizersResponse_Authorizer) ProtoReflect() protoreflect.Message {
+	mi := &file_wxrelay_v1_component_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListAuthorizersResponse_Authorizer.ProtoReflect.Descriptor instead.
+func (*ListAuthorizersResponse_Authorizer) Descriptor() ([]byte, []int) {
+	return file_wxrelay_v1_component_proto_rawDescGZIP(), []int{1, 0}
+}
+
+func (x *ListAuthorizersResponse_Authorizer) GetAppid() string {
+	if x != nil {
+		return x.Appid
+	}
+	return ""
+}
+
+func (x *ListAuthorizersResponse_Authorizer) GetState() Authorization_State {
+	if x != nil {
+		return x.State
+	}
+	return Authorization_AUTHORIZATION_UNSPECIFIED
+}
+
+func (x *ListAuthorizersResponse_Authorizer) GetFuncInfo() []int32 {
+	if x != nil {
+		return x.FuncInfo
+	}
+	return nil
+}
+
+func (x *ListAuthorizersResponse_Authorizer) GetAuthorizeTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.AuthorizeTime
+	}
+	return nil
+}
+
+func (x *ListAuthorizersResponse_Authorizer) GetTenantId() string {
+	if x != nil {
+		return x.TenantId
 	}
 	return ""
 }
@@ -523,7 +688,7 @@ type Component_Ticket struct {
 
 func (x *Component_Ticket) Reset() {
 	*x = Component_Ticket{}
-	mi := &file_wxrelay_v1_component_proto_msgTypes[8]
+	mi := &file_wxrelay_v1_component_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -535,7 +700,7 @@ func (x *Component_Ticket) String() string {
 func (*Component_Ticket) ProtoMessage() {}
 
 func (x *Component_Ticket) ProtoReflect() protoreflect.Message {
-	mi := &file_wxrelay_v1_component_proto_msgTypes[8]
+	mi := &file_wxrelay_v1_component_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -548,7 +713,7 @@ func (x *Component_Ticket) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Component_Ticket.ProtoReflect.Descriptor instead.
 func (*Component_Ticket) Descriptor() ([]byte, []int) {
-	return file_wxrelay_v1_component_proto_rawDescGZIP(), []int{0, 0}
+	return file_wxrelay_v1_component_proto_rawDescGZIP(), []int{2, 0}
 }
 
 func (x *Component_Ticket) GetReceiveTime() *timestamppb.Timestamp {
@@ -563,7 +728,18 @@ var File_wxrelay_v1_component_proto protoreflect.FileDescriptor
 const file_wxrelay_v1_component_proto_rawDesc = "" +
 	"\n" +
 	"\x1awxrelay/v1/component.proto\x12\n" +
-	"wxrelay.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17wxrelay/v1/tenant.proto\"\xd5\x04\n" +
+	"wxrelay.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17wxrelay/v1/tenant.proto\"(\n" +
+	"\x16ListAuthorizersRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"\xc4\x02\n" +
+	"\x17ListAuthorizersResponse\x12P\n" +
+	"\vauthorizers\x18\x01 \x03(\v2..wxrelay.v1.ListAuthorizersResponse.AuthorizerR\vauthorizers\x1a\xd6\x01\n" +
+	"\n" +
+	"Authorizer\x12\x14\n" +
+	"\x05appid\x18\x01 \x01(\tR\x05appid\x125\n" +
+	"\x05state\x18\x02 \x01(\x0e2\x1f.wxrelay.v1.Authorization.StateR\x05state\x12\x1b\n" +
+	"\tfunc_info\x18\x03 \x03(\x05R\bfuncInfo\x12A\n" +
+	"\x0eauthorize_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\rauthorizeTime\x12\x1b\n" +
+	"\ttenant_id\x18\x05 \x01(\tR\btenantId\"\xd5\x04\n" +
 	"\tComponent\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
 	"\fdisplay_name\x18\x02 \x01(\tR\vdisplayName\x12'\n" +
@@ -604,13 +780,14 @@ const file_wxrelay_v1_component_proto_rawDesc = "" +
 	"\vupdate_mask\x18\x03 \x01(\v2\x1a.google.protobuf.FieldMaskR\n" +
 	"updateMask\"(\n" +
 	"\x16DeleteComponentRequest\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id2\xac\x03\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id2\x88\x04\n" +
 	"\x10ComponentService\x12Z\n" +
 	"\x0fCreateComponent\x12\".wxrelay.v1.CreateComponentRequest\x1a#.wxrelay.v1.CreateComponentResponse\x12F\n" +
 	"\fGetComponent\x12\x1f.wxrelay.v1.GetComponentRequest\x1a\x15.wxrelay.v1.Component\x12W\n" +
 	"\x0eListComponents\x12!.wxrelay.v1.ListComponentsRequest\x1a\".wxrelay.v1.ListComponentsResponse\x12L\n" +
 	"\x0fUpdateComponent\x12\".wxrelay.v1.UpdateComponentRequest\x1a\x15.wxrelay.v1.Component\x12M\n" +
-	"\x0fDeleteComponent\x12\".wxrelay.v1.DeleteComponentRequest\x1a\x16.google.protobuf.EmptyB9Z7github.com/wxrelay/wxrelay/api/gen/wxrelay/v1;wxrelayv1b\x06proto3"
+	"\x0fDeleteComponent\x12\".wxrelay.v1.DeleteComponentRequest\x1a\x16.google.protobuf.Empty\x12Z\n" +
+	"\x0fListAuthorizers\x12\".wxrelay.v1.ListAuthorizersRequest\x1a#.wxrelay.v1.ListAuthorizersResponseB9Z7github.com/wxrelay/wxrelay/api/gen/wxrelay/v1;wxrelayv1b\x06proto3"
 
 var (
 	file_wxrelay_v1_component_proto_rawDescOnce sync.Once
@@ -624,48 +801,57 @@ func file_wxrelay_v1_component_proto_rawDescGZIP() []byte {
 	return file_wxrelay_v1_component_proto_rawDescData
 }
 
-var file_wxrelay_v1_component_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_wxrelay_v1_component_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_wxrelay_v1_component_proto_goTypes = []any{
-	(*Component)(nil),               // 0: wxrelay.v1.Component
-	(*CreateComponentRequest)(nil),  // 1: wxrelay.v1.CreateComponentRequest
-	(*CreateComponentResponse)(nil), // 2: wxrelay.v1.CreateComponentResponse
-	(*GetComponentRequest)(nil),     // 3: wxrelay.v1.GetComponentRequest
-	(*ListComponentsRequest)(nil),   // 4: wxrelay.v1.ListComponentsRequest
-	(*ListComponentsResponse)(nil),  // 5: wxrelay.v1.ListComponentsResponse
-	(*UpdateComponentRequest)(nil),  // 6: wxrelay.v1.UpdateComponentRequest
-	(*DeleteComponentRequest)(nil),  // 7: wxrelay.v1.DeleteComponentRequest
-	(*Component_Ticket)(nil),        // 8: wxrelay.v1.Component.Ticket
-	(*Tenant_TokenStatus)(nil),      // 9: wxrelay.v1.Tenant.TokenStatus
-	(*timestamppb.Timestamp)(nil),   // 10: google.protobuf.Timestamp
-	(*fieldmaskpb.FieldMask)(nil),   // 11: google.protobuf.FieldMask
-	(*emptypb.Empty)(nil),           // 12: google.protobuf.Empty
+	(*ListAuthorizersRequest)(nil),             // 0: wxrelay.v1.ListAuthorizersRequest
+	(*ListAuthorizersResponse)(nil),            // 1: wxrelay.v1.ListAuthorizersResponse
+	(*Component)(nil),                          // 2: wxrelay.v1.Component
+	(*CreateComponentRequest)(nil),             // 3: wxrelay.v1.CreateComponentRequest
+	(*CreateComponentResponse)(nil),            // 4: wxrelay.v1.CreateComponentResponse
+	(*GetComponentRequest)(nil),                // 5: wxrelay.v1.GetComponentRequest
+	(*ListComponentsRequest)(nil),              // 6: wxrelay.v1.ListComponentsRequest
+	(*ListComponentsResponse)(nil),             // 7: wxrelay.v1.ListComponentsResponse
+	(*UpdateComponentRequest)(nil),             // 8: wxrelay.v1.UpdateComponentRequest
+	(*DeleteComponentRequest)(nil),             // 9: wxrelay.v1.DeleteComponentRequest
+	(*ListAuthorizersResponse_Authorizer)(nil), // 10: wxrelay.v1.ListAuthorizersResponse.Authorizer
+	(*Component_Ticket)(nil),                   // 11: wxrelay.v1.Component.Ticket
+	(*Tenant_TokenStatus)(nil),                 // 12: wxrelay.v1.Tenant.TokenStatus
+	(*timestamppb.Timestamp)(nil),              // 13: google.protobuf.Timestamp
+	(*fieldmaskpb.FieldMask)(nil),              // 14: google.protobuf.FieldMask
+	(Authorization_State)(0),                   // 15: wxrelay.v1.Authorization.State
+	(*emptypb.Empty)(nil),                      // 16: google.protobuf.Empty
 }
 var file_wxrelay_v1_component_proto_depIdxs = []int32{
-	8,  // 0: wxrelay.v1.Component.ticket:type_name -> wxrelay.v1.Component.Ticket
-	9,  // 1: wxrelay.v1.Component.token_status:type_name -> wxrelay.v1.Tenant.TokenStatus
-	10, // 2: wxrelay.v1.Component.create_time:type_name -> google.protobuf.Timestamp
-	10, // 3: wxrelay.v1.Component.update_time:type_name -> google.protobuf.Timestamp
-	0,  // 4: wxrelay.v1.CreateComponentRequest.component:type_name -> wxrelay.v1.Component
-	0,  // 5: wxrelay.v1.CreateComponentResponse.component:type_name -> wxrelay.v1.Component
-	0,  // 6: wxrelay.v1.ListComponentsResponse.components:type_name -> wxrelay.v1.Component
-	0,  // 7: wxrelay.v1.UpdateComponentRequest.component:type_name -> wxrelay.v1.Component
-	11, // 8: wxrelay.v1.UpdateComponentRequest.update_mask:type_name -> google.protobuf.FieldMask
-	10, // 9: wxrelay.v1.Component.Ticket.receive_time:type_name -> google.protobuf.Timestamp
-	1,  // 10: wxrelay.v1.ComponentService.CreateComponent:input_type -> wxrelay.v1.CreateComponentRequest
-	3,  // 11: wxrelay.v1.ComponentService.GetComponent:input_type -> wxrelay.v1.GetComponentRequest
-	4,  // 12: wxrelay.v1.ComponentService.ListComponents:input_type -> wxrelay.v1.ListComponentsRequest
-	6,  // 13: wxrelay.v1.ComponentService.UpdateComponent:input_type -> wxrelay.v1.UpdateComponentRequest
-	7,  // 14: wxrelay.v1.ComponentService.DeleteComponent:input_type -> wxrelay.v1.DeleteComponentRequest
-	2,  // 15: wxrelay.v1.ComponentService.CreateComponent:output_type -> wxrelay.v1.CreateComponentResponse
-	0,  // 16: wxrelay.v1.ComponentService.GetComponent:output_type -> wxrelay.v1.Component
-	5,  // 17: wxrelay.v1.ComponentService.ListComponents:output_type -> wxrelay.v1.ListComponentsResponse
-	0,  // 18: wxrelay.v1.ComponentService.UpdateComponent:output_type -> wxrelay.v1.Component
-	12, // 19: wxrelay.v1.ComponentService.DeleteComponent:output_type -> google.protobuf.Empty
-	15, // [15:20] is the sub-list for method output_type
-	10, // [10:15] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	10, // 0: wxrelay.v1.ListAuthorizersResponse.authorizers:type_name -> wxrelay.v1.ListAuthorizersResponse.Authorizer
+	11, // 1: wxrelay.v1.Component.ticket:type_name -> wxrelay.v1.Component.Ticket
+	12, // 2: wxrelay.v1.Component.token_status:type_name -> wxrelay.v1.Tenant.TokenStatus
+	13, // 3: wxrelay.v1.Component.create_time:type_name -> google.protobuf.Timestamp
+	13, // 4: wxrelay.v1.Component.update_time:type_name -> google.protobuf.Timestamp
+	2,  // 5: wxrelay.v1.CreateComponentRequest.component:type_name -> wxrelay.v1.Component
+	2,  // 6: wxrelay.v1.CreateComponentResponse.component:type_name -> wxrelay.v1.Component
+	2,  // 7: wxrelay.v1.ListComponentsResponse.components:type_name -> wxrelay.v1.Component
+	2,  // 8: wxrelay.v1.UpdateComponentRequest.component:type_name -> wxrelay.v1.Component
+	14, // 9: wxrelay.v1.UpdateComponentRequest.update_mask:type_name -> google.protobuf.FieldMask
+	15, // 10: wxrelay.v1.ListAuthorizersResponse.Authorizer.state:type_name -> wxrelay.v1.Authorization.State
+	13, // 11: wxrelay.v1.ListAuthorizersResponse.Authorizer.authorize_time:type_name -> google.protobuf.Timestamp
+	13, // 12: wxrelay.v1.Component.Ticket.receive_time:type_name -> google.protobuf.Timestamp
+	3,  // 13: wxrelay.v1.ComponentService.CreateComponent:input_type -> wxrelay.v1.CreateComponentRequest
+	5,  // 14: wxrelay.v1.ComponentService.GetComponent:input_type -> wxrelay.v1.GetComponentRequest
+	6,  // 15: wxrelay.v1.ComponentService.ListComponents:input_type -> wxrelay.v1.ListComponentsRequest
+	8,  // 16: wxrelay.v1.ComponentService.UpdateComponent:input_type -> wxrelay.v1.UpdateComponentRequest
+	9,  // 17: wxrelay.v1.ComponentService.DeleteComponent:input_type -> wxrelay.v1.DeleteComponentRequest
+	0,  // 18: wxrelay.v1.ComponentService.ListAuthorizers:input_type -> wxrelay.v1.ListAuthorizersRequest
+	4,  // 19: wxrelay.v1.ComponentService.CreateComponent:output_type -> wxrelay.v1.CreateComponentResponse
+	2,  // 20: wxrelay.v1.ComponentService.GetComponent:output_type -> wxrelay.v1.Component
+	7,  // 21: wxrelay.v1.ComponentService.ListComponents:output_type -> wxrelay.v1.ListComponentsResponse
+	2,  // 22: wxrelay.v1.ComponentService.UpdateComponent:output_type -> wxrelay.v1.Component
+	16, // 23: wxrelay.v1.ComponentService.DeleteComponent:output_type -> google.protobuf.Empty
+	1,  // 24: wxrelay.v1.ComponentService.ListAuthorizers:output_type -> wxrelay.v1.ListAuthorizersResponse
+	19, // [19:25] is the sub-list for method output_type
+	13, // [13:19] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_wxrelay_v1_component_proto_init() }
@@ -680,7 +866,7 @@ func file_wxrelay_v1_component_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_wxrelay_v1_component_proto_rawDesc), len(file_wxrelay_v1_component_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   9,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -25,6 +25,7 @@ const (
 	ComponentService_ListComponents_FullMethodName  = "/wxrelay.v1.ComponentService/ListComponents"
 	ComponentService_UpdateComponent_FullMethodName = "/wxrelay.v1.ComponentService/UpdateComponent"
 	ComponentService_DeleteComponent_FullMethodName = "/wxrelay.v1.ComponentService/DeleteComponent"
+	ComponentService_ListAuthorizers_FullMethodName = "/wxrelay.v1.ComponentService/ListAuthorizers"
 )
 
 // ComponentServiceClient is the client API for ComponentService service.
@@ -45,8 +46,11 @@ type ComponentServiceClient interface {
 	// Changes the fields named in update_mask. Over REST the mask is taken
 	// from the fields present in the JSON body.
 	UpdateComponent(ctx context.Context, in *UpdateComponentRequest, opts ...grpc.CallOption) (*Component, error)
-	// Removes a component.
+	// Removes a component; refused (409) while tenants are bound to it.
 	DeleteComponent(ctx context.Context, in *DeleteComponentRequest, opts ...grpc.CallOption) (*emptypb.Empty, error)
+	// Lists the mini-programs that authorized the component, with or
+	// without a tenant.
+	ListAuthorizers(ctx context.Context, in *ListAuthorizersRequest, opts ...grpc.CallOption) (*ListAuthorizersResponse, error)
 }
 
 type componentServiceClient struct {
@@ -107,6 +111,16 @@ func (c *componentServiceClient) DeleteComponent(ctx context.Context, in *Delete
 	return out, nil
 }
 
+func (c *componentServiceClient) ListAuthorizers(ctx context.Context, in *ListAuthorizersRequest, opts ...grpc.CallOption) (*ListAuthorizersResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListAuthorizersResponse)
+	err := c.cc.Invoke(ctx, ComponentService_ListAuthorizers_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ComponentServiceServer is the server API for ComponentService service.
 // All implementations must embed UnimplementedComponentServiceServer
 // for forward compatibility.
@@ -125,8 +139,11 @@ type ComponentServiceServer interface {
 	// Changes the fields named in update_mask. Over REST the mask is taken
 	// from the fields present in the JSON body.
 	UpdateComponent(context.Context, *UpdateComponentRequest) (*Component, error)
-	// Removes a component.
+	// Removes a component; refused (409) while tenants are bound to it.
 	DeleteComponent(context.Context, *DeleteComponentRequest) (*emptypb.Empty, error)
+	// Lists the mini-programs that authorized the component, with or
+	// without a tenant.
+	ListAuthorizers(context.Context, *ListAuthorizersRequest) (*ListAuthorizersResponse, error)
 	mustEmbedUnimplementedComponentServiceServer()
 }
 
@@ -151,6 +168,9 @@ func (UnimplementedComponentServiceServer) UpdateComponent(context.Context, *Upd
 }
 func (UnimplementedComponentServiceServer) DeleteComponent(context.Context, *DeleteComponentRequest) (*emptypb.Empty, error) {
 	return nil, status.Error(codes.Unimplemented, "method DeleteComponent not implemented")
+}
+func (UnimplementedComponentServiceServer) ListAuthorizers(context.Context, *ListAuthorizersRequest) (*ListAuthorizersResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListAuthorizers not implemented")
 }
 func (UnimplementedComponentServiceServer) mustEmbedUnimplementedComponentServiceServer() {}
 func (UnimplementedComponentServiceServer) testEmbeddedByValue()                          {}
@@ -263,6 +283,24 @@ func _ComponentService_DeleteComponent_Handler(srv interface{}, ctx context.Cont
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ComponentService_ListAuthorizers_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListAuthorizersRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ComponentServiceServer).ListAuthorizers(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ComponentService_ListAuthorizers_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ComponentServiceServer).ListAuthorizers(ctx, req.(*ListAuthorizersRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ComponentService_ServiceDesc is the grpc.ServiceDesc for ComponentService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -289,6 +327,10 @@ var ComponentService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "DeleteComponent",
 			Handler:    _ComponentService_DeleteComponent_Handler,
+		},
+		{
+			MethodName: "ListAuthorizers",
+			Handler:    _ComponentService_ListAuthorizers_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -25,6 +25,59 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type Authorization_State int32
+
+const (
+	Authorization_AUTHORIZATION_UNSPECIFIED Authorization_State = 0
+	// No authorization known yet: send the merchant a consent link.
+	Authorization_AUTHORIZATION_PENDING    Authorization_State = 1
+	Authorization_AUTHORIZATION_AUTHORIZED Authorization_State = 2
+	Authorization_AUTHORIZATION_REVOKED    Authorization_State = 3
+)
+
+// Enum value maps for Authorization_State.
+var (
+	Authorization_State_name = map[int32]string{
+		0: "AUTHORIZATION_UNSPECIFIED",
+		1: "AUTHORIZATION_PENDING",
+		2: "AUTHORIZATION_AUTHORIZED",
+		3: "AUTHORIZATION_REVOKED",
+	}
+	Authorization_State_value = map[string]int32{
+		"AUTHORIZATION_UNSPECIFIED": 0,
+		"AUTHORIZATION_PENDING":     1,
+		"AUTHORIZATION_AUTHORIZED":  2,
+		"AUTHORIZATION_REVOKED":     3,
+	}
+)
+
+func (x Authorization_State) Enum() *Authorization_State {
+	p := new(Authorization_State)
+	*p = x
+	return p
+}
+
+func (x Authorization_State) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (Authorization_State) Descriptor() protoreflect.EnumDescriptor {
+	return file_wxrelay_v1_tenant_proto_enumTypes[0].Descriptor()
+}
+
+func (Authorization_State) Type() protoreflect.EnumType {
+	return &file_wxrelay_v1_tenant_proto_enumTypes[0]
+}
+
+func (x Authorization_State) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use Authorization_State.Descriptor instead.
+func (Authorization_State) EnumDescriptor() ([]byte, []int) {
+	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{0, 0}
+}
+
 type Tenant_PushSecrets int32
 
 const (
@@ -60,11 +113,11 @@ func (x Tenant_PushSecrets) String() string {
 }
 
 func (Tenant_PushSecrets) Descriptor() protoreflect.EnumDescriptor {
-	return file_wxrelay_v1_tenant_proto_enumTypes[0].Descriptor()
+	return file_wxrelay_v1_tenant_proto_enumTypes[1].Descriptor()
 }
 
 func (Tenant_PushSecrets) Type() protoreflect.EnumType {
-	return &file_wxrelay_v1_tenant_proto_enumTypes[0]
+	return &file_wxrelay_v1_tenant_proto_enumTypes[1]
 }
 
 func (x Tenant_PushSecrets) Number() protoreflect.EnumNumber {
@@ -73,7 +126,7 @@ func (x Tenant_PushSecrets) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Tenant_PushSecrets.Descriptor instead.
 func (Tenant_PushSecrets) EnumDescriptor() ([]byte, []int) {
-	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{2, 0}
+	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{3, 0}
 }
 
 // The access token endpoint (protocol §6).
@@ -114,11 +167,11 @@ func (x Tenant_TokenEndpoint) String() string {
 }
 
 func (Tenant_TokenEndpoint) Descriptor() protoreflect.EnumDescriptor {
-	return file_wxrelay_v1_tenant_proto_enumTypes[1].Descriptor()
+	return file_wxrelay_v1_tenant_proto_enumTypes[2].Descriptor()
 }
 
 func (Tenant_TokenEndpoint) Type() protoreflect.EnumType {
-	return &file_wxrelay_v1_tenant_proto_enumTypes[1]
+	return &file_wxrelay_v1_tenant_proto_enumTypes[2]
 }
 
 func (x Tenant_TokenEndpoint) Number() protoreflect.EnumNumber {
@@ -127,7 +180,7 @@ func (x Tenant_TokenEndpoint) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Tenant_TokenEndpoint.Descriptor instead.
 func (Tenant_TokenEndpoint) EnumDescriptor() ([]byte, []int) {
-	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{2, 1}
+	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{3, 1}
 }
 
 // The message encryption mode chosen in the mini-program console.
@@ -167,11 +220,11 @@ func (x Tenant_EncryptMode) String() string {
 }
 
 func (Tenant_EncryptMode) Descriptor() protoreflect.EnumDescriptor {
-	return file_wxrelay_v1_tenant_proto_enumTypes[2].Descriptor()
+	return file_wxrelay_v1_tenant_proto_enumTypes[3].Descriptor()
 }
 
 func (Tenant_EncryptMode) Type() protoreflect.EnumType {
-	return &file_wxrelay_v1_tenant_proto_enumTypes[2]
+	return &file_wxrelay_v1_tenant_proto_enumTypes[3]
 }
 
 func (x Tenant_EncryptMode) Number() protoreflect.EnumNumber {
@@ -180,7 +233,7 @@ func (x Tenant_EncryptMode) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Tenant_EncryptMode.Descriptor instead.
 func (Tenant_EncryptMode) EnumDescriptor() ([]byte, []int) {
-	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{2, 2}
+	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{3, 2}
 }
 
 // The push data format chosen in the mini-program console.
@@ -217,11 +270,11 @@ func (x Tenant_DataFormat) String() string {
 }
 
 func (Tenant_DataFormat) Descriptor() protoreflect.EnumDescriptor {
-	return file_wxrelay_v1_tenant_proto_enumTypes[3].Descriptor()
+	return file_wxrelay_v1_tenant_proto_enumTypes[4].Descriptor()
 }
 
 func (Tenant_DataFormat) Type() protoreflect.EnumType {
-	return &file_wxrelay_v1_tenant_proto_enumTypes[3]
+	return &file_wxrelay_v1_tenant_proto_enumTypes[4]
 }
 
 func (x Tenant_DataFormat) Number() protoreflect.EnumNumber {
@@ -230,7 +283,7 @@ func (x Tenant_DataFormat) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Tenant_DataFormat.Descriptor instead.
 func (Tenant_DataFormat) EnumDescriptor() ([]byte, []int) {
-	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{2, 3}
+	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{3, 3}
 }
 
 // How the relay answers a user message.
@@ -269,11 +322,11 @@ func (x Tenant_ReplyMode) String() string {
 }
 
 func (Tenant_ReplyMode) Descriptor() protoreflect.EnumDescriptor {
-	return file_wxrelay_v1_tenant_proto_enumTypes[4].Descriptor()
+	return file_wxrelay_v1_tenant_proto_enumTypes[5].Descriptor()
 }
 
 func (Tenant_ReplyMode) Type() protoreflect.EnumType {
-	return &file_wxrelay_v1_tenant_proto_enumTypes[4]
+	return &file_wxrelay_v1_tenant_proto_enumTypes[5]
 }
 
 func (x Tenant_ReplyMode) Number() protoreflect.EnumNumber {
@@ -282,7 +335,7 @@ func (x Tenant_ReplyMode) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Tenant_ReplyMode.Descriptor instead.
 func (Tenant_ReplyMode) EnumDescriptor() ([]byte, []int) {
-	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{2, 4}
+	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{3, 4}
 }
 
 type Tenant_State int32
@@ -318,11 +371,11 @@ func (x Tenant_State) String() string {
 }
 
 func (Tenant_State) Descriptor() protoreflect.EnumDescriptor {
-	return file_wxrelay_v1_tenant_proto_enumTypes[5].Descriptor()
+	return file_wxrelay_v1_tenant_proto_enumTypes[6].Descriptor()
 }
 
 func (Tenant_State) Type() protoreflect.EnumType {
-	return &file_wxrelay_v1_tenant_proto_enumTypes[5]
+	return &file_wxrelay_v1_tenant_proto_enumTypes[6]
 }
 
 func (x Tenant_State) Number() protoreflect.EnumNumber {
@@ -331,7 +384,7 @@ func (x Tenant_State) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Tenant_State.Descriptor instead.
 func (Tenant_State) EnumDescriptor() ([]byte, []int) {
-	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{2, 5}
+	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{3, 5}
 }
 
 type Health_State int32
@@ -372,11 +425,11 @@ func (x Health_State) String() string {
 }
 
 func (Health_State) Descriptor() protoreflect.EnumDescriptor {
-	return file_wxrelay_v1_tenant_proto_enumTypes[6].Descriptor()
+	return file_wxrelay_v1_tenant_proto_enumTypes[7].Descriptor()
 }
 
 func (Health_State) Type() protoreflect.EnumType {
-	return &file_wxrelay_v1_tenant_proto_enumTypes[6]
+	return &file_wxrelay_v1_tenant_proto_enumTypes[7]
 }
 
 func (x Health_State) Number() protoreflect.EnumNumber {
@@ -385,7 +438,7 @@ func (x Health_State) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Health_State.Descriptor instead.
 func (Health_State) EnumDescriptor() ([]byte, []int) {
-	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{14, 0}
+	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{15, 0}
 }
 
 type Health_Kind int32
@@ -443,11 +496,11 @@ func (x Health_Kind) String() string {
 }
 
 func (Health_Kind) Descriptor() protoreflect.EnumDescriptor {
-	return file_wxrelay_v1_tenant_proto_enumTypes[7].Descriptor()
+	return file_wxrelay_v1_tenant_proto_enumTypes[8].Descriptor()
 }
 
 func (Health_Kind) Type() protoreflect.EnumType {
-	return &file_wxrelay_v1_tenant_proto_enumTypes[7]
+	return &file_wxrelay_v1_tenant_proto_enumTypes[8]
 }
 
 func (x Health_Kind) Number() protoreflect.EnumNumber {
@@ -456,7 +509,78 @@ func (x Health_Kind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Health_Kind.Descriptor instead.
 func (Health_Kind) EnumDescriptor() ([]byte, []int) {
-	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{14, 1}
+	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{15, 1}
+}
+
+// Authorization is a mini-program's authorization of a component.
+type Authorization struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	State Authorization_State    `protobuf:"varint,1,opt,name=state,proto3,enum=wxrelay.v1.Authorization_State" json:"state,omitempty"`
+	// The permission sets granted (WeChat's funcscope_category ids); the
+	FuncInfo      []int32                `protobuf:"varint,2,rep,packed,name=func_info,json=funcInfo,proto3" json:"func_info,omitempty"`
+	AuthorizeTime *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=authorize_time,json=authorizeTime,proto3" json:"authorize_time,omitempty"`
+	// Set once revoked.
+	RevokeTime    *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=revoke_time,json=revokeTime,proto3" json:"revoke_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Authorization) Reset() {
+	*x = Authorization{}
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Authorization) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Authorization) ProtoMessage() {}
+
+func (x *Authorization) ProtoReflect() protoreflect.Message {
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Authorization.ProtoReflect.Descriptor instead.
+func (*Authorization) Descriptor() ([]byte, []int) {
+	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *Authorization) GetState() Authorization_State {
+	if x != nil {
+		return x.State
+	}
+	return Authorization_AUTHORIZATION_UNSPECIFIED
+}
+
+func (x *Authorization) GetFuncInfo() []int32 {
+	if x != nil {
+		return x.FuncInfo
+	}
+	return nil
+}
+
+func (x *Authorization) GetAuthorizeTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.AuthorizeTime
+	}
+	return nil
+}
+
+func (x *Authorization) GetRevokeTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RevokeTime
+	}
+	return nil
 }
 
 type AuthorizationUrlRequest struct {
@@ -468,7 +592,7 @@ type AuthorizationUrlRequest struct {
 
 func (x *AuthorizationUrlRequest) Reset() {
 	*x = AuthorizationUrlRequest{}
-	mi := &file_wxrelay_v1_tenant_proto_msgTypes[0]
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[1]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -480,7 +604,7 @@ func (x *AuthorizationUrlRequest) String() string {
 func (*AuthorizationUrlRequest) ProtoMessage() {}
 
 func (x *AuthorizationUrlRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wxrelay_v1_tenant_proto_msgTypes[0]
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[1]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -493,7 +617,7 @@ func (x *AuthorizationUrlRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthorizationUrlRequest.ProtoReflect.Descriptor instead.
 func (*AuthorizationUrlRequest) Descriptor() ([]byte, []int) {
-	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{0}
+	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{1}
 }
 
 func (x *AuthorizationUrlRequest) GetId() string {
@@ -515,7 +639,7 @@ type AuthorizationUrlResponse struct {
 
 func (x *AuthorizationUrlResponse) Reset() {
 	*x = AuthorizationUrlResponse{}
-	mi := &file_wxrelay_v1_tenant_proto_msgTypes[1]
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -527,7 +651,7 @@ func (x *AuthorizationUrlResponse) String() string {
 func (*AuthorizationUrlResponse) ProtoMessage() {}
 
 func (x *AuthorizationUrlResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wxrelay_v1_tenant_proto_msgTypes[1]
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -540,7 +664,7 @@ func (x *AuthorizationUrlResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthorizationUrlResponse.ProtoReflect.Descriptor instead.
 func (*AuthorizationUrlResponse) Descriptor() ([]byte, []int) {
-	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{1}
+	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *AuthorizationUrlResponse) GetUrl() string {
@@ -629,14 +753,17 @@ type Tenant struct {
 	// and data_format are not given (400 naming the field), and push_url is
 	// the component's message_url with the appid filled in. It cannot
 	// change.
-	ComponentId   string `protobuf:"bytes,25,opt,name=component_id,json=componentId,proto3" json:"component_id,omitempty"`
+	ComponentId string `protobuf:"bytes,25,opt,name=component_id,json=componentId,proto3" json:"component_id,omitempty"`
+	// Output only, for a tenant of a component: its mini-program's
+	// authorization of the component.
+	Authorization *Authorization `protobuf:"bytes,26,opt,name=authorization,proto3" json:"authorization,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Tenant) Reset() {
 	*x = Tenant{}
-	mi := &file_wxrelay_v1_tenant_proto_msgTypes[2]
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -648,7 +775,7 @@ func (x *Tenant) String() string {
 func (*Tenant) ProtoMessage() {}
 
 func (x *Tenant) ProtoReflect() protoreflect.Message {
-	mi := &file_wxrelay_v1_tenant_proto_msgTypes[2]
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -661,7 +788,7 @@ func (x *Tenant) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Tenant.ProtoReflect.Descriptor instead.
 func (*Tenant) Descriptor() ([]byte, []int) {
-	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{2}
+	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *Tenant) GetId() string {
@@ -839,6 +966,13 @@ func (x *Tenant) GetComponentId() string {
 	return ""
 }
 
+func (x *Tenant) GetAuthorization() *Authorization {
+	if x != nil {
+		return x.Authorization
+	}
+	return nil
+}
+
 type CreateTenantRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Tenant        *Tenant                `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
@@ -848,7 +982,7 @@ type CreateTenantRequest struct {
 
 func (x *CreateTenantRequest) Reset() {
 	*x = CreateTenantRequest{}
-	mi := &file_wxrelay_v1_tenant_proto_msgTypes[3]
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -860,7 +994,7 @@ func (x *CreateTenantRequest) String() string {
 func (*CreateTenantRequest) ProtoMessage() {}
 
 func (x *CreateTenantRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wxrelay_v1_tenant_proto_msgTypes[3]
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -873,7 +1007,7 @@ func (x *CreateTenantRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateTenantRequest.ProtoReflect.Descriptor instead.
 func (*CreateTenantRequest) Descriptor() ([]byte, []int) {
-	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{3}
+	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *CreateTenantRequest) GetTenant() *Tenant {
@@ -896,7 +1030,7 @@ type CreateTenantResponse struct {
 
 func (x *CreateTenantResponse) Reset() {
 	*x = CreateTenantResponse{}
-	mi := &file_wxrelay_v1_tenant_proto_msgTypes[4]
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -908,7 +1042,7 @@ func (x *CreateTenantResponse) String() string {
 func (*CreateTenantResponse) ProtoMessage() {}
 
 func (x *CreateTenantResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wxrelay_v1_tenant_proto_msgTypes[4]
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -921,7 +1055,7 @@ func (x *CreateTenantResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateTenantResponse.ProtoReflect.Descriptor instead.
 func (*CreateTenantResponse) Descriptor() ([]byte, []int) {
-	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{4}
+	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *CreateTenantResponse) GetTenant() *Tenant {
@@ -954,7 +1088,7 @@ type GetTenantRequest struct {
 
 func (x *GetTenantRequest) Reset() {
 	*x = GetTenantRequest{}
-	mi := &file_wxrelay_v1_tenant_proto_msgTypes[5]
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -966,7 +1100,7 @@ func (x *GetTenantRequest) String() string {
 func (*GetTenantRequest) ProtoMessage() {}
 
 func (x *GetTenantRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wxrelay_v1_tenant_proto_msgTypes[5]
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -979,7 +1113,7 @@ func (x *GetTenantRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTenantRequest.ProtoReflect.Descriptor instead.
 func (*GetTenantRequest) Descriptor() ([]byte, []int) {
-	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{5}
+	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *GetTenantRequest) GetId() string {
@@ -1001,7 +1135,7 @@ type ListTenantsRequest struct {
 
 func (x *ListTenantsRequest) Reset() {
 	*x = ListTenantsRequest{}
-	mi := &file_wxrelay_v1_tenant_proto_msgTypes[6]
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1013,7 +1147,7 @@ func (x *ListTenantsRequest) String() string {
 func (*ListTenantsRequest) ProtoMessage() {}
 
 func (x *ListTenantsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wxrelay_v1_tenant_proto_msgTypes[6]
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1026,7 +1160,7 @@ func (x *ListTenantsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTenantsRequest.ProtoReflect.Descriptor instead.
 func (*ListTenantsRequest) Descriptor() ([]byte, []int) {
-	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{6}
+	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ListTenantsRequest) GetPageSize() int32 {
@@ -1054,7 +1188,7 @@ type ListTenantsResponse struct {
 
 func (x *ListTenantsResponse) Reset() {
 	*x = ListTenantsResponse{}
-	mi := &file_wxrelay_v1_tenant_proto_msgTypes[7]
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1066,7 +1200,7 @@ func (x *ListTenantsResponse) String() string {
 func (*ListTenantsResponse) ProtoMessage() {}
 
 func (x *ListTenantsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wxrelay_v1_tenant_proto_msgTypes[7]
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1079,7 +1213,7 @@ func (x *ListTenantsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTenantsResponse.ProtoReflect.Descriptor instead.
 func (*ListTenantsResponse) Descriptor() ([]byte, []int) {
-	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{7}
+	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ListTenantsResponse) GetTenants() []*Tenant {
@@ -1109,7 +1243,7 @@ type UpdateTenantRequest struct {
 
 func (x *UpdateTenantRequest) Reset() {
 	*x = UpdateTenantRequest{}
-	mi := &file_wxrelay_v1_tenant_proto_msgTypes[8]
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1121,7 +1255,7 @@ func (x *UpdateTenantRequest) String() string {
 func (*UpdateTenantRequest) ProtoMessage() {}
 
 func (x *UpdateTenantRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wxrelay_v1_tenant_proto_msgTypes[8]
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1134,7 +1268,7 @@ func (x *UpdateTenantRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateTenantRequest.ProtoReflect.Descriptor instead.
 func (*UpdateTenantRequest) Descriptor() ([]byte, []int) {
-	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{8}
+	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *UpdateTenantRequest) GetId() string {
@@ -1167,7 +1301,7 @@ type DeleteTenantRequest struct {
 
 func (x *DeleteTenantRequest) Reset() {
 	*x = DeleteTenantRequest{}
-	mi := &file_wxrelay_v1_tenant_proto_msgTypes[9]
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1179,7 +1313,7 @@ func (x *DeleteTenantRequest) String() string {
 func (*DeleteTenantRequest) ProtoMessage() {}
 
 func (x *DeleteTenantRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wxrelay_v1_tenant_proto_msgTypes[9]
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1192,7 +1326,7 @@ func (x *DeleteTenantRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteTenantRequest.ProtoReflect.Descriptor instead.
 func (*DeleteTenantRequest) Descriptor() ([]byte, []int) {
-	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{9}
+	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *DeleteTenantRequest) GetId() string {
@@ -1211,7 +1345,7 @@ type RotateApiKeyRequest struct {
 
 func (x *RotateApiKeyRequest) Reset() {
 	*x = RotateApiKeyRequest{}
-	mi := &file_wxrelay_v1_tenant_proto_msgTypes[10]
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1223,7 +1357,7 @@ func (x *RotateApiKeyRequest) String() string {
 func (*RotateApiKeyRequest) ProtoMessage() {}
 
 func (x *RotateApiKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wxrelay_v1_tenant_proto_msgTypes[10]
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1236,7 +1370,7 @@ func (x *RotateApiKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateApiKeyRequest.ProtoReflect.Descriptor instead.
 func (*RotateApiKeyRequest) Descriptor() ([]byte, []int) {
-	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{10}
+	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *RotateApiKeyRequest) GetId() string {
@@ -1255,7 +1389,7 @@ type RotateApiKeyResponse struct {
 
 func (x *RotateApiKeyResponse) Reset() {
 	*x = RotateApiKeyResponse{}
-	mi := &file_wxrelay_v1_tenant_proto_msgTypes[11]
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1267,7 +1401,7 @@ func (x *RotateApiKeyResponse) String() string {
 func (*RotateApiKeyResponse) ProtoMessage() {}
 
 func (x *RotateApiKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wxrelay_v1_tenant_proto_msgTypes[11]
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1280,7 +1414,7 @@ func (x *RotateApiKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateApiKeyResponse.ProtoReflect.Descriptor instead.
 func (*RotateApiKeyResponse) Descriptor() ([]byte, []int) {
-	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{11}
+	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *RotateApiKeyResponse) GetApiKey() string {
@@ -1299,7 +1433,7 @@ type RotateWebhookSecretRequest struct {
 
 func (x *RotateWebhookSecretRequest) Reset() {
 	*x = RotateWebhookSecretRequest{}
-	mi := &file_wxrelay_v1_tenant_proto_msgTypes[12]
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1311,7 +1445,7 @@ func (x *RotateWebhookSecretRequest) String() string {
 func (*RotateWebhookSecretRequest) ProtoMessage() {}
 
 func (x *RotateWebhookSecretRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wxrelay_v1_tenant_proto_msgTypes[12]
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1324,7 +1458,7 @@ func (x *RotateWebhookSecretRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateWebhookSecretRequest.ProtoReflect.Descriptor instead.
 func (*RotateWebhookSecretRequest) Descriptor() ([]byte, []int) {
-	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{12}
+	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *RotateWebhookSecretRequest) GetId() string {
@@ -1343,7 +1477,7 @@ type RotateWebhookSecretResponse struct {
 
 func (x *RotateWebhookSecretResponse) Reset() {
 	*x = RotateWebhookSecretResponse{}
-	mi := &file_wxrelay_v1_tenant_proto_msgTypes[13]
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1355,7 +1489,7 @@ func (x *RotateWebhookSecretResponse) String() string {
 func (*RotateWebhookSecretResponse) ProtoMessage() {}
 
 func (x *RotateWebhookSecretResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wxrelay_v1_tenant_proto_msgTypes[13]
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1368,7 +1502,7 @@ func (x *RotateWebhookSecretResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateWebhookSecretResponse.ProtoReflect.Descriptor instead.
 func (*RotateWebhookSecretResponse) Descriptor() ([]byte, []int) {
-	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{13}
+	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *RotateWebhookSecretResponse) GetWebhookSecret() string {
@@ -1393,7 +1527,7 @@ type Health struct {
 
 func (x *Health) Reset() {
 	*x = Health{}
-	mi := &file_wxrelay_v1_tenant_proto_msgTypes[14]
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1405,7 +1539,7 @@ func (x *Health) String() string {
 func (*Health) ProtoMessage() {}
 
 func (x *Health) ProtoReflect() protoreflect.Message {
-	mi := &file_wxrelay_v1_tenant_proto_msgTypes[14]
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1418,7 +1552,7 @@ func (x *Health) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Health.ProtoReflect.Descriptor instead.
 func (*Health) Descriptor() ([]byte, []int) {
-	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{14}
+	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Health) GetState() Health_State {
@@ -1464,7 +1598,7 @@ type Tenant_TokenStatus struct {
 
 func (x *Tenant_TokenStatus) Reset() {
 	*x = Tenant_TokenStatus{}
-	mi := &file_wxrelay_v1_tenant_proto_msgTypes[15]
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1476,7 +1610,7 @@ func (x *Tenant_TokenStatus) String() string {
 func (*Tenant_TokenStatus) ProtoMessage() {}
 
 func (x *Tenant_TokenStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_wxrelay_v1_tenant_proto_msgTypes[15]
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1489,7 +1623,7 @@ func (x *Tenant_TokenStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Tenant_TokenStatus.ProtoReflect.Descriptor instead.
 func (*Tenant_TokenStatus) Descriptor() ([]byte, []int) {
-	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{2, 0}
+	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{3, 0}
 }
 
 func (x *Tenant_TokenStatus) GetExpireTime() *timestamppb.Timestamp {
@@ -1558,7 +1692,7 @@ type Health_Reason struct {
 
 func (x *Health_Reason) Reset() {
 	*x = Health_Reason{}
-	mi := &file_wxrelay_v1_tenant_proto_msgTypes[16]
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1570,7 +1704,7 @@ func (x *Health_Reason) String() string {
 func (*Health_Reason) ProtoMessage() {}
 
 func (x *Health_Reason) ProtoReflect() protoreflect.Message {
-	mi := &file_wxrelay_v1_tenant_proto_msgTypes[16]
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1583,7 +1717,7 @@ func (x *Health_Reason) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Health_Reason.ProtoReflect.Descriptor instead.
 func (*Health_Reason) Descriptor() ([]byte, []int) {
-	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{14, 0}
+	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{15, 0}
 }
 
 func (x *Health_Reason) GetKind() Health_Kind {
@@ -1682,13 +1816,24 @@ var File_wxrelay_v1_tenant_proto protoreflect.FileDescriptor
 const file_wxrelay_v1_tenant_proto_rawDesc = "" +
 	"\n" +
 	"\x17wxrelay/v1/tenant.proto\x12\n" +
-	"wxrelay.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\")\n" +
+	"wxrelay.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xdf\x02\n" +
+	"\rAuthorization\x125\n" +
+	"\x05state\x18\x01 \x01(\x0e2\x1f.wxrelay.v1.Authorization.StateR\x05state\x12\x1b\n" +
+	"\tfunc_info\x18\x02 \x03(\x05R\bfuncInfo\x12A\n" +
+	"\x0eauthorize_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\rauthorizeTime\x12;\n" +
+	"\vrevoke_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"revokeTime\"z\n" +
+	"\x05State\x12\x1d\n" +
+	"\x19AUTHORIZATION_UNSPECIFIED\x10\x00\x12\x19\n" +
+	"\x15AUTHORIZATION_PENDING\x10\x01\x12\x1c\n" +
+	"\x18AUTHORIZATION_AUTHORIZED\x10\x02\x12\x19\n" +
+	"\x15AUTHORIZATION_REVOKED\x10\x03\")\n" +
 	"\x17AuthorizationUrlRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"i\n" +
 	"\x18AuthorizationUrlResponse\x12\x10\n" +
 	"\x03url\x18\x01 \x01(\tR\x03url\x12;\n" +
 	"\vexpire_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"expireTime\"\x80\x11\n" +
+	"expireTime\"\xc1\x11\n" +
 	"\x06Tenant\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
 	"\fdisplay_name\x18\x02 \x01(\tR\vdisplayName\x12\x14\n" +
@@ -1722,7 +1867,8 @@ const file_wxrelay_v1_tenant_proto_rawDesc = "" +
 	"\x13wechat_api_base_url\x18\x16 \x01(\tR\x10wechatApiBaseUrl\x12G\n" +
 	"\x12push_silence_alert\x18\x17 \x01(\v2\x19.google.protobuf.DurationR\x10pushSilenceAlert\x12*\n" +
 	"\x06health\x18\x18 \x01(\v2\x12.wxrelay.v1.HealthR\x06health\x12!\n" +
-	"\fcomponent_id\x18\x19 \x01(\tR\vcomponentId\x1a\xe0\x02\n" +
+	"\fcomponent_id\x18\x19 \x01(\tR\vcomponentId\x12?\n" +
+	"\rauthorization\x18\x1a \x01(\v2\x19.wxrelay.v1.AuthorizationR\rauthorization\x1a\xe0\x02\n" +
 	"\vTokenStatus\x12;\n" +
 	"\vexpire_time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"expireTime\x12F\n" +
@@ -1841,91 +1987,97 @@ func file_wxrelay_v1_tenant_proto_rawDescGZIP() []byte {
 	return file_wxrelay_v1_tenant_proto_rawDescData
 }
 
-var file_wxrelay_v1_tenant_proto_enumTypes = make([]protoimpl.EnumInfo, 8)
-var file_wxrelay_v1_tenant_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_wxrelay_v1_tenant_proto_enumTypes = make([]protoimpl.EnumInfo, 9)
+var file_wxrelay_v1_tenant_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_wxrelay_v1_tenant_proto_goTypes = []any{
-	(Tenant_PushSecrets)(0),             // 0: wxrelay.v1.Tenant.PushSecrets
-	(Tenant_TokenEndpoint)(0),           // 1: wxrelay.v1.Tenant.TokenEndpoint
-	(Tenant_EncryptMode)(0),             // 2: wxrelay.v1.Tenant.EncryptMode
-	(Tenant_DataFormat)(0),              // 3: wxrelay.v1.Tenant.DataFormat
-	(Tenant_ReplyMode)(0),               // 4: wxrelay.v1.Tenant.ReplyMode
-	(Tenant_State)(0),                   // 5: wxrelay.v1.Tenant.State
-	(Health_State)(0),                   // 6: wxrelay.v1.Health.State
-	(Health_Kind)(0),                    // 7: wxrelay.v1.Health.Kind
-	(*AuthorizationUrlRequest)(nil),     // 8: wxrelay.v1.AuthorizationUrlRequest
-	(*AuthorizationUrlResponse)(nil),    // 9: wxrelay.v1.AuthorizationUrlResponse
-	(*Tenant)(nil),                      // 10: wxrelay.v1.Tenant
-	(*CreateTenantRequest)(nil),         // 11: wxrelay.v1.CreateTenantRequest
-	(*CreateTenantResponse)(nil),        // 12: wxrelay.v1.CreateTenantResponse
-	(*GetTenantRequest)(nil),            // 13: wxrelay.v1.GetTenantRequest
-	(*ListTenantsRequest)(nil),          // 14: wxrelay.v1.ListTenantsRequest
-	(*ListTenantsResponse)(nil),         // 15: wxrelay.v1.ListTenantsResponse
-	(*UpdateTenantRequest)(nil),         // 16: wxrelay.v1.UpdateTenantRequest
-	(*DeleteTenantRequest)(nil),         // 17: wxrelay.v1.DeleteTenantRequest
-	(*RotateApiKeyRequest)(nil),         // 18: wxrelay.v1.RotateApiKeyRequest
-	(*RotateApiKeyResponse)(nil),        // 19: wxrelay.v1.RotateApiKeyResponse
-	(*RotateWebhookSecretRequest)(nil),  // 20: wxrelay.v1.RotateWebhookSecretRequest
-	(*RotateWebhookSecretResponse)(nil), // 21: wxrelay.v1.RotateWebhookSecretResponse
-	(*Health)(nil),                      // 22: wxrelay.v1.Health
-	(*Tenant_TokenStatus)(nil),          // 23: wxrelay.v1.Tenant.TokenStatus
-	(*Health_Reason)(nil),               // 24: wxrelay.v1.Health.Reason
-	(*timestamppb.Timestamp)(nil),       // 25: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),         // 26: google.protobuf.Duration
-	(*fieldmaskpb.FieldMask)(nil),       // 27: google.protobuf.FieldMask
-	(*emptypb.Empty)(nil),               // 28: google.protobuf.Empty
+	(Authorization_State)(0),            // 0: wxrelay.v1.Authorization.State
+	(Tenant_PushSecrets)(0),             // 1: wxrelay.v1.Tenant.PushSecrets
+	(Tenant_TokenEndpoint)(0),           // 2: wxrelay.v1.Tenant.TokenEndpoint
+	(Tenant_EncryptMode)(0),             // 3: wxrelay.v1.Tenant.EncryptMode
+	(Tenant_DataFormat)(0),              // 4: wxrelay.v1.Tenant.DataFormat
+	(Tenant_ReplyMode)(0),               // 5: wxrelay.v1.Tenant.ReplyMode
+	(Tenant_State)(0),                   // 6: wxrelay.v1.Tenant.State
+	(Health_State)(0),                   // 7: wxrelay.v1.Health.State
+	(Health_Kind)(0),                    // 8: wxrelay.v1.Health.Kind
+	(*Authorization)(nil),               // 9: wxrelay.v1.Authorization
+	(*AuthorizationUrlRequest)(nil),     // 10: wxrelay.v1.AuthorizationUrlRequest
+	(*AuthorizationUrlResponse)(nil),    // 11: wxrelay.v1.AuthorizationUrlResponse
+	(*Tenant)(nil),                      // 12: wxrelay.v1.Tenant
+	(*CreateTenantRequest)(nil),         // 13: wxrelay.v1.CreateTenantRequest
+	(*CreateTenantResponse)(nil),        // 14: wxrelay.v1.CreateTenantResponse
+	(*GetTenantRequest)(nil),            // 15: wxrelay.v1.GetTenantRequest
+	(*ListTenantsRequest)(nil),          // 16: wxrelay.v1.ListTenantsRequest
+	(*ListTenantsResponse)(nil),         // 17: wxrelay.v1.ListTenantsResponse
+	(*UpdateTenantRequest)(nil),         // 18: wxrelay.v1.UpdateTenantRequest
+	(*DeleteTenantRequest)(nil),         // 19: wxrelay.v1.DeleteTenantRequest
+	(*RotateApiKeyRequest)(nil),         // 20: wxrelay.v1.RotateApiKeyRequest
+	(*RotateApiKeyResponse)(nil),        // 21: wxrelay.v1.RotateApiKeyResponse
+	(*RotateWebhookSecretRequest)(nil),  // 22: wxrelay.v1.RotateWebhookSecretRequest
+	(*RotateWebhookSecretResponse)(nil), // 23: wxrelay.v1.RotateWebhookSecretResponse
+	(*Health)(nil),                      // 24: wxrelay.v1.Health
+	(*Tenant_TokenStatus)(nil),          // 25: wxrelay.v1.Tenant.TokenStatus
+	(*Health_Reason)(nil),               // 26: wxrelay.v1.Health.Reason
+	(*timestamppb.Timestamp)(nil),       // 27: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),         // 28: google.protobuf.Duration
+	(*fieldmaskpb.FieldMask)(nil),       // 29: google.protobuf.FieldMask
+	(*emptypb.Empty)(nil),               // 30: google.protobuf.Empty
 }
 var file_wxrelay_v1_tenant_proto_depIdxs = []int32{
-	25, // 0: wxrelay.v1.AuthorizationUrlResponse.expire_time:type_name -> google.protobuf.Timestamp
-	2,  // 1: wxrelay.v1.Tenant.encrypt_mode:type_name -> wxrelay.v1.Tenant.EncryptMode
-	3,  // 2: wxrelay.v1.Tenant.data_format:type_name -> wxrelay.v1.Tenant.DataFormat
-	4,  // 3: wxrelay.v1.Tenant.reply_mode:type_name -> wxrelay.v1.Tenant.ReplyMode
-	5,  // 4: wxrelay.v1.Tenant.state:type_name -> wxrelay.v1.Tenant.State
-	25, // 5: wxrelay.v1.Tenant.create_time:type_name -> google.protobuf.Timestamp
-	25, // 6: wxrelay.v1.Tenant.update_time:type_name -> google.protobuf.Timestamp
-	1,  // 7: wxrelay.v1.Tenant.token_endpoint:type_name -> wxrelay.v1.Tenant.TokenEndpoint
-	23, // 8: wxrelay.v1.Tenant.token_status:type_name -> wxrelay.v1.Tenant.TokenStatus
-	0,  // 9: wxrelay.v1.Tenant.push_secrets:type_name -> wxrelay.v1.Tenant.PushSecrets
-	25, // 10: wxrelay.v1.Tenant.previous_push_secrets_until:type_name -> google.protobuf.Timestamp
-	26, // 11: wxrelay.v1.Tenant.push_silence_alert:type_name -> google.protobuf.Duration
-	22, // 12: wxrelay.v1.Tenant.health:type_name -> wxrelay.v1.Health
-	10, // 13: wxrelay.v1.CreateTenantRequest.tenant:type_name -> wxrelay.v1.Tenant
-	10, // 14: wxrelay.v1.CreateTenantResponse.tenant:type_name -> wxrelay.v1.Tenant
-	10, // 15: wxrelay.v1.ListTenantsResponse.tenants:type_name -> wxrelay.v1.Tenant
-	10, // 16: wxrelay.v1.UpdateTenantRequest.tenant:type_name -> wxrelay.v1.Tenant
-	27, // 17: wxrelay.v1.UpdateTenantRequest.update_mask:type_name -> google.protobuf.FieldMask
-	6,  // 18: wxrelay.v1.Health.state:type_name -> wxrelay.v1.Health.State
-	24, // 19: wxrelay.v1.Health.reasons:type_name -> wxrelay.v1.Health.Reason
-	25, // 20: wxrelay.v1.Health.compute_time:type_name -> google.protobuf.Timestamp
-	25, // 21: wxrelay.v1.Tenant.TokenStatus.expire_time:type_name -> google.protobuf.Timestamp
-	25, // 22: wxrelay.v1.Tenant.TokenStatus.last_refresh_time:type_name -> google.protobuf.Timestamp
-	25, // 23: wxrelay.v1.Tenant.TokenStatus.last_error_time:type_name -> google.protobuf.Timestamp
-	25, // 24: wxrelay.v1.Tenant.TokenStatus.next_refresh_time:type_name -> google.protobuf.Timestamp
-	7,  // 25: wxrelay.v1.Health.Reason.kind:type_name -> wxrelay.v1.Health.Kind
-	6,  // 26: wxrelay.v1.Health.Reason.severity:type_name -> wxrelay.v1.Health.State
-	25, // 27: wxrelay.v1.Health.Reason.since:type_name -> google.protobuf.Timestamp
-	26, // 28: wxrelay.v1.Health.Reason.oldest_pending_age:type_name -> google.protobuf.Duration
-	25, // 29: wxrelay.v1.Health.Reason.last_push_time:type_name -> google.protobuf.Timestamp
-	11, // 30: wxrelay.v1.TenantService.CreateTenant:input_type -> wxrelay.v1.CreateTenantRequest
-	13, // 31: wxrelay.v1.TenantService.GetTenant:input_type -> wxrelay.v1.GetTenantRequest
-	14, // 32: wxrelay.v1.TenantService.ListTenants:input_type -> wxrelay.v1.ListTenantsRequest
-	16, // 33: wxrelay.v1.TenantService.UpdateTenant:input_type -> wxrelay.v1.UpdateTenantRequest
-	17, // 34: wxrelay.v1.TenantService.DeleteTenant:input_type -> wxrelay.v1.DeleteTenantRequest
-	18, // 35: wxrelay.v1.TenantService.RotateApiKey:input_type -> wxrelay.v1.RotateApiKeyRequest
-	20, // 36: wxrelay.v1.TenantService.RotateWebhookSecret:input_type -> wxrelay.v1.RotateWebhookSecretRequest
-	8,  // 37: wxrelay.v1.TenantService.AuthorizationUrl:input_type -> wxrelay.v1.AuthorizationUrlRequest
-	12, // 38: wxrelay.v1.TenantService.CreateTenant:output_type -> wxrelay.v1.CreateTenantResponse
-	10, // 39: wxrelay.v1.TenantService.GetTenant:output_type -> wxrelay.v1.Tenant
-	15, // 40: wxrelay.v1.TenantService.ListTenants:output_type -> wxrelay.v1.ListTenantsResponse
-	10, // 41: wxrelay.v1.TenantService.UpdateTenant:output_type -> wxrelay.v1.Tenant
-	28, // 42: wxrelay.v1.TenantService.DeleteTenant:output_type -> google.protobuf.Empty
-	19, // 43: wxrelay.v1.TenantService.RotateApiKey:output_type -> wxrelay.v1.RotateApiKeyResponse
-	21, // 44: wxrelay.v1.TenantService.RotateWebhookSecret:output_type -> wxrelay.v1.RotateWebhookSecretResponse
-	9,  // 45: wxrelay.v1.TenantService.AuthorizationUrl:output_type -> wxrelay.v1.AuthorizationUrlResponse
-	38, // [38:46] is the sub-list for method output_type
-	30, // [30:38] is the sub-list for method input_type
-	30, // [30:30] is the sub-list for extension type_name
-	30, // [30:30] is the sub-list for extension extendee
-	0,  // [0:30] is the sub-list for field type_name
+	0,  // 0: wxrelay.v1.Authorization.state:type_name -> wxrelay.v1.Authorization.State
+	27, // 1: wxrelay.v1.Authorization.authorize_time:type_name -> google.protobuf.Timestamp
+	27, // 2: wxrelay.v1.Authorization.revoke_time:type_name -> google.protobuf.Timestamp
+	27, // 3: wxrelay.v1.AuthorizationUrlResponse.expire_time:type_name -> google.protobuf.Timestamp
+	3,  // 4: wxrelay.v1.Tenant.encrypt_mode:type_name -> wxrelay.v1.Tenant.EncryptMode
+	4,  // 5: wxrelay.v1.Tenant.data_format:type_name -> wxrelay.v1.Tenant.DataFormat
+	5,  // 6: wxrelay.v1.Tenant.reply_mode:type_name -> wxrelay.v1.Tenant.ReplyMode
+	6,  // 7: wxrelay.v1.Tenant.state:type_name -> wxrelay.v1.Tenant.State
+	27, // 8: wxrelay.v1.Tenant.create_time:type_name -> google.protobuf.Timestamp
+	27, // 9: wxrelay.v1.Tenant.update_time:type_name -> google.protobuf.Timestamp
+	2,  // 10: wxrelay.v1.Tenant.token_endpoint:type_name -> wxrelay.v1.Tenant.TokenEndpoint
+	25, // 11: wxrelay.v1.Tenant.token_status:type_name -> wxrelay.v1.Tenant.TokenStatus
+	1,  // 12: wxrelay.v1.Tenant.push_secrets:type_name -> wxrelay.v1.Tenant.PushSecrets
+	27, // 13: wxrelay.v1.Tenant.previous_push_secrets_until:type_name -> google.protobuf.Timestamp
+	28, // 14: wxrelay.v1.Tenant.push_silence_alert:type_name -> google.protobuf.Duration
+	24, // 15: wxrelay.v1.Tenant.health:type_name -> wxrelay.v1.Health
+	9,  // 16: wxrelay.v1.Tenant.authorization:type_name -> wxrelay.v1.Authorization
+	12, // 17: wxrelay.v1.CreateTenantRequest.tenant:type_name -> wxrelay.v1.Tenant
+	12, // 18: wxrelay.v1.CreateTenantResponse.tenant:type_name -> wxrelay.v1.Tenant
+	12, // 19: wxrelay.v1.ListTenantsResponse.tenants:type_name -> wxrelay.v1.Tenant
+	12, // 20: wxrelay.v1.UpdateTenantRequest.tenant:type_name -> wxrelay.v1.Tenant
+	29, // 21: wxrelay.v1.UpdateTenantRequest.update_mask:type_name -> google.protobuf.FieldMask
+	7,  // 22: wxrelay.v1.Health.state:type_name -> wxrelay.v1.Health.State
+	26, // 23: wxrelay.v1.Health.reasons:type_name -> wxrelay.v1.Health.Reason
+	27, // 24: wxrelay.v1.Health.compute_time:type_name -> google.protobuf.Timestamp
+	27, // 25: wxrelay.v1.Tenant.TokenStatus.expire_time:type_name -> google.protobuf.Timestamp
+	27, // 26: wxrelay.v1.Tenant.TokenStatus.last_refresh_time:type_name -> google.protobuf.Timestamp
+	27, // 27: wxrelay.v1.Tenant.TokenStatus.last_error_time:type_name -> google.protobuf.Timestamp
+	27, // 28: wxrelay.v1.Tenant.TokenStatus.next_refresh_time:type_name -> google.protobuf.Timestamp
+	8,  // 29: wxrelay.v1.Health.Reason.kind:type_name -> wxrelay.v1.Health.Kind
+	7,  // 30: wxrelay.v1.Health.Reason.severity:type_name -> wxrelay.v1.Health.State
+	27, // 31: wxrelay.v1.Health.Reason.since:type_name -> google.protobuf.Timestamp
+	28, // 32: wxrelay.v1.Health.Reason.oldest_pending_age:type_name -> google.protobuf.Duration
+	27, // 33: wxrelay.v1.Health.Reason.last_push_time:type_name -> google.protobuf.Timestamp
+	13, // 34: wxrelay.v1.TenantService.CreateTenant:input_type -> wxrelay.v1.CreateTenantRequest
+	15, // 35: wxrelay.v1.TenantService.GetTenant:input_type -> wxrelay.v1.GetTenantRequest
+	16, // 36: wxrelay.v1.TenantService.ListTenants:input_type -> wxrelay.v1.ListTenantsRequest
+	18, // 37: wxrelay.v1.TenantService.UpdateTenant:input_type -> wxrelay.v1.UpdateTenantRequest
+	19, // 38: wxrelay.v1.TenantService.DeleteTenant:input_type -> wxrelay.v1.DeleteTenantRequest
+	20, // 39: wxrelay.v1.TenantService.RotateApiKey:input_type -> wxrelay.v1.RotateApiKeyRequest
+	22, // 40: wxrelay.v1.TenantService.RotateWebhookSecret:input_type -> wxrelay.v1.RotateWebhookSecretRequest
+	10, // 41: wxrelay.v1.TenantService.AuthorizationUrl:input_type -> wxrelay.v1.AuthorizationUrlRequest
+	14, // 42: wxrelay.v1.TenantService.CreateTenant:output_type -> wxrelay.v1.CreateTenantResponse
+	12, // 43: wxrelay.v1.TenantService.GetTenant:output_type -> wxrelay.v1.Tenant
+	17, // 44: wxrelay.v1.TenantService.ListTenants:output_type -> wxrelay.v1.ListTenantsResponse
+	12, // 45: wxrelay.v1.TenantService.UpdateTenant:output_type -> wxrelay.v1.Tenant
+	30, // 46: wxrelay.v1.TenantService.DeleteTenant:output_type -> google.protobuf.Empty
+	21, // 47: wxrelay.v1.TenantService.RotateApiKey:output_type -> wxrelay.v1.RotateApiKeyResponse
+	23, // 48: wxrelay.v1.TenantService.RotateWebhookSecret:output_type -> wxrelay.v1.RotateWebhookSecretResponse
+	11, // 49: wxrelay.v1.TenantService.AuthorizationUrl:output_type -> wxrelay.v1.AuthorizationUrlResponse
+	42, // [42:50] is the sub-list for method output_type
+	34, // [34:42] is the sub-list for method input_type
+	34, // [34:34] is the sub-list for extension type_name
+	34, // [34:34] is the sub-list for extension extendee
+	0,  // [0:34] is the sub-list for field type_name
 }
 
 func init() { file_wxrelay_v1_tenant_proto_init() }
@@ -1938,8 +2090,8 @@ func file_wxrelay_v1_tenant_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_wxrelay_v1_tenant_proto_rawDesc), len(file_wxrelay_v1_tenant_proto_rawDesc)),
-			NumEnums:      8,
-			NumMessages:   17,
+			NumEnums:      9,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
