@@ -58,6 +58,21 @@ func TestComponentReceivesTickets(t *testing.T) {
 	}
 }
 
+// registerComponent registers the protocol notes' example component
+// (appid wx134c8103faa5a59e, secret csecret, Token AAAAA, key 43 × A) on
+// p and returns its id.
+func registerComponent(t *testing.T, p *process, admin string) string {
+	t.Helper()
+	var comp struct {
+		Component struct{ ID string } `json:"component"`
+	}
+	body := `{"component_appid":"wx134c8103faa5a59e","component_secret":"csecret","token":"AAAAA","encoding_aes_key":"` + strings.Repeat("A", 43) + `"}`
+	if code := p.api(t, "POST", "/v1/components", admin, body, &comp); code != 200 {
+		t.Fatalf("create component: %d", code)
+	}
+	return comp.Component.ID
+}
+
 // A user's message to a mini program that authorized a component reaches
 // the component's message URL, is routed to the tenant bound to its appid,
 // stored, answered and delivered to that tenant's webhook like any push;
@@ -68,14 +83,7 @@ func TestComponentTenantPushReachesWebhook(t *testing.T) {
 	p := startServe(t, dir, "WXRELAY_ALLOW_PRIVATE_WEBHOOKS=true")
 	admin := adminTokenIn(t, dir)
 	key := strings.Repeat("A", 43)
-	var comp struct {
-		Component struct{ ID string } `json:"component"`
-	}
-	body := `{"component_appid":"wx134c8103faa5a59e","component_secret":"csecret","token":"AAAAA","encoding_aes_key":"` + key + `"}`
-	if code := p.api(t, "POST", "/v1/components", admin, body, &comp); code != 200 {
-		t.Fatalf("create component: %d", code)
-	}
-	cp := comp.Component.ID
+	cp := registerComponent(t, p, admin)
 	hook, hookURL := newHookRecorder(t)
 	var tn struct {
 		Tenant struct {
@@ -124,14 +132,7 @@ func TestComponentTenantSendsAfterAuthorization(t *testing.T) {
 	p := startServe(t, dir)
 	admin := adminTokenIn(t, dir)
 	key := strings.Repeat("A", 43)
-	var comp struct {
-		Component struct{ ID string } `json:"component"`
-	}
-	body := `{"component_appid":"wx134c8103faa5a59e","component_secret":"csecret","token":"AAAAA","encoding_aes_key":"` + key + `"}`
-	if code := p.api(t, "POST", "/v1/components", admin, body, &comp); code != 200 {
-		t.Fatalf("create component: %d", code)
-	}
-	cp := comp.Component.ID
+	cp := registerComponent(t, p, admin)
 	var tn struct {
 		Tenant struct{ ID string } `json:"tenant"`
 		APIKey string              `json:"api_key"`
