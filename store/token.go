@@ -28,7 +28,6 @@ func NewTokenStore(db *DB) *TokenStore {
 	return &TokenStore{db: db, t: tokenTable{db: db, table: "tokens", key: "tenant_id", what: "tenant", notFound: tenant.ErrNotFound}}
 }
 
-
 // FindToken returns tid's token state with the token opened.
 // token.ErrNotFound.
 func (s *TokenStore) FindToken(ctx context.Context, tid tenant.ID) (*token.State, error) {
