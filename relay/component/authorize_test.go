@@ -138,3 +138,49 @@ func TestAuthorizerPassesCodesRefusedForGood(t *testing.T) {
 		t.Errorf("after both events: %+v, %v", a, err)
 	}
 }
+
+// A refresh token WeChat refuses (61023) is recovered from the
+// component's authorizer list and kept, with no merchant asked again;
+// one WeChat does not list either is reported as no authorization.
+func TestAuthorizerTokensRecoverARefusedRefreshToken(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	if _, err := e.sim.PushTicket(compAppID); err != nil {
+		t.Fatal(err)
+	}
+	keeper := e.keeper("replica-a")
+	wx := &wechat.Client{BaseURL: e.wxURL}
+	tok, err := keeper.Token(ctx, e.comp.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.sim.Scan(compAppID, e.preAuthCode(t, tok), authorizer, []int{19}); err != nil {
+		t.Fatal(err)
+	}
+	e.waitPending(t, 1)
+	if err := component.NewAuthorizer(e.cs, keeper, wx, nil, nil).Process(ctx); err != nil {
+		t.Fatal(err)
+	}
+	kept, _ := e.cs.FindAuthorization(ctx, e.comp.ID, authorizer)
+	if ok, err := e.cs.SwapRefreshToken(ctx, e.comp.ID, authorizer, kept.RefreshToken, "refreshtoken@@@lost"); !ok || err != nil {
+		t.Fatalf("spoil the kept refresh token: %v, %v", ok, err)
+	}
+
+	tokens := component.NewAuthorizerTokens(e.cs, keeper, wx, nil)
+	tn := &tenant.Tenant{ComponentID: e.comp.ID, AppID: authorizer}
+	if at, err := tokens.Fetch(ctx, tn); err != nil || at.Token == "" {
+		t.Fatalf("Fetch with a refused refresh token = %+v, %v; want it recovered", at, err)
+	}
+	if now, _ := e.cs.FindAuthorization(ctx, e.comp.ID, authorizer); now.RefreshToken != kept.RefreshToken {
+		t.Errorf("the refresh token kept after the recovery is %q, want the authorization's", now.RefreshToken)
+	}
+
+	// Revoked at WeChat but not known here yet: not listed, so no token.
+	e.sim.Revoke(compAppID, authorizer)
+	if ok, err := e.cs.SwapRefreshToken(ctx, e.comp.ID, authorizer, kept.RefreshToken, "refreshtoken@@@lost"); !ok || err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tokens.Fetch(ctx, tn); err == nil {
+		t.Error("Fetch after the revocation found a token")
+	}
+}

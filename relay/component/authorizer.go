@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 
 	"github.com/wxrelay/wxrelay/relay/token"
 	"github.com/wxrelay/wxrelay/relay/wechat"
@@ -19,9 +20,11 @@ type AuthorizerStore interface {
 	SwapRefreshToken(ctx context.Context, cid tenant.ComponentID, appid, old, new string) (bool, error)
 }
 
-// AuthorizerFetcher fetches authorizer tokens; *wechat.Client is one.
+// AuthorizerFetcher fetches authorizer tokens, and lists a component's
+// authorizers' refresh tokens; *wechat.Client is one.
 type AuthorizerFetcher interface {
 	AuthorizerToken(ctx context.Context, componentToken, componentAppID, authorizerAppID, refreshToken string) (wechat.Authorization, error)
+	AuthorizerList(ctx context.Context, componentToken, componentAppID string, offset, count int) (int, []wechat.AuthorizerListEntry, error)
 }
 
 // AuthorizerTokens hands the tenant keeper the tokens of components'
@@ -85,6 +88,9 @@ func (a *AuthorizerTokens) Fetch(ctx context.Context, t *tenant.Tenant) (wechat.
 		}
 		got, err = a.wx.AuthorizerToken(ctx, ctok, c.AppID, t.AppID, auth.RefreshToken)
 	}
+	if wechat.Errcode(err) == codeRefreshTokenInvalid {
+		got, err = a.recover(ctx, c, ctok, t, auth.RefreshToken)
+	}
 	if err != nil {
 		return wechat.AccessToken{}, err
 	}
@@ -97,4 +103,41 @@ func (a *AuthorizerTokens) Fetch(ctx context.Context, t *tenant.Tenant) (wechat.
 		a.log.InfoContext(ctx, "authorizer refresh token replaced", "component", c.ID, "authorizer", t.AppID)
 	}
 	return got.AccessToken, nil
+}
+
+// codeRefreshTokenInvalid: WeChat no longer takes the refresh token.
+const codeRefreshTokenInvalid = 61023
+
+// recover looks t's refresh token up in the component's authorizer list
+// (api_get_authorizer_list) when WeChat refused the one kept (61023), and
+// fetches with it: losing a refresh token is a merchant asked to
+// authorize again, the pain every SDK's users report. Whatever it finds
+// is kept (the caller swaps it in) before the token is used.
+func (a *AuthorizerTokens) recover(ctx context.Context, c *tenant.Component, ctok string, t *tenant.Tenant, refused string) (wechat.Authorization, error) {
+	const page = 500
+	for offset := 0; ; offset += page {
+		total, list, err := a.wx.AuthorizerList(ctx, ctok, c.AppID, offset, page)
+		if err != nil {
+			return wechat.Authorization{}, fmt.Errorf("recover the refresh token of %s: %w", t.AppID, err)
+		}
+		for _, e := range list {
+			if !strings.EqualFold(e.AppID, t.AppID) || e.RefreshToken == "" || e.RefreshToken == refused {
+				continue
+			}
+			a.log.WarnContext(ctx, "authorizer refresh token refused (61023); recovered from the component's authorizer list", "component", c.ID, "authorizer", t.AppID)
+			got, err := a.wx.AuthorizerToken(ctx, ctok, c.AppID, t.AppID, e.RefreshToken)
+			if err != nil {
+				return wechat.Authorization{}, err
+			}
+			if got.RefreshToken == "" {
+				got.RefreshToken = e.RefreshToken
+			}
+			return got, nil
+		}
+		if len(list) == 0 || offset+page >= total {
+			break
+		}
+	}
+	a.log.ErrorContext(ctx, "authorizer refresh token refused (61023) and not in the component's authorizer list: the merchant must authorize again", "component", c.ID, "authorizer", t.AppID)
+	return wechat.Authorization{}, fmt.Errorf("%w: %s's refresh token is refused and WeChat lists none other: the merchant must authorize again", tenant.ErrNotAuthorized, t.AppID)
 }
