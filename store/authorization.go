@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/uptrace/bun"
+
 	"github.com/wxrelay/wxrelay/tenant"
 )
 
@@ -181,29 +183,11 @@ func (s *ComponentStore) authorizationFromRow(r *authorizationRow) (*tenant.Auth
 // PendingComponentPushes returns up to limit pushes not acted on yet,
 // oldest first, their bodies opened.
 func (s *ComponentStore) PendingComponentPushes(ctx context.Context, limit int) ([]tenant.PendingComponentPush, error) {
-	var rows []struct {
-		Seq             int64     `bun:"seq"`
-		ComponentID     string    `bun:"component_id"`
-		InfoType        string    `bun:"info_type"`
-		AuthorizerAppID string    `bun:"authorizer_appid"`
-		CreateTime      int64     `bun:"create_time"`
-		SealedBody      []byte    `bun:"sealed_body"`
-		ReceiveTime     time.Time `bun:"receive_time"`
-	}
-	err := s.db.bun.NewSelect().Table("component_events").
-		Column("seq", "component_id", "info_type", "authorizer_appid", "create_time", "sealed_body", "receive_time").
-		Where("processed_time IS NULL").OrderExpr("seq ASC").Limit(int64(limit)).Scan(ctx, &rows)
+	out, err := s.componentPushes(ctx, func(q *bun.SelectQuery) *bun.SelectQuery {
+		return q.Where("processed_time IS NULL").Limit(int64(limit))
+	})
 	if err != nil {
 		return nil, fmt.Errorf("pending component pushes: %w", err)
-	}
-	out := make([]tenant.PendingComponentPush, len(rows))
-	for i, r := range rows {
-		body, err := s.db.sealer.open(r.SealedBody, colComponentEventBody, r.ComponentID)
-		if err != nil {
-			return nil, fmt.Errorf("pending component pushes: %w", err)
-		}
-		out[i] = tenant.PendingComponentPush{Seq: r.Seq, ComponentID: tenant.ComponentID(r.ComponentID), ComponentPush: tenant.ComponentPush{
-			InfoType: r.InfoType, AuthorizerAppID: r.AuthorizerAppID, CreateTime: r.CreateTime, Body: body, ReceiveTime: r.ReceiveTime.UTC()}}
 	}
 	return out, nil
 }

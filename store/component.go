@@ -273,26 +273,45 @@ VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (component_id, info_type, authorizer_appid
 // ComponentPushes returns component id's stored pushes, oldest first,
 // their bodies opened.
 func (s *ComponentStore) ComponentPushes(ctx context.Context, id tenant.ComponentID) ([]tenant.ComponentPush, error) {
+	stored, err := s.componentPushes(ctx, func(q *bun.SelectQuery) *bun.SelectQuery {
+		return q.Where("component_id = ?", string(id))
+	})
+	if err != nil {
+		return nil, fmt.Errorf("pushes of component %s: %w", id, err)
+	}
+	out := make([]tenant.ComponentPush, len(stored))
+	for i, p := range stored {
+		out[i] = p.ComponentPush
+	}
+	return out, nil
+}
+
+// componentPushes reads the stored pushes that where selects, oldest
+// first, their bodies opened.
+func (s *ComponentStore) componentPushes(ctx context.Context, where func(*bun.SelectQuery) *bun.SelectQuery) ([]tenant.PendingComponentPush, error) {
 	var rows []struct {
+		Seq             int64     `bun:"seq"`
+		ComponentID     string    `bun:"component_id"`
 		InfoType        string    `bun:"info_type"`
 		AuthorizerAppID string    `bun:"authorizer_appid"`
 		CreateTime      int64     `bun:"create_time"`
 		SealedBody      []byte    `bun:"sealed_body"`
 		ReceiveTime     time.Time `bun:"receive_time"`
 	}
-	err := s.db.bun.NewSelect().Table("component_events").
-		Column("info_type", "authorizer_appid", "create_time", "sealed_body", "receive_time").
-		Where("component_id = ?", string(id)).OrderExpr("seq ASC").Scan(ctx, &rows)
-	if err != nil {
-		return nil, fmt.Errorf("pushes of component %s: %w", id, err)
+	q := s.db.bun.NewSelect().Table("component_events").
+		Column("seq", "component_id", "info_type", "authorizer_appid", "create_time", "sealed_body", "receive_time").
+		OrderExpr("seq ASC")
+	if err := where(q).Scan(ctx, &rows); err != nil {
+		return nil, err
 	}
-	out := make([]tenant.ComponentPush, len(rows))
+	out := make([]tenant.PendingComponentPush, len(rows))
 	for i, r := range rows {
-		body, err := s.db.sealer.open(r.SealedBody, colComponentEventBody, string(id))
+		body, err := s.db.sealer.open(r.SealedBody, colComponentEventBody, r.ComponentID)
 		if err != nil {
-			return nil, fmt.Errorf("pushes of component %s: %w", id, err)
+			return nil, err
 		}
-		out[i] = tenant.ComponentPush{InfoType: r.InfoType, AuthorizerAppID: r.AuthorizerAppID, CreateTime: r.CreateTime, Body: body, ReceiveTime: r.ReceiveTime.UTC()}
+		out[i] = tenant.PendingComponentPush{Seq: r.Seq, ComponentID: tenant.ComponentID(r.ComponentID), ComponentPush: tenant.ComponentPush{
+			InfoType: r.InfoType, AuthorizerAppID: r.AuthorizerAppID, CreateTime: r.CreateTime, Body: body, ReceiveTime: r.ReceiveTime.UTC()}}
 	}
 	return out, nil
 }

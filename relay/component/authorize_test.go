@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/wxrelay/wxrelay/relay/component"
+	"github.com/wxrelay/wxrelay/relay/token"
 	"github.com/wxrelay/wxrelay/relay/wechat"
 	"github.com/wxrelay/wxrelay/tenant"
 )
@@ -49,26 +50,35 @@ func (e *env) waitPending(t *testing.T, n int) {
 	}
 }
 
+// authorized has wxsim push a ticket, then the merchant scan the consent
+// page for authorizer with funcs, and waits until the relay has stored the
+// authorized event. It returns the component's keeper, its token and a
+// WeChat client.
+func (e *env) authorized(t *testing.T, funcs []int) (*token.KeeperOf[tenant.ComponentID], string, *wechat.Client) {
+	t.Helper()
+	if _, err := e.sim.PushTicket(compAppID); err != nil {
+		t.Fatal(err)
+	}
+	keeper := e.keeper("replica-a")
+	tok, err := keeper.Token(context.Background(), e.comp.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.sim.Scan(compAppID, e.preAuthCode(t, tok), authorizer, funcs); err != nil {
+		t.Fatal(err)
+	}
+	e.waitPending(t, 1)
+	return keeper, tok, &wechat.Client{BaseURL: e.wxURL}
+}
+
 // A merchant's authorization, from wxsim's consent page to the relay: the
 // authorized event is stored, then its code exchanged for the refresh
 // token, which is kept sealed and works; the revocation is kept too.
 func TestAuthorizerKeepsAuthorizations(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
-	if _, err := e.sim.PushTicket(compAppID); err != nil {
-		t.Fatal(err)
-	}
-	keeper := e.keeper("replica-a")
-	wx := &wechat.Client{BaseURL: e.wxURL}
+	keeper, tok, wx := e.authorized(t, []int{17, 19})
 	acting := component.NewAuthorizer(e.cs, keeper, wx, nil, nil)
-	tok, err := keeper.Token(ctx, e.comp.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := e.sim.Scan(compAppID, e.preAuthCode(t, tok), authorizer, []int{17, 19}); err != nil {
-		t.Fatal(err)
-	}
-	e.waitPending(t, 1)
 	if err := acting.Process(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -106,19 +116,8 @@ func TestAuthorizerKeepsAuthorizations(t *testing.T) {
 func TestAuthorizerPassesCodesRefusedForGood(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
-	if _, err := e.sim.PushTicket(compAppID); err != nil {
-		t.Fatal(err)
-	}
-	keeper := e.keeper("replica-a")
-	acting := component.NewAuthorizer(e.cs, keeper, &wechat.Client{BaseURL: e.wxURL}, nil, nil)
-	tok, err := keeper.Token(ctx, e.comp.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := e.sim.Scan(compAppID, e.preAuthCode(t, tok), authorizer, []int{19}); err != nil {
-		t.Fatal(err)
-	}
-	e.waitPending(t, 1)
+	keeper, _, wx := e.authorized(t, []int{19})
+	acting := component.NewAuthorizer(e.cs, keeper, wx, nil, nil)
 
 	e.sim.FailNext(1, "/cgi-bin/component/api_query_auth")
 	if err := acting.Process(ctx); err == nil {
@@ -145,19 +144,7 @@ func TestAuthorizerPassesCodesRefusedForGood(t *testing.T) {
 func TestAuthorizerTokensRecoverARefusedRefreshToken(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
-	if _, err := e.sim.PushTicket(compAppID); err != nil {
-		t.Fatal(err)
-	}
-	keeper := e.keeper("replica-a")
-	wx := &wechat.Client{BaseURL: e.wxURL}
-	tok, err := keeper.Token(ctx, e.comp.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := e.sim.Scan(compAppID, e.preAuthCode(t, tok), authorizer, []int{19}); err != nil {
-		t.Fatal(err)
-	}
-	e.waitPending(t, 1)
+	keeper, _, wx := e.authorized(t, []int{19})
 	if err := component.NewAuthorizer(e.cs, keeper, wx, nil, nil).Process(ctx); err != nil {
 		t.Fatal(err)
 	}

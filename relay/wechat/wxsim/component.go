@@ -377,17 +377,26 @@ func (s *Server) componentOf(r *http.Request, rec *Call, appid string) (*compone
 	return s.comp.components[t.appid], nil
 }
 
+// componentCall does what every call made with a component_access_token
+// starts with: its body read into req, s.mu taken (the returned unlock
+// releases it), and the token resolved for the body's component_appid,
+// which *appid holds once the body is read.
+func (s *Server) componentCall(r *http.Request, rec *Call, req any, appid *string) (*component, func(), error) {
+	if err := readJSON(r, rec, req); err != nil {
+		return nil, func() {}, err
+	}
+	s.mu.Lock()
+	c, err := s.componentOf(r, rec, *appid)
+	return c, s.mu.Unlock, err
+}
+
 // preAuthCode serves POST /cgi-bin/component/api_create_preauthcode.
 func (s *Server) preAuthCode(r *http.Request, rec *Call) (any, error) {
 	var req struct {
 		AppID string `json:"component_appid"`
 	}
-	if err := readJSON(r, rec, &req); err != nil {
-		return nil, err
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	c, err := s.componentOf(r, rec, req.AppID)
+	c, unlock, err := s.componentCall(r, rec, &req, &req.AppID)
+	defer unlock()
 	if err != nil {
 		return nil, err
 	}
@@ -529,12 +538,8 @@ func (s *Server) queryAuth(r *http.Request, rec *Call) (any, error) {
 		AppID string `json:"component_appid"`
 		Code  string `json:"authorization_code"`
 	}
-	if err := readJSON(r, rec, &req); err != nil {
-		return nil, err
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	c, err := s.componentOf(r, rec, req.AppID)
+	c, unlock, err := s.componentCall(r, rec, &req, &req.AppID)
+	defer unlock()
 	if err != nil {
 		return nil, err
 	}
@@ -567,12 +572,8 @@ func (s *Server) authorizerToken(r *http.Request, rec *Call) (any, error) {
 		Authorizer string `json:"authorizer_appid"`
 		Refresh    string `json:"authorizer_refresh_token"`
 	}
-	if err := readJSON(r, rec, &req); err != nil {
-		return nil, err
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	c, err := s.componentOf(r, rec, req.AppID)
+	c, unlock, err := s.componentCall(r, rec, &req, &req.AppID)
+	defer unlock()
 	if err != nil {
 		return nil, err
 	}
@@ -599,12 +600,8 @@ func (s *Server) authorizerList(r *http.Request, rec *Call) (any, error) {
 		Offset int    `json:"offset"`
 		Count  int    `json:"count"`
 	}
-	if err := readJSON(r, rec, &req); err != nil {
-		return nil, err
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	c, err := s.componentOf(r, rec, req.AppID)
+	c, unlock, err := s.componentCall(r, rec, &req, &req.AppID)
+	defer unlock()
 	if err != nil {
 		return nil, err
 	}
