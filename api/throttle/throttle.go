@@ -150,3 +150,35 @@ func (f *Failures) Fail(a netip.Addr) {
 	}
 	l.AllowN(f.now(), 1)
 }
+
+// Guard serves next unless the client (p.ClientAddr) has used up its
+// failures, which it answers 429 without calling next; an answer of next
+// of status 400 or more counts as one failure. It is for endpoints anyone
+// may call whose work costs something a stranger must not spend at will
+// (a call to WeChat on the operator's quota, say).
+func (f *Failures) Guard(p Proxies, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		client := p.ClientAddr(r)
+		if f.Blocked(client) {
+			w.Header().Set("Retry-After", "10")
+			http.Error(w, "too many failed attempts from this address; try again later", http.StatusTooManyRequests)
+			return
+		}
+		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+		next.ServeHTTP(sw, r)
+		if sw.status >= 400 {
+			f.Fail(client)
+		}
+	})
+}
+
+// statusWriter remembers the status of the answer it writes.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(status int) {
+	w.status = status
+	w.ResponseWriter.WriteHeader(status)
+}

@@ -2,6 +2,7 @@ package throttle
 
 import (
 	"net/http"
+	"net/http/httptest"
 	"net/netip"
 	"testing"
 	"time"
@@ -67,5 +68,40 @@ func TestFailures(t *testing.T) {
 	}
 	if !f.Blocked(sameNet) {
 		t.Error("an IPv6 address of the same /64 was not blocked")
+	}
+}
+
+// Guard lets an address fail its burst, then answers 429 without calling
+// the handler; successes cost nothing, and another address is not held.
+func TestGuard(t *testing.T) {
+	calls := 0
+	status := http.StatusBadGateway
+	h := NewFailures(0.0001, 3, nil).Guard(nil, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls++
+		w.WriteHeader(status)
+	}))
+	get := func(addr string) int {
+		r := httptest.NewRequest("GET", "/x", nil)
+		r.RemoteAddr = addr
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		return w.Code
+	}
+	status = http.StatusOK
+	for range 5 {
+		if code := get("192.0.2.1:1"); code != 200 {
+			t.Fatalf("a success: %d", code)
+		}
+	}
+	status = http.StatusBadGateway
+	for range 3 {
+		get("192.0.2.1:1")
+	}
+	before := calls
+	if code := get("192.0.2.1:2"); code != http.StatusTooManyRequests || calls != before {
+		t.Errorf("past the burst: %d, handler called %d more times; want 429 and none", code, calls-before)
+	}
+	if code := get("198.51.100.7:1"); code != http.StatusBadGateway {
+		t.Errorf("another address: %d, want the handler's answer", code)
 	}
 }

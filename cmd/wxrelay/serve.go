@@ -20,6 +20,7 @@ import (
 
 	"github.com/wxrelay/wxrelay/api"
 	"github.com/wxrelay/wxrelay/api/console"
+	"github.com/wxrelay/wxrelay/api/throttle"
 	"github.com/wxrelay/wxrelay/api/wxapi"
 	"github.com/wxrelay/wxrelay/relay"
 	"github.com/wxrelay/wxrelay/relay/alert"
@@ -276,8 +277,11 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		CallRecorder: calls,
 		Routes: map[string]http.Handler{
 			"/wx/{id}": push,
-			// Where WeChat's consent page sends the merchant back.
-			"GET /wxc/{id}/authorized": consent,
+			// Where WeChat's consent page sends the merchant back. Anyone
+			// may call it, and a code costs a call to WeChat on the
+			// component's quota: failures are budgeted per address, as
+			// console sign-ins are.
+			"GET /wxc/{id}/authorized": throttle.NewFailures(0.1, 10, nil).Guard(cfg.TrustedProxies, consent),
 			// A third-party platform's message URL ($APPID$ filled in).
 			"/wxc/{id}/{appid}": http.HandlerFunc(push.ServeComponent),
 			// A third-party platform's authorization-event URL.
