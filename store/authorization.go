@@ -9,7 +9,9 @@ import (
 	"time"
 
 	"github.com/uptrace/bun"
+	"github.com/uptrace/bun/dialect"
 
+	"github.com/wxrelay/wxrelay/relay"
 	"github.com/wxrelay/wxrelay/tenant"
 )
 
@@ -40,7 +42,9 @@ var authorizationStates = enum[tenant.AuthorizationState]{
 
 // SaveAuthorization keeps a, granted (its refresh token sealed), durably,
 // over whatever the component's authorization by that appid was: an
-// authorization again after a revocation starts anew.
+// authorization again after a revocation starts anew. When that changes
+// what the tenant bound to the appid was granted, the lifecycle event for
+// its webhook commits with it (changeAuthorization).
 func (s *ComponentStore) SaveAuthorization(ctx context.Context, a *tenant.Authorization) error {
 	if s.db.sealer == nil {
 		return errNoSealKey
@@ -52,36 +56,91 @@ func (s *ComponentStore) SaveAuthorization(ctx context.Context, a *tenant.Author
 	if a.FuncInfo == nil {
 		funcs = []byte("[]")
 	}
-	defer s.db.serialize()()
-	_, err = s.db.bun.NewRaw(`INSERT INTO authorizations (component_id, authorizer_appid, state, func_info, sealed_refresh_token, authorize_time, revoke_time, update_time)
+	err = s.changeAuthorization(ctx, a.ComponentID, a.AuthorizerAppID, func(ctx context.Context, tx bun.Tx) error {
+		_, err := tx.NewRaw(`INSERT INTO authorizations (component_id, authorizer_appid, state, func_info, sealed_refresh_token, authorize_time, revoke_time, update_time)
 VALUES (?, ?, 'authorized', ?, ?, ?, NULL, ?)
 ON CONFLICT (component_id, authorizer_appid) DO UPDATE SET state = 'authorized', func_info = excluded.func_info,
 	sealed_refresh_token = excluded.sealed_refresh_token, authorize_time = excluded.authorize_time, revoke_time = NULL, update_time = excluded.update_time`,
-		string(a.ComponentID), a.AuthorizerAppID, string(funcs),
-		s.db.sealer.seal([]byte(a.RefreshToken), colRefreshToken, authorizationRowID(a.ComponentID, a.AuthorizerAppID)),
-		a.AuthorizeTime.UTC(), a.UpdateTime.UTC()).Exec(ctx)
-	if isForeignKeyViolation(err) {
-		return fmt.Errorf("save authorization of %s: %w", a.AuthorizerAppID, tenant.ErrComponentNotFound)
-	} else if err != nil {
+			string(a.ComponentID), a.AuthorizerAppID, string(funcs),
+			s.db.sealer.seal([]byte(a.RefreshToken), colRefreshToken, authorizationRowID(a.ComponentID, a.AuthorizerAppID)),
+			a.AuthorizeTime.UTC(), a.UpdateTime.UTC()).Exec(ctx)
+		return err
+	})
+	if err != nil {
 		return fmt.Errorf("save authorization of %s: %w", a.AuthorizerAppID, err)
 	}
 	return nil
 }
 
 // RevokeAuthorization marks appid's authorization of component cid
-// revoked at at, keeping a row for it even if none was known.
+// revoked at at, keeping a row for it even if none was known; the bound
+// tenant's authorization.revoked event commits with it.
 func (s *ComponentStore) RevokeAuthorization(ctx context.Context, cid tenant.ComponentID, appid string, at time.Time) error {
-	defer s.db.serialize()()
-	_, err := s.db.bun.NewRaw(`INSERT INTO authorizations (component_id, authorizer_appid, state, authorize_time, revoke_time, update_time)
+	err := s.changeAuthorization(ctx, cid, appid, func(ctx context.Context, tx bun.Tx) error {
+		_, err := tx.NewRaw(`INSERT INTO authorizations (component_id, authorizer_appid, state, authorize_time, revoke_time, update_time)
 VALUES (?, ?, 'revoked', ?, ?, ?)
 ON CONFLICT (component_id, authorizer_appid) DO UPDATE SET state = 'revoked', revoke_time = excluded.revoke_time, update_time = excluded.update_time`,
-		string(cid), appid, at.UTC(), at.UTC(), at.UTC()).Exec(ctx)
-	if isForeignKeyViolation(err) {
-		return fmt.Errorf("revoke authorization of %s: %w", appid, tenant.ErrComponentNotFound)
-	} else if err != nil {
+			string(cid), appid, at.UTC(), at.UTC(), at.UTC()).Exec(ctx)
+		return err
+	})
+	if err != nil {
 		return fmt.Errorf("revoke authorization of %s: %w", appid, err)
 	}
 	return nil
+}
+
+// changeAuthorization runs write, a change of appid's authorization of
+// component cid, in a transaction that also stores the lifecycle event
+// (relay.AuthorizationChange) of the tenant bound to the appid, if any:
+// the event is delivered if and only if the change holds. The
+// component's row is locked first (PostgreSQL; SQLite has one writer), so
+// that two replicas saving the same grant (the consent page's redirect on
+// one, WeChat's event on the other) see each other's, and the tenant gets
+// one authorization.authorized, not two.
+func (s *ComponentStore) changeAuthorization(ctx context.Context, cid tenant.ComponentID, appid string, write func(context.Context, bun.Tx) error) error {
+	defer s.db.serialize()()
+	err := s.db.bun.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+		q := tx.NewSelect().Table("components").Column("id").Where("id = ?", string(cid))
+		if tx.Dialect().Name() != dialect.SQLite {
+			q = q.For("UPDATE")
+		}
+		var id string
+		if err := q.Scan(ctx, &id); errors.Is(err, sql.ErrNoRows) {
+			return tenant.ErrComponentNotFound
+		} else if err != nil {
+			return err
+		}
+		before, err := s.findAuthorization(ctx, tx, cid, appid)
+		if err != nil && !errors.Is(err, tenant.ErrAuthorizationNotFound) {
+			return err
+		}
+		if err := write(ctx, tx); err != nil {
+			return err
+		}
+		after, err := s.findAuthorization(ctx, tx, cid, appid)
+		if err != nil {
+			return err
+		}
+		typ := relay.AuthorizationChange(before, after)
+		if typ == "" {
+			return nil
+		}
+		tid, err := componentTenantID(ctx, tx, cid, appid)
+		if errors.Is(err, tenant.ErrNotFound) {
+			return nil // kept for a tenant created later, which starts authorized
+		} else if err != nil {
+			return err
+		}
+		e, err := relay.NewAuthorizationEvent(tid, typ, after, s.db.Now())
+		if err != nil {
+			return err
+		}
+		return appendInTx(ctx, s.db, tx, []*relay.Event{e})
+	})
+	if isForeignKeyViolation(err) {
+		return tenant.ErrComponentNotFound
+	}
+	return err
 }
 
 // SwapRefreshToken replaces appid's refresh token old by new, if old is
@@ -124,8 +183,12 @@ WHERE component_id = ? AND authorizer_appid = ? AND sealed_refresh_token = ?`,
 // FindAuthorization returns appid's authorization of component cid, its
 // refresh token opened. tenant.ErrAuthorizationNotFound.
 func (s *ComponentStore) FindAuthorization(ctx context.Context, cid tenant.ComponentID, appid string) (*tenant.Authorization, error) {
+	return s.findAuthorization(ctx, s.db.bun, cid, appid)
+}
+
+func (s *ComponentStore) findAuthorization(ctx context.Context, db bun.IDB, cid tenant.ComponentID, appid string) (*tenant.Authorization, error) {
 	var rows []authorizationRow
-	err := s.db.bun.NewSelect().Table("authorizations").
+	err := db.NewSelect().Table("authorizations").
 		Column("component_id", "authorizer_appid", "state", "func_info", "sealed_refresh_token", "authorize_time", "revoke_time", "update_time").
 		Where("component_id = ? AND authorizer_appid = ?", string(cid), appid).Scan(ctx, &rows)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {

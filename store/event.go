@@ -96,13 +96,8 @@ func (s *EventStore) commit(ctx context.Context, b *appendBatch) error {
 	}
 	defer release()
 	db := s.db.bun
-	if db.Dialect().Name() == dialect.SQLite {
-		if b.prepared, err = s.db.prepared(ctx, db, sqliteInsert); err != nil {
-			return fmt.Errorf("append events: %w", err)
-		}
-		if b.preparedBody, err = s.db.prepared(ctx, db, sqliteInsertBody); err != nil {
-			return fmt.Errorf("append events: %w", err)
-		}
+	if err := b.prepare(ctx); err != nil {
+		return fmt.Errorf("append events: %w", err)
 	}
 	for attempt := 1; ; attempt++ {
 		err = db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
@@ -151,6 +146,36 @@ type appendBatch struct {
 }
 
 type dedupKey struct{ tenantID, key string }
+
+// prepare prepares the SQLite statements that run inserts (once per
+// pool); on PostgreSQL it does nothing.
+func (b *appendBatch) prepare(ctx context.Context) error {
+	db := b.db.bun
+	if db.Dialect().Name() != dialect.SQLite {
+		return nil
+	}
+	var err error
+	if b.prepared, err = b.db.prepared(ctx, db, sqliteInsert); err != nil {
+		return err
+	}
+	b.preparedBody, err = b.db.prepared(ctx, db, sqliteInsertBody)
+	return err
+}
+
+// appendInTx stores events in tx, a transaction of another change that
+// they must commit with (an outbox): the caller holds the write turn.
+// Reply windows are not recorded: such events come from no user.
+func appendInTx(ctx context.Context, db *DB, tx bun.Tx, events []*relay.Event) error {
+	b, err := newAppendBatch(events)
+	if err != nil {
+		return err
+	}
+	b.db = db
+	if err := b.prepare(ctx); err != nil {
+		return err
+	}
+	return b.run(ctx, tx)
+}
 
 func newAppendBatch(events []*relay.Event) (*appendBatch, error) {
 	b := &appendBatch{events: events, row: make([]int, len(events))}

@@ -562,8 +562,12 @@ func (s *TenantStore) IDByAppID(ctx context.Context, appid string) (tenant.ID, e
 // ComponentTenantID returns the id of component cid's tenant for appid,
 // compared without regard to case. tenant.ErrNotFound.
 func (s *TenantStore) ComponentTenantID(ctx context.Context, cid tenant.ComponentID, appid string) (tenant.ID, error) {
+	return componentTenantID(ctx, s.db.bun, cid, appid)
+}
+
+func componentTenantID(ctx context.Context, db bun.IDB, cid tenant.ComponentID, appid string) (tenant.ID, error) {
 	var id string
-	err := s.db.bun.NewSelect().TableExpr("tenants AS t").Column("t.id").
+	err := db.NewSelect().TableExpr("tenants AS t").Column("t.id").
 		Where("t.component_id = ?", string(cid)).Where("lower(t.appid) = lower(?)", appid).Where(notMarked).Scan(ctx, &id)
 	if errors.Is(err, sql.ErrNoRows) {
 		return "", fmt.Errorf("tenant of appid %q of component %s: %w", appid, cid, tenant.ErrNotFound)

@@ -53,6 +53,13 @@ func (h *hookRecorder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.seen <- struct{}{}
 }
 
+// count is how many deliveries came.
+func (h *hookRecorder) count() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.got)
+}
+
 // next waits for the next delivery.
 func (h *hookRecorder) next(t *testing.T) delivered {
 	t.Helper()

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -129,15 +130,16 @@ func TestComponentTenantPushReachesWebhook(t *testing.T) {
 // without calling WeChat.
 func TestComponentTenantSendsAfterAuthorization(t *testing.T) {
 	dir := t.TempDir()
-	p := startServe(t, dir)
+	p := startServe(t, dir, "WXRELAY_ALLOW_PRIVATE_WEBHOOKS=true")
 	admin := adminTokenIn(t, dir)
+	hook, hookURL := newHookRecorder(t)
 	key := strings.Repeat("A", 43)
 	cp := registerComponent(t, p, admin)
 	var tn struct {
 		Tenant struct{ ID string } `json:"tenant"`
 		APIKey string              `json:"api_key"`
 	}
-	if code := p.api(t, "POST", "/v1/tenants", admin, `{"component_id":"`+cp+`","appid":"wxba5fad812f8e6fb9","webhook_url":"https://hooks.example.com/a"}`, &tn); code != 200 {
+	if code := p.api(t, "POST", "/v1/tenants", admin, `{"component_id":"`+cp+`","appid":"wxba5fad812f8e6fb9","webhook_url":"`+hookURL+`"}`, &tn); code != 200 {
 		t.Fatalf("create the component's tenant: %d", code)
 	}
 	send := func() int {
@@ -227,6 +229,9 @@ func TestComponentTenantSendsAfterAuthorization(t *testing.T) {
 		listed.Authorizers[0].Appid != "wxba5fad812f8e6fb9" || listed.Authorizers[0].TenantID != tn.Tenant.ID || listed.Authorizers[0].State != "AUTHORIZATION_AUTHORIZED" {
 		t.Errorf("the component's authorizers: %d %+v", code, listed)
 	}
+	// The tenant's webhook hears of it, once, though both the redirect
+	// and WeChat's event exchanged the code.
+	checkAuthorizationEvent(t, hook.next(t), "authorization.authorized", tn.Tenant.ID, "[17 19]")
 	var sent *wxsim.Call
 	for _, c := range p.sim.Calls() {
 		if c.Path == "/cgi-bin/message/custom/send" {
@@ -253,5 +258,31 @@ func TestComponentTenantSendsAfterAuthorization(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatalf("authorization after the revocation: %v", authorization())
 		}
+	}
+	checkAuthorizationEvent(t, hook.next(t), "authorization.revoked", tn.Tenant.ID, "[17 19]")
+	if n := hook.count(); n != 2 {
+		t.Errorf("the tenant's webhook got %d deliveries, want the 2 lifecycle events", n)
+	}
+}
+
+// checkAuthorizationEvent checks that d is a lifecycle event of type typ for tenant
+// tid, naming the permission sets funcs, signed with the tenant's key.
+func checkAuthorizationEvent(t *testing.T, d delivered, typ, tid, funcs string) {
+	t.Helper()
+	var body struct {
+		Type     string `json:"type"`
+		TenantID string `json:"tenant_id"`
+		AppID    string `json:"appid"`
+		Data     struct {
+			State    string `json:"state"`
+			FuncInfo []int  `json:"func_info"`
+		} `json:"data"`
+	}
+	if err := json.Unmarshal(d.body, &body); err != nil || body.Type != typ || body.TenantID != tid ||
+		body.AppID != "wxba5fad812f8e6fb9" || fmt.Sprint(body.Data.FuncInfo) != funcs {
+		t.Errorf("delivered %s, want a %s event of %s with func_info %s", d.body, typ, tid, funcs)
+	}
+	if d.header.Get("webhook-signature") == "" || d.header.Get("webhook-id") == "" {
+		t.Errorf("a lifecycle event delivered without Standard Webhooks headers: %v", d.header)
 	}
 }
