@@ -286,3 +286,55 @@ func checkAuthorizationEvent(t *testing.T, d delivered, typ, tid, funcs string) 
 		t.Errorf("a lifecycle event delivered without Standard Webhooks headers: %v", d.header)
 	}
 }
+
+// WeChat's full-network release check, played by wxsim against the real
+// binary: its test mini program authorizes the component, its test user
+// sends QUERY_AUTH_CODE:<code> to the message URL, and the relay answers
+// the push empty at once and sends <code>_from_api back through
+// custom/send with the test mini program's authorizer token, within the
+// check's 5 s, with no tenant and no code of the platform's own.
+func TestComponentPassesReleaseCheck(t *testing.T) {
+	dir := t.TempDir()
+	p := startServe(t, dir)
+	admin := adminTokenIn(t, dir)
+	cp := registerComponent(t, p, admin)
+	t.Cleanup(p.sim.Close)
+	if err := p.sim.AddComponent(wxsim.ComponentOptions{AppID: "wx134c8103faa5a59e", Secret: "csecret", Token: "AAAAA",
+		EncodingAESKey: strings.Repeat("A", 43), TicketEvery: -1,
+		AuthEventURL: "http://" + p.http + "/wxc/" + cp + "/events", MessageURL: "http://" + p.http + "/wxc/" + cp + "/$APPID$"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.sim.PushTicket("wx134c8103faa5a59e"); err != nil {
+		t.Fatal(err)
+	}
+	rc, err := p.sim.StartReleaseCheck("wx134c8103faa5a59e")
+	if err != nil {
+		t.Fatalf("release check: %v (%+v)", err, p.sim.Pushes())
+	}
+	if rc.Status != 200 || rc.Answer != "" {
+		t.Errorf("the check's push was answered %d %q, want 200 and an empty body", rc.Status, rc.Answer)
+	}
+	var replied time.Time
+	ok := false
+	for deadline := time.Now().Add(5*time.Second - rc.Took); !ok && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		replied, ok = p.sim.ReleaseReplied(rc)
+	}
+	if !ok {
+		t.Fatalf("no %s%s sent to the test user within the check's 5 s; WeChat saw %+v\n%s", rc.Code, "_from_api", p.sim.Calls(), p.stderr)
+	}
+	t.Logf("answered in %v, replied %v after the push", rc.Took, replied.Sub(rc.Sent))
+
+	// The test mini program's authorization is kept like any other's, and
+	// bound to no tenant.
+	var listed struct {
+		Authorizers []struct {
+			Appid    string `json:"appid"`
+			State    string `json:"state"`
+			TenantID string `json:"tenant_id"`
+		} `json:"authorizers"`
+	}
+	if code := p.api(t, "GET", "/v1/components/"+cp+"/authorizers", admin, "", &listed); code != 200 || len(listed.Authorizers) != 1 ||
+		listed.Authorizers[0].Appid != "wxd101a85aa106f53e" || listed.Authorizers[0].State != "AUTHORIZATION_AUTHORIZED" || listed.Authorizers[0].TenantID != "" {
+		t.Errorf("the component's authorizers after the check: %d %+v", code, listed)
+	}
+}

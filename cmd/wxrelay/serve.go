@@ -248,6 +248,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	// events, and at once when the consent page sends a merchant back.
 	authorizer := component.NewAuthorizer(componentStore, componentKeeper, wx, log, db.Now)
 	consent := component.NewConsent(componentStore, componentKeeper, wx, authorizer, cfg.WeChatMP, cfg.PublicURL, log, db.Now)
+	componentPushes := component.Options{Store: componentStore, Logger: log, Now: db.Now, MaxSkew: cfg.PushMaxSkew}
 	components := tenant.NewComponentService(componentStore, nil)
 	components.OnChange(push.ForgetComponent)
 	components.OnChange(func(id tenant.ComponentID) { componentKeeper.Forget(id) })
@@ -285,8 +286,11 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 			// A third-party platform's message URL ($APPID$ filled in).
 			"/wxc/{id}/{appid}": http.HandlerFunc(push.ServeComponent),
 			// A third-party platform's authorization-event URL.
-			"/wxc/{id}/events": component.NewEventsHandler(component.Options{
-				Store: store.NewComponentStore(db), Logger: log, Now: db.Now, MaxSkew: cfg.PushMaxSkew}),
+			"/wxc/{id}/events": component.NewEventsHandler(componentPushes),
+			// The message URL of WeChat's release-check mini program:
+			// the check is answered for every component, with no code
+			// of its own.
+			"/wxc/{id}/" + wechat.ReleaseTestAppID: component.NewReleaseCheckHandler(componentPushes, authorizer.Kick),
 			"/wxapi/": http.StripPrefix("/wxapi", compat),
 		},
 	})
@@ -322,6 +326,8 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	workCtx, stopWork := context.WithCancel(context.WithoutCancel(ctx))
 	delivered := make(chan struct{})
 	go func() { dispatcher.Run(workCtx); close(delivered) }()
+	// Authorization events that cannot wait for the job's schedule.
+	go authorizer.Run(workCtx)
 	lc.onStop(stopWorking, "delivery", func(context.Context) error { stopWork(); <-delivered; return nil })
 	// What other replicas change reaches every holder of tenant state here
 	// as this replica's own changes do (tenants.OnChange above); a lost

@@ -2,10 +2,12 @@ package component
 
 import (
 	"context"
+	"encoding/json"
 	"encoding/xml"
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/wxrelay/wxrelay/relay/wechat"
@@ -29,9 +31,12 @@ type ComponentTokens interface {
 	Refresh(ctx context.Context, id tenant.ComponentID, failed string) (string, error)
 }
 
-// CodeExchanger exchanges authorization codes; *wechat.Client is one.
-type CodeExchanger interface {
+// AuthorizerWeChat is what the Authorizer calls; *wechat.Client is one.
+type AuthorizerWeChat interface {
+	// QueryAuth exchanges an authorization code.
 	QueryAuth(ctx context.Context, componentToken, componentAppID, code string) (wechat.Authorization, error)
+	// SendCustomMessage answers the release check.
+	SendCustomMessage(ctx context.Context, accessToken string, body []byte) error
 }
 
 // Authorizer acts on the authorization events the authorization-event URL
@@ -39,23 +44,58 @@ type CodeExchanger interface {
 // for the authorization and keeps its refresh token, durably, and marks a
 // revoked one revoked. Run Process on a schedule, on one replica at a
 // time.
+//
+// A run can also be asked for at once (Kick), for a push that cannot wait
+// for the schedule: the release check wants its reply within seconds.
+// Runs of one process take turns; runs of two replicas may overlap (a
+// kick takes no job lock), which every act allows: an exchange saved
+// twice is one authorization (store.ComponentStore.SaveAuthorization), a
+// revocation twice one revocation, and a release check answered twice
+// passes all the same.
 type Authorizer struct {
 	store  AuthorizationStore
 	tokens ComponentTokens
-	wx     CodeExchanger
+	wx     AuthorizerWeChat
 	log    *slog.Logger
 	now    func() time.Time
+
+	turn  sync.Mutex    // one run at a time in this process
+	kicks chan struct{} // runs asked for (Kick), one waiting at most
 }
 
 // NewAuthorizer returns an Authorizer; log and now may be nil.
-func NewAuthorizer(s AuthorizationStore, tokens ComponentTokens, wx CodeExchanger, log *slog.Logger, now func() time.Time) *Authorizer {
+func NewAuthorizer(s AuthorizationStore, tokens ComponentTokens, wx AuthorizerWeChat, log *slog.Logger, now func() time.Time) *Authorizer {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	if now == nil {
 		now = time.Now
 	}
-	return &Authorizer{store: s, tokens: tokens, wx: wx, log: log, now: now}
+	return &Authorizer{store: s, tokens: tokens, wx: wx, log: log, now: now, kicks: make(chan struct{}, 1)}
+}
+
+// Kick asks Run for a run now, without waiting for it.
+func (a *Authorizer) Kick() {
+	select {
+	case a.kicks <- struct{}{}:
+	default: // one is asked for already, and will see this push too
+	}
+}
+
+// Run makes the runs Kick asks for until ctx ends.
+func (a *Authorizer) Run(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-a.kicks:
+			runCtx, cancel := context.WithTimeout(ctx, time.Minute)
+			if err := a.Process(runCtx); err != nil && ctx.Err() == nil {
+				a.log.WarnContext(ctx, "component authorizations: a run asked for failed; the schedule tries again", "err", err)
+			}
+			cancel()
+		}
+	}
 }
 
 // errRetry: an event could not be acted on now (WeChat or the database
@@ -68,6 +108,8 @@ var errRetry = errors.New("component: authorization event left for the next run"
 // acted on before it; one that cannot succeed (an expired code, a
 // component gone) is logged and passed.
 func (a *Authorizer) Process(ctx context.Context) error {
+	a.turn.Lock()
+	defer a.turn.Unlock()
 	pushes, err := a.store.PendingComponentPushes(ctx, 100)
 	if err != nil {
 		return err
@@ -96,6 +138,8 @@ func (a *Authorizer) act(ctx context.Context, p tenant.PendingComponentPush) err
 		}
 		log.InfoContext(ctx, "authorization revoked")
 		return nil
+	case wechat.InfoQueryAuthCode:
+		return a.answerReleaseCheck(ctx, log, p)
 	case wechat.InfoAuthorized, wechat.InfoUpdateAuthorized:
 	default:
 		return nil // not one the relay acts on
@@ -116,28 +160,72 @@ func (a *Authorizer) act(ctx context.Context, p tenant.PendingComponentPush) err
 		return nil
 	}
 	_, err = a.Authorize(ctx, c, e.AuthorizationCode, time.Unix(e.CreateTime, 0))
+	return passRefusedForGood(ctx, log, "authorization code exchange", err)
+}
+
+// passRefusedForGood returns err, a failure of what, but nil for a
+// refusal WeChat will repeat (an expired code 61010, an authorization
+// since revoked 61003, ...): waiting will not change that, and the
+// events after it must not wait.
+func passRefusedForGood(ctx context.Context, log *slog.Logger, what string, err error) error {
 	var apiErr *wechat.APIError
 	if errors.As(err, &apiErr) && apiErr.Code != wechat.CodeSystemError && !wechat.IsTokenInvalid(err) {
-		// WeChat refused the code for good (expired 61010, the
-		// authorization since revoked 61003, ...): waiting will not
-		// change that, and the events after it must not wait.
-		log.WarnContext(ctx, "authorization code refused; passed", "errcode", apiErr.Code, "err", err)
+		log.WarnContext(ctx, what+" refused; passed", "errcode", apiErr.Code, "err", err)
 		return nil
 	} else if err != nil {
-		log.WarnContext(ctx, "authorization code exchange failed; retrying at the next run", "err", err)
+		log.WarnContext(ctx, what+" failed; retrying at the next run", "err", err)
 		return err
 	}
+	return nil
+}
+
+// releaseCheck is the body of an InfoQueryAuthCode push, as
+// ReleaseCheckHandler keeps it.
+type releaseCheck struct {
+	OpenID string `json:"openid"`
+	Code   string `json:"code"`
+}
+
+// answerReleaseCheck answers WeChat's full-network release check: it
+// exchanges the check's code, keeping the test mini program's
+// authorization like any other, and sends <code>_from_api to the test
+// user with the authorizer token the exchange gave.
+func (a *Authorizer) answerReleaseCheck(ctx context.Context, log *slog.Logger, p tenant.PendingComponentPush) error {
+	var rc releaseCheck
+	if err := json.Unmarshal(p.Body, &rc); err != nil || rc.Code == "" || rc.OpenID == "" {
+		log.WarnContext(ctx, "release check without a code or user: passed")
+		return nil
+	}
+	c, err := a.store.FindComponent(ctx, p.ComponentID)
+	if errors.Is(err, tenant.ErrComponentNotFound) {
+		return nil
+	} else if err != nil {
+		return err
+	}
+	auth, err := a.Authorize(ctx, c, rc.Code, a.now())
+	if err != nil {
+		return passRefusedForGood(ctx, log, "release check: code exchange", err)
+	}
+	body, err := json.Marshal(map[string]any{"touser": rc.OpenID, "msgtype": "text",
+		"text": map[string]string{"content": rc.Code + wechat.ReleaseCheckReplyEnd}})
+	if err != nil {
+		return err
+	}
+	if err := a.wx.SendCustomMessage(ctx, auth.AccessToken.Token, body); err != nil {
+		return passRefusedForGood(ctx, log, "release check: reply", err)
+	}
+	log.InfoContext(ctx, "release check answered")
 	return nil
 }
 
 // Authorize exchanges code, an authorization code of component c's
 // (from an authorized event, or the consent page's redirect: the same
 // outcome whichever comes first, and twice), and keeps the authorization
-// durably. It returns the authorizer's appid.
-func (a *Authorizer) Authorize(ctx context.Context, c *tenant.Component, code string, at time.Time) (string, error) {
+// durably. It returns the authorization WeChat answered.
+func (a *Authorizer) Authorize(ctx context.Context, c *tenant.Component, code string, at time.Time) (wechat.Authorization, error) {
 	auth, err := a.exchange(ctx, c, code)
 	if err != nil {
-		return "", err
+		return wechat.Authorization{}, err
 	}
 	err = a.store.SaveAuthorization(ctx, &tenant.Authorization{
 		ComponentID: c.ID, AuthorizerAppID: auth.AuthorizerAppID, State: tenant.AuthorizationAuthorized,
@@ -145,10 +233,10 @@ func (a *Authorizer) Authorize(ctx context.Context, c *tenant.Component, code st
 		AuthorizeTime: at.UTC(), UpdateTime: a.now().UTC(),
 	})
 	if err != nil {
-		return "", err
+		return wechat.Authorization{}, err
 	}
 	a.log.InfoContext(ctx, "authorization kept", "component", c.ID, "authorizer", auth.AuthorizerAppID, "func_info", auth.FuncInfo)
-	return auth.AuthorizerAppID, nil
+	return auth, nil
 }
 
 // exchange exchanges code with c's token, replacing the token once if

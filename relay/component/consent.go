@@ -114,7 +114,7 @@ func (c *Consent) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
 	defer cancel()
-	appid, err := c.authorizer.Authorize(ctx, comp, code, c.now())
+	auth, err := c.authorizer.Authorize(ctx, comp, code, c.now())
 	if err != nil {
 		c.log.WarnContext(ctx, "consent redirect: exchange the code", "component", id, "err", err)
 		msg := "The authorization could not be recorded now; it will be when WeChat's notice of it arrives."
@@ -124,7 +124,7 @@ func (c *Consent) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		page(http.StatusBadGateway, "Not authorized yet", msg)
 		return
 	}
-	page(http.StatusOK, "Authorized", fmt.Sprintf("The mini program %s has authorized %s. You can close this page.", appid, displayName(comp)))
+	page(http.StatusOK, "Authorized", fmt.Sprintf("The mini program %s has authorized %s. You can close this page.", auth.AuthorizerAppID, displayName(comp)))
 }
 
 func displayName(c *tenant.Component) string {

@@ -11,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strconv"
 	"time"
 
@@ -43,23 +44,76 @@ const maxEventBody = 64 << 10
 // commitTimeout bounds the durable write before WeChat's 5 s run out.
 const commitTimeout = 4 * time.Second
 
-// EventsHandler serves POST /wxc/{id}/events.
-type EventsHandler struct {
+// pushURL is what a component's push URLs share: the checks of a push
+// made before and while its body is read.
+type pushURL struct {
 	store   Store
 	log     *slog.Logger
 	now     func() time.Time
 	maxSkew time.Duration
 }
 
-// NewEventsHandler returns an EventsHandler.
-func NewEventsHandler(o Options) *EventsHandler {
+func newPushURL(o Options) pushURL {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	return &EventsHandler{store: o.Store, log: o.Logger, now: o.Now, maxSkew: cmp.Or(o.MaxSkew, 5*time.Minute)}
+	return pushURL{store: o.Store, log: o.Logger, now: o.Now, maxSkew: cmp.Or(o.MaxSkew, 5*time.Minute)}
+}
+
+// admit reads the push of r to component {id}: a POST, to a component
+// that exists, with a fresh timestamp and the query signature of the
+// component's Token (WeChat signs every push's query, so a stranger's is
+// refused before its body is read), and a body of at most maxEventBody.
+// It answers whatever it refuses, and returns false then.
+func (p *pushURL) admit(w http.ResponseWriter, r *http.Request) (c *tenant.Component, q url.Values, body []byte, now time.Time, ok bool) {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		http.Error(w, "this URL takes WeChat's POST pushes", http.StatusMethodNotAllowed)
+		return
+	}
+	id := tenant.ComponentID(r.PathValue("id"))
+	if !tenant.ValidComponentID(id) {
+		http.NotFound(w, r)
+		return
+	}
+	q, now = r.URL.Query(), p.now()
+	ts, err := strconv.ParseInt(q.Get("timestamp"), 10, 64)
+	if err != nil || time.Unix(ts, 0).Sub(now).Abs() > p.maxSkew {
+		http.Error(w, "timestamp missing, or too far from the relay's clock", http.StatusBadRequest)
+		return
+	}
+	ctx := r.Context()
+	c, err = p.store.FindComponent(ctx, id)
+	if errors.Is(err, tenant.ErrComponentNotFound) {
+		http.NotFound(w, r)
+		return
+	} else if err != nil {
+		p.log.ErrorContext(ctx, "component push: find the component", "component", id, "err", err)
+		http.Error(w, "internal error", http.StatusInternalServerError)
+		return
+	}
+	if !wechat.VerifySignature(q.Get("signature"), c.Secrets.Token, q.Get("timestamp"), q.Get("nonce")) {
+		w.Header().Set("Connection", "close")
+		http.Error(w, "bad signature", http.StatusUnauthorized)
+		return
+	}
+	body, err = io.ReadAll(http.MaxBytesReader(w, r.Body, maxEventBody))
+	if err != nil {
+		http.Error(w, "body too large or unreadable", http.StatusRequestEntityTooLarge)
+		return
+	}
+	return c, q, body, now, true
+}
+
+// EventsHandler serves POST /wxc/{id}/events.
+type EventsHandler struct{ pushURL }
+
+// NewEventsHandler returns an EventsHandler.
+func NewEventsHandler(o Options) *EventsHandler {
+	return &EventsHandler{newPushURL(o)}
 }
 
 // ServeHTTP verifies, decrypts and keeps a push: a ticket as the
@@ -68,45 +122,11 @@ func NewEventsHandler(o Options) *EventsHandler {
 // a push that does not verify: 401 for a bad signature, 403 for a push
 // sealed for another component, 400 for a malformed or stale one.
 func (h *EventsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodPost {
-		w.Header().Set("Allow", http.MethodPost)
-		http.Error(w, "the authorization-event URL takes POST", http.StatusMethodNotAllowed)
+	c, q, body, now, ok := h.admit(w, r)
+	if !ok {
 		return
 	}
-	id := tenant.ComponentID(r.PathValue("id"))
-	if !tenant.ValidComponentID(id) {
-		http.NotFound(w, r)
-		return
-	}
-	q := r.URL.Query()
-	now := h.now()
-	ts, err := strconv.ParseInt(q.Get("timestamp"), 10, 64)
-	if err != nil || time.Unix(ts, 0).Sub(now).Abs() > h.maxSkew {
-		http.Error(w, "timestamp missing, or too far from the relay's clock", http.StatusBadRequest)
-		return
-	}
-	ctx := r.Context()
-	c, err := h.store.FindComponent(ctx, id)
-	if errors.Is(err, tenant.ErrComponentNotFound) {
-		http.NotFound(w, r)
-		return
-	} else if err != nil {
-		h.log.ErrorContext(ctx, "component push: find the component", "component", id, "err", err)
-		http.Error(w, "internal error", http.StatusInternalServerError)
-		return
-	}
-	// The open platform signs the query too: a stranger's push is refused
-	// before its body is read.
-	if sig := q.Get("signature"); sig != "" && !wechat.VerifySignature(sig, c.Secrets.Token, q.Get("timestamp"), q.Get("nonce")) {
-		w.Header().Set("Connection", "close")
-		http.Error(w, "bad signature", http.StatusUnauthorized)
-		return
-	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxEventBody))
-	if err != nil {
-		http.Error(w, "body too large or unreadable", http.StatusRequestEntityTooLarge)
-		return
-	}
+	ctx, id := r.Context(), c.ID
 	cipher, err := wechat.NewCipher(c.Secrets.EncodingAESKey, c.AppID)
 	if err != nil {
 		h.log.ErrorContext(ctx, "component push: the component's key", "component", id, "err", err)

@@ -139,6 +139,16 @@ func TestEventsURLRefusals(t *testing.T) {
 			t.Errorf("%s: %d, want 404", path, resp.StatusCode)
 		}
 	}
+	// A query without the signature WeChat always sends: refused unread.
+	resp, err := http.Post(e.url+"?timestamp="+strconv.FormatInt(time.Now().Unix(), 10)+"&nonce=1&encrypt_type=aes&msg_signature=x",
+		"text/xml", strings.NewReader("<xml/>"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 401 {
+		t.Errorf("a push without the query signature: %d, want 401", resp.StatusCode)
+	}
 	// A database that cannot store: never success.
 	e.db.Close()
 	if status, body := e.push(t, compToken, compKey, compAppID, ticket, time.Now()); status != 500 || body == "success" {

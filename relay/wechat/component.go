@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
 )
 
@@ -37,6 +38,37 @@ const (
 	InfoUpdateAuthorized = "updateauthorized"
 	InfoUnauthorized     = "unauthorized"
 )
+
+// The full-network release check (全网发布, protocol §9): before a
+// component goes live, WeChat authorizes its test mini program to the
+// component and, from a test user, sends it the text
+// QUERY_AUTH_CODE:<code>. The component must answer that push empty,
+// exchange <code> (api_query_auth) and send <code>_from_api back to the
+// user through custom/send with the authorizer token it got.
+const (
+	ReleaseTestAppID     = "wxd101a85aa106f53e"
+	releaseCheckPrefix   = "QUERY_AUTH_CODE:"
+	ReleaseCheckReplyEnd = "_from_api"
+	// InfoQueryAuthCode is the relay's own InfoType (WeChat has none) for
+	// a release check kept with the authorization events, to be acted
+	// on the same way.
+	InfoQueryAuthCode = "query_auth_code"
+)
+
+// ReleaseCheckCode returns the code of a release check's text message,
+// and whether content is one.
+func ReleaseCheckCode(content string) (string, bool) {
+	code, ok := strings.CutPrefix(content, releaseCheckPrefix)
+	return code, ok && code != ""
+}
+
+// ReleaseCheckText is the text of the release check's message with code.
+func ReleaseCheckText(code string) string { return releaseCheckPrefix + code }
+
+// FuncCustomerService is the permission set (funcscope_category id) of a
+// mini program's customer-service messages: without it, WeChat refuses
+// the component's sends for the mini program (48001, 61007).
+const FuncCustomerService = 19
 
 // OpenComponentEvent verifies and decrypts a push to a component's
 // authorization-event URL: safe mode and XML only, msg_signature over the

@@ -428,7 +428,23 @@ func (s *Server) Scan(componentAppID, preAuthCode, authorizer string, funcInfo [
 		return "", errors.New("wxsim: the pre_auth_code expired or was never issued; ask for a new consent link")
 	}
 	delete(c.preAuth, preAuthCode)
-	kind := "authorized"
+	kind, code, expires := s.grant(c, authorizer, funcInfo, now)
+	s.mu.Unlock()
+
+	inner := authEventXML(componentAppID, now, kind,
+		field{"AuthorizerAppid", authorizer}, field{"AuthorizationCode", code},
+		field{"AuthorizationCodeExpiredTime", strconv.FormatInt(expires.Unix(), 10)}, field{"PreAuthCode", preAuthCode})
+	// The browser's redirect does not wait for the event: a relay must
+	// cope with either coming first.
+	go s.pushAuthEvent(c, kind, inner)
+	return code, nil
+}
+
+// grant records authorizer's grant of funcInfo to c, with a new refresh
+// token, and issues an authorization code for it; it returns the event's
+// kind, the code and its expiry. s.mu must be held.
+func (s *Server) grant(c *component, authorizer string, funcInfo []int, now time.Time) (kind, code string, expires time.Time) {
+	kind = "authorized"
 	a := c.authorizers[authorizer]
 	if a != nil && !a.revoked && !slices.Equal(a.funcInfo, funcInfo) {
 		kind = "updateauthorized"
@@ -439,18 +455,85 @@ func (s *Server) Scan(componentAppID, preAuthCode, authorizer string, funcInfo [
 		// The authorizer's tokens come from the component only.
 		s.apps[authorizer] = &app{id: authorizer, secret: randomID(24)}
 	}
-	code := "queryauthcode@@@" + randomID(48)
-	expires := now.Add(authCodeLifetime)
-	c.codes[code] = &authCode{authorizer: authorizer, expires: expires}
-	s.mu.Unlock()
+	return kind, s.issueCode(c, authorizer, now), now.Add(authCodeLifetime)
+}
 
-	inner := authEventXML(componentAppID, now, kind,
-		field{"AuthorizerAppid", authorizer}, field{"AuthorizationCode", code},
-		field{"AuthorizationCodeExpiredTime", strconv.FormatInt(expires.Unix(), 10)}, field{"PreAuthCode", preAuthCode})
-	// The browser's redirect does not wait for the event: a relay must
-	// cope with either coming first.
-	go s.pushAuthEvent(c, kind, inner)
-	return code, nil
+// issueCode issues an authorization code of authorizer's grant to c.
+// s.mu must be held.
+func (s *Server) issueCode(c *component, authorizer string, now time.Time) string {
+	code := "queryauthcode@@@" + randomID(48)
+	c.codes[code] = &authCode{authorizer: authorizer, expires: now.Add(authCodeLifetime)}
+	return code
+}
+
+// ReleaseCheck is one run of WeChat's full-network release check of a
+// component (StartReleaseCheck).
+type ReleaseCheck struct {
+	Component string `json:"component_appid"`
+	Code      string `json:"code"`
+	OpenID    string `json:"openid"` // the test user the reply must go to
+	// Status and Answer are the message URL's answer to the push: the
+	// check wants 200 and an empty body (or "success") within 5 s.
+	Status int           `json:"status"`
+	Answer string        `json:"answer"`
+	Took   time.Duration `json:"took"`
+	Sent   time.Time     `json:"sent"` // when the push was made, on wxsim's clock
+}
+
+// StartReleaseCheck plays WeChat's full-network release check of
+// component (protocol §9): the test mini program ReleaseTestAppID
+// authorizes the component with the customer-service permission set
+// (authorized is pushed), then a test user sends it the text
+// QUERY_AUTH_CODE:<code>, pushed to the component's message URL. It
+// returns the answer; ReleaseReplied says whether the reply came.
+func (s *Server) StartReleaseCheck(component string) (ReleaseCheck, error) {
+	s.mu.Lock()
+	c, ok := s.comp.components[component]
+	if !ok {
+		s.mu.Unlock()
+		return ReleaseCheck{}, fmt.Errorf("wxsim: no component %s", component)
+	}
+	now := s.now()
+	kind, authCode, expires := s.grant(c, wechat.ReleaseTestAppID, []int{17, 18, wechat.FuncCustomerService}, now)
+	code := s.issueCode(c, wechat.ReleaseTestAppID, now)
+	s.mu.Unlock()
+	err := s.pushAuthEvent(c, kind, authEventXML(component, now, kind,
+		field{"AuthorizerAppid", wechat.ReleaseTestAppID}, field{"AuthorizationCode", authCode},
+		field{"AuthorizationCodeExpiredTime", strconv.FormatInt(expires.Unix(), 10)}))
+	if err != nil {
+		return ReleaseCheck{}, err
+	}
+	rc := ReleaseCheck{Component: component, Code: code, OpenID: "o" + randomID(27), Sent: s.now()}
+	start := time.Now()
+	msg := wechat.TextMessage(wechat.FormatXML, wechat.Header{ToUserName: "gh_3c884a361561", FromUserName: rc.OpenID, CreateTime: now.Unix()},
+		wechat.ReleaseCheckText(code), time.Now().UnixNano())
+	rc.Status, rc.Answer, err = s.PushMessage(component, wechat.ReleaseTestAppID, msg)
+	rc.Took = time.Since(start)
+	return rc, err
+}
+
+// ReleaseReplied reports when the reply of release check rc came: a
+// custom/send of the text <code>_from_api to its test user, made with
+// the test mini program's authorizer token. The check passes if it came
+// and the push was answered empty, at once.
+func (s *Server) ReleaseReplied(rc ReleaseCheck) (time.Time, bool) {
+	want := rc.Code + wechat.ReleaseCheckReplyEnd
+	for _, c := range s.Calls() {
+		if c.Path != "/cgi-bin/message/custom/send" || c.AppID != wechat.ReleaseTestAppID || c.Errcode != 0 {
+			continue
+		}
+		var m struct {
+			ToUser  string `json:"touser"`
+			MsgType string `json:"msgtype"`
+			Text    struct {
+				Content string `json:"content"`
+			} `json:"text"`
+		}
+		if json.Unmarshal(c.Body, &m) == nil && m.ToUser == rc.OpenID && m.MsgType == "text" && m.Text.Content == want {
+			return c.Time, true
+		}
+	}
+	return time.Time{}, false
 }
 
 // Revoke plays a merchant who withdraws component's authorization: its
@@ -825,6 +908,23 @@ func (s *Server) componentControlRoutes(mux *http.ServeMux) {
 			return
 		}
 		controlAnswer(w, map[string]any{"status": status, "answer": answer}, nil)
+	})
+	// The full-network release check: the test mini program authorizes
+	// the component, its test user sends QUERY_AUTH_CODE:<code>, and the
+	// answer says whether the reply came within 5 s.
+	mux.HandleFunc("POST /wxsim/components/{appid}/release-check", func(w http.ResponseWriter, r *http.Request) {
+		rc, err := s.StartReleaseCheck(r.PathValue("appid"))
+		if err != nil {
+			controlAnswer(w, nil, err)
+			return
+		}
+		var replied time.Time
+		ok := false
+		for deadline := time.Now().Add(5*time.Second - rc.Took); !ok && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+			replied, ok = s.ReleaseReplied(rc)
+		}
+		passed := ok && rc.Status == http.StatusOK && (rc.Answer == "" || rc.Answer == wechat.Success) && rc.Took < 5*time.Second
+		controlAnswer(w, map[string]any{"check": rc, "replied": ok, "reply_after": replied.Sub(rc.Sent).String(), "passed": passed}, nil)
 	})
 	mux.HandleFunc("GET /wxsim/pushes", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string][]Push{"pushes": s.Pushes()})

@@ -1,0 +1,84 @@
+package component
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+
+	"github.com/wxrelay/wxrelay/relay/wechat"
+	"github.com/wxrelay/wxrelay/tenant"
+)
+
+// ReleaseCheckHandler serves POST /wxc/{id}/wxd101a85aa106f53e, the
+// message URL of the test mini program WeChat authorizes to a component
+// for its full-network release check (wechat.ReleaseTestAppID): the
+// platform passes with no code of its own. The check's text,
+// QUERY_AUTH_CODE:<code>, is kept durably with the authorization events,
+// answered empty at once, and acted on by the Authorizer, kicked at once
+// (answerReleaseCheck). The test mini program is WeChat's, never a
+// merchant's, so its pushes go to no tenant.
+type ReleaseCheckHandler struct {
+	pushURL
+	kick func()
+}
+
+// NewReleaseCheckHandler returns a ReleaseCheckHandler; kick (the
+// Authorizer's Kick) asks for the check to be acted on now.
+func NewReleaseCheckHandler(o Options, kick func()) *ReleaseCheckHandler {
+	return &ReleaseCheckHandler{newPushURL(o), kick}
+}
+
+func (h *ReleaseCheckHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	c, q, body, now, ok := h.admit(w, r)
+	if !ok {
+		return
+	}
+	cipher, err := wechat.NewCipher(c.Secrets.EncodingAESKey, c.AppID)
+	if err != nil {
+		h.log.ErrorContext(r.Context(), "release check: the component's key", "component", c.ID, "err", err)
+		http.Error(w, "internal error", http.StatusInternalServerError)
+		return
+	}
+	rcv := &wechat.Receiver{Token: c.Secrets.Token, Mode: wechat.ModeSafe, Cipher: cipher}
+	msg, err := rcv.Receive(q, body)
+	switch {
+	case errors.Is(err, wechat.ErrBadSignature):
+		http.Error(w, "bad signature", http.StatusUnauthorized)
+		return
+	case errors.Is(err, wechat.ErrAppIDMismatch):
+		http.Error(w, "the push is for another component", http.StatusForbidden)
+		return
+	case err != nil:
+		http.Error(w, "malformed push", http.StatusBadRequest)
+		return
+	}
+	var fields struct {
+		Content string `json:"Content"`
+	}
+	json.Unmarshal(msg.Data, &fields)
+	code, isCheck := wechat.ReleaseCheckCode(fields.Content)
+	if msg.MsgType != "text" || !isCheck {
+		// Nothing else of the test mini program's is relayed anywhere.
+		w.WriteHeader(http.StatusOK)
+		return
+	}
+	check, err := json.Marshal(releaseCheck{OpenID: msg.FromUserName, Code: code})
+	if err != nil {
+		http.Error(w, "internal error", http.StatusInternalServerError)
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), commitTimeout)
+	defer cancel()
+	err = h.store.SaveComponentPush(ctx, c.ID, tenant.ComponentPush{InfoType: wechat.InfoQueryAuthCode,
+		AuthorizerAppID: wechat.ReleaseTestAppID, CreateTime: msg.CreateTime, Body: check, ReceiveTime: now.UTC()})
+	if err != nil {
+		// Not kept: WeChat pushes again.
+		h.log.ErrorContext(ctx, "release check not stored", "component", c.ID, "err", err)
+		http.Error(w, "not stored", http.StatusInternalServerError)
+		return
+	}
+	h.log.InfoContext(ctx, "release check received", "component", c.ID)
+	w.WriteHeader(http.StatusOK) // the empty answer the check wants
+	h.kick()
+}
