@@ -291,7 +291,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 			// the check is answered for every component, with no code
 			// of its own.
 			"/wxc/{id}/" + wechat.ReleaseTestAppID: component.NewReleaseCheckHandler(componentPushes, authorizer.Kick),
-			"/wxapi/": http.StripPrefix("/wxapi", compat),
+			"/wxapi/":                              http.StripPrefix("/wxapi", compat),
 		},
 	})
 	if err != nil {
