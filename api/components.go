@@ -10,6 +10,7 @@ import (
 
 	wxrelayv1 "github.com/wxrelay/wxrelay/api/gen/wxrelay/v1"
 	"github.com/wxrelay/wxrelay/relay/token"
+	"github.com/wxrelay/wxrelay/relay/health"
 	"github.com/wxrelay/wxrelay/tenant"
 )
 
@@ -20,7 +21,15 @@ type componentServer struct {
 	components *tenant.ComponentService
 	auths      AuthorizationReader    // nil: none listed
 	tokens     ComponentTokenStatuser // nil: no token_status
+	health     ComponentHealthChecker // nil: no health
 	publicURL  string                 // no trailing slash
+}
+
+// ComponentHealthChecker computes components' health;
+// *health.ComponentChecker is one.
+type ComponentHealthChecker interface {
+	Check(ctx context.Context, c *tenant.Component) (health.Health, error)
+	Latest(id tenant.ComponentID) (health.Health, bool)
 }
 
 // AuthorizationReader reads components' authorizations, and which tenant
@@ -126,6 +135,13 @@ func (s *componentServer) GetComponent(ctx context.Context, req *wxrelayv1.GetCo
 		}
 		out.TokenStatus = toProtoTokenStatus(st)
 	}
+	if s.health != nil {
+		h, err := s.health.Check(ctx, c)
+		if err != nil {
+			return nil, err
+		}
+		out.Health = toProtoHealth(h)
+	}
 	return out, nil
 }
 
@@ -136,7 +152,18 @@ func (s *componentServer) ListComponents(ctx context.Context, req *wxrelayv1.Lis
 	}
 	resp := &wxrelayv1.ListComponentsResponse{NextPageToken: next}
 	for _, c := range cs {
-		resp.Components = append(resp.Components, s.toProto(c))
+		out := s.toProto(c)
+		if s.health != nil {
+			// The latest computed, or, for one not computed yet, now.
+			h, ok := s.health.Latest(c.ID)
+			if !ok {
+				if h, err = s.health.Check(ctx, c); err != nil {
+					return nil, err
+				}
+			}
+			out.Health = toProtoHealth(h)
+		}
+		resp.Components = append(resp.Components, out)
 	}
 	return resp, nil
 }

@@ -47,6 +47,15 @@ var healthKinds = map[health.Kind]wxrelayv1.Health_Kind{
 	health.TokenError:          wxrelayv1.Health_KIND_TOKEN_ERROR,
 	health.NoPushes:            wxrelayv1.Health_KIND_NO_PUSHES,
 	health.ReplyWindowRefusals: wxrelayv1.Health_KIND_REPLY_WINDOW_REFUSALS,
+
+	health.AuthorizationPending: wxrelayv1.Health_KIND_AUTHORIZATION_PENDING,
+	health.AuthorizationRevoked: wxrelayv1.Health_KIND_AUTHORIZATION_REVOKED,
+	health.RefreshTokenLost:     wxrelayv1.Health_KIND_REFRESH_TOKEN_LOST,
+	health.PermissionMissing:    wxrelayv1.Health_KIND_PERMISSION_SET_MISSING,
+
+	health.ComponentTicketStale:   wxrelayv1.Health_KIND_COMPONENT_TICKET_STALE,
+	health.ComponentTicketMissing: wxrelayv1.Health_KIND_COMPONENT_TICKET_MISSING,
+	health.ComponentTokenError:    wxrelayv1.Health_KIND_COMPONENT_TOKEN_ERROR,
 }
 
 func toProtoHealth(h health.Health) *wxrelayv1.Health {

@@ -66,6 +66,9 @@ type Options struct {
 	// ComponentTokens is the keeper of components' tokens, for their
 	// token_status; nil shows none.
 	ComponentTokens ComponentTokenStatuser
+	// ComponentHealth computes components' health for the component
+	// resource; nil leaves it unset.
+	ComponentHealth ComponentHealthChecker
 	// Consent makes consent links for components' tenants; nil: none.
 	Consent ConsentLinker
 	// Authorizations reads components' authorizations, for the component's
@@ -212,7 +215,7 @@ func New(opts Options) (*Server, error) {
 	if opts.Components == nil {
 		opts.Components = tenant.NewComponentService(noComponents{}, nil)
 	}
-	componentsSrv := &componentServer{components: opts.Components, tokens: opts.ComponentTokens, auths: opts.Authorizations, publicURL: strings.TrimRight(opts.PublicURL, "/")}
+	componentsSrv := &componentServer{components: opts.Components, tokens: opts.ComponentTokens, health: opts.ComponentHealth, auths: opts.Authorizations, publicURL: strings.TrimRight(opts.PublicURL, "/")}
 	eventsSrv := &eventServer{events: opts.Events, redeliver: opts.Redeliver}
 	callsSrv := &callServer{tenants: opts.Tenants, calls: opts.Calls}
 	hs := health.NewServer()

@@ -1,8 +1,13 @@
 package deploy_test
 
 import (
+	"os"
 	"os/exec"
+	"slices"
+	"strings"
 	"testing"
+
+	"github.com/wxrelay/wxrelay/relay/health"
 )
 
 // TestAlertRules checks deploy/prometheus/alerts.yml with Prometheus's own
@@ -19,6 +24,20 @@ func TestAlertRules(t *testing.T) {
 	} {
 		if out, err := exec.Command(promtool, args...).CombinedOutput(); err != nil {
 			t.Errorf("promtool %v: %v\n%s", args, err, out)
+		}
+	}
+}
+
+// TestEveryReasonHasARule: a health reason added to relay/health without
+// an alert rule would never page anyone who relies on Prometheus.
+func TestEveryReasonHasARule(t *testing.T) {
+	rules, err := os.ReadFile("prometheus/alerts.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range append(slices.Clone(health.Kinds), health.ComponentKinds...) {
+		if !strings.Contains(string(rules), `reason="`+string(k)+`"`) {
+			t.Errorf("no alert rule in deploy/prometheus/alerts.yml matches the reason %s", k)
 		}
 	}
 }

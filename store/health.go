@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"encoding/json"
 	"database/sql"
 	"errors"
 	"fmt"
@@ -71,7 +72,43 @@ func (s *HealthStore) HealthFacts(ctx context.Context, tid tenant.ID, now time.T
 		return f, fmt.Errorf("health of tenant %s: sends: %w", tid, err)
 	}
 	f.Sends, f.Refusals = sends.Sends, sends.Refusals
+	auths, err := s.authorizationFacts(ctx, []string{string(tid)})
+	if err != nil {
+		return f, fmt.Errorf("health of tenant %s: %w", tid, err)
+	}
+	f.Authorization = auths[tid]
 	return f, nil
+}
+
+// authorizationFacts reads the authorizations of those of tenants ids
+// that belong to a component, by the authorizations' primary key.
+func (s *HealthStore) authorizationFacts(ctx context.Context, ids []string) (map[tenant.ID]health.AuthorizationFacts, error) {
+	var rows []struct {
+		TenantID      string    `bun:"tenant_id"`
+		State         string    `bun:"state"`
+		FuncInfo      string    `bun:"func_info"`
+		AuthorizeTime time.Time `bun:"authorize_time"`
+		RevokeTime    time.Time `bun:"revoke_time,nullzero"`
+	}
+	err := s.db.bun.NewRaw(`SELECT t.id AS tenant_id, a.state, a.func_info, a.authorize_time, a.revoke_time
+FROM tenants AS t JOIN authorizations AS a ON a.component_id = t.component_id AND a.authorizer_appid = t.appid
+WHERE t.id IN (?) AND t.component_id IS NOT NULL`, bun.In(ids)).Scan(ctx, &rows)
+	if err != nil {
+		return nil, fmt.Errorf("authorizations: %w", err)
+	}
+	out := make(map[tenant.ID]health.AuthorizationFacts, len(rows))
+	for _, r := range rows {
+		st, err := authorizationStates.decode("state", r.State)
+		if err != nil {
+			return nil, err
+		}
+		a := health.AuthorizationFacts{State: st, AuthorizeTime: r.AuthorizeTime.UTC(), RevokeTime: r.RevokeTime.UTC()}
+		if err := json.Unmarshal([]byte(r.FuncInfo), &a.FuncInfo); err != nil {
+			return nil, fmt.Errorf("authorization of tenant %s: func_info holds no valid JSON", r.TenantID)
+		}
+		out[tenant.ID(r.TenantID)] = a
+	}
+	return out, nil
 }
 
 // failureRun reads tid's latest attempts into f: how many failed in a
@@ -219,6 +256,14 @@ WHERE tenant_id IN (?) AND failures > 0`, bun.In(in)).Scan(ctx, &tokens)
 		set(t.TenantID, func(f *health.Facts) {
 			f.TokenFailures, f.TokenErrcode, f.TokenError, f.TokenErrorAt = t.Failures, t.LastErrcode, t.LastError, t.LastErrorAt.UTC()
 		})
+	}
+
+	auths, err := s.authorizationFacts(ctx, in)
+	if err != nil {
+		return nil, fmt.Errorf("health of %d tenants: %w", len(ids), err)
+	}
+	for id, a := range auths {
+		set(string(id), func(f *health.Facts) { f.Authorization = a })
 	}
 	return facts, nil
 }

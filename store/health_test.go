@@ -2,6 +2,8 @@ package store_test
 
 import (
 	"context"
+	"reflect"
+	"slices"
 	"testing"
 	"time"
 
@@ -26,7 +28,7 @@ func TestHealthStore_Facts(t *testing.T) {
 		hs := store.NewHealthStore(db)
 		now := time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)
 
-		if f, err := hs.HealthFacts(ctx, "tn_h", now); err != nil || f != (health.Facts{}) {
+		if f, err := hs.HealthFacts(ctx, "tn_h", now); err != nil || !reflect.DeepEqual(f, health.Facts{}) {
 			t.Fatalf("facts of a new tenant = %+v, %v; want none", f, err)
 		}
 
@@ -77,7 +79,7 @@ func TestHealthStore_Facts(t *testing.T) {
 			t.Errorf("times: failing since %v, oldest pending %v, last push %v; want %v, %v, %v", f.FailingSince, f.OldestPending, f.LastPush, want.FailingSince, want.OldestPending, want.LastPush)
 		}
 		f.FailingSince, f.OldestPending, f.LastPush = want.FailingSince, want.OldestPending, want.LastPush
-		if f != want {
+		if !reflect.DeepEqual(f, want) {
 			t.Errorf("facts = %+v\nwant    %+v", f, want)
 		}
 
@@ -89,11 +91,31 @@ func TestHealthStore_Facts(t *testing.T) {
 		if err := tokens.SaveToken(ctx, "tn_h", "p1", failing); err != nil {
 			t.Fatal(err)
 		}
-		page, err := hs.HealthFactsOf(ctx, []tenant.ID{"tn_h", "tn_other", "tn_never"}, now)
+		// A component's tenant, authorized without the customer-service
+		// permission set.
+		cs := store.NewComponentStore(db)
+		comp := newComponent("cp_hhhhhhhhhhhhhhhh", "wx134c8103faa5a59e")
+		if err := cs.CreateComponent(ctx, comp); err != nil {
+			t.Fatal(err)
+		}
+		ct := newTenant("tn_comp", "wxba5fad812f8e6fb9")
+		ct.ComponentID, ct.Secrets = comp.ID, tenant.Secrets{}
+		mustCreate(t, ts, ct)
+		if err := cs.SaveAuthorization(ctx, &tenant.Authorization{ComponentID: comp.ID, AuthorizerAppID: ct.AppID,
+			FuncInfo: []int{17}, RefreshToken: "r@@@1", AuthorizeTime: now.Add(-time.Hour), UpdateTime: now}); err != nil {
+			t.Fatal(err)
+		}
+		if f, err := hs.HealthFacts(ctx, ct.ID, now); err != nil || f.Authorization.State != tenant.AuthorizationAuthorized ||
+			!slices.Equal(f.Authorization.FuncInfo, []int{17}) || !f.Authorization.AuthorizeTime.Equal(now.Add(-time.Hour)) {
+			t.Errorf("a component tenant's authorization facts = %+v, %v", f.Authorization, err)
+		}
+
+		ids := []tenant.ID{"tn_h", "tn_other", "tn_never", ct.ID}
+		page, err := hs.HealthFactsOf(ctx, ids, now)
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, id := range []tenant.ID{"tn_h", "tn_other", "tn_never"} {
+		for _, id := range ids {
 			one, err := hs.HealthFacts(ctx, id, now)
 			if err != nil {
 				t.Fatal(err)
@@ -106,21 +128,22 @@ func TestHealthStore_Facts(t *testing.T) {
 				t.Errorf("%s: the page's facts = %+v (%v)\none by one     %+v", id, got, ok, one)
 			}
 		}
-		if len(page) != 3 {
-			t.Errorf("the page has %d tenants' facts, want 3", len(page))
+		if len(page) != len(ids) {
+			t.Errorf("the page has %d tenants' facts, want %d", len(page), len(ids))
 		}
 	})
 }
 
 // sameFacts compares facts with their times as instants.
 func sameFacts(a, b health.Facts) bool {
-	for _, p := range [][2]*time.Time{{&a.FailingSince, &b.FailingSince}, {&a.OldestPending, &b.OldestPending}, {&a.LastPush, &b.LastPush}, {&a.TokenErrorAt, &b.TokenErrorAt}} {
+	for _, p := range [][2]*time.Time{{&a.FailingSince, &b.FailingSince}, {&a.OldestPending, &b.OldestPending}, {&a.LastPush, &b.LastPush}, {&a.TokenErrorAt, &b.TokenErrorAt},
+		{&a.Authorization.AuthorizeTime, &b.Authorization.AuthorizeTime}, {&a.Authorization.RevokeTime, &b.Authorization.RevokeTime}} {
 		if !p[0].Equal(*p[1]) {
 			return false
 		}
 		*p[0] = *p[1]
 	}
-	return a == b
+	return reflect.DeepEqual(a, b)
 }
 
 // TestEventStore_AttemptsPerMinute: a tenant's delivered and failed

@@ -160,6 +160,21 @@ func TestComponentTenantSendsAfterAuthorization(t *testing.T) {
 	if a := authorization(); a["state"] != "AUTHORIZATION_PENDING" {
 		t.Errorf("authorization before any: %v", a)
 	}
+	reasons := func() string {
+		var got struct {
+			Health struct {
+				State   string `json:"state"`
+				Reasons []struct {
+					Kind string `json:"kind"`
+				} `json:"reasons"`
+			} `json:"health"`
+		}
+		p.api(t, "GET", "/v1/tenants/"+tn.Tenant.ID, admin, "", &got)
+		return fmt.Sprint(got.Health.State, got.Health.Reasons)
+	}
+	if r := reasons(); r != "STATE_DEGRADED[{KIND_AUTHORIZATION_PENDING}]" {
+		t.Errorf("health before the authorization: %s", r)
+	}
 
 	t.Cleanup(p.sim.Close)
 	if err := p.sim.AddComponent(wxsim.ComponentOptions{AppID: "wx134c8103faa5a59e", Secret: "csecret", Token: "AAAAA",
@@ -218,6 +233,9 @@ func TestComponentTenantSendsAfterAuthorization(t *testing.T) {
 	if a := authorization(); a["state"] != "AUTHORIZATION_AUTHORIZED" || fmt.Sprint(a["func_info"]) != "[17 19]" {
 		t.Errorf("authorization after the consent: %v", a)
 	}
+	if r := reasons(); r != "STATE_OK[]" {
+		t.Errorf("health after the authorization: %s", r)
+	}
 	var listed struct {
 		Authorizers []struct {
 			Appid    string `json:"appid"`
@@ -260,6 +278,17 @@ func TestComponentTenantSendsAfterAuthorization(t *testing.T) {
 		}
 	}
 	checkAuthorizationEvent(t, hook.next(t), "authorization.revoked", tn.Tenant.ID, "[17 19]")
+	if r := reasons(); r != "STATE_FAILING[{KIND_AUTHORIZATION_REVOKED}]" {
+		t.Errorf("health after the revocation: %s", r)
+	}
+	var comp struct {
+		Health struct {
+			State string `json:"state"`
+		} `json:"health"`
+	}
+	if p.api(t, "GET", "/v1/components/"+cp, admin, "", &comp); comp.Health.State != "STATE_OK" {
+		t.Errorf("the component's health with a fresh ticket: %+v", comp)
+	}
 	if n := hook.count(); n != 2 {
 		t.Errorf("the tenant's webhook got %d deliveries, want the 2 lifecycle events", n)
 	}

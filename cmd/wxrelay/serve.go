@@ -250,6 +250,11 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	consent := component.NewConsent(componentStore, componentKeeper, wx, authorizer, cfg.WeChatMP, cfg.PublicURL, log, db.Now)
 	componentPushes := component.Options{Store: componentStore, Logger: log, Now: db.Now, MaxSkew: cfg.PushMaxSkew}
 	components := tenant.NewComponentService(componentStore, nil)
+	componentHealth := health.NewComponentChecker(componentKeeper, db.Now)
+	if err := reg.Register(componentHealth); err != nil {
+		return err
+	}
+	components.OnChange(componentHealth.Forget)
 	components.OnChange(push.ForgetComponent)
 	components.OnChange(func(id tenant.ComponentID) { componentKeeper.Forget(id) })
 	srv, err := api.New(api.Options{
@@ -260,6 +265,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		// programs become tenants.
 		Components:      components,
 		ComponentTokens: componentKeeper,
+		ComponentHealth: componentHealth,
 		Consent:         consent,
 		Authorizations:  authorizationReader{componentStore, tenantStore},
 		Events:          relay.NewEvents(eventStore),
@@ -351,7 +357,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		// exchanged, refresh tokens kept, revocations recorded.
 		job{name: "component-authorizations", every: 10 * time.Second, exclusive: true, run: authorizer.Process},
 		job{name: "tenant-health", every: cfg.HealthInterval, run: func(ctx context.Context) error {
-			return checker.CheckAll(ctx, tenants)
+			return errors.Join(checker.CheckAll(ctx, tenants), componentHealth.CheckAll(ctx, components))
 		}},
 		// A deleted tenant is only marked by the API call; its history goes
 		// here, in short transactions, on one replica at a time.
@@ -397,6 +403,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		notifier, err := alert.New(alert.Options{
 			URL: cfg.AlertWebhook, Secret: cfg.AlertWebhookSecret,
 			Store: healthStore, Health: checker, Tenants: tenants, Logger: log, Registry: reg,
+			Components: components, ComponentHealth: componentHealth,
 		})
 		if err != nil {
 			return err

@@ -39,6 +39,9 @@ import (
 const (
 	TypeRaised  = "tenant.health.raised"
 	TypeCleared = "tenant.health.cleared"
+	// A component's reasons (health.ComponentKinds).
+	TypeComponentRaised  = "component.health.raised"
+	TypeComponentCleared = "component.health.cleared"
 )
 
 // Retry policy of an alert's delivery.
@@ -103,6 +106,12 @@ type HealthSource interface {
 	Latest(tid tenant.ID) (health.Health, bool)
 }
 
+// ComponentHealthSource gives a component's latest computed health;
+// *health.ComponentChecker is one.
+type ComponentHealthSource interface {
+	Latest(id tenant.ComponentID) (health.Health, bool)
+}
+
 // Options configure a Notifier.
 type Options struct {
 	// URL is the operator's webhook: http or https.
@@ -113,6 +122,10 @@ type Options struct {
 	Store   Store
 	Health  HealthSource
 	Tenants health.Lister
+	// Components and ComponentHealth add components' reasons; both nil:
+	// tenants' only.
+	Components      health.ComponentLister
+	ComponentHealth ComponentHealthSource
 	// HTTP posts the alerts; a client with attemptTimeout when nil.
 	HTTP     *http.Client
 	Logger   *slog.Logger
@@ -222,6 +235,11 @@ func (n *Notifier) Sync(ctx context.Context) error {
 		}
 		page = next
 	}
+	if n.o.Components != nil && n.o.ComponentHealth != nil {
+		if err := n.syncComponents(ctx, now, live, keep); err != nil {
+			return errors.Join(first, err)
+		}
+	}
 	alerted, err := n.o.Store.AlertedTenants(ctx)
 	if err != nil {
 		return errors.Join(first, fmt.Errorf("alerts: alerted tenants: %w", err))
@@ -230,10 +248,43 @@ func (n *Notifier) Sync(ctx context.Context) error {
 		if live[tid] {
 			continue
 		}
+		if cid := tenant.ComponentID(tid); tenant.ValidComponentID(cid) {
+			gone := &tenant.Component{ID: cid}
+			keep(n.reconcile(ctx, tid, nil, now, func(tr Transition) ([]byte, error) { return encodeComponent(tr, gone, nil) }))
+			continue
+		}
 		gone := &tenant.Tenant{ID: tid}
 		keep(n.reconcile(ctx, tid, nil, now, func(tr Transition) ([]byte, error) { return encode(tr, gone, nil) }))
 	}
 	return first
+}
+
+// syncComponents is Sync for components' reasons. They are kept in the
+// store beside tenants' under the component's id, which never equals a
+// tenant's (cp_ and tn_), and marked live in live.
+func (n *Notifier) syncComponents(ctx context.Context, now time.Time, live map[tenant.ID]bool, keep func(error)) error {
+	for page := ""; ; {
+		cs, next, err := n.o.Components.List(ctx, 500, page)
+		if err != nil {
+			return fmt.Errorf("alerts: list components: %w", err)
+		}
+		for _, c := range cs {
+			live[tenant.ID(c.ID)] = true
+			h, ok := n.o.ComponentHealth.Latest(c.ID)
+			if !ok {
+				continue
+			}
+			current := map[health.Kind]time.Time{}
+			for _, r := range h.Reasons {
+				current[r.Kind] = r.Since
+			}
+			keep(n.reconcile(ctx, tenant.ID(c.ID), current, now, func(tr Transition) ([]byte, error) { return encodeComponent(tr, c, &h) }))
+		}
+		if next == "" {
+			return nil
+		}
+		page = next
+	}
 }
 
 func (n *Notifier) reconcile(ctx context.Context, tid tenant.ID, current map[health.Kind]time.Time, now time.Time, body func(Transition) ([]byte, error)) error {
@@ -377,6 +428,54 @@ func encode(tr Transition, t *tenant.Tenant, h *health.Health) ([]byte, error) {
 		}
 	}
 	return json.Marshal(p)
+}
+
+// componentData is a component alert's data.
+type componentData struct {
+	ComponentID    string `json:"component_id"`
+	ComponentName  string `json:"component_name,omitempty"`
+	ComponentAppID string `json:"component_appid,omitempty"`
+	Reason         string `json:"reason"`
+	Severity       string `json:"severity,omitempty"`
+	Message        string `json:"message,omitempty"`
+	Since          string `json:"since"`
+	ClearedAt      string `json:"cleared_at,omitempty"`
+	State          string `json:"state,omitempty"`
+	Deleted        bool   `json:"component_deleted,omitempty"`
+}
+
+// encodeComponent builds tr's body for component c and its health (nil
+// for a deleted component).
+func encodeComponent(tr Transition, c *tenant.Component, h *health.Health) ([]byte, error) {
+	d := componentData{ComponentID: string(c.ID), ComponentName: c.DisplayName, ComponentAppID: c.AppID,
+		Reason: string(tr.Kind), Since: tr.Since.UTC().Format(time.RFC3339)}
+	typ, at := TypeComponentCleared, tr.At.UTC().Format(time.RFC3339)
+	if tr.Raised {
+		typ = TypeComponentRaised
+	} else {
+		d.ClearedAt = at
+	}
+	switch {
+	case h == nil:
+		d.Deleted = true
+		d.Message = string(tr.Kind) + " cleared: the component was deleted"
+	case tr.Raised:
+		d.State = h.State.String()
+		for _, r := range h.Reasons {
+			if r.Kind == tr.Kind {
+				d.Severity, d.Message = r.Severity.String(), r.Message
+			}
+		}
+	default:
+		d.State = h.State.String()
+		d.Message = fmt.Sprintf("%s cleared after %s", tr.Kind, tr.At.Sub(tr.Since).Round(time.Second))
+	}
+	return json.Marshal(struct {
+		ID        string        `json:"id"`
+		Type      string        `json:"type"`
+		Timestamp string        `json:"timestamp"`
+		Data      componentData `json:"data"`
+	}{tr.ID, typ, at, d})
 }
 
 // NewID returns an alert id: alrt_ and the 26 characters of an event id,

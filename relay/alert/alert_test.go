@@ -16,6 +16,7 @@ import (
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 
 	"github.com/wxrelay/wxrelay/relay/alert"
+	"github.com/wxrelay/wxrelay/relay/component"
 	"github.com/wxrelay/wxrelay/relay/health"
 	"github.com/wxrelay/wxrelay/relay/token"
 	"github.com/wxrelay/wxrelay/store"
@@ -42,6 +43,10 @@ type received struct {
 			ClearedAt  string `json:"cleared_at"`
 			State      string `json:"state"`
 			Deleted    bool   `json:"tenant_deleted"`
+
+			ComponentID      string `json:"component_id"`
+			ComponentAppID   string `json:"component_appid"`
+			ComponentDeleted bool   `json:"component_deleted"`
 		} `json:"data"`
 	}
 }
@@ -232,6 +237,89 @@ func TestNotifier(t *testing.T) {
 		default:
 			t.Errorf("alert for unknown tenant %q", g.body.Data.TenantID)
 		}
+	}
+}
+
+// TestNotifier_Components: a component's reasons are alerted as tenants'
+// are, as component.health.raised and .cleared, beside the tenants' and
+// never mistaken for a deleted tenant's; a deleted component's reasons
+// are cleared saying so.
+func TestNotifier_Components(t *testing.T) {
+	db := storetest.New(t)
+	ctx := context.Background()
+	svc := tenantService(t, db)
+	cs := store.NewComponentStore(db)
+	comps := tenant.NewComponentService(cs, nil)
+	register := func(appid string) *tenant.Component {
+		c, err := comps.Create(ctx, &tenant.Component{AppID: appid, DisplayName: "Agency " + appid,
+			Secrets: tenant.ComponentSecrets{Secret: "s", Token: "AAAAA", EncodingAESKey: strings.Repeat("A", 43)}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	a := register("wx134c8103faa5a59e")
+	clock := time.Now()
+	keeper := component.NewTokenKeeper(store.NewComponentTokenStore(db), component.NewTokenSource(cs, nil, nil), token.Options{})
+	healthNow := clock // the checker's: it moves by hours, which signatures would not allow
+	checker := health.NewComponentChecker(keeper, func() time.Time { return healthNow })
+	tenantHealth := health.NewChecker(store.NewHealthStore(db), token.NewKeeper(store.NewTokenStore(db), nil, tenant.NewCache(svc, 0, nil), token.Options{}), nil)
+	rcv := &receiver{t: t}
+	srv := httptest.NewServer(rcv)
+	defer srv.Close()
+	n, err := alert.New(alert.Options{URL: srv.URL, Secret: secret, Store: store.NewHealthStore(db), Health: tenantHealth, Tenants: svc,
+		Components: comps, ComponentHealth: checker, Now: func() time.Time { return clock }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	step := func(want int) []received {
+		t.Helper()
+		if err := checker.CheckAll(ctx, comps); err != nil {
+			t.Fatal(err)
+		}
+		before := len(rcv.attempts())
+		if err := n.Run(ctx); err != nil {
+			t.Fatal(err)
+		}
+		got := rcv.attempts()[before:]
+		if len(got) != want {
+			t.Fatalf("%d alerts, want %d: %+v", len(got), want, got)
+		}
+		return got
+	}
+
+	// Just registered, no ticket yet: DEGRADED, alerted once.
+	got := step(1)
+	if d := got[0].body.Data; got[0].body.Type != alert.TypeComponentRaised || d.ComponentID != string(a.ID) || d.ComponentAppID != a.AppID ||
+		d.Reason != string(health.ComponentTicketStale) || d.State != "DEGRADED" || d.Message == "" || d.TenantID != "" {
+		t.Errorf("alert %+v, want COMPONENT_TICKET_STALE raised for %s", got[0].body, a.ID)
+	}
+	step(0) // nothing new
+
+	// The first ticket comes: cleared.
+	if err := cs.SaveTicket(ctx, a.ID, tenant.Ticket{Value: "ticket@@@1", ReceiveTime: clock}); err != nil {
+		t.Fatal(err)
+	}
+	got = step(1)
+	if d := got[0].body.Data; got[0].body.Type != alert.TypeComponentCleared || d.ClearedAt == "" || d.State != "OK" || d.ComponentDeleted {
+		t.Errorf("alert %+v, want COMPONENT_TICKET_STALE cleared, state OK", got[0].body)
+	}
+
+	// Another component, never a ticket for an hour, then deleted.
+	b := register("wx134c8103faa5a59f")
+	healthNow = healthNow.Add(time.Hour)
+	got = step(2)
+	for _, g := range got {
+		if g.body.Type != alert.TypeComponentRaised {
+			t.Errorf("alert %+v, want raised", g.body)
+		}
+	}
+	if err := comps.Delete(ctx, b.ID); err != nil {
+		t.Fatal(err)
+	}
+	got = step(1)
+	if d := got[0].body.Data; got[0].body.Type != alert.TypeComponentCleared || d.ComponentID != string(b.ID) || !d.ComponentDeleted || d.Deleted {
+		t.Errorf("alert %+v, want %s's reason cleared as component_deleted", got[0].body, b.ID)
 	}
 }
 

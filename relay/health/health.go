@@ -16,6 +16,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/wxrelay/wxrelay/relay/wechat"
 	"github.com/wxrelay/wxrelay/tenant"
 )
 
@@ -43,10 +44,17 @@ const (
 	TokenError          Kind = "TOKEN_ERROR"
 	NoPushes            Kind = "NO_PUSHES"
 	ReplyWindowRefusals Kind = "REPLY_WINDOW_REFUSALS"
+
+	// A component's tenant (onboarded by authorization, protocol §9).
+	AuthorizationPending Kind = "AUTHORIZATION_PENDING"
+	AuthorizationRevoked Kind = "AUTHORIZATION_REVOKED"
+	RefreshTokenLost     Kind = "REFRESH_TOKEN_LOST"
+	PermissionMissing    Kind = "PERMISSION_SET_MISSING"
 )
 
 // Kinds are every reason, in the order they are listed.
-var Kinds = []Kind{WebhookFailing, DeliveryBacklog, TokenError, NoPushes, ReplyWindowRefusals}
+var Kinds = []Kind{WebhookFailing, DeliveryBacklog, TokenError, NoPushes, ReplyWindowRefusals,
+	AuthorizationPending, AuthorizationRevoked, RefreshTokenLost, PermissionMissing}
 
 // The rule book's thresholds.
 const (
@@ -83,14 +91,17 @@ type Reason struct {
 	Refusals, Sends     int
 }
 
-// Health is a tenant's health at ComputeTime.
+// Health is a tenant's health, or a component's, at ComputeTime.
 type Health struct {
-	Tenant      tenant.ID
+	Tenant      tenant.ID          // a tenant's health
+	Component   tenant.ComponentID // a component's
 	State       State
 	Reasons     []Reason
 	ComputeTime time.Time
-	// Facts are what it was computed from, for the gauges.
-	Facts Facts
+	// Facts (a tenant's) or ComponentFacts are what it was computed
+	// from, for the gauges.
+	Facts          Facts
+	ComponentFacts ComponentFacts
 }
 
 // Has reports whether a reason of kind k is in force.
@@ -125,7 +136,24 @@ type Facts struct {
 	TokenErrcode  int
 	TokenError    string
 	TokenErrorAt  time.Time
+
+	// A component's tenant: its authorization as the store holds it
+	// (State zero while the mini program has not authorized).
+	Authorization AuthorizationFacts
 }
+
+// AuthorizationFacts are a component tenant's authorization.
+type AuthorizationFacts struct {
+	State         tenant.AuthorizationState
+	FuncInfo      []int
+	AuthorizeTime time.Time
+	RevokeTime    time.Time
+}
+
+// codeRefreshTokenInvalid is WeChat's answer to a refresh token it no
+// longer takes (61023): the keeper's status says so once recovering it
+// from the component's authorizer list failed too.
+const codeRefreshTokenInvalid = 61023
 
 // Evaluate applies the rule book to t's facts at now.
 func Evaluate(t *tenant.Tenant, f Facts, now time.Time) Health {
@@ -153,7 +181,18 @@ func Evaluate(t *tenant.Tenant, f Facts, now time.Time) Health {
 			Message: fmt.Sprintf("%d events wait for delivery, the oldest for %s", f.Pending, age.Round(time.Second)),
 		})
 	}
-	if f.TokenFailures > 0 {
+	authorized := true
+	if t.ComponentID != "" {
+		authorized = evaluateAuthorization(t, f, add)
+	}
+	switch {
+	case f.TokenFailures > 0 && f.TokenErrcode == codeRefreshTokenInvalid:
+		add(Reason{Kind: RefreshTokenLost, Severity: StateFailing, Since: f.TokenErrorAt, LastErrcode: f.TokenErrcode,
+			Message: "WeChat no longer takes the authorizer refresh token (61023), and the component's authorizer list has no other: " +
+				"the merchant must authorize again; send them a new consent link (POST /v1/tenants/" + string(t.ID) + ":authorizationUrl)"})
+	case f.TokenFailures > 0 && authorized:
+		// An authorization not granted, or revoked, has its own reason
+		// above, which says what to do; the fetch it refuses adds nothing.
 		msg := fmt.Sprintf("WeChat refused the access token fetch %d times in a row: %s", f.TokenFailures, f.TokenError)
 		switch f.TokenErrcode {
 		case 40125, 40001:
@@ -187,6 +226,31 @@ func Evaluate(t *tenant.Tenant, f Facts, now time.Time) Health {
 		})
 	}
 	return h
+}
+
+// evaluateAuthorization adds the reasons of a component tenant's
+// authorization, and reports whether it is granted.
+func evaluateAuthorization(t *tenant.Tenant, f Facts, add func(Reason)) bool {
+	a := f.Authorization
+	link := "POST /v1/tenants/" + string(t.ID) + ":authorizationUrl"
+	switch a.State {
+	case tenant.AuthorizationAuthorized:
+		if !slices.Contains(a.FuncInfo, wechat.FuncCustomerService) {
+			add(Reason{Kind: PermissionMissing, Severity: StateFailing, Since: a.AuthorizeTime,
+				Message: fmt.Sprintf("the mini program authorized the component without the customer-service permission set (%d; granted: %v): "+
+					"WeChat refuses its sends (48001, 61007) and pushes its users' messages elsewhere; ask the merchant to authorize again with it (%s)",
+					wechat.FuncCustomerService, a.FuncInfo, link)})
+		}
+		return true
+	case tenant.AuthorizationRevoked:
+		add(Reason{Kind: AuthorizationRevoked, Severity: StateFailing, Since: a.RevokeTime,
+			Message: "the mini program revoked its authorization of the component: its sends are refused and no push comes; " +
+				"the merchant can authorize again from a new consent link (" + link + ")"})
+	default:
+		add(Reason{Kind: AuthorizationPending, Severity: StateDegraded, Since: t.CreateTime,
+			Message: "waiting for the merchant to authorize the component on WeChat's consent page: send them the link from " + link})
+	}
+	return false
 }
 
 func attemptText(f Facts) string {

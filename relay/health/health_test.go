@@ -12,6 +12,9 @@ func TestEvaluate(t *testing.T) {
 	now := time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)
 	tn := &tenant.Tenant{ID: "tn_a", CreateTime: now.Add(-48 * time.Hour)}
 	quiet := &tenant.Tenant{ID: "tn_a", CreateTime: now.Add(-48 * time.Hour), PushSilenceAlert: time.Hour}
+	ofComponent := &tenant.Tenant{ID: "tn_c", ComponentID: "cp_aaaaaaaaaaaaaaaa", CreateTime: now.Add(-48 * time.Hour)}
+	granted := health.AuthorizationFacts{State: tenant.AuthorizationAuthorized, FuncInfo: []int{17, 19}, AuthorizeTime: now.Add(-time.Hour)}
+	notAuthorized := health.Facts{TokenFailures: 3, TokenError: "not authorized", TokenErrorAt: now}
 	for _, c := range []struct {
 		name   string
 		t      *tenant.Tenant
@@ -42,6 +45,23 @@ func TestEvaluate(t *testing.T) {
 		{"a few refusals among many sends", tn, health.Facts{Sends: 1000, Refusals: 20}, health.StateOK, nil, nil},
 		{"several at once: the worst wins", tn, health.Facts{Sends: 10, Refusals: 9, ConsecutiveFailures: 5}, health.StateFailing,
 			[]health.Kind{health.WebhookFailing, health.ReplyWindowRefusals}, nil},
+		{"a component's tenant, authorized", ofComponent, health.Facts{Authorization: granted}, health.StateOK, nil, nil},
+		{"a component's tenant waiting for consent", ofComponent, notAuthorized, health.StateDegraded, []health.Kind{health.AuthorizationPending},
+			func(r health.Reason) bool { return r.Since.Equal(ofComponent.CreateTime) }},
+		{"a component's tenant, revoked", ofComponent,
+			health.Facts{Authorization: health.AuthorizationFacts{State: tenant.AuthorizationRevoked, RevokeTime: now.Add(-time.Minute)},
+				TokenFailures: 1, TokenError: "revoked", TokenErrorAt: now},
+			health.StateFailing, []health.Kind{health.AuthorizationRevoked},
+			func(r health.Reason) bool { return r.Since.Equal(now.Add(-time.Minute)) }},
+		{"a component's tenant without the customer-service set", ofComponent,
+			health.Facts{Authorization: health.AuthorizationFacts{State: tenant.AuthorizationAuthorized, FuncInfo: []int{17, 18}, AuthorizeTime: now.Add(-time.Hour)}},
+			health.StateFailing, []health.Kind{health.PermissionMissing}, nil},
+		{"a component's tenant whose refresh token is lost", ofComponent,
+			health.Facts{Authorization: granted, TokenFailures: 2, TokenErrcode: 61023, TokenError: "refresh token refused", TokenErrorAt: now},
+			health.StateFailing, []health.Kind{health.RefreshTokenLost}, func(r health.Reason) bool { return r.LastErrcode == 61023 }},
+		{"a component's tenant whose token fetch fails otherwise", ofComponent,
+			health.Facts{Authorization: granted, TokenFailures: 2, TokenErrcode: 61003, TokenError: "component not authorized", TokenErrorAt: now},
+			health.StateFailing, []health.Kind{health.TokenError}, nil},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			h := health.Evaluate(c.t, c.f, now)

@@ -136,9 +136,13 @@ type Component struct {
 	// before the first. The ticket itself is never shown.
 	Ticket *Component_Ticket `protobuf:"bytes,9,opt,name=ticket,proto3" json:"ticket,omitempty"`
 	// Output only: how fetching the component token goes.
-	TokenStatus   *Tenant_TokenStatus    `protobuf:"bytes,10,opt,name=token_status,json=tokenStatus,proto3" json:"token_status,omitempty"`
-	CreateTime    *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
-	UpdateTime    *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
+	TokenStatus *Tenant_TokenStatus    `protobuf:"bytes,10,opt,name=token_status,json=tokenStatus,proto3" json:"token_status,omitempty"`
+	CreateTime  *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	UpdateTime  *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
+	// Output only: whether the component serves its tenants, and if not,
+	// why (the KIND_COMPONENT_ reasons): fresh on GetComponent, as last
+	// computed (every 15 s) on ListComponents.
+	Health        *Health `protobuf:"bytes,13,opt,name=health,proto3" json:"health,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -253,6 +257,13 @@ func (x *Component) GetCreateTime() *timestamppb.Timestamp {
 func (x *Component) GetUpdateTime() *timestamppb.Timestamp {
 	if x != nil {
 		return x.UpdateTime
+	}
+	return nil
+}
+
+func (x *Component) GetHealth() *Health {
+	if x != nil {
+		return x.Health
 	}
 	return nil
 }
@@ -739,7 +750,7 @@ const file_wxrelay_v1_component_proto_rawDesc = "" +
 	"\x05state\x18\x02 \x01(\x0e2\x1f.wxrelay.v1.Authorization.StateR\x05state\x12\x1b\n" +
 	"\tfunc_info\x18\x03 \x03(\x05R\bfuncInfo\x12A\n" +
 	"\x0eauthorize_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\rauthorizeTime\x12\x1b\n" +
-	"\ttenant_id\x18\x05 \x01(\tR\btenantId\"\xd5\x04\n" +
+	"\ttenant_id\x18\x05 \x01(\tR\btenantId\"\x81\x05\n" +
 	"\tComponent\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
 	"\fdisplay_name\x18\x02 \x01(\tR\vdisplayName\x12'\n" +
@@ -756,7 +767,8 @@ const file_wxrelay_v1_component_proto_rawDesc = "" +
 	"\vcreate_time\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"createTime\x12;\n" +
 	"\vupdate_time\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"updateTime\x1aG\n" +
+	"updateTime\x12*\n" +
+	"\x06health\x18\r \x01(\v2\x12.wxrelay.v1.HealthR\x06health\x1aG\n" +
 	"\x06Ticket\x12=\n" +
 	"\freceive_time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\vreceiveTime\"M\n" +
 	"\x16CreateComponentRequest\x123\n" +
@@ -817,9 +829,10 @@ var file_wxrelay_v1_component_proto_goTypes = []any{
 	(*Component_Ticket)(nil),                   // 11: wxrelay.v1.Component.Ticket
 	(*Tenant_TokenStatus)(nil),                 // 12: wxrelay.v1.Tenant.TokenStatus
 	(*timestamppb.Timestamp)(nil),              // 13: google.protobuf.Timestamp
-	(*fieldmaskpb.FieldMask)(nil),              // 14: google.protobuf.FieldMask
-	(Authorization_State)(0),                   // 15: wxrelay.v1.Authorization.State
-	(*emptypb.Empty)(nil),                      // 16: google.protobuf.Empty
+	(*Health)(nil),                             // 14: wxrelay.v1.Health
+	(*fieldmaskpb.FieldMask)(nil),              // 15: google.protobuf.FieldMask
+	(Authorization_State)(0),                   // 16: wxrelay.v1.Authorization.State
+	(*emptypb.Empty)(nil),                      // 17: google.protobuf.Empty
 }
 var file_wxrelay_v1_component_proto_depIdxs = []int32{
 	10, // 0: wxrelay.v1.ListAuthorizersResponse.authorizers:type_name -> wxrelay.v1.ListAuthorizersResponse.Authorizer
@@ -827,31 +840,32 @@ var file_wxrelay_v1_component_proto_depIdxs = []int32{
 	12, // 2: wxrelay.v1.Component.token_status:type_name -> wxrelay.v1.Tenant.TokenStatus
 	13, // 3: wxrelay.v1.Component.create_time:type_name -> google.protobuf.Timestamp
 	13, // 4: wxrelay.v1.Component.update_time:type_name -> google.protobuf.Timestamp
-	2,  // 5: wxrelay.v1.CreateComponentRequest.component:type_name -> wxrelay.v1.Component
-	2,  // 6: wxrelay.v1.CreateComponentResponse.component:type_name -> wxrelay.v1.Component
-	2,  // 7: wxrelay.v1.ListComponentsResponse.components:type_name -> wxrelay.v1.Component
-	2,  // 8: wxrelay.v1.UpdateComponentRequest.component:type_name -> wxrelay.v1.Component
-	14, // 9: wxrelay.v1.UpdateComponentRequest.update_mask:type_name -> google.protobuf.FieldMask
-	15, // 10: wxrelay.v1.ListAuthorizersResponse.Authorizer.state:type_name -> wxrelay.v1.Authorization.State
-	13, // 11: wxrelay.v1.ListAuthorizersResponse.Authorizer.authorize_time:type_name -> google.protobuf.Timestamp
-	13, // 12: wxrelay.v1.Component.Ticket.receive_time:type_name -> google.protobuf.Timestamp
-	3,  // 13: wxrelay.v1.ComponentService.CreateComponent:input_type -> wxrelay.v1.CreateComponentRequest
-	5,  // 14: wxrelay.v1.ComponentService.GetComponent:input_type -> wxrelay.v1.GetComponentRequest
-	6,  // 15: wxrelay.v1.ComponentService.ListComponents:input_type -> wxrelay.v1.ListComponentsRequest
-	8,  // 16: wxrelay.v1.ComponentService.UpdateComponent:input_type -> wxrelay.v1.UpdateComponentRequest
-	9,  // 17: wxrelay.v1.ComponentService.DeleteComponent:input_type -> wxrelay.v1.DeleteComponentRequest
-	0,  // 18: wxrelay.v1.ComponentService.ListAuthorizers:input_type -> wxrelay.v1.ListAuthorizersRequest
-	4,  // 19: wxrelay.v1.ComponentService.CreateComponent:output_type -> wxrelay.v1.CreateComponentResponse
-	2,  // 20: wxrelay.v1.ComponentService.GetComponent:output_type -> wxrelay.v1.Component
-	7,  // 21: wxrelay.v1.ComponentService.ListComponents:output_type -> wxrelay.v1.ListComponentsResponse
-	2,  // 22: wxrelay.v1.ComponentService.UpdateComponent:output_type -> wxrelay.v1.Component
-	16, // 23: wxrelay.v1.ComponentService.DeleteComponent:output_type -> google.protobuf.Empty
-	1,  // 24: wxrelay.v1.ComponentService.ListAuthorizers:output_type -> wxrelay.v1.ListAuthorizersResponse
-	19, // [19:25] is the sub-list for method output_type
-	13, // [13:19] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	14, // 5: wxrelay.v1.Component.health:type_name -> wxrelay.v1.Health
+	2,  // 6: wxrelay.v1.CreateComponentRequest.component:type_name -> wxrelay.v1.Component
+	2,  // 7: wxrelay.v1.CreateComponentResponse.component:type_name -> wxrelay.v1.Component
+	2,  // 8: wxrelay.v1.ListComponentsResponse.components:type_name -> wxrelay.v1.Component
+	2,  // 9: wxrelay.v1.UpdateComponentRequest.component:type_name -> wxrelay.v1.Component
+	15, // 10: wxrelay.v1.UpdateComponentRequest.update_mask:type_name -> google.protobuf.FieldMask
+	16, // 11: wxrelay.v1.ListAuthorizersResponse.Authorizer.state:type_name -> wxrelay.v1.Authorization.State
+	13, // 12: wxrelay.v1.ListAuthorizersResponse.Authorizer.authorize_time:type_name -> google.protobuf.Timestamp
+	13, // 13: wxrelay.v1.Component.Ticket.receive_time:type_name -> google.protobuf.Timestamp
+	3,  // 14: wxrelay.v1.ComponentService.CreateComponent:input_type -> wxrelay.v1.CreateComponentRequest
+	5,  // 15: wxrelay.v1.ComponentService.GetComponent:input_type -> wxrelay.v1.GetComponentRequest
+	6,  // 16: wxrelay.v1.ComponentService.ListComponents:input_type -> wxrelay.v1.ListComponentsRequest
+	8,  // 17: wxrelay.v1.ComponentService.UpdateComponent:input_type -> wxrelay.v1.UpdateComponentRequest
+	9,  // 18: wxrelay.v1.ComponentService.DeleteComponent:input_type -> wxrelay.v1.DeleteComponentRequest
+	0,  // 19: wxrelay.v1.ComponentService.ListAuthorizers:input_type -> wxrelay.v1.ListAuthorizersRequest
+	4,  // 20: wxrelay.v1.ComponentService.CreateComponent:output_type -> wxrelay.v1.CreateComponentResponse
+	2,  // 21: wxrelay.v1.ComponentService.GetComponent:output_type -> wxrelay.v1.Component
+	7,  // 22: wxrelay.v1.ComponentService.ListComponents:output_type -> wxrelay.v1.ListComponentsResponse
+	2,  // 23: wxrelay.v1.ComponentService.UpdateComponent:output_type -> wxrelay.v1.Component
+	17, // 24: wxrelay.v1.ComponentService.DeleteComponent:output_type -> google.protobuf.Empty
+	1,  // 25: wxrelay.v1.ComponentService.ListAuthorizers:output_type -> wxrelay.v1.ListAuthorizersResponse
+	20, // [20:26] is the sub-list for method output_type
+	14, // [14:20] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_wxrelay_v1_component_proto_init() }

@@ -463,25 +463,63 @@ const (
 	// were refused for the users' reply windows (refusals, sends).
 	// DEGRADED.
 	Health_KIND_REPLY_WINDOW_REFUSALS Health_Kind = 5
+	// A component's tenant: the mini program has not authorized the
+	// component yet. DEGRADED.
+	Health_KIND_AUTHORIZATION_PENDING Health_Kind = 6
+	// A component's tenant: the mini program revoked its authorization
+	// (since = when); sends are refused, no push comes. FAILING.
+	Health_KIND_AUTHORIZATION_REVOKED Health_Kind = 7
+	// A component's tenant: WeChat refuses the authorizer refresh token
+	// (61023) and the component's authorizer list has no other; the
+	// merchant must authorize again. FAILING.
+	Health_KIND_REFRESH_TOKEN_LOST Health_Kind = 8
+	// A component's tenant: authorized without the customer-service
+	// permission set (19), so WeChat refuses its sends (48001, 61007).
+	// FAILING.
+	Health_KIND_PERMISSION_SET_MISSING Health_Kind = 9
+	// A component: no component_verify_ticket for over 30 minutes
+	// (last_push_time is the last ticket's arrival). DEGRADED.
+	Health_KIND_COMPONENT_TICKET_STALE Health_Kind = 10
+	// A component: no valid ticket (none, or the last over 12 hours
+	// old), so no component token can be fetched. FAILING.
+	Health_KIND_COMPONENT_TICKET_MISSING Health_Kind = 11
+	// A component: WeChat refuses the component token fetch
+	// (last_errcode: 61004 IP not whitelisted, 61005 or 61006 ticket,
+	// 45009 quota). FAILING.
+	Health_KIND_COMPONENT_TOKEN_ERROR Health_Kind = 12
 )
 
 // Enum value maps for Health_Kind.
 var (
 	Health_Kind_name = map[int32]string{
-		0: "KIND_UNSPECIFIED",
-		1: "KIND_WEBHOOK_FAILING",
-		2: "KIND_DELIVERY_BACKLOG",
-		3: "KIND_TOKEN_ERROR",
-		4: "KIND_NO_PUSHES",
-		5: "KIND_REPLY_WINDOW_REFUSALS",
+		0:  "KIND_UNSPECIFIED",
+		1:  "KIND_WEBHOOK_FAILING",
+		2:  "KIND_DELIVERY_BACKLOG",
+		3:  "KIND_TOKEN_ERROR",
+		4:  "KIND_NO_PUSHES",
+		5:  "KIND_REPLY_WINDOW_REFUSALS",
+		6:  "KIND_AUTHORIZATION_PENDING",
+		7:  "KIND_AUTHORIZATION_REVOKED",
+		8:  "KIND_REFRESH_TOKEN_LOST",
+		9:  "KIND_PERMISSION_SET_MISSING",
+		10: "KIND_COMPONENT_TICKET_STALE",
+		11: "KIND_COMPONENT_TICKET_MISSING",
+		12: "KIND_COMPONENT_TOKEN_ERROR",
 	}
 	Health_Kind_value = map[string]int32{
-		"KIND_UNSPECIFIED":           0,
-		"KIND_WEBHOOK_FAILING":       1,
-		"KIND_DELIVERY_BACKLOG":      2,
-		"KIND_TOKEN_ERROR":           3,
-		"KIND_NO_PUSHES":             4,
-		"KIND_REPLY_WINDOW_REFUSALS": 5,
+		"KIND_UNSPECIFIED":              0,
+		"KIND_WEBHOOK_FAILING":          1,
+		"KIND_DELIVERY_BACKLOG":         2,
+		"KIND_TOKEN_ERROR":              3,
+		"KIND_NO_PUSHES":                4,
+		"KIND_REPLY_WINDOW_REFUSALS":    5,
+		"KIND_AUTHORIZATION_PENDING":    6,
+		"KIND_AUTHORIZATION_REVOKED":    7,
+		"KIND_REFRESH_TOKEN_LOST":       8,
+		"KIND_PERMISSION_SET_MISSING":   9,
+		"KIND_COMPONENT_TICKET_STALE":   10,
+		"KIND_COMPONENT_TICKET_MISSING": 11,
+		"KIND_COMPONENT_TOKEN_ERROR":    12,
 	}
 )
 
@@ -1933,7 +1971,7 @@ const file_wxrelay_v1_tenant_proto_rawDesc = "" +
 	"\x1aRotateWebhookSecretRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"D\n" +
 	"\x1bRotateWebhookSecretResponse\x12%\n" +
-	"\x0ewebhook_secret\x18\x01 \x01(\tR\rwebhookSecret\"\xda\a\n" +
+	"\x0ewebhook_secret\x18\x01 \x01(\tR\rwebhookSecret\"\xbc\t\n" +
 	"\x06Health\x12.\n" +
 	"\x05state\x18\x01 \x01(\x0e2\x18.wxrelay.v1.Health.StateR\x05state\x123\n" +
 	"\areasons\x18\x02 \x03(\v2\x19.wxrelay.v1.Health.ReasonR\areasons\x12=\n" +
@@ -1957,14 +1995,22 @@ const file_wxrelay_v1_tenant_proto_rawDesc = "" +
 	"\x11STATE_UNSPECIFIED\x10\x00\x12\f\n" +
 	"\bSTATE_OK\x10\x01\x12\x12\n" +
 	"\x0eSTATE_DEGRADED\x10\x02\x12\x11\n" +
-	"\rSTATE_FAILING\x10\x03\"\x9b\x01\n" +
+	"\rSTATE_FAILING\x10\x03\"\xfd\x02\n" +
 	"\x04Kind\x12\x14\n" +
 	"\x10KIND_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14KIND_WEBHOOK_FAILING\x10\x01\x12\x19\n" +
 	"\x15KIND_DELIVERY_BACKLOG\x10\x02\x12\x14\n" +
 	"\x10KIND_TOKEN_ERROR\x10\x03\x12\x12\n" +
 	"\x0eKIND_NO_PUSHES\x10\x04\x12\x1e\n" +
-	"\x1aKIND_REPLY_WINDOW_REFUSALS\x10\x052\x99\x05\n" +
+	"\x1aKIND_REPLY_WINDOW_REFUSALS\x10\x05\x12\x1e\n" +
+	"\x1aKIND_AUTHORIZATION_PENDING\x10\x06\x12\x1e\n" +
+	"\x1aKIND_AUTHORIZATION_REVOKED\x10\a\x12\x1b\n" +
+	"\x17KIND_REFRESH_TOKEN_LOST\x10\b\x12\x1f\n" +
+	"\x1bKIND_PERMISSION_SET_MISSING\x10\t\x12\x1f\n" +
+	"\x1bKIND_COMPONENT_TICKET_STALE\x10\n" +
+	"\x12!\n" +
+	"\x1dKIND_COMPONENT_TICKET_MISSING\x10\v\x12\x1e\n" +
+	"\x1aKIND_COMPONENT_TOKEN_ERROR\x10\f2\x99\x05\n" +
 	"\rTenantService\x12Q\n" +
 	"\fCreateTenant\x12\x1f.wxrelay.v1.CreateTenantRequest\x1a .wxrelay.v1.CreateTenantResponse\x12=\n" +
 	"\tGetTenant\x12\x1c.wxrelay.v1.GetTenantRequest\x1a\x12.wxrelay.v1.Tenant\x12N\n" +
