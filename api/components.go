@@ -9,8 +9,8 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	wxrelayv1 "github.com/wxrelay/wxrelay/api/gen/wxrelay/v1"
-	"github.com/wxrelay/wxrelay/relay/token"
 	"github.com/wxrelay/wxrelay/relay/health"
+	"github.com/wxrelay/wxrelay/relay/token"
 	"github.com/wxrelay/wxrelay/tenant"
 )
 
