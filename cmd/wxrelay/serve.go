@@ -199,8 +199,8 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	componentStore := store.NewComponentStore(db)
 	componentKeeper := component.NewTokenKeeper(store.NewComponentTokenStore(db),
 		component.NewTokenSource(componentStore, wx, db.Now), token.Options{Log: log, Now: db.Now})
-	keeper := token.NewKeeper(store.NewTokenStore(db), wx, tenantCache, token.Options{Log: log, Now: db.Now,
-		Authorizers: component.NewAuthorizerTokens(componentStore, componentKeeper, wx, log)})
+	authorizerTokens := component.NewAuthorizerTokens(componentStore, componentKeeper, wx, log)
+	keeper := token.NewKeeper(store.NewTokenStore(db), wx, tenantCache, token.Options{Log: log, Now: db.Now, Authorizers: authorizerTokens})
 	tenants.OnChange(keeper.Forget)
 
 	windows := store.NewWindowStore(db)
@@ -247,6 +247,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	// Authorization codes are exchanged by the scheduled job from the
 	// events, and at once when the consent page sends a merchant back.
 	authorizer := component.NewAuthorizer(componentStore, componentKeeper, wx, log, db.Now)
+	authorizer.OnChange(authorizerTokens.Forget)
 	consent := component.NewConsent(componentStore, componentKeeper, wx, authorizer, cfg.WeChatMP, cfg.PublicURL, log, db.Now)
 	componentPushes := component.Options{Store: componentStore, Logger: log, Now: db.Now, MaxSkew: cfg.PushMaxSkew}
 	components := tenant.NewComponentService(componentStore, nil)

@@ -61,6 +61,20 @@ type Authorizer struct {
 
 	turn  sync.Mutex    // one run at a time in this process
 	kicks chan struct{} // runs asked for (Kick), one waiting at most
+
+	onChange []func(cid tenant.ComponentID, appid string)
+}
+
+// OnChange registers f to be called after an authorization is saved or
+// revoked here (to drop what is kept of it).
+func (a *Authorizer) OnChange(f func(cid tenant.ComponentID, appid string)) {
+	a.onChange = append(a.onChange, f)
+}
+
+func (a *Authorizer) changed(cid tenant.ComponentID, appid string) {
+	for _, f := range a.onChange {
+		f(cid, appid)
+	}
 }
 
 // NewAuthorizer returns an Authorizer; log and now may be nil.
@@ -136,6 +150,7 @@ func (a *Authorizer) act(ctx context.Context, p tenant.PendingComponentPush) err
 			}
 			return err
 		}
+		a.changed(p.ComponentID, p.AuthorizerAppID)
 		log.InfoContext(ctx, "authorization revoked")
 		return nil
 	case wechat.InfoQueryAuthCode:
@@ -235,6 +250,7 @@ func (a *Authorizer) Authorize(ctx context.Context, c *tenant.Component, code st
 	if err != nil {
 		return wechat.Authorization{}, err
 	}
+	a.changed(c.ID, auth.AuthorizerAppID)
 	a.log.InfoContext(ctx, "authorization kept", "component", c.ID, "authorizer", auth.AuthorizerAppID, "func_info", auth.FuncInfo)
 	return auth, nil
 }

@@ -3,6 +3,7 @@ package component_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"encoding/json"
 	"net/http"
 	"net/url"
@@ -169,5 +170,36 @@ func TestAuthorizerTokensRecoverARefusedRefreshToken(t *testing.T) {
 	}
 	if _, err := tokens.Fetch(ctx, tn); err == nil {
 		t.Error("Fetch after the revocation found a token")
+	}
+}
+
+// Whether a tenant's mini program has authorized is asked on every send:
+// the answer is kept for a moment, so sends do not read the database each
+// (it is closed here, and the answer still comes), and a change made by
+// this process's Authorizer is seen at once (Forget).
+func TestAuthorizedIsKeptAndForgotten(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	keeper, _, wx := e.authorized(t, []int{19})
+	tokens := component.NewAuthorizerTokens(e.cs, keeper, wx, nil)
+	acting := component.NewAuthorizer(e.cs, keeper, wx, nil, nil)
+	acting.OnChange(tokens.Forget)
+	tn := &tenant.Tenant{ComponentID: e.comp.ID, AppID: authorizer}
+	if err := tokens.Authorized(ctx, tn); !errors.Is(err, tenant.ErrNotAuthorized) {
+		t.Fatalf("before the code is exchanged: %v, want not authorized", err)
+	}
+	if err := acting.Process(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := tokens.Authorized(ctx, tn); err != nil {
+		t.Fatalf("right after the exchange here: %v, want authorized", err)
+	}
+	e.db.Close()
+	if err := tokens.Authorized(ctx, tn); err != nil {
+		t.Errorf("asked again at once, with the database closed: %v; want the kept answer", err)
+	}
+	tokens.Forget(e.comp.ID, authorizer)
+	if err := tokens.Authorized(ctx, tn); err == nil || errors.Is(err, tenant.ErrNotAuthorized) {
+		t.Errorf("after Forget, with the database closed: %v; want the read's failure", err)
 	}
 }

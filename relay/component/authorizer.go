@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"time"
 
 	"github.com/wxrelay/wxrelay/relay/token"
+	"github.com/wxrelay/wxrelay/relay/ttlcache"
 	"github.com/wxrelay/wxrelay/relay/wechat"
 	"github.com/wxrelay/wxrelay/tenant"
 )
@@ -36,7 +38,24 @@ type AuthorizerTokens struct {
 	tokens ComponentTokens
 	wx     AuthorizerFetcher
 	log    *slog.Logger
+
+	// granted keeps whether each authorizer has authorized (nil) or why
+	// not, for authorizedTTL: every send of a component's tenant asks
+	// (token.Authorizers.Authorized), and reading and opening the
+	// authorization each time cost a database read and a decryption a
+	// send. Changes made here are forgotten at once (Forget, wired to
+	// the Authorizer's OnChange); another replica's apply within the TTL.
+	granted ttlcache.Cache[authorizerKey, error]
 }
+
+type authorizerKey struct {
+	component tenant.ComponentID
+	appid     string
+}
+
+// authorizedTTL bounds how long a revocation on another replica may let
+// this one's sends through (to WeChat, which refuses them itself).
+const authorizedTTL = 2 * time.Second
 
 var _ token.Authorizers = (*AuthorizerTokens)(nil)
 
@@ -45,13 +64,28 @@ func NewAuthorizerTokens(s AuthorizerStore, tokens ComponentTokens, wx Authorize
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &AuthorizerTokens{store: s, tokens: tokens, wx: wx, log: log}
+	return &AuthorizerTokens{store: s, tokens: tokens, wx: wx, log: log, granted: ttlcache.Cache[authorizerKey, error]{TTL: authorizedTTL}}
 }
 
 // Authorized implements token.Authorizers.
 func (a *AuthorizerTokens) Authorized(ctx context.Context, t *tenant.Tenant) error {
-	_, err := a.authorization(ctx, t)
-	return err
+	why, err := a.granted.Get(ctx, authorizerKey{t.ComponentID, t.AppID}, func(ctx context.Context, _ authorizerKey) (error, error) {
+		_, err := a.authorization(ctx, t)
+		if errors.Is(err, tenant.ErrNotAuthorized) {
+			return err, nil // an answer, kept
+		}
+		return nil, err
+	})
+	if err != nil {
+		return err
+	}
+	return why
+}
+
+// Forget drops what is kept of appid's authorization of component cid:
+// wire it to the Authorizer's OnChange.
+func (a *AuthorizerTokens) Forget(cid tenant.ComponentID, appid string) {
+	a.granted.Forget(func(k authorizerKey, _ error) bool { return k.component == cid && k.appid == appid })
 }
 
 func (a *AuthorizerTokens) authorization(ctx context.Context, t *tenant.Tenant) (*tenant.Authorization, error) {

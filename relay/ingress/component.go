@@ -4,9 +4,9 @@ import (
 	"context"
 	"errors"
 	"net/http"
-	"sync"
 	"time"
 
+	"github.com/wxrelay/wxrelay/relay/ttlcache"
 	"github.com/wxrelay/wxrelay/relay/wechat"
 	"github.com/wxrelay/wxrelay/tenant"
 )
@@ -50,59 +50,17 @@ func (l ComponentLookup) IDByAppID(ctx context.Context, appid string) (tenant.ID
 // once, through ForgetComponent and Forget).
 const componentTTL = 2 * time.Second
 
-// ttlCache keeps values for componentTTL.
-type ttlCache[K comparable, V any] struct {
-	mu   sync.Mutex
-	vals map[K]ttlEntry[V]
-}
-
-type ttlEntry[V any] struct {
-	v  V
-	at time.Time
-}
-
-func (c *ttlCache[K, V]) get(ctx context.Context, k K, load func(context.Context, K) (V, error)) (V, error) {
-	now := time.Now()
-	c.mu.Lock()
-	e, ok := c.vals[k]
-	c.mu.Unlock()
-	if ok && now.Sub(e.at) < componentTTL {
-		return e.v, nil
-	}
-	v, err := load(ctx, k)
-	if err != nil {
-		return v, err
-	}
-	c.mu.Lock()
-	if c.vals == nil {
-		c.vals = map[K]ttlEntry[V]{}
-	}
-	c.vals[k] = ttlEntry[V]{v, now}
-	c.mu.Unlock()
-	return v, nil
-}
-
-func (c *ttlCache[K, V]) forget(match func(K, V) bool) {
-	c.mu.Lock()
-	for k, e := range c.vals {
-		if match(k, e.v) {
-			delete(c.vals, k)
-		}
-	}
-	c.mu.Unlock()
-}
-
 // componentKeys is the component part of a Handler.
 type componentKeys struct {
 	lookup     Components
-	components ttlCache[tenant.ComponentID, *tenant.Component]
-	appids     ttlCache[string, tenant.ID]
+	components ttlcache.Cache[tenant.ComponentID, *tenant.Component]
+	appids     ttlcache.Cache[string, tenant.ID]
 }
 
 // ForgetComponent drops what the handler holds of component id, with its
 // keys: wire it to component changes.
 func (h *Handler) ForgetComponent(id tenant.ComponentID) {
-	h.comps.components.forget(func(k tenant.ComponentID, _ *tenant.Component) bool { return k == id })
+	h.comps.components.Forget(func(k tenant.ComponentID, _ *tenant.Component) bool { return k == id })
 	h.receivers.forgetComponent(id)
 }
 
@@ -130,7 +88,7 @@ func (h *Handler) serveComponent(w http.ResponseWriter, r *http.Request) string 
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), answerDeadline)
 	defer cancel()
-	tid, err := h.comps.appids.get(ctx, appid, h.comps.lookup.IDByAppID)
+	tid, err := h.comps.appids.Get(ctx, appid, h.comps.lookup.IDByAppID)
 	if errors.Is(err, tenant.ErrNotFound) {
 		http.Error(w, "no tenant of this component for this appid", http.StatusNotFound)
 		return "unknown_tenant"
@@ -145,7 +103,7 @@ func (h *Handler) serveComponent(w http.ResponseWriter, r *http.Request) string 
 // componentReceiver builds the receiver of tenant t of a component: the
 // component's Token, and a cipher with its key for its appid.
 func (h *Handler) componentReceiver(ctx context.Context, t *tenant.Tenant) (*receiver, error) {
-	c, err := h.comps.components.get(ctx, t.ComponentID, h.comps.lookup.FindComponent)
+	c, err := h.comps.components.Get(ctx, t.ComponentID, h.comps.lookup.FindComponent)
 	if err != nil {
 		return nil, err
 	}

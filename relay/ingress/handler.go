@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/wxrelay/wxrelay/relay"
+	"github.com/wxrelay/wxrelay/relay/ttlcache"
 	"github.com/wxrelay/wxrelay/relay/wechat"
 	"github.com/wxrelay/wxrelay/tenant"
 )
@@ -112,7 +113,9 @@ func New(opts Options) *Handler {
 		metrics:    opts.Metrics,
 		now:        opts.Now,
 		maxSkew:    cmp.Or(opts.MaxSkew, DefaultMaxSkew),
-		comps:      componentKeys{lookup: opts.Components},
+		comps: componentKeys{lookup: opts.Components,
+			components: ttlcache.Cache[tenant.ComponentID, *tenant.Component]{TTL: componentTTL},
+			appids:     ttlcache.Cache[string, tenant.ID]{TTL: componentTTL}},
 	}
 	h.receivers.ofComponent = h.componentReceiver
 	return h
@@ -124,7 +127,7 @@ func New(opts Options) *Handler {
 // that a deleted tenant's secrets leave memory with it.
 func (h *Handler) Forget(id tenant.ID) {
 	h.receivers.forget(id)
-	h.comps.appids.forget(func(_ string, tid tenant.ID) bool { return tid == id })
+	h.comps.appids.Forget(func(_ string, tid tenant.ID) bool { return tid == id })
 }
 
 // ForgetAll is Forget for every tenant.
