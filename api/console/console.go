@@ -93,8 +93,10 @@ type Console struct {
 	o       Options
 	tenants wxrelayv1.TenantServiceClient
 	events  wxrelayv1.EventServiceClient
-	pages   map[string]*template.Template
-	handler http.Handler
+	// components: third-party platforms (components.go).
+	components wxrelayv1.ComponentServiceClient
+	pages      map[string]*template.Template
+	handler    http.Handler
 }
 
 // New returns the console.
@@ -111,7 +113,8 @@ func New(o Options) (*Console, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	c := &Console{o: o, tenants: wxrelayv1.NewTenantServiceClient(o.API), events: wxrelayv1.NewEventServiceClient(o.API)}
+	c := &Console{o: o, tenants: wxrelayv1.NewTenantServiceClient(o.API), events: wxrelayv1.NewEventServiceClient(o.API),
+		components: wxrelayv1.NewComponentServiceClient(o.API)}
 	var err error
 	if c.pages, err = parsePages(); err != nil {
 		return nil, err
@@ -141,6 +144,11 @@ func New(o Options) (*Console, error) {
 		"GET /console/tenants/{id}/events/{event}":            c.eventPage,
 		"POST /console/tenants/{id}/events/{event}/redeliver": c.redeliver,
 		"GET /console/":                                       c.notFound,
+		"GET /console/components":                             c.componentList,
+		"GET /console/components/new":                         c.newComponentPage,
+		"POST /console/components":                            c.createComponent,
+		"GET /console/components/{id}":                        c.componentPage,
+		"POST /console/tenants/{id}/authorization-url":        c.authorizationURL,
 	} {
 		mux.Handle(pattern, c.withSession(h))
 	}

@@ -281,9 +281,10 @@ func fieldViolations(st *status.Status) map[string]string {
 	for _, d := range st.Details() {
 		if br, ok := d.(*errdetails.BadRequest); ok {
 			for _, v := range br.GetFieldViolations() {
-				// The API names nested fields as tenant.x over gRPC; the
-				// form's fields are x.
-				out[strings.TrimPrefix(v.GetField(), "tenant.")] = v.GetDescription()
+				// The API names nested fields as tenant.x (component.x)
+				// over gRPC; the form's fields are x.
+				field := strings.TrimPrefix(strings.TrimPrefix(v.GetField(), "tenant."), "component.")
+				out[field] = v.GetDescription()
 			}
 		}
 	}
@@ -303,13 +304,21 @@ type tenantBody struct {
 	// Secret is a value just rotated, shown this once.
 	Secret      string
 	SecretLabel string
+	// ConsentURL is a consent link just made for a component's tenant.
+	ConsentURL     string
+	ConsentExpires *timestamppb.Timestamp
 }
 
 func (c *Console) tenantPage(w http.ResponseWriter, r *http.Request, s *session) {
-	c.showTenant(w, r, s, "", "")
+	c.showTenantWith(w, r, s, nil)
 }
 
 func (c *Console) showTenant(w http.ResponseWriter, r *http.Request, s *session, label, secret string) {
+	c.showTenantWith(w, r, s, func(b *tenantBody) { b.SecretLabel, b.Secret = label, secret })
+}
+
+// showTenantWith shows the tenant page, with what set adds.
+func (c *Console) showTenantWith(w http.ResponseWriter, r *http.Request, s *session, set func(*tenantBody)) {
 	ctx := callCtx(r.Context(), s)
 	t, err := c.tenants.GetTenant(ctx, &wxrelayv1.GetTenantRequest{Id: r.PathValue("id")})
 	if err != nil {
@@ -321,7 +330,10 @@ func (c *Console) showTenant(w http.ResponseWriter, r *http.Request, s *session,
 		// The page is still worth showing, with an empty chart.
 		c.o.Logger.Error("console: chart", "tenant", t.GetId(), "err", err)
 	}
-	b := tenantBody{T: t, Health: healthName(t.GetHealth().GetState()), Chart: ch, Secret: secret, SecretLabel: label}
+	b := tenantBody{T: t, Health: healthName(t.GetHealth().GetState()), Chart: ch}
+	if set != nil {
+		set(&b)
+	}
 	flash := ""
 	if r.Method == http.MethodGet && r.URL.Query().Get("saved") != "" {
 		flash = "Saved."

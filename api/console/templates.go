@@ -12,7 +12,8 @@ import (
 
 // pageNames are the templates/ files that are pages; each is parsed with
 // layout.html and the shared partials.
-var pageNames = []string{"login", "tenants", "tenant_new", "created", "tenant", "events", "event", "error"}
+var pageNames = []string{"login", "tenants", "tenant_new", "created", "tenant", "events", "event", "error",
+	"components", "component", "component_new"}
 
 func parsePages() (map[string]*template.Template, error) {
 	pages := map[string]*template.Template{}
@@ -56,10 +57,19 @@ var funcs = template.FuncMap{
 		return d.AsDuration().Round(time.Second).String()
 	},
 	"lower": strings.ToLower,
+	// funcs lists permission set ids: 17, 19.
+	"funcs": func(ids []int32) string {
+		out := make([]string, len(ids))
+		for i, id := range ids {
+			out[i] = fmt.Sprint(id)
+		}
+		return strings.Join(out, ", ")
+	},
 	"join":  strings.Join,
 	"count": func(m map[string]int, k string) int { return m[k] },
 	// fe is the argument of the field-error partial.
 	"fe":           func(f tenantForm, field string) fieldRef { return fieldRef{Errors: f.Errors, Field: field} },
+	"cfe":          func(f componentForm, field string) fieldRef { return fieldRef{Errors: f.Errors, Field: field} },
 	"modes":        func() []string { return []string{"SAFE", "COMPATIBLE", "PLAINTEXT"} },
 	"formats":      func() []string { return []string{"JSON", "XML"} },
 	"replies":      func() []string { return []string{"SUCCESS", "TRANSFER_CUSTOMER_SERVICE"} },

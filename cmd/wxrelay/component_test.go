@@ -202,27 +202,7 @@ func TestComponentTenantSendsAfterAuthorization(t *testing.T) {
 	if code := p.api(t, "POST", "/v1/tenants/"+tn.Tenant.ID+":authorizationUrl", tn.APIKey, `{}`, nil); code != 403 {
 		t.Errorf("a consent link asked for with the tenant's key: %d, want 403", code)
 	}
-	consentPage := p.simURL + "/cgi-bin/componentloginpage?" + strings.TrimPrefix(link.URL, mp)
-	noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	resp, err := noRedirect.PostForm(consentPage, url.Values{"func": {"17", "19"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	back, err := url.Parse(resp.Header.Get("Location"))
-	if err != nil || resp.StatusCode != 302 {
-		t.Fatalf("consent: %d %q", resp.StatusCode, resp.Header.Get("Location"))
-	}
-	// The public URL is the relay's own address here.
-	resp, err = http.Get("http://" + p.http + back.Path + "?" + back.RawQuery)
-	if err != nil {
-		t.Fatal(err)
-	}
-	page, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != 200 || !strings.Contains(string(page), "wxba5fad812f8e6fb9") {
-		t.Fatalf("the page the merchant comes back to: %d %s", resp.StatusCode, page)
-	}
+	consent(t, p, link.URL, "17", "19")
 
 	// Authorized at once: no wait for the job (which acts on WeChat's
 	// notice of the same authorization too, to the same end).
@@ -365,5 +345,34 @@ func TestComponentPassesReleaseCheck(t *testing.T) {
 	if code := p.api(t, "GET", "/v1/components/"+cp+"/authorizers", admin, "", &listed); code != 200 || len(listed.Authorizers) != 1 ||
 		listed.Authorizers[0].Appid != "wxd101a85aa106f53e" || listed.Authorizers[0].State != "AUTHORIZATION_AUTHORIZED" || listed.Authorizers[0].TenantID != "" {
 		t.Errorf("the component's authorizers after the check: %d %+v", code, listed)
+	}
+}
+
+// consent plays the merchant who opens link (a consent link the relay
+// made), authorizes the permission sets funcs on WeChat's page (wxsim's)
+// and is sent back to the relay, whose page must name the mini program.
+func consent(t *testing.T, p *process, link string, funcs ...string) {
+	t.Helper()
+	const mp = "https://mp.weixin.qq.com/cgi-bin/componentloginpage?"
+	consentPage := p.simURL + "/cgi-bin/componentloginpage?" + strings.TrimPrefix(link, mp)
+	noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := noRedirect.PostForm(consentPage, url.Values{"func": funcs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	back, err := url.Parse(resp.Header.Get("Location"))
+	if err != nil || resp.StatusCode != 302 {
+		t.Fatalf("consent: %d %q", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	// The public URL is the relay's own address here.
+	resp, err = http.Get("http://" + p.http + back.Path + "?" + back.RawQuery)
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(page), "wxba5fad812f8e6fb9") {
+		t.Fatalf("the page the merchant comes back to: %d %s", resp.StatusCode, page)
 	}
 }
