@@ -16,13 +16,44 @@ import (
 // walkthroughPorts are the fixed ports the README's walk-through uses.
 var walkthroughPorts = []string{"8080", "9090", "9464", "9998", "9999"}
 
-// TestREADMEWalkthrough runs the README's "Try it locally with wxsim" as a
-// newcomer pasting it into a script would: every sh block of the section,
-// in order, under sh -e (dash on Debian, as portable as a script gets), from the repository's root. It checks what the
-// text says each step prints, and that its last step stops everything,
-// leaving no process on the ports (a script has no job table: the PIDs
-// are kept in variables).
+// TestREADMEWalkthrough runs the README's "Try it locally with wxsim".
 func TestREADMEWalkthrough(t *testing.T) {
+	runWalkthrough(t, "## Try it locally with wxsim", 5, []string{
+		`"push_url"`,                  // the tenant was created
+		"HTTP/1.1 200 OK\nsuccess",    // wxsim push: the status line, then the body
+		"signature: ok",               // the receiver verified the delivery
+		"message.text",                // and printed the event
+		"{}",                          // the send API's answer
+		`{"errcode":0,"errmsg":"ok"}`, // the compatible API's
+	})
+}
+
+// TestREADMEComponentWalkthrough runs "Try a third-party platform
+// locally" the same way: a component registered, its ticket, a tenant by
+// authorization through the consent page, a push through the message URL,
+// a send with the authorizer token, and the release check passed.
+func TestREADMEComponentWalkthrough(t *testing.T) {
+	runWalkthrough(t, "### Try a third-party platform locally", 6, []string{
+		`"auth_event_url"`, // the component was registered
+		`{"ticket":"ticket@@@`,
+		"The mini program wxba5fad812f8e6fb9 has authorized Example agency",
+		"authorization.authorized", // the lifecycle event, delivered
+		"signature: ok",
+		`"status":200`,  // the message URL's answer to the user's push
+		"message.text",  // delivered
+		"{}",            // the send
+		`"passed":true`, // the release check
+	})
+}
+
+// runWalkthrough runs the sh blocks of the README section under heading
+// (at least minBlocks) as a newcomer pasting them into a script would:
+// in order, under sh -e (dash on Debian, as portable as a script gets),
+// from the repository's root. It checks that the output holds each of
+// wants, what the text says the steps print, and that the last step stops
+// everything, leaving no process on the ports (a script has no job table:
+// the PIDs are kept in variables).
+func runWalkthrough(t *testing.T, heading string, minBlocks int, wants []string) {
 	if testing.Short() {
 		t.Skip("builds both binaries and runs the walk-through; not in -short")
 	}
@@ -44,9 +75,9 @@ func TestREADMEWalkthrough(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	section := sectionOf(t, string(readme), "## Try it locally with wxsim")
+	section := sectionOf(t, string(readme), heading)
 	blocks := regexp.MustCompile("(?s)```sh\n(.*?)```").FindAllStringSubmatch(section, -1)
-	if len(blocks) < 5 {
+	if len(blocks) < minBlocks {
 		t.Fatalf("the walk-through has %d sh blocks; the test expects the whole story", len(blocks))
 	}
 	var script strings.Builder
@@ -89,14 +120,7 @@ func TestREADMEWalkthrough(t *testing.T) {
 		t.Fatalf("the walk-through failed: %v\n%s", err, out)
 	}
 	text := string(out)
-	for _, want := range []string{
-		`"push_url"`,                  // the tenant was created
-		"HTTP/1.1 200 OK\nsuccess",    // wxsim push: the status line, then the body
-		"signature: ok",               // the receiver verified the delivery
-		"message.text",                // and printed the event
-		"{}",                          // the send API's answer
-		`{"errcode":0,"errmsg":"ok"}`, // the compatible API's
-	} {
+	for _, want := range wants {
 		if !strings.Contains(text, want) {
 			t.Errorf("the walk-through's output lacks %q:\n%s", want, text)
 		}
