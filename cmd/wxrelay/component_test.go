@@ -202,7 +202,7 @@ func TestComponentTenantSendsAfterAuthorization(t *testing.T) {
 	if code := p.api(t, "POST", "/v1/tenants/"+tn.Tenant.ID+":authorizationUrl", tn.APIKey, `{}`, nil); code != 403 {
 		t.Errorf("a consent link asked for with the tenant's key: %d, want 403", code)
 	}
-	consent(t, p, link.URL, "17", "19")
+	consent(t, p.simURL, p.http, link.URL, "17", "19")
 
 	// Authorized at once: no wait for the job (which acts on WeChat's
 	// notice of the same authorization too, to the same end).
@@ -349,12 +349,13 @@ func TestComponentPassesReleaseCheck(t *testing.T) {
 }
 
 // consent plays the merchant who opens link (a consent link the relay
-// made), authorizes the permission sets funcs on WeChat's page (wxsim's)
-// and is sent back to the relay, whose page must name the mini program.
-func consent(t *testing.T, p *process, link string, funcs ...string) {
+// made), authorizes the permission sets funcs on WeChat's page (wxsim's,
+// at simURL) and is sent back to the relay at relayAddr, whose page must
+// name the mini program.
+func consent(t *testing.T, simURL, relayAddr, link string, funcs ...string) {
 	t.Helper()
 	const mp = "https://mp.weixin.qq.com/cgi-bin/componentloginpage?"
-	consentPage := p.simURL + "/cgi-bin/componentloginpage?" + strings.TrimPrefix(link, mp)
+	consentPage := simURL + "/cgi-bin/componentloginpage?" + strings.TrimPrefix(link, mp)
 	noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	resp, err := noRedirect.PostForm(consentPage, url.Values{"func": funcs})
 	if err != nil {
@@ -366,7 +367,7 @@ func consent(t *testing.T, p *process, link string, funcs ...string) {
 		t.Fatalf("consent: %d %q", resp.StatusCode, resp.Header.Get("Location"))
 	}
 	// The public URL is the relay's own address here.
-	resp, err = http.Get("http://" + p.http + back.Path + "?" + back.RawQuery)
+	resp, err = http.Get("http://" + relayAddr + back.Path + "?" + back.RawQuery)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -73,7 +73,7 @@ func TestConsole_Components(t *testing.T) {
 	if a.status != 200 || m == nil || !strings.Contains(m[1], "componentloginpage") {
 		t.Fatalf("make a consent link: %d\n%s", a.status, a.body)
 	}
-	consent(t, p, html.UnescapeString(m[1]), "17", "19")
+	consent(t, p.simURL, p.http, html.UnescapeString(m[1]), "17", "19")
 
 	if a := c.do("GET", tenantPage, nil, nil); !strings.Contains(a.body, `id="authorization-state">AUTHORIZED`) || !strings.Contains(a.body, "17, 19") {
 		t.Errorf("the tenant's page after the authorization:\n%s", a.body)

@@ -56,6 +56,9 @@ type component struct {
 	tickets    []issuedTicket // every ticket pushed, oldest first
 	ticketsOff bool           // pushes stopped (StopTickets)
 	fault      int            // errcode api_component_token answers while set
+	// rotate: every api_authorizer_token answers a new refresh token,
+	// and the one it was called with stops working (SetRefreshRotation).
+	rotate bool
 
 	tokens  []*token // component access tokens, oldest first
 	current *token
@@ -196,6 +199,36 @@ func (s *Server) SetComponentFault(appid string, errcode int) error {
 	}
 	c.fault = errcode
 	return nil
+}
+
+// SetRefreshRotation makes every api_authorizer_token call of component
+// appid answer a new authorizer_refresh_token and retire the one it was
+// called with (on), or keep it (off, the default). WeChat may change a
+// refresh token (protocol §9: store whatever comes back); rotating on
+// every call is the harshest case: a relay that loses the new one (killed
+// between WeChat's answer and its write) holds a dead one, and must
+// recover it from api_get_authorizer_list.
+func (s *Server) SetRefreshRotation(appid string, on bool) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, ok := s.comp.components[appid]
+	if !ok {
+		return fmt.Errorf("wxsim: no component %s", appid)
+	}
+	c.rotate = on
+	return nil
+}
+
+// RefreshToken returns authorizer's current refresh token at component
+// appid, as api_get_authorizer_list would.
+func (s *Server) RefreshToken(appid, authorizer string) (string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, ok := s.comp.components[appid]
+	if !ok || c.authorizers[authorizer] == nil || c.authorizers[authorizer].revoked {
+		return "", fmt.Errorf("wxsim: %s has not authorized component %s", authorizer, appid)
+	}
+	return c.authorizers[authorizer].refresh, nil
 }
 
 // PushTicket pushes a new component_verify_ticket to the component's
@@ -668,6 +701,9 @@ func (s *Server) authorizerToken(r *http.Request, rec *Call) (any, error) {
 		return nil, fail(codeInvalidRefreshToken, "not the authorization's refresh token")
 	}
 	t := s.issueAuthorizerToken(a.appid, s.now())
+	if c.rotate {
+		a.refresh = "refreshtoken@@@" + randomID(48)
+	}
 	return struct {
 		Token     string `json:"authorizer_access_token"`
 		ExpiresIn int    `json:"expires_in"`
