@@ -149,6 +149,10 @@ func (s *TokenStore) DueTokens(ctx context.Context, now time.Time, limit int) ([
 		ColumnExpr("t.id").
 		Join("LEFT JOIN tokens AS k ON k.tenant_id = t.id").
 		Where("t.state = 'active'").
+		// A component's tenant has a token only while its mini program
+		// has authorized the component: until then (or once revoked) it
+		// is not due, rather than asked about every run.
+		Where("(t.component_id IS NULL OR EXISTS (SELECT 1 FROM authorizations AS a WHERE a.component_id = t.component_id AND a.authorizer_appid = t.appid AND a.state = 'authorized'))").
 		Where("(k.tenant_id IS NULL OR (k.due_at <= ? AND (k.lease_until IS NULL OR k.lease_until <= ?)))", now, now).
 		OrderExpr("t.id ASC").
 		Limit(int64(limit)).

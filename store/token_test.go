@@ -209,5 +209,40 @@ func TestTokenStore_DueTokens(t *testing.T) {
 		if want := []tenant.ID{never, due, later, leased}; !slices.Equal(got, want) {
 			t.Errorf("DueTokens(later) = %v, want %v", got, want)
 		}
+
+		// A component's tenant is due only while its mini program has
+		// authorized the component.
+		cs := store.NewComponentStore(db)
+		comp := newComponent("cp_dddddddddddddddd", "wx134c8103faa5a59e")
+		if err := cs.CreateComponent(ctx, comp); err != nil {
+			t.Fatal(err)
+		}
+		ct := newTenant("due_6component", "wxba5fad812f8e6fb9")
+		ct.ComponentID, ct.Secrets = comp.ID, tenant.Secrets{}
+		mustCreate(t, ts, ct)
+		dueNow := func() bool {
+			t.Helper()
+			got, err := s.DueTokens(ctx, tokenNow, 10)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return slices.Contains(got, ct.ID)
+		}
+		if dueNow() {
+			t.Error("a component's tenant is due before its mini program authorized the component")
+		}
+		if err := cs.SaveAuthorization(ctx, &tenant.Authorization{ComponentID: comp.ID, AuthorizerAppID: ct.AppID,
+			FuncInfo: []int{19}, RefreshToken: "r@@@1", AuthorizeTime: tokenNow, UpdateTime: tokenNow}); err != nil {
+			t.Fatal(err)
+		}
+		if !dueNow() {
+			t.Error("an authorized component tenant without a token is not due")
+		}
+		if err := cs.RevokeAuthorization(ctx, comp.ID, ct.AppID, tokenNow); err != nil {
+			t.Fatal(err)
+		}
+		if dueNow() {
+			t.Error("a component's tenant is due after the revocation")
+		}
 	})
 }

@@ -121,23 +121,37 @@ var errRetry = errors.New("component: authorization event left for the next run"
 // of the same authorizer (an unauthorized after an authorized) is never
 // acted on before it; one that cannot succeed (an expired code, a
 // component gone) is logged and passed.
+//
+// A run takes every pending event, a page at a time: merchants moving an
+// agency onto the relay authorize by the thousand, and a page a run (every
+// 10 s) kept the last of 10,000 waiting 17 minutes.
 func (a *Authorizer) Process(ctx context.Context) error {
 	a.turn.Lock()
 	defer a.turn.Unlock()
-	pushes, err := a.store.PendingComponentPushes(ctx, 100)
-	if err != nil {
-		return err
-	}
-	for _, p := range pushes {
-		if err := a.act(ctx, p); err != nil {
-			return fmt.Errorf("%w: %w", errRetry, err)
+	for {
+		pushes, err := a.store.PendingComponentPushes(ctx, processPage)
+		if err != nil {
+			return err
 		}
-		if err := a.store.MarkComponentPushDone(ctx, p.Seq, a.now()); err != nil {
+		for _, p := range pushes {
+			if err := a.act(ctx, p); err != nil {
+				return fmt.Errorf("%w: %w", errRetry, err)
+			}
+			if err := a.store.MarkComponentPushDone(ctx, p.Seq, a.now()); err != nil {
+				return err
+			}
+		}
+		if len(pushes) < processPage {
+			return nil
+		}
+		if err := ctx.Err(); err != nil {
 			return err
 		}
 	}
-	return nil
 }
+
+// processPage is how many pending events Process reads at a time.
+const processPage = 100
 
 // act acts on one event; nil when it is done with, acted on or passed.
 func (a *Authorizer) act(ctx context.Context, p tenant.PendingComponentPush) error {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"errors"
 	"net/http"
 	"net/url"
@@ -201,5 +202,26 @@ func TestAuthorizedIsKeptAndForgotten(t *testing.T) {
 	tokens.Forget(e.comp.ID, authorizer)
 	if err := tokens.Authorized(ctx, tn); err == nil || errors.Is(err, tenant.ErrNotAuthorized) {
 		t.Errorf("after Forget, with the database closed: %v; want the read's failure", err)
+	}
+}
+
+// One run acts on every pending event, not a page of them: 250
+// revocations (merchants leaving at once) are all done after one
+// Process.
+func TestAuthorizerRunTakesEveryPendingEvent(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	for i := range 250 {
+		if err := e.cs.SaveComponentPush(ctx, e.comp.ID, tenant.ComponentPush{InfoType: wechat.InfoUnauthorized,
+			AuthorizerAppID: fmt.Sprintf("wx%016x", i), CreateTime: 1, Body: []byte("<xml/>"), ReceiveTime: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := component.NewAuthorizer(e.cs, e.keeper("replica-a"), &wechat.Client{BaseURL: e.wxURL}, nil, nil).Process(ctx); err != nil {
+		t.Fatal(err)
+	}
+	e.waitPending(t, 0)
+	if auths, err := e.cs.Authorizations(ctx, e.comp.ID); err != nil || len(auths) != 250 {
+		t.Errorf("%d authorizations kept after one run, want 250 (%v)", len(auths), err)
 	}
 }
