@@ -62,7 +62,7 @@ func TestComponentReceivesTickets(t *testing.T) {
 // registerComponent registers the protocol notes' example component
 // (appid wx134c8103faa5a59e, secret csecret, Token AAAAA, key 43 × A) on
 // p and returns its id.
-func registerComponent(t *testing.T, p *process, admin string) string {
+func registerComponent(t testing.TB, p *process, admin string) string {
 	t.Helper()
 	var comp struct {
 		Component struct{ ID string } `json:"component"`

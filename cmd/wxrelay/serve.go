@@ -249,7 +249,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	authorizer := component.NewAuthorizer(componentStore, componentKeeper, wx, log, db.Now)
 	authorizer.OnChange(authorizerTokens.Forget)
 	consent := component.NewConsent(componentStore, componentKeeper, wx, authorizer, cfg.WeChatMP, cfg.PublicURL, log, db.Now)
-	componentPushes := component.Options{Store: componentStore, Logger: log, Now: db.Now, MaxSkew: cfg.PushMaxSkew}
+	componentPushes := component.Options{Store: componentStore, Logger: log, Now: db.Now, MaxSkew: cfg.PushMaxSkew, Kick: authorizer.Kick}
 	components := tenant.NewComponentService(componentStore, nil)
 	componentHealth := health.NewComponentChecker(componentKeeper, db.Now)
 	if err := reg.Register(componentHealth); err != nil {
@@ -297,7 +297,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 			// The message URL of WeChat's release-check mini program:
 			// the check is answered for every component, with no code
 			// of its own.
-			"/wxc/{id}/" + wechat.ReleaseTestAppID: component.NewReleaseCheckHandler(componentPushes, authorizer.Kick),
+			"/wxc/{id}/" + wechat.ReleaseTestAppID: component.NewReleaseCheckHandler(componentPushes),
 			"/wxapi/":                              http.StripPrefix("/wxapi", compat),
 		},
 	})

@@ -35,6 +35,10 @@ type Options struct {
 	// MaxSkew bounds how far a push's timestamp may be from Now, so that a
 	// captured push cannot be replayed later; zero means 5 minutes.
 	MaxSkew time.Duration
+	// Kick, if set, asks for a stored authorization event (or release
+	// check) to be acted on at once rather than at the next scheduled
+	// run: the Authorizer's Kick.
+	Kick func()
 }
 
 // maxEventBody bounds a push to the authorization-event URL: a ticket or
@@ -51,6 +55,7 @@ type pushURL struct {
 	log     *slog.Logger
 	now     func() time.Time
 	maxSkew time.Duration
+	kick    func()
 }
 
 func newPushURL(o Options) pushURL {
@@ -60,7 +65,10 @@ func newPushURL(o Options) pushURL {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	return pushURL{store: o.Store, log: o.Logger, now: o.Now, maxSkew: cmp.Or(o.MaxSkew, 5*time.Minute)}
+	if o.Kick == nil {
+		o.Kick = func() {}
+	}
+	return pushURL{store: o.Store, log: o.Logger, now: o.Now, maxSkew: cmp.Or(o.MaxSkew, 5*time.Minute), kick: o.Kick}
 }
 
 // admit reads the push of r to component {id}: a POST, to a component
@@ -163,4 +171,7 @@ func (h *EventsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	io.WriteString(w, wechat.Success)
+	if e.InfoType != wechat.InfoTicket {
+		h.kick() // a revocation refuses the tenant's sends from now, not in 10 s
+	}
 }

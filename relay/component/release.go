@@ -18,15 +18,12 @@ import (
 // answered empty at once, and acted on by the Authorizer, kicked at once
 // (answerReleaseCheck). The test mini program is WeChat's, never a
 // merchant's, so its pushes go to no tenant.
-type ReleaseCheckHandler struct {
-	pushURL
-	kick func()
-}
+type ReleaseCheckHandler struct{ pushURL }
 
-// NewReleaseCheckHandler returns a ReleaseCheckHandler; kick (the
+// NewReleaseCheckHandler returns a ReleaseCheckHandler; o.Kick (the
 // Authorizer's Kick) asks for the check to be acted on now.
-func NewReleaseCheckHandler(o Options, kick func()) *ReleaseCheckHandler {
-	return &ReleaseCheckHandler{newPushURL(o), kick}
+func NewReleaseCheckHandler(o Options) *ReleaseCheckHandler {
+	return &ReleaseCheckHandler{newPushURL(o)}
 }
 
 func (h *ReleaseCheckHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {

@@ -34,6 +34,11 @@ type Push struct {
 	MsgID    int64
 	RawQuery string
 	Body     []byte
+	// Path, if set, is appended to the target's URL (which must have no
+	// query then): a component's message URL names the authorizer,
+	// /wxc/{id}/{appid}, so one run can push for many.
+	Path        string
+	ContentType string // "" means ContentType
 }
 
 // A Source hands out the pushes of a run. Next is called from many

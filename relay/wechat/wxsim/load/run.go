@@ -2,6 +2,7 @@ package load
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -183,7 +184,7 @@ func Run(ctx context.Context, t Target, o Options) (*Result, error) {
 		before = counter.Unprepared()
 	}
 
-	r := &run{opts: o, prefix: prefix, src: t.Source, reqCtx: context.WithoutCancel(ctx)}
+	r := &run{opts: o, url: t.URL, prefix: prefix, src: t.Source, reqCtx: context.WithoutCancel(ctx)}
 	r.start = time.Now()
 	r.end = r.start.Add(o.Duration)
 	if o.Rate > 0 {
@@ -232,7 +233,7 @@ func Run(ctx context.Context, t Target, o Options) (*Result, error) {
 // run is the shared state of one Run's workers.
 type run struct {
 	opts          Options
-	prefix        string
+	url, prefix   string
 	src           Source
 	reqCtx        context.Context // not cancelled with the run: pushes in flight finish
 	start, end    time.Time
@@ -301,11 +302,15 @@ func (r *run) openLoop(ctx context.Context, t *tally) {
 // send POSTs p and reads the whole answer, so the connection is reused.
 // Any answer but 2xx is an error.
 func (r *run) send(p Push) error {
-	req, err := http.NewRequestWithContext(r.reqCtx, http.MethodPost, r.prefix+p.RawQuery, bytes.NewReader(p.Body))
+	u := r.prefix + p.RawQuery
+	if p.Path != "" {
+		u = r.url + p.Path + "?" + p.RawQuery
+	}
+	req, err := http.NewRequestWithContext(r.reqCtx, http.MethodPost, u, bytes.NewReader(p.Body))
 	if err != nil {
 		return err
 	}
-	req.Header.Set("Content-Type", ContentType)
+	req.Header.Set("Content-Type", cmp.Or(p.ContentType, ContentType))
 	resp, err := r.opts.Client.Do(req)
 	if err != nil {
 		return err
