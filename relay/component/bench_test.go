@@ -281,4 +281,3 @@ func vmRSS(b *testing.B) uint64 {
 	}
 	return 0
 }
-
