@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -240,6 +241,43 @@ func TestComponentTenantSendsAfterAuthorization(t *testing.T) {
 		t.Fatalf("WeChat saw the send as %+v, want it made with the authorizer's token", sent)
 	}
 
+	// The authorizer token revoked under 50 concurrent sends: one refresh.
+	const refreshPath = "/cgi-bin/component/api_authorizer_token"
+	before := countCalls(p.sim, refreshPath)
+	p.sim.InvalidateTokens("wxba5fad812f8e6fb9")
+	var wg sync.WaitGroup
+	codes := make([]int, 50)
+	for i := range codes {
+		wg.Go(func() { codes[i] = send() })
+	}
+	wg.Wait()
+	for i, c := range codes {
+		if c != 200 {
+			t.Fatalf("send %d of 50 after the token was revoked: %d", i, c)
+		}
+	}
+	if n := countCalls(p.sim, refreshPath) - before; n != 1 {
+		t.Errorf("%d authorizer token refreshes for 50 concurrent sends, want 1", n)
+	}
+
+	// The merchant authorizes again with another permission set: WeChat
+	// pushes updateauthorized with a new refresh token, which replaces the
+	// kept one (the next refresh needs no recovery), and the tenant hears
+	// of it.
+	if code := p.api(t, "POST", "/v1/tenants/"+tn.Tenant.ID+":authorizationUrl", admin, `{}`, &link); code != 200 {
+		t.Fatalf("authorizationUrl: %d", code)
+	}
+	consent(t, p.simURL, p.http, link.URL, "17", "18", "19")
+	checkAuthorizationEvent(t, hook.next(t), "authorization.updated", tn.Tenant.ID, "[17 18 19]")
+	lists := countCalls(p.sim, "/cgi-bin/component/api_get_authorizer_list")
+	p.sim.InvalidateTokens("wxba5fad812f8e6fb9")
+	if code := send(); code != 200 {
+		t.Fatalf("a send after the new authorization: %d", code)
+	}
+	if n := countCalls(p.sim, "/cgi-bin/component/api_get_authorizer_list") - lists; n != 0 {
+		t.Errorf("the refresh after updateauthorized needed the authorizer list %d times: the new refresh token was not kept", n)
+	}
+
 	if err := p.sim.Revoke("wx134c8103faa5a59e", "wxba5fad812f8e6fb9"); err != nil {
 		t.Fatal(err)
 	}
@@ -257,7 +295,7 @@ func TestComponentTenantSendsAfterAuthorization(t *testing.T) {
 			t.Fatalf("authorization after the revocation: %v", authorization())
 		}
 	}
-	checkAuthorizationEvent(t, hook.next(t), "authorization.revoked", tn.Tenant.ID, "[17 19]")
+	checkAuthorizationEvent(t, hook.next(t), "authorization.revoked", tn.Tenant.ID, "[17 18 19]")
 	if r := reasons(); r != "STATE_FAILING[{KIND_AUTHORIZATION_REVOKED}]" {
 		t.Errorf("health after the revocation: %s", r)
 	}
@@ -269,8 +307,8 @@ func TestComponentTenantSendsAfterAuthorization(t *testing.T) {
 	if p.api(t, "GET", "/v1/components/"+cp, admin, "", &comp); comp.Health.State != "STATE_OK" {
 		t.Errorf("the component's health with a fresh ticket: %+v", comp)
 	}
-	if n := hook.count(); n != 2 {
-		t.Errorf("the tenant's webhook got %d deliveries, want the 2 lifecycle events", n)
+	if n := hook.count(); n != 3 {
+		t.Errorf("the tenant's webhook got %d deliveries, want the 3 lifecycle events", n)
 	}
 }
 
@@ -354,6 +392,13 @@ func TestComponentPassesReleaseCheck(t *testing.T) {
 // name the mini program.
 func consent(t *testing.T, simURL, relayAddr, link string, funcs ...string) {
 	t.Helper()
+	comeBack(t, relayAddr, authorize(t, simURL, link, funcs...))
+}
+
+// authorize plays the merchant on WeChat's consent page, and returns
+// where WeChat sends the browser back.
+func authorize(t *testing.T, simURL, link string, funcs ...string) *url.URL {
+	t.Helper()
 	const mp = "https://mp.weixin.qq.com/cgi-bin/componentloginpage?"
 	consentPage := simURL + "/cgi-bin/componentloginpage?" + strings.TrimPrefix(link, mp)
 	noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
@@ -366,8 +411,15 @@ func consent(t *testing.T, simURL, relayAddr, link string, funcs ...string) {
 	if err != nil || resp.StatusCode != 302 {
 		t.Fatalf("consent: %d %q", resp.StatusCode, resp.Header.Get("Location"))
 	}
-	// The public URL is the relay's own address here.
-	resp, err = http.Get("http://" + relayAddr + back.Path + "?" + back.RawQuery)
+	return back
+}
+
+// comeBack follows WeChat's redirect back to the relay at relayAddr (the
+// public URL is the relay's own address here), whose page must name the
+// mini program.
+func comeBack(t *testing.T, relayAddr string, back *url.URL) {
+	t.Helper()
+	resp, err := http.Get("http://" + relayAddr + back.Path + "?" + back.RawQuery)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -375,5 +427,44 @@ func consent(t *testing.T, simURL, relayAddr, link string, funcs ...string) {
 	resp.Body.Close()
 	if resp.StatusCode != 200 || !strings.Contains(string(page), "wxba5fad812f8e6fb9") {
 		t.Fatalf("the page the merchant comes back to: %d %s", resp.StatusCode, page)
+	}
+}
+
+// WeChat's authorized event acted on before the merchant's browser comes
+// back, which then comes back twice (a reload): the same one authorization
+// and one lifecycle event as when the browser comes first.
+func TestComponentAuthorizationEventFirst(t *testing.T) {
+	dir := t.TempDir()
+	p := startServe(t, dir, "WXRELAY_ALLOW_PRIVATE_WEBHOOKS=true")
+	admin := adminTokenIn(t, dir)
+	hook, hookURL := newHookRecorder(t)
+	cp := registerComponent(t, p, admin)
+	var tn struct {
+		Tenant struct{ ID string } `json:"tenant"`
+	}
+	if code := p.api(t, "POST", "/v1/tenants", admin, `{"component_id":"`+cp+`","appid":"wxba5fad812f8e6fb9","webhook_url":"`+hookURL+`"}`, &tn); code != 200 {
+		t.Fatalf("create the component's tenant: %d", code)
+	}
+	t.Cleanup(p.sim.Close)
+	if err := p.sim.AddComponent(wxsim.ComponentOptions{AppID: "wx134c8103faa5a59e", Secret: "csecret", Token: "AAAAA",
+		EncodingAESKey: strings.Repeat("A", 43), AuthEventURL: "http://" + p.http + "/wxc/" + cp + "/events", TicketEvery: -1}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.sim.PushTicket("wx134c8103faa5a59e"); err != nil {
+		t.Fatal(err)
+	}
+	var link struct {
+		URL string `json:"url"`
+	}
+	if code := p.api(t, "POST", "/v1/tenants/"+tn.Tenant.ID+":authorizationUrl", admin, `{}`, &link); code != 200 {
+		t.Fatalf("authorizationUrl: %d", code)
+	}
+	back := authorize(t, p.simURL, link.URL, "17", "19")
+	checkAuthorizationEvent(t, hook.next(t), "authorization.authorized", tn.Tenant.ID, "[17 19]")
+	comeBack(t, p.http, back)
+	comeBack(t, p.http, back)
+	time.Sleep(time.Second) // what a second event would take to be delivered
+	if n := hook.count(); n != 1 {
+		t.Errorf("%d deliveries after the event and two redirects, want one authorization.authorized", n)
 	}
 }

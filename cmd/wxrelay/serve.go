@@ -297,7 +297,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 			// The message URL of WeChat's release-check mini program:
 			// the check is answered for every component, with no code
 			// of its own.
-			"/wxc/{id}/" + wechat.ReleaseTestAppID: component.NewReleaseCheckHandler(componentPushes),
+			"/wxc/{id}/" + wechat.ReleaseTestAppID: component.NewReleaseCheckHandler(componentPushes, authorizer.AnswerReleaseChecks),
 			"/wxapi/":                              http.StripPrefix("/wxapi", compat),
 		},
 	})
@@ -333,8 +333,6 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	workCtx, stopWork := context.WithCancel(context.WithoutCancel(ctx))
 	delivered := make(chan struct{})
 	go func() { dispatcher.Run(workCtx); close(delivered) }()
-	// Authorization events that cannot wait for the job's schedule.
-	go authorizer.Run(workCtx)
 	lc.onStop(stopWorking, "delivery", func(context.Context) error { stopWork(); <-delivered; return nil })
 	// What other replicas change reaches every holder of tenant state here
 	// as this replica's own changes do (tenants.OnChange above); a lost
@@ -419,6 +417,16 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		return err
 	}
 	lc.onStop(stopWorking, "jobs", func(context.Context) error { stopWork(); return jobs.stop() })
+	// Authorization events that cannot wait for the job's schedule, run
+	// under the job's lock.
+	authorizer.LockWith(func(ctx context.Context) (func(), error) {
+		l, err := jobs.locker.Lock(ctx, "component-authorizations")
+		if err != nil {
+			return nil, err
+		}
+		return func() { l.Unlock(context.WithoutCancel(ctx)) }, nil
+	})
+	go authorizer.Run(workCtx)
 
 	if metricsLn != nil {
 		// Metrics on their own listener: their series name every tenant.
