@@ -33,16 +33,18 @@ func TestREADMEWalkthrough(t *testing.T) {
 // authorization through the consent page, a push through the message URL,
 // a send with the authorizer token, and the release check passed.
 func TestREADMEComponentWalkthrough(t *testing.T) {
-	runWalkthrough(t, "### Try a third-party platform locally", 6, []string{
+	runWalkthrough(t, "### Try a third-party platform locally", 7, []string{
 		`"auth_event_url"`, // the component was registered
 		`{"ticket":"ticket@@@`,
 		"The mini program wxba5fad812f8e6fb9 has authorized Example agency",
 		"authorization.authorized", // the lifecycle event, delivered
 		"signature: ok",
-		`"status":200`,  // the message URL's answer to the user's push
-		"message.text",  // delivered
-		"{}",            // the send
-		`"passed":true`, // the release check
+		`"status":200`,          // the message URL's answer to the user's push
+		"message.text",          // delivered
+		"{}",                    // the send
+		`"passed":true`,         // the release check
+		"authorization.revoked", // the revocation, delivered
+		`"code":9`,              // and the send after it refused (FAILED_PRECONDITION)
 	})
 }
 
