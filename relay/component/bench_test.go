@@ -1,7 +1,6 @@
 package component_test
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"net/http"
@@ -10,8 +9,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
-	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -19,6 +16,7 @@ import (
 
 	"github.com/wxrelay/wxrelay/relay/component"
 	"github.com/wxrelay/wxrelay/relay/token"
+	"github.com/wxrelay/wxrelay/relay/token/tokentest"
 	"github.com/wxrelay/wxrelay/relay/wechat"
 	"github.com/wxrelay/wxrelay/relay/wechat/wxsim"
 	"github.com/wxrelay/wxrelay/store"
@@ -27,34 +25,16 @@ import (
 )
 
 // pacedAuthorizers is the WeChat of the benchmark's keepers: it counts
-// the authorizer token fetches started, and its sleep (the keeper's
-// pacing) waits until WeChat has answered them before it moves the fake
-// clock, so that wxsim records each fetch at its simulated moment.
+// the authorizer token fetches answered for its Pacer, which moves the
+// fake clock as RefreshDue's pacing sleeps.
 type pacedAuthorizers struct {
 	*wechat.Client
-	clock   *clockwork.FakeClock
-	started atomic.Int64
-	base    int64
-	sleeps  int64
+	*tokentest.Pacer
 }
 
 func (w *pacedAuthorizers) AuthorizerToken(ctx context.Context, ctok, comp, authorizer, refresh string) (wechat.Authorization, error) {
-	defer w.started.Add(1)
+	defer w.Started()
 	return w.Client.AuthorizerToken(ctx, ctok, comp, authorizer, refresh)
-}
-
-func (w *pacedAuthorizers) beginRun() { w.base, w.sleeps = w.started.Load(), 0 }
-
-func (w *pacedAuthorizers) sleep(ctx context.Context, d time.Duration) error {
-	w.sleeps++
-	for deadline := time.Now().Add(time.Second); w.started.Load()-w.base < w.sleeps && time.Now().Before(deadline); {
-		time.Sleep(50 * time.Microsecond)
-	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	w.clock.Advance(d)
-	return nil
 }
 
 // BenchmarkAuthorizers10k runs the token keepers of component mode for
@@ -113,7 +93,7 @@ func BenchmarkAuthorizers10k(b *testing.B) {
 	}
 	newTicket()
 
-	wx := &pacedAuthorizers{Client: &wechat.Client{BaseURL: ts.URL, HTTP: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 16}}}, clock: clock}
+	wx := &pacedAuthorizers{Client: &wechat.Client{BaseURL: ts.URL, HTTP: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 16}}}, Pacer: &tokentest.Pacer{Clock: clock}}
 	compKeeper := component.NewTokenKeeper(store.NewComponentTokenStore(db), component.NewTokenSource(cs, wx.Client, clock.Now),
 		token.Options{Owner: "bench", Now: clock.Now})
 	ts2 := store.NewTenantStore(db)
@@ -148,7 +128,7 @@ func BenchmarkAuthorizers10k(b *testing.B) {
 	b.Logf("%d tenants authorized in %s", n, time.Since(t0).Round(time.Millisecond))
 
 	keeper := token.NewKeeper(store.NewTokenStore(db), nil, tenant.NewCache(svc, 0, nil), token.Options{Owner: "bench", Now: clock.Now,
-		Sleep: wx.sleep, Authorizers: component.NewAuthorizerTokens(cs, compKeeper, wx, nil)})
+		Sleep: wx.Sleep, Authorizers: component.NewAuthorizerTokens(cs, compKeeper, wx, nil)})
 	sentBefore := len(sim.Calls())
 
 	b.ResetTimer()
@@ -165,7 +145,7 @@ func BenchmarkAuthorizers10k(b *testing.B) {
 		if err := compKeeper.RefreshDue(ctx); err != nil {
 			failed++
 		}
-		wx.beginRun()
+		wx.BeginRun()
 		if err := keeper.RefreshDue(ctx); err != nil {
 			failed++
 			b.Logf("RefreshDue at %s: %v", clock.Now().Sub(start), err)
@@ -195,11 +175,11 @@ func BenchmarkAuthorizers10k(b *testing.B) {
 			expired++
 		}
 	}
-	heapWith := liveHeap()
+	heapWith := tokentest.LiveHeap()
 	runtime.KeepAlive(keeper)
 	runtime.KeepAlive(compKeeper)
 	keeper, compKeeper = nil, nil
-	keepersHeap := heapWith - liveHeap()
+	keepersHeap := heapWith - tokentest.LiveHeap()
 
 	perSecond, perMinute := map[int64]int{}, map[int64]int{}
 	fetches, componentFetches, second := 0, 0, 0
@@ -216,18 +196,18 @@ func BenchmarkAuthorizers10k(b *testing.B) {
 			}
 		}
 	}
-	peakSecond, peakMinute := maxValue(perSecond), maxValue(perMinute)
+	peakSecond, peakMinute := tokentest.MaxValue(perSecond), tokentest.MaxValue(perMinute)
 	perAuthorizer := float64(second) / float64(n)
 	b.ReportMetric(float64(peakSecond), "peak-fetches/s")
 	b.ReportMetric(float64(peakMinute), "peak-fetches/min")
 	b.ReportMetric(perAuthorizer, "fetches/authorizer/2h")
 	b.ReportMetric(float64(componentFetches), "component-fetches")
 	b.ReportMetric(float64(keepersHeap)/(1<<20), "keepers-heap-MiB")
-	b.ReportMetric(float64(vmRSS(b))/(1<<20), "process-RSS-MiB")
+	b.ReportMetric(float64(tokentest.RSS())/(1<<20), "process-RSS-MiB")
 	b.ReportMetric(0, "ns/op")
 	b.Logf("%d authorizers, %.1f simulated hours in %s: %d runs (longest %s), %d authorizer token fetches (peak %d/s, %d/min), %.2f per authorizer from 1h30 to 3h30, %d component token fetches",
 		n, hours, wall.Round(time.Millisecond), runs, longest.Round(time.Second), fetches, peakSecond, peakMinute, perAuthorizer, componentFetches)
-	b.Logf("keepers' heap %.1f MiB (%d B per authorizer); process RSS %.0f MiB", float64(keepersHeap)/(1<<20), keepersHeap/uint64(n), float64(vmRSS(b))/(1<<20))
+	b.Logf("keepers' heap %.1f MiB (%d B per authorizer); process RSS %.0f MiB", float64(keepersHeap)/(1<<20), keepersHeap/uint64(n), float64(tokentest.RSS())/(1<<20))
 	if expired > 0 || failed > 0 {
 		b.Errorf("%d authorizers ended with an expired token; %d RefreshDue runs failed", expired, failed)
 	}
@@ -246,38 +226,4 @@ func cmpEnv(name, def string) string {
 		return v
 	}
 	return def
-}
-
-func maxValue(m map[int64]int) int {
-	most := 0
-	for _, v := range m {
-		most = max(most, v)
-	}
-	return most
-}
-
-// liveHeap is the heap in use after a full collection.
-func liveHeap() uint64 {
-	runtime.GC()
-	runtime.GC()
-	var m runtime.MemStats
-	runtime.ReadMemStats(&m)
-	return m.HeapAlloc
-}
-
-// vmRSS is this process's resident set size, from /proc/self/status.
-func vmRSS(b *testing.B) uint64 {
-	f, err := os.Open("/proc/self/status")
-	if err != nil {
-		return 0
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if rest, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
-			kb, _ := strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
-			return kb << 10
-		}
-	}
-	return 0
 }

@@ -116,6 +116,35 @@ func (p *pushURL) admit(w http.ResponseWriter, r *http.Request) (c *tenant.Compo
 	return c, q, body, now, true
 }
 
+// cipher is component c's cipher; it answers 500 when c's key is
+// unusable (it was checked when saved, so never in practice).
+func (p *pushURL) cipher(w http.ResponseWriter, r *http.Request, c *tenant.Component) (*wechat.Cipher, bool) {
+	cipher, err := wechat.NewCipher(c.Secrets.EncodingAESKey, c.AppID)
+	if err != nil {
+		p.log.ErrorContext(r.Context(), "component push: the component's key", "component", c.ID, "err", err)
+		http.Error(w, "internal error", http.StatusInternalServerError)
+		return nil, false
+	}
+	return cipher, true
+}
+
+// refused answers a push that err, its opening's failure, refuses: 401
+// for a bad signature, 403 for one sealed for another component, 400 for
+// a malformed one. It reports whether there was one.
+func refused(w http.ResponseWriter, err error) bool {
+	switch {
+	case err == nil:
+		return false
+	case errors.Is(err, wechat.ErrBadSignature):
+		http.Error(w, "bad signature", http.StatusUnauthorized)
+	case errors.Is(err, wechat.ErrAppIDMismatch):
+		http.Error(w, "the push is for another component", http.StatusForbidden)
+	default:
+		http.Error(w, "malformed push", http.StatusBadRequest)
+	}
+	return true
+}
+
 // EventsHandler serves POST /wxc/{id}/events.
 type EventsHandler struct{ pushURL }
 
@@ -135,22 +164,12 @@ func (h *EventsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx, id := r.Context(), c.ID
-	cipher, err := wechat.NewCipher(c.Secrets.EncodingAESKey, c.AppID)
-	if err != nil {
-		h.log.ErrorContext(ctx, "component push: the component's key", "component", id, "err", err)
-		http.Error(w, "internal error", http.StatusInternalServerError)
+	cipher, ok := h.cipher(w, r, c)
+	if !ok {
 		return
 	}
 	e, inner, err := wechat.OpenComponentEvent(c.Secrets.Token, cipher, q, body)
-	switch {
-	case errors.Is(err, wechat.ErrBadSignature):
-		http.Error(w, "bad signature", http.StatusUnauthorized)
-		return
-	case errors.Is(err, wechat.ErrAppIDMismatch):
-		http.Error(w, "the push is for another component", http.StatusForbidden)
-		return
-	case err != nil:
-		http.Error(w, "malformed push", http.StatusBadRequest)
+	if refused(w, err) {
 		return
 	}
 

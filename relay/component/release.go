@@ -3,7 +3,6 @@ package component
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"net/http"
 
 	"github.com/wxrelay/wxrelay/relay/wechat"
@@ -34,23 +33,13 @@ func (h *ReleaseCheckHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) 
 	if !ok {
 		return
 	}
-	cipher, err := wechat.NewCipher(c.Secrets.EncodingAESKey, c.AppID)
-	if err != nil {
-		h.log.ErrorContext(r.Context(), "release check: the component's key", "component", c.ID, "err", err)
-		http.Error(w, "internal error", http.StatusInternalServerError)
+	cipher, ok := h.cipher(w, r, c)
+	if !ok {
 		return
 	}
 	rcv := &wechat.Receiver{Token: c.Secrets.Token, Mode: wechat.ModeSafe, Cipher: cipher}
 	msg, err := rcv.Receive(q, body)
-	switch {
-	case errors.Is(err, wechat.ErrBadSignature):
-		http.Error(w, "bad signature", http.StatusUnauthorized)
-		return
-	case errors.Is(err, wechat.ErrAppIDMismatch):
-		http.Error(w, "the push is for another component", http.StatusForbidden)
-		return
-	case err != nil:
-		http.Error(w, "malformed push", http.StatusBadRequest)
+	if refused(w, err) {
 		return
 	}
 	var fields struct {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -40,10 +39,7 @@ type Checker struct {
 	tokens TokenStatus
 	now    func() time.Time
 
-	mu     sync.Mutex
-	latest map[tenant.ID]Health
-	// onChange is called with a tenant's health when its reasons change.
-	onChange []func(old, new Health)
+	book[tenant.ID]
 }
 
 // NewChecker returns a Checker; now may be nil for time.Now.
@@ -51,12 +47,8 @@ func NewChecker(facts FactStore, tokens TokenStatus, now func() time.Time) *Chec
 	if now == nil {
 		now = time.Now
 	}
-	return &Checker{facts: facts, tokens: tokens, now: now, latest: map[tenant.ID]Health{}}
+	return &Checker{facts: facts, tokens: tokens, now: now}
 }
-
-// OnChange registers f to be called, from Check, when a tenant's set of
-// reasons differs from the one computed before by this Checker.
-func (c *Checker) OnChange(f func(old, new Health)) { c.onChange = append(c.onChange, f) }
 
 // Check computes t's health now and keeps it as the latest.
 func (c *Checker) Check(ctx context.Context, t *tenant.Tenant) (Health, error) {
@@ -78,31 +70,8 @@ func (c *Checker) Check(ctx context.Context, t *tenant.Tenant) (Health, error) {
 // keep evaluates t's facts f at now and keeps the result as the latest.
 func (c *Checker) keep(t *tenant.Tenant, f Facts, now time.Time) Health {
 	h := Evaluate(t, f, now)
-	c.mu.Lock()
-	old, had := c.latest[t.ID]
-	c.latest[t.ID] = h
-	c.mu.Unlock()
-	if had && !sameKinds(old, h) {
-		for _, fn := range c.onChange {
-			fn(old, h)
-		}
-	}
+	c.book.keep(t.ID, h)
 	return h
-}
-
-// Latest returns tid's health as last computed.
-func (c *Checker) Latest(tid tenant.ID) (Health, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	h, ok := c.latest[tid]
-	return h, ok
-}
-
-// Forget drops tid's health (the tenant was deleted).
-func (c *Checker) Forget(tid tenant.ID) {
-	c.mu.Lock()
-	delete(c.latest, tid)
-	c.mu.Unlock()
 }
 
 // CheckAll computes every tenant's health; it is the scheduled job's body.
@@ -128,13 +97,7 @@ func (c *Checker) CheckAll(ctx context.Context, tenants Lister) error {
 		}
 		page = next
 	}
-	c.mu.Lock()
-	for id := range c.latest {
-		if !seen[id] {
-			delete(c.latest, id)
-		}
-	}
-	c.mu.Unlock()
+	c.retain(seen)
 	return first
 }
 
@@ -209,14 +172,12 @@ func (c *Checker) Describe(ch chan<- *prometheus.Desc) {
 func (c *Checker) Collect(ch chan<- prometheus.Metric) {
 	byState := map[State]int{StateOK: 0, StateDegraded: 0, StateFailing: 0}
 	var notable []Health
-	c.mu.Lock()
-	for _, h := range c.latest {
+	c.each(func(h Health) {
 		byState[h.State]++
 		if h.notable() {
 			notable = append(notable, h)
 		}
-	}
-	c.mu.Unlock()
+	})
 
 	for st, n := range byState {
 		ch <- prometheus.MustNewConstMetric(descByHealth, prometheus.GaugeValue, float64(n), st.String())

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -106,9 +105,7 @@ type ComponentChecker struct {
 	tokens ComponentTokenStatus
 	now    func() time.Time
 
-	mu       sync.Mutex
-	latest   map[tenant.ComponentID]Health
-	onChange []func(old, new Health)
+	book[tenant.ComponentID]
 }
 
 // NewComponentChecker returns a ComponentChecker; now may be nil.
@@ -116,12 +113,8 @@ func NewComponentChecker(tokens ComponentTokenStatus, now func() time.Time) *Com
 	if now == nil {
 		now = time.Now
 	}
-	return &ComponentChecker{tokens: tokens, now: now, latest: map[tenant.ComponentID]Health{}}
+	return &ComponentChecker{tokens: tokens, now: now}
 }
-
-// OnChange registers f to be called when a component's set of reasons
-// differs from the one computed before.
-func (c *ComponentChecker) OnChange(f func(old, new Health)) { c.onChange = append(c.onChange, f) }
 
 // Check computes comp's health now and keeps it as the latest.
 func (c *ComponentChecker) Check(ctx context.Context, comp *tenant.Component) (Health, error) {
@@ -135,31 +128,8 @@ func (c *ComponentChecker) Check(ctx context.Context, comp *tenant.Component) (H
 		f.TokenFailures, f.TokenErrcode, f.TokenError, f.TokenErrorAt = st.Failures, st.LastErrcode, st.LastError, st.LastErrorAt
 	}
 	h := EvaluateComponent(comp, f, now)
-	c.mu.Lock()
-	old, had := c.latest[comp.ID]
-	c.latest[comp.ID] = h
-	c.mu.Unlock()
-	if had && !sameKinds(old, h) {
-		for _, fn := range c.onChange {
-			fn(old, h)
-		}
-	}
+	c.book.keep(comp.ID, h)
 	return h, nil
-}
-
-// Latest returns id's health as last computed.
-func (c *ComponentChecker) Latest(id tenant.ComponentID) (Health, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	h, ok := c.latest[id]
-	return h, ok
-}
-
-// Forget drops id's health (the component was deleted).
-func (c *ComponentChecker) Forget(id tenant.ComponentID) {
-	c.mu.Lock()
-	delete(c.latest, id)
-	c.mu.Unlock()
 }
 
 // CheckAll computes every component's health: the scheduled job's body,
@@ -183,13 +153,7 @@ func (c *ComponentChecker) CheckAll(ctx context.Context, comps ComponentLister) 
 		}
 		page = next
 	}
-	c.mu.Lock()
-	for id := range c.latest {
-		if !seen[id] {
-			delete(c.latest, id)
-		}
-	}
-	c.mu.Unlock()
+	c.retain(seen)
 	return first
 }
 
@@ -213,12 +177,8 @@ func (c *ComponentChecker) Describe(ch chan<- *prometheus.Desc) {
 
 // Collect implements prometheus.Collector.
 func (c *ComponentChecker) Collect(ch chan<- prometheus.Metric) {
-	c.mu.Lock()
-	all := make([]Health, 0, len(c.latest))
-	for _, h := range c.latest {
-		all = append(all, h)
-	}
-	c.mu.Unlock()
+	var all []Health
+	c.each(func(h Health) { all = append(all, h) })
 	for _, h := range all {
 		id := string(h.Component)
 		gauge := func(d *prometheus.Desc, v float64, labels ...string) {

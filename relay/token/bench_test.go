@@ -1,7 +1,6 @@
 package token_test
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"net/http"
@@ -11,13 +10,13 @@ import (
 	"runtime"
 	"slices"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/jonboulle/clockwork"
 
 	"github.com/wxrelay/wxrelay/relay/token"
+	"github.com/wxrelay/wxrelay/relay/token/tokentest"
 	"github.com/wxrelay/wxrelay/relay/wechat"
 	"github.com/wxrelay/wxrelay/relay/wechat/wxsim"
 	"github.com/wxrelay/wxrelay/store"
@@ -81,13 +80,13 @@ func BenchmarkKeeper10k(b *testing.B) {
 	b.Logf("%d tenants created in %s", n, time.Since(t0).Round(time.Millisecond))
 
 	wx := &wechat.Client{BaseURL: ts.URL, HTTP: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 16}}}
-	w := &pacedWeChat{WeChat: wx, clock: clock}
+	w := &pacedWeChat{WeChat: wx, Pacer: &tokentest.Pacer{Clock: clock}}
 	var rate float64 // the default
 	if v := os.Getenv("WXRELAY_BENCH_RATE"); v != "" {
 		rate, _ = strconv.ParseFloat(v, 64)
 	}
 	k := token.NewKeeper(store.NewTokenStore(db), w, getter{s: store.NewTenantStore(db)},
-		token.Options{Owner: "bench", Now: clock.Now, Sleep: w.sleep, Rate: rate})
+		token.Options{Owner: "bench", Now: clock.Now, Sleep: w.Sleep, Rate: rate})
 	ctx := context.Background()
 
 	b.ResetTimer()
@@ -96,7 +95,7 @@ func BenchmarkKeeper10k(b *testing.B) {
 	runs, failed, longest := 0, 0, time.Duration(0)
 	for clock.Now().Before(end) {
 		began := clock.Now()
-		w.beginRun()
+		w.BeginRun()
 		if err := k.RefreshDue(ctx); err != nil {
 			failed++
 			b.Logf("RefreshDue at %s: %v", clock.Now().Sub(start), err)
@@ -123,10 +122,10 @@ func BenchmarkKeeper10k(b *testing.B) {
 			expired++
 		}
 	}
-	heapWith := liveHeap()
+	heapWith := tokentest.LiveHeap()
 	runtime.KeepAlive(k)
 	k = nil
-	keeperHeap := heapWith - liveHeap()
+	keeperHeap := heapWith - tokentest.LiveHeap()
 
 	perSecond, perMinute := map[int64]int{}, map[int64]int{}
 	fetches := 0
@@ -138,7 +137,7 @@ func BenchmarkKeeper10k(b *testing.B) {
 		perSecond[c.Time.Unix()]++
 		perMinute[c.Time.Unix()/60]++
 	}
-	peakSecond, peakMinute := maxValue(perSecond), maxValue(perMinute)
+	peakSecond, peakMinute := tokentest.MaxValue(perSecond), tokentest.MaxValue(perMinute)
 
 	// From 1 h 30 min on, when the onboarding burst's tokens come due:
 	// refreshes per minute, and the minutes that had any.
@@ -160,7 +159,7 @@ func BenchmarkKeeper10k(b *testing.B) {
 	b.ReportMetric(float64(peakSecond), "peak-fetches/s")
 	b.ReportMetric(float64(peakMinute), "peak-fetches/min")
 	b.ReportMetric(float64(keeperHeap)/(1<<20), "keeper-heap-MiB")
-	b.ReportMetric(float64(vmRSS(b))/(1<<20), "process-RSS-MiB")
+	b.ReportMetric(float64(tokentest.RSS())/(1<<20), "process-RSS-MiB")
 	b.ReportMetric(0, "ns/op")
 	b.Logf("%d tenants, %.1f simulated hours in %s: %d RefreshDue runs (longest %s), %d fetches",
 		n, hours, wall.Round(time.Millisecond), runs, longest.Round(time.Second), fetches)
@@ -170,43 +169,8 @@ func BenchmarkKeeper10k(b *testing.B) {
 			steady[0], steady[len(steady)/2], steady[len(steady)*99/100], steady[len(steady)-1], len(steady), busy, busyFirst, busyLast)
 	}
 	b.Logf("keeper heap %.1f MiB (%d B per tenant); process RSS %.0f MiB",
-		float64(keeperHeap)/(1<<20), keeperHeap/uint64(n), float64(vmRSS(b))/(1<<20))
+		float64(keeperHeap)/(1<<20), keeperHeap/uint64(n), float64(tokentest.RSS())/(1<<20))
 	if expired > 0 || failed > 0 {
 		b.Errorf("%d tenants ended with an expired token; %d RefreshDue runs failed", expired, failed)
 	}
-}
-
-func maxValue(m map[int64]int) int {
-	most := 0
-	for _, v := range m {
-		most = max(most, v)
-	}
-	return most
-}
-
-// liveHeap is the heap in use after a full collection.
-func liveHeap() uint64 {
-	runtime.GC()
-	runtime.GC()
-	var m runtime.MemStats
-	runtime.ReadMemStats(&m)
-	return m.HeapAlloc
-}
-
-// vmRSS is this process's resident set size, from /proc/self/status.
-func vmRSS(b *testing.B) uint64 {
-	f, err := os.Open("/proc/self/status")
-	if err != nil {
-		b.Logf("no /proc/self/status: %v", err)
-		return 0
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if rest, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
-			kb, _ := strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
-			return kb << 10
-		}
-	}
-	return 0
 }

@@ -4,13 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/jonboulle/clockwork"
 
 	"github.com/wxrelay/wxrelay/relay/token"
+	"github.com/wxrelay/wxrelay/relay/token/tokentest"
 	"github.com/wxrelay/wxrelay/relay/wechat"
 	"github.com/wxrelay/wxrelay/store"
 )
@@ -27,45 +27,21 @@ func advance(c *clockwork.FakeClock) func(context.Context, time.Duration) error 
 	}
 }
 
-// pacedWeChat counts the token fetches WeChat has answered, so that a fake
-// clock moved by RefreshDue's pacing (its Sleep) moves only once every
-// fetch started so far has been answered, and wxsim records each fetch at
-// the fake time it was started, as it would on a real clock.
+// pacedWeChat counts the token fetches WeChat has answered for its
+// Pacer, which moves the fake clock as RefreshDue's pacing sleeps.
 type pacedWeChat struct {
 	token.WeChat
-	clock   *clockwork.FakeClock
-	started atomic.Int64
-	base    int64 // started when the run began
-	sleeps  int64 // Sleep calls in this run
+	*tokentest.Pacer
 }
 
 func (w *pacedWeChat) Token(ctx context.Context, appid, secret string) (wechat.AccessToken, error) {
-	defer w.started.Add(1)
+	defer w.Started()
 	return w.WeChat.Token(ctx, appid, secret)
 }
 
 func (w *pacedWeChat) StableToken(ctx context.Context, appid, secret string, force bool) (wechat.AccessToken, error) {
-	defer w.started.Add(1)
+	defer w.Started()
 	return w.WeChat.StableToken(ctx, appid, secret, force)
-}
-
-// beginRun starts counting a RefreshDue run's fetches.
-func (w *pacedWeChat) beginRun() { w.base, w.sleeps = w.started.Load(), 0 }
-
-// sleep is the Keeper's Sleep. RefreshDue calls it before each fetch but
-// its first, so at the k-th call k fetches have been started; it waits
-// (at most a second of real time, in case one needed no call) until WeChat
-// has answered them, then advances the clock.
-func (w *pacedWeChat) sleep(ctx context.Context, d time.Duration) error {
-	w.sleeps++
-	for deadline := time.Now().Add(time.Second); w.started.Load()-w.base < w.sleeps && time.Now().Before(deadline); {
-		time.Sleep(50 * time.Microsecond)
-	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	w.clock.Advance(d)
-	return nil
 }
 
 // TestKeeper_RefreshDuePaces: tenants onboarded together are not fetched
@@ -79,10 +55,10 @@ func TestKeeper_RefreshDuePaces(t *testing.T) {
 		e.sim.AddApp(appid, secret)
 		e.mustCreateTenant(t, fmt.Sprintf("p%02d", i), appid, secret)
 	}
-	w := &pacedWeChat{WeChat: e.wx, clock: e.clock}
+	w := &pacedWeChat{WeChat: e.wx, Pacer: &tokentest.Pacer{Clock: e.clock}}
 	k := token.NewKeeper(store.NewTokenStore(e.db), w, getter{s: store.NewTenantStore(e.db)},
-		token.Options{Owner: "p1", Now: e.clock.Now, Sleep: w.sleep, Rate: rate})
-	w.beginRun()
+		token.Options{Owner: "p1", Now: e.clock.Now, Sleep: w.Sleep, Rate: rate})
+	w.BeginRun()
 	if err := k.RefreshDue(context.Background()); err != nil {
 		t.Fatal(err)
 	}

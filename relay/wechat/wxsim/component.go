@@ -178,27 +178,13 @@ func (s *Server) Close() {
 // StopTickets stops (off) or resumes the ticket pushes of component
 // appid, as WeChat's pushes stop for an hour now and then.
 func (s *Server) StopTickets(appid string, off bool) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	c, ok := s.comp.components[appid]
-	if !ok {
-		return fmt.Errorf("wxsim: no component %s", appid)
-	}
-	c.ticketsOff = off
-	return nil
+	return s.setComponent(appid, func(c *component) { c.ticketsOff = off })
 }
 
 // SetComponentFault makes api_component_token answer errcode (61004,
 // 45009, …) for component appid until it is set to 0.
 func (s *Server) SetComponentFault(appid string, errcode int) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	c, ok := s.comp.components[appid]
-	if !ok {
-		return fmt.Errorf("wxsim: no component %s", appid)
-	}
-	c.fault = errcode
-	return nil
+	return s.setComponent(appid, func(c *component) { c.fault = errcode })
 }
 
 // SetRefreshRotation makes every api_authorizer_token call of component
@@ -209,13 +195,18 @@ func (s *Server) SetComponentFault(appid string, errcode int) error {
 // between WeChat's answer and its write) holds a dead one, and must
 // recover it from api_get_authorizer_list.
 func (s *Server) SetRefreshRotation(appid string, on bool) error {
+	return s.setComponent(appid, func(c *component) { c.rotate = on })
+}
+
+// setComponent applies set to component appid under the lock.
+func (s *Server) setComponent(appid string, set func(*component)) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	c, ok := s.comp.components[appid]
 	if !ok {
 		return fmt.Errorf("wxsim: no component %s", appid)
 	}
-	c.rotate = on
+	set(c)
 	return nil
 }
 
