@@ -355,6 +355,8 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		// Components' authorization events, acted on in order: codes
 		// exchanged, refresh tokens kept, revocations recorded.
 		job{name: "component-authorizations", every: 10 * time.Second, exclusive: true, run: authorizer.Process},
+		// Ticket pushes that paused are asked for again.
+		job{name: "component-tickets", every: 5 * time.Minute, exclusive: true, run: component.NewTicketRestarter(components, wx, log, db.Now).Run},
 		job{name: "tenant-health", every: cfg.HealthInterval, run: func(ctx context.Context) error {
 			return errors.Join(checker.CheckAll(ctx, tenants), componentHealth.CheckAll(ctx, components))
 		}},

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/wxrelay/wxrelay/relay/component"
 	"github.com/wxrelay/wxrelay/relay/token"
@@ -72,5 +73,47 @@ func TestComponentToken(t *testing.T) {
 	st, err := a.Status(ctx, e.comp.ID)
 	if err != nil || st.LastErrcode != 61004 || st.Failures != 1 {
 		t.Errorf("status after 61004 = %+v, %v", st, err)
+	}
+}
+
+// Ticket pushes that paused are asked for again, once an hour at most: a
+// component whose last ticket came 25 minutes ago gets a new one through
+// api_start_push_ticket, and is not asked about again at the next run.
+func TestTicketRestarter(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	svc := tenant.NewComponentService(e.cs, nil)
+	old := time.Now().Add(-25 * time.Minute)
+	if err := e.cs.SaveTicket(ctx, e.comp.ID, tenant.Ticket{Value: "ticket@@@old", ReceiveTime: old}); err != nil {
+		t.Fatal(err)
+	}
+	e.sim.StopTickets(compAppID, true) // paused at WeChat; start_push_ticket resumes them
+	r := component.NewTicketRestarter(svc, &wechat.Client{BaseURL: e.wxURL}, nil, nil)
+	starts := func() int {
+		n := 0
+		for _, c := range e.sim.Calls() {
+			if c.Path == "/cgi-bin/component/api_start_push_ticket" && c.Errcode == 0 {
+				n++
+			}
+		}
+		return n
+	}
+	if err := r.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		c, _ := e.cs.FindComponent(ctx, e.comp.ID)
+		if c.Ticket.ReceiveTime.After(old.Add(time.Minute)) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no new ticket after the restart; WeChat saw %d start_push_ticket calls", starts())
+		}
+	}
+	if err := r.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := starts(); n != 1 {
+		t.Errorf("%d start_push_ticket calls, want 1: the second run found a fresh ticket", n)
 	}
 }

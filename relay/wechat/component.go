@@ -283,3 +283,20 @@ func (c *Client) AuthorizerList(ctx context.Context, componentToken, componentAp
 	}
 	return a.Total, a.List, nil
 }
+
+const pathStartPushTicket = "/cgi-bin/component/api_start_push_ticket"
+
+// StartPushTicket asks WeChat to push a component_verify_ticket again,
+// with the component's appid and secret (no token: a component without a
+// valid ticket has none): POST /cgi-bin/component/api_start_push_ticket.
+func (c *Client) StartPushTicket(ctx context.Context, componentAppID, componentSecret string) error {
+	body, err := EncodeJSON(struct {
+		AppID  string `json:"component_appid"`
+		Secret string `json:"component_secret"`
+	}{componentAppID, componentSecret})
+	if err != nil {
+		return err
+	}
+	var ok struct{}
+	return c.do(ctx, http.MethodPost, pathStartPushTicket, "", "application/json", body, &ok)
+}
