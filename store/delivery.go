@@ -42,7 +42,7 @@ var _ delivery.Store = (*DeliveryStore)(nil)
 func NewDeliveryStore(db *DB) *DeliveryStore {
 	s := &DeliveryStore{db: db}
 	if db.Dialect() == "pg" {
-		s.engine = pgDelivery{db: db}
+		s.engine = &pgDelivery{db: db}
 	} else {
 		s.engine = &sqliteDelivery{db: db}
 	}

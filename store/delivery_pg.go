@@ -5,33 +5,126 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/uptrace/bun"
+	"github.com/uptrace/bun/dialect/pgdialect"
 
 	"github.com/wxrelay/wxrelay/relay/delivery"
 )
 
 // pgDelivery is the delivery engine of PostgreSQL (see deliveryEngine).
-type pgDelivery struct{ db *DB }
+type pgDelivery struct {
+	db *DB
+
+	// cursor is the last tenant of the previous claim's window (window):
+	// the next one starts after it.
+	mu     sync.Mutex
+	cursor string
+}
+
+// walkTenants is how many tenants with pending events one claim looks at
+// (a variable for tests).
+var walkTenants = 512
+
+// windowQuery finds a claim's window: up to ?walk tenants with pending
+// events after ?cursor (pt1), then, if that reached the last, from the
+// first on, up to the cursor, as many as make up ?walk (pt2). Part says
+// which walk found each. The scalar subqueries are what lets PostgreSQL
+// jump through the index instead of reading every pending event.
+const windowQuery = `WITH RECURSIVE pt1(id, depth) AS (
+	SELECT (SELECT min(tenant_id) FROM events WHERE state = 'pending' AND tenant_id > ?0), 1
+	UNION ALL
+	SELECT (SELECT min(n.tenant_id) FROM events AS n WHERE n.state = 'pending' AND n.tenant_id > pt1.id), pt1.depth + 1
+	FROM pt1 WHERE pt1.id IS NOT NULL AND pt1.depth < ?1
+), found AS (SELECT count(*) AS n FROM pt1 WHERE id IS NOT NULL),
+pt2(id, depth) AS (
+	SELECT (SELECT min(tenant_id) FROM events WHERE state = 'pending'), 1
+	UNION ALL
+	SELECT (SELECT min(n.tenant_id) FROM events AS n WHERE n.state = 'pending' AND n.tenant_id > pt2.id), pt2.depth + 1
+	FROM pt2 WHERE pt2.id IS NOT NULL AND pt2.id < ?0 AND pt2.depth < ?1 - (SELECT n FROM found)
+)
+SELECT id, 1 AS part FROM pt1 WHERE id IS NOT NULL
+UNION ALL
+SELECT id, 2 AS part FROM pt2 WHERE id IS NOT NULL AND id <= ?0 AND (SELECT n FROM found) < ?1`
+
+// window returns the tenants this claim looks at, and moves the cursor
+// past them. With fewer tenants pending than walkTenants it is all of
+// them, every claim, as before there were windows; with more, successive
+// claims go round them all, walkTenants at a time. Looking at every
+// pending tenant in every claim cost a probe and a lateral subquery per
+// tenant: with 10,000 tenants each with a push pending at once, two
+// replicas' claims took most of PostgreSQL's CPU and pushes waited (p99
+// 0.9 s, docs/benchmarks.md, component mode).
+func (e *pgDelivery) window(ctx context.Context) (ids []string, wrapped bool, err error) {
+	e.mu.Lock()
+	cursor := e.cursor
+	e.mu.Unlock()
+	var rows []struct {
+		ID   string `bun:"id"`
+		Part int    `bun:"part"`
+	}
+	if err := e.db.relaxed.NewRaw(windowQuery, cursor, walkTenants).Scan(ctx, &rows); err != nil {
+		return nil, false, fmt.Errorf("claim due events: tenants with pending events: %w", err)
+	}
+	ids = make([]string, len(rows))
+	var last1, last2 string // the greatest id each walk found
+	found1 := 0
+	for i, r := range rows {
+		ids[i] = r.ID
+		if r.Part == 1 {
+			last1, found1 = max(last1, r.ID), found1+1
+		} else {
+			last2 = max(last2, r.ID)
+		}
+	}
+	// The next window starts after this one: after the wrap's last, or
+	// after the first walk's last if it stopped short of the end, or at
+	// the first tenant if it reached the end and nothing wrapped.
+	next := ""
+	switch {
+	case last2 != "":
+		next = last2
+	case found1 >= walkTenants:
+		next = last1
+	}
+	e.mu.Lock()
+	e.cursor = next
+	e.mu.Unlock()
+	// Reaching the last tenant (and starting again at the first) ends a
+	// round: every pending tenant has been looked at since the cursor.
+	return ids, last2 != "" || next == "", nil
+}
 
 // claim is ClaimDue on PostgreSQL: one statement, whose steps the
 // comment of ClaimDue describes.
-func (e pgDelivery) claim(ctx context.Context, c delivery.Claim) ([]*delivery.Job, error) {
+func (e *pgDelivery) claim(ctx context.Context, c delivery.Claim) ([]*delivery.Job, error) {
+	// Window after window until one yields events, or a round ends: an
+	// empty claim tells the dispatcher that nothing is due, and it waits
+	// for its next poll; windows of tenants whose events all wait out a
+	// backoff must not hide the due events of the next.
+	for windows := 0; ; windows++ {
+		window, wrapped, err := e.window(ctx)
+		if err != nil || len(window) == 0 {
+			return nil, err
+		}
+		jobs, err := e.claimIn(ctx, c, window)
+		if err != nil || len(jobs) > 0 || wrapped || windows >= maxWindows {
+			return jobs, err
+		}
+	}
+}
+
+// maxWindows bounds the windows one claim looks through (a round of
+// maxWindows × walkTenants tenants), should tenants keep coming.
+const maxWindows = 1000
+
+// claimIn claims due events of the tenants of window.
+func (e *pgDelivery) claimIn(ctx context.Context, c delivery.Claim, window []string) ([]*delivery.Job, error) {
 	db, now := e.db.relaxed, c.Now.UTC()
 
-	// 1. pt(id): the first pending tenant, then each time the next one.
-	// The scalar subqueries are what lets both engines jump through the
-	// index instead of reading every pending event.
-	pendingTenants := db.NewSelect().
-		ColumnExpr("(?) AS id", db.NewSelect().TableExpr("events").
-			ColumnExpr("min(tenant_id)").
-			Where("state = 'pending'")).
-		UnionAll(db.NewSelect().TableExpr("pt").
-			ColumnExpr("(?)", db.NewSelect().TableExpr("events AS n").
-				ColumnExpr("min(n.tenant_id)").
-				Where("n.state = 'pending'").
-				Where("n.tenant_id > pt.id")).
-			Where("pt.id IS NOT NULL"))
+	// 1. pt(id): the tenants with pending events this claim looks at.
+	pendingTenants := db.NewSelect().TableExpr("unnest(?::text[]) AS w(id)", pgdialect.Array(window)).ColumnExpr("w.id AS id")
 
 	// 2. The claimable events of tenant t, soonest due first: a correlated
 	// subquery, run for each tenant of pt.
@@ -72,7 +165,7 @@ func (e pgDelivery) claim(ctx context.Context, c delivery.Claim) ([]*delivery.Jo
 	// runs the locking step once, whatever plan the UPDATE gets.
 	var rows []claimedRow
 	err := db.NewUpdate().Table("events").
-		WithRecursive("pt", pendingTenants).
+		With("pt", pendingTenants).
 		WithQuery(bun.NewWithQuery("picked", picked).Materialized()).
 		Set("lease_owner = ?", c.Owner).
 		Set("lease_expires_at = ?", c.LeaseUntil.UTC()).
@@ -90,7 +183,7 @@ func (e pgDelivery) claim(ctx context.Context, c delivery.Claim) ([]*delivery.Jo
 
 // record is Record on PostgreSQL, run again should a deadlock with another
 // transaction (a tenant's update, say) roll it back.
-func (e pgDelivery) record(ctx context.Context, recs []outcomeRecord) error {
+func (e *pgDelivery) record(ctx context.Context, recs []outcomeRecord) error {
 	var err error
 	for attempt := 1; ; attempt++ {
 		err = e.db.relaxed.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/uptrace/bun/dialect"
 	"math"
 	"reflect"
 	"regexp"
@@ -1384,6 +1385,51 @@ func TestDeliveryStore_ClaimSkipsDisabledTenants(t *testing.T) {
 		setState(ids[0], tenant.StateActive)
 		if jobs := mustClaim(t, ds, claimAt("w2", t0)); len(jobs) != 2 || jobs[0].TenantID != ids[0] {
 			t.Errorf("after enabling %s: claimed %v, want its 2 events", ids[0], jobIDs(jobs))
+		}
+	})
+}
+
+// TestDeliveryStore_ClaimWalksABoundedWindow: with more tenants pending
+// than a PostgreSQL claim looks at, each claim takes a window of them, and
+// successive claims go round them all: every due event is claimed within
+// one round, and a claim whose window has nothing due (tenants whose
+// events wait out a backoff) looks at the next window rather than report
+// nothing due.
+func TestDeliveryStore_ClaimWalksABoundedWindow(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		const walk, tenants = 4, 60
+		defer store.SetWalkTenants(walk)()
+		es, ds := store.NewEventStore(db), store.NewDeliveryStore(db)
+		due := map[tenant.ID]bool{}
+		for i := range tenants {
+			tid := mustCreateTenant(t, db, fmt.Sprintf("tn_w%02d", i))
+			at := t0
+			if i < tenants/2 {
+				at = t0.Add(time.Hour) // the first half waits
+			} else {
+				due[tid] = true
+			}
+			mustAppend(t, es, dueEvent(tid, "k1", "o1", at))
+		}
+		claimed := map[tenant.ID]bool{}
+		claims := 0
+		for ; len(claimed) < len(due) && claims < 100; claims++ {
+			jobs := mustClaim(t, ds, claimAt(fmt.Sprintf("w%d", claims), t0))
+			if db.Bun().Dialect().Name() == dialect.PG && len(jobs) > walk {
+				t.Fatalf("a claim took %d events, more than its window of %d tenants", len(jobs), walk)
+			}
+			for _, j := range jobs {
+				if !due[j.TenantID] {
+					t.Fatalf("claimed %s of %s, not due", j.EventID, j.TenantID)
+				}
+				claimed[j.TenantID] = true
+			}
+		}
+		if len(claimed) < len(due) {
+			t.Errorf("%d of %d due events claimed after %d claims", len(claimed), len(due), claims)
+		}
+		if round := (len(due)+walk-1)/walk + 1; claims > round {
+			t.Errorf("the due events took %d claims, want at most %d: a claim whose window has nothing due looks at the next", claims, round)
 		}
 	})
 }

@@ -20,3 +20,11 @@ func HoldWriteTurn(db *DB, d time.Duration) {
 	defer db.serialize()()
 	time.Sleep(d)
 }
+
+// SetWalkTenants sets how many pending tenants a PostgreSQL claim walks
+// from each of its two starts, and returns a function that restores it.
+func SetWalkTenants(n int) (restore func()) {
+	old := walkTenants
+	walkTenants = n
+	return func() { walkTenants = old }
+}
