@@ -86,3 +86,22 @@ func RSS() uint64 {
 	}
 	return 0
 }
+
+// EveryMinute calls run once a minute of clock until end, as serve's
+// keeper jobs do (a run still going when the next is due delays it, as
+// gocron's singleton mode does), and reports how many runs there were
+// and the longest, in simulated time.
+func EveryMinute(clock *clockwork.FakeClock, end time.Time, run func()) (runs int, longest time.Duration) {
+	for clock.Now().Before(end) {
+		began := clock.Now()
+		run()
+		runs++
+		longest = max(longest, clock.Now().Sub(began))
+		next := began.Add(time.Minute)
+		for !next.After(clock.Now()) {
+			next = next.Add(time.Minute)
+		}
+		clock.Advance(next.Sub(clock.Now()))
+	}
+	return runs, longest
+}
