@@ -94,6 +94,11 @@ func (e *env) do(t *testing.T, method, pathAndQuery, contentType string, body io
 	if got := resp.Header.Get("Content-Type"); !strings.HasPrefix(got, "application/json") {
 		t.Fatalf("%s %s: Content-Type %q, want application/json", method, pathAndQuery, got)
 	}
+	// Byte for byte WeChat's shape: the object and nothing after it (a
+	// trailing newline broke a Node.js SDK's parsing of every answer).
+	if !strings.HasPrefix(string(data), "{") || !strings.HasSuffix(string(data), "}") {
+		t.Fatalf("%s %s: answer %q has bytes around its JSON object; WeChat's has none", method, pathAndQuery, data)
+	}
 	var a answer
 	if err := json.Unmarshal(data, &a); err != nil {
 		t.Fatalf("%s %s: answer %q is not JSON: %v", method, pathAndQuery, data, err)

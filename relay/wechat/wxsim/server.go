@@ -245,7 +245,10 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	}
 	w.Header().Set("Content-Type", "application/json; encoding=utf-8")
 	w.WriteHeader(status)
-	w.Write(buf.Bytes())
+	// WeChat's answers end at their closing brace: the Encoder's newline
+	// made a popular Node.js SDK's parser fail on every answer the relay
+	// forwarded byte for byte, reporting delivered messages as failed.
+	w.Write(bytes.TrimSuffix(buf.Bytes(), []byte("\n")))
 }
 
 // randomID returns n random bytes as unpadded base64url: the URL-safe
