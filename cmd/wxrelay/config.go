@@ -167,7 +167,11 @@ func durationFlag(d *time.Duration) func(string) error {
 	return func(s string) error {
 		v, err := time.ParseDuration(strings.TrimSpace(s))
 		if err != nil {
-			return fmt.Errorf("%q is not a Go duration such as 168h or 90m", s)
+			hint := ""
+			if strings.HasSuffix(strings.TrimSpace(s), "d") {
+				hint = " (there is no d for days: 24h is one)"
+			}
+			return fmt.Errorf("%q is not a Go duration such as 168h or 90m%s", s, hint)
 		}
 		*d = v
 		return nil

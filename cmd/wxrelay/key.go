@@ -29,6 +29,26 @@ func secretKey(c *config) ([]byte, error) {
 	return loadOrCreateKeyFile(path + ".key")
 }
 
+// keyExists refuses, unless init, to let admin-token make a new key: a
+// token signed with a key the running relay does not hold is refused by
+// it (401) with no hint why, which is what running admin-token in another
+// directory than the relay's did. With a configured key, or PostgreSQL
+// (whose key must be configured), there is nothing to make.
+func keyExists(c *config, init bool) error {
+	if c.SecretKey != "" || init {
+		return nil
+	}
+	dialect, path, err := store.ParseDSN(c.DB)
+	if err != nil || dialect != "sqlite" {
+		return nil // secretKey says what is wrong
+	}
+	if _, err := os.Stat(path + ".key"); err == nil {
+		return nil
+	}
+	abs, _ := filepath.Abs(path)
+	return fmt.Errorf("no secret key beside %s (%s.key): admin tokens are signed with the running relay's key, so run admin-token where `wxrelay serve` runs (the same directory, or the same --db / WXRELAY_DB, or WXRELAY_SECRET_KEY); --init makes a new key for a relay not started yet", abs, abs)
+}
+
 // loadKeys returns the keys derived from the configured secret key.
 func loadKeys(c *config) (keys, error) {
 	secret, err := secretKey(c)

@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -121,12 +123,33 @@ func TestKeyFileMadeOnceWithMode0600(t *testing.T) {
 func TestAdminTokenPrintsOnlyAToken(t *testing.T) {
 	db := filepath.Join(t.TempDir(), "relay.db")
 	var stdout, stderr bytes.Buffer
-	if err := run(context.Background(), []string{"admin-token", "--db", db, "--ttl", "1h"}, env(nil), &stdout, &stderr); err != nil {
+	if err := run(context.Background(), []string{"admin-token", "--db", db, "--ttl", "1h", "--init"}, env(nil), &stdout, &stderr); err != nil {
 		t.Fatal(err)
 	}
 	out := stdout.String()
 	if strings.Count(out, "\n") != 1 || strings.Count(strings.TrimSpace(out), ".") != 2 {
 		t.Errorf("stdout = %q, want one JWT line", out)
+	}
+}
+
+// admin-token where no relay keeps its key (another directory than the
+// relay's, a typo in --db) refuses, naming the database it looked for,
+// instead of printing a token signed with a new key that the relay then
+// refuses with 401; a mistyped --ttl says what a duration looks like.
+func TestAdminTokenRefusesToMakeAStrayKey(t *testing.T) {
+	dir := t.TempDir()
+	db := filepath.Join(dir, "relay.db")
+	var stdout, stderr bytes.Buffer
+	err := run(context.Background(), []string{"admin-token", "--db", db}, env(nil), &stdout, &stderr)
+	if err == nil || !strings.Contains(err.Error(), db) || !strings.Contains(err.Error(), "--init") || stdout.Len() != 0 {
+		t.Fatalf("admin-token without a key: %v, stdout %q; want a refusal naming %s and --init", err, stdout.String(), db)
+	}
+	if _, err := os.Stat(db + ".key"); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the refusal left a key file: %v", err)
+	}
+	err = run(context.Background(), []string{"admin-token", "--db", db, "--init", "--ttl", "1d"}, env(nil), &stdout, &stderr)
+	if err == nil || !strings.Contains(err.Error(), "24h") {
+		t.Errorf("--ttl 1d: %v, want a hint that 24h is a day", err)
 	}
 }
 

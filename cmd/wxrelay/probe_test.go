@@ -78,7 +78,7 @@ func TestAdminTokenTTLCapped(t *testing.T) {
 	if !strings.Contains(stderr.String(), "maximum of 168h") {
 		t.Errorf("stderr %q does not name the maximum", stderr.String())
 	}
-	if tok := adminTokenFor(t, dir, nil, "--ttl", "168h"); tok == "" {
+	if tok := adminTokenFor(t, dir, nil, "--ttl", "168h", "--init"); tok == "" {
 		t.Error("no token at the maximum ttl")
 	}
 }

@@ -543,7 +543,10 @@ func migrate(ctx context.Context, args []string, getenv func(string) string, std
 
 func adminToken(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("admin-token", getenv, stderr)
-	ttl := fs.Duration("ttl", 24*time.Hour, fmt.Sprintf("how long the token is valid, at most %s", maxTTLText))
+	ttl := new(time.Duration)
+	*ttl = 24 * time.Hour
+	fs.Func("ttl", fmt.Sprintf("how long the token is valid, at most %s (default 24h)", maxTTLText), durationFlag(ttl))
+	initKey := fs.Bool("init", false, "make a new secret key beside a SQLite database that has none yet, for a relay not started yet")
 	cfg, err := fs.parse(args)
 	if err != nil {
 		return err
@@ -553,6 +556,9 @@ func adminToken(ctx context.Context, args []string, getenv func(string) string, 
 	}
 	if *ttl > tenant.MaxAdminTokenTTL {
 		return fmt.Errorf("--ttl %s is over the maximum of %s: admin tokens cannot be revoked one by one, so issue short ones as they are needed", *ttl, maxTTLText)
+	}
+	if err := keyExists(cfg, *initKey); err != nil {
+		return err
 	}
 	k, err := loadKeys(cfg)
 	if err != nil {
