@@ -386,6 +386,15 @@ func redactURL(raw string) string {
 	return u.Redacted()
 }
 
+// durations writes ds as the --retry-schedule flag takes them.
+func durations(ds []time.Duration) string {
+	out := make([]string, len(ds))
+	for i, d := range ds {
+		out[i] = d.String()
+	}
+	return strings.Join(out, ",")
+}
+
 // LogValue keeps the secret key out of logs.
 func (c config) LogValue() slog.Value {
 	key := "key file"
@@ -400,10 +409,12 @@ func (c config) LogValue() slog.Value {
 		slog.String("db", db), slog.Int("db_max_conns", c.DBMaxConns), slog.String("http_addr", c.HTTPAddr), slog.String("grpc_addr", c.GRPCAddr),
 		slog.String("public_url", c.PublicURL), slog.String("wechat_api", c.WeChatAPI), slog.String("wechat_mp", c.WeChatMP),
 		slog.String("secret_key", key), slog.Bool("allow_private_webhooks", c.AllowPrivateWebhooks),
-		slog.Any("retry_schedule", c.RetrySchedule),
-		slog.Duration("retention", c.Retention), slog.Duration("failed_retention", c.FailedRetention),
+		// Durations as people write them (168h0m0s), not nanoseconds,
+		// which is how the JSON handler writes a slog.Duration.
+		slog.String("retry_schedule", durations(c.RetrySchedule)),
+		slog.String("retention", c.Retention.String()), slog.String("failed_retention", c.FailedRetention.String()),
 		slog.String("metrics_addr", c.MetricsAddr), slog.String("wxapi_addr", c.WXAPIAddr), slog.Float64("wxapi_rate", c.WXAPIRate),
-		slog.Duration("health_interval", c.HealthInterval), slog.String("alert_webhook", redactURL(c.AlertWebhook)),
+		slog.String("health_interval", c.HealthInterval.String()), slog.String("alert_webhook", redactURL(c.AlertWebhook)),
 		slog.Any("trusted_proxies", c.TrustedProxies),
 	)
 }

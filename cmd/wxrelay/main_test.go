@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"io/fs"
 	"os"
@@ -185,5 +186,37 @@ func TestMigrateCreatesTheSchema(t *testing.T) {
 	}
 	if _, err := os.Stat(db + ".key"); err == nil {
 		t.Errorf("migrate made a key file it does not need")
+	}
+}
+
+// The start-up line says where the console is and how to sign in, and
+// writes durations as the flags take them, not as nanoseconds.
+func TestStartupLineIsReadable(t *testing.T) {
+	dir := t.TempDir()
+	p := startServe(t, dir, "WXRELAY_PUBLIC_URL=https://relay.example.com/")
+	var line struct {
+		Console string `json:"console"`
+		SignIn  string `json:"console_sign_in"`
+		Config  struct {
+			RetrySchedule  any `json:"retry_schedule"`
+			Retention      any `json:"retention"`
+			HealthInterval any `json:"health_interval"`
+		} `json:"config"`
+	}
+	found := false
+	for _, l := range strings.Split(p.stderr.String(), "\n") {
+		if strings.Contains(l, `"msg":"wxrelay serving"`) {
+			found = json.Unmarshal([]byte(l), &line) == nil
+		}
+	}
+	if !found {
+		t.Fatalf("no start-up line in\n%s", p.stderr)
+	}
+	if line.Console != "https://relay.example.com/console/" || !strings.Contains(line.SignIn, "admin-token") {
+		t.Errorf("console %q, sign-in %q", line.Console, line.SignIn)
+	}
+	c := line.Config
+	if c.Retention != "168h0m0s" || c.HealthInterval != "15s" || c.RetrySchedule != "0s,5s,5m0s,30m0s,2h0m0s,5h0m0s,10h0m0s,10h0m0s" {
+		t.Errorf("durations in the start-up line: retention %v, health_interval %v, retry_schedule %v", c.Retention, c.HealthInterval, c.RetrySchedule)
 	}
 }

@@ -488,7 +488,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	go func() { errc <- httpSrv.Serve(httpLn) }()
 	lc.server("HTTP", httpSrv)
 	go func() { errc <- srv.GRPC().Serve(grpcLn) }()
-	log.Info("wxrelay serving", "version", versionString(), "http", httpLn.Addr().String(), "grpc", grpcLn.Addr().String(), "metrics", addrOf(metricsLn), "config", cfg)
+	log.Info("wxrelay serving", "version", versionString(), "http", httpLn.Addr().String(), "grpc", grpcLn.Addr().String(), "metrics", addrOf(metricsLn),
+		"console", strings.TrimRight(cfg.PublicURL, "/")+"/console/", "console_sign_in", "a token from `wxrelay admin-token`, run beside this database",
+		"config", cfg)
 
 	// Serve until a signal or a server's failure; the deferred lc.stop
 	// then stops everything, in order.
