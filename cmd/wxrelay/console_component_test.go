@@ -67,6 +67,8 @@ func TestConsole_Components(t *testing.T) {
 	tenantPage := "/console/tenants/" + tn.Tenant.ID
 	if a := c.do("GET", tenantPage, nil, nil); !strings.Contains(a.body, `id="authorization-state">PENDING`) {
 		t.Fatalf("the tenant's page before the authorization:\n%s", a.body)
+	} else if !strings.Contains(a.body, "beside the new one for 24 h") {
+		t.Errorf("the tenant's page does not say that a rotated webhook secret signs for 24 h")
 	}
 	a = c.do("POST", tenantPage+"/authorization-url", url.Values{"csrf": {c.csrf(tenantPage)}}, nil)
 	m := regexp.MustCompile(`<code id="consent-url">([^<]+)</code>`).FindStringSubmatch(a.body)
