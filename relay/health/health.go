@@ -193,7 +193,13 @@ func Evaluate(t *tenant.Tenant, f Facts, now time.Time) Health {
 	case f.TokenFailures > 0 && authorized:
 		// An authorization not granted, or revoked, has its own reason
 		// above, which says what to do; the fetch it refuses adds nothing.
-		msg := fmt.Sprintf("WeChat refused the access token fetch %d times in a row: %s", f.TokenFailures, f.TokenError)
+		msg := fmt.Sprintf("WeChat refused the access token fetch %s: %s", timesInARow(f.TokenFailures), f.TokenError)
+		if f.TokenErrcode == 0 {
+			// No errcode: WeChat did not refuse; it was not reached, or
+			// did not answer as WeChat does.
+			msg = fmt.Sprintf("the access token could not be fetched %s, and WeChat gave no answer: %s (check that the relay reaches WeChat: WXRELAY_WECHAT_API, DNS, the egress)",
+				timesInARow(f.TokenFailures), f.TokenError)
+		}
 		switch f.TokenErrcode {
 		case 40125, 40001:
 			msg += " (check the tenant's app_secret)"
@@ -251,6 +257,15 @@ func evaluateAuthorization(t *tenant.Tenant, f Facts, add func(Reason)) bool {
 			Message: "waiting for the merchant to authorize the component on WeChat's consent page: send them the link from " + link})
 	}
 	return false
+}
+
+// timesInARow says n, a count of consecutive failures: once, 3 times in a
+// row.
+func timesInARow(n int) string {
+	if n == 1 {
+		return "once"
+	}
+	return fmt.Sprintf("%d times in a row", n)
 }
 
 func attemptText(f Facts) string {

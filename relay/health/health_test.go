@@ -1,6 +1,7 @@
 package health_test
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -36,6 +37,11 @@ func TestEvaluate(t *testing.T) {
 		{"fresh backlog is fine", tn, health.Facts{Pending: 400, OldestPending: now.Add(-time.Minute)}, health.StateOK, nil, nil},
 		{"token error", tn, health.Facts{TokenFailures: 2, TokenErrcode: 40164, TokenError: "invalid ip", TokenErrorAt: now}, health.StateFailing, []health.Kind{health.TokenError},
 			func(r health.Reason) bool { return r.LastErrcode == 40164 }},
+		{"WeChat unreachable is not a refusal", tn, health.Facts{TokenFailures: 1, TokenError: "dial tcp: lookup api.weixin.qq.com: no such host", TokenErrorAt: now},
+			health.StateFailing, []health.Kind{health.TokenError},
+			func(r health.Reason) bool {
+				return !strings.Contains(r.Message, "refused") && strings.Contains(r.Message, "once") && strings.Contains(r.Message, "WXRELAY_WECHAT_API")
+			}},
 		{"silence off by default", tn, health.Facts{LastPush: now.Add(-30 * 24 * time.Hour)}, health.StateOK, nil, nil},
 		{"silence over the threshold", quiet, health.Facts{LastPush: now.Add(-2 * time.Hour)}, health.StateDegraded, []health.Kind{health.NoPushes},
 			func(r health.Reason) bool { return r.Since.Equal(now.Add(-time.Hour)) }},
