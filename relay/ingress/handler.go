@@ -432,6 +432,9 @@ func rejection(err error) (status int, outcome, text string) {
 		return http.StatusForbidden, "wrong_recipient", "push is addressed to another original_id"
 	case errors.Is(err, wechat.ErrBadCiphertext):
 		return http.StatusBadRequest, "bad_ciphertext", "Encrypt does not decrypt with the tenant's EncodingAESKey"
+	case errors.Is(err, wechat.ErrNotEncrypted):
+		return http.StatusBadRequest, "not_encrypted", "push has no Encrypt field, but the tenant expects safe mode: " +
+			"set the tenant's encrypt_mode to the mode chosen in the mini-program console (消息推送: 明文, 兼容 or 安全模式)"
 	case errors.Is(err, wechat.ErrMalformed):
 		return http.StatusBadRequest, "malformed", "push body does not parse"
 	default:

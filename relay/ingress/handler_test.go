@@ -343,22 +343,26 @@ func TestRejectedPushesStoreNothing(t *testing.T) {
 		query  string
 		body   []byte
 		status int
+		says   string // in the answer, when set
 	}{
-		{"wrong msg_signature", safe.ID, tamperedSig, good.Body, 401},
-		{"no signature", safe.ID, "timestamp=1&nonce=2", good.Body, 401},
-		{"plaintext signature wrong", plain.ID, strings.Replace(plainReq.RawQuery(), "signature=", "signature=f", 1), plainReq.Body, 401},
-		{"encrypted for another appid", safe.ID, forOther.RawQuery(), forOther.Body, 403},
-		{"ToUserName is not the original_id", safe.ID, wrongTo.RawQuery(), wrongTo.Body, 403},
-		{"unparseable body", plain.ID, signedQuery(pushToken), []byte("not xml or json"), 400},
-		{"truncated XML", plain.ID, signedQuery(pushToken), []byte("<xml><MsgType>te"), 400},
-		{"plaintext body to a safe tenant", safe.ID, signedQuery(pushToken), plainReq.Body, 400},
-		{"body over 1 MiB", plain.ID, signedQuery(pushToken), bytes.Repeat([]byte("x"), ingress.MaxBodyBytes+1), 413},
-		{"unknown tenant", "tn_nosuchtenant", plainReq.RawQuery(), plainReq.Body, 404},
+		{"wrong msg_signature", safe.ID, tamperedSig, good.Body, 401, ""},
+		{"no signature", safe.ID, "timestamp=1&nonce=2", good.Body, 401, ""},
+		{"plaintext signature wrong", plain.ID, strings.Replace(plainReq.RawQuery(), "signature=", "signature=f", 1), plainReq.Body, 401, ""},
+		{"encrypted for another appid", safe.ID, forOther.RawQuery(), forOther.Body, 403, ""},
+		{"ToUserName is not the original_id", safe.ID, wrongTo.RawQuery(), wrongTo.Body, 403, ""},
+		{"unparseable body", plain.ID, signedQuery(pushToken), []byte("not xml or json"), 400, ""},
+		{"truncated XML", plain.ID, signedQuery(pushToken), []byte("<xml><MsgType>te"), 400, ""},
+		{"plaintext body to a safe tenant", safe.ID, signedQuery(pushToken), plainReq.Body, 400, "expects safe mode"},
+		{"body over 1 MiB", plain.ID, signedQuery(pushToken), bytes.Repeat([]byte("x"), ingress.MaxBodyBytes+1), 413, ""},
+		{"unknown tenant", "tn_nosuchtenant", plainReq.RawQuery(), plainReq.Body, 404, ""},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			a := e.postRaw(tt.id, tt.query, "text/xml", tt.body)
 			if a.status != tt.status {
 				t.Errorf("status = %d %q, want %d", a.status, a.body, tt.status)
+			}
+			if !strings.Contains(a.body, tt.says) {
+				t.Errorf("answer %q does not say %q", a.body, tt.says)
 			}
 			if a.body == "success" {
 				t.Errorf("answered success to a rejected push")

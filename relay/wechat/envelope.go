@@ -1,7 +1,5 @@
 package wechat
 
-import "fmt"
-
 // Envelope is the outer body of a push in compatible or safe mode.
 type Envelope struct {
 	// Format is the body's format, recognised from the body itself.
@@ -36,7 +34,7 @@ func ParseEnvelope(body []byte) (*Envelope, error) {
 		return nil, r.err
 	}
 	if env.Encrypt == "" {
-		return nil, fmt.Errorf("%w: no Encrypt field", ErrMalformed)
+		return nil, ErrNotEncrypted
 	}
 	return env, nil
 }

@@ -1,6 +1,9 @@
 package wechat
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+)
 
 // Errors returned by this package. Their text is safe to show to the sender
 // of a push; functions wrap them with details meant for logs, so compare with
@@ -13,6 +16,11 @@ var (
 	// ErrMalformed means a body or query could not be parsed, or lacks a
 	// field the protocol requires.
 	ErrMalformed = errors.New("wechat: malformed body")
+
+	// ErrNotEncrypted means a push expected in safe mode has no Encrypt
+	// field: it came in plaintext (the mini-program console's message push
+	// is set to another mode than the relay's). It is an ErrMalformed.
+	ErrNotEncrypted = fmt.Errorf("%w: no Encrypt field", ErrMalformed)
 
 	// ErrBadCiphertext means an Encrypt value is not a well-formed
 	// ciphertext under the configured key: bad base64, bad length, bad
