@@ -36,13 +36,16 @@ func runWebhook(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	secret := fs.String("secret", "", "the tenant's webhook `secret` (whsec_...): deliveries whose signature does not hold are answered 401; without it none is checked")
 	tolerance := fs.Duration("tolerance", 5*time.Minute, "refuse a webhook-timestamp further than this from now (replays)")
 	count := fs.Int("count", 0, "exit after this many accepted deliveries (0: run until SIGINT or SIGTERM)")
+	status := fs.Int("status", http.StatusNoContent, "answer deliveries whose signature holds with this HTTP `status` (500 plays a failing webhook: the relay retries)")
+	delay := fs.Duration("delay", 0, "wait this long before answering (longer than the relay's --delivery-timeout plays a webhook that times out)")
 	env := bindEnv(fs, "secret")
 	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), `Usage: wxsim webhook [--addr 127.0.0.1:9998] [--secret whsec_...] [--count N]
+		fmt.Fprint(fs.Output(), `Usage: wxsim webhook [--addr 127.0.0.1:9998] [--secret whsec_...] [--count N] [--status 204] [--delay 0s]
 
 Receives the relay's webhook deliveries (any path): prints each one's webhook-id,
-whether its signature holds, and its JSON body, then answers 204, or 401 when
---secret is given and the signature or timestamp does not hold.
+whether its signature holds, and its JSON body, then answers 204 (or --status,
+after --delay), or 401 when --secret is given and the signature or timestamp
+does not hold.
 
 Flags:
 `)
@@ -56,6 +59,10 @@ Flags:
 	}
 	if err := env.apply(os.LookupEnv); err != nil {
 		fmt.Fprintf(stderr, "wxsim webhook: %v\n", err)
+		return errUsage
+	}
+	if *status < 200 || *status > 599 || *delay < 0 {
+		fmt.Fprintf(stderr, "wxsim webhook: --status must be an HTTP status (200-599) and --delay not negative\n")
 		return errUsage
 	}
 	if fs.NArg() > 0 {
@@ -98,19 +105,30 @@ Flags:
 				verdict = "ok"
 			}
 		}
-		mu.Lock()
-		defer mu.Unlock()
 		var pretty bytes.Buffer
 		if json.Indent(&pretty, body, "", "  ") == nil {
 			body = pretty.Bytes()
 		}
+		mu.Lock()
 		// One write, as wxsim push's answer: both may share a terminal.
 		fmt.Fprintf(stdout, "%s %s webhook-id: %s  signature: %s\n%s\n\n", r.Method, r.URL.Path, r.Header.Get("webhook-id"), verdict, body)
+		mu.Unlock()
 		if !ok {
 			http.Error(w, "signature does not hold", http.StatusUnauthorized)
 			return
 		}
-		w.WriteHeader(http.StatusNoContent)
+		if *delay > 0 {
+			select {
+			case <-time.After(*delay):
+			case <-r.Context().Done():
+			}
+		}
+		w.WriteHeader(*status)
+		if *status >= 300 {
+			return // not accepted: the relay retries
+		}
+		mu.Lock()
+		defer mu.Unlock()
 		if accepted++; *count > 0 && accepted >= *count {
 			stop()
 		}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"net/http"
@@ -87,5 +88,35 @@ func TestWebhookReceiver(t *testing.T) {
 	}
 	if strings.Count(out, "signature: BAD") != 3 {
 		t.Errorf("stdout should show 3 refused deliveries:\n%s", out)
+	}
+}
+
+// --status and --delay play a failing and a slow webhook.
+func TestWebhookReceiverFailsOnDemand(t *testing.T) {
+	stdout, stderr := new(syncBuffer), new(syncBuffer)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go run(ctx, []string{"webhook", "--addr", "127.0.0.1:0", "--status", "500", "--delay", "300ms"}, stdout, stderr)
+	var url string
+	for deadline := time.Now().Add(10 * time.Second); url == ""; {
+		if m := webhookAddrLine.FindStringSubmatch(stderr.String()); m != nil {
+			url = "http://" + m[1] + "/events"
+		} else if time.Now().After(deadline) {
+			t.Fatalf("no start-up line:\n%s", stderr)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	start := time.Now()
+	resp, err := http.Post(url, "application/json", strings.NewReader(`{"id":"evt_1"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 500 || time.Since(start) < 300*time.Millisecond {
+		t.Errorf("answered %d after %v, want 500 after 300ms", resp.StatusCode, time.Since(start))
+	}
+	var bad bytes.Buffer
+	if err := run(context.Background(), []string{"webhook", "--status", "42"}, &bad, &bad); err == nil || !strings.Contains(bad.String(), "--status") {
+		t.Errorf("--status 42: %v %q, want a usage error naming --status", err, bad.String())
 	}
 }
