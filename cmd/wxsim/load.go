@@ -58,7 +58,7 @@ Flags (a $WXSIM_... variable stands in for a flag that is not given):
 `
 
 // Placeholders that let --bare run with no tenant: the bare handler checks
-// nothing. The key is the official sample's (wechat-protocol.md §4, V1).
+// nothing. The key is the official sample's (docs/protocol.md §4, V1).
 const (
 	bareToken  = "wxsim"
 	bareAppID  = "wx0123456789abcdef"

@@ -22,7 +22,7 @@ import (
 )
 
 // The mini program of these tests (the official push example's token and
-// key, wechat-protocol.md §4).
+// key, docs/protocol.md §4).
 const (
 	testToken  = "AAAAA"
 	testAppID  = "wxba5fad812f8e6fb9"
@@ -483,7 +483,7 @@ func TestPush_BadInput(t *testing.T) {
 }
 
 func TestVerify(t *testing.T) {
-	// The official example (wechat-protocol.md §1).
+	// The official example (docs/protocol.md §1).
 	var gotQuery string
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		gotQuery = r.URL.RawQuery
@@ -547,7 +547,7 @@ func TestEventMessage_RoundTrip(t *testing.T) {
 			t.Errorf("%v: Data = %s, want %s", f, m.Data, want)
 		}
 	}
-	// The official plaintext example's body, byte for byte (wechat-protocol.md §4, O2).
+	// The official plaintext example's body, byte for byte (docs/protocol.md §4, O2).
 	h = wechat.Header{ToUserName: "gh_97417a04a28d", FromUserName: "o9AgO5Kd5ggOC-bXrbNODIiE3bGY", CreateTime: 1714037059}
 	got := eventMessage(wechat.FormatJSON, h, "debug_demo", [][2]string{{"debug_str", "hello world"}})
 	if want := `{"ToUserName":"gh_97417a04a28d","FromUserName":"o9AgO5Kd5ggOC-bXrbNODIiE3bGY","CreateTime":1714037059,"MsgType":"event","Event":"debug_demo","debug_str":"hello world"}`; string(got) != want {

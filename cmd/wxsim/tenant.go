@@ -16,7 +16,7 @@ import (
 )
 
 // defaultOpenID is the user pushes come from unless --from says otherwise:
-// the openid of the official push example (wechat-protocol.md §4, O2).
+// the openid of the official push example (docs/protocol.md §4, O2).
 const defaultOpenID = "o9AgO5Kd5ggOC-bXrbNODIiE3bGY"
 
 // tenantFlags are the flags naming the push URL and the mini program's

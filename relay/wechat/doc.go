@@ -45,6 +45,6 @@
 // pushes of the same message decode to the same canonical JSON in
 // [Message.Data], so tenants see one shape whatever the console says.
 //
-// The protocol is described in docs/wechat-protocol.md of the wxrelay
+// The protocol is described in docs/protocol.md of the wxrelay
 // repository; the test vectors of its section 4 are in this package's tests.
 package wechat

@@ -6,9 +6,11 @@ import (
 	"testing"
 )
 
-// The test vectors of docs/wechat-protocol.md §4, verbatim. Where the doc
-// names a file without quoting all of its data (V1's reply direction, V2's
-// second message, V3's reply and echostr), the data is taken from that file.
+// The test vectors of docs/protocol.md §4, each named by its source: O
+// the official message-push doc, V1 the official WXBizMsgCrypt sample, V2,
+// V3 and V5 SDKs' test suites. Where a source quotes only part of its data
+// (V1's reply direction, V2's second message, V3's reply and echostr), the
+// rest is taken from the file it names.
 
 // O: the official mini-program message-push doc. JSON format.
 const (

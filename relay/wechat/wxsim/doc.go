@@ -1,7 +1,7 @@
 // Package wxsim is a fake of the WeChat API (api.weixin.qq.com) for testing
 // wxrelay, which cannot reach the real one. It serves the endpoints the
 // relay calls with WeChat's token lifetimes, validation, error codes and
-// errmsg format, following docs/wechat-protocol.md §6–§8, and records what
+// errmsg format, following docs/protocol.md §6–§8, and records what
 // it received so tests can assert what the relay sent.
 //
 // A [Server] is an http.Handler: run it in-process with net/http/httptest,
