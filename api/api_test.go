@@ -414,6 +414,30 @@ func TestBadEnumValues(t *testing.T) {
 	}
 }
 
+// TestUnknownFields: a field the body may not hold is answered with the
+// nearest one it may (a typo, or a name cut short), as a field violation.
+func TestUnknownFields(t *testing.T) {
+	e := newEnv(t)
+	for _, tt := range []struct {
+		field, want string
+	}{
+		{"webhook", `webhook: unknown field "webhook": did you mean "webhook_url"?`},
+		{"encrypt_mod", `encrypt_mod: unknown field "encrypt_mod": did you mean "encrypt_mode"?`},
+		{"appsecret", `appsecret: unknown field "appsecret": did you mean "app_secret"?`},
+		{"zzzzzzzz", `zzzzzzzz: unknown field "zzzzzzzz"`},
+	} {
+		body := validTenant()
+		body[tt.field] = "x"
+		r := e.mustStatus(e.do("POST", "/v1/tenants", e.admin, body), 400)
+		if msg, _ := r.body["message"].(string); msg != tt.want {
+			t.Errorf("%s: message %q, want %q", tt.field, msg, tt.want)
+		}
+		if !strings.Contains(r.raw, `"field":"`+tt.field+`"`) {
+			t.Errorf("%s: details lack the field violation: %s", tt.field, r.raw)
+		}
+	}
+}
+
 func TestBadBodies(t *testing.T) {
 	e := newEnv(t)
 	big := validTenant()

@@ -32,6 +32,8 @@ func gatewayErrorHandler(ctx context.Context, mux *runtime.ServeMux, m runtime.M
 	if st, ok := status.FromError(err); ok && st.Code() == codes.InvalidArgument {
 		if v := enumViolation(ctx, st.Message()); v != nil {
 			err = v
+		} else if v := unknownFieldViolation(ctx, st.Message()); v != nil {
+			err = v
 		}
 	}
 	runtime.DefaultHTTPErrorHandler(ctx, mux, m, w, r, clipStatus(err))
@@ -43,6 +45,113 @@ func gatewayErrorHandler(ctx context.Context, mux *runtime.ServeMux, m runtime.M
 var badEnum = []*regexp.Regexp{
 	regexp.MustCompile(`invalid value for enum field (\w+): (.*)$`),
 	regexp.MustCompile(`^parsing field "(\w+)": (".*") is not a valid value$`),
+}
+
+// unknownField matches protojson's error for a body field the request
+// message does not have.
+var unknownField = regexp.MustCompile(`unknown field "([^"]{1,64})"`)
+
+// unknownFieldViolation turns protojson's `unknown field "webhook"`, which
+// says nothing of what the field should have been, into a field violation
+// that names the nearest field the body may hold (webhook_url).
+func unknownFieldViolation(ctx context.Context, msg string) error {
+	m := unknownField.FindStringSubmatch(msg)
+	if m == nil {
+		return nil
+	}
+	md := requestMessage(ctx)
+	if md == nil {
+		return nil
+	}
+	reason := fmt.Sprintf("unknown field %q", m[1])
+	if near := nearestField(md, m[1]); near != "" {
+		reason += fmt.Sprintf(": did you mean %q?", near)
+	}
+	return fieldViolation(m[1], reason)
+}
+
+// fieldViolation is an InvalidArgument naming field, with reason, and
+// the BadRequest detail the API's own validation gives.
+func fieldViolation(field, reason string) error {
+	st := status.New(codes.InvalidArgument, fmt.Sprintf("%s: %s", field, reason))
+	if withDetails, err := st.WithDetails(&errdetails.BadRequest{FieldViolations: []*errdetails.BadRequest_FieldViolation{
+		{Field: field, Description: reason},
+	}}); err == nil {
+		st = withDetails
+	}
+	return st.Err()
+}
+
+// requestMessage is the request message of the method ctx calls.
+func requestMessage(ctx context.Context) protoreflect.MessageDescriptor {
+	method, ok := runtime.RPCMethod(ctx)
+	if !ok {
+		return nil
+	}
+	d, err := protoregistry.GlobalFiles.FindDescriptorByName(protoreflect.FullName(strings.ReplaceAll(strings.TrimPrefix(method, "/"), "/", ".")))
+	if err != nil {
+		return nil
+	}
+	md, ok := d.(protoreflect.MethodDescriptor)
+	if !ok {
+		return nil
+	}
+	return md.Input()
+}
+
+// nearestField is the field of msg, or of the messages it holds, whose
+// name is nearest to name: one that name begins (webhook → webhook_url),
+// else one at most two edits away; "" when none is near.
+func nearestField(msg protoreflect.MessageDescriptor, name string) string {
+	best, bestScore := "", 3
+	seen := map[protoreflect.FullName]bool{}
+	queue := []protoreflect.MessageDescriptor{msg}
+	for len(queue) > 0 {
+		md := queue[0]
+		queue = queue[1:]
+		if seen[md.FullName()] {
+			continue
+		}
+		seen[md.FullName()] = true
+		fields := md.Fields()
+		for i := range fields.Len() {
+			fd := fields.Get(i)
+			for _, candidate := range []string{string(fd.Name()), fd.JSONName()} {
+				score := editDistance(strings.ToLower(name), strings.ToLower(candidate))
+				if strings.HasPrefix(candidate, name) || strings.HasPrefix(name, candidate) {
+					score = min(score, 1)
+				}
+				if score < bestScore {
+					best, bestScore = string(fd.Name()), score
+				}
+			}
+			if fd.Kind() == protoreflect.MessageKind && !strings.HasPrefix(string(fd.Message().FullName()), "google.protobuf.") {
+				queue = append(queue, fd.Message())
+			}
+		}
+	}
+	return best
+}
+
+// editDistance is the Levenshtein distance of a and b.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur := make([]int, len(b)+1)
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev = cur
+	}
+	return prev[len(b)]
 }
 
 func enumViolation(ctx context.Context, msg string) error {
