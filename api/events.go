@@ -70,6 +70,7 @@ func (s *eventServer) event(ctx context.Context, tid tenant.ID, id relay.EventID
 		return nil, err
 	}
 	pe := toProtoEvent(e)
+	pe.DeliveredBody = string(e.Payload)
 	if pe.Payload, err = payloadStruct(e.Payload); err != nil {
 		return nil, fmt.Errorf("event %s: %w", e.ID, err)
 	}
@@ -92,7 +93,7 @@ var eventStates = map[wxrelayv1.Event_State]relay.State{
 }
 
 func toProtoEvent(e *relay.Event) *wxrelayv1.Event {
-	return &wxrelayv1.Event{
+	pe := &wxrelayv1.Event{
 		Id:           string(e.ID),
 		Type:         e.Type,
 		Openid:       e.OpenID,
@@ -100,6 +101,10 @@ func toProtoEvent(e *relay.Event) *wxrelayv1.Event {
 		State:        toProto(eventStates, e.State),
 		AttemptCount: int32(e.AttemptCount),
 	}
+	if e.State == relay.StatePending && !e.DueAt.IsZero() {
+		pe.NextAttemptTime = timestamppb.New(e.DueAt)
+	}
+	return pe
 }
 
 // payloadStruct turns the stored webhook body into a Struct. Struct numbers

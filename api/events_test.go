@@ -83,6 +83,15 @@ func TestEventsAPI(t *testing.T) {
 	if !strings.Contains(newest.raw, `"attempt_count"`) && !strings.Contains(newest.raw, `"state"`) {
 		t.Errorf("event lacks state: %s", newest.raw)
 	}
+	// The body as delivered, byte for byte: MsgId a number, WeChat's
+	// field order; and when the (first) attempt is due.
+	delivered, _ := newest.body["delivered_body"].(string)
+	if !strings.Contains(delivered, fmt.Sprintf(`"MsgId":%d`, 9007199254740993+n-1)) || !strings.HasPrefix(delivered, `{"id":"`+ids[0]+`","type":"message.text"`) {
+		t.Errorf("delivered_body = %s", delivered)
+	}
+	if next, _ := newest.body["next_attempt_time"].(string); next == "" {
+		t.Errorf("a pending event has no next_attempt_time: %s", newest.raw)
+	}
 
 	// Filters: by type, state and receive time; a bad one names itself.
 	count := func(query string) int {

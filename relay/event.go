@@ -48,6 +48,7 @@ type Event struct {
 	Payload []byte
 
 	// DueAt is when the first delivery attempt is due; zero means at once.
+	// Of a stored pending event, when its next attempt is due.
 	DueAt time.Time
 
 	// NoReplyWindow: the tenant sends without the relay's reply-window

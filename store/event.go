@@ -626,6 +626,7 @@ func (r *eventRow) toDomain() (*relay.Event, error) {
 		Payload:      r.Payload,
 		State:        state,
 		AttemptCount: r.AttemptCount,
+		DueAt:        r.NextAttemptAt.UTC(),
 	}, nil
 }
 

@@ -1,6 +1,7 @@
 package console
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"encoding/json"
@@ -482,11 +483,15 @@ func (c *Console) eventPage(w http.ResponseWriter, r *http.Request, s *session) 
 		c.apiError(w, r, s, err)
 		return
 	}
-	payload, err := json.MarshalIndent(e.GetPayload().AsMap(), "", "  ")
-	if err != nil {
-		payload = []byte("(the payload could not be shown)")
+	// The bytes delivered, indented: json.Indent keeps their field order
+	// and numbers as they are (a Struct would sort the keys and turn
+	// MsgId into a string).
+	var payload bytes.Buffer
+	if err := json.Indent(&payload, []byte(e.GetDeliveredBody()), "", "  "); err != nil {
+		payload.Reset()
+		payload.WriteString(e.GetDeliveredBody())
 	}
-	c.render(w, "event", http.StatusOK, pageData{Title: e.GetId(), Nav: "tenants", CSRF: s.csrf(), Flash: flash, Body: eventBody{T: t, E: e, Payload: string(payload)}})
+	c.render(w, "event", http.StatusOK, pageData{Title: e.GetId(), Nav: "tenants", CSRF: s.csrf(), Flash: flash, Body: eventBody{T: t, E: e, Payload: payload.String()}})
 }
 
 func (c *Console) redeliver(w http.ResponseWriter, r *http.Request, s *session) {

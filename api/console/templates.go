@@ -85,7 +85,8 @@ type fieldRef struct {
 func agoText(d time.Duration) string {
 	switch {
 	case d < 0:
-		return "in the future"
+		// A time to come: a retry's.
+		return "in " + strings.TrimSuffix(agoText(-d), " ago")
 	case d < time.Minute:
 		return fmt.Sprintf("%ds ago", int(d.Seconds()))
 	case d < time.Hour:

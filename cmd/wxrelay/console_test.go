@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -171,9 +172,15 @@ func TestConsole_EndToEnd(t *testing.T) {
 		t.Errorf("the PENDING filter lists %d rows, want the 3 failed events and the header", n)
 	}
 	eventURL := origin + attr(t, ctx, `#events tr[data-state="PENDING"] a`, "href")
+	do(t, ctx, "open a failed event", chromedp.Navigate(eventURL), chromedp.WaitVisible(chromedp.CSS("#attempts li.failed")))
+	// When it is retried, and the body as delivered: MsgId a number.
+	if next := js[string](t, ctx, `document.getElementById("next-attempt")?.textContent ?? ""`); !strings.Contains(next, "in ") {
+		t.Errorf("the pending event's next attempt reads %q, want a time to come", next)
+	}
+	if body := js[string](t, ctx, `document.getElementById("payload").textContent`); !regexp.MustCompile(`"MsgId": \d+`).MatchString(body) {
+		t.Errorf("the payload shown is not the body delivered (MsgId a number):\n%s", body)
+	}
 	do(t, ctx, "redeliver",
-		chromedp.Navigate(eventURL),
-		chromedp.WaitVisible(chromedp.CSS("#attempts li.failed")),
 		chromedp.Click(chromedp.ID("redeliver")),
 		chromedp.WaitVisible(chromedp.CSS("p.flash")))
 	eventually(t, ctx, eventURL, "the redelivered event is delivered", func() bool {

@@ -94,7 +94,14 @@ type Event struct {
 	// appear as strings, as protojson writes 64-bit integers.
 	Payload *structpb.Struct `protobuf:"bytes,7,opt,name=payload,proto3" json:"payload,omitempty"`
 	// Delivery attempts, oldest first (GetEvent only).
-	Attempts      []*Attempt `protobuf:"bytes,8,rep,name=attempts,proto3" json:"attempts,omitempty"`
+	Attempts []*Attempt `protobuf:"bytes,8,rep,name=attempts,proto3" json:"attempts,omitempty"`
+	// When the next delivery attempt is due: set while the event is
+	// pending (a first attempt, or a retry waiting out its backoff).
+	NextAttemptTime *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=next_attempt_time,json=nextAttemptTime,proto3" json:"next_attempt_time,omitempty"`
+	// The webhook body exactly as delivered, byte for byte (GetEvent only):
+	// MsgId a number, WeChat's field order. payload is the same as a
+	// Struct, which cannot keep either.
+	DeliveredBody string `protobuf:"bytes,10,opt,name=delivered_body,json=deliveredBody,proto3" json:"delivered_body,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -183,6 +190,20 @@ func (x *Event) GetAttempts() []*Attempt {
 		return x.Attempts
 	}
 	return nil
+}
+
+func (x *Event) GetNextAttemptTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.NextAttemptTime
+	}
+	return nil
+}
+
+func (x *Event) GetDeliveredBody() string {
+	if x != nil {
+		return x.DeliveredBody
+	}
+	return ""
 }
 
 // Attempt is one try at delivering an event to the tenant's webhook.
@@ -517,7 +538,7 @@ var File_wxrelay_v1_event_proto protoreflect.FileDescriptor
 const file_wxrelay_v1_event_proto_rawDesc = "" +
 	"\n" +
 	"\x16wxrelay/v1/event.proto\x12\n" +
-	"wxrelay.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x94\x03\n" +
+	"wxrelay.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x83\x04\n" +
 	"\x05Event\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04type\x18\x02 \x01(\tR\x04type\x12\x16\n" +
@@ -526,7 +547,10 @@ const file_wxrelay_v1_event_proto_rawDesc = "" +
 	"\x05state\x18\x05 \x01(\x0e2\x17.wxrelay.v1.Event.StateR\x05state\x12#\n" +
 	"\rattempt_count\x18\x06 \x01(\x05R\fattemptCount\x121\n" +
 	"\apayload\x18\a \x01(\v2\x17.google.protobuf.StructR\apayload\x12/\n" +
-	"\battempts\x18\b \x03(\v2\x13.wxrelay.v1.AttemptR\battempts\"X\n" +
+	"\battempts\x18\b \x03(\v2\x13.wxrelay.v1.AttemptR\battempts\x12F\n" +
+	"\x11next_attempt_time\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\x0fnextAttemptTime\x12%\n" +
+	"\x0edelivered_body\x18\n" +
+	" \x01(\tR\rdeliveredBody\"X\n" +
 	"\x05State\x12\x15\n" +
 	"\x11STATE_UNSPECIFIED\x10\x00\x12\x11\n" +
 	"\rSTATE_PENDING\x10\x01\x12\x13\n" +
@@ -593,22 +617,23 @@ var file_wxrelay_v1_event_proto_depIdxs = []int32{
 	0,  // 1: wxrelay.v1.Event.state:type_name -> wxrelay.v1.Event.State
 	8,  // 2: wxrelay.v1.Event.payload:type_name -> google.protobuf.Struct
 	2,  // 3: wxrelay.v1.Event.attempts:type_name -> wxrelay.v1.Attempt
-	7,  // 4: wxrelay.v1.Attempt.time:type_name -> google.protobuf.Timestamp
-	0,  // 5: wxrelay.v1.ListEventsRequest.state:type_name -> wxrelay.v1.Event.State
-	7,  // 6: wxrelay.v1.ListEventsRequest.received_after:type_name -> google.protobuf.Timestamp
-	7,  // 7: wxrelay.v1.ListEventsRequest.received_before:type_name -> google.protobuf.Timestamp
-	1,  // 8: wxrelay.v1.ListEventsResponse.events:type_name -> wxrelay.v1.Event
-	3,  // 9: wxrelay.v1.EventService.ListEvents:input_type -> wxrelay.v1.ListEventsRequest
-	5,  // 10: wxrelay.v1.EventService.GetEvent:input_type -> wxrelay.v1.GetEventRequest
-	6,  // 11: wxrelay.v1.EventService.RedeliverEvent:input_type -> wxrelay.v1.RedeliverEventRequest
-	4,  // 12: wxrelay.v1.EventService.ListEvents:output_type -> wxrelay.v1.ListEventsResponse
-	1,  // 13: wxrelay.v1.EventService.GetEvent:output_type -> wxrelay.v1.Event
-	1,  // 14: wxrelay.v1.EventService.RedeliverEvent:output_type -> wxrelay.v1.Event
-	12, // [12:15] is the sub-list for method output_type
-	9,  // [9:12] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	7,  // 4: wxrelay.v1.Event.next_attempt_time:type_name -> google.protobuf.Timestamp
+	7,  // 5: wxrelay.v1.Attempt.time:type_name -> google.protobuf.Timestamp
+	0,  // 6: wxrelay.v1.ListEventsRequest.state:type_name -> wxrelay.v1.Event.State
+	7,  // 7: wxrelay.v1.ListEventsRequest.received_after:type_name -> google.protobuf.Timestamp
+	7,  // 8: wxrelay.v1.ListEventsRequest.received_before:type_name -> google.protobuf.Timestamp
+	1,  // 9: wxrelay.v1.ListEventsResponse.events:type_name -> wxrelay.v1.Event
+	3,  // 10: wxrelay.v1.EventService.ListEvents:input_type -> wxrelay.v1.ListEventsRequest
+	5,  // 11: wxrelay.v1.EventService.GetEvent:input_type -> wxrelay.v1.GetEventRequest
+	6,  // 12: wxrelay.v1.EventService.RedeliverEvent:input_type -> wxrelay.v1.RedeliverEventRequest
+	4,  // 13: wxrelay.v1.EventService.ListEvents:output_type -> wxrelay.v1.ListEventsResponse
+	1,  // 14: wxrelay.v1.EventService.GetEvent:output_type -> wxrelay.v1.Event
+	1,  // 15: wxrelay.v1.EventService.RedeliverEvent:output_type -> wxrelay.v1.Event
+	13, // [13:16] is the sub-list for method output_type
+	10, // [10:13] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_wxrelay_v1_event_proto_init() }
