@@ -158,6 +158,15 @@ func TestTenantHealthFollowsTheWebhook(t *testing.T) {
 	if got := inbox.waitFor(t, 1, p); got[0] != "tenant.health.raised:WEBHOOK_FAILING" {
 		t.Fatalf("alerts %v, want WEBHOOK_FAILING raised first", got)
 	}
+	// The log says it too: the webhook's first failure once (not each of
+	// the three), and the health's change.
+	log := p.stderr.String()
+	if n := strings.Count(log, "the tenant's webhook failed a delivery"); n != 1 {
+		t.Errorf("%d log lines for the webhook's 3 failures in a row, want 1", n)
+	}
+	if !strings.Contains(log, `"msg":"tenant health changed","tenant":"`+tid+`","from":"OK","to":"FAILING"`) {
+		t.Errorf("no WARN line for the change of health in the log:\n%s", log)
+	}
 
 	failing.Store(false)
 	var events struct {

@@ -243,6 +243,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		return err
 	}
 	tenants.OnChange(checker.Forget)
+	// Every change of a tenant's health reasons is in the log (a tick
+	// reports each tenant's at most once), WARN when it worsens.
+	checker.OnChange(func(old, new health.Health) { logHealthChange(log, "tenant", string(new.Tenant), old, new) })
 
 	// Authorization codes are exchanged by the scheduled job from the
 	// events, and at once when the consent page sends a merchant back.
@@ -256,6 +259,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		return err
 	}
 	components.OnChange(componentHealth.Forget)
+	componentHealth.OnChange(func(old, new health.Health) { logHealthChange(log, "component", string(new.Component), old, new) })
 	components.OnChange(push.ForgetComponent)
 	components.OnChange(func(id tenant.ComponentID) { componentKeeper.Forget(id) })
 	srv, err := api.New(api.Options{
@@ -577,6 +581,20 @@ func adminToken(ctx context.Context, args []string, getenv func(string) string, 
 	}
 	_, err = fmt.Fprintln(stdout, tok)
 	return err
+}
+
+// logHealthChange logs a change of a tenant's or component's health
+// reasons: WARN when it worsens or gains a reason, INFO when it improves.
+func logHealthChange(log *slog.Logger, kind, id string, old, new health.Health) {
+	var reasons []string
+	for _, r := range new.Reasons {
+		reasons = append(reasons, string(r.Kind)+": "+r.Message)
+	}
+	level := slog.LevelInfo
+	if new.State > old.State || len(new.Reasons) > len(old.Reasons) {
+		level = slog.LevelWarn
+	}
+	log.Log(context.Background(), level, kind+" health changed", kind, id, "from", old.State.String(), "to", new.State.String(), "reasons", reasons)
 }
 
 // commitMetrics measures the ingest writer's group commits: how many pushes

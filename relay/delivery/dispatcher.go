@@ -132,6 +132,11 @@ type tenantLoad struct {
 	// process; slow, whether the last attempt took SlowAttempt or more.
 	seen, slow bool
 	ep         tenantEndpoint // its webhook, for the breakers
+	// failing is whether its last attempt here failed: the first failure
+	// after a success is logged at WARN, the next ones not, and the
+	// recovery at INFO, so that a tenant whose webhook refuses every
+	// delivery shows in the log once, not once an attempt.
+	failing bool
 }
 
 // lane is where tl's events go: the fast lane once its webhook has
@@ -574,10 +579,17 @@ func (d *Dispatcher) attempt(ctx context.Context, j *Job) {
 	}
 	d.opts.Breakers.Report(ep.key, d.opts.Now(), res.Attempt)
 	d.mu.Lock()
+	tl = d.loadLocked(t.ID)
 	// The lane for its next events: slow while its webhook is.
-	d.classifyLocked(t.ID, d.loadLocked(t.ID), true,
+	d.classifyLocked(t.ID, tl, true,
 		res.Attempt.Latency >= d.opts.SlowAttempt || res.Attempt.ErrorClass == relay.ErrorTimeout)
+	failed := res.Attempt.ErrorClass != ""
+	changed := failed != tl.failing
+	tl.failing = failed
 	d.mu.Unlock()
+	if changed {
+		d.logTransition(t, j, res.Attempt, failed)
+	}
 
 	o := Outcome{Job: j, Owner: d.opts.Owner, Attempt: res.Attempt}
 	if res.Attempt.ErrorClass == "" {
@@ -591,6 +603,17 @@ func (d *Dispatcher) attempt(ctx context.Context, j *Job) {
 	}
 	d.opts.Metrics.attempted(o)
 	d.outcomes <- o
+}
+
+// logTransition says in the log that tenant t's webhook began to fail
+// (WARN, with what it answered) or delivers again (INFO).
+func (d *Dispatcher) logTransition(t *tenant.Tenant, j *Job, a relay.Attempt, failed bool) {
+	if !failed {
+		d.opts.Logger.Info("delivery: the tenant's webhook delivers again", "tenant", t.ID, "event", j.EventID)
+		return
+	}
+	d.opts.Logger.Warn("delivery: the tenant's webhook failed a delivery; it is retried on the schedule (later failures in a row are not logged)",
+		"tenant", t.ID, "event", j.EventID, "http_status", a.HTTPStatus, "error_class", a.ErrorClass, "retry", j.RetryIndex)
 }
 
 func (d *Dispatcher) release(ctx context.Context, j *Job, at time.Time) {

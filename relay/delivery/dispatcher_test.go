@@ -5,8 +5,10 @@ import (
 	"crypto/rand"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -302,8 +304,31 @@ func TestDeliversSignedPayload(t *testing.T) {
 	}
 }
 
+// logBuffer is a log's text, safe to read while it is written.
+type logBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) count(s string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return strings.Count(l.b.String(), s)
+}
+
+// A webhook that refuses every delivery is retried on the schedule and
+// then failed; the log says so once when it begins to fail, not once an
+// attempt, and once when it delivers again.
 func TestRetriesOnTheScheduleThenFails(t *testing.T) {
-	h := newHarness(t, delivery.Options{Schedule: delivery.Schedule{0, 5 * time.Second, time.Minute}})
+	logs := &logBuffer{}
+	h := newHarness(t, delivery.Options{Schedule: delivery.Schedule{0, 5 * time.Second, time.Minute},
+		Logger: slog.New(slog.NewTextHandler(logs, nil))})
 	tn, secret := h.tenant("http://placeholder.invalid/", false)
 	rcv := newReceiver(t, secret)
 	rcv.answer = func(int) int { return 500 }
@@ -346,6 +371,12 @@ func TestRetriesOnTheScheduleThenFails(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, "redelivery", func() bool { e, _ := h.get(tn.ID, id); return e.State == relay.StateDelivered })
+	if n := logs.count("level=WARN msg=\"delivery: the tenant's webhook failed a delivery"); n != 1 {
+		t.Errorf("%d WARN lines for 3 failures in a row, want 1:\n%s", n, logs.b.String())
+	}
+	if n := logs.count("delivers again"); n != 1 {
+		t.Errorf("%d lines for the recovery, want 1", n)
+	}
 	got := rcv.got()
 	if len(got) != 4 || got[3].id != string(id) {
 		t.Errorf("redelivered as %+v", got[len(got)-1])
