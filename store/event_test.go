@@ -107,6 +107,7 @@ func assertEvent(t *testing.T, got, want *relay.Event) {
 	}{
 		{"CreateTime", &g.CreateTime, &w.CreateTime},
 		{"ReceiveTime", &g.ReceiveTime, &w.ReceiveTime},
+		{"DueAt", &g.DueAt, &w.DueAt},
 	} {
 		if !p.g.Equal(*p.w) {
 			t.Errorf("event %s: %s = %v, want %v", w.ID, p.name, *p.g, *p.w)
@@ -125,6 +126,9 @@ func assertEvent(t *testing.T, got, want *relay.Event) {
 func stored(e *relay.Event) *relay.Event {
 	s := *e
 	s.State, s.AttemptCount = relay.StatePending, 0
+	if s.DueAt.IsZero() {
+		s.DueAt = s.ReceiveTime // read back, it is when the first attempt is due: at once
+	}
 	return &s
 }
 
