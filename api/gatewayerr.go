@@ -104,32 +104,18 @@ func requestMessage(ctx context.Context) protoreflect.MessageDescriptor {
 // else one at most two edits away; "" when none is near.
 func nearestField(msg protoreflect.MessageDescriptor, name string) string {
 	best, bestScore := "", 3
-	seen := map[protoreflect.FullName]bool{}
-	queue := []protoreflect.MessageDescriptor{msg}
-	for len(queue) > 0 {
-		md := queue[0]
-		queue = queue[1:]
-		if seen[md.FullName()] {
-			continue
-		}
-		seen[md.FullName()] = true
-		fields := md.Fields()
-		for i := range fields.Len() {
-			fd := fields.Get(i)
-			for _, candidate := range []string{string(fd.Name()), fd.JSONName()} {
-				score := editDistance(strings.ToLower(name), strings.ToLower(candidate))
-				if strings.HasPrefix(candidate, name) || strings.HasPrefix(name, candidate) {
-					score = min(score, 1)
-				}
-				if score < bestScore {
-					best, bestScore = string(fd.Name()), score
-				}
+	eachField(msg, func(fd protoreflect.FieldDescriptor) bool {
+		for _, candidate := range []string{string(fd.Name()), fd.JSONName()} {
+			score := editDistance(strings.ToLower(name), strings.ToLower(candidate))
+			if strings.HasPrefix(candidate, name) || strings.HasPrefix(name, candidate) {
+				score = min(score, 1)
 			}
-			if fd.Kind() == protoreflect.MessageKind && !strings.HasPrefix(string(fd.Message().FullName()), "google.protobuf.") {
-				queue = append(queue, fd.Message())
+			if score < bestScore {
+				best, bestScore = string(fd.Name()), score
 			}
 		}
-	}
+		return true
+	})
 	return best
 }
 
@@ -164,19 +150,18 @@ func enumViolation(ctx context.Context, msg string) error {
 	if m == nil {
 		return nil
 	}
-	method, ok := runtime.RPCMethod(ctx)
-	if !ok {
+	md := requestMessage(ctx)
+	if md == nil {
 		return nil
 	}
-	d, err := protoregistry.GlobalFiles.FindDescriptorByName(protoreflect.FullName(strings.ReplaceAll(strings.TrimPrefix(method, "/"), "/", ".")))
-	if err != nil {
-		return nil
-	}
-	md, ok := d.(protoreflect.MethodDescriptor)
-	if !ok {
-		return nil
-	}
-	fd := findEnumField(md.Input(), m[1])
+	var fd protoreflect.FieldDescriptor
+	eachField(md, func(f protoreflect.FieldDescriptor) bool {
+		if f.Kind() == protoreflect.EnumKind && (f.JSONName() == m[1] || string(f.Name()) == m[1]) {
+			fd = f
+			return false
+		}
+		return true
+	})
 	if fd == nil {
 		return nil
 	}
@@ -184,20 +169,13 @@ func enumViolation(ctx context.Context, msg string) error {
 	if !strings.HasPrefix(value, `"`) {
 		value = fmt.Sprintf("%q", value)
 	}
-	reason := fmt.Sprintf("%s is not one of %s", value, strings.Join(enumNames(fd.Enum()), ", "))
-	st := status.New(codes.InvalidArgument, fmt.Sprintf("%s: %s", fd.Name(), reason))
-	if withDetails, err := st.WithDetails(&errdetails.BadRequest{FieldViolations: []*errdetails.BadRequest_FieldViolation{
-		{Field: string(fd.Name()), Description: reason},
-	}}); err == nil {
-		st = withDetails
-	}
-	return st.Err()
+	return fieldViolation(string(fd.Name()), fmt.Sprintf("%s is not one of %s", value, strings.Join(enumNames(fd.Enum()), ", ")))
 }
 
-// findEnumField finds the enum field named name (its JSON or proto name)
-// in msg or the messages it holds, breadth first: the request's own
-// fields before a nested message's.
-func findEnumField(msg protoreflect.MessageDescriptor, name string) protoreflect.FieldDescriptor {
+// eachField calls f with the fields of msg and of the messages it holds
+// (not the well-known types), breadth first: the request's own fields
+// before a nested message's; f returns false to stop.
+func eachField(msg protoreflect.MessageDescriptor, f func(protoreflect.FieldDescriptor) bool) {
 	seen := map[protoreflect.FullName]bool{}
 	queue := []protoreflect.MessageDescriptor{msg}
 	for len(queue) > 0 {
@@ -210,15 +188,14 @@ func findEnumField(msg protoreflect.MessageDescriptor, name string) protoreflect
 		fields := md.Fields()
 		for i := range fields.Len() {
 			fd := fields.Get(i)
-			if fd.Kind() == protoreflect.EnumKind && (fd.JSONName() == name || string(fd.Name()) == name) {
-				return fd
+			if !f(fd) {
+				return
 			}
 			if fd.Kind() == protoreflect.MessageKind && !strings.HasPrefix(string(fd.Message().FullName()), "google.protobuf.") {
 				queue = append(queue, fd.Message())
 			}
 		}
 	}
-	return nil
 }
 
 // enumNames are an enum's values a caller may send: all but the zero
