@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"os"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -59,5 +61,30 @@ func TestExitCode(t *testing.T) {
 		if got := exitCode(tt.err); got != tt.want {
 			t.Errorf("exitCode(%v) = %d, want %d", tt.err, got, tt.want)
 		}
+	}
+}
+
+// TestServeHelpListsEveryControl: every test control wxsim serves is in
+// `wxsim serve -h`, so that nobody has to read the Go package to find it.
+func TestServeHelpListsEveryControl(t *testing.T) {
+	var out bytes.Buffer
+	run(context.Background(), []string{"serve", "-h"}, &out, &out)
+	help := strings.Join(strings.Fields(out.String()), " ")
+	route := regexp.MustCompile(`"(GET|POST|DELETE) (/wxsim/[^"]*)"`)
+	n := 0
+	for _, f := range []string{"../../relay/wechat/wxsim/control.go", "../../relay/wechat/wxsim/component.go"} {
+		src, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range route.FindAllStringSubmatch(string(src), -1) {
+			n++
+			if !strings.Contains(help, m[1]+" "+m[2]) {
+				t.Errorf("wxsim serve -h does not list %s %s", m[1], m[2])
+			}
+		}
+	}
+	if n < 15 {
+		t.Errorf("found %d control routes in the sources; the test reads the wrong files", n)
 	}
 }

@@ -67,9 +67,32 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		fmt.Fprint(fs.Output(), `Usage: wxsim serve [--addr 127.0.0.1:9999] [--app APPID:SECRET ...] [--verbose]
 
 Serves the WeChat API endpoints wxrelay calls (/cgi-bin/token, /cgi-bin/stable_token,
-/cgi-bin/message/custom/send and typing, /cgi-bin/media/upload and get) with real token
-lifetimes and WeChat's error codes, plus test controls under /wxsim/ (see package wxsim).
-Stops gracefully on SIGINT or SIGTERM.
+/cgi-bin/message/custom/send and typing, /cgi-bin/media/upload and get, and the open
+platform's /cgi-bin/component/... with its consent page) with real token lifetimes and
+WeChat's error codes. Stops gracefully on SIGINT or SIGTERM.
+
+Test controls (JSON bodies; changes answer 204, bad requests 400):
+  POST   /wxsim/apps {"appid","secret"}                 register a mini program
+  POST   /wxsim/apps/{appid}/invalidate                 revoke its access tokens (40001)
+  POST   /wxsim/faults/system-error {"count","path"}    answer errcode -1 to the next calls
+  POST   /wxsim/faults/reject {"openid","errcode"}      refuse sends to a user (45015, ...)
+  POST   /wxsim/faults/latency {"latency":"250ms"}      delay every answer
+  POST   /wxsim/faults/ip-whitelist {"enabled":true}    answer 40164 to token fetches
+  DELETE /wxsim/faults                                   clear every fault
+  GET    /wxsim/calls[?path=/cgi-bin/...]               every call received, and tokens issued
+  POST   /wxsim/reset                                   forget everything
+  POST   /wxsim/components {"appid","secret","token","encoding_aes_key",
+                            "auth_event_url","message_url"}   register a third-party platform
+  POST   /wxsim/components/{appid}/ticket               push a component_verify_ticket now
+  POST   /wxsim/components/{appid}/tickets {"stopped"}  stop or resume ticket pushes
+  POST   /wxsim/components/{appid}/fault {"errcode"}    answer 61004, 45009, ... to token fetches
+  POST   /wxsim/components/{appid}/scan {"pre_auth_code","authorizer_appid","func_info"}
+                                                        a merchant authorizes (or use the consent page)
+  POST   /wxsim/components/{appid}/authorizers/{authorizer}/revoke
+  POST   /wxsim/components/{appid}/authorizers/{authorizer}/message {"openid","text","msg_id"}
+  POST   /wxsim/components/{appid}/release-check        WeChat's full-network release check
+  GET    /wxsim/pushes                                  every push made to a relay
+The same controls are Go methods of package wxsim, for tests in process.
 
 Flags:
 `)
