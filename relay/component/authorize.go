@@ -323,19 +323,10 @@ func (a *Authorizer) Authorize(ctx context.Context, c *tenant.Component, code st
 	return auth, nil
 }
 
-// exchange exchanges code with c's token, replacing the token once if
-// WeChat finds it dead.
+// exchange exchanges code with c's token.
 func (a *Authorizer) exchange(ctx context.Context, c *tenant.Component, code string) (wechat.Authorization, error) {
-	tok, err := a.tokens.Token(ctx, c.ID)
-	if err != nil {
-		return wechat.Authorization{}, err
-	}
-	auth, err := a.wx.QueryAuth(ctx, tok, c.AppID, code)
-	if wechat.IsTokenInvalid(err) {
-		if tok, err = a.tokens.Refresh(ctx, c.ID, tok); err != nil {
-			return wechat.Authorization{}, err
-		}
-		auth, err = a.wx.QueryAuth(ctx, tok, c.AppID, code)
-	}
+	auth, _, err := withToken(ctx, a.tokens, c.ID, func(tok string) (wechat.Authorization, error) {
+		return a.wx.QueryAuth(ctx, tok, c.AppID, code)
+	})
 	return auth, err
 }

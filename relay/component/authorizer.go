@@ -111,17 +111,9 @@ func (a *AuthorizerTokens) Fetch(ctx context.Context, t *tenant.Tenant) (wechat.
 	if err != nil {
 		return wechat.AccessToken{}, err
 	}
-	ctok, err := a.tokens.Token(ctx, c.ID)
-	if err != nil {
-		return wechat.AccessToken{}, err
-	}
-	got, err := a.wx.AuthorizerToken(ctx, ctok, c.AppID, t.AppID, auth.RefreshToken)
-	if wechat.IsTokenInvalid(err) {
-		if ctok, err = a.tokens.Refresh(ctx, c.ID, ctok); err != nil {
-			return wechat.AccessToken{}, err
-		}
-		got, err = a.wx.AuthorizerToken(ctx, ctok, c.AppID, t.AppID, auth.RefreshToken)
-	}
+	got, ctok, err := withToken(ctx, a.tokens, c.ID, func(ctok string) (wechat.Authorization, error) {
+		return a.wx.AuthorizerToken(ctx, ctok, c.AppID, t.AppID, auth.RefreshToken)
+	})
 	if wechat.Errcode(err) == codeRefreshTokenInvalid {
 		got, err = a.recover(ctx, c, ctok, t, auth.RefreshToken)
 	}

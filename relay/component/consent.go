@@ -58,16 +58,11 @@ func (c *Consent) AuthorizationURL(ctx context.Context, t *tenant.Tenant) (strin
 	if err != nil {
 		return "", time.Time{}, err
 	}
-	tok, err := c.tokens.Token(ctx, comp.ID)
-	if err != nil {
-		return "", time.Time{}, err
-	}
-	code, life, err := c.wx.PreAuthCode(ctx, tok, comp.AppID)
-	if wechat.IsTokenInvalid(err) {
-		if tok, err = c.tokens.Refresh(ctx, comp.ID, tok); err == nil {
-			code, life, err = c.wx.PreAuthCode(ctx, tok, comp.AppID)
-		}
-	}
+	var life time.Duration
+	code, _, err := withToken(ctx, c.tokens, comp.ID, func(tok string) (code string, err error) {
+		code, life, err = c.wx.PreAuthCode(ctx, tok, comp.AppID)
+		return code, err
+	})
 	if err != nil {
 		return "", time.Time{}, err
 	}

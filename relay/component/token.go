@@ -74,3 +74,23 @@ func (s *TokenSource) Fetch(ctx context.Context, id tenant.ComponentID, sub toke
 	c := sub.Of.(*tenant.Component)
 	return s.wx.ComponentToken(ctx, c.AppID, c.Secrets.Secret, c.Ticket.Value)
 }
+
+// withToken calls call with component id's token and, if WeChat finds
+// that token dead (40001, 42001), once more with a new one: how every
+// call made with a component token goes. It returns the token the last
+// call used, for a call that follows (a refresh token's recovery).
+func withToken[T any](ctx context.Context, tokens ComponentTokens, id tenant.ComponentID, call func(tok string) (T, error)) (T, string, error) {
+	var zero T
+	tok, err := tokens.Token(ctx, id)
+	if err != nil {
+		return zero, "", err
+	}
+	got, err := call(tok)
+	if wechat.IsTokenInvalid(err) {
+		if tok, err = tokens.Refresh(ctx, id, tok); err != nil {
+			return zero, "", err
+		}
+		got, err = call(tok)
+	}
+	return got, tok, err
+}
