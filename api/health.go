@@ -47,6 +47,7 @@ var healthKinds = map[health.Kind]wxrelayv1.Health_Kind{
 	health.TokenError:          wxrelayv1.Health_KIND_TOKEN_ERROR,
 	health.NoPushes:            wxrelayv1.Health_KIND_NO_PUSHES,
 	health.ReplyWindowRefusals: wxrelayv1.Health_KIND_REPLY_WINDOW_REFUSALS,
+	health.PushRejected:        wxrelayv1.Health_KIND_PUSH_REJECTED,
 
 	health.AuthorizationPending: wxrelayv1.Health_KIND_AUTHORIZATION_PENDING,
 	health.AuthorizationRevoked: wxrelayv1.Health_KIND_AUTHORIZATION_REVOKED,
@@ -75,6 +76,10 @@ func toProtoHealth(h health.Health) *wxrelayv1.Health {
 		}
 		if !r.LastPush.IsZero() {
 			pr.LastPushTime = timestamppb.New(r.LastPush)
+		}
+		if r.Rejected > 0 {
+			pr.Rejected, pr.LastRejection = r.Rejected, string(r.LastRejection)
+			pr.LastRejectionTime = timestamppb.New(r.LastRejectionTime)
 		}
 		out.Reasons = append(out.Reasons, pr)
 	}

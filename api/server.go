@@ -34,6 +34,7 @@ import (
 	"github.com/wxrelay/wxrelay/relay"
 	"github.com/wxrelay/wxrelay/relay/calllog"
 	"github.com/wxrelay/wxrelay/relay/message"
+	"github.com/wxrelay/wxrelay/relay/rejection"
 	"github.com/wxrelay/wxrelay/relay/wechat"
 	"github.com/wxrelay/wxrelay/tenant"
 )
@@ -101,6 +102,9 @@ type Options struct {
 	// CallRecorder records the calls of the send API (MessageService)
 	// beside the compatible API's; nil records none.
 	CallRecorder CallRecorder
+	// PushRejections lists the runs of refused pushes per tenant; nil
+	// answers every listing empty.
+	PushRejections rejection.Store
 	// GRPCMaxIdle closes gRPC connections without a call for this long;
 	// zero means DefaultGRPCMaxIdle.
 	GRPCMaxIdle time.Duration
@@ -205,12 +209,13 @@ func New(opts Options) (*Server, error) {
 	// gRPC uploads take their slot before their message is read; REST
 	// uploads take theirs in uploadHandler, before reading the body.
 	tenantsSrv := &tenantServer{
-		tenants:   opts.Tenants,
-		tokens:    opts.TokenStatus,
-		health:    opts.Health,
-		consent:   opts.Consent,
-		auths:     opts.Authorizations,
-		publicURL: strings.TrimRight(opts.PublicURL, "/"),
+		tenants:    opts.Tenants,
+		tokens:     opts.TokenStatus,
+		health:     opts.Health,
+		consent:    opts.Consent,
+		auths:      opts.Authorizations,
+		rejections: opts.PushRejections,
+		publicURL:  strings.TrimRight(opts.PublicURL, "/"),
 	}
 	if opts.Components == nil {
 		opts.Components = tenant.NewComponentService(noComponents{}, nil)

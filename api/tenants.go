@@ -9,11 +9,11 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/emptypb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"google.golang.org/protobuf/types/known/emptypb"
-
 	wxrelayv1 "github.com/wxrelay/wxrelay/api/gen/wxrelay/v1"
+	"github.com/wxrelay/wxrelay/relay/rejection"
 	"github.com/wxrelay/wxrelay/relay/token"
 	"github.com/wxrelay/wxrelay/tenant"
 )
@@ -21,12 +21,38 @@ import (
 // tenantServer implements wxrelayv1.TenantServiceServer on tenant.Service.
 type tenantServer struct {
 	wxrelayv1.UnimplementedTenantServiceServer
-	tenants   *tenant.Service
-	tokens    TokenStatuser // nil: no token_status
-	health    HealthChecker // nil: no health
-	consent   ConsentLinker // nil: no consent links
-	auths     AuthorizationReader
-	publicURL string // no trailing slash
+	tenants    *tenant.Service
+	tokens     TokenStatuser // nil: no token_status
+	health     HealthChecker // nil: no health
+	consent    ConsentLinker // nil: no consent links
+	auths      AuthorizationReader
+	rejections rejection.Store // nil: none listed
+	publicURL  string          // no trailing slash
+}
+
+// ListPushRejections lists tenant id's runs of refused pushes of the last
+// rejection.Retention.
+func (s *tenantServer) ListPushRejections(ctx context.Context, req *wxrelayv1.ListPushRejectionsRequest) (*wxrelayv1.ListPushRejectionsResponse, error) {
+	tid := tenant.ID(req.GetId())
+	if _, err := s.tenants.Get(ctx, tid); err != nil {
+		return nil, err
+	}
+	resp := &wxrelayv1.ListPushRejectionsResponse{}
+	if s.rejections == nil {
+		return resp, nil
+	}
+	now := time.Now()
+	runs, err := s.rejections.PushRejections(ctx, tid, now.Add(-rejection.Retention))
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range runs {
+		resp.Rejections = append(resp.Rejections, &wxrelayv1.PushRejection{
+			Cause: string(r.Cause), Count: r.N, FirstTime: timestamppb.New(r.First), LastTime: timestamppb.New(r.Last),
+			InForce: r.InForce(now), Hint: r.Cause.Hint(),
+		})
+	}
+	return resp, nil
 }
 
 // ConsentLinker makes consent links for components' tenants;

@@ -11,6 +11,7 @@ import (
 	"github.com/uptrace/bun"
 
 	"github.com/wxrelay/wxrelay/relay/health"
+	"github.com/wxrelay/wxrelay/relay/rejection"
 	"github.com/wxrelay/wxrelay/tenant"
 )
 
@@ -77,6 +78,11 @@ func (s *HealthStore) HealthFacts(ctx context.Context, tid tenant.ID, now time.T
 		return f, fmt.Errorf("health of tenant %s: %w", tid, err)
 	}
 	f.Authorization = auths[tid]
+	runs, err := pushRejectionsOf(ctx, db, []string{string(tid)}, now.Add(-rejection.Window))
+	if err != nil {
+		return f, fmt.Errorf("health of tenant %s: push rejections: %w", tid, err)
+	}
+	f.Rejections = runs[tid]
 	return f, nil
 }
 
@@ -264,6 +270,13 @@ WHERE tenant_id IN (?) AND failures > 0`, bun.In(in)).Scan(ctx, &tokens)
 	}
 	for id, a := range auths {
 		set(string(id), func(f *health.Facts) { f.Authorization = a })
+	}
+	runs, err := pushRejectionsOf(ctx, db, in, now.Add(-rejection.Window))
+	if err != nil {
+		return nil, fmt.Errorf("health of %d tenants: push rejections: %w", len(ids), err)
+	}
+	for id, r := range runs {
+		set(string(id), func(f *health.Facts) { f.Rejections = r })
 	}
 	return facts, nil
 }

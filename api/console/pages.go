@@ -308,6 +308,8 @@ type tenantBody struct {
 	// ConsentURL is a consent link just made for a component's tenant.
 	ConsentURL     string
 	ConsentExpires *timestamppb.Timestamp
+	// Rejections are the runs of refused pushes of the last day.
+	Rejections []*wxrelayv1.PushRejection
 }
 
 func (c *Console) tenantPage(w http.ResponseWriter, r *http.Request, s *session) {
@@ -332,6 +334,11 @@ func (c *Console) showTenantWith(w http.ResponseWriter, r *http.Request, s *sess
 		c.o.Logger.Error("console: chart", "tenant", t.GetId(), "err", err)
 	}
 	b := tenantBody{T: t, Health: healthName(t.GetHealth().GetState()), Chart: ch}
+	if rj, err := c.tenants.ListPushRejections(ctx, &wxrelayv1.ListPushRejectionsRequest{Id: t.GetId()}); err != nil {
+		c.o.Logger.Error("console: push rejections", "tenant", t.GetId(), "err", err)
+	} else {
+		b.Rejections = rj.GetRejections()
+	}
 	if set != nil {
 		set(&b)
 	}

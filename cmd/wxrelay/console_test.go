@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/chromedp/chromedp"
 )
@@ -194,6 +195,24 @@ func TestConsole_EndToEnd(t *testing.T) {
 		return js[string](t, ctx, row+`?.dataset.health ?? ""`) == "OK"
 	})
 	shots.take(ctx, "tenants ok")
+
+	// Pushes signed with another Token are refused, and the tenant page
+	// says so: the reason, and the refusals by cause with what to check.
+	for i := range 3 {
+		q := fmt.Sprintf("?signature=%040d&timestamp=%d&nonce=%d", i, time.Now().Unix(), i)
+		resp, err := http.Post(pushURL+q, "application/json", strings.NewReader(`{"Encrypt":"x"}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	eventually(t, ctx, tenantURL, "the refused pushes show", func() bool {
+		return js[int](t, ctx, `document.querySelectorAll('#reasons li[data-kind="PUSH_REJECTED"]').length`) == 1
+	})
+	if row := text(t, ctx, "#rejections tbody tr.in-force"); !strings.Contains(row, "bad_signature") || !strings.Contains(row, "3") || !strings.Contains(row, "Token") {
+		t.Errorf("the refused pushes' row reads %q, want bad_signature, 3, and a hint naming the Token", row)
+	}
+	shots.take(ctx, "tenant refused pushes")
 }
 
 // TestConsole_Settings: the settings form shows the API's errors at their

@@ -1,10 +1,12 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -12,6 +14,8 @@ import (
 	"time"
 
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
+
+	"github.com/wxrelay/wxrelay/relay/wechat"
 )
 
 // newSwitchableHook is a tenant's webhook that answers 204, or status
@@ -202,5 +206,116 @@ func TestTenantHealthFollowsTheWebhook(t *testing.T) {
 	time.Sleep(3 * time.Second)
 	if again := inbox.types(); len(again) != len(alerts) {
 		t.Errorf("after a restart the alerts are %v, want still %v", again, alerts)
+	}
+}
+
+// TestRejectedPushesShowInHealth: pushes signed with a Token that is not
+// the tenant's (the usual mistake after onboarding), and one with a stale
+// timestamp, make the tenant DEGRADED with PUSH_REJECTED, list by cause
+// in the API (to the tenant's own key too), show in the gauges and reach
+// the operator's alert webhook; the 300 refusals write no log line each.
+func TestRejectedPushesShowInHealth(t *testing.T) {
+	inbox := &alertInbox{t: t}
+	ops := httptest.NewServer(inbox)
+	defer ops.Close()
+	dir := t.TempDir()
+	p := startServe(t, dir, "WXRELAY_ALLOW_PRIVATE_WEBHOOKS=true", "WXRELAY_HEALTH_INTERVAL=1s",
+		"WXRELAY_ALERT_WEBHOOK="+ops.URL+"/alerts", "WXRELAY_ALERT_WEBHOOK_SECRET="+alertSecret)
+	admin := adminTokenIn(t, dir)
+	hook, _ := newSwitchableHook(t, http.StatusInternalServerError)
+	var created struct {
+		Tenant struct{ ID string } `json:"tenant"`
+		APIKey string              `json:"api_key"`
+	}
+	body := `{"appid":"wx0123456789abcd02","app_secret":"s","token":"PushToken1","encrypt_mode":"ENCRYPT_MODE_PLAINTEXT",
+		"data_format":"DATA_FORMAT_JSON","webhook_url":"` + hook.URL + `/events"}`
+	if code := p.api(t, "POST", "/v1/tenants", admin, body, &created); code != 200 {
+		t.Fatalf("create tenant: %d", code)
+	}
+	tid := created.Tenant.ID
+	push := func(token string, at time.Time, n int) int {
+		pusher := &wechat.Pusher{Token: token, Mode: wechat.ModePlaintext}
+		msg := wechat.TextMessage(wechat.FormatJSON, wechat.Header{ToUserName: "gh_x", FromUserName: "oRejected0000000000000000", CreateTime: at.Unix()}, "hi", int64(n))
+		req, err := pusher.Push(msg, at.Unix(), strconv.Itoa(n))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.Post("http://"+p.http+"/wx/"+tid+"?"+req.RawQuery(), req.ContentType, bytes.NewReader(req.Body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	for i := range 300 {
+		if code := push("NotTheToken", time.Now(), i); code != http.StatusUnauthorized {
+			t.Fatalf("push with a wrong Token: %d, want 401", code)
+		}
+	}
+	if code := push("PushToken1", time.Now().Add(-time.Hour), 1000); code != http.StatusBadRequest {
+		t.Fatalf("push an hour old: %d, want 400", code)
+	}
+
+	var got struct {
+		Health struct {
+			State   string `json:"state"`
+			Reasons []struct {
+				Kind              string `json:"kind"`
+				Severity          string `json:"severity"`
+				Message           string `json:"message"`
+				Rejected          string `json:"rejected"`
+				LastRejection     string `json:"last_rejection"`
+				LastRejectionTime string `json:"last_rejection_time"`
+			} `json:"reasons"`
+		} `json:"health"`
+	}
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		got.Health.Reasons = nil
+		p.api(t, "GET", "/v1/tenants/"+tid, admin, "", &got)
+		if len(got.Health.Reasons) == 1 && got.Health.Reasons[0].Rejected == "301" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("health %+v, want PUSH_REJECTED with 301 pushes\n%s", got.Health, p.stderr)
+		}
+	}
+	r := got.Health.Reasons[0]
+	if got.Health.State != "STATE_DEGRADED" || r.Kind != "KIND_PUSH_REJECTED" || r.Severity != "STATE_DEGRADED" ||
+		r.LastRejection != "stale_timestamp" || r.LastRejectionTime == "" ||
+		!strings.Contains(r.Message, "300 bad_signature, 1 stale_timestamp") || !strings.Contains(r.Message, "clock") {
+		t.Errorf("health %+v, want DEGRADED by PUSH_REJECTED, latest stale_timestamp, with the counts and a hint", got.Health)
+	}
+
+	type run struct {
+		Cause   string `json:"cause"`
+		Count   string `json:"count"`
+		InForce bool   `json:"in_force"`
+		Hint    string `json:"hint"`
+	}
+	var runs struct {
+		Rejections []run `json:"rejections"`
+	}
+	// The tenant's own key reads them; the admin's too.
+	if code := p.api(t, "GET", "/v1/tenants/"+tid+"/pushRejections", created.APIKey, "", &runs); code != 200 {
+		t.Fatalf("pushRejections with the tenant's key: %d", code)
+	}
+	if len(runs.Rejections) != 2 || runs.Rejections[0] != (run{"bad_signature", "300", true, runs.Rejections[0].Hint}) ||
+		!strings.Contains(runs.Rejections[0].Hint, "Token") || runs.Rejections[1].Cause != "stale_timestamp" {
+		t.Errorf("pushRejections = %+v, want 300 bad_signature (with a hint naming the Token), then stale_timestamp", runs.Rejections)
+	}
+
+	metrics := p.metricsText(t)
+	if want := `wxrelay_tenant_push_rejections{cause="bad_signature",tenant="` + tid + `"} 300`; !strings.Contains(metrics, want) {
+		t.Errorf("metrics lack %s", want)
+	}
+	if got := inbox.waitFor(t, 1, p); got[0] != "tenant.health.raised:PUSH_REJECTED" {
+		t.Errorf("alerts %v, want PUSH_REJECTED raised", got)
+	}
+	log := p.stderr.String()
+	if n := strings.Count(log, tid); n > 10 {
+		t.Errorf("the log names the tenant %d times for 301 refused pushes, want a few (its health change)", n)
+	}
+	if !strings.Contains(log, `"msg":"tenant health changed","tenant":"`+tid+`","from":"OK","to":"DEGRADED"`) {
+		t.Errorf("no line for the change of health in the log:\n%s", log)
 	}
 }

@@ -241,3 +241,18 @@ func (p *process) stop(t testing.TB, sig os.Signal) {
 		t.Fatalf("no exit within 30 s of %v", sig)
 	}
 }
+
+// metricsText is p's /metrics, whole.
+func (p *process) metricsText(t testing.TB) string {
+	t.Helper()
+	resp, err := http.Get("http://" + p.metrics + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}

@@ -31,6 +31,7 @@ import (
 	"github.com/wxrelay/wxrelay/relay/ingress"
 	"github.com/wxrelay/wxrelay/relay/message"
 	"github.com/wxrelay/wxrelay/relay/pace"
+	"github.com/wxrelay/wxrelay/relay/rejection"
 	"github.com/wxrelay/wxrelay/relay/token"
 	"github.com/wxrelay/wxrelay/relay/wechat"
 	"github.com/wxrelay/wxrelay/store"
@@ -176,6 +177,11 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	}, func() float64 { return float64(ingestor.Queued()) }))
 	reg.MustRegister(db.Collectors()...)
 	nonces := store.NewNonceStore(db)
+	// Refused pushes are counted in memory, per tenant and cause, and
+	// added to the store every few seconds by the job below: strangers
+	// can have pushes refused, but not make the relay write for each.
+	rejections, rejectionStore := &rejection.Tally{}, store.NewRejectionStore(db)
+	lc.onStop(stopWriting, "push rejection counts", func(ctx context.Context) error { return rejections.Flush(ctx, rejectionStore) })
 	push := ingress.New(ingress.Options{
 		Tenants: tenantCache,
 		Events:  ingestor,
@@ -187,6 +193,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		// Third-party platforms' message URLs: their keys, and which
 		// tenant an appid is.
 		Components: ingress.ComponentLookup{Components: store.NewComponentStore(db), Tenants: tenantStore},
+		Rejections: rejections,
 	})
 	tenants.OnChange(push.Forget)
 
@@ -287,6 +294,8 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		Registry:     reg,
 		Calls:        callStore,
 		CallRecorder: calls,
+		// Refused pushes, by tenant and cause.
+		PushRejections: rejectionStore,
 		Routes: map[string]http.Handler{
 			"/wx/{id}": push,
 			// Where WeChat's consent page sends the merchant back. Anyone
@@ -361,6 +370,10 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		job{name: "component-authorizations", every: 10 * time.Second, exclusive: true, run: authorizer.Process},
 		// Ticket pushes that paused are asked for again.
 		job{name: "component-tickets", every: 5 * time.Minute, exclusive: true, run: component.NewTicketRestarter(components, wx, log, db.Now).Run},
+		// Each replica adds the refusals it counted.
+		job{name: "push-rejections", every: 5 * time.Second, run: func(ctx context.Context) error {
+			return rejections.Flush(ctx, rejectionStore)
+		}},
 		job{name: "tenant-health", every: cfg.HealthInterval, run: func(ctx context.Context) error {
 			return errors.Join(checker.CheckAll(ctx, tenants), componentHealth.CheckAll(ctx, components))
 		}},
@@ -401,7 +414,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 			_, ierr := pace.Run(ctx, func(limit int) (int, error) {
 				return idempotency.PruneIdempotencyKeys(ctx, time.Now().Add(-message.IdempotencyTTL), limit)
 			})
-			return errors.Join(err, cerr, aerr, nerr, serr, werr, ierr)
+			// Runs of refused pushes, once they are a day old.
+			_, rerr := rejectionStore.PrunePushRejections(ctx, time.Now().Add(-rejection.Retention))
+			return errors.Join(err, cerr, aerr, nerr, serr, werr, ierr, rerr)
 		}},
 	}
 	if cfg.AlertWebhook != "" {

@@ -155,13 +155,15 @@ var (
 		"WeChat's errcode of the tenant's last failed access token fetch while fetches fail (40125 wrong AppSecret, 40164 IP not whitelisted); 0 when they work.", []string{"tenant"}, nil)
 	descRefusals = prometheus.NewDesc("wxrelay_tenant_reply_window_refusals",
 		"The tenant's sends refused for the users' reply windows over the last 15 minutes.", []string{"tenant"}, nil)
+	descRejected = prometheus.NewDesc("wxrelay_tenant_push_rejections",
+		"Pushes to the tenant refused, by cause, in the runs in force (a run ends 15 minutes after its latest refusal).", []string{"tenant", "cause"}, nil)
 	descByHealth = prometheus.NewDesc("wxrelay_tenants_by_health",
 		"Tenants by their latest health (OK, DEGRADED, FAILING).", []string{"state"}, nil)
 )
 
 // Describe implements prometheus.Collector.
 func (c *Checker) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descState, descReason, descFailures, descPending, descOldest, descTokenErr, descRefusals, descByHealth} {
+	for _, d := range []*prometheus.Desc{descState, descReason, descFailures, descPending, descOldest, descTokenErr, descRefusals, descRejected, descByHealth} {
 		ch <- d
 	}
 }
@@ -205,6 +207,11 @@ func (c *Checker) Collect(ch chan<- prometheus.Metric) {
 		gauge(descOldest, oldest)
 		gauge(descTokenErr, float64(h.tokenErrcode()))
 		gauge(descRefusals, float64(f.Refusals))
+		for _, r := range f.Rejections {
+			if r.InForce(h.ComputeTime) {
+				gauge(descRejected, float64(r.N), string(r.Cause))
+			}
+		}
 	}
 }
 

@@ -14,8 +14,10 @@ package health
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
+	"github.com/wxrelay/wxrelay/relay/rejection"
 	"github.com/wxrelay/wxrelay/relay/wechat"
 	"github.com/wxrelay/wxrelay/tenant"
 )
@@ -44,6 +46,7 @@ const (
 	TokenError          Kind = "TOKEN_ERROR"
 	NoPushes            Kind = "NO_PUSHES"
 	ReplyWindowRefusals Kind = "REPLY_WINDOW_REFUSALS"
+	PushRejected        Kind = "PUSH_REJECTED"
 
 	// A component's tenant (onboarded by authorization, protocol §9).
 	AuthorizationPending Kind = "AUTHORIZATION_PENDING"
@@ -53,7 +56,7 @@ const (
 )
 
 // Kinds are every reason, in the order they are listed.
-var Kinds = []Kind{WebhookFailing, DeliveryBacklog, TokenError, NoPushes, ReplyWindowRefusals,
+var Kinds = []Kind{WebhookFailing, DeliveryBacklog, TokenError, NoPushes, ReplyWindowRefusals, PushRejected,
 	AuthorizationPending, AuthorizationRevoked, RefreshTokenLost, PermissionMissing}
 
 // The rule book's thresholds.
@@ -89,6 +92,11 @@ type Reason struct {
 	LastErrcode         int
 	LastPush            time.Time
 	Refusals, Sends     int
+	// PushRejected: the pushes refused in the runs in force, and the
+	// latest refusal's cause and time.
+	Rejected          int64
+	LastRejection     rejection.Cause
+	LastRejectionTime time.Time
 }
 
 // Health is a tenant's health, or a component's, at ComputeTime.
@@ -129,6 +137,10 @@ type Facts struct {
 	// Sends over the last RefusalWindow, and how many of them were
 	// refused for the reply window (45015, 45047).
 	Sends, Refusals int
+
+	// The runs of refused pushes in force (relay/rejection), in the
+	// order of rejection.Causes.
+	Rejections []rejection.Count
 
 	// The token keeper's view: consecutive failed fetches, and the last
 	// one's errcode, error and time.
@@ -231,7 +243,45 @@ func Evaluate(t *tenant.Tenant, f Facts, now time.Time) Health {
 			Message: fmt.Sprintf("%d of %d sends in the last %s were refused for the users' reply windows (45015/45047)", f.Refusals, f.Sends, RefusalWindow),
 		})
 	}
+	if r, ok := rejected(f.Rejections, now); ok {
+		add(r)
+	}
 	return h
+}
+
+// rejected is the PushRejected reason of runs, if any is in force at now.
+// It is DEGRADED, not FAILING: anyone who knows a push URL can have a
+// push refused, so a refusal alone does not say that WeChat's are.
+func rejected(runs []rejection.Count, now time.Time) (Reason, bool) {
+	r := Reason{Kind: PushRejected, Severity: StateDegraded}
+	var causes []string
+	for _, c := range runs {
+		if !c.InForce(now) {
+			continue
+		}
+		if r.Since.IsZero() || c.First.Before(r.Since) {
+			r.Since = c.First
+		}
+		if c.Last.After(r.LastRejectionTime) {
+			r.LastRejection, r.LastRejectionTime = c.Cause, c.Last
+		}
+		r.Rejected += c.N
+		causes = append(causes, fmt.Sprintf("%d %s", c.N, c.Cause))
+	}
+	if r.Rejected == 0 {
+		return r, false
+	}
+	r.Message = fmt.Sprintf("%s refused since %s (%s); the latest at %s: %s",
+		pushes(r.Rejected), r.Since.UTC().Format(time.RFC3339), strings.Join(causes, ", "),
+		r.LastRejectionTime.UTC().Format(time.RFC3339), r.LastRejection.Hint())
+	return r, true
+}
+
+func pushes(n int64) string {
+	if n == 1 {
+		return "1 push was"
+	}
+	return fmt.Sprintf("%d pushes were", n)
 }
 
 // evaluateAuthorization adds the reasons of a component tenant's

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/wxrelay/wxrelay/relay/health"
+	"github.com/wxrelay/wxrelay/relay/rejection"
 	"github.com/wxrelay/wxrelay/tenant"
 )
 
@@ -51,6 +52,17 @@ func TestEvaluate(t *testing.T) {
 		{"a few refusals among many sends", tn, health.Facts{Sends: 1000, Refusals: 20}, health.StateOK, nil, nil},
 		{"several at once: the worst wins", tn, health.Facts{Sends: 10, Refusals: 9, ConsecutiveFailures: 5}, health.StateFailing,
 			[]health.Kind{health.WebhookFailing, health.ReplyWindowRefusals}, nil},
+		{"pushes refused", tn, health.Facts{Rejections: []rejection.Count{
+			{Cause: rejection.BadSignature, N: 7, First: now.Add(-20 * time.Minute), Last: now.Add(-time.Minute)},
+			{Cause: rejection.StaleTimestamp, N: 1, First: now.Add(-2 * time.Minute), Last: now.Add(-2 * time.Minute)},
+		}}, health.StateDegraded, []health.Kind{health.PushRejected},
+			func(r health.Reason) bool {
+				return r.Rejected == 8 && r.LastRejection == rejection.BadSignature && r.Since.Equal(now.Add(-20*time.Minute)) &&
+					strings.Contains(r.Message, "8 pushes were refused") && strings.Contains(r.Message, "Token")
+			}},
+		{"refusals that ended", tn, health.Facts{Rejections: []rejection.Count{
+			{Cause: rejection.BadSignature, N: 7, First: now.Add(-time.Hour), Last: now.Add(-rejection.Window - time.Second)},
+		}}, health.StateOK, nil, nil},
 		{"a component's tenant, authorized", ofComponent, health.Facts{Authorization: granted}, health.StateOK, nil, nil},
 		{"a component's tenant waiting for consent", ofComponent, notAuthorized, health.StateDegraded, []health.Kind{health.AuthorizationPending},
 			func(r health.Reason) bool { return r.Since.Equal(ofComponent.CreateTime) }},

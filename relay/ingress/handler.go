@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/wxrelay/wxrelay/relay"
+	"github.com/wxrelay/wxrelay/relay/rejection"
 	"github.com/wxrelay/wxrelay/relay/ttlcache"
 	"github.com/wxrelay/wxrelay/relay/wechat"
 	"github.com/wxrelay/wxrelay/tenant"
@@ -66,6 +67,9 @@ type Options struct {
 	// Components serves the message URLs of third-party platforms
 	// (ServeComponent); nil: none.
 	Components Components
+	// Rejections counts the pushes refused, per tenant and cause, for
+	// health and the console; nil counts none.
+	Rejections *rejection.Tally
 }
 
 // Nonces claims a plaintext push's query signature for its body;
@@ -94,6 +98,7 @@ type Handler struct {
 	now        func() time.Time
 	maxSkew    time.Duration
 	comps      componentKeys
+	rejections *rejection.Tally
 }
 
 // New returns a Handler. Route it as "/wx/{id}".
@@ -113,6 +118,7 @@ func New(opts Options) *Handler {
 		metrics:    opts.Metrics,
 		now:        opts.Now,
 		maxSkew:    cmp.Or(opts.MaxSkew, DefaultMaxSkew),
+		rejections: opts.Rejections,
 		comps: componentKeys{lookup: opts.Components,
 			components: ttlcache.Cache[tenant.ComponentID, *tenant.Component]{TTL: componentTTL},
 			appids:     ttlcache.Cache[string, tenant.ID]{TTL: componentTTL}},
@@ -178,10 +184,18 @@ func (h *Handler) serveTenant(ctx context.Context, w http.ResponseWriter, r *htt
 		http.Error(w, "tenant is disabled", http.StatusForbidden)
 		return "disabled"
 	}
+	var outcome string
 	if r.Method == http.MethodGet {
-		return h.verifyURL(w, r, rc)
+		outcome = h.verifyURL(w, r, rc)
+	} else {
+		outcome = h.push(ctx, w, r, rc)
 	}
-	return h.push(ctx, w, r, rc)
+	if h.rejections != nil && rejection.Counted(outcome) {
+		// Counted in memory, flushed in the background: a refused push
+		// costs no write.
+		h.rejections.Note(rc.tenant.ID, rejection.Cause(outcome), h.now())
+	}
+	return outcome
 }
 
 // verifyURL answers the GET WeChat sends when the push URL is saved in the
@@ -250,12 +264,16 @@ func (h *Handler) push(ctx context.Context, w http.ResponseWriter, r *http.Reque
 	w.Header().Del("Connection") // read whole: the connection may serve WeChat's next push
 	rcv, msg, err := receive(rc.receiversAt(now), query, body)
 	if err != nil {
-		status, outcome, text := rejection(err)
+		status, outcome, text := refusal(err)
 		if status == http.StatusInternalServerError {
 			h.log.ErrorContext(ctx, "push: tenant settings unusable", "tenant", rc.tenant.ID, "err", err)
 		} else {
-			// The error names what failed, never the message content.
-			h.log.InfoContext(ctx, "push rejected", "tenant", rc.tenant.ID, "outcome", outcome, "err", err)
+			// The error names what failed, never the message content. At
+			// debug: anyone may have pushes refused, and a line each would
+			// let them fill the log; the refusals are counted instead
+			// (Options.Rejections), and the health change they make is
+			// logged once.
+			h.log.DebugContext(ctx, "push rejected", "tenant", rc.tenant.ID, "outcome", outcome, "err", err)
 		}
 		http.Error(w, text, status)
 		return outcome
@@ -372,7 +390,7 @@ func (h *Handler) claimSignature(ctx context.Context, w http.ResponseWriter, rc 
 		http.Error(w, "could not store the push; WeChat will retry", http.StatusInternalServerError)
 		return "store_error"
 	case !ok:
-		h.log.InfoContext(ctx, "push rejected", "tenant", rc.tenant.ID, "outcome", "replayed")
+		h.log.DebugContext(ctx, "push rejected", "tenant", rc.tenant.ID, "outcome", "replayed")
 		http.Error(w, "this signature already signed another push: a replay", http.StatusUnauthorized)
 		return "replayed"
 	}
@@ -421,8 +439,8 @@ func (h *Handler) checkTimestamp(w http.ResponseWriter, query url.Values, now ti
 	return ""
 }
 
-// rejection maps a push the protocol refuses to its answer.
-func rejection(err error) (status int, outcome, text string) {
+// refusal maps a push the protocol refuses to its answer.
+func refusal(err error) (status int, outcome, text string) {
 	switch {
 	case errors.Is(err, wechat.ErrBadSignature):
 		return http.StatusUnauthorized, "bad_signature", "signature does not match the tenant's token"

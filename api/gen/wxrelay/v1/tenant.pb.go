@@ -75,7 +75,7 @@ func (x Authorization_State) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Authorization_State.Descriptor instead.
 func (Authorization_State) EnumDescriptor() ([]byte, []int) {
-	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{0, 0}
+	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{3, 0}
 }
 
 type Tenant_PushSecrets int32
@@ -126,7 +126,7 @@ func (x Tenant_PushSecrets) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Tenant_PushSecrets.Descriptor instead.
 func (Tenant_PushSecrets) EnumDescriptor() ([]byte, []int) {
-	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{3, 0}
+	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{6, 0}
 }
 
 // The access token endpoint (protocol §6).
@@ -180,7 +180,7 @@ func (x Tenant_TokenEndpoint) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Tenant_TokenEndpoint.Descriptor instead.
 func (Tenant_TokenEndpoint) EnumDescriptor() ([]byte, []int) {
-	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{3, 1}
+	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{6, 1}
 }
 
 // The message encryption mode chosen in the mini-program console.
@@ -233,7 +233,7 @@ func (x Tenant_EncryptMode) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Tenant_EncryptMode.Descriptor instead.
 func (Tenant_EncryptMode) EnumDescriptor() ([]byte, []int) {
-	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{3, 2}
+	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{6, 2}
 }
 
 // The push data format chosen in the mini-program console.
@@ -283,7 +283,7 @@ func (x Tenant_DataFormat) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Tenant_DataFormat.Descriptor instead.
 func (Tenant_DataFormat) EnumDescriptor() ([]byte, []int) {
-	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{3, 3}
+	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{6, 3}
 }
 
 // How the relay answers a user message.
@@ -335,7 +335,7 @@ func (x Tenant_ReplyMode) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Tenant_ReplyMode.Descriptor instead.
 func (Tenant_ReplyMode) EnumDescriptor() ([]byte, []int) {
-	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{3, 4}
+	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{6, 4}
 }
 
 type Tenant_State int32
@@ -384,7 +384,7 @@ func (x Tenant_State) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Tenant_State.Descriptor instead.
 func (Tenant_State) EnumDescriptor() ([]byte, []int) {
-	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{3, 5}
+	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{6, 5}
 }
 
 type Health_State int32
@@ -438,7 +438,7 @@ func (x Health_State) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Health_State.Descriptor instead.
 func (Health_State) EnumDescriptor() ([]byte, []int) {
-	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{15, 0}
+	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{18, 0}
 }
 
 type Health_Kind int32
@@ -487,6 +487,12 @@ const (
 	// (last_errcode: 61004 IP not whitelisted, 61005 or 61006 ticket,
 	// 45009 quota). FAILING.
 	Health_KIND_COMPONENT_TOKEN_ERROR Health_Kind = 12
+	// Pushes to the tenant were refused in the last 15 minutes (rejected,
+	// last_rejection, last_rejection_time; the runs by cause in
+	// ListPushRejections): a wrong Token, EncodingAESKey, appid or mode
+	// after onboarding, or someone else's pushes. DEGRADED: anyone who
+	// knows the push URL can have a push refused.
+	Health_KIND_PUSH_REJECTED Health_Kind = 13
 )
 
 // Enum value maps for Health_Kind.
@@ -505,6 +511,7 @@ var (
 		10: "KIND_COMPONENT_TICKET_STALE",
 		11: "KIND_COMPONENT_TICKET_MISSING",
 		12: "KIND_COMPONENT_TOKEN_ERROR",
+		13: "KIND_PUSH_REJECTED",
 	}
 	Health_Kind_value = map[string]int32{
 		"KIND_UNSPECIFIED":              0,
@@ -520,6 +527,7 @@ var (
 		"KIND_COMPONENT_TICKET_STALE":   10,
 		"KIND_COMPONENT_TICKET_MISSING": 11,
 		"KIND_COMPONENT_TOKEN_ERROR":    12,
+		"KIND_PUSH_REJECTED":            13,
 	}
 )
 
@@ -547,7 +555,188 @@ func (x Health_Kind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Health_Kind.Descriptor instead.
 func (Health_Kind) EnumDescriptor() ([]byte, []int) {
-	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{15, 1}
+	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{18, 1}
+}
+
+type ListPushRejectionsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListPushRejectionsRequest) Reset() {
+	*x = ListPushRejectionsRequest{}
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListPushRejectionsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListPushRejectionsRequest) ProtoMessage() {}
+
+func (x *ListPushRejectionsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListPushRejectionsRequest.ProtoReflect.Descriptor instead.
+func (*ListPushRejectionsRequest) Descriptor() ([]byte, []int) {
+	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *ListPushRejectionsRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+type ListPushRejectionsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Rejections    []*PushRejection       `protobuf:"bytes,1,rep,name=rejections,proto3" json:"rejections,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListPushRejectionsResponse) Reset() {
+	*x = ListPushRejectionsResponse{}
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListPushRejectionsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListPushRejectionsResponse) ProtoMessage() {}
+
+func (x *ListPushRejectionsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListPushRejectionsResponse.ProtoReflect.Descriptor instead.
+func (*ListPushRejectionsResponse) Descriptor() ([]byte, []int) {
+	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *ListPushRejectionsResponse) GetRejections() []*PushRejection {
+	if x != nil {
+		return x.Rejections
+	}
+	return nil
+}
+
+// PushRejection is a run of pushes refused for one cause: it began with
+// the first refusal and goes on while refusals come less than 15 minutes
+// apart. The counts of the relay's replicas reach it within seconds.
+type PushRejection struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// bad_signature, bad_ciphertext, wrong_appid, wrong_recipient,
+	// not_encrypted, stale_timestamp, bad_timestamp, replayed, malformed or
+	// too_large: the outcome label of wxrelay_pushes_total.
+	Cause     string                 `protobuf:"bytes,1,opt,name=cause,proto3" json:"cause,omitempty"`
+	Count     int64                  `protobuf:"varint,2,opt,name=count,proto3" json:"count,omitempty"`
+	FirstTime *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=first_time,json=firstTime,proto3" json:"first_time,omitempty"`
+	LastTime  *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=last_time,json=lastTime,proto3" json:"last_time,omitempty"`
+	// Whether the run is in force (its latest refusal under 15 minutes ago):
+	// the tenant's health then has PUSH_REJECTED.
+	InForce bool `protobuf:"varint,5,opt,name=in_force,json=inForce,proto3" json:"in_force,omitempty"`
+	// What the cause usually means, and what to check.
+	Hint          string `protobuf:"bytes,6,opt,name=hint,proto3" json:"hint,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PushRejection) Reset() {
+	*x = PushRejection{}
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PushRejection) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PushRejection) ProtoMessage() {}
+
+func (x *PushRejection) ProtoReflect() protoreflect.Message {
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PushRejection.ProtoReflect.Descriptor instead.
+func (*PushRejection) Descriptor() ([]byte, []int) {
+	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *PushRejection) GetCause() string {
+	if x != nil {
+		return x.Cause
+	}
+	return ""
+}
+
+func (x *PushRejection) GetCount() int64 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+func (x *PushRejection) GetFirstTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.FirstTime
+	}
+	return nil
+}
+
+func (x *PushRejection) GetLastTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastTime
+	}
+	return nil
+}
+
+func (x *PushRejection) GetInForce() bool {
+	if x != nil {
+		return x.InForce
+	}
+	return false
+}
+
+func (x *PushRejection) GetHint() string {
+	if x != nil {
+		return x.Hint
+	}
+	return ""
 }
 
 // Authorization is a mini-program's authorization of a component.
@@ -565,7 +754,7 @@ type Authorization struct {
 
 func (x *Authorization) Reset() {
 	*x = Authorization{}
-	mi := &file_wxrelay_v1_tenant_proto_msgTypes[0]
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -577,7 +766,7 @@ func (x *Authorization) String() string {
 func (*Authorization) ProtoMessage() {}
 
 func (x *Authorization) ProtoReflect() protoreflect.Message {
-	mi := &file_wxrelay_v1_tenant_proto_msgTypes[0]
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -590,7 +779,7 @@ func (x *Authorization) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Authorization.ProtoReflect.Descriptor instead.
 func (*Authorization) Descriptor() ([]byte, []int) {
-	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{0}
+	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *Authorization) GetState() Authorization_State {
@@ -630,7 +819,7 @@ type AuthorizationUrlRequest struct {
 
 func (x *AuthorizationUrlRequest) Reset() {
 	*x = AuthorizationUrlRequest{}
-	mi := &file_wxrelay_v1_tenant_proto_msgTypes[1]
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -642,7 +831,7 @@ func (x *AuthorizationUrlRequest) String() string {
 func (*AuthorizationUrlRequest) ProtoMessage() {}
 
 func (x *AuthorizationUrlRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wxrelay_v1_tenant_proto_msgTypes[1]
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -655,7 +844,7 @@ func (x *AuthorizationUrlRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthorizationUrlRequest.ProtoReflect.Descriptor instead.
 func (*AuthorizationUrlRequest) Descriptor() ([]byte, []int) {
-	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{1}
+	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *AuthorizationUrlRequest) GetId() string {
@@ -677,7 +866,7 @@ type AuthorizationUrlResponse struct {
 
 func (x *AuthorizationUrlResponse) Reset() {
 	*x = AuthorizationUrlResponse{}
-	mi := &file_wxrelay_v1_tenant_proto_msgTypes[2]
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -689,7 +878,7 @@ func (x *AuthorizationUrlResponse) String() string {
 func (*AuthorizationUrlResponse) ProtoMessage() {}
 
 func (x *AuthorizationUrlResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wxrelay_v1_tenant_proto_msgTypes[2]
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -702,7 +891,7 @@ func (x *AuthorizationUrlResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthorizationUrlResponse.ProtoReflect.Descriptor instead.
 func (*AuthorizationUrlResponse) Descriptor() ([]byte, []int) {
-	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{2}
+	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *AuthorizationUrlResponse) GetUrl() string {
@@ -801,7 +990,7 @@ type Tenant struct {
 
 func (x *Tenant) Reset() {
 	*x = Tenant{}
-	mi := &file_wxrelay_v1_tenant_proto_msgTypes[3]
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -813,7 +1002,7 @@ func (x *Tenant) String() string {
 func (*Tenant) ProtoMessage() {}
 
 func (x *Tenant) ProtoReflect() protoreflect.Message {
-	mi := &file_wxrelay_v1_tenant_proto_msgTypes[3]
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -826,7 +1015,7 @@ func (x *Tenant) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Tenant.ProtoReflect.Descriptor instead.
 func (*Tenant) Descriptor() ([]byte, []int) {
-	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{3}
+	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Tenant) GetId() string {
@@ -1020,7 +1209,7 @@ type CreateTenantRequest struct {
 
 func (x *CreateTenantRequest) Reset() {
 	*x = CreateTenantRequest{}
-	mi := &file_wxrelay_v1_tenant_proto_msgTypes[4]
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1032,7 +1221,7 @@ func (x *CreateTenantRequest) String() string {
 func (*CreateTenantRequest) ProtoMessage() {}
 
 func (x *CreateTenantRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wxrelay_v1_tenant_proto_msgTypes[4]
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1045,7 +1234,7 @@ func (x *CreateTenantRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateTenantRequest.ProtoReflect.Descriptor instead.
 func (*CreateTenantRequest) Descriptor() ([]byte, []int) {
-	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{4}
+	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *CreateTenantRequest) GetTenant() *Tenant {
@@ -1068,7 +1257,7 @@ type CreateTenantResponse struct {
 
 func (x *CreateTenantResponse) Reset() {
 	*x = CreateTenantResponse{}
-	mi := &file_wxrelay_v1_tenant_proto_msgTypes[5]
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1080,7 +1269,7 @@ func (x *CreateTenantResponse) String() string {
 func (*CreateTenantResponse) ProtoMessage() {}
 
 func (x *CreateTenantResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wxrelay_v1_tenant_proto_msgTypes[5]
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1093,7 +1282,7 @@ func (x *CreateTenantResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateTenantResponse.ProtoReflect.Descriptor instead.
 func (*CreateTenantResponse) Descriptor() ([]byte, []int) {
-	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{5}
+	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *CreateTenantResponse) GetTenant() *Tenant {
@@ -1126,7 +1315,7 @@ type GetTenantRequest struct {
 
 func (x *GetTenantRequest) Reset() {
 	*x = GetTenantRequest{}
-	mi := &file_wxrelay_v1_tenant_proto_msgTypes[6]
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1138,7 +1327,7 @@ func (x *GetTenantRequest) String() string {
 func (*GetTenantRequest) ProtoMessage() {}
 
 func (x *GetTenantRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wxrelay_v1_tenant_proto_msgTypes[6]
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1151,7 +1340,7 @@ func (x *GetTenantRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTenantRequest.ProtoReflect.Descriptor instead.
 func (*GetTenantRequest) Descriptor() ([]byte, []int) {
-	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{6}
+	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *GetTenantRequest) GetId() string {
@@ -1173,7 +1362,7 @@ type ListTenantsRequest struct {
 
 func (x *ListTenantsRequest) Reset() {
 	*x = ListTenantsRequest{}
-	mi := &file_wxrelay_v1_tenant_proto_msgTypes[7]
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1185,7 +1374,7 @@ func (x *ListTenantsRequest) String() string {
 func (*ListTenantsRequest) ProtoMessage() {}
 
 func (x *ListTenantsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wxrelay_v1_tenant_proto_msgTypes[7]
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1198,7 +1387,7 @@ func (x *ListTenantsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTenantsRequest.ProtoReflect.Descriptor instead.
 func (*ListTenantsRequest) Descriptor() ([]byte, []int) {
-	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{7}
+	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ListTenantsRequest) GetPageSize() int32 {
@@ -1226,7 +1415,7 @@ type ListTenantsResponse struct {
 
 func (x *ListTenantsResponse) Reset() {
 	*x = ListTenantsResponse{}
-	mi := &file_wxrelay_v1_tenant_proto_msgTypes[8]
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1238,7 +1427,7 @@ func (x *ListTenantsResponse) String() string {
 func (*ListTenantsResponse) ProtoMessage() {}
 
 func (x *ListTenantsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wxrelay_v1_tenant_proto_msgTypes[8]
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1251,7 +1440,7 @@ func (x *ListTenantsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTenantsResponse.ProtoReflect.Descriptor instead.
 func (*ListTenantsResponse) Descriptor() ([]byte, []int) {
-	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{8}
+	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ListTenantsResponse) GetTenants() []*Tenant {
@@ -1281,7 +1470,7 @@ type UpdateTenantRequest struct {
 
 func (x *UpdateTenantRequest) Reset() {
 	*x = UpdateTenantRequest{}
-	mi := &file_wxrelay_v1_tenant_proto_msgTypes[9]
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1293,7 +1482,7 @@ func (x *UpdateTenantRequest) String() string {
 func (*UpdateTenantRequest) ProtoMessage() {}
 
 func (x *UpdateTenantRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wxrelay_v1_tenant_proto_msgTypes[9]
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1306,7 +1495,7 @@ func (x *UpdateTenantRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateTenantRequest.ProtoReflect.Descriptor instead.
 func (*UpdateTenantRequest) Descriptor() ([]byte, []int) {
-	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{9}
+	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *UpdateTenantRequest) GetId() string {
@@ -1339,7 +1528,7 @@ type DeleteTenantRequest struct {
 
 func (x *DeleteTenantRequest) Reset() {
 	*x = DeleteTenantRequest{}
-	mi := &file_wxrelay_v1_tenant_proto_msgTypes[10]
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1351,7 +1540,7 @@ func (x *DeleteTenantRequest) String() string {
 func (*DeleteTenantRequest) ProtoMessage() {}
 
 func (x *DeleteTenantRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wxrelay_v1_tenant_proto_msgTypes[10]
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1364,7 +1553,7 @@ func (x *DeleteTenantRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteTenantRequest.ProtoReflect.Descriptor instead.
 func (*DeleteTenantRequest) Descriptor() ([]byte, []int) {
-	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{10}
+	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *DeleteTenantRequest) GetId() string {
@@ -1383,7 +1572,7 @@ type RotateApiKeyRequest struct {
 
 func (x *RotateApiKeyRequest) Reset() {
 	*x = RotateApiKeyRequest{}
-	mi := &file_wxrelay_v1_tenant_proto_msgTypes[11]
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1395,7 +1584,7 @@ func (x *RotateApiKeyRequest) String() string {
 func (*RotateApiKeyRequest) ProtoMessage() {}
 
 func (x *RotateApiKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wxrelay_v1_tenant_proto_msgTypes[11]
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1408,7 +1597,7 @@ func (x *RotateApiKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateApiKeyRequest.ProtoReflect.Descriptor instead.
 func (*RotateApiKeyRequest) Descriptor() ([]byte, []int) {
-	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{11}
+	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *RotateApiKeyRequest) GetId() string {
@@ -1427,7 +1616,7 @@ type RotateApiKeyResponse struct {
 
 func (x *RotateApiKeyResponse) Reset() {
 	*x = RotateApiKeyResponse{}
-	mi := &file_wxrelay_v1_tenant_proto_msgTypes[12]
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1439,7 +1628,7 @@ func (x *RotateApiKeyResponse) String() string {
 func (*RotateApiKeyResponse) ProtoMessage() {}
 
 func (x *RotateApiKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wxrelay_v1_tenant_proto_msgTypes[12]
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1452,7 +1641,7 @@ func (x *RotateApiKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateApiKeyResponse.ProtoReflect.Descriptor instead.
 func (*RotateApiKeyResponse) Descriptor() ([]byte, []int) {
-	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{12}
+	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *RotateApiKeyResponse) GetApiKey() string {
@@ -1471,7 +1660,7 @@ type RotateWebhookSecretRequest struct {
 
 func (x *RotateWebhookSecretRequest) Reset() {
 	*x = RotateWebhookSecretRequest{}
-	mi := &file_wxrelay_v1_tenant_proto_msgTypes[13]
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1483,7 +1672,7 @@ func (x *RotateWebhookSecretRequest) String() string {
 func (*RotateWebhookSecretRequest) ProtoMessage() {}
 
 func (x *RotateWebhookSecretRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wxrelay_v1_tenant_proto_msgTypes[13]
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1496,7 +1685,7 @@ func (x *RotateWebhookSecretRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateWebhookSecretRequest.ProtoReflect.Descriptor instead.
 func (*RotateWebhookSecretRequest) Descriptor() ([]byte, []int) {
-	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{13}
+	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *RotateWebhookSecretRequest) GetId() string {
@@ -1515,7 +1704,7 @@ type RotateWebhookSecretResponse struct {
 
 func (x *RotateWebhookSecretResponse) Reset() {
 	*x = RotateWebhookSecretResponse{}
-	mi := &file_wxrelay_v1_tenant_proto_msgTypes[14]
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1527,7 +1716,7 @@ func (x *RotateWebhookSecretResponse) String() string {
 func (*RotateWebhookSecretResponse) ProtoMessage() {}
 
 func (x *RotateWebhookSecretResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wxrelay_v1_tenant_proto_msgTypes[14]
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1540,7 +1729,7 @@ func (x *RotateWebhookSecretResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateWebhookSecretResponse.ProtoReflect.Descriptor instead.
 func (*RotateWebhookSecretResponse) Descriptor() ([]byte, []int) {
-	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{14}
+	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *RotateWebhookSecretResponse) GetWebhookSecret() string {
@@ -1565,7 +1754,7 @@ type Health struct {
 
 func (x *Health) Reset() {
 	*x = Health{}
-	mi := &file_wxrelay_v1_tenant_proto_msgTypes[15]
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1577,7 +1766,7 @@ func (x *Health) String() string {
 func (*Health) ProtoMessage() {}
 
 func (x *Health) ProtoReflect() protoreflect.Message {
-	mi := &file_wxrelay_v1_tenant_proto_msgTypes[15]
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1590,7 +1779,7 @@ func (x *Health) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Health.ProtoReflect.Descriptor instead.
 func (*Health) Descriptor() ([]byte, []int) {
-	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{15}
+	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Health) GetState() Health_State {
@@ -1636,7 +1825,7 @@ type Tenant_TokenStatus struct {
 
 func (x *Tenant_TokenStatus) Reset() {
 	*x = Tenant_TokenStatus{}
-	mi := &file_wxrelay_v1_tenant_proto_msgTypes[16]
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1648,7 +1837,7 @@ func (x *Tenant_TokenStatus) String() string {
 func (*Tenant_TokenStatus) ProtoMessage() {}
 
 func (x *Tenant_TokenStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_wxrelay_v1_tenant_proto_msgTypes[16]
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1661,7 +1850,7 @@ func (x *Tenant_TokenStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Tenant_TokenStatus.ProtoReflect.Descriptor instead.
 func (*Tenant_TokenStatus) Descriptor() ([]byte, []int) {
-	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{3, 0}
+	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{6, 0}
 }
 
 func (x *Tenant_TokenStatus) GetExpireTime() *timestamppb.Timestamp {
@@ -1724,13 +1913,16 @@ type Health_Reason struct {
 	LastPushTime        *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=last_push_time,json=lastPushTime,proto3" json:"last_push_time,omitempty"`
 	Refusals            int64                  `protobuf:"varint,12,opt,name=refusals,proto3" json:"refusals,omitempty"`
 	Sends               int64                  `protobuf:"varint,13,opt,name=sends,proto3" json:"sends,omitempty"`
+	Rejected            int64                  `protobuf:"varint,14,opt,name=rejected,proto3" json:"rejected,omitempty"`
+	LastRejection       string                 `protobuf:"bytes,15,opt,name=last_rejection,json=lastRejection,proto3" json:"last_rejection,omitempty"`
+	LastRejectionTime   *timestamppb.Timestamp `protobuf:"bytes,16,opt,name=last_rejection_time,json=lastRejectionTime,proto3" json:"last_rejection_time,omitempty"`
 	unknownFields       protoimpl.UnknownFields
 	sizeCache           protoimpl.SizeCache
 }
 
 func (x *Health_Reason) Reset() {
 	*x = Health_Reason{}
-	mi := &file_wxrelay_v1_tenant_proto_msgTypes[17]
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1742,7 +1934,7 @@ func (x *Health_Reason) String() string {
 func (*Health_Reason) ProtoMessage() {}
 
 func (x *Health_Reason) ProtoReflect() protoreflect.Message {
-	mi := &file_wxrelay_v1_tenant_proto_msgTypes[17]
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1755,7 +1947,7 @@ func (x *Health_Reason) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Health_Reason.ProtoReflect.Descriptor instead.
 func (*Health_Reason) Descriptor() ([]byte, []int) {
-	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{15, 0}
+	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{18, 0}
 }
 
 func (x *Health_Reason) GetKind() Health_Kind {
@@ -1849,12 +2041,47 @@ func (x *Health_Reason) GetSends() int64 {
 	return 0
 }
 
+func (x *Health_Reason) GetRejected() int64 {
+	if x != nil {
+		return x.Rejected
+	}
+	return 0
+}
+
+func (x *Health_Reason) GetLastRejection() string {
+	if x != nil {
+		return x.LastRejection
+	}
+	return ""
+}
+
+func (x *Health_Reason) GetLastRejectionTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastRejectionTime
+	}
+	return nil
+}
+
 var File_wxrelay_v1_tenant_proto protoreflect.FileDescriptor
 
 const file_wxrelay_v1_tenant_proto_rawDesc = "" +
 	"\n" +
 	"\x17wxrelay/v1/tenant.proto\x12\n" +
-	"wxrelay.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xdf\x02\n" +
+	"wxrelay.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"+\n" +
+	"\x19ListPushRejectionsRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"W\n" +
+	"\x1aListPushRejectionsResponse\x129\n" +
+	"\n" +
+	"rejections\x18\x01 \x03(\v2\x19.wxrelay.v1.PushRejectionR\n" +
+	"rejections\"\xde\x01\n" +
+	"\rPushRejection\x12\x14\n" +
+	"\x05cause\x18\x01 \x01(\tR\x05cause\x12\x14\n" +
+	"\x05count\x18\x02 \x01(\x03R\x05count\x129\n" +
+	"\n" +
+	"first_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\tfirstTime\x127\n" +
+	"\tlast_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\blastTime\x12\x19\n" +
+	"\bin_force\x18\x05 \x01(\bR\ainForce\x12\x12\n" +
+	"\x04hint\x18\x06 \x01(\tR\x04hint\"\xdf\x02\n" +
 	"\rAuthorization\x125\n" +
 	"\x05state\x18\x01 \x01(\x0e2\x1f.wxrelay.v1.Authorization.StateR\x05state\x12\x1b\n" +
 	"\tfunc_info\x18\x02 \x03(\x05R\bfuncInfo\x12A\n" +
@@ -1971,11 +2198,12 @@ const file_wxrelay_v1_tenant_proto_rawDesc = "" +
 	"\x1aRotateWebhookSecretRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"D\n" +
 	"\x1bRotateWebhookSecretResponse\x12%\n" +
-	"\x0ewebhook_secret\x18\x01 \x01(\tR\rwebhookSecret\"\xbc\t\n" +
+	"\x0ewebhook_secret\x18\x01 \x01(\tR\rwebhookSecret\"\xe3\n" +
+	"\n" +
 	"\x06Health\x12.\n" +
 	"\x05state\x18\x01 \x01(\x0e2\x18.wxrelay.v1.Health.StateR\x05state\x123\n" +
 	"\areasons\x18\x02 \x03(\v2\x19.wxrelay.v1.Health.ReasonR\areasons\x12=\n" +
-	"\fcompute_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\vcomputeTime\x1a\xb8\x04\n" +
+	"\fcompute_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\vcomputeTime\x1a\xc7\x05\n" +
 	"\x06Reason\x12+\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x17.wxrelay.v1.Health.KindR\x04kind\x124\n" +
 	"\bseverity\x18\x02 \x01(\x0e2\x18.wxrelay.v1.Health.StateR\bseverity\x120\n" +
@@ -1990,12 +2218,15 @@ const file_wxrelay_v1_tenant_proto_rawDesc = "" +
 	" \x01(\x05R\vlastErrcode\x12@\n" +
 	"\x0elast_push_time\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\flastPushTime\x12\x1a\n" +
 	"\brefusals\x18\f \x01(\x03R\brefusals\x12\x14\n" +
-	"\x05sends\x18\r \x01(\x03R\x05sends\"S\n" +
+	"\x05sends\x18\r \x01(\x03R\x05sends\x12\x1a\n" +
+	"\brejected\x18\x0e \x01(\x03R\brejected\x12%\n" +
+	"\x0elast_rejection\x18\x0f \x01(\tR\rlastRejection\x12J\n" +
+	"\x13last_rejection_time\x18\x10 \x01(\v2\x1a.google.protobuf.TimestampR\x11lastRejectionTime\"S\n" +
 	"\x05State\x12\x15\n" +
 	"\x11STATE_UNSPECIFIED\x10\x00\x12\f\n" +
 	"\bSTATE_OK\x10\x01\x12\x12\n" +
 	"\x0eSTATE_DEGRADED\x10\x02\x12\x11\n" +
-	"\rSTATE_FAILING\x10\x03\"\xfd\x02\n" +
+	"\rSTATE_FAILING\x10\x03\"\x95\x03\n" +
 	"\x04Kind\x12\x14\n" +
 	"\x10KIND_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14KIND_WEBHOOK_FAILING\x10\x01\x12\x19\n" +
@@ -2010,7 +2241,8 @@ const file_wxrelay_v1_tenant_proto_rawDesc = "" +
 	"\x1bKIND_COMPONENT_TICKET_STALE\x10\n" +
 	"\x12!\n" +
 	"\x1dKIND_COMPONENT_TICKET_MISSING\x10\v\x12\x1e\n" +
-	"\x1aKIND_COMPONENT_TOKEN_ERROR\x10\f2\x99\x05\n" +
+	"\x1aKIND_COMPONENT_TOKEN_ERROR\x10\f\x12\x16\n" +
+	"\x12KIND_PUSH_REJECTED\x10\r2\xfe\x05\n" +
 	"\rTenantService\x12Q\n" +
 	"\fCreateTenant\x12\x1f.wxrelay.v1.CreateTenantRequest\x1a .wxrelay.v1.CreateTenantResponse\x12=\n" +
 	"\tGetTenant\x12\x1c.wxrelay.v1.GetTenantRequest\x1a\x12.wxrelay.v1.Tenant\x12N\n" +
@@ -2019,7 +2251,8 @@ const file_wxrelay_v1_tenant_proto_rawDesc = "" +
 	"\fDeleteTenant\x12\x1f.wxrelay.v1.DeleteTenantRequest\x1a\x16.google.protobuf.Empty\x12Q\n" +
 	"\fRotateApiKey\x12\x1f.wxrelay.v1.RotateApiKeyRequest\x1a .wxrelay.v1.RotateApiKeyResponse\x12f\n" +
 	"\x13RotateWebhookSecret\x12&.wxrelay.v1.RotateWebhookSecretRequest\x1a'.wxrelay.v1.RotateWebhookSecretResponse\x12]\n" +
-	"\x10AuthorizationUrl\x12#.wxrelay.v1.AuthorizationUrlRequest\x1a$.wxrelay.v1.AuthorizationUrlResponseB9Z7github.com/wxrelay/wxrelay/api/gen/wxrelay/v1;wxrelayv1b\x06proto3"
+	"\x10AuthorizationUrl\x12#.wxrelay.v1.AuthorizationUrlRequest\x1a$.wxrelay.v1.AuthorizationUrlResponse\x12c\n" +
+	"\x12ListPushRejections\x12%.wxrelay.v1.ListPushRejectionsRequest\x1a&.wxrelay.v1.ListPushRejectionsResponseB9Z7github.com/wxrelay/wxrelay/api/gen/wxrelay/v1;wxrelayv1b\x06proto3"
 
 var (
 	file_wxrelay_v1_tenant_proto_rawDescOnce sync.Once
@@ -2034,7 +2267,7 @@ func file_wxrelay_v1_tenant_proto_rawDescGZIP() []byte {
 }
 
 var file_wxrelay_v1_tenant_proto_enumTypes = make([]protoimpl.EnumInfo, 9)
-var file_wxrelay_v1_tenant_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_wxrelay_v1_tenant_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
 var file_wxrelay_v1_tenant_proto_goTypes = []any{
 	(Authorization_State)(0),            // 0: wxrelay.v1.Authorization.State
 	(Tenant_PushSecrets)(0),             // 1: wxrelay.v1.Tenant.PushSecrets
@@ -2045,85 +2278,94 @@ var file_wxrelay_v1_tenant_proto_goTypes = []any{
 	(Tenant_State)(0),                   // 6: wxrelay.v1.Tenant.State
 	(Health_State)(0),                   // 7: wxrelay.v1.Health.State
 	(Health_Kind)(0),                    // 8: wxrelay.v1.Health.Kind
-	(*Authorization)(nil),               // 9: wxrelay.v1.Authorization
-	(*AuthorizationUrlRequest)(nil),     // 10: wxrelay.v1.AuthorizationUrlRequest
-	(*AuthorizationUrlResponse)(nil),    // 11: wxrelay.v1.AuthorizationUrlResponse
-	(*Tenant)(nil),                      // 12: wxrelay.v1.Tenant
-	(*CreateTenantRequest)(nil),         // 13: wxrelay.v1.CreateTenantRequest
-	(*CreateTenantResponse)(nil),        // 14: wxrelay.v1.CreateTenantResponse
-	(*GetTenantRequest)(nil),            // 15: wxrelay.v1.GetTenantRequest
-	(*ListTenantsRequest)(nil),          // 16: wxrelay.v1.ListTenantsRequest
-	(*ListTenantsResponse)(nil),         // 17: wxrelay.v1.ListTenantsResponse
-	(*UpdateTenantRequest)(nil),         // 18: wxrelay.v1.UpdateTenantRequest
-	(*DeleteTenantRequest)(nil),         // 19: wxrelay.v1.DeleteTenantRequest
-	(*RotateApiKeyRequest)(nil),         // 20: wxrelay.v1.RotateApiKeyRequest
-	(*RotateApiKeyResponse)(nil),        // 21: wxrelay.v1.RotateApiKeyResponse
-	(*RotateWebhookSecretRequest)(nil),  // 22: wxrelay.v1.RotateWebhookSecretRequest
-	(*RotateWebhookSecretResponse)(nil), // 23: wxrelay.v1.RotateWebhookSecretResponse
-	(*Health)(nil),                      // 24: wxrelay.v1.Health
-	(*Tenant_TokenStatus)(nil),          // 25: wxrelay.v1.Tenant.TokenStatus
-	(*Health_Reason)(nil),               // 26: wxrelay.v1.Health.Reason
-	(*timestamppb.Timestamp)(nil),       // 27: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),         // 28: google.protobuf.Duration
-	(*fieldmaskpb.FieldMask)(nil),       // 29: google.protobuf.FieldMask
-	(*emptypb.Empty)(nil),               // 30: google.protobuf.Empty
+	(*ListPushRejectionsRequest)(nil),   // 9: wxrelay.v1.ListPushRejectionsRequest
+	(*ListPushRejectionsResponse)(nil),  // 10: wxrelay.v1.ListPushRejectionsResponse
+	(*PushRejection)(nil),               // 11: wxrelay.v1.PushRejection
+	(*Authorization)(nil),               // 12: wxrelay.v1.Authorization
+	(*AuthorizationUrlRequest)(nil),     // 13: wxrelay.v1.AuthorizationUrlRequest
+	(*AuthorizationUrlResponse)(nil),    // 14: wxrelay.v1.AuthorizationUrlResponse
+	(*Tenant)(nil),                      // 15: wxrelay.v1.Tenant
+	(*CreateTenantRequest)(nil),         // 16: wxrelay.v1.CreateTenantRequest
+	(*CreateTenantResponse)(nil),        // 17: wxrelay.v1.CreateTenantResponse
+	(*GetTenantRequest)(nil),            // 18: wxrelay.v1.GetTenantRequest
+	(*ListTenantsRequest)(nil),          // 19: wxrelay.v1.ListTenantsRequest
+	(*ListTenantsResponse)(nil),         // 20: wxrelay.v1.ListTenantsResponse
+	(*UpdateTenantRequest)(nil),         // 21: wxrelay.v1.UpdateTenantRequest
+	(*DeleteTenantRequest)(nil),         // 22: wxrelay.v1.DeleteTenantRequest
+	(*RotateApiKeyRequest)(nil),         // 23: wxrelay.v1.RotateApiKeyRequest
+	(*RotateApiKeyResponse)(nil),        // 24: wxrelay.v1.RotateApiKeyResponse
+	(*RotateWebhookSecretRequest)(nil),  // 25: wxrelay.v1.RotateWebhookSecretRequest
+	(*RotateWebhookSecretResponse)(nil), // 26: wxrelay.v1.RotateWebhookSecretResponse
+	(*Health)(nil),                      // 27: wxrelay.v1.Health
+	(*Tenant_TokenStatus)(nil),          // 28: wxrelay.v1.Tenant.TokenStatus
+	(*Health_Reason)(nil),               // 29: wxrelay.v1.Health.Reason
+	(*timestamppb.Timestamp)(nil),       // 30: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),         // 31: google.protobuf.Duration
+	(*fieldmaskpb.FieldMask)(nil),       // 32: google.protobuf.FieldMask
+	(*emptypb.Empty)(nil),               // 33: google.protobuf.Empty
 }
 var file_wxrelay_v1_tenant_proto_depIdxs = []int32{
-	0,  // 0: wxrelay.v1.Authorization.state:type_name -> wxrelay.v1.Authorization.State
-	27, // 1: wxrelay.v1.Authorization.authorize_time:type_name -> google.protobuf.Timestamp
-	27, // 2: wxrelay.v1.Authorization.revoke_time:type_name -> google.protobuf.Timestamp
-	27, // 3: wxrelay.v1.AuthorizationUrlResponse.expire_time:type_name -> google.protobuf.Timestamp
-	3,  // 4: wxrelay.v1.Tenant.encrypt_mode:type_name -> wxrelay.v1.Tenant.EncryptMode
-	4,  // 5: wxrelay.v1.Tenant.data_format:type_name -> wxrelay.v1.Tenant.DataFormat
-	5,  // 6: wxrelay.v1.Tenant.reply_mode:type_name -> wxrelay.v1.Tenant.ReplyMode
-	6,  // 7: wxrelay.v1.Tenant.state:type_name -> wxrelay.v1.Tenant.State
-	27, // 8: wxrelay.v1.Tenant.create_time:type_name -> google.protobuf.Timestamp
-	27, // 9: wxrelay.v1.Tenant.update_time:type_name -> google.protobuf.Timestamp
-	2,  // 10: wxrelay.v1.Tenant.token_endpoint:type_name -> wxrelay.v1.Tenant.TokenEndpoint
-	25, // 11: wxrelay.v1.Tenant.token_status:type_name -> wxrelay.v1.Tenant.TokenStatus
-	1,  // 12: wxrelay.v1.Tenant.push_secrets:type_name -> wxrelay.v1.Tenant.PushSecrets
-	27, // 13: wxrelay.v1.Tenant.previous_push_secrets_until:type_name -> google.protobuf.Timestamp
-	28, // 14: wxrelay.v1.Tenant.push_silence_alert:type_name -> google.protobuf.Duration
-	24, // 15: wxrelay.v1.Tenant.health:type_name -> wxrelay.v1.Health
-	9,  // 16: wxrelay.v1.Tenant.authorization:type_name -> wxrelay.v1.Authorization
-	12, // 17: wxrelay.v1.CreateTenantRequest.tenant:type_name -> wxrelay.v1.Tenant
-	12, // 18: wxrelay.v1.CreateTenantResponse.tenant:type_name -> wxrelay.v1.Tenant
-	12, // 19: wxrelay.v1.ListTenantsResponse.tenants:type_name -> wxrelay.v1.Tenant
-	12, // 20: wxrelay.v1.UpdateTenantRequest.tenant:type_name -> wxrelay.v1.Tenant
-	29, // 21: wxrelay.v1.UpdateTenantRequest.update_mask:type_name -> google.protobuf.FieldMask
-	7,  // 22: wxrelay.v1.Health.state:type_name -> wxrelay.v1.Health.State
-	26, // 23: wxrelay.v1.Health.reasons:type_name -> wxrelay.v1.Health.Reason
-	27, // 24: wxrelay.v1.Health.compute_time:type_name -> google.protobuf.Timestamp
-	27, // 25: wxrelay.v1.Tenant.TokenStatus.expire_time:type_name -> google.protobuf.Timestamp
-	27, // 26: wxrelay.v1.Tenant.TokenStatus.last_refresh_time:type_name -> google.protobuf.Timestamp
-	27, // 27: wxrelay.v1.Tenant.TokenStatus.last_error_time:type_name -> google.protobuf.Timestamp
-	27, // 28: wxrelay.v1.Tenant.TokenStatus.next_refresh_time:type_name -> google.protobuf.Timestamp
-	8,  // 29: wxrelay.v1.Health.Reason.kind:type_name -> wxrelay.v1.Health.Kind
-	7,  // 30: wxrelay.v1.Health.Reason.severity:type_name -> wxrelay.v1.Health.State
-	27, // 31: wxrelay.v1.Health.Reason.since:type_name -> google.protobuf.Timestamp
-	28, // 32: wxrelay.v1.Health.Reason.oldest_pending_age:type_name -> google.protobuf.Duration
-	27, // 33: wxrelay.v1.Health.Reason.last_push_time:type_name -> google.protobuf.Timestamp
-	13, // 34: wxrelay.v1.TenantService.CreateTenant:input_type -> wxrelay.v1.CreateTenantRequest
-	15, // 35: wxrelay.v1.TenantService.GetTenant:input_type -> wxrelay.v1.GetTenantRequest
-	16, // 36: wxrelay.v1.TenantService.ListTenants:input_type -> wxrelay.v1.ListTenantsRequest
-	18, // 37: wxrelay.v1.TenantService.UpdateTenant:input_type -> wxrelay.v1.UpdateTenantRequest
-	19, // 38: wxrelay.v1.TenantService.DeleteTenant:input_type -> wxrelay.v1.DeleteTenantRequest
-	20, // 39: wxrelay.v1.TenantService.RotateApiKey:input_type -> wxrelay.v1.RotateApiKeyRequest
-	22, // 40: wxrelay.v1.TenantService.RotateWebhookSecret:input_type -> wxrelay.v1.RotateWebhookSecretRequest
-	10, // 41: wxrelay.v1.TenantService.AuthorizationUrl:input_type -> wxrelay.v1.AuthorizationUrlRequest
-	14, // 42: wxrelay.v1.TenantService.CreateTenant:output_type -> wxrelay.v1.CreateTenantResponse
-	12, // 43: wxrelay.v1.TenantService.GetTenant:output_type -> wxrelay.v1.Tenant
-	17, // 44: wxrelay.v1.TenantService.ListTenants:output_type -> wxrelay.v1.ListTenantsResponse
-	12, // 45: wxrelay.v1.TenantService.UpdateTenant:output_type -> wxrelay.v1.Tenant
-	30, // 46: wxrelay.v1.TenantService.DeleteTenant:output_type -> google.protobuf.Empty
-	21, // 47: wxrelay.v1.TenantService.RotateApiKey:output_type -> wxrelay.v1.RotateApiKeyResponse
-	23, // 48: wxrelay.v1.TenantService.RotateWebhookSecret:output_type -> wxrelay.v1.RotateWebhookSecretResponse
-	11, // 49: wxrelay.v1.TenantService.AuthorizationUrl:output_type -> wxrelay.v1.AuthorizationUrlResponse
-	42, // [42:50] is the sub-list for method output_type
-	34, // [34:42] is the sub-list for method input_type
-	34, // [34:34] is the sub-list for extension type_name
-	34, // [34:34] is the sub-list for extension extendee
-	0,  // [0:34] is the sub-list for field type_name
+	11, // 0: wxrelay.v1.ListPushRejectionsResponse.rejections:type_name -> wxrelay.v1.PushRejection
+	30, // 1: wxrelay.v1.PushRejection.first_time:type_name -> google.protobuf.Timestamp
+	30, // 2: wxrelay.v1.PushRejection.last_time:type_name -> google.protobuf.Timestamp
+	0,  // 3: wxrelay.v1.Authorization.state:type_name -> wxrelay.v1.Authorization.State
+	30, // 4: wxrelay.v1.Authorization.authorize_time:type_name -> google.protobuf.Timestamp
+	30, // 5: wxrelay.v1.Authorization.revoke_time:type_name -> google.protobuf.Timestamp
+	30, // 6: wxrelay.v1.AuthorizationUrlResponse.expire_time:type_name -> google.protobuf.Timestamp
+	3,  // 7: wxrelay.v1.Tenant.encrypt_mode:type_name -> wxrelay.v1.Tenant.EncryptMode
+	4,  // 8: wxrelay.v1.Tenant.data_format:type_name -> wxrelay.v1.Tenant.DataFormat
+	5,  // 9: wxrelay.v1.Tenant.reply_mode:type_name -> wxrelay.v1.Tenant.ReplyMode
+	6,  // 10: wxrelay.v1.Tenant.state:type_name -> wxrelay.v1.Tenant.State
+	30, // 11: wxrelay.v1.Tenant.create_time:type_name -> google.protobuf.Timestamp
+	30, // 12: wxrelay.v1.Tenant.update_time:type_name -> google.protobuf.Timestamp
+	2,  // 13: wxrelay.v1.Tenant.token_endpoint:type_name -> wxrelay.v1.Tenant.TokenEndpoint
+	28, // 14: wxrelay.v1.Tenant.token_status:type_name -> wxrelay.v1.Tenant.TokenStatus
+	1,  // 15: wxrelay.v1.Tenant.push_secrets:type_name -> wxrelay.v1.Tenant.PushSecrets
+	30, // 16: wxrelay.v1.Tenant.previous_push_secrets_until:type_name -> google.protobuf.Timestamp
+	31, // 17: wxrelay.v1.Tenant.push_silence_alert:type_name -> google.protobuf.Duration
+	27, // 18: wxrelay.v1.Tenant.health:type_name -> wxrelay.v1.Health
+	12, // 19: wxrelay.v1.Tenant.authorization:type_name -> wxrelay.v1.Authorization
+	15, // 20: wxrelay.v1.CreateTenantRequest.tenant:type_name -> wxrelay.v1.Tenant
+	15, // 21: wxrelay.v1.CreateTenantResponse.tenant:type_name -> wxrelay.v1.Tenant
+	15, // 22: wxrelay.v1.ListTenantsResponse.tenants:type_name -> wxrelay.v1.Tenant
+	15, // 23: wxrelay.v1.UpdateTenantRequest.tenant:type_name -> wxrelay.v1.Tenant
+	32, // 24: wxrelay.v1.UpdateTenantRequest.update_mask:type_name -> google.protobuf.FieldMask
+	7,  // 25: wxrelay.v1.Health.state:type_name -> wxrelay.v1.Health.State
+	29, // 26: wxrelay.v1.Health.reasons:type_name -> wxrelay.v1.Health.Reason
+	30, // 27: wxrelay.v1.Health.compute_time:type_name -> google.protobuf.Timestamp
+	30, // 28: wxrelay.v1.Tenant.TokenStatus.expire_time:type_name -> google.protobuf.Timestamp
+	30, // 29: wxrelay.v1.Tenant.TokenStatus.last_refresh_time:type_name -> google.protobuf.Timestamp
+	30, // 30: wxrelay.v1.Tenant.TokenStatus.last_error_time:type_name -> google.protobuf.Timestamp
+	30, // 31: wxrelay.v1.Tenant.TokenStatus.next_refresh_time:type_name -> google.protobuf.Timestamp
+	8,  // 32: wxrelay.v1.Health.Reason.kind:type_name -> wxrelay.v1.Health.Kind
+	7,  // 33: wxrelay.v1.Health.Reason.severity:type_name -> wxrelay.v1.Health.State
+	30, // 34: wxrelay.v1.Health.Reason.since:type_name -> google.protobuf.Timestamp
+	31, // 35: wxrelay.v1.Health.Reason.oldest_pending_age:type_name -> google.protobuf.Duration
+	30, // 36: wxrelay.v1.Health.Reason.last_push_time:type_name -> google.protobuf.Timestamp
+	30, // 37: wxrelay.v1.Health.Reason.last_rejection_time:type_name -> google.protobuf.Timestamp
+	16, // 38: wxrelay.v1.TenantService.CreateTenant:input_type -> wxrelay.v1.CreateTenantRequest
+	18, // 39: wxrelay.v1.TenantService.GetTenant:input_type -> wxrelay.v1.GetTenantRequest
+	19, // 40: wxrelay.v1.TenantService.ListTenants:input_type -> wxrelay.v1.ListTenantsRequest
+	21, // 41: wxrelay.v1.TenantService.UpdateTenant:input_type -> wxrelay.v1.UpdateTenantRequest
+	22, // 42: wxrelay.v1.TenantService.DeleteTenant:input_type -> wxrelay.v1.DeleteTenantRequest
+	23, // 43: wxrelay.v1.TenantService.RotateApiKey:input_type -> wxrelay.v1.RotateApiKeyRequest
+	25, // 44: wxrelay.v1.TenantService.RotateWebhookSecret:input_type -> wxrelay.v1.RotateWebhookSecretRequest
+	13, // 45: wxrelay.v1.TenantService.AuthorizationUrl:input_type -> wxrelay.v1.AuthorizationUrlRequest
+	9,  // 46: wxrelay.v1.TenantService.ListPushRejections:input_type -> wxrelay.v1.ListPushRejectionsRequest
+	17, // 47: wxrelay.v1.TenantService.CreateTenant:output_type -> wxrelay.v1.CreateTenantResponse
+	15, // 48: wxrelay.v1.TenantService.GetTenant:output_type -> wxrelay.v1.Tenant
+	20, // 49: wxrelay.v1.TenantService.ListTenants:output_type -> wxrelay.v1.ListTenantsResponse
+	15, // 50: wxrelay.v1.TenantService.UpdateTenant:output_type -> wxrelay.v1.Tenant
+	33, // 51: wxrelay.v1.TenantService.DeleteTenant:output_type -> google.protobuf.Empty
+	24, // 52: wxrelay.v1.TenantService.RotateApiKey:output_type -> wxrelay.v1.RotateApiKeyResponse
+	26, // 53: wxrelay.v1.TenantService.RotateWebhookSecret:output_type -> wxrelay.v1.RotateWebhookSecretResponse
+	14, // 54: wxrelay.v1.TenantService.AuthorizationUrl:output_type -> wxrelay.v1.AuthorizationUrlResponse
+	10, // 55: wxrelay.v1.TenantService.ListPushRejections:output_type -> wxrelay.v1.ListPushRejectionsResponse
+	47, // [47:56] is the sub-list for method output_type
+	38, // [38:47] is the sub-list for method input_type
+	38, // [38:38] is the sub-list for extension type_name
+	38, // [38:38] is the sub-list for extension extendee
+	0,  // [0:38] is the sub-list for field type_name
 }
 
 func init() { file_wxrelay_v1_tenant_proto_init() }
@@ -2137,7 +2379,7 @@ func file_wxrelay_v1_tenant_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_wxrelay_v1_tenant_proto_rawDesc), len(file_wxrelay_v1_tenant_proto_rawDesc)),
 			NumEnums:      9,
-			NumMessages:   18,
+			NumMessages:   21,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

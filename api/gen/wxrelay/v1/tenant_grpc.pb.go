@@ -28,6 +28,7 @@ const (
 	TenantService_RotateApiKey_FullMethodName        = "/wxrelay.v1.TenantService/RotateApiKey"
 	TenantService_RotateWebhookSecret_FullMethodName = "/wxrelay.v1.TenantService/RotateWebhookSecret"
 	TenantService_AuthorizationUrl_FullMethodName    = "/wxrelay.v1.TenantService/AuthorizationUrl"
+	TenantService_ListPushRejections_FullMethodName  = "/wxrelay.v1.TenantService/ListPushRejections"
 )
 
 // TenantServiceClient is the client API for TenantService service.
@@ -61,6 +62,11 @@ type TenantServiceClient interface {
 	// who opens it authorizes the component for the tenant's mini-program.
 	// Pre-auth codes expire in minutes: make one per merchant visit.
 	AuthorizationUrl(ctx context.Context, in *AuthorizationUrlRequest, opts ...grpc.CallOption) (*AuthorizationUrlResponse, error)
+	// Lists the runs of pushes to the tenant that the relay refused over the
+	// last 24 hours, by cause: what a wrong Token or EncodingAESKey looks
+	// like from the relay. No body is kept. A tenant's API key may read its
+	// own.
+	ListPushRejections(ctx context.Context, in *ListPushRejectionsRequest, opts ...grpc.CallOption) (*ListPushRejectionsResponse, error)
 }
 
 type tenantServiceClient struct {
@@ -151,6 +157,16 @@ func (c *tenantServiceClient) AuthorizationUrl(ctx context.Context, in *Authoriz
 	return out, nil
 }
 
+func (c *tenantServiceClient) ListPushRejections(ctx context.Context, in *ListPushRejectionsRequest, opts ...grpc.CallOption) (*ListPushRejectionsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListPushRejectionsResponse)
+	err := c.cc.Invoke(ctx, TenantService_ListPushRejections_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // TenantServiceServer is the server API for TenantService service.
 // All implementations must embed UnimplementedTenantServiceServer
 // for forward compatibility.
@@ -182,6 +198,11 @@ type TenantServiceServer interface {
 	// who opens it authorizes the component for the tenant's mini-program.
 	// Pre-auth codes expire in minutes: make one per merchant visit.
 	AuthorizationUrl(context.Context, *AuthorizationUrlRequest) (*AuthorizationUrlResponse, error)
+	// Lists the runs of pushes to the tenant that the relay refused over the
+	// last 24 hours, by cause: what a wrong Token or EncodingAESKey looks
+	// like from the relay. No body is kept. A tenant's API key may read its
+	// own.
+	ListPushRejections(context.Context, *ListPushRejectionsRequest) (*ListPushRejectionsResponse, error)
 	mustEmbedUnimplementedTenantServiceServer()
 }
 
@@ -215,6 +236,9 @@ func (UnimplementedTenantServiceServer) RotateWebhookSecret(context.Context, *Ro
 }
 func (UnimplementedTenantServiceServer) AuthorizationUrl(context.Context, *AuthorizationUrlRequest) (*AuthorizationUrlResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method AuthorizationUrl not implemented")
+}
+func (UnimplementedTenantServiceServer) ListPushRejections(context.Context, *ListPushRejectionsRequest) (*ListPushRejectionsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListPushRejections not implemented")
 }
 func (UnimplementedTenantServiceServer) mustEmbedUnimplementedTenantServiceServer() {}
 func (UnimplementedTenantServiceServer) testEmbeddedByValue()                       {}
@@ -381,6 +405,24 @@ func _TenantService_AuthorizationUrl_Handler(srv interface{}, ctx context.Contex
 	return interceptor(ctx, in, info, handler)
 }
 
+func _TenantService_ListPushRejections_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListPushRejectionsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(TenantServiceServer).ListPushRejections(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: TenantService_ListPushRejections_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(TenantServiceServer).ListPushRejections(ctx, req.(*ListPushRejectionsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // TenantService_ServiceDesc is the grpc.ServiceDesc for TenantService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -419,6 +461,10 @@ var TenantService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "AuthorizationUrl",
 			Handler:    _TenantService_AuthorizationUrl_Handler,
+		},
+		{
+			MethodName: "ListPushRejections",
+			Handler:    _TenantService_ListPushRejections_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

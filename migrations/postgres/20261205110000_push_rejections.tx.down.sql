@@ -1,0 +1,2 @@
+-- Runs of refused pushes.
+DROP TABLE push_rejections;
