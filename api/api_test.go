@@ -303,6 +303,9 @@ func TestCreateTenantInvalid(t *testing.T) {
 		{"appid short", func(b map[string]any) { b["appid"] = "wx123" }, "appid"},
 		{"appid not hex", func(b map[string]any) { b["appid"] = "wxzzzzzzzzzzzzzzzz" }, "appid"},
 		{"secret missing", func(b map[string]any) { delete(b, "app_secret") }, "app_secret"},
+		{"secret short", func(b map[string]any) { b["app_secret"] = "abc" }, "app_secret"},
+		{"secret not hex", func(b map[string]any) { b["app_secret"] = "0123456789abcdef0123456789abcdeg" }, "app_secret"},
+		{"secret is the token", func(b map[string]any) { b["app_secret"] = b["token"] }, "app_secret"},
 		{"token missing", func(b map[string]any) { delete(b, "token") }, "token"},
 		{"aes key missing in safe mode", func(b map[string]any) { delete(b, "encoding_aes_key") }, "encoding_aes_key"},
 		{"aes key missing in compatible mode", func(b map[string]any) {

@@ -12,7 +12,7 @@ func validComponent(appid string) map[string]any {
 	return map[string]any{
 		"display_name":     "Agency",
 		"component_appid":  appid,
-		"component_secret": "component-secret-0123456789",
+		"component_secret": "c0c0c0c0c0c0c0c0c0c0c0c0c0123456",
 		"token":            "CompToken1",
 		"encoding_aes_key": testAESKey,
 	}
@@ -39,7 +39,7 @@ func TestComponentsREST(t *testing.T) {
 			t.Errorf("%s = %v, want %q", field, c[field], want)
 		}
 	}
-	for _, secret := range []string{"component-secret-0123456789", "CompToken1", testAESKey} {
+	for _, secret := range []string{"c0c0c0c0c0c0c0c0c0c0c0c0c0123456", "CompToken1", testAESKey} {
 		if strings.Contains(r.raw, secret) {
 			t.Errorf("the answer holds a secret: %s", r.raw)
 		}
@@ -118,7 +118,7 @@ func TestComponentTenants(t *testing.T) {
 	}
 
 	for field, value := range map[string]any{
-		"app_secret": "s", "token": "Token123", "encoding_aes_key": testAESKey,
+		"app_secret": "5ec2e75ec2e75ec2e75ec2e75ec2e75e", "token": "Token123", "encoding_aes_key": testAESKey,
 		"encrypt_mode": "ENCRYPT_MODE_SAFE", "data_format": "DATA_FORMAT_XML",
 	} {
 		b := map[string]any{"component_id": cp, "appid": "wx00000000000000d1", "webhook_url": "https://hooks.example.com/a", field: value}

@@ -21,7 +21,7 @@ func mustTenant(t *testing.T, db *store.DB) tenant.ID {
 	tn := &tenant.Tenant{
 		ID: "tn_ingest", AppID: "wx0123456789abcdef", EncryptMode: tenant.EncryptPlaintext,
 		DataFormat: tenant.FormatJSON, ReplyMode: tenant.ReplySuccess, State: tenant.StateActive,
-		WebhookURL: "https://hooks.example.com/", Secrets: tenant.Secrets{AppSecret: "s", Token: "tok"},
+		WebhookURL: "https://hooks.example.com/", Secrets: tenant.Secrets{AppSecret: "5ec2e75ec2e75ec2e75ec2e75ec2e75e", Token: "tok"},
 		APIKeyHash: []byte{1}, CreateTime: time.Now(), UpdateTime: time.Now(), Version: 1,
 	}
 	if err := store.NewTenantStore(db).Create(context.Background(), tn); err != nil {

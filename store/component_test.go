@@ -16,7 +16,7 @@ func newComponent(id, appid string) *tenant.Component {
 	at := time.Date(2026, 12, 5, 10, 0, 0, 0, time.UTC)
 	return &tenant.Component{
 		ID: tenant.ComponentID(id), DisplayName: "Agency", AppID: appid,
-		Secrets:    tenant.ComponentSecrets{Secret: "component-secret-0123", Token: "CompToken1", EncodingAESKey: "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"},
+		Secrets:    tenant.ComponentSecrets{Secret: "c0c0c0c0c0c0c0c0c0c0c0c0c0c00123", Token: "CompToken1", EncodingAESKey: "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"},
 		CreateTime: at, UpdateTime: at, Version: 1,
 	}
 }
@@ -44,7 +44,7 @@ func TestComponentStore(t *testing.T) {
 		}
 		var raw []byte
 		db.Bun().NewSelect().Table("components").Column("sealed_secrets").Where("id = ?", string(a.ID)).Scan(ctx, &raw)
-		if bytes.Contains(raw, []byte("component-secret-0123")) || bytes.Contains(raw, []byte("CompToken1")) {
+		if bytes.Contains(raw, []byte("c0c0c0c0c0c0c0c0c0c0c0c0c0c00123")) || bytes.Contains(raw, []byte("CompToken1")) {
 			t.Error("the component's secrets are stored in the clear")
 		}
 		if _, err := s.FindComponent(ctx, "cp_cccccccccccccccc"); !errors.Is(err, tenant.ErrComponentNotFound) {

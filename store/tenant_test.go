@@ -147,7 +147,7 @@ func TestTenantStore_CreateAndFind(t *testing.T) {
 			ReplyMode:      tenant.ReplySuccess,
 			State:          tenant.StateDisabled,
 			TokenEndpoint:  tenant.TokenStable,
-			Secrets:        tenant.Secrets{AppSecret: "s", Token: "tok"},
+			Secrets:        tenant.Secrets{AppSecret: "5ec2e75ec2e75ec2e75ec2e75ec2e75e", Token: "tok"},
 			WebhookSecrets: tenant.WebhookSecrets{Current: "whsec_x"},
 			APIKeyHash:     []byte{1},
 			CreateTime:     testNow,
@@ -266,7 +266,7 @@ func TestTenantStore_Update(t *testing.T) {
 			tn.ReplyMode, tn.State = tenant.ReplySuccess, tenant.StateDisabled
 			tn.WebhookURL = "https://example.org/new"
 			tn.OrderedDelivery = !tn.OrderedDelivery
-			tn.Secrets = tenant.Secrets{AppSecret: "NewAppSecret", Token: "NewToken", EncodingAESKey: strings.Repeat("N", 43)}
+			tn.Secrets = tenant.Secrets{AppSecret: "4e3a995ec2e74e3a995ec2e74e3a9950", Token: "NewToken", EncodingAESKey: strings.Repeat("N", 43)}
 			tn.WebhookSecrets = tenant.WebhookSecrets{Current: "whsec_new", Previous: tn.WebhookSecrets.Current, PreviousUntil: testNow.Add(48 * time.Hour)}
 			tn.APIKeyHash = []byte("new key hash")
 			tn.UpdateTime = testNow.Add(time.Hour)
@@ -589,7 +589,7 @@ func TestTenantStore_WithService(t *testing.T) {
 
 		in := &tenant.Tenant{
 			AppID:      "wxb000000000000000",
-			Secrets:    tenant.Secrets{AppSecret: "SvcAppSecret", Token: "SvcToken"},
+			Secrets:    tenant.Secrets{AppSecret: "5fc0a995ec2e75fc0a995ec2e75fc0a9", Token: "SvcToken"},
 			WebhookURL: "https://example.com/hook",
 		}
 		created, creds, err := svc.Create(ctx, in)

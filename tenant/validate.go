@@ -16,6 +16,11 @@ var (
 	pushTokenPattern  = regexp.MustCompile(`^[A-Za-z0-9]{3,32}$`) // the console's rule
 	aesKeyPattern     = regexp.MustCompile(`^[A-Za-z0-9]{43}$`)
 	originalIDPattern = regexp.MustCompile(`^gh_[0-9A-Za-z]{1,32}$`)
+	// An AppSecret, a mini program's or a third-party platform's, is 32
+	// hex characters as WeChat issues it; a value of another shape was
+	// mistyped or is something else (the Token, the EncodingAESKey), and
+	// would fail only at the first token fetch.
+	appSecretPattern = regexp.MustCompile(`^[0-9a-fA-F]{32}$`)
 )
 
 // validate checks a complete tenant, naming the first wrong field.
@@ -90,8 +95,8 @@ func validateKeys(secretField, secret, token, console string) error {
 	switch {
 	case secret == "":
 		return fieldErr(secretField, "is required")
-	case len(secret) > 128 || strings.ContainsFunc(secret, isSpaceOrControl):
-		return fieldErr(secretField, "must be at most 128 characters without spaces or control characters")
+	case !appSecretPattern.MatchString(secret):
+		return fieldErr(secretField, "must be 32 hex characters, as %s issues it (%d characters given)", console, utf8.RuneCountInString(secret))
 	case token == "":
 		return fieldErr("token", "is required")
 	case !pushTokenPattern.MatchString(token):

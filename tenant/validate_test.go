@@ -126,7 +126,7 @@ func TestWebhookURLInNonStandardIPv4Form(t *testing.T) {
 func TestControlCharactersRefused(t *testing.T) {
 	base := Tenant{AppID: "wx0123456789abcdef", EncryptMode: EncryptPlaintext, DataFormat: FormatJSON,
 		ReplyMode: ReplySuccess, State: StateActive, WebhookURL: "https://hooks.example.com/x",
-		Secrets: Secrets{AppSecret: "secret", Token: "Token1"}}
+		Secrets: Secrets{AppSecret: "5ec2e7005ec2e7005ec2e7005ec2e700", Token: "Token1"}}
 	for field, change := range map[string]func(*Tenant){
 		"display_name": func(t *Tenant) { t.DisplayName = "shop\x00" },
 		"app_secret":   func(t *Tenant) { t.Secrets.AppSecret = "se\x00cret" },

@@ -106,7 +106,7 @@ func checkChangesApply(t *testing.T, a, b *process, admin string, wait time.Dura
 		Tenant        struct{ ID string } `json:"tenant"`
 		WebhookSecret string              `json:"webhook_secret"`
 	}
-	body := fmt.Sprintf(`{"appid":"wx0123456789abcd01","app_secret":"s","token":"PushToken1","encrypt_mode":"ENCRYPT_MODE_PLAINTEXT","data_format":"DATA_FORMAT_JSON","webhook_url":%q}`, hookURL)
+	body := fmt.Sprintf(`{"appid":"wx0123456789abcd01","app_secret":"5ec2e75ec2e75ec2e75ec2e75ec2e75e","token":"PushToken1","encrypt_mode":"ENCRYPT_MODE_PLAINTEXT","data_format":"DATA_FORMAT_JSON","webhook_url":%q}`, hookURL)
 	if code := a.api(t, "POST", "/v1/tenants", admin, body, &created); code != 200 {
 		t.Fatalf("create tenant: %d", code)
 	}

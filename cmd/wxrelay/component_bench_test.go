@@ -72,7 +72,7 @@ func componentScaleCase(b *testing.B, sim *wxsim.Server, env []string, replicas,
 	ps := startReplicas(b, replicas, env...)
 	admin := adminTokenFor(b, b.TempDir(), env)
 	cp := registerComponent(b, ps[0].process, admin)
-	if err := sim.AddComponent(wxsim.ComponentOptions{AppID: compAppID, Secret: "csecret", Token: "AAAAA", EncodingAESKey: compKey,
+	if err := sim.AddComponent(wxsim.ComponentOptions{AppID: compAppID, Secret: "c5ec2e7c5ec2e7c5ec2e7c5ec2e7c5ec", Token: "AAAAA", EncodingAESKey: compKey,
 		TicketEvery: -1, AuthEventURL: "http://" + ps[0].http + "/wxc/" + cp + "/events"}); err != nil {
 		b.Fatal(err)
 	}

@@ -65,7 +65,7 @@ func TestComponentOnTwoReplicas(t *testing.T) {
 	const compAppID, merchant = "wx134c8103faa5a59e", "wxba5fad812f8e6fb9"
 	compKey := strings.Repeat("A", 43)
 	cp := registerComponent(t, a.process, admin)
-	if err := sim.AddComponent(wxsim.ComponentOptions{AppID: compAppID, Secret: "csecret", Token: "AAAAA", EncodingAESKey: compKey, TicketEvery: -1,
+	if err := sim.AddComponent(wxsim.ComponentOptions{AppID: compAppID, Secret: "c5ec2e7c5ec2e7c5ec2e7c5ec2e7c5ec", Token: "AAAAA", EncodingAESKey: compKey, TicketEvery: -1,
 		AuthEventURL: "http://" + a.http + "/wxc/" + cp + "/events", MessageURL: "http://" + b.http + "/wxc/" + cp + "/$APPID$"}); err != nil {
 		t.Fatal(err)
 	}

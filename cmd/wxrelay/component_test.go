@@ -28,7 +28,7 @@ func TestComponentReceivesTickets(t *testing.T) {
 			AuthEventURL string `json:"auth_event_url"`
 		} `json:"component"`
 	}
-	body := `{"component_appid":"wx134c8103faa5a59e","component_secret":"csecret","token":"AAAAA","encoding_aes_key":"` + strings.Repeat("A", 43) + `"}`
+	body := `{"component_appid":"wx134c8103faa5a59e","component_secret":"c5ec2e7c5ec2e7c5ec2e7c5ec2e7c5ec","token":"AAAAA","encoding_aes_key":"` + strings.Repeat("A", 43) + `"}`
 	if code := p.api(t, "POST", "/v1/components", admin, body, &created); code != 200 {
 		t.Fatalf("create component: %d", code)
 	}
@@ -37,7 +37,7 @@ func TestComponentReceivesTickets(t *testing.T) {
 		t.Fatalf("auth_event_url = %q", c.AuthEventURL)
 	}
 	t.Cleanup(p.sim.Close)
-	if err := p.sim.AddComponent(wxsim.ComponentOptions{AppID: "wx134c8103faa5a59e", Secret: "csecret", Token: "AAAAA",
+	if err := p.sim.AddComponent(wxsim.ComponentOptions{AppID: "wx134c8103faa5a59e", Secret: "c5ec2e7c5ec2e7c5ec2e7c5ec2e7c5ec", Token: "AAAAA",
 		EncodingAESKey: strings.Repeat("A", 43), AuthEventURL: "http://" + p.http + "/wxc/" + c.ID + "/events", TicketEvery: -1}); err != nil {
 		t.Fatal(err)
 	}
@@ -68,7 +68,7 @@ func registerComponent(t testing.TB, p *process, admin string) string {
 	var comp struct {
 		Component struct{ ID string } `json:"component"`
 	}
-	body := `{"component_appid":"wx134c8103faa5a59e","component_secret":"csecret","token":"AAAAA","encoding_aes_key":"` + strings.Repeat("A", 43) + `"}`
+	body := `{"component_appid":"wx134c8103faa5a59e","component_secret":"c5ec2e7c5ec2e7c5ec2e7c5ec2e7c5ec","token":"AAAAA","encoding_aes_key":"` + strings.Repeat("A", 43) + `"}`
 	if code := p.api(t, "POST", "/v1/components", admin, body, &comp); code != 200 {
 		t.Fatalf("create component: %d", code)
 	}
@@ -97,7 +97,7 @@ func TestComponentTenantPushReachesWebhook(t *testing.T) {
 		t.Fatalf("create the component's tenant: %d", code)
 	}
 	t.Cleanup(p.sim.Close)
-	if err := p.sim.AddComponent(wxsim.ComponentOptions{AppID: "wx134c8103faa5a59e", Secret: "csecret", Token: "AAAAA",
+	if err := p.sim.AddComponent(wxsim.ComponentOptions{AppID: "wx134c8103faa5a59e", Secret: "c5ec2e7c5ec2e7c5ec2e7c5ec2e7c5ec", Token: "AAAAA",
 		EncodingAESKey: key, MessageURL: "http://" + p.http + "/wxc/" + cp + "/$APPID$", TicketEvery: -1}); err != nil {
 		t.Fatal(err)
 	}
@@ -178,7 +178,7 @@ func TestComponentTenantSendsAfterAuthorization(t *testing.T) {
 	}
 
 	t.Cleanup(p.sim.Close)
-	if err := p.sim.AddComponent(wxsim.ComponentOptions{AppID: "wx134c8103faa5a59e", Secret: "csecret", Token: "AAAAA",
+	if err := p.sim.AddComponent(wxsim.ComponentOptions{AppID: "wx134c8103faa5a59e", Secret: "c5ec2e7c5ec2e7c5ec2e7c5ec2e7c5ec", Token: "AAAAA",
 		EncodingAESKey: key, AuthEventURL: "http://" + p.http + "/wxc/" + cp + "/events", TicketEvery: -1}); err != nil {
 		t.Fatal(err)
 	}
@@ -346,7 +346,7 @@ func TestComponentPassesReleaseCheck(t *testing.T) {
 	admin := adminTokenIn(t, dir)
 	cp := registerComponent(t, p, admin)
 	t.Cleanup(p.sim.Close)
-	if err := p.sim.AddComponent(wxsim.ComponentOptions{AppID: "wx134c8103faa5a59e", Secret: "csecret", Token: "AAAAA",
+	if err := p.sim.AddComponent(wxsim.ComponentOptions{AppID: "wx134c8103faa5a59e", Secret: "c5ec2e7c5ec2e7c5ec2e7c5ec2e7c5ec", Token: "AAAAA",
 		EncodingAESKey: strings.Repeat("A", 43), TicketEvery: -1,
 		AuthEventURL: "http://" + p.http + "/wxc/" + cp + "/events", MessageURL: "http://" + p.http + "/wxc/" + cp + "/$APPID$"}); err != nil {
 		t.Fatal(err)
@@ -446,7 +446,7 @@ func TestComponentAuthorizationEventFirst(t *testing.T) {
 		t.Fatalf("create the component's tenant: %d", code)
 	}
 	t.Cleanup(p.sim.Close)
-	if err := p.sim.AddComponent(wxsim.ComponentOptions{AppID: "wx134c8103faa5a59e", Secret: "csecret", Token: "AAAAA",
+	if err := p.sim.AddComponent(wxsim.ComponentOptions{AppID: "wx134c8103faa5a59e", Secret: "c5ec2e7c5ec2e7c5ec2e7c5ec2e7c5ec", Token: "AAAAA",
 		EncodingAESKey: strings.Repeat("A", 43), AuthEventURL: "http://" + p.http + "/wxc/" + cp + "/events", TicketEvery: -1}); err != nil {
 		t.Fatal(err)
 	}

@@ -61,7 +61,7 @@ func TestConsole_TenantsPageWith1000Tenants(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for i := w; i < tenants; i += 8 {
-				body := fmt.Sprintf(`{"appid":"wx%016x","app_secret":"s","token":"PushToken1","encrypt_mode":"ENCRYPT_MODE_PLAINTEXT",
+				body := fmt.Sprintf(`{"appid":"wx%016x","app_secret":"5ec2e75ec2e75ec2e75ec2e75ec2e75e","token":"PushToken1","encrypt_mode":"ENCRYPT_MODE_PLAINTEXT",
 					"webhook_url":"http://127.0.0.1:1/hook","display_name":"Shop %04d"}`, 0xa000+i, i)
 				if code := p.api(t, "POST", "/v1/tenants", admin, body, nil); code != 200 {
 					errs <- fmt.Errorf("create tenant %d: %d", i, code)

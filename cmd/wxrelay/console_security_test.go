@@ -95,7 +95,7 @@ func TestConsole_Security(t *testing.T) {
 		APIKey string              `json:"api_key"`
 	}
 	const hostile = `<script>alert(1)</script><img src=x onerror="document.title='pwned'">`
-	body := `{"appid":"wx0123456789abcd77","app_secret":"s","token":"PushToken1","encrypt_mode":"ENCRYPT_MODE_PLAINTEXT",
+	body := `{"appid":"wx0123456789abcd77","app_secret":"5ec2e75ec2e75ec2e75ec2e75ec2e75e","token":"PushToken1","encrypt_mode":"ENCRYPT_MODE_PLAINTEXT",
 		"webhook_url":"http://127.0.0.1:1/hook","display_name":` + string(mustJSON(t, hostile)) + `}`
 	if code := p.api(t, "POST", "/v1/tenants", admin, body, &created); code != 200 {
 		t.Fatalf("create tenant: %d", code)

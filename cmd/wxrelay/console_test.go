@@ -85,7 +85,7 @@ func TestConsole_EndToEnd(t *testing.T) {
 		chromedp.WaitVisible(chromedp.ID("onboard")),
 		chromedp.SendKeys(chromedp.ID("display_name"), "Tea House 茶馆"),
 		chromedp.SendKeys(chromedp.ID("appid"), consoleAppID),
-		chromedp.SendKeys(chromedp.ID("app_secret"), "an-app-secret"),
+		chromedp.SendKeys(chromedp.ID("app_secret"), "a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0"),
 		chromedp.SendKeys(chromedp.ID("token"), consoleToken),
 		chromedp.SendKeys(chromedp.ID("encoding_aes_key"), "too-short"),
 		chromedp.SendKeys(chromedp.ID("webhook_url"), hook.URL+"/wechat"),
@@ -103,7 +103,7 @@ func TestConsole_EndToEnd(t *testing.T) {
 	shots.take(ctx, "onboarding field error")
 
 	do(t, ctx, "onboard",
-		chromedp.SendKeys(chromedp.ID("app_secret"), "an-app-secret"),
+		chromedp.SendKeys(chromedp.ID("app_secret"), "a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0"),
 		chromedp.SendKeys(chromedp.ID("token"), consoleToken),
 		chromedp.SendKeys(chromedp.ID("encoding_aes_key"), consoleAESKey),
 		chromedp.Submit(chromedp.ID("onboard")),
@@ -119,7 +119,7 @@ func TestConsole_EndToEnd(t *testing.T) {
 	do(t, ctx, "onboard the appid again",
 		chromedp.Navigate(base+"tenants/new"),
 		chromedp.SendKeys(chromedp.ID("appid"), consoleAppID),
-		chromedp.SendKeys(chromedp.ID("app_secret"), "an-app-secret"),
+		chromedp.SendKeys(chromedp.ID("app_secret"), "a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0"),
 		chromedp.SendKeys(chromedp.ID("token"), consoleToken),
 		chromedp.SendKeys(chromedp.ID("encoding_aes_key"), consoleAESKey),
 		chromedp.SendKeys(chromedp.ID("webhook_url"), hook.URL+"/wechat"),
@@ -226,7 +226,7 @@ func TestConsole_Settings(t *testing.T) {
 	var created struct {
 		Tenant struct{ ID string } `json:"tenant"`
 	}
-	body := `{"appid":"` + consoleAppID + `","app_secret":"s","token":"` + consoleToken + `","encoding_aes_key":"` + consoleAESKey + `",
+	body := `{"appid":"` + consoleAppID + `","app_secret":"5ec2e75ec2e75ec2e75ec2e75ec2e75e","token":"` + consoleToken + `","encoding_aes_key":"` + consoleAESKey + `",
 		"encrypt_mode":"ENCRYPT_MODE_SAFE","data_format":"DATA_FORMAT_JSON","webhook_url":"https://shop.example.com/hook","display_name":"Old name"}`
 	if code := p.api(t, "POST", "/v1/tenants", admin, body, &created); code != 200 {
 		t.Fatalf("create tenant: %d", code)

@@ -119,7 +119,7 @@ func TestEveryAnsweredPushIsDeliveredAcrossSIGKILL(t *testing.T) {
 		Tenant        struct{ ID string } `json:"tenant"`
 		WebhookSecret string              `json:"webhook_secret"`
 	}
-	body := fmt.Sprintf(`{"appid":"wx0123456789abcdef","app_secret":"s","token":"PushToken1","encrypt_mode":"ENCRYPT_MODE_PLAINTEXT","data_format":"DATA_FORMAT_XML","webhook_url":%q}`, hook.URL)
+	body := fmt.Sprintf(`{"appid":"wx0123456789abcdef","app_secret":"5ec2e75ec2e75ec2e75ec2e75ec2e75e","token":"PushToken1","encrypt_mode":"ENCRYPT_MODE_PLAINTEXT","data_format":"DATA_FORMAT_XML","webhook_url":%q}`, hook.URL)
 	if code := p.api(t, "POST", "/v1/tenants", admin, body, &created); code != 200 {
 		t.Fatalf("create tenant: %d", code)
 	}

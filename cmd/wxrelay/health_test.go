@@ -112,7 +112,7 @@ func TestTenantHealthFollowsTheWebhook(t *testing.T) {
 	var created struct {
 		Tenant struct{ ID string } `json:"tenant"`
 	}
-	body := `{"appid":"wx0123456789abcd01","app_secret":"s","token":"PushToken1","encrypt_mode":"ENCRYPT_MODE_PLAINTEXT",
+	body := `{"appid":"wx0123456789abcd01","app_secret":"5ec2e75ec2e75ec2e75ec2e75ec2e75e","token":"PushToken1","encrypt_mode":"ENCRYPT_MODE_PLAINTEXT",
 		"data_format":"DATA_FORMAT_JSON","webhook_url":"` + hook.URL + `/events"}`
 	if code := p.api(t, "POST", "/v1/tenants", admin, body, &created); code != 200 {
 		t.Fatalf("create tenant: %d", code)
@@ -227,7 +227,7 @@ func TestRejectedPushesShowInHealth(t *testing.T) {
 		Tenant struct{ ID string } `json:"tenant"`
 		APIKey string              `json:"api_key"`
 	}
-	body := `{"appid":"wx0123456789abcd02","app_secret":"s","token":"PushToken1","encrypt_mode":"ENCRYPT_MODE_PLAINTEXT",
+	body := `{"appid":"wx0123456789abcd02","app_secret":"5ec2e75ec2e75ec2e75ec2e75ec2e75e","token":"PushToken1","encrypt_mode":"ENCRYPT_MODE_PLAINTEXT",
 		"data_format":"DATA_FORMAT_JSON","webhook_url":"` + hook.URL + `/events"}`
 	if code := p.api(t, "POST", "/v1/tenants", admin, body, &created); code != 200 {
 		t.Fatalf("create tenant: %d", code)

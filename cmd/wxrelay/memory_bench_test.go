@@ -36,8 +36,8 @@ func BenchmarkServeMemory10k(b *testing.B) {
 	tenants := make([]made, n)
 	parallel(b, n, conc, func(i int) error {
 		appid := fmt.Sprintf("wx%016x", i)
-		p.sim.AddApp(appid, "bench-secret")
-		id, key, err := createPlainTenant(p, admin, appid, "bench-secret", i)
+		p.sim.AddApp(appid, "be4c45ec2e7be4c45ec2e7be4c45ec2e")
+		id, key, err := createPlainTenant(p, admin, appid, "be4c45ec2e7be4c45ec2e7be4c45ec2e", i)
 		tenants[i] = made{id, key}
 		return err
 	})

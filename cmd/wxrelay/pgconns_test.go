@@ -32,7 +32,7 @@ func TestReplicas_BoundedConnections(t *testing.T) {
 		Tenant struct{ ID string } `json:"tenant"`
 		APIKey string              `json:"api_key"`
 	}
-	body := `{"appid":"wx0123456789abcdef","app_secret":"s","token":"PushToken1","encoding_aes_key":"abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG",
+	body := `{"appid":"wx0123456789abcdef","app_secret":"5ec2e75ec2e75ec2e75ec2e75ec2e75e","token":"PushToken1","encoding_aes_key":"abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG",
 		"encrypt_mode":"ENCRYPT_MODE_SAFE","data_format":"DATA_FORMAT_JSON","webhook_url":"https://hooks.example.com/a"}`
 	if code := rs[0].api(t, "POST", "/v1/tenants", admin, body, &created); code != 200 {
 		t.Fatalf("create tenant: %d", code)

@@ -219,12 +219,12 @@ func TestUploadsCannotBlowUpMemory(t *testing.T) {
 	dir := t.TempDir()
 	p := startServe(t, dir)
 	admin := adminTokenFor(t, dir, nil)
-	p.sim.AddApp("wx00000000000000cc", "s3cret")
+	p.sim.AddApp("wx00000000000000cc", "53c2e753c2e753c2e753c2e753c2e753")
 	var created struct {
 		Tenant struct{ ID string } `json:"tenant"`
 		APIKey string              `json:"api_key"`
 	}
-	body := `{"appid":"wx00000000000000cc","app_secret":"s3cret","token":"PushToken1","webhook_url":"https://hooks.example.com/a"}`
+	body := `{"appid":"wx00000000000000cc","app_secret":"53c2e753c2e753c2e753c2e753c2e753","token":"PushToken1","webhook_url":"https://hooks.example.com/a"}`
 	if code := p.api(t, "POST", "/v1/tenants", admin, body, &created); code != 200 {
 		t.Fatalf("create tenant: %d", code)
 	}
@@ -275,7 +275,7 @@ func TestPushMaxSkewSetting(t *testing.T) {
 	var created struct {
 		Tenant struct{ ID string } `json:"tenant"`
 	}
-	body := `{"appid":"wx00000000000000dd","app_secret":"s","token":"PushToken1","webhook_url":"https://hooks.example.com/a"}`
+	body := `{"appid":"wx00000000000000dd","app_secret":"5ec2e75ec2e75ec2e75ec2e75ec2e75e","token":"PushToken1","webhook_url":"https://hooks.example.com/a"}`
 	if code := p.api(t, "POST", "/v1/tenants", adminTokenFor(t, dir, nil), body, &created); code != 200 {
 		t.Fatalf("create tenant: %d", code)
 	}

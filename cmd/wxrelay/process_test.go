@@ -139,7 +139,7 @@ func TestServeWithNoConfiguration(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	body := `{"appid":"wx00000000000000aa","app_secret":"s3cret","token":"PushToken1","webhook_url":"https://hooks.example.com/a"}`
+	body := `{"appid":"wx00000000000000aa","app_secret":"53c2e753c2e753c2e753c2e753c2e753","token":"PushToken1","webhook_url":"https://hooks.example.com/a"}`
 	req, _ := http.NewRequest("POST", "http://"+p.http+"/v1/tenants", strings.NewReader(body))
 	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(out)))
 	resp, err := http.DefaultClient.Do(req)
@@ -163,7 +163,7 @@ func TestServeWithNoConfiguration(t *testing.T) {
 
 	// A message goes out through WeChat with the access token the relay
 	// fetched for the tenant.
-	p.sim.AddApp("wx00000000000000aa", "s3cret")
+	p.sim.AddApp("wx00000000000000aa", "53c2e753c2e753c2e753c2e753c2e753")
 	tid := created.Tenant.PushURL[strings.LastIndex(created.Tenant.PushURL, "/")+1:]
 	req, _ = http.NewRequest("POST", "http://"+p.http+"/v1/tenants/"+tid+"/messages:send",
 		strings.NewReader(`{"touser":"o1","msgtype":"text","text":{"content":"hi"}}`))
@@ -188,7 +188,7 @@ func TestServeWithNoConfiguration(t *testing.T) {
 		if !json.Valid(sc.Bytes()) {
 			t.Errorf("log line is not JSON: %s", sc.Text())
 		}
-		if strings.Contains(sc.Text(), "s3cret") || strings.Contains(sc.Text(), "PushToken1") {
+		if strings.Contains(sc.Text(), "53c2e753c2e753c2e753c2e753c2e753") || strings.Contains(sc.Text(), "PushToken1") {
 			t.Errorf("log line reveals a secret: %s", sc.Text())
 		}
 	}

@@ -124,7 +124,7 @@ func benchTenant(b *testing.B, p replica, env []string, webhook string) benchTen
 	}
 	t := load.Tenant{Token: "BenchToken1", AppID: "wx0123456789abcdef", EncodingAESKey: "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG",
 		ToUserName: "gh_bench", FromUserName: "o_bench"}
-	body := fmt.Sprintf(`{"appid":%q,"app_secret":"s","token":%q,"encoding_aes_key":%q,"encrypt_mode":"ENCRYPT_MODE_SAFE","data_format":"DATA_FORMAT_JSON","webhook_url":%q}`,
+	body := fmt.Sprintf(`{"appid":%q,"app_secret":"5ec2e75ec2e75ec2e75ec2e75ec2e75e","token":%q,"encoding_aes_key":%q,"encrypt_mode":"ENCRYPT_MODE_SAFE","data_format":"DATA_FORMAT_JSON","webhook_url":%q}`,
 		t.AppID, t.Token, t.EncodingAESKey, webhook)
 	req, _ := http.NewRequest("POST", "http://"+p.http+"/v1/tenants", strings.NewReader(body))
 	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(out)))

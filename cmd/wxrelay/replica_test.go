@@ -158,12 +158,12 @@ func TestReplicas_SIGKILLOneUnderLoad(t *testing.T) {
 	}
 	admin := strings.TrimSpace(string(out))
 	const appid = "wx0123456789abcdef"
-	sim.AddApp(appid, "AppSecret1")
+	sim.AddApp(appid, "a99a99a99a99a99a99a99a99a99a9901")
 	var created struct {
 		Tenant        struct{ ID string } `json:"tenant"`
 		WebhookSecret string              `json:"webhook_secret"`
 	}
-	body := fmt.Sprintf(`{"appid":%q,"app_secret":"AppSecret1","token":"PushToken1","encrypt_mode":"ENCRYPT_MODE_PLAINTEXT","data_format":"DATA_FORMAT_XML","webhook_url":%q}`, appid, hook.URL)
+	body := fmt.Sprintf(`{"appid":%q,"app_secret":"a99a99a99a99a99a99a99a99a99a9901","token":"PushToken1","encrypt_mode":"ENCRYPT_MODE_PLAINTEXT","data_format":"DATA_FORMAT_XML","webhook_url":%q}`, appid, hook.URL)
 	if code := a.api(t, "POST", "/v1/tenants", admin, body, &created); code != 200 {
 		t.Fatalf("create tenant: %d", code)
 	}

@@ -36,7 +36,7 @@ import (
 
 const (
 	sdkAppID     = "wx5d0000000000a001"
-	sdkAppSecret = "the-real-appsecret-only-wxrelay-holds"
+	sdkAppSecret = "7ea17ea17ea17ea17ea17ea17ea17ea1"
 	sdkUser      = "oSDKUser000000000000000001"
 )
 

@@ -87,7 +87,7 @@ func BenchmarkSend(b *testing.B) {
 	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) }))
 	b.Cleanup(hook.Close)
 	dir := b.TempDir()
-	const appid, secret = "wx0123456789abcdef", "bench-secret"
+	const appid, secret = "wx0123456789abcdef", "be4c45ec2e7be4c45ec2e7be4c45ec2e"
 	// wxsim runs as a process of its own, as WeChat is another host: with
 	// the simulator inside this benchmark process, direct sends never left
 	// it, while every relay send crossed between processes four times, and

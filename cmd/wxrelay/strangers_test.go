@@ -116,7 +116,7 @@ func TestStrangersCostBoundedMemory(t *testing.T) {
 					} `json:"tenant"`
 					APIKey string `json:"api_key"`
 				}
-				body := `{"appid":"` + appid + `","app_secret":"s","token":"PushToken1","encoding_aes_key":"abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG",
+				body := `{"appid":"` + appid + `","app_secret":"5ec2e75ec2e75ec2e75ec2e75ec2e75e","token":"PushToken1","encoding_aes_key":"abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG",
 					"encrypt_mode":"ENCRYPT_MODE_SAFE","data_format":"DATA_FORMAT_JSON","webhook_url":"https://hooks.example.com/a"}`
 				if code := p.api(t, "POST", "/v1/tenants", admin, body, &created); code != 200 {
 					t.Fatalf("create tenant: %d", code)

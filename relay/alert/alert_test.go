@@ -108,7 +108,7 @@ func TestNotifier(t *testing.T) {
 	svc := tenantService(t, db)
 	shop := func(appid, name string) *tenant.Tenant {
 		tn, _, err := svc.Create(ctx, &tenant.Tenant{AppID: appid, DisplayName: name,
-			Secrets:    tenant.Secrets{AppSecret: "s", Token: "PushToken1"},
+			Secrets:    tenant.Secrets{AppSecret: "5ec2e75ec2e75ec2e75ec2e75ec2e75e", Token: "PushToken1"},
 			WebhookURL: "https://example.com/h", PushSilenceAlert: time.Minute})
 		if err != nil {
 			t.Fatal(err)
@@ -252,7 +252,7 @@ func TestNotifier_Components(t *testing.T) {
 	comps := tenant.NewComponentService(cs, nil)
 	register := func(appid string) *tenant.Component {
 		c, err := comps.Create(ctx, &tenant.Component{AppID: appid, DisplayName: "Agency " + appid,
-			Secrets: tenant.ComponentSecrets{Secret: "s", Token: "AAAAA", EncodingAESKey: strings.Repeat("A", 43)}})
+			Secrets: tenant.ComponentSecrets{Secret: "5ec2e75ec2e75ec2e75ec2e75ec2e75e", Token: "AAAAA", EncodingAESKey: strings.Repeat("A", 43)}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -366,7 +366,7 @@ func TestNotifier_DoesNotFollowRedirects(t *testing.T) {
 	ctx := context.Background()
 	svc := tenantService(t, db)
 	if _, _, err := svc.Create(ctx, &tenant.Tenant{AppID: "wx0123456789abcdef",
-		Secrets:    tenant.Secrets{AppSecret: "s", Token: "PushToken1"},
+		Secrets:    tenant.Secrets{AppSecret: "5ec2e75ec2e75ec2e75ec2e75ec2e75e", Token: "PushToken1"},
 		WebhookURL: "https://example.com/h", PushSilenceAlert: time.Minute}); err != nil {
 		t.Fatal(err)
 	}

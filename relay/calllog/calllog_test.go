@@ -24,7 +24,7 @@ func newTenant(t *testing.T, db *store.DB, id tenant.ID, appid string) {
 	err := store.NewTenantStore(db).Create(context.Background(), &tenant.Tenant{
 		ID: id, AppID: appid, EncryptMode: tenant.EncryptPlaintext, DataFormat: tenant.FormatJSON,
 		WebhookURL: "https://example.com/h", ReplyMode: tenant.ReplySuccess, State: tenant.StateActive,
-		Secrets: tenant.Secrets{AppSecret: "s", Token: "t"}, WebhookSecrets: tenant.WebhookSecrets{Current: "whsec_x"},
+		Secrets: tenant.Secrets{AppSecret: "5ec2e75ec2e75ec2e75ec2e75ec2e75e", Token: "t"}, WebhookSecrets: tenant.WebhookSecrets{Current: "whsec_x"},
 		APIKeyHash: []byte{1}, CreateTime: now, UpdateTime: now, Version: 1,
 	})
 	if err != nil {

@@ -75,11 +75,11 @@ func BenchmarkAuthorizers10k(b *testing.B) {
 
 	cs := store.NewComponentStore(db)
 	comp, err := tenant.NewComponentService(cs, nil).Create(ctx, &tenant.Component{AppID: compAppID,
-		Secrets: tenant.ComponentSecrets{Secret: "csecret", Token: compToken, EncodingAESKey: compKey}})
+		Secrets: tenant.ComponentSecrets{Secret: "c5ec2e7c5ec2e7c5ec2e7c5ec2e7c5ec", Token: compToken, EncodingAESKey: compKey}})
 	if err != nil {
 		b.Fatal(err)
 	}
-	if err := sim.AddComponent(wxsim.ComponentOptions{AppID: compAppID, Secret: "csecret", Token: compToken, EncodingAESKey: compKey, TicketEvery: -1}); err != nil {
+	if err := sim.AddComponent(wxsim.ComponentOptions{AppID: compAppID, Secret: "c5ec2e7c5ec2e7c5ec2e7c5ec2e7c5ec", Token: compToken, EncodingAESKey: compKey, TicketEvery: -1}); err != nil {
 		b.Fatal(err)
 	}
 	newTicket := func() {

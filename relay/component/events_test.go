@@ -43,7 +43,7 @@ func newEnv(t *testing.T) *env {
 	cs := store.NewComponentStore(db)
 	svc := tenant.NewComponentService(cs, nil)
 	c, err := svc.Create(context.Background(), &tenant.Component{AppID: compAppID,
-		Secrets: tenant.ComponentSecrets{Secret: "csecret", Token: compToken, EncodingAESKey: compKey}})
+		Secrets: tenant.ComponentSecrets{Secret: "c5ec2e7c5ec2e7c5ec2e7c5ec2e7c5ec", Token: compToken, EncodingAESKey: compKey}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,7 +56,7 @@ func newEnv(t *testing.T) *env {
 	wx := httptest.NewServer(sim)
 	t.Cleanup(wx.Close)
 	u := relay.URL + "/wxc/" + string(c.ID) + "/events"
-	if err := sim.AddComponent(wxsim.ComponentOptions{AppID: compAppID, Secret: "csecret", Token: compToken, EncodingAESKey: compKey,
+	if err := sim.AddComponent(wxsim.ComponentOptions{AppID: compAppID, Secret: "c5ec2e7c5ec2e7c5ec2e7c5ec2e7c5ec", Token: compToken, EncodingAESKey: compKey,
 		AuthEventURL: u, TicketEvery: -1}); err != nil {
 		t.Fatal(err)
 	}

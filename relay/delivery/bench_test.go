@@ -52,7 +52,7 @@ func newBenchEnv(b *testing.B) *benchEnv {
 	var err error
 	e.tn, creds, err = e.tenants.Create(context.Background(), &tenant.Tenant{
 		AppID: "wx00000000000000ab", WebhookURL: e.sink.URL, EncryptMode: tenant.EncryptSafe, DataFormat: tenant.FormatJSON,
-		Secrets: tenant.Secrets{AppSecret: "s", Token: "BenchToken1", EncodingAESKey: "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"},
+		Secrets: tenant.Secrets{AppSecret: "5ec2e75ec2e75ec2e75ec2e75ec2e75e", Token: "BenchToken1", EncodingAESKey: "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"},
 	})
 	if err != nil {
 		b.Fatal(err)

@@ -213,7 +213,7 @@ func (h *harness) tenant(url string, ordered bool) (*tenant.Tenant, string) {
 	h.t.Helper()
 	t, creds, err := h.tenants.Create(context.Background(), &tenant.Tenant{
 		AppID: fmt.Sprintf("wx%016x", appSeq.Add(1)), WebhookURL: url, OrderedDelivery: ordered,
-		Secrets: tenant.Secrets{AppSecret: "s", Token: "tok123"},
+		Secrets: tenant.Secrets{AppSecret: "5ec2e75ec2e75ec2e75ec2e75ec2e75e", Token: "tok123"},
 	})
 	if err != nil {
 		h.t.Fatal(err)

@@ -27,13 +27,13 @@ func TestChecker(t *testing.T) {
 		t.Fatal(err)
 	}
 	svc := tenant.NewService(ts, auth, true, nil)
-	quiet := &tenant.Tenant{AppID: "wx0123456789abcdef", Secrets: tenant.Secrets{AppSecret: "s", Token: "PushToken1"},
+	quiet := &tenant.Tenant{AppID: "wx0123456789abcdef", Secrets: tenant.Secrets{AppSecret: "5ec2e75ec2e75ec2e75ec2e75ec2e75e", Token: "PushToken1"},
 		WebhookURL: "https://example.com/h", PushSilenceAlert: time.Minute}
 	a, _, err := svc.Create(ctx, quiet)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, _, err := svc.Create(ctx, &tenant.Tenant{AppID: "wx00000000000000ff", Secrets: tenant.Secrets{AppSecret: "s", Token: "PushToken1"}, WebhookURL: "https://example.com/h"})
+	b, _, err := svc.Create(ctx, &tenant.Tenant{AppID: "wx00000000000000ff", Secrets: tenant.Secrets{AppSecret: "5ec2e75ec2e75ec2e75ec2e75ec2e75e", Token: "PushToken1"}, WebhookURL: "https://example.com/h"})
 	if err != nil {
 		t.Fatal(err)
 	}

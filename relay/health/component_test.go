@@ -65,11 +65,11 @@ func TestComponentChecker(t *testing.T) {
 	cs := store.NewComponentStore(db)
 	svc := tenant.NewComponentService(cs, nil)
 	key := strings.Repeat("A", 43)
-	a, err := svc.Create(ctx, &tenant.Component{AppID: "wx134c8103faa5a59e", Secrets: tenant.ComponentSecrets{Secret: "s", Token: "AAAAA", EncodingAESKey: key}})
+	a, err := svc.Create(ctx, &tenant.Component{AppID: "wx134c8103faa5a59e", Secrets: tenant.ComponentSecrets{Secret: "5ec2e75ec2e75ec2e75ec2e75ec2e75e", Token: "AAAAA", EncodingAESKey: key}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := svc.Create(ctx, &tenant.Component{AppID: "wx134c8103faa5a59f", Secrets: tenant.ComponentSecrets{Secret: "s", Token: "AAAAA", EncodingAESKey: key}})
+	b, err := svc.Create(ctx, &tenant.Component{AppID: "wx134c8103faa5a59f", Secrets: tenant.ComponentSecrets{Secret: "5ec2e75ec2e75ec2e75ec2e75ec2e75e", Token: "AAAAA", EncodingAESKey: key}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,7 +77,7 @@ func TestComponentChecker(t *testing.T) {
 	t.Cleanup(sim.Close)
 	wx := httptest.NewServer(sim)
 	t.Cleanup(wx.Close)
-	if err := sim.AddComponent(wxsim.ComponentOptions{AppID: b.AppID, Secret: "s", Token: "AAAAA", EncodingAESKey: key, TicketEvery: -1}); err != nil {
+	if err := sim.AddComponent(wxsim.ComponentOptions{AppID: b.AppID, Secret: "5ec2e75ec2e75ec2e75ec2e75ec2e75e", Token: "AAAAA", EncodingAESKey: key, TicketEvery: -1}); err != nil {
 		t.Fatal(err)
 	}
 	sim.SetComponentFault(b.AppID, 61004)

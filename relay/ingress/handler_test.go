@@ -103,7 +103,7 @@ func (e *relayEnv) newTenant(mode tenant.EncryptMode, format tenant.DataFormat, 
 	in := &tenant.Tenant{
 		AppID: appID, OriginalID: originalID, EncryptMode: mode, DataFormat: format,
 		WebhookURL: "https://hooks.example.com/x",
-		Secrets:    tenant.Secrets{AppSecret: "secret", Token: pushToken, EncodingAESKey: aesKey},
+		Secrets:    tenant.Secrets{AppSecret: "5ec2e7005ec2e7005ec2e7005ec2e700", Token: pushToken, EncodingAESKey: aesKey},
 	}
 	for _, c := range change {
 		c(in)

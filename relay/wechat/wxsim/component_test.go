@@ -146,7 +146,7 @@ func newComponentEnv(t *testing.T) (*env, *eventSink) {
 	hook := httptest.NewServer(sink)
 	t.Cleanup(hook.Close)
 	t.Cleanup(e.sim.Close)
-	err := e.sim.AddComponent(wxsim.ComponentOptions{AppID: componentAppID, Secret: "csecret", Token: componentToken,
+	err := e.sim.AddComponent(wxsim.ComponentOptions{AppID: componentAppID, Secret: "c5ec2e7c5ec2e7c5ec2e7c5ec2e7c5ec", Token: componentToken,
 		EncodingAESKey: componentKey, AuthEventURL: hook.URL + "/wxc/cp/events", TicketEvery: -1})
 	if err != nil {
 		t.Fatal(err)
@@ -169,7 +169,7 @@ func TestComponent_AuthorizationLifecycle(t *testing.T) {
 		t.Fatalf("ticket event = %+v, want ticket %q", ev, ticket)
 	}
 
-	tokenBody := `{"component_appid":"` + componentAppID + `","component_appsecret":"csecret","component_verify_ticket":"` + ticket + `"}`
+	tokenBody := `{"component_appid":"` + componentAppID + `","component_appsecret":"c5ec2e7c5ec2e7c5ec2e7c5ec2e7c5ec","component_verify_ticket":"` + ticket + `"}`
 	ct := e.component(t, "/cgi-bin/component/api_component_token", tokenBody)
 	if ct.Errcode != 0 || ct.Token == "" || ct.ExpiresIn != 7200 {
 		t.Fatalf("component token = %+v", ct)
@@ -263,7 +263,7 @@ func TestComponent_AuthorizationLifecycle(t *testing.T) {
 func TestComponent_TokenErrors(t *testing.T) {
 	e, sink := newComponentEnv(t)
 	body := func(ticket string) string {
-		return `{"component_appid":"` + componentAppID + `","component_appsecret":"csecret","component_verify_ticket":"` + ticket + `"}`
+		return `{"component_appid":"` + componentAppID + `","component_appsecret":"c5ec2e7c5ec2e7c5ec2e7c5ec2e7c5ec","component_verify_ticket":"` + ticket + `"}`
 	}
 	if a := e.component(t, "/cgi-bin/component/api_component_token", body("ticket@@@never")); a.Errcode != 61006 {
 		t.Errorf("unknown ticket: errcode %d, want 61006", a.Errcode)
@@ -302,7 +302,7 @@ func TestComponent_TokenErrors(t *testing.T) {
 	if t2, _ := e.sim.PushTicket(componentAppID); t2 != "" {
 		t.Errorf("a ticket pushed while stopped")
 	}
-	if a := e.component(t, "/cgi-bin/component/api_start_push_ticket", `{"component_appid":"`+componentAppID+`","component_secret":"csecret"}`); a.Errcode != 0 {
+	if a := e.component(t, "/cgi-bin/component/api_start_push_ticket", `{"component_appid":"`+componentAppID+`","component_secret":"c5ec2e7c5ec2e7c5ec2e7c5ec2e7c5ec"}`); a.Errcode != 0 {
 		t.Fatalf("start push ticket: %+v", a)
 	}
 	if ev := sink.next(t); ev.InfoType != "component_verify_ticket" {
@@ -334,7 +334,7 @@ func TestComponent_UserMessage(t *testing.T) {
 		io.WriteString(w, "success")
 	}))
 	defer hook.Close()
-	if err := e.sim.AddComponent(wxsim.ComponentOptions{AppID: componentAppID, Secret: "csecret", Token: componentToken,
+	if err := e.sim.AddComponent(wxsim.ComponentOptions{AppID: componentAppID, Secret: "c5ec2e7c5ec2e7c5ec2e7c5ec2e7c5ec", Token: componentToken,
 		EncodingAESKey: componentKey, MessageURL: hook.URL + "/wxc/cp/$APPID$", TicketEvery: -1}); err != nil {
 		t.Fatal(err)
 	}

@@ -46,7 +46,7 @@ func TestComponent_SilenceperOpenPlatform(t *testing.T) {
 	sputil.DefaultHTTPClient = &http.Client{Transport: toSim{host: u.Host}}
 	t.Cleanup(func() { sputil.DefaultHTTPClient = saved })
 
-	op := openplatform.NewOpenPlatform(&opconfig.Config{AppID: componentAppID, AppSecret: "csecret",
+	op := openplatform.NewOpenPlatform(&opconfig.Config{AppID: componentAppID, AppSecret: "c5ec2e7c5ec2e7c5ec2e7c5ec2e7c5ec",
 		Token: componentToken, EncodingAESKey: componentKey, Cache: cache.NewMemory()})
 	var (
 		mu      sync.Mutex
@@ -70,7 +70,7 @@ func TestComponent_SilenceperOpenPlatform(t *testing.T) {
 		srv.Send()
 	}))
 	defer hook.Close()
-	if err := e.sim.AddComponent(wxsim.ComponentOptions{AppID: componentAppID, Secret: "csecret", Token: componentToken,
+	if err := e.sim.AddComponent(wxsim.ComponentOptions{AppID: componentAppID, Secret: "c5ec2e7c5ec2e7c5ec2e7c5ec2e7c5ec", Token: componentToken,
 		EncodingAESKey: componentKey, AuthEventURL: hook.URL, TicketEvery: -1}); err != nil {
 		t.Fatal(err)
 	}
