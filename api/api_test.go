@@ -102,8 +102,10 @@ func newEnvWith(t *testing.T, change func(*api.Options)) *env {
 		Calls: store.NewCallStore(db),
 		// The real keeper, so that GetTenant's token_status is its own.
 		TokenStatus: keeper,
-		PublicURL:   "https://relay.example.com/",
-		Ready:       db.Ping,
+		// check_credentials, as the relay checks them.
+		CheckCredentials: api.CheckWithStableToken(wx),
+		PublicURL:        "https://relay.example.com/",
+		Ready:            db.Ping,
 		Routes: map[string]http.Handler{
 			"/wx/{id}": ingress.New(ingress.Options{Tenants: tenant.NewCache(svc, 0, nil), Events: ingestor, Logger: log}),
 		},

@@ -102,6 +102,14 @@ type Options struct {
 	// CallRecorder records the calls of the send API (MessageService)
 	// beside the compatible API's; nil records none.
 	CallRecorder CallRecorder
+	// CheckCredentials asks WeChat whether a new tenant's appid and
+	// AppSecret hold, for CreateTenant's check_credentials, without
+	// disturbing the token in use (a stable token without force_refresh);
+	// nil refuses the check.
+	CheckCredentials func(ctx context.Context, appid, secret string) error
+	// FetchToken starts fetching a tenant's access token, in the
+	// background, once it is created; nil leaves it to the keeper's scan.
+	FetchToken func(tenant.ID)
 	// PushRejections lists the runs of refused pushes per tenant; nil
 	// answers every listing empty.
 	PushRejections rejection.Store
@@ -215,7 +223,10 @@ func New(opts Options) (*Server, error) {
 		consent:    opts.Consent,
 		auths:      opts.Authorizations,
 		rejections: opts.PushRejections,
-		publicURL:  strings.TrimRight(opts.PublicURL, "/"),
+
+		checkCredentials: opts.CheckCredentials,
+		fetchToken:       opts.FetchToken,
+		publicURL:        strings.TrimRight(opts.PublicURL, "/"),
 	}
 	if opts.Components == nil {
 		opts.Components = tenant.NewComponentService(noComponents{}, nil)

@@ -27,7 +27,13 @@ type tenantServer struct {
 	consent    ConsentLinker // nil: no consent links
 	auths      AuthorizationReader
 	rejections rejection.Store // nil: none listed
-	publicURL  string          // no trailing slash
+	// checkCredentials asks WeChat whether appid and secret hold; nil
+	// refuses check_credentials.
+	checkCredentials func(ctx context.Context, appid, secret string) error
+	// fetchToken starts fetching a new tenant's access token; nil: the
+	// keeper's scan does.
+	fetchToken func(tenant.ID)
+	publicURL  string // no trailing slash
 }
 
 // ListPushRejections lists tenant id's runs of refused pushes of the last
@@ -98,16 +104,44 @@ func (s *tenantServer) CreateTenant(ctx context.Context, req *wxrelayv1.CreateTe
 	if req.GetTenant().GetState() != wxrelayv1.Tenant_STATE_UNSPECIFIED {
 		in.State = fromProto(states, req.GetTenant().GetState())
 	}
-	t, creds, err := s.tenants.Create(ctx, in)
+	var check func(context.Context, *tenant.Tenant) error
+	if req.GetCheckCredentials() {
+		if s.checkCredentials == nil {
+			return nil, status.Error(codes.Unimplemented, "this relay checks no credentials")
+		}
+		check = func(ctx context.Context, t *tenant.Tenant) error {
+			if t.ComponentID != "" {
+				return &tenant.FieldError{Field: "check_credentials", Reason: "is for a tenant with its own app_secret: a component's tenant has none, and its authorization shows in its health"}
+			}
+			ctx, cancel := context.WithTimeout(ctx, credentialsCheckTime)
+			defer cancel()
+			if err := s.checkCredentials(ctx, t.AppID, t.Secrets.AppSecret); err != nil {
+				return credentialsStatus(err).Err()
+			}
+			return nil
+		}
+	}
+	t, creds, err := s.tenants.CreateChecked(ctx, in, check)
 	if err != nil {
 		return nil, err
 	}
+	if s.fetchToken != nil && t.ComponentID == "" {
+		// token_status shows within a second, not at the keeper's next
+		// scan: a wrong secret or a missing IP whitelist entry shows at
+		// once, checked or not.
+		s.fetchToken(t.ID)
+	}
 	return &wxrelayv1.CreateTenantResponse{
-		Tenant:        s.toProtoTenant(t),
-		ApiKey:        creds.APIKey,
-		WebhookSecret: creds.WebhookSecret,
+		Tenant:             s.toProtoTenant(t),
+		ApiKey:             creds.APIKey,
+		WebhookSecret:      creds.WebhookSecret,
+		CredentialsChecked: check != nil,
 	}, nil
 }
+
+// credentialsCheckTime bounds the call to WeChat that checks a new
+// tenant's credentials.
+const credentialsCheckTime = 10 * time.Second
 
 func (s *tenantServer) GetTenant(ctx context.Context, req *wxrelayv1.GetTenantRequest) (*wxrelayv1.Tenant, error) {
 	t, err := s.tenants.Get(ctx, tenant.ID(req.GetId()))

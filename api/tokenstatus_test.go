@@ -137,3 +137,76 @@ func TestTokenEndpoint(t *testing.T) {
 	body["token_endpoint"] = 9
 	e.mustStatus(e.do("POST", "/v1/tenants", e.admin, body), 400)
 }
+
+// TestCheckCredentials: with check_credentials, WeChat is asked before
+// anything is stored, and each refusal is answered as what it is (at the
+// field, with WeChat's errcode), creating nothing; credentials that hold
+// create the tenant and say they were checked.
+func TestCheckCredentials(t *testing.T) {
+	e := newEnv(t)
+	const realSecret = "fedcba9876543210fedcba9876543210"
+	registered := validTenant()["appid"].(string)
+	e.sim.AddApp(registered, realSecret)
+	create := func(appid, secret string) response {
+		t.Helper()
+		body := validTenant()
+		body["appid"], body["app_secret"] = appid, secret
+		return e.do("POST", "/v1/tenants?check_credentials=true", e.admin, body)
+	}
+	errcode := func(r response) string {
+		details, _ := r.body["details"].([]any)
+		for _, d := range details {
+			if m, _ := d.(map[string]any); m["reason"] == "WECHAT_ERROR" {
+				md, _ := m["metadata"].(map[string]any)
+				s, _ := md["errcode"].(string)
+				return s
+			}
+		}
+		return ""
+	}
+	for _, c := range []struct {
+		name, appid, secret string
+		status              int
+		errcode, prefix     string
+		setup               func()
+	}{
+		{"wrong secret", registered, testSecret, 400, "40125", "app_secret: WeChat refused the AppSecret", nil},
+		{"unknown appid", "wx00000000000000ee", realSecret, 400, "40013", "appid: WeChat does not know this appid", nil},
+		{"IP not whitelisted", registered, realSecret, 400, "40164", "WeChat refused the relay's address (40164: invalid ip", func() { e.sim.SetIPWhitelist(true) }},
+		{"WeChat fails", registered, realSecret, 503, "-1", "WeChat failed to answer", func() { e.sim.FailNext(1, "/cgi-bin/stable_token") }},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if c.setup != nil {
+				c.setup()
+				defer e.sim.Reset()
+			}
+			r := create(c.appid, c.secret)
+			msg, _ := r.body["message"].(string)
+			if r.status != c.status || errcode(r) != c.errcode || !strings.HasPrefix(msg, c.prefix) || !strings.Contains(msg, "nothing was created") {
+				t.Errorf("answer %d %s, want %d starting %q, errcode %s, saying nothing was created", r.status, r.raw, c.status, c.prefix, c.errcode)
+			}
+			if strings.Contains(r.raw, c.secret) {
+				t.Errorf("the answer holds the secret: %s", r.raw)
+			}
+		})
+	}
+	list := e.mustStatus(e.do("GET", "/v1/tenants", e.admin, nil), 200)
+	if ts, _ := list.body["tenants"].([]any); len(ts) != 0 {
+		t.Fatalf("refused checks left tenants behind: %s", list.raw)
+	}
+
+	e.sim.Reset()
+	r := e.mustStatus(create(registered, realSecret), 200)
+	if r.body["credentials_checked"] != true {
+		t.Errorf("created after a check that passed, but credentials_checked is %v: %s", r.body["credentials_checked"], r.raw)
+	}
+	if n := len(e.sim.Calls()); n != 1 || e.sim.Calls()[0].Path != "/cgi-bin/stable_token" {
+		t.Errorf("the check made %d stable_token calls, want 1", n)
+	}
+	// Unasked, nothing is checked: the answer says so.
+	body := validTenant()
+	body["appid"] = "wx00000000000000ef"
+	if r := e.mustStatus(e.do("POST", "/v1/tenants", e.admin, body), 200); r.body["credentials_checked"] != nil {
+		t.Errorf("an unchecked create says credentials_checked %v", r.body["credentials_checked"])
+	}
+}

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strconv"
@@ -158,4 +159,61 @@ func windowStatus(err error) (*status.Status, bool) {
 		return st, true
 	}
 	return d, true
+}
+
+// StableTokenFetcher fetches stable access tokens; *wechat.Client is one.
+type StableTokenFetcher interface {
+	StableToken(ctx context.Context, appid, secret string, forceRefresh bool) (wechat.AccessToken, error)
+}
+
+// CheckWithStableToken is Options.CheckCredentials by wx: a stable token
+// fetch without force_refresh, which hands back the token in use, if any,
+// and disturbs no holder of it (protocol §6). The token is not kept: the
+// keeper fetches its own, the same one.
+func CheckWithStableToken(wx StableTokenFetcher) func(ctx context.Context, appid, secret string) error {
+	return func(ctx context.Context, appid, secret string) error {
+		_, err := wx.StableToken(ctx, appid, secret, false)
+		return err
+	}
+}
+
+// credentialsStatus is the answer to a CreateTenant whose credentials
+// WeChat did not accept (check_credentials): nothing was created. A
+// refusal names the field at fault where there is one and carries
+// WeChat's errcode in an ErrorInfo; WeChat not reached is Unavailable.
+func credentialsStatus(err error) *status.Status {
+	apiErr, isAPI := errors.AsType[*wechat.APIError](err)
+	if !isAPI {
+		return status.New(codes.Unavailable, fmt.Sprintf("could not check the credentials: WeChat was not reached (%v); nothing was created: retry, "+
+			"or create the tenant without check_credentials and read its token_status", err))
+	}
+	var field, msg string
+	code := codes.FailedPrecondition
+	switch apiErr.Code {
+	case wechat.CodeInvalidSecret:
+		field, code = "app_secret", codes.InvalidArgument
+		msg = "WeChat refused the AppSecret (40125 invalid appsecret): copy it again from the mini-program console (开发管理 → 开发设置), where it can also be reset"
+	case wechat.CodeInvalidAppID:
+		field, code = "appid", codes.InvalidArgument
+		msg = "WeChat does not know this appid (40013 invalid appid): copy it from the mini-program console (开发管理 → 开发设置)"
+	case wechat.CodeIPNotWhitelisted:
+		msg = fmt.Sprintf("WeChat refused the relay's address (40164: %s): add the relay's egress IP to the mini program's IP whitelist (开发管理 → 开发设置 → IP白名单) and retry", apiErr.Msg)
+	case wechat.CodeSystemError:
+		code, msg = codes.Unavailable, "WeChat failed to answer the check (-1 system error); retry"
+	default:
+		msg = fmt.Sprintf("WeChat refused the credentials: errcode %d: %s", apiErr.Code, apiErr.Message())
+	}
+	st := withErrorInfo(code, msg+"; nothing was created", apiErr)
+	if field == "" {
+		return st
+	}
+	st = status.New(code, field+": "+msg+"; nothing was created")
+	d, derr := st.WithDetails(
+		&errdetails.BadRequest{FieldViolations: []*errdetails.BadRequest_FieldViolation{{Field: field, Description: msg}}},
+		&errdetails.ErrorInfo{Reason: wechatReason, Domain: wechatDomain,
+			Metadata: map[string]string{"errcode": strconv.Itoa(apiErr.Code), "errmsg": apiErr.Msg}})
+	if derr != nil {
+		return st
+	}
+	return d
 }

@@ -79,6 +79,14 @@ func (s *Service) Changed(id ID) {
 // without encrypt_mode, which is refused: the caller meant some
 // encryption. ErrInvalid (a *FieldError), ErrConflict.
 func (s *Service) Create(ctx context.Context, in *Tenant) (*Tenant, Credentials, error) {
+	return s.CreateChecked(ctx, in, nil)
+}
+
+// CreateChecked is Create with a last check: check, unless nil, is given
+// the tenant once it is complete and valid, and an error from it creates
+// nothing and is returned as it is. It asks WeChat whether the
+// credentials hold, for an operator who wants to know at once.
+func (s *Service) CreateChecked(ctx context.Context, in *Tenant, check func(context.Context, *Tenant) error) (*Tenant, Credentials, error) {
 	t := *in
 	t.ID = newID()
 	if t.ComponentID != "" {
@@ -115,6 +123,11 @@ func (s *Service) Create(ctx context.Context, in *Tenant) (*Tenant, Credentials,
 	}
 	if err := t.validate(s.allowPrivateWebhooks); err != nil {
 		return nil, Credentials{}, err
+	}
+	if check != nil {
+		if err := check(ctx, &t); err != nil {
+			return nil, Credentials{}, err
+		}
 	}
 	var creds Credentials
 	var err error

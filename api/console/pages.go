@@ -113,6 +113,9 @@ type tenantForm struct {
 	EncryptMode, DataFormat, ReplyMode         string
 	PushSilenceAlert                           string
 	OrderedDelivery                            bool
+	// CheckCredentials asks WeChat whether the AppID and AppSecret hold
+	// before onboarding (CreateTenant's check_credentials).
+	CheckCredentials bool
 	// Errors are the API's validation messages, by proto field name;
 	// Error is one that names no field.
 	Errors map[string]string
@@ -133,7 +136,7 @@ func readTenantForm(r *http.Request) tenantForm {
 		OriginalID: strings.TrimSpace(r.PostFormValue("original_id")), WebhookURL: strings.TrimSpace(r.PostFormValue("webhook_url")),
 		EncryptMode: r.PostFormValue("encrypt_mode"), DataFormat: r.PostFormValue("data_format"), ReplyMode: r.PostFormValue("reply_mode"),
 		PushSilenceAlert: strings.TrimSpace(r.PostFormValue("push_silence_alert")), OrderedDelivery: r.PostFormValue("ordered_delivery") != "",
-		State: r.PostFormValue("state"), Errors: map[string]string{},
+		State: r.PostFormValue("state"), Errors: map[string]string{}, CheckCredentials: r.PostFormValue("check_credentials") != "",
 	}
 }
 
@@ -187,7 +190,7 @@ func (f *tenantForm) apiFieldErrors(err error) bool {
 }
 
 func (c *Console) newTenantPage(w http.ResponseWriter, r *http.Request, s *session) {
-	f := tenantForm{EncryptMode: "SAFE", DataFormat: "JSON", ReplyMode: "SUCCESS", Action: "/console/tenants"}
+	f := tenantForm{EncryptMode: "SAFE", DataFormat: "JSON", ReplyMode: "SUCCESS", Action: "/console/tenants", CheckCredentials: true}
 	c.render(w, "tenant_new", http.StatusOK, pageData{Title: "Onboard a mini-program", Nav: "new", CSRF: s.csrf(), Body: f})
 }
 
@@ -201,7 +204,7 @@ func (c *Console) createTenant(w http.ResponseWriter, r *http.Request, s *sessio
 	in := f.protoTenant(r)
 	in.State = wxrelayv1.Tenant_STATE_UNSPECIFIED // new tenants are active
 	if len(f.Errors) == 0 {
-		resp, err := c.tenants.CreateTenant(callCtx(r.Context(), s), &wxrelayv1.CreateTenantRequest{Tenant: in})
+		resp, err := c.tenants.CreateTenant(callCtx(r.Context(), s), &wxrelayv1.CreateTenantRequest{Tenant: in, CheckCredentials: f.CheckCredentials})
 		if err == nil {
 			c.o.Logger.Info("console: tenant onboarded", "tenant", resp.GetTenant().GetId())
 			c.render(w, "created", http.StatusOK, pageData{Title: "Onboarded", Nav: "new", CSRF: s.csrf(), Body: createdBody{
@@ -209,7 +212,10 @@ func (c *Console) createTenant(w http.ResponseWriter, r *http.Request, s *sessio
 			}})
 			return
 		}
-		if !f.apiFieldErrors(err) {
+		if st, _ := status.FromError(err); f.CheckCredentials && st.Code() == codes.Unavailable {
+			// WeChat could not be asked: the form stays, with why.
+			f.Error = st.Message()
+		} else if !f.apiFieldErrors(err) {
 			c.apiError(w, r, s, err)
 			return
 		}

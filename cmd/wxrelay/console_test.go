@@ -102,6 +102,24 @@ func TestConsole_EndToEnd(t *testing.T) {
 	}
 	shots.take(ctx, "onboarding field error")
 
+	// The credentials are checked with WeChat before anything is stored
+	// (the box is ticked by default): a secret WeChat refuses is shown at
+	// its field with WeChat's errcode.
+	p.sim.AddApp(consoleAppID, "a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0")
+	if checked := js[bool](t, ctx, `document.getElementById("check_credentials").checked`); !checked {
+		t.Errorf("the credentials check is not ticked after a field error")
+	}
+	do(t, ctx, "onboard with a wrong AppSecret",
+		chromedp.SendKeys(chromedp.ID("app_secret"), "b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0"),
+		chromedp.SendKeys(chromedp.ID("token"), consoleToken),
+		chromedp.SendKeys(chromedp.ID("encoding_aes_key"), consoleAESKey),
+		chromedp.Submit(chromedp.ID("onboard")),
+		chromedp.WaitVisible(chromedp.ID("app_secret-error")))
+	if msg := text(t, ctx, "#app_secret-error"); !strings.Contains(msg, "40125") {
+		t.Errorf("the wrong AppSecret's error reads %q, want WeChat's 40125", msg)
+	}
+	shots.take(ctx, "onboarding credentials refused")
+
 	do(t, ctx, "onboard",
 		chromedp.SendKeys(chromedp.ID("app_secret"), "a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0"),
 		chromedp.SendKeys(chromedp.ID("token"), consoleToken),

@@ -296,6 +296,17 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		CallRecorder: calls,
 		// Refused pushes, by tenant and cause.
 		PushRejections: rejectionStore,
+		// A new tenant's credentials, checked on request with a stable
+		// token fetch that disturbs no token in use; and its first
+		// token, fetched at once.
+		CheckCredentials: api.CheckWithStableToken(wx),
+		FetchToken: func(id tenant.ID) {
+			go func() {
+				ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+				defer cancel()
+				keeper.Token(ctx, id) // its outcome is the token status
+			}()
+		},
 		Routes: map[string]http.Handler{
 			"/wx/{id}": push,
 			// Where WeChat's consent page sends the merchant back. Anyone

@@ -1201,10 +1201,20 @@ func (x *Tenant) GetAuthorization() *Authorization {
 }
 
 type CreateTenantRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Tenant        *Tenant                `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Tenant *Tenant                `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	// Ask WeChat, before anything is stored, whether appid and app_secret
+	// hold: the relay fetches a stable access token (without force_refresh,
+	// which disturbs no token in use). Refused, nothing is created and the
+	// error says why: 400 at app_secret for 40125 (invalid appsecret), at
+	// appid for 40013 (invalid appid), 400 for 40164 (the relay's egress IP
+	// is not in the mini program's IP whitelist), 503 when WeChat was not
+	// reached; its ErrorInfo carries WeChat's errcode. Over REST, the query
+	// parameter ?check_credentials=true. Not for a component's tenant, which
+	// has no AppSecret.
+	CheckCredentials bool `protobuf:"varint,2,opt,name=check_credentials,json=checkCredentials,proto3" json:"check_credentials,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *CreateTenantRequest) Reset() {
@@ -1244,6 +1254,13 @@ func (x *CreateTenantRequest) GetTenant() *Tenant {
 	return nil
 }
 
+func (x *CreateTenantRequest) GetCheckCredentials() bool {
+	if x != nil {
+		return x.CheckCredentials
+	}
+	return false
+}
+
 type CreateTenantResponse struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Tenant *Tenant                `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
@@ -1251,8 +1268,11 @@ type CreateTenantResponse struct {
 	ApiKey string `protobuf:"bytes,2,opt,name=api_key,json=apiKey,proto3" json:"api_key,omitempty"`
 	// whsec_...: verifies the webhook-signature header. Shown once.
 	WebhookSecret string `protobuf:"bytes,3,opt,name=webhook_secret,json=webhookSecret,proto3" json:"webhook_secret,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// True when check_credentials was asked and WeChat issued a token for
+	// the appid and app_secret.
+	CredentialsChecked bool `protobuf:"varint,4,opt,name=credentials_checked,json=credentialsChecked,proto3" json:"credentials_checked,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *CreateTenantResponse) Reset() {
@@ -1304,6 +1324,13 @@ func (x *CreateTenantResponse) GetWebhookSecret() string {
 		return x.WebhookSecret
 	}
 	return ""
+}
+
+func (x *CreateTenantResponse) GetCredentialsChecked() bool {
+	if x != nil {
+		return x.CredentialsChecked
+	}
+	return false
 }
 
 type GetTenantRequest struct {
@@ -2168,13 +2195,15 @@ const file_wxrelay_v1_tenant_proto_rawDesc = "" +
 	"\x05State\x12\x15\n" +
 	"\x11STATE_UNSPECIFIED\x10\x00\x12\x10\n" +
 	"\fSTATE_ACTIVE\x10\x01\x12\x12\n" +
-	"\x0eSTATE_DISABLED\x10\x02\"A\n" +
+	"\x0eSTATE_DISABLED\x10\x02\"n\n" +
 	"\x13CreateTenantRequest\x12*\n" +
-	"\x06tenant\x18\x01 \x01(\v2\x12.wxrelay.v1.TenantR\x06tenant\"\x82\x01\n" +
+	"\x06tenant\x18\x01 \x01(\v2\x12.wxrelay.v1.TenantR\x06tenant\x12+\n" +
+	"\x11check_credentials\x18\x02 \x01(\bR\x10checkCredentials\"\xb3\x01\n" +
 	"\x14CreateTenantResponse\x12*\n" +
 	"\x06tenant\x18\x01 \x01(\v2\x12.wxrelay.v1.TenantR\x06tenant\x12\x17\n" +
 	"\aapi_key\x18\x02 \x01(\tR\x06apiKey\x12%\n" +
-	"\x0ewebhook_secret\x18\x03 \x01(\tR\rwebhookSecret\"\"\n" +
+	"\x0ewebhook_secret\x18\x03 \x01(\tR\rwebhookSecret\x12/\n" +
+	"\x13credentials_checked\x18\x04 \x01(\bR\x12credentialsChecked\"\"\n" +
 	"\x10GetTenantRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"P\n" +
 	"\x12ListTenantsRequest\x12\x1b\n" +
