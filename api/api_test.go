@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -453,8 +454,13 @@ func TestBadBodies(t *testing.T) {
 		want    int
 		message string
 	}{
-		{"malformed JSON", `{"appid": "wx`, 400, ""},
-		{"not an object", `[1,2]`, 400, ""},
+		{"malformed JSON", `{"appid": "wx`, 400, "line 1, column 14, after `{\"appid\": \"wx`: the body ends inside its JSON"},
+		{"a comma too many", "{\"appid\": \"wx0123456789abcdef\",\n \"token\": \"x\",,}", 400, "line 2, column 15, after"},
+		{"a comma missing", "{\"appid\": \"wx0123456789abcdef\"\n \"token\": \"x\"}", 400, "line 2, column 2"},
+		{"two objects", `{"appid": "wx0123456789abcdef"} {}`, 400, "line 1, column 33"},
+		{"not an object", `[1,2]`, 400, "must be a JSON object"},
+		{"a number for a string", `{"appid": 12}`, 400, "appid: must be a string in quotes, not 12 (line 1, column 11)"},
+		{"a string for a bool", `{"ordered_delivery": "yes"}`, 400, `ordered_delivery: must be true or false, not "yes"`},
 		{"unknown enum", `{"appid":"wx0123456789abcdef","encrypt_mode":"ENCRYPT_MODE_ROT13"}`, 400, "ENCRYPT_MODE_ROT13"},
 		{"unknown field", `{"appid":"wx0123456789abcdef","colour":"red"}`, 400, "colour"},
 		{"oversized", big, 413, "exceeds"},
@@ -468,6 +474,27 @@ func TestBadBodies(t *testing.T) {
 				t.Errorf("body %s is not a google.rpc.Status", r.raw)
 			}
 		})
+	}
+}
+
+// TestMissingFieldsAllNamed: a body that leaves out several required
+// fields is answered with all of them, not one a try.
+func TestMissingFieldsAllNamed(t *testing.T) {
+	e := newEnv(t)
+	r := e.mustStatus(e.do("POST", "/v1/tenants", e.admin, `{"appid":"wx0123456789abcdef","encrypt_mode":"ENCRYPT_MODE_SAFE"}`), 400)
+	var got []string
+	details, _ := r.body["details"].([]any)
+	for _, d := range details {
+		vs, _ := d.(map[string]any)["field_violations"].([]any)
+		for _, v := range vs {
+			got = append(got, v.(map[string]any)["field"].(string))
+		}
+	}
+	if want := []string{"app_secret", "token", "encoding_aes_key", "webhook_url"}; !slices.Equal(got, want) {
+		t.Errorf("field violations %v, want %v: %s", got, want, r.raw)
+	}
+	if msg, _ := r.body["message"].(string); msg != "app_secret: is required; token: is required; encoding_aes_key: is required; webhook_url: is required" {
+		t.Errorf("message %q, want every missing field named", msg)
 	}
 }
 

@@ -55,6 +55,17 @@ func toStatus(ctx context.Context, log *slog.Logger, method string, err error) e
 	if _, ok := status.FromError(err); ok {
 		return err // already a status, made on purpose by a handler
 	}
+	if fes, ok := errors.AsType[tenant.FieldErrors](err); ok {
+		st := status.New(codes.InvalidArgument, fes.Error())
+		violations := make([]*errdetails.BadRequest_FieldViolation, len(fes))
+		for i, fe := range fes {
+			violations[i] = &errdetails.BadRequest_FieldViolation{Field: fe.Field, Description: fe.Reason}
+		}
+		if d, derr := st.WithDetails(&errdetails.BadRequest{FieldViolations: violations}); derr == nil {
+			st = d
+		}
+		return st.Err()
+	}
 	var fe *tenant.FieldError
 	if errors.As(err, &fe) {
 		st := status.New(codes.InvalidArgument, fe.Error())

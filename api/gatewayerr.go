@@ -34,6 +34,8 @@ func gatewayErrorHandler(ctx context.Context, mux *runtime.ServeMux, m runtime.M
 			err = v
 		} else if v := unknownFieldViolation(ctx, st.Message()); v != nil {
 			err = v
+		} else if v := typeViolation(ctx, st.Message()); v != nil {
+			err = v
 		}
 	}
 	runtime.DefaultHTTPErrorHandler(ctx, mux, m, w, r, clipStatus(err))
@@ -209,4 +211,41 @@ func enumNames(ed protoreflect.EnumDescriptor) []string {
 		}
 	}
 	return names
+}
+
+// badType matches protojson's error for a value of the wrong JSON type,
+// e.g. `invalid value for bool field orderedDelivery: "yes"`.
+var badType = regexp.MustCompile(`\(line (\d+):(\d+)\): invalid value for (\w+) field (\w+): (.{0,64})$`)
+
+// typeViolation turns protojson's message for a value of the wrong type,
+// which names the field in camelCase, into a field violation at the
+// field's own name that says what it takes.
+func typeViolation(ctx context.Context, msg string) error {
+	m := badType.FindStringSubmatch(msg)
+	if m == nil {
+		return nil
+	}
+	md := requestMessage(ctx)
+	if md == nil {
+		return nil
+	}
+	var fd protoreflect.FieldDescriptor
+	eachField(md, func(f protoreflect.FieldDescriptor) bool {
+		if f.JSONName() == m[4] || string(f.Name()) == m[4] {
+			fd = f
+			return false
+		}
+		return true
+	})
+	if fd == nil {
+		return nil
+	}
+	want := map[string]string{"bool": "true or false", "string": "a string in quotes"}[m[3]]
+	if want == "" {
+		want = "a " + m[3]
+		if strings.HasPrefix(m[3], "int") || strings.HasPrefix(m[3], "uint") {
+			want = "a whole number (" + m[3] + ")"
+		}
+	}
+	return fieldViolation(string(fd.Name()), fmt.Sprintf("must be %s, not %s (line %s, column %s)", want, m[5], m[1], m[2]))
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -12,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/fullstorydev/grpchan/inprocgrpc"
 	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
@@ -481,10 +483,57 @@ func limitBody(next http.Handler) http.Handler {
 			writeStatus(w, http.StatusBadRequest, codes.InvalidArgument, "could not read request body")
 			return
 		}
+		if msg := jsonSyntaxError(body); msg != "" {
+			writeStatus(w, http.StatusBadRequest, codes.InvalidArgument, msg)
+			return
+		}
 		r.Body = io.NopCloser(bytes.NewReader(body))
 		r.ContentLength = int64(len(body))
 		next.ServeHTTP(w, r)
 	})
+}
+
+// jsonSyntaxError says where body stops being JSON, by line and column,
+// and "" when it is JSON or empty. The gateway's parser would say only
+// "unexpected EOF" or "invalid character ','", which leaves a newcomer
+// searching a hand-written body for the mistake.
+func jsonSyntaxError(body []byte) string {
+	trimmed := bytes.TrimSpace(body)
+	if len(trimmed) == 0 {
+		return ""
+	}
+	if json.Valid(body) {
+		if trimmed[0] != '{' {
+			return "request body must be a JSON object, {…}"
+		}
+		return ""
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	var v json.RawMessage
+	err := dec.Decode(&v)
+	at, what := len(body), "the body ends inside its JSON: an object, array or string is not closed"
+	if se, ok := errors.AsType[*json.SyntaxError](err); ok {
+		at, what = int(se.Offset)-1, strings.TrimPrefix(se.Error(), "json: ")
+	} else if err == nil {
+		at, what = int(dec.InputOffset()), "more follows the JSON object; send one"
+		for at < len(body) && strings.ContainsRune(" \t\r\n", rune(body[at])) {
+			at++
+		}
+	}
+	at = max(0, min(at, len(body)))
+	line, col := 1, 1
+	for _, r := range string(body[:at]) {
+		if r == '\n' {
+			line, col = line+1, 1
+		} else {
+			col++
+		}
+	}
+	near := string(body[max(0, at-24):at])
+	if !utf8.ValidString(near) {
+		near = strings.ToValidUTF8(near, "")
+	}
+	return fmt.Sprintf("request body is not valid JSON: line %d, column %d, after `%s`: %s", line, col, near, what)
 }
 
 var bodyTooLarge = fmt.Sprintf("request body exceeds %d bytes", MaxBodyBytes)

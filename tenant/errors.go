@@ -3,6 +3,7 @@ package tenant
 import (
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // Sentinels carry client-safe text; adapters wrap them with detail for logs.
@@ -31,6 +32,22 @@ func (e *FieldError) Error() string { return fmt.Sprintf("%s: %s", e.Field, e.Re
 
 // Is makes errors.Is(err, ErrInvalid) hold for every FieldError.
 func (e *FieldError) Is(target error) bool { return target == ErrInvalid }
+
+// FieldErrors are several fields wrong at once: the required fields a
+// request left out, all named in one answer rather than one a request.
+// It matches ErrInvalid.
+type FieldErrors []*FieldError
+
+func (e FieldErrors) Error() string {
+	parts := make([]string, len(e))
+	for i, fe := range e {
+		parts[i] = fe.Error()
+	}
+	return strings.Join(parts, "; ")
+}
+
+// Is makes errors.Is(err, ErrInvalid) hold for FieldErrors.
+func (e FieldErrors) Is(target error) bool { return target == ErrInvalid }
 
 // ConflictError is a conflict explained for the client, in a sentence
 // said once. It matches ErrConflict.

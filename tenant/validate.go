@@ -23,8 +23,12 @@ var (
 	appSecretPattern = regexp.MustCompile(`^[0-9a-fA-F]{32}$`)
 )
 
-// validate checks a complete tenant, naming the first wrong field.
+// validate checks a complete tenant, naming the first wrong field, or
+// every required field left out when there are several.
 func (t *Tenant) validate(allowPrivateWebhooks bool) error {
+	if missing := t.missingFields(); len(missing) > 1 {
+		return missing
+	}
 	if err := validateDisplayName(t.DisplayName); err != nil {
 		return err
 	}
@@ -58,6 +62,27 @@ func (t *Tenant) validate(allowPrivateWebhooks bool) error {
 		return fieldErr("push_silence_alert", "must be whole seconds")
 	}
 	return ValidateWebhookURL(t.WebhookURL, allowPrivateWebhooks)
+}
+
+// missingFields are the required fields t leaves empty, in the order
+// validate checks them.
+func (t *Tenant) missingFields() FieldErrors {
+	var missing FieldErrors
+	need := func(field, value string) {
+		if value == "" {
+			missing = append(missing, &FieldError{Field: field, Reason: "is required"})
+		}
+	}
+	need("appid", t.AppID)
+	if t.ComponentID == "" {
+		need("app_secret", t.Secrets.AppSecret)
+		need("token", t.Secrets.Token)
+		if t.EncryptMode != EncryptPlaintext {
+			need("encoding_aes_key", t.Secrets.EncodingAESKey)
+		}
+	}
+	need("webhook_url", t.WebhookURL)
+	return missing
 }
 
 // validateOwnKeys checks the mini program's own secrets, mode and format,
