@@ -108,6 +108,7 @@ func TestTenantHealthFollowsTheWebhook(t *testing.T) {
 	env := []string{"WXRELAY_ALLOW_PRIVATE_WEBHOOKS=true", "WXRELAY_RETRY_SCHEDULE=0s,1h", "WXRELAY_HEALTH_INTERVAL=1s",
 		"WXRELAY_ALERT_WEBHOOK=" + ops.URL + "/alerts", "WXRELAY_ALERT_WEBHOOK_SECRET=" + alertSecret}
 	p := startServe(t, dir, env...)
+	p.sim.AddApp("wx0123456789abcd01", "5ec2e75ec2e75ec2e75ec2e75ec2e75e") // its first token is fetched at onboarding
 	admin := adminTokenIn(t, dir)
 	var created struct {
 		Tenant struct{ ID string } `json:"tenant"`
@@ -222,6 +223,7 @@ func TestRejectedPushesShowInHealth(t *testing.T) {
 	p := startServe(t, dir, "WXRELAY_ALLOW_PRIVATE_WEBHOOKS=true", "WXRELAY_HEALTH_INTERVAL=1s",
 		"WXRELAY_ALERT_WEBHOOK="+ops.URL+"/alerts", "WXRELAY_ALERT_WEBHOOK_SECRET="+alertSecret)
 	admin := adminTokenIn(t, dir)
+	p.sim.AddApp("wx0123456789abcd02", "5ec2e75ec2e75ec2e75ec2e75ec2e75e") // its first token is fetched at onboarding
 	hook, _ := newSwitchableHook(t, http.StatusInternalServerError)
 	var created struct {
 		Tenant struct{ ID string } `json:"tenant"`

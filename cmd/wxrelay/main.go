@@ -4,6 +4,7 @@
 //	wxrelay migrate      apply database migrations and exit
 //	wxrelay admin-token  print an admin bearer token
 //	wxrelay backup       write a consistent copy of a SQLite database
+//	wxrelay tenants      manage tenants over the REST API
 //	wxrelay version      print the version
 package main
 
@@ -49,6 +50,7 @@ commands:
   migrate      apply database migrations and exit
   admin-token  print one admin bearer token (--ttl 24h)
   backup       write a consistent copy of the SQLite database, while serve runs (--to FILE)
+  tenants      onboard, list, inspect and rotate tenants over the API (wxrelay tenants -h)
   version      print the version
 
 Run 'wxrelay <command> -h' for the flags of a command. Every flag has a
@@ -72,6 +74,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return adminToken(ctx, args, getenv, stdout, stderr)
 	case "backup":
 		return backup(ctx, args, getenv, stdout, stderr)
+	case "tenants":
+		return tenants(ctx, args, getenv, stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, "wxrelay", versionString())
 		return nil

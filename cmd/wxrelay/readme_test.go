@@ -25,6 +25,7 @@ func TestREADMEWalkthrough(t *testing.T) {
 		"message.text",                // and printed the event
 		"{}",                          // the send API's answer
 		`{"errcode":0,"errmsg":"ok"}`, // the compatible API's
+		"REASONS",                     // wxrelay tenants list's header
 	})
 }
 
