@@ -35,6 +35,7 @@ type command struct {
 
 // commands are wxsim's subcommands, in the order the usage text lists them.
 var commands = []command{
+	{"up", "start a local stack to try wxrelay: the fake WeChat, a webhook receiver and wxrelay serve, with one tenant", runUp},
 	{"serve", "serve the fake WeChat API (tokens, customer-service messages, media)", runServe},
 	{"push", "send one push to a push URL as WeChat would and print the answer", runPush},
 	{"verify", "check a push URL with WeChat's signed GET (echostr)", runVerify},
