@@ -80,6 +80,9 @@ func (s *eventServer) event(ctx context.Context, tid tenant.ID, id relay.EventID
 			HttpStatus: int32(a.HTTPStatus),
 			LatencyMs:  int32(a.Latency.Milliseconds()),
 			Error:      a.Error,
+
+			ResponseHeaders: a.ResponseHeaders,
+			ResponseBody:    strings.ToValidUTF8(string(a.ResponseBody[:min(len(a.ResponseBody), maxShownResponseBody)]), ""),
 		})
 	}
 	return pe, nil
@@ -155,3 +158,8 @@ func beyondDouble(n string) bool {
 	u, err := strconv.ParseUint(digits, 10, 64)
 	return err != nil || u > 1<<53
 }
+
+// maxShownResponseBody is how much of a webhook's answer an attempt shows:
+// its first KiB (4 are kept), enough to tell a proxy's error page or the
+// tenant's own error.
+const maxShownResponseBody = 1 << 10

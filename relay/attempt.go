@@ -14,7 +14,13 @@ type Attempt struct {
 	Error string
 	// ResponseBody is the first 4 KiB of the webhook's answer.
 	ResponseBody []byte
+	// ResponseHeaders are the answer's headers as "Name: value" lines,
+	// sorted, the first MaxResponseHeaders bytes of them.
+	ResponseHeaders string
 }
+
+// MaxResponseHeaders bounds what an Attempt keeps of the answer's headers.
+const MaxResponseHeaders = 2 << 10
 
 // Attempt error classes.
 const (

@@ -63,6 +63,8 @@ type attemptRow struct {
 	ErrorClass   string    `bun:"error_class"`
 	Error        string    `bun:"error"`
 	ResponseBody []byte    `bun:"response_body"`
+	// ResponseHeaders are cut by the caller (relay.MaxResponseHeaders).
+	ResponseHeaders string `bun:"response_headers"`
 }
 
 // newAttemptRow converts attempt a at event id of tenant tid. The response
@@ -82,6 +84,8 @@ func newAttemptRow(tid tenant.ID, id relay.EventID, a relay.Attempt) *attemptRow
 		ErrorClass:   a.ErrorClass,
 		Error:        a.Error,
 		ResponseBody: nonNil(body),
+
+		ResponseHeaders: a.ResponseHeaders,
 	}
 }
 
@@ -93,6 +97,8 @@ func (r *attemptRow) toDomain() relay.Attempt {
 		ErrorClass:   r.ErrorClass,
 		Error:        r.Error,
 		ResponseBody: r.ResponseBody,
+
+		ResponseHeaders: r.ResponseHeaders,
 	}
 }
 

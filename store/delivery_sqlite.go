@@ -272,8 +272,8 @@ func (e *sqliteDelivery) stmt(ctx context.Context, query string) (*sql.Stmt, err
 // id, through its unique index, so that no look-up precedes them.
 const (
 	// The attempt, if its event still exists; its tenant is the event's.
-	sqliteInsertAttempt = `INSERT INTO attempts (event_id, tenant_id, time, http_status, latency_ms, error_class, error, response_body)
-SELECT id, tenant_id, ?, ?, ?, ?, ?, ? FROM events WHERE id = ?`
+	sqliteInsertAttempt = `INSERT INTO attempts (event_id, tenant_id, time, http_status, latency_ms, error_class, error, response_body, response_headers)
+SELECT id, tenant_id, ?, ?, ?, ?, ?, ?, ? FROM events WHERE id = ?`
 	// The event's next state, if the outcome's owner holds its lease.
 	sqliteRecordOutcome = `UPDATE events SET
 	state = ?, attempt_count = attempt_count + 1, retry_index = ?,
@@ -292,7 +292,7 @@ func recordPrepared(ctx context.Context, tx bun.Tx, ins, upd *sql.Stmt, recs []o
 	for i := range recs {
 		r := &recs[i]
 		a := r.attempt
-		_, err := ins.ExecContext(ctx, sqliteTime(a.Time), a.HTTPStatus, a.LatencyMS, a.ErrorClass, a.Error, a.ResponseBody, a.EventID)
+		_, err := ins.ExecContext(ctx, sqliteTime(a.Time), a.HTTPStatus, a.LatencyMS, a.ErrorClass, a.Error, a.ResponseBody, a.ResponseHeaders, a.EventID)
 		if err != nil {
 			return fmt.Errorf("insert attempt at event %s: %w", a.EventID, err)
 		}

@@ -100,10 +100,11 @@ func eventIDs(events ...*relay.Event) []relay.EventID {
 // delivered is a successful attempt at job made at at by owner.
 func delivered(job *delivery.Job, owner string, at time.Time) delivery.Outcome {
 	return delivery.Outcome{
-		Job:     job,
-		Owner:   owner,
-		State:   relay.StateDelivered,
-		Attempt: relay.Attempt{Time: at, HTTPStatus: 200, Latency: 120 * time.Millisecond, ResponseBody: []byte("ok")},
+		Job:   job,
+		Owner: owner,
+		State: relay.StateDelivered,
+		Attempt: relay.Attempt{Time: at, HTTPStatus: 200, Latency: 120 * time.Millisecond, ResponseBody: []byte("ok"),
+			ResponseHeaders: "Content-Type: text/plain; charset=utf-8\nX-Request-Id: 42\n"},
 	}
 }
 
@@ -119,6 +120,7 @@ func retried(job *delivery.Job, owner string, at, next time.Time, index int) del
 		Attempt: relay.Attempt{
 			Time: at, HTTPStatus: 503, Latency: 2 * time.Second,
 			ErrorClass: relay.ErrorHTTPStatus, Error: "503 Service Unavailable", ResponseBody: []byte("busy"),
+			ResponseHeaders: "Content-Type: text/plain\nRetry-After: 30\n",
 		},
 	}
 }

@@ -192,6 +192,15 @@ func TestConsole_EndToEnd(t *testing.T) {
 	}
 	eventURL := origin + attr(t, ctx, `#events tr[data-state="PENDING"] a`, "href")
 	do(t, ctx, "open a failed event", chromedp.Navigate(eventURL), chromedp.WaitVisible(chromedp.CSS("#attempts li.failed")))
+	// Each attempt shows the webhook's answer: its headers and the start
+	// of its body, folded until asked for.
+	do(t, ctx, "unfold the failed attempt's answer", chromedp.Click(chromedp.CSS("#attempts li.failed details.answer summary")),
+		chromedp.WaitVisible(chromedp.CSS("#attempts li.failed details.answer pre.body")))
+	if body, headers := text(t, ctx, "#attempts li.failed details.answer pre.body"), text(t, ctx, "#attempts li.failed details.answer pre.headers"); !strings.Contains(body, "the shop's server is down") ||
+		!strings.Contains(headers, "Content-Type: text/plain") {
+		t.Errorf("the failed attempt's answer shows headers %q and body %q, want the webhook's own", headers, body)
+	}
+	shots.take(ctx, "attempt answer")
 	// When it is retried, and the body as delivered: MsgId a number.
 	if next := js[string](t, ctx, `document.getElementById("next-attempt")?.textContent ?? ""`); !strings.Contains(next, "in ") {
 		t.Errorf("the pending event's next attempt reads %q, want a time to come", next)

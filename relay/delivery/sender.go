@@ -7,10 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/netip"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -232,6 +234,7 @@ func (s *Sender) Send(ctx context.Context, r Request) Result {
 	}
 	resp.Body.Close()
 
+	res.Attempt.ResponseHeaders = headerLines(resp.Header, relay.MaxResponseHeaders)
 	code := resp.StatusCode
 	res.Attempt.HTTPStatus = code
 	if code >= 200 && code <= 299 {
@@ -441,4 +444,18 @@ func controlPublic(network, address string, _ syscall.RawConn) error {
 // would otherwise pass for public.
 func isPublic(a netip.Addr) bool {
 	return tenant.IsPublicAddr(a.WithZone(""))
+}
+
+// headerLines writes h as "Name: value" lines, sorted by name, whole lines
+// only, at most limit bytes: what an operator reads of an answer.
+func headerLines(h http.Header, limit int) string {
+	var b strings.Builder
+	for _, name := range slices.Sorted(maps.Keys(h)) {
+		line := name + ": " + strings.Join(h[name], ", ") + "\n"
+		if b.Len()+len(line) > limit {
+			break
+		}
+		b.WriteString(line)
+	}
+	return b.String()
 }

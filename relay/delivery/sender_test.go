@@ -398,6 +398,10 @@ func TestSendDNSFailure(t *testing.T) {
 func TestSendHugeResponse(t *testing.T) {
 	huge := bytes.Repeat([]byte("0123456789abcdef"), 1<<16) // 1 MiB
 	tg := newTarget(t, nil, false, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Request-Id", "req-42")
+		for i := range 100 { // far more than an attempt keeps
+			w.Header().Set(fmt.Sprintf("X-Filler-%03d", i), strings.Repeat("f", 40))
+		}
 		w.Write(huge)
 	})
 	s := newTestSender(t, SenderOptions{AllowPrivate: true})
@@ -410,6 +414,12 @@ func TestSendHugeResponse(t *testing.T) {
 	}
 	if !bytes.Equal(a.ResponseBody, huge[:4096]) {
 		t.Errorf("ResponseBody is not the first 4 KiB of the answer")
+	}
+	// The headers, sorted, in whole lines, within their bound.
+	h := a.ResponseHeaders
+	if len(h) > relay.MaxResponseHeaders || len(h) < relay.MaxResponseHeaders-100 || !strings.HasPrefix(h, "Content-Type: ") ||
+		!strings.Contains(h, "\nDate: ") || !strings.HasSuffix(h, "\n") || strings.Contains(h, "X-Request-Id") {
+		t.Errorf("ResponseHeaders (%d bytes) =\n%s\nwant sorted whole lines, at most %d bytes (X-Request-Id sorts past the bound)", len(h), h, relay.MaxResponseHeaders)
 	}
 }
 

@@ -214,9 +214,14 @@ type Attempt struct {
 	HttpStatus int32 `protobuf:"varint,2,opt,name=http_status,json=httpStatus,proto3" json:"http_status,omitempty"`
 	LatencyMs  int32 `protobuf:"varint,3,opt,name=latency_ms,json=latencyMs,proto3" json:"latency_ms,omitempty"`
 	// Empty on success; otherwise what went wrong.
-	Error         string `protobuf:"bytes,4,opt,name=error,proto3" json:"error,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Error string `protobuf:"bytes,4,opt,name=error,proto3" json:"error,omitempty"`
+	// The webhook's answer: its headers as "Name: value" lines, sorted (the
+	// first 2 KiB), and the first KiB of its body, as text (bytes that are
+	// not UTF-8 dropped). Empty when no answer came.
+	ResponseHeaders string `protobuf:"bytes,5,opt,name=response_headers,json=responseHeaders,proto3" json:"response_headers,omitempty"`
+	ResponseBody    string `protobuf:"bytes,6,opt,name=response_body,json=responseBody,proto3" json:"response_body,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *Attempt) Reset() {
@@ -273,6 +278,20 @@ func (x *Attempt) GetLatencyMs() int32 {
 func (x *Attempt) GetError() string {
 	if x != nil {
 		return x.Error
+	}
+	return ""
+}
+
+func (x *Attempt) GetResponseHeaders() string {
+	if x != nil {
+		return x.ResponseHeaders
+	}
+	return ""
+}
+
+func (x *Attempt) GetResponseBody() string {
+	if x != nil {
+		return x.ResponseBody
 	}
 	return ""
 }
@@ -555,14 +574,16 @@ const file_wxrelay_v1_event_proto_rawDesc = "" +
 	"\x11STATE_UNSPECIFIED\x10\x00\x12\x11\n" +
 	"\rSTATE_PENDING\x10\x01\x12\x13\n" +
 	"\x0fSTATE_DELIVERED\x10\x02\x12\x10\n" +
-	"\fSTATE_FAILED\x10\x03\"\x8f\x01\n" +
+	"\fSTATE_FAILED\x10\x03\"\xdf\x01\n" +
 	"\aAttempt\x12.\n" +
 	"\x04time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x1f\n" +
 	"\vhttp_status\x18\x02 \x01(\x05R\n" +
 	"httpStatus\x12\x1d\n" +
 	"\n" +
 	"latency_ms\x18\x03 \x01(\x05R\tlatencyMs\x12\x14\n" +
-	"\x05error\x18\x04 \x01(\tR\x05error\"\xaa\x02\n" +
+	"\x05error\x18\x04 \x01(\tR\x05error\x12)\n" +
+	"\x10response_headers\x18\x05 \x01(\tR\x0fresponseHeaders\x12#\n" +
+	"\rresponse_body\x18\x06 \x01(\tR\fresponseBody\"\xaa\x02\n" +
 	"\x11ListEventsRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1b\n" +
 	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
