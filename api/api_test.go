@@ -96,6 +96,7 @@ func newEnvWith(t *testing.T, change func(*api.Options)) *env {
 		Components: tenant.NewComponentService(store.NewComponentStore(db), nil),
 		Events:     relay.NewEvents(events),
 		Redeliver:  dispatcher,
+		Appender:   ingestor,
 		Messages:   messages,
 		// Idempotency keys of sends.
 		Idempotency: store.NewIdempotencyStore(db),

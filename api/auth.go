@@ -46,6 +46,7 @@ var policy = map[string]access{
 	wxrelayv1.EventService_ListEvents_FullMethodName:           accessTenant,
 	wxrelayv1.EventService_GetEvent_FullMethodName:             accessTenant,
 	wxrelayv1.EventService_RedeliverEvent_FullMethodName:       accessTenant,
+	wxrelayv1.EventService_SendTestEvent_FullMethodName:        accessTenant,
 	wxrelayv1.MessageService_SendMessage_FullMethodName:        accessTenant,
 	wxrelayv1.MessageService_SetTyping_FullMethodName:          accessTenant,
 	wxrelayv1.MessageService_UploadMedia_FullMethodName:        accessTenant,
@@ -77,30 +78,42 @@ type authenticator interface {
 }
 
 // authorize authenticates the bearer token in ctx and checks that its
-// principal may call method with req.
-func authorize(ctx context.Context, auth authenticator, method string, req any) error {
+// principal may call method with req, and returns the principal (the
+// zero one for a public method).
+func authorize(ctx context.Context, auth authenticator, method string, req any) (tenant.Principal, error) {
 	acc, ok := accessFor(method)
 	if !ok {
-		return fmt.Errorf("%w: method %s is not open to any principal", tenant.ErrForbidden, method)
+		return tenant.Principal{}, fmt.Errorf("%w: method %s is not open to any principal", tenant.ErrForbidden, method)
 	}
 	if acc == accessPublic {
-		return nil
+		return tenant.Principal{}, nil
 	}
 	token, err := bearerToken(ctx)
 	if err != nil {
-		return err
+		return tenant.Principal{}, err
 	}
 	p, err := auth.Verify(ctx, token)
 	if err != nil {
-		return err
+		return tenant.Principal{}, err
 	}
 	if !p.Admin {
 		scoped, isScoped := req.(tenantScoped)
 		if acc != accessTenant || !isScoped || !p.CanAccess(tenant.ID(scoped.GetId())) {
-			return tenant.ErrForbidden
+			return tenant.Principal{}, tenant.ErrForbidden
 		}
 	}
-	return nil
+	return p, nil
+}
+
+// callerKey holds, in a handler's context, the principal that
+// authorize let through.
+type callerKey struct{}
+
+// callerOf is the principal a handler serves; ok is false for a public
+// method.
+func callerOf(ctx context.Context) (tenant.Principal, bool) {
+	p, ok := ctx.Value(callerKey{}).(tenant.Principal)
+	return p, ok && (p.Admin || p.Tenant != "")
 }
 
 func bearerToken(ctx context.Context) (string, error) {
@@ -136,10 +149,11 @@ func parseBearer(authorization string) (string, error) {
 
 func authUnaryInterceptor(auth authenticator) grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-		if err := authorize(ctx, auth, info.FullMethod, req); err != nil {
+		p, err := authorize(ctx, auth, info.FullMethod, req)
+		if err != nil {
 			return nil, err
 		}
-		return handler(ctx, req)
+		return handler(context.WithValue(ctx, callerKey{}, p), req)
 	}
 }
 
@@ -148,7 +162,7 @@ func authUnaryInterceptor(auth authenticator) grpc.UnaryServerInterceptor {
 // methods can be streams.
 func authStreamInterceptor(auth authenticator, log *slog.Logger) grpc.StreamServerInterceptor {
 	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-		if err := authorize(ss.Context(), auth, info.FullMethod, nil); err != nil {
+		if _, err := authorize(ss.Context(), auth, info.FullMethod, nil); err != nil {
 			return toStatus(ss.Context(), log, info.FullMethod, err)
 		}
 		return handler(srv, ss)

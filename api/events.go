@@ -7,7 +7,10 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -21,11 +24,37 @@ type Redeliverer interface {
 	Redeliver(ctx context.Context, tid tenant.ID, id relay.EventID) error
 }
 
+// EventAppender stores an event durably for delivery; relay.Ingestor is one.
+type EventAppender interface {
+	Append(ctx context.Context, e *relay.Event) (relay.AppendResult, error)
+}
+
 // eventServer implements wxrelayv1.EventServiceServer on relay.Events.
 type eventServer struct {
 	wxrelayv1.UnimplementedEventServiceServer
 	events    *relay.Events
 	redeliver Redeliverer
+	tenants   *tenant.Service
+	appender  EventAppender // nil: no test events
+}
+
+func (s *eventServer) SendTestEvent(ctx context.Context, req *wxrelayv1.SendTestEventRequest) (*wxrelayv1.Event, error) {
+	if s.appender == nil {
+		return nil, status.Error(codes.Unimplemented, "this relay sends no test events")
+	}
+	t, err := s.tenants.Get(ctx, tenant.ID(req.GetId()))
+	if err != nil {
+		return nil, err
+	}
+	e, err := relay.NewTestEvent(t, req.GetNote(), sender(ctx), time.Now())
+	if err != nil {
+		return nil, err
+	}
+	res, err := s.appender.Append(ctx, e)
+	if err != nil {
+		return nil, err
+	}
+	return s.event(ctx, t.ID, res.ID)
 }
 
 func (s *eventServer) ListEvents(ctx context.Context, req *wxrelayv1.ListEventsRequest) (*wxrelayv1.ListEventsResponse, error) {
@@ -163,3 +192,12 @@ func beyondDouble(n string) bool {
 // its first KiB (4 are kept), enough to tell a proxy's error page or the
 // tenant's own error.
 const maxShownResponseBody = 1 << 10
+
+// sender names the caller for a test event's data: the admin, or the
+// tenant itself.
+func sender(ctx context.Context) string {
+	if p, ok := callerOf(ctx); ok && !p.Admin {
+		return "tenant"
+	}
+	return "admin"
+}

@@ -138,3 +138,33 @@ func TestEventsAPI(t *testing.T) {
 	e.mustStatus(e.do("POST", "/v1/tenants/"+a.id+"/events/"+ids[0]+":redeliver", b.apiKey, "{}"), 403)
 	e.mustStatus(e.do("POST", "/v1/tenants/"+b.id+"/events/"+ids[0]+":redeliver", b.apiKey, "{}"), 404)
 }
+
+// TestSendTestEvent: a test event is stored for delivery like a push,
+// carries the note and who sent it, and follows the API's access rules.
+func TestSendTestEvent(t *testing.T) {
+	e := newEnv(t)
+	c := e.createTenant(validTenant())
+	other := validTenant()
+	other["appid"] = "wx00000000000000ab"
+	d := e.createTenant(other)
+
+	r := e.mustStatus(e.do("POST", "/v1/tenants/"+c.id+"/events:sendTest", c.apiKey, `{"note":"is the shop's endpoint up?"}`), 200)
+	payload, _ := r.body["payload"].(map[string]any)
+	data, _ := payload["data"].(map[string]any)
+	if r.body["type"] != "wxrelay.test" || r.body["state"] != "STATE_PENDING" || payload["tenant_id"] != c.id ||
+		data["note"] != "is the shop's endpoint up?" || data["sent_by"] != "tenant" {
+		t.Errorf("test event %s, want a pending wxrelay.test with the note, sent by the tenant", r.raw)
+	}
+	id, _ := r.body["id"].(string)
+	if got := e.mustStatus(e.do("GET", "/v1/tenants/"+c.id+"/events/"+id, e.admin, nil), 200); got.body["type"] != "wxrelay.test" {
+		t.Errorf("the test event is not stored: %s", got.raw)
+	}
+	if r := e.mustStatus(e.do("POST", "/v1/tenants/"+c.id+"/events:sendTest", e.admin, `{}`), 200); r.body["payload"].(map[string]any)["data"].(map[string]any)["sent_by"] != "admin" {
+		t.Errorf("an admin's test event: %s", r.raw)
+	}
+	e.mustStatus(e.do("POST", "/v1/tenants/"+c.id+"/events:sendTest", d.apiKey, `{}`), 403)
+	r = e.mustStatus(e.do("POST", "/v1/tenants/"+c.id+"/events:sendTest", e.admin, `{"note":"`+strings.Repeat("x", 201)+`"}`), 400)
+	if msg, _ := r.body["message"].(string); !strings.HasPrefix(msg, "note:") {
+		t.Errorf("a note too long: %s", r.raw)
+	}
+}

@@ -79,7 +79,10 @@ type Options struct {
 	Authorizations AuthorizationReader
 	Events         *relay.Events
 	Redeliver      Redeliverer
-	Messages       Messenger
+	// Appender stores test events for delivery (SendTestEvent); nil
+	// refuses them.
+	Appender EventAppender
+	Messages Messenger
 	// TokenStatus reports tenants' access token status for GetTenant
 	// (a *token.Keeper); nil leaves token_status unset.
 	TokenStatus TokenStatuser
@@ -234,7 +237,7 @@ func New(opts Options) (*Server, error) {
 		opts.Components = tenant.NewComponentService(noComponents{}, nil)
 	}
 	componentsSrv := &componentServer{components: opts.Components, tokens: opts.ComponentTokens, health: opts.ComponentHealth, auths: opts.Authorizations, publicURL: strings.TrimRight(opts.PublicURL, "/")}
-	eventsSrv := &eventServer{events: opts.Events, redeliver: opts.Redeliver}
+	eventsSrv := &eventServer{events: opts.Events, redeliver: opts.Redeliver, tenants: opts.Tenants, appender: opts.Appender}
 	callsSrv := &callServer{tenants: opts.Tenants, calls: opts.Calls}
 	hs := health.NewServer()
 	// On the network, every message is read in a read slot (grpcgate.go);

@@ -95,21 +95,30 @@ func NewAuthorizationEvent(tid tenant.ID, typ string, a *tenant.Authorization, n
 	if typ == TypeRevoked {
 		data.RevokeTime = a.RevokeTime.UTC().Format(time.RFC3339)
 	}
+	if err := e.setBody(a.AuthorizerAppID, "", data); err != nil {
+		return nil, fmt.Errorf("relay: authorization event: %w", err)
+	}
+	return e, nil
+}
+
+// setBody sets e's data, encoded from data, and its webhook body, for an
+// event the relay makes itself rather than receives.
+func (e *Event) setBody(appid, openid string, data any) error {
 	raw, err := json.Marshal(data)
 	if err != nil {
-		return nil, fmt.Errorf("relay: encode authorization event: %w", err)
+		return fmt.Errorf("encode data: %w", err)
 	}
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
 	err = enc.Encode(webhookBody{
-		ID: e.ID, Type: typ, TenantID: tid, AppID: a.AuthorizerAppID,
-		CreateTime: at.Format(time.RFC3339), ReceiveTime: now.Format(time.RFC3339Nano), Data: raw,
+		ID: e.ID, Type: e.Type, TenantID: e.TenantID, AppID: appid, OpenID: openid,
+		CreateTime: e.CreateTime.Format(time.RFC3339), ReceiveTime: e.ReceiveTime.Format(time.RFC3339Nano), Data: raw,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("relay: encode webhook body: %w", err)
+		return fmt.Errorf("encode webhook body: %w", err)
 	}
 	e.Raw = raw
 	e.Payload = bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
-	return e, nil
+	return nil
 }

@@ -93,6 +93,7 @@ type Console struct {
 	o       Options
 	tenants wxrelayv1.TenantServiceClient
 	events  wxrelayv1.EventServiceClient
+	calls   wxrelayv1.CallServiceClient
 	// components: third-party platforms (components.go).
 	components wxrelayv1.ComponentServiceClient
 	pages      map[string]*template.Template
@@ -114,6 +115,7 @@ func New(o Options) (*Console, error) {
 		o.Now = time.Now
 	}
 	c := &Console{o: o, tenants: wxrelayv1.NewTenantServiceClient(o.API), events: wxrelayv1.NewEventServiceClient(o.API),
+		calls:      wxrelayv1.NewCallServiceClient(o.API),
 		components: wxrelayv1.NewComponentServiceClient(o.API)}
 	var err error
 	if c.pages, err = parsePages(); err != nil {
@@ -143,6 +145,8 @@ func New(o Options) (*Console, error) {
 		"GET /console/tenants/{id}/events":                    c.eventList,
 		"GET /console/tenants/{id}/events/{event}":            c.eventPage,
 		"POST /console/tenants/{id}/events/{event}/redeliver": c.redeliver,
+		"POST /console/tenants/{id}/test-event":               c.sendTestEvent,
+		"GET /console/tenants/{id}/calls":                     c.callList,
 		"GET /console/":                                       c.notFound,
 		"GET /console/components":                             c.componentList,
 		"GET /console/components/new":                         c.newComponentPage,

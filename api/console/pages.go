@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"time"
@@ -480,10 +481,23 @@ type eventBody struct {
 	Payload string
 }
 
+// sendTestEvent sends a test event to the tenant's webhook and shows it.
+func (c *Console) sendTestEvent(w http.ResponseWriter, r *http.Request, s *session) {
+	e, err := c.events.SendTestEvent(callCtx(r.Context(), s), &wxrelayv1.SendTestEventRequest{Id: r.PathValue("id"), Note: r.PostFormValue("note")})
+	if err != nil {
+		c.apiError(w, r, s, err)
+		return
+	}
+	http.Redirect(w, r, "/console/tenants/"+r.PathValue("id")+"/events/"+e.GetId()+"?sent=1", http.StatusSeeOther)
+}
+
 func (c *Console) eventPage(w http.ResponseWriter, r *http.Request, s *session) {
 	flash := ""
-	if r.URL.Query().Get("redelivered") != "" {
+	switch {
+	case r.URL.Query().Get("redelivered") != "":
 		flash = "Queued for delivery again: the attempts below show how it goes (reload)."
+	case r.URL.Query().Get("sent") != "":
+		flash = "Test event sent to the tenant's webhook: the attempts below show how it answers (reload)."
 	}
 	ctx := callCtx(r.Context(), s)
 	t, err := c.tenants.GetTenant(ctx, &wxrelayv1.GetTenantRequest{Id: r.PathValue("id")})
@@ -527,3 +541,30 @@ func healthName(s wxrelayv1.Health_State) string {
 }
 
 func kindName(k wxrelayv1.Health_Kind) string { return strings.TrimPrefix(k.String(), "KIND_") }
+
+// callsBody is a page of a tenant's calls through the WeChat-compatible
+// API and the send API, newest first.
+type callsBody struct {
+	T     *wxrelayv1.Tenant
+	Calls []*wxrelayv1.Call
+	Next  string // the query of the next page, "" at the end
+}
+
+func (c *Console) callList(w http.ResponseWriter, r *http.Request, s *session) {
+	ctx := callCtx(r.Context(), s)
+	t, err := c.tenants.GetTenant(ctx, &wxrelayv1.GetTenantRequest{Id: r.PathValue("id")})
+	if err != nil {
+		c.apiError(w, r, s, err)
+		return
+	}
+	resp, err := c.calls.ListCalls(ctx, &wxrelayv1.ListCallsRequest{Id: t.GetId(), PageSize: 100, PageToken: r.URL.Query().Get("page")})
+	if err != nil {
+		c.apiError(w, r, s, err)
+		return
+	}
+	b := callsBody{T: t, Calls: resp.GetCalls()}
+	if next := resp.GetNextPageToken(); next != "" {
+		b.Next = url.Values{"page": {next}}.Encode()
+	}
+	c.render(w, "calls", http.StatusOK, pageData{Title: "Calls", Nav: "tenants", CSRF: s.csrf(), Body: b})
+}

@@ -13,7 +13,7 @@ import (
 // pageNames are the templates/ files that are pages; each is parsed with
 // layout.html and the shared partials.
 var pageNames = []string{"login", "tenants", "tenant_new", "created", "tenant", "events", "event", "error",
-	"components", "component", "component_new"}
+	"components", "component", "component_new", "calls"}
 
 func parsePages() (map[string]*template.Template, error) {
 	pages := map[string]*template.Template{}
@@ -64,6 +64,12 @@ var funcs = template.FuncMap{
 			out[i] = fmt.Sprint(id)
 		}
 		return strings.Join(out, ", ")
+	},
+	// deref is an optional number's value (call errcodes).
+	"deref": func(p *int32) int32 { return *p },
+	// micros is a duration in microseconds, as people read it: 3.2 ms.
+	"micros": func(us int64) string {
+		return (time.Duration(us) * time.Microsecond).Round(100 * time.Microsecond).String()
 	},
 	"join":  strings.Join,
 	"count": func(m map[string]int, k string) int { return m[k] },

@@ -223,6 +223,33 @@ func TestConsole_EndToEnd(t *testing.T) {
 	})
 	shots.take(ctx, "tenants ok")
 
+	// A test event, sent from the tenant's page, is delivered like a push.
+	do(t, ctx, "send a test event", chromedp.Navigate(tenantURL), chromedp.Click(chromedp.ID("send-test-event")),
+		chromedp.WaitVisible(chromedp.CSS("p.flash")))
+	testEventURL := get(t, ctx, "location", chromedp.Location())
+	eventually(t, ctx, testEventURL, "the test event is delivered", func() bool {
+		return js[string](t, ctx, `document.getElementById("event-state").textContent`) == "DELIVERED"
+	})
+	if body := js[string](t, ctx, `document.getElementById("payload").textContent`); !strings.Contains(body, `"type": "wxrelay.test"`) {
+		t.Errorf("the test event's payload:\n%s", body)
+	}
+	shots.take(ctx, "test event delivered")
+
+	// The tenant's calls: a send through the API is listed.
+	req, _ := http.NewRequest("POST", origin+"/v1/tenants/"+tid+"/messages:send",
+		strings.NewReader(`{"touser":"oConsoleUser00000000000001","msgtype":"text","text":{"content":"Shipped."}}`))
+	req.Header.Set("Authorization", "Bearer "+apiKey)
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("send: %v %v", resp, err)
+	} else {
+		resp.Body.Close()
+	}
+	do(t, ctx, "open the calls", chromedp.Navigate(tenantURL), chromedp.Click(chromedp.ID("calls")), chromedp.WaitVisible(chromedp.ID("calls")))
+	eventually(t, ctx, tenantURL+"/calls", "the send is listed", func() bool {
+		return strings.Contains(js[string](t, ctx, `document.querySelector('#calls tr[data-class="send"]')?.textContent ?? ""`), "messages:send")
+	})
+	shots.take(ctx, "calls")
+
 	// Pushes signed with another Token are refused, and the tenant page
 	// says so: the reason, and the refusals by cause with what to check.
 	for i := range 3 {

@@ -282,7 +282,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		Authorizations:  authorizationReader{componentStore, tenantStore},
 		Events:          relay.NewEvents(eventStore),
 		Redeliver:       dispatcher,
-		Messages:        messages,
+		// Test events, stored and delivered as pushes are.
+		Appender: ingestor,
+		Messages: messages,
 		// Idempotency keys of sends.
 		Idempotency: idempotency,
 		// GetTenant shows the token status, e.g. a wrong AppSecret.

@@ -75,7 +75,61 @@ func (x Event_State) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Event_State.Descriptor instead.
 func (Event_State) EnumDescriptor() ([]byte, []int) {
-	return file_wxrelay_v1_event_proto_rawDescGZIP(), []int{0, 0}
+	return file_wxrelay_v1_event_proto_rawDescGZIP(), []int{1, 0}
+}
+
+type SendTestEventRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The tenant.
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// Said in the event's data; at most 200 characters.
+	Note          string `protobuf:"bytes,2,opt,name=note,proto3" json:"note,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SendTestEventRequest) Reset() {
+	*x = SendTestEventRequest{}
+	mi := &file_wxrelay_v1_event_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SendTestEventRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SendTestEventRequest) ProtoMessage() {}
+
+func (x *SendTestEventRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_wxrelay_v1_event_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SendTestEventRequest.ProtoReflect.Descriptor instead.
+func (*SendTestEventRequest) Descriptor() ([]byte, []int) {
+	return file_wxrelay_v1_event_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *SendTestEventRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *SendTestEventRequest) GetNote() string {
+	if x != nil {
+		return x.Note
+	}
+	return ""
 }
 
 // Event is one push from WeChat, stored before WeChat was answered.
@@ -108,7 +162,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_wxrelay_v1_event_proto_msgTypes[0]
+	mi := &file_wxrelay_v1_event_proto_msgTypes[1]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -120,7 +174,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_wxrelay_v1_event_proto_msgTypes[0]
+	mi := &file_wxrelay_v1_event_proto_msgTypes[1]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -133,7 +187,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_wxrelay_v1_event_proto_rawDescGZIP(), []int{0}
+	return file_wxrelay_v1_event_proto_rawDescGZIP(), []int{1}
 }
 
 func (x *Event) GetId() string {
@@ -226,7 +280,7 @@ type Attempt struct {
 
 func (x *Attempt) Reset() {
 	*x = Attempt{}
-	mi := &file_wxrelay_v1_event_proto_msgTypes[1]
+	mi := &file_wxrelay_v1_event_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -238,7 +292,7 @@ func (x *Attempt) String() string {
 func (*Attempt) ProtoMessage() {}
 
 func (x *Attempt) ProtoReflect() protoreflect.Message {
-	mi := &file_wxrelay_v1_event_proto_msgTypes[1]
+	mi := &file_wxrelay_v1_event_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -251,7 +305,7 @@ func (x *Attempt) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Attempt.ProtoReflect.Descriptor instead.
 func (*Attempt) Descriptor() ([]byte, []int) {
-	return file_wxrelay_v1_event_proto_rawDescGZIP(), []int{1}
+	return file_wxrelay_v1_event_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *Attempt) GetTime() *timestamppb.Timestamp {
@@ -317,7 +371,7 @@ type ListEventsRequest struct {
 
 func (x *ListEventsRequest) Reset() {
 	*x = ListEventsRequest{}
-	mi := &file_wxrelay_v1_event_proto_msgTypes[2]
+	mi := &file_wxrelay_v1_event_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -329,7 +383,7 @@ func (x *ListEventsRequest) String() string {
 func (*ListEventsRequest) ProtoMessage() {}
 
 func (x *ListEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wxrelay_v1_event_proto_msgTypes[2]
+	mi := &file_wxrelay_v1_event_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -342,7 +396,7 @@ func (x *ListEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEventsRequest.ProtoReflect.Descriptor instead.
 func (*ListEventsRequest) Descriptor() ([]byte, []int) {
-	return file_wxrelay_v1_event_proto_rawDescGZIP(), []int{2}
+	return file_wxrelay_v1_event_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *ListEventsRequest) GetId() string {
@@ -404,7 +458,7 @@ type ListEventsResponse struct {
 
 func (x *ListEventsResponse) Reset() {
 	*x = ListEventsResponse{}
-	mi := &file_wxrelay_v1_event_proto_msgTypes[3]
+	mi := &file_wxrelay_v1_event_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -416,7 +470,7 @@ func (x *ListEventsResponse) String() string {
 func (*ListEventsResponse) ProtoMessage() {}
 
 func (x *ListEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wxrelay_v1_event_proto_msgTypes[3]
+	mi := &file_wxrelay_v1_event_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -429,7 +483,7 @@ func (x *ListEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEventsResponse.ProtoReflect.Descriptor instead.
 func (*ListEventsResponse) Descriptor() ([]byte, []int) {
-	return file_wxrelay_v1_event_proto_rawDescGZIP(), []int{3}
+	return file_wxrelay_v1_event_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *ListEventsResponse) GetEvents() []*Event {
@@ -457,7 +511,7 @@ type GetEventRequest struct {
 
 func (x *GetEventRequest) Reset() {
 	*x = GetEventRequest{}
-	mi := &file_wxrelay_v1_event_proto_msgTypes[4]
+	mi := &file_wxrelay_v1_event_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -469,7 +523,7 @@ func (x *GetEventRequest) String() string {
 func (*GetEventRequest) ProtoMessage() {}
 
 func (x *GetEventRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wxrelay_v1_event_proto_msgTypes[4]
+	mi := &file_wxrelay_v1_event_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -482,7 +536,7 @@ func (x *GetEventRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetEventRequest.ProtoReflect.Descriptor instead.
 func (*GetEventRequest) Descriptor() ([]byte, []int) {
-	return file_wxrelay_v1_event_proto_rawDescGZIP(), []int{4}
+	return file_wxrelay_v1_event_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *GetEventRequest) GetId() string {
@@ -510,7 +564,7 @@ type RedeliverEventRequest struct {
 
 func (x *RedeliverEventRequest) Reset() {
 	*x = RedeliverEventRequest{}
-	mi := &file_wxrelay_v1_event_proto_msgTypes[5]
+	mi := &file_wxrelay_v1_event_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -522,7 +576,7 @@ func (x *RedeliverEventRequest) String() string {
 func (*RedeliverEventRequest) ProtoMessage() {}
 
 func (x *RedeliverEventRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wxrelay_v1_event_proto_msgTypes[5]
+	mi := &file_wxrelay_v1_event_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -535,7 +589,7 @@ func (x *RedeliverEventRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RedeliverEventRequest.ProtoReflect.Descriptor instead.
 func (*RedeliverEventRequest) Descriptor() ([]byte, []int) {
-	return file_wxrelay_v1_event_proto_rawDescGZIP(), []int{5}
+	return file_wxrelay_v1_event_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *RedeliverEventRequest) GetId() string {
@@ -557,7 +611,10 @@ var File_wxrelay_v1_event_proto protoreflect.FileDescriptor
 const file_wxrelay_v1_event_proto_rawDesc = "" +
 	"\n" +
 	"\x16wxrelay/v1/event.proto\x12\n" +
-	"wxrelay.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x83\x04\n" +
+	"wxrelay.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\":\n" +
+	"\x14SendTestEventRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
+	"\x04note\x18\x02 \x01(\tR\x04note\"\x83\x04\n" +
 	"\x05Event\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04type\x18\x02 \x01(\tR\x04type\x12\x16\n" +
@@ -601,12 +658,13 @@ const file_wxrelay_v1_event_proto_rawDesc = "" +
 	"\bevent_id\x18\x02 \x01(\tR\aeventId\"B\n" +
 	"\x15RedeliverEventRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x19\n" +
-	"\bevent_id\x18\x02 \x01(\tR\aeventId2\xdf\x01\n" +
+	"\bevent_id\x18\x02 \x01(\tR\aeventId2\xa5\x02\n" +
 	"\fEventService\x12K\n" +
 	"\n" +
 	"ListEvents\x12\x1d.wxrelay.v1.ListEventsRequest\x1a\x1e.wxrelay.v1.ListEventsResponse\x12:\n" +
 	"\bGetEvent\x12\x1b.wxrelay.v1.GetEventRequest\x1a\x11.wxrelay.v1.Event\x12F\n" +
-	"\x0eRedeliverEvent\x12!.wxrelay.v1.RedeliverEventRequest\x1a\x11.wxrelay.v1.EventB9Z7github.com/wxrelay/wxrelay/api/gen/wxrelay/v1;wxrelayv1b\x06proto3"
+	"\x0eRedeliverEvent\x12!.wxrelay.v1.RedeliverEventRequest\x1a\x11.wxrelay.v1.Event\x12D\n" +
+	"\rSendTestEvent\x12 .wxrelay.v1.SendTestEventRequest\x1a\x11.wxrelay.v1.EventB9Z7github.com/wxrelay/wxrelay/api/gen/wxrelay/v1;wxrelayv1b\x06proto3"
 
 var (
 	file_wxrelay_v1_event_proto_rawDescOnce sync.Once
@@ -621,37 +679,40 @@ func file_wxrelay_v1_event_proto_rawDescGZIP() []byte {
 }
 
 var file_wxrelay_v1_event_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_wxrelay_v1_event_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_wxrelay_v1_event_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
 var file_wxrelay_v1_event_proto_goTypes = []any{
 	(Event_State)(0),              // 0: wxrelay.v1.Event.State
-	(*Event)(nil),                 // 1: wxrelay.v1.Event
-	(*Attempt)(nil),               // 2: wxrelay.v1.Attempt
-	(*ListEventsRequest)(nil),     // 3: wxrelay.v1.ListEventsRequest
-	(*ListEventsResponse)(nil),    // 4: wxrelay.v1.ListEventsResponse
-	(*GetEventRequest)(nil),       // 5: wxrelay.v1.GetEventRequest
-	(*RedeliverEventRequest)(nil), // 6: wxrelay.v1.RedeliverEventRequest
-	(*timestamppb.Timestamp)(nil), // 7: google.protobuf.Timestamp
-	(*structpb.Struct)(nil),       // 8: google.protobuf.Struct
+	(*SendTestEventRequest)(nil),  // 1: wxrelay.v1.SendTestEventRequest
+	(*Event)(nil),                 // 2: wxrelay.v1.Event
+	(*Attempt)(nil),               // 3: wxrelay.v1.Attempt
+	(*ListEventsRequest)(nil),     // 4: wxrelay.v1.ListEventsRequest
+	(*ListEventsResponse)(nil),    // 5: wxrelay.v1.ListEventsResponse
+	(*GetEventRequest)(nil),       // 6: wxrelay.v1.GetEventRequest
+	(*RedeliverEventRequest)(nil), // 7: wxrelay.v1.RedeliverEventRequest
+	(*timestamppb.Timestamp)(nil), // 8: google.protobuf.Timestamp
+	(*structpb.Struct)(nil),       // 9: google.protobuf.Struct
 }
 var file_wxrelay_v1_event_proto_depIdxs = []int32{
-	7,  // 0: wxrelay.v1.Event.receive_time:type_name -> google.protobuf.Timestamp
+	8,  // 0: wxrelay.v1.Event.receive_time:type_name -> google.protobuf.Timestamp
 	0,  // 1: wxrelay.v1.Event.state:type_name -> wxrelay.v1.Event.State
-	8,  // 2: wxrelay.v1.Event.payload:type_name -> google.protobuf.Struct
-	2,  // 3: wxrelay.v1.Event.attempts:type_name -> wxrelay.v1.Attempt
-	7,  // 4: wxrelay.v1.Event.next_attempt_time:type_name -> google.protobuf.Timestamp
-	7,  // 5: wxrelay.v1.Attempt.time:type_name -> google.protobuf.Timestamp
+	9,  // 2: wxrelay.v1.Event.payload:type_name -> google.protobuf.Struct
+	3,  // 3: wxrelay.v1.Event.attempts:type_name -> wxrelay.v1.Attempt
+	8,  // 4: wxrelay.v1.Event.next_attempt_time:type_name -> google.protobuf.Timestamp
+	8,  // 5: wxrelay.v1.Attempt.time:type_name -> google.protobuf.Timestamp
 	0,  // 6: wxrelay.v1.ListEventsRequest.state:type_name -> wxrelay.v1.Event.State
-	7,  // 7: wxrelay.v1.ListEventsRequest.received_after:type_name -> google.protobuf.Timestamp
-	7,  // 8: wxrelay.v1.ListEventsRequest.received_before:type_name -> google.protobuf.Timestamp
-	1,  // 9: wxrelay.v1.ListEventsResponse.events:type_name -> wxrelay.v1.Event
-	3,  // 10: wxrelay.v1.EventService.ListEvents:input_type -> wxrelay.v1.ListEventsRequest
-	5,  // 11: wxrelay.v1.EventService.GetEvent:input_type -> wxrelay.v1.GetEventRequest
-	6,  // 12: wxrelay.v1.EventService.RedeliverEvent:input_type -> wxrelay.v1.RedeliverEventRequest
-	4,  // 13: wxrelay.v1.EventService.ListEvents:output_type -> wxrelay.v1.ListEventsResponse
-	1,  // 14: wxrelay.v1.EventService.GetEvent:output_type -> wxrelay.v1.Event
-	1,  // 15: wxrelay.v1.EventService.RedeliverEvent:output_type -> wxrelay.v1.Event
-	13, // [13:16] is the sub-list for method output_type
-	10, // [10:13] is the sub-list for method input_type
+	8,  // 7: wxrelay.v1.ListEventsRequest.received_after:type_name -> google.protobuf.Timestamp
+	8,  // 8: wxrelay.v1.ListEventsRequest.received_before:type_name -> google.protobuf.Timestamp
+	2,  // 9: wxrelay.v1.ListEventsResponse.events:type_name -> wxrelay.v1.Event
+	4,  // 10: wxrelay.v1.EventService.ListEvents:input_type -> wxrelay.v1.ListEventsRequest
+	6,  // 11: wxrelay.v1.EventService.GetEvent:input_type -> wxrelay.v1.GetEventRequest
+	7,  // 12: wxrelay.v1.EventService.RedeliverEvent:input_type -> wxrelay.v1.RedeliverEventRequest
+	1,  // 13: wxrelay.v1.EventService.SendTestEvent:input_type -> wxrelay.v1.SendTestEventRequest
+	5,  // 14: wxrelay.v1.EventService.ListEvents:output_type -> wxrelay.v1.ListEventsResponse
+	2,  // 15: wxrelay.v1.EventService.GetEvent:output_type -> wxrelay.v1.Event
+	2,  // 16: wxrelay.v1.EventService.RedeliverEvent:output_type -> wxrelay.v1.Event
+	2,  // 17: wxrelay.v1.EventService.SendTestEvent:output_type -> wxrelay.v1.Event
+	14, // [14:18] is the sub-list for method output_type
+	10, // [10:14] is the sub-list for method input_type
 	10, // [10:10] is the sub-list for extension type_name
 	10, // [10:10] is the sub-list for extension extendee
 	0,  // [0:10] is the sub-list for field type_name
@@ -668,7 +729,7 @@ func file_wxrelay_v1_event_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_wxrelay_v1_event_proto_rawDesc), len(file_wxrelay_v1_event_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   6,
+			NumMessages:   7,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

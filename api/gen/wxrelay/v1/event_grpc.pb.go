@@ -22,6 +22,7 @@ const (
 	EventService_ListEvents_FullMethodName     = "/wxrelay.v1.EventService/ListEvents"
 	EventService_GetEvent_FullMethodName       = "/wxrelay.v1.EventService/GetEvent"
 	EventService_RedeliverEvent_FullMethodName = "/wxrelay.v1.EventService/RedeliverEvent"
+	EventService_SendTestEvent_FullMethodName  = "/wxrelay.v1.EventService/SendTestEvent"
 )
 
 // EventServiceClient is the client API for EventService service.
@@ -38,6 +39,11 @@ type EventServiceClient interface {
 	// Queues an event for delivery again, whatever its state, at the start
 	// of the retry schedule. It is delivered under the same webhook-id.
 	RedeliverEvent(ctx context.Context, in *RedeliverEventRequest, opts ...grpc.CallOption) (*Event, error)
+	// Sends a test event (type wxrelay.test, data {"note", "sent_by"}) to
+	// the tenant's webhook: stored and delivered, signed and retried, as any
+	// event is, so that its attempts show whether the webhook answers. A
+	// tenant's API key may send its own.
+	SendTestEvent(ctx context.Context, in *SendTestEventRequest, opts ...grpc.CallOption) (*Event, error)
 }
 
 type eventServiceClient struct {
@@ -78,6 +84,16 @@ func (c *eventServiceClient) RedeliverEvent(ctx context.Context, in *RedeliverEv
 	return out, nil
 }
 
+func (c *eventServiceClient) SendTestEvent(ctx context.Context, in *SendTestEventRequest, opts ...grpc.CallOption) (*Event, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Event)
+	err := c.cc.Invoke(ctx, EventService_SendTestEvent_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // EventServiceServer is the server API for EventService service.
 // All implementations must embed UnimplementedEventServiceServer
 // for forward compatibility.
@@ -92,6 +108,11 @@ type EventServiceServer interface {
 	// Queues an event for delivery again, whatever its state, at the start
 	// of the retry schedule. It is delivered under the same webhook-id.
 	RedeliverEvent(context.Context, *RedeliverEventRequest) (*Event, error)
+	// Sends a test event (type wxrelay.test, data {"note", "sent_by"}) to
+	// the tenant's webhook: stored and delivered, signed and retried, as any
+	// event is, so that its attempts show whether the webhook answers. A
+	// tenant's API key may send its own.
+	SendTestEvent(context.Context, *SendTestEventRequest) (*Event, error)
 	mustEmbedUnimplementedEventServiceServer()
 }
 
@@ -110,6 +131,9 @@ func (UnimplementedEventServiceServer) GetEvent(context.Context, *GetEventReques
 }
 func (UnimplementedEventServiceServer) RedeliverEvent(context.Context, *RedeliverEventRequest) (*Event, error) {
 	return nil, status.Error(codes.Unimplemented, "method RedeliverEvent not implemented")
+}
+func (UnimplementedEventServiceServer) SendTestEvent(context.Context, *SendTestEventRequest) (*Event, error) {
+	return nil, status.Error(codes.Unimplemented, "method SendTestEvent not implemented")
 }
 func (UnimplementedEventServiceServer) mustEmbedUnimplementedEventServiceServer() {}
 func (UnimplementedEventServiceServer) testEmbeddedByValue()                      {}
@@ -186,6 +210,24 @@ func _EventService_RedeliverEvent_Handler(srv interface{}, ctx context.Context, 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _EventService_SendTestEvent_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SendTestEventRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(EventServiceServer).SendTestEvent(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: EventService_SendTestEvent_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(EventServiceServer).SendTestEvent(ctx, req.(*SendTestEventRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // EventService_ServiceDesc is the grpc.ServiceDesc for EventService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -204,6 +246,10 @@ var EventService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RedeliverEvent",
 			Handler:    _EventService_RedeliverEvent_Handler,
+		},
+		{
+			MethodName: "SendTestEvent",
+			Handler:    _EventService_SendTestEvent_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
