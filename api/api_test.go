@@ -97,7 +97,12 @@ func newEnvWith(t *testing.T, change func(*api.Options)) *env {
 		Events:     relay.NewEvents(events),
 		Redeliver:  dispatcher,
 		Appender:   ingestor,
-		Messages:   messages,
+		// The operator's search across tenants.
+		Finder: struct {
+			*store.TenantStore
+			*store.EventStore
+		}{tenants, events},
+		Messages: messages,
 		// Idempotency keys of sends.
 		Idempotency: store.NewIdempotencyStore(db),
 		// Call records of the compatible API.

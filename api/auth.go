@@ -37,6 +37,7 @@ var policy = map[string]access{
 	wxrelayv1.TenantService_RotateWebhookSecret_FullMethodName: accessAdmin,
 	wxrelayv1.TenantService_AuthorizationUrl_FullMethodName:    accessAdmin,
 	wxrelayv1.TenantService_ListPushRejections_FullMethodName:  accessTenant,
+	wxrelayv1.TenantService_Search_FullMethodName:              accessAdmin,
 	wxrelayv1.ComponentService_CreateComponent_FullMethodName:  accessAdmin,
 	wxrelayv1.ComponentService_GetComponent_FullMethodName:     accessAdmin,
 	wxrelayv1.ComponentService_ListComponents_FullMethodName:   accessAdmin,

@@ -58,7 +58,7 @@ func (s *eventServer) SendTestEvent(ctx context.Context, req *wxrelayv1.SendTest
 }
 
 func (s *eventServer) ListEvents(ctx context.Context, req *wxrelayv1.ListEventsRequest) (*wxrelayv1.ListEventsResponse, error) {
-	f := relay.EventFilter{Type: req.GetType()}
+	f := relay.EventFilter{Type: req.GetType(), OpenID: req.GetOpenid()}
 	var ok bool
 	if f.State, ok = eventStates[req.GetState()]; !ok {
 		return nil, &tenant.FieldError{Field: "state", Reason: "must be STATE_PENDING, STATE_DELIVERED or STATE_FAILED"}

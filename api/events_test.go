@@ -168,3 +168,55 @@ func TestSendTestEvent(t *testing.T) {
 		t.Errorf("a note too long: %s", r.raw)
 	}
 }
+
+// TestSearch: an admin finds a tenant by its id or appid, and events by
+// id or openid, across tenants; a tenant's key may not search.
+func TestSearch(t *testing.T) {
+	e := newEnv(t)
+	body := validTenant()
+	c := e.createTenant(body)
+	appid := body["appid"].(string)
+	e.push(c, appid, "oSearchUser0000000000000001", 1)
+	e.push(c, appid, "oSearchUser0000000000000001", 2)
+	e.push(c, appid, "oOtherUser00000000000000001", 3)
+
+	search := func(q string) (ids []string, events []map[string]any) {
+		t.Helper()
+		r := e.mustStatus(e.do("GET", "/v1/search?query="+q, e.admin, nil), 200)
+		ts, _ := r.body["tenants"].([]any)
+		for _, x := range ts {
+			ids = append(ids, x.(map[string]any)["id"].(string))
+		}
+		hits, _ := r.body["events"].([]any)
+		for _, h := range hits {
+			events = append(events, h.(map[string]any))
+		}
+		return ids, events
+	}
+	if ids, _ := search(strings.ToUpper(appid[:2]) + appid[2:]); len(ids) != 1 || ids[0] != c.id {
+		t.Errorf("search by appid found tenants %v, want %s", ids, c.id)
+	}
+	if ids, _ := search(c.id); len(ids) != 1 || ids[0] != c.id {
+		t.Errorf("search by tenant id found tenants %v", ids)
+	}
+	_, hits := search("oSearchUser0000000000000001")
+	if len(hits) != 2 || hits[0]["tenant_id"] != c.id {
+		t.Fatalf("search by openid found %v, want the user's 2 events of %s", hits, c.id)
+	}
+	ev := hits[0]["event"].(map[string]any)
+	if _, hits := search(ev["id"].(string)); len(hits) != 1 || hits[0]["event"].(map[string]any)["openid"] != "oSearchUser0000000000000001" {
+		t.Errorf("search by event id found %v", hits)
+	}
+	if ids, hits := search("oNobody"); len(ids)+len(hits) != 0 {
+		t.Errorf("search for nothing found %v %v", ids, hits)
+	}
+	e.mustStatus(e.do("GET", "/v1/search?query="+c.id, c.apiKey, nil), 403)
+	e.mustStatus(e.do("GET", "/v1/search?query=a%20b", e.admin, nil), 400)
+	e.mustStatus(e.do("GET", "/v1/search", e.admin, nil), 400)
+
+	// A tenant's events of one user.
+	r := e.mustStatus(e.do("GET", "/v1/tenants/"+c.id+"/events?openid=oOtherUser00000000000000001", c.apiKey, nil), 200)
+	if evs, _ := r.body["events"].([]any); len(evs) != 1 {
+		t.Errorf("events of one user: %s", r.raw)
+	}
+}

@@ -115,6 +115,9 @@ type Options struct {
 	// FetchToken starts fetching a tenant's access token, in the
 	// background, once it is created; nil leaves it to the keeper's scan.
 	FetchToken func(tenant.ID)
+	// Finder looks across tenants for the operator's Search; nil finds
+	// tenants by id only.
+	Finder Finder
 	// PushRejections lists the runs of refused pushes per tenant; nil
 	// answers every listing empty.
 	PushRejections rejection.Store
@@ -231,6 +234,7 @@ func New(opts Options) (*Server, error) {
 
 		checkCredentials: opts.CheckCredentials,
 		fetchToken:       opts.FetchToken,
+		finder:           opts.Finder,
 		publicURL:        strings.TrimRight(opts.PublicURL, "/"),
 	}
 	if opts.Components == nil {

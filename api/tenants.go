@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	wxrelayv1 "github.com/wxrelay/wxrelay/api/gen/wxrelay/v1"
+	"github.com/wxrelay/wxrelay/relay"
 	"github.com/wxrelay/wxrelay/relay/rejection"
 	"github.com/wxrelay/wxrelay/relay/token"
 	"github.com/wxrelay/wxrelay/tenant"
@@ -33,6 +34,7 @@ type tenantServer struct {
 	// fetchToken starts fetching a new tenant's access token; nil: the
 	// keeper's scan does.
 	fetchToken func(tenant.ID)
+	finder     Finder // nil: Search finds tenants by id only
 	publicURL  string // no trailing slash
 }
 
@@ -276,4 +278,58 @@ func (s *tenantServer) RotateWebhookSecret(ctx context.Context, req *wxrelayv1.R
 		return nil, err
 	}
 	return &wxrelayv1.RotateWebhookSecretResponse{WebhookSecret: secret}, nil
+}
+
+// Finder looks across tenants, for Search; *store.TenantStore and
+// *store.EventStore together are one.
+type Finder interface {
+	IDByAppID(ctx context.Context, appid string) (tenant.ID, error)
+	SearchEvents(ctx context.Context, q string, limit int) ([]*relay.Event, error)
+}
+
+// maxSearchEvents is how many events Search answers at most.
+const maxSearchEvents = 50
+
+// Search finds the tenant whose id or appid is the query, and the events
+// whose id or openid it is.
+func (s *tenantServer) Search(ctx context.Context, req *wxrelayv1.SearchRequest) (*wxrelayv1.SearchResponse, error) {
+	q := req.GetQuery()
+	if q == "" {
+		return nil, &tenant.FieldError{Field: "query", Reason: "is required: a tenant id, an appid, an event id or an openid"}
+	}
+	resp := &wxrelayv1.SearchResponse{}
+	add := func(id tenant.ID) error {
+		t, err := s.tenants.Get(ctx, id)
+		if errors.Is(err, tenant.ErrNotFound) {
+			return nil
+		}
+		if err == nil {
+			pt := s.toProtoTenant(t)
+			if pt.Health, err = s.healthOf(ctx, t, false); err == nil {
+				resp.Tenants = append(resp.Tenants, pt)
+			}
+		}
+		return err
+	}
+	if err := add(tenant.ID(q)); err != nil {
+		return nil, err
+	}
+	if s.finder == nil {
+		return resp, nil
+	}
+	if id, err := s.finder.IDByAppID(ctx, q); err == nil && id != tenant.ID(q) {
+		if err := add(id); err != nil {
+			return nil, err
+		}
+	} else if err != nil && !errors.Is(err, tenant.ErrNotFound) {
+		return nil, err
+	}
+	evs, err := s.finder.SearchEvents(ctx, q, maxSearchEvents)
+	if err != nil {
+		return nil, err
+	}
+	for _, e := range evs {
+		resp.Events = append(resp.Events, &wxrelayv1.SearchResponse_EventHit{TenantId: string(e.TenantID), Event: toProtoEvent(e)})
+	}
+	return resp, nil
 }

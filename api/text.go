@@ -43,8 +43,9 @@ func textInterceptor(ctx context.Context, req any, _ *grpc.UnaryServerInfo, hand
 // idFields are the top-level request fields that hold an identifier, with
 // the most bytes one may have. Ids the relay makes are short and URL-safe
 // (tn_ and 16 characters, evt_ and 26); page tokens are base64 of a
-// cursor.
-var idFields = map[protoreflect.Name]int{"id": 64, "event_id": 64, "component_id": 64, "page_token": 128}
+// cursor. A search query is one of these or an openid, of the same
+// alphabet.
+var idFields = map[protoreflect.Name]int{"id": 64, "event_id": 64, "component_id": 64, "page_token": 128, "query": 128, "openid": 128}
 
 // checkIDs refuses an identifier over its length or with a character no id
 // has, naming the field and not echoing the value.

@@ -79,6 +79,8 @@ type EventFilter struct {
 	State          State
 	ReceivedAfter  time.Time
 	ReceivedBefore time.Time
+	// OpenID keeps one user's events.
+	OpenID string
 }
 
 // StoredEvent is an event with the store's ordering cursor.

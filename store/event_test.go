@@ -772,3 +772,49 @@ func mustWaitForLockWait(t *testing.T, db *store.DB) {
 	}
 	t.Fatal("AppendEvents never waited for the other transaction's key")
 }
+
+// TestEventStore_SearchEvents: the operator's search finds an event by
+// its id and a user's events by openid, across tenants, newest first,
+// within the limit, and nothing of a tenant marked deleted.
+func TestEventStore_SearchEvents(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		es := store.NewEventStore(db)
+		a, b, gone := mustCreateTenant(t, db, "tn_searcha"), mustCreateTenant(t, db, "tn_searchb"), mustCreateTenant(t, db, "tn_searchgone")
+		var mine []*relay.Event
+		for i := range 4 {
+			e := newEvent(a, fmt.Sprintf("sa%d", i))
+			e.OpenID = "oSearchedUser"
+			mine = append(mine, e)
+			mustAppend(t, es, e)
+		}
+		other := newEvent(b, "sb")
+		mustAppend(t, es, other, newEvent(gone, "sg"))
+		ghost := newEvent(gone, "sg2")
+		ghost.OpenID = "oSearchedUser"
+		mustAppend(t, es, ghost)
+		if err := store.NewTenantStore(db).Delete(ctx, gone); err != nil {
+			t.Fatal(err)
+		}
+
+		got, err := es.SearchEvents(ctx, "oSearchedUser", 3)
+		if err != nil || len(got) != 3 || got[0].ID != mine[3].ID || got[2].ID != mine[1].ID {
+			t.Fatalf("SearchEvents(openid, 3) = %v, %v; want tenant a's newest 3, not the deleted tenant's", eventIDs(got...), err)
+		}
+		got, err = es.SearchEvents(ctx, string(other.ID), 50)
+		if err != nil || len(got) != 1 || got[0].TenantID != b {
+			t.Fatalf("SearchEvents(event id) = %v, %v; want tenant b's event", eventIDs(got...), err)
+		}
+		if got, _ := es.SearchEvents(ctx, "oNobody", 50); len(got) != 0 {
+			t.Errorf("SearchEvents(unknown) = %v", eventIDs(got...))
+		}
+		// A tenant's events of one user.
+		page, err := es.FindEvents(ctx, a, relay.EventFilter{OpenID: "oSearchedUser", PageSize: 10})
+		if err != nil || len(page) != 4 {
+			t.Errorf("FindEvents(openid) = %d, %v; want 4", len(page), err)
+		}
+		if page, _ := es.FindEvents(ctx, b, relay.EventFilter{OpenID: "oSearchedUser"}); len(page) != 0 {
+			t.Errorf("FindEvents of tenant b for a's user = %d events", len(page))
+		}
+	})
+}

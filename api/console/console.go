@@ -147,6 +147,7 @@ func New(o Options) (*Console, error) {
 		"POST /console/tenants/{id}/events/{event}/redeliver": c.redeliver,
 		"POST /console/tenants/{id}/test-event":               c.sendTestEvent,
 		"GET /console/tenants/{id}/calls":                     c.callList,
+		"GET /console/search":                                 c.search,
 		"GET /console/":                                       c.notFound,
 		"GET /console/components":                             c.componentList,
 		"GET /console/components/new":                         c.newComponentPage,

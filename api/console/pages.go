@@ -402,7 +402,7 @@ func (c *Console) rotateWebhookSecret(w http.ResponseWriter, r *http.Request, s 
 
 // eventFilter is the events page's filter form, as given.
 type eventFilter struct {
-	Type, State, After, Before string
+	Type, State, After, Before, OpenID string
 }
 
 type eventListBody struct {
@@ -427,9 +427,10 @@ func (c *Console) eventList(w http.ResponseWriter, r *http.Request, s *session) 
 		return
 	}
 	q := r.URL.Query()
-	f := eventFilter{Type: strings.TrimSpace(q.Get("type")), State: q.Get("state"), After: q.Get("after"), Before: q.Get("before")}
+	f := eventFilter{Type: strings.TrimSpace(q.Get("type")), State: q.Get("state"), After: q.Get("after"), Before: q.Get("before"),
+		OpenID: strings.TrimSpace(q.Get("openid"))}
 	b := eventListBody{T: t, Filter: f, States: []string{"PENDING", "DELIVERED", "FAILED"}}
-	req := &wxrelayv1.ListEventsRequest{Id: t.GetId(), PageSize: 50, PageToken: q.Get("page"), Type: f.Type}
+	req := &wxrelayv1.ListEventsRequest{Id: t.GetId(), PageSize: 50, PageToken: q.Get("page"), Type: f.Type, Openid: f.OpenID}
 	if f.State != "" {
 		v, ok := wxrelayv1.Event_State_value["STATE_"+f.State]
 		if !ok {
@@ -567,4 +568,32 @@ func (c *Console) callList(w http.ResponseWriter, r *http.Request, s *session) {
 		b.Next = url.Values{"page": {next}}.Encode()
 	}
 	c.render(w, "calls", http.StatusOK, pageData{Title: "Calls", Nav: "tenants", CSRF: s.csrf(), Body: b})
+}
+
+// searchBody is what the operator's search found.
+type searchBody struct {
+	Query   string
+	Tenants []*wxrelayv1.Tenant
+	Events  []*wxrelayv1.SearchResponse_EventHit
+	Error   string
+}
+
+// search finds tenants by id or appid and events by id or openid, across
+// tenants.
+func (c *Console) search(w http.ResponseWriter, r *http.Request, s *session) {
+	b := searchBody{Query: strings.TrimSpace(r.URL.Query().Get("q"))}
+	code := http.StatusOK
+	if b.Query != "" {
+		resp, err := c.tenants.Search(callCtx(r.Context(), s), &wxrelayv1.SearchRequest{Query: b.Query})
+		switch {
+		case status.Code(err) == codes.InvalidArgument:
+			b.Error, code = status.Convert(err).Message(), http.StatusBadRequest
+		case err != nil:
+			c.apiError(w, r, s, err)
+			return
+		default:
+			b.Tenants, b.Events = resp.GetTenants(), resp.GetEvents()
+		}
+	}
+	c.render(w, "search", code, pageData{Title: "Search", Nav: "search", CSRF: s.csrf(), Body: b})
 }

@@ -244,11 +244,25 @@ func TestConsole_EndToEnd(t *testing.T) {
 	} else {
 		resp.Body.Close()
 	}
-	do(t, ctx, "open the calls", chromedp.Navigate(tenantURL), chromedp.Click(chromedp.ID("calls")), chromedp.WaitVisible(chromedp.ID("calls")))
+	// (Call records are written in batches, a moment after the call.)
+	do(t, ctx, "open the calls", chromedp.Navigate(tenantURL), chromedp.Click(chromedp.ID("calls")), chromedp.WaitVisible(chromedp.CSS("main h1")))
 	eventually(t, ctx, tenantURL+"/calls", "the send is listed", func() bool {
 		return strings.Contains(js[string](t, ctx, `document.querySelector('#calls tr[data-class="send"]')?.textContent ?? ""`), "messages:send")
 	})
 	shots.take(ctx, "calls")
+
+	// The search in the header finds the tenant by its appid, and the
+	// user's events by openid, across tenants.
+	do(t, ctx, "search by appid", chromedp.SendKeys(chromedp.ID("search"), consoleAppID+"\n"),
+		chromedp.WaitVisible(chromedp.ID("found-tenants")))
+	if n := js[int](t, ctx, `document.querySelectorAll('#found-tenants tr[data-tenant="`+tid+`"]').length`); n != 1 {
+		t.Errorf("the search by appid lists the tenant %d times, want once", n)
+	}
+	do(t, ctx, "search by openid", chromedp.Navigate(base+"search?q=oConsoleUser00000000000001"), chromedp.WaitVisible(chromedp.ID("found-events")))
+	if n := js[int](t, ctx, `document.querySelectorAll('#found-events tr[data-event]').length`); n != 1 {
+		t.Errorf("the search by openid lists %d events, want the user's one", n)
+	}
+	shots.take(ctx, "search")
 
 	// Pushes signed with another Token are refused, and the tenant page
 	// says so: the reason, and the refusals by cause with what to check.

@@ -298,6 +298,11 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		CallRecorder: calls,
 		// Refused pushes, by tenant and cause.
 		PushRejections: rejectionStore,
+		// The operator's search across tenants: by appid, event id, openid.
+		Finder: struct {
+			*store.TenantStore
+			*store.EventStore
+		}{tenantStore, eventStore},
 		// A new tenant's credentials, checked on request with a stable
 		// token fetch that disturbs no token in use; and its first
 		// token, fetched at once.

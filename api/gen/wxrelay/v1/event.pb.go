@@ -365,8 +365,10 @@ type ListEventsRequest struct {
 	ReceivedAfter *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=received_after,json=receivedAfter,proto3" json:"received_after,omitempty"`
 	// Received before this time.
 	ReceivedBefore *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=received_before,json=receivedBefore,proto3" json:"received_before,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Of this user (FromUserName) only.
+	Openid        string `protobuf:"bytes,8,opt,name=openid,proto3" json:"openid,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ListEventsRequest) Reset() {
@@ -446,6 +448,13 @@ func (x *ListEventsRequest) GetReceivedBefore() *timestamppb.Timestamp {
 		return x.ReceivedBefore
 	}
 	return nil
+}
+
+func (x *ListEventsRequest) GetOpenid() string {
+	if x != nil {
+		return x.Openid
+	}
+	return ""
 }
 
 type ListEventsResponse struct {
@@ -640,7 +649,7 @@ const file_wxrelay_v1_event_proto_rawDesc = "" +
 	"latency_ms\x18\x03 \x01(\x05R\tlatencyMs\x12\x14\n" +
 	"\x05error\x18\x04 \x01(\tR\x05error\x12)\n" +
 	"\x10response_headers\x18\x05 \x01(\tR\x0fresponseHeaders\x12#\n" +
-	"\rresponse_body\x18\x06 \x01(\tR\fresponseBody\"\xaa\x02\n" +
+	"\rresponse_body\x18\x06 \x01(\tR\fresponseBody\"\xc2\x02\n" +
 	"\x11ListEventsRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1b\n" +
 	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
@@ -649,7 +658,8 @@ const file_wxrelay_v1_event_proto_rawDesc = "" +
 	"\x04type\x18\x04 \x01(\tR\x04type\x12-\n" +
 	"\x05state\x18\x05 \x01(\x0e2\x17.wxrelay.v1.Event.StateR\x05state\x12A\n" +
 	"\x0ereceived_after\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\rreceivedAfter\x12C\n" +
-	"\x0freceived_before\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\x0ereceivedBefore\"g\n" +
+	"\x0freceived_before\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\x0ereceivedBefore\x12\x16\n" +
+	"\x06openid\x18\b \x01(\tR\x06openid\"g\n" +
 	"\x12ListEventsResponse\x12)\n" +
 	"\x06events\x18\x01 \x03(\v2\x11.wxrelay.v1.EventR\x06events\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"<\n" +

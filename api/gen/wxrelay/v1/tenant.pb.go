@@ -75,7 +75,7 @@ func (x Authorization_State) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Authorization_State.Descriptor instead.
 func (Authorization_State) EnumDescriptor() ([]byte, []int) {
-	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{3, 0}
+	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{5, 0}
 }
 
 type Tenant_PushSecrets int32
@@ -126,7 +126,7 @@ func (x Tenant_PushSecrets) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Tenant_PushSecrets.Descriptor instead.
 func (Tenant_PushSecrets) EnumDescriptor() ([]byte, []int) {
-	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{6, 0}
+	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{8, 0}
 }
 
 // The access token endpoint (protocol §6).
@@ -180,7 +180,7 @@ func (x Tenant_TokenEndpoint) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Tenant_TokenEndpoint.Descriptor instead.
 func (Tenant_TokenEndpoint) EnumDescriptor() ([]byte, []int) {
-	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{6, 1}
+	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{8, 1}
 }
 
 // The message encryption mode chosen in the mini-program console.
@@ -233,7 +233,7 @@ func (x Tenant_EncryptMode) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Tenant_EncryptMode.Descriptor instead.
 func (Tenant_EncryptMode) EnumDescriptor() ([]byte, []int) {
-	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{6, 2}
+	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{8, 2}
 }
 
 // The push data format chosen in the mini-program console.
@@ -283,7 +283,7 @@ func (x Tenant_DataFormat) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Tenant_DataFormat.Descriptor instead.
 func (Tenant_DataFormat) EnumDescriptor() ([]byte, []int) {
-	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{6, 3}
+	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{8, 3}
 }
 
 // How the relay answers a user message.
@@ -335,7 +335,7 @@ func (x Tenant_ReplyMode) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Tenant_ReplyMode.Descriptor instead.
 func (Tenant_ReplyMode) EnumDescriptor() ([]byte, []int) {
-	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{6, 4}
+	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{8, 4}
 }
 
 type Tenant_State int32
@@ -384,7 +384,7 @@ func (x Tenant_State) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Tenant_State.Descriptor instead.
 func (Tenant_State) EnumDescriptor() ([]byte, []int) {
-	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{6, 5}
+	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{8, 5}
 }
 
 type Health_State int32
@@ -438,7 +438,7 @@ func (x Health_State) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Health_State.Descriptor instead.
 func (Health_State) EnumDescriptor() ([]byte, []int) {
-	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{18, 0}
+	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{20, 0}
 }
 
 type Health_Kind int32
@@ -555,7 +555,108 @@ func (x Health_Kind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Health_Kind.Descriptor instead.
 func (Health_Kind) EnumDescriptor() ([]byte, []int) {
-	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{18, 1}
+	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{20, 1}
+}
+
+type SearchRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// A tenant id (tn_...), an appid (wx...), an event id (evt_...) or an
+	// openid; at most 128 characters.
+	Query         string `protobuf:"bytes,1,opt,name=query,proto3" json:"query,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SearchRequest) Reset() {
+	*x = SearchRequest{}
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SearchRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SearchRequest) ProtoMessage() {}
+
+func (x *SearchRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SearchRequest.ProtoReflect.Descriptor instead.
+func (*SearchRequest) Descriptor() ([]byte, []int) {
+	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *SearchRequest) GetQuery() string {
+	if x != nil {
+		return x.Query
+	}
+	return ""
+}
+
+type SearchResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The tenant whose id or appid (case-insensitive) is the query.
+	Tenants []*Tenant `protobuf:"bytes,1,rep,name=tenants,proto3" json:"tenants,omitempty"`
+	// The events whose id or openid is the query, newest first, at most 50,
+	// without their payloads (GetEvent has them).
+	Events        []*SearchResponse_EventHit `protobuf:"bytes,2,rep,name=events,proto3" json:"events,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SearchResponse) Reset() {
+	*x = SearchResponse{}
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SearchResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SearchResponse) ProtoMessage() {}
+
+func (x *SearchResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SearchResponse.ProtoReflect.Descriptor instead.
+func (*SearchResponse) Descriptor() ([]byte, []int) {
+	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *SearchResponse) GetTenants() []*Tenant {
+	if x != nil {
+		return x.Tenants
+	}
+	return nil
+}
+
+func (x *SearchResponse) GetEvents() []*SearchResponse_EventHit {
+	if x != nil {
+		return x.Events
+	}
+	return nil
 }
 
 type ListPushRejectionsRequest struct {
@@ -567,7 +668,7 @@ type ListPushRejectionsRequest struct {
 
 func (x *ListPushRejectionsRequest) Reset() {
 	*x = ListPushRejectionsRequest{}
-	mi := &file_wxrelay_v1_tenant_proto_msgTypes[0]
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -579,7 +680,7 @@ func (x *ListPushRejectionsRequest) String() string {
 func (*ListPushRejectionsRequest) ProtoMessage() {}
 
 func (x *ListPushRejectionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wxrelay_v1_tenant_proto_msgTypes[0]
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -592,7 +693,7 @@ func (x *ListPushRejectionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPushRejectionsRequest.ProtoReflect.Descriptor instead.
 func (*ListPushRejectionsRequest) Descriptor() ([]byte, []int) {
-	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{0}
+	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *ListPushRejectionsRequest) GetId() string {
@@ -611,7 +712,7 @@ type ListPushRejectionsResponse struct {
 
 func (x *ListPushRejectionsResponse) Reset() {
 	*x = ListPushRejectionsResponse{}
-	mi := &file_wxrelay_v1_tenant_proto_msgTypes[1]
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -623,7 +724,7 @@ func (x *ListPushRejectionsResponse) String() string {
 func (*ListPushRejectionsResponse) ProtoMessage() {}
 
 func (x *ListPushRejectionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wxrelay_v1_tenant_proto_msgTypes[1]
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -636,7 +737,7 @@ func (x *ListPushRejectionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPushRejectionsResponse.ProtoReflect.Descriptor instead.
 func (*ListPushRejectionsResponse) Descriptor() ([]byte, []int) {
-	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{1}
+	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *ListPushRejectionsResponse) GetRejections() []*PushRejection {
@@ -669,7 +770,7 @@ type PushRejection struct {
 
 func (x *PushRejection) Reset() {
 	*x = PushRejection{}
-	mi := &file_wxrelay_v1_tenant_proto_msgTypes[2]
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -681,7 +782,7 @@ func (x *PushRejection) String() string {
 func (*PushRejection) ProtoMessage() {}
 
 func (x *PushRejection) ProtoReflect() protoreflect.Message {
-	mi := &file_wxrelay_v1_tenant_proto_msgTypes[2]
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -694,7 +795,7 @@ func (x *PushRejection) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PushRejection.ProtoReflect.Descriptor instead.
 func (*PushRejection) Descriptor() ([]byte, []int) {
-	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{2}
+	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *PushRejection) GetCause() string {
@@ -754,7 +855,7 @@ type Authorization struct {
 
 func (x *Authorization) Reset() {
 	*x = Authorization{}
-	mi := &file_wxrelay_v1_tenant_proto_msgTypes[3]
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -766,7 +867,7 @@ func (x *Authorization) String() string {
 func (*Authorization) ProtoMessage() {}
 
 func (x *Authorization) ProtoReflect() protoreflect.Message {
-	mi := &file_wxrelay_v1_tenant_proto_msgTypes[3]
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -779,7 +880,7 @@ func (x *Authorization) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Authorization.ProtoReflect.Descriptor instead.
 func (*Authorization) Descriptor() ([]byte, []int) {
-	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{3}
+	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Authorization) GetState() Authorization_State {
@@ -819,7 +920,7 @@ type AuthorizationUrlRequest struct {
 
 func (x *AuthorizationUrlRequest) Reset() {
 	*x = AuthorizationUrlRequest{}
-	mi := &file_wxrelay_v1_tenant_proto_msgTypes[4]
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -831,7 +932,7 @@ func (x *AuthorizationUrlRequest) String() string {
 func (*AuthorizationUrlRequest) ProtoMessage() {}
 
 func (x *AuthorizationUrlRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wxrelay_v1_tenant_proto_msgTypes[4]
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -844,7 +945,7 @@ func (x *AuthorizationUrlRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthorizationUrlRequest.ProtoReflect.Descriptor instead.
 func (*AuthorizationUrlRequest) Descriptor() ([]byte, []int) {
-	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{4}
+	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *AuthorizationUrlRequest) GetId() string {
@@ -866,7 +967,7 @@ type AuthorizationUrlResponse struct {
 
 func (x *AuthorizationUrlResponse) Reset() {
 	*x = AuthorizationUrlResponse{}
-	mi := &file_wxrelay_v1_tenant_proto_msgTypes[5]
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -878,7 +979,7 @@ func (x *AuthorizationUrlResponse) String() string {
 func (*AuthorizationUrlResponse) ProtoMessage() {}
 
 func (x *AuthorizationUrlResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wxrelay_v1_tenant_proto_msgTypes[5]
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -891,7 +992,7 @@ func (x *AuthorizationUrlResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthorizationUrlResponse.ProtoReflect.Descriptor instead.
 func (*AuthorizationUrlResponse) Descriptor() ([]byte, []int) {
-	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{5}
+	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *AuthorizationUrlResponse) GetUrl() string {
@@ -990,7 +1091,7 @@ type Tenant struct {
 
 func (x *Tenant) Reset() {
 	*x = Tenant{}
-	mi := &file_wxrelay_v1_tenant_proto_msgTypes[6]
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1002,7 +1103,7 @@ func (x *Tenant) String() string {
 func (*Tenant) ProtoMessage() {}
 
 func (x *Tenant) ProtoReflect() protoreflect.Message {
-	mi := &file_wxrelay_v1_tenant_proto_msgTypes[6]
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1015,7 +1116,7 @@ func (x *Tenant) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Tenant.ProtoReflect.Descriptor instead.
 func (*Tenant) Descriptor() ([]byte, []int) {
-	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{6}
+	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Tenant) GetId() string {
@@ -1219,7 +1320,7 @@ type CreateTenantRequest struct {
 
 func (x *CreateTenantRequest) Reset() {
 	*x = CreateTenantRequest{}
-	mi := &file_wxrelay_v1_tenant_proto_msgTypes[7]
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1231,7 +1332,7 @@ func (x *CreateTenantRequest) String() string {
 func (*CreateTenantRequest) ProtoMessage() {}
 
 func (x *CreateTenantRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wxrelay_v1_tenant_proto_msgTypes[7]
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1244,7 +1345,7 @@ func (x *CreateTenantRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateTenantRequest.ProtoReflect.Descriptor instead.
 func (*CreateTenantRequest) Descriptor() ([]byte, []int) {
-	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{7}
+	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *CreateTenantRequest) GetTenant() *Tenant {
@@ -1277,7 +1378,7 @@ type CreateTenantResponse struct {
 
 func (x *CreateTenantResponse) Reset() {
 	*x = CreateTenantResponse{}
-	mi := &file_wxrelay_v1_tenant_proto_msgTypes[8]
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1289,7 +1390,7 @@ func (x *CreateTenantResponse) String() string {
 func (*CreateTenantResponse) ProtoMessage() {}
 
 func (x *CreateTenantResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wxrelay_v1_tenant_proto_msgTypes[8]
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1302,7 +1403,7 @@ func (x *CreateTenantResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateTenantResponse.ProtoReflect.Descriptor instead.
 func (*CreateTenantResponse) Descriptor() ([]byte, []int) {
-	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{8}
+	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *CreateTenantResponse) GetTenant() *Tenant {
@@ -1342,7 +1443,7 @@ type GetTenantRequest struct {
 
 func (x *GetTenantRequest) Reset() {
 	*x = GetTenantRequest{}
-	mi := &file_wxrelay_v1_tenant_proto_msgTypes[9]
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1354,7 +1455,7 @@ func (x *GetTenantRequest) String() string {
 func (*GetTenantRequest) ProtoMessage() {}
 
 func (x *GetTenantRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wxrelay_v1_tenant_proto_msgTypes[9]
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1367,7 +1468,7 @@ func (x *GetTenantRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTenantRequest.ProtoReflect.Descriptor instead.
 func (*GetTenantRequest) Descriptor() ([]byte, []int) {
-	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{9}
+	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *GetTenantRequest) GetId() string {
@@ -1389,7 +1490,7 @@ type ListTenantsRequest struct {
 
 func (x *ListTenantsRequest) Reset() {
 	*x = ListTenantsRequest{}
-	mi := &file_wxrelay_v1_tenant_proto_msgTypes[10]
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1401,7 +1502,7 @@ func (x *ListTenantsRequest) String() string {
 func (*ListTenantsRequest) ProtoMessage() {}
 
 func (x *ListTenantsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wxrelay_v1_tenant_proto_msgTypes[10]
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1414,7 +1515,7 @@ func (x *ListTenantsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTenantsRequest.ProtoReflect.Descriptor instead.
 func (*ListTenantsRequest) Descriptor() ([]byte, []int) {
-	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{10}
+	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ListTenantsRequest) GetPageSize() int32 {
@@ -1442,7 +1543,7 @@ type ListTenantsResponse struct {
 
 func (x *ListTenantsResponse) Reset() {
 	*x = ListTenantsResponse{}
-	mi := &file_wxrelay_v1_tenant_proto_msgTypes[11]
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1454,7 +1555,7 @@ func (x *ListTenantsResponse) String() string {
 func (*ListTenantsResponse) ProtoMessage() {}
 
 func (x *ListTenantsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wxrelay_v1_tenant_proto_msgTypes[11]
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1467,7 +1568,7 @@ func (x *ListTenantsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTenantsResponse.ProtoReflect.Descriptor instead.
 func (*ListTenantsResponse) Descriptor() ([]byte, []int) {
-	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{11}
+	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ListTenantsResponse) GetTenants() []*Tenant {
@@ -1497,7 +1598,7 @@ type UpdateTenantRequest struct {
 
 func (x *UpdateTenantRequest) Reset() {
 	*x = UpdateTenantRequest{}
-	mi := &file_wxrelay_v1_tenant_proto_msgTypes[12]
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1509,7 +1610,7 @@ func (x *UpdateTenantRequest) String() string {
 func (*UpdateTenantRequest) ProtoMessage() {}
 
 func (x *UpdateTenantRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wxrelay_v1_tenant_proto_msgTypes[12]
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1522,7 +1623,7 @@ func (x *UpdateTenantRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateTenantRequest.ProtoReflect.Descriptor instead.
 func (*UpdateTenantRequest) Descriptor() ([]byte, []int) {
-	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{12}
+	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *UpdateTenantRequest) GetId() string {
@@ -1555,7 +1656,7 @@ type DeleteTenantRequest struct {
 
 func (x *DeleteTenantRequest) Reset() {
 	*x = DeleteTenantRequest{}
-	mi := &file_wxrelay_v1_tenant_proto_msgTypes[13]
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1567,7 +1668,7 @@ func (x *DeleteTenantRequest) String() string {
 func (*DeleteTenantRequest) ProtoMessage() {}
 
 func (x *DeleteTenantRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wxrelay_v1_tenant_proto_msgTypes[13]
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1580,7 +1681,7 @@ func (x *DeleteTenantRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteTenantRequest.ProtoReflect.Descriptor instead.
 func (*DeleteTenantRequest) Descriptor() ([]byte, []int) {
-	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{13}
+	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *DeleteTenantRequest) GetId() string {
@@ -1599,7 +1700,7 @@ type RotateApiKeyRequest struct {
 
 func (x *RotateApiKeyRequest) Reset() {
 	*x = RotateApiKeyRequest{}
-	mi := &file_wxrelay_v1_tenant_proto_msgTypes[14]
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1611,7 +1712,7 @@ func (x *RotateApiKeyRequest) String() string {
 func (*RotateApiKeyRequest) ProtoMessage() {}
 
 func (x *RotateApiKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wxrelay_v1_tenant_proto_msgTypes[14]
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1624,7 +1725,7 @@ func (x *RotateApiKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateApiKeyRequest.ProtoReflect.Descriptor instead.
 func (*RotateApiKeyRequest) Descriptor() ([]byte, []int) {
-	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{14}
+	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *RotateApiKeyRequest) GetId() string {
@@ -1643,7 +1744,7 @@ type RotateApiKeyResponse struct {
 
 func (x *RotateApiKeyResponse) Reset() {
 	*x = RotateApiKeyResponse{}
-	mi := &file_wxrelay_v1_tenant_proto_msgTypes[15]
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1655,7 +1756,7 @@ func (x *RotateApiKeyResponse) String() string {
 func (*RotateApiKeyResponse) ProtoMessage() {}
 
 func (x *RotateApiKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wxrelay_v1_tenant_proto_msgTypes[15]
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1668,7 +1769,7 @@ func (x *RotateApiKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateApiKeyResponse.ProtoReflect.Descriptor instead.
 func (*RotateApiKeyResponse) Descriptor() ([]byte, []int) {
-	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{15}
+	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *RotateApiKeyResponse) GetApiKey() string {
@@ -1687,7 +1788,7 @@ type RotateWebhookSecretRequest struct {
 
 func (x *RotateWebhookSecretRequest) Reset() {
 	*x = RotateWebhookSecretRequest{}
-	mi := &file_wxrelay_v1_tenant_proto_msgTypes[16]
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1699,7 +1800,7 @@ func (x *RotateWebhookSecretRequest) String() string {
 func (*RotateWebhookSecretRequest) ProtoMessage() {}
 
 func (x *RotateWebhookSecretRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wxrelay_v1_tenant_proto_msgTypes[16]
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1712,7 +1813,7 @@ func (x *RotateWebhookSecretRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateWebhookSecretRequest.ProtoReflect.Descriptor instead.
 func (*RotateWebhookSecretRequest) Descriptor() ([]byte, []int) {
-	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{16}
+	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *RotateWebhookSecretRequest) GetId() string {
@@ -1731,7 +1832,7 @@ type RotateWebhookSecretResponse struct {
 
 func (x *RotateWebhookSecretResponse) Reset() {
 	*x = RotateWebhookSecretResponse{}
-	mi := &file_wxrelay_v1_tenant_proto_msgTypes[17]
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1743,7 +1844,7 @@ func (x *RotateWebhookSecretResponse) String() string {
 func (*RotateWebhookSecretResponse) ProtoMessage() {}
 
 func (x *RotateWebhookSecretResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wxrelay_v1_tenant_proto_msgTypes[17]
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1756,7 +1857,7 @@ func (x *RotateWebhookSecretResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateWebhookSecretResponse.ProtoReflect.Descriptor instead.
 func (*RotateWebhookSecretResponse) Descriptor() ([]byte, []int) {
-	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{17}
+	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *RotateWebhookSecretResponse) GetWebhookSecret() string {
@@ -1781,7 +1882,7 @@ type Health struct {
 
 func (x *Health) Reset() {
 	*x = Health{}
-	mi := &file_wxrelay_v1_tenant_proto_msgTypes[18]
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1793,7 +1894,7 @@ func (x *Health) String() string {
 func (*Health) ProtoMessage() {}
 
 func (x *Health) ProtoReflect() protoreflect.Message {
-	mi := &file_wxrelay_v1_tenant_proto_msgTypes[18]
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1806,7 +1907,7 @@ func (x *Health) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Health.ProtoReflect.Descriptor instead.
 func (*Health) Descriptor() ([]byte, []int) {
-	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{18}
+	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Health) GetState() Health_State {
@@ -1826,6 +1927,58 @@ func (x *Health) GetReasons() []*Health_Reason {
 func (x *Health) GetComputeTime() *timestamppb.Timestamp {
 	if x != nil {
 		return x.ComputeTime
+	}
+	return nil
+}
+
+type SearchResponse_EventHit struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TenantId      string                 `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	Event         *Event                 `protobuf:"bytes,2,opt,name=event,proto3" json:"event,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SearchResponse_EventHit) Reset() {
+	*x = SearchResponse_EventHit{}
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SearchResponse_EventHit) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SearchResponse_EventHit) ProtoMessage() {}
+
+func (x *SearchResponse_EventHit) ProtoReflect() protoreflect.Message {
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SearchResponse_EventHit.ProtoReflect.Descriptor instead.
+func (*SearchResponse_EventHit) Descriptor() ([]byte, []int) {
+	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{1, 0}
+}
+
+func (x *SearchResponse_EventHit) GetTenantId() string {
+	if x != nil {
+		return x.TenantId
+	}
+	return ""
+}
+
+func (x *SearchResponse_EventHit) GetEvent() *Event {
+	if x != nil {
+		return x.Event
 	}
 	return nil
 }
@@ -1852,7 +2005,7 @@ type Tenant_TokenStatus struct {
 
 func (x *Tenant_TokenStatus) Reset() {
 	*x = Tenant_TokenStatus{}
-	mi := &file_wxrelay_v1_tenant_proto_msgTypes[19]
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1864,7 +2017,7 @@ func (x *Tenant_TokenStatus) String() string {
 func (*Tenant_TokenStatus) ProtoMessage() {}
 
 func (x *Tenant_TokenStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_wxrelay_v1_tenant_proto_msgTypes[19]
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1877,7 +2030,7 @@ func (x *Tenant_TokenStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Tenant_TokenStatus.ProtoReflect.Descriptor instead.
 func (*Tenant_TokenStatus) Descriptor() ([]byte, []int) {
-	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{6, 0}
+	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{8, 0}
 }
 
 func (x *Tenant_TokenStatus) GetExpireTime() *timestamppb.Timestamp {
@@ -1949,7 +2102,7 @@ type Health_Reason struct {
 
 func (x *Health_Reason) Reset() {
 	*x = Health_Reason{}
-	mi := &file_wxrelay_v1_tenant_proto_msgTypes[20]
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1961,7 +2114,7 @@ func (x *Health_Reason) String() string {
 func (*Health_Reason) ProtoMessage() {}
 
 func (x *Health_Reason) ProtoReflect() protoreflect.Message {
-	mi := &file_wxrelay_v1_tenant_proto_msgTypes[20]
+	mi := &file_wxrelay_v1_tenant_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1974,7 +2127,7 @@ func (x *Health_Reason) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Health_Reason.ProtoReflect.Descriptor instead.
 func (*Health_Reason) Descriptor() ([]byte, []int) {
-	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{18, 0}
+	return file_wxrelay_v1_tenant_proto_rawDescGZIP(), []int{20, 0}
 }
 
 func (x *Health_Reason) GetKind() Health_Kind {
@@ -2094,7 +2247,15 @@ var File_wxrelay_v1_tenant_proto protoreflect.FileDescriptor
 const file_wxrelay_v1_tenant_proto_rawDesc = "" +
 	"\n" +
 	"\x17wxrelay/v1/tenant.proto\x12\n" +
-	"wxrelay.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"+\n" +
+	"wxrelay.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16wxrelay/v1/event.proto\"%\n" +
+	"\rSearchRequest\x12\x14\n" +
+	"\x05query\x18\x01 \x01(\tR\x05query\"\xcd\x01\n" +
+	"\x0eSearchResponse\x12,\n" +
+	"\atenants\x18\x01 \x03(\v2\x12.wxrelay.v1.TenantR\atenants\x12;\n" +
+	"\x06events\x18\x02 \x03(\v2#.wxrelay.v1.SearchResponse.EventHitR\x06events\x1aP\n" +
+	"\bEventHit\x12\x1b\n" +
+	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12'\n" +
+	"\x05event\x18\x02 \x01(\v2\x11.wxrelay.v1.EventR\x05event\"+\n" +
 	"\x19ListPushRejectionsRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"W\n" +
 	"\x1aListPushRejectionsResponse\x129\n" +
@@ -2271,7 +2432,7 @@ const file_wxrelay_v1_tenant_proto_rawDesc = "" +
 	"\x12!\n" +
 	"\x1dKIND_COMPONENT_TICKET_MISSING\x10\v\x12\x1e\n" +
 	"\x1aKIND_COMPONENT_TOKEN_ERROR\x10\f\x12\x16\n" +
-	"\x12KIND_PUSH_REJECTED\x10\r2\xfe\x05\n" +
+	"\x12KIND_PUSH_REJECTED\x10\r2\xbf\x06\n" +
 	"\rTenantService\x12Q\n" +
 	"\fCreateTenant\x12\x1f.wxrelay.v1.CreateTenantRequest\x1a .wxrelay.v1.CreateTenantResponse\x12=\n" +
 	"\tGetTenant\x12\x1c.wxrelay.v1.GetTenantRequest\x1a\x12.wxrelay.v1.Tenant\x12N\n" +
@@ -2281,7 +2442,8 @@ const file_wxrelay_v1_tenant_proto_rawDesc = "" +
 	"\fRotateApiKey\x12\x1f.wxrelay.v1.RotateApiKeyRequest\x1a .wxrelay.v1.RotateApiKeyResponse\x12f\n" +
 	"\x13RotateWebhookSecret\x12&.wxrelay.v1.RotateWebhookSecretRequest\x1a'.wxrelay.v1.RotateWebhookSecretResponse\x12]\n" +
 	"\x10AuthorizationUrl\x12#.wxrelay.v1.AuthorizationUrlRequest\x1a$.wxrelay.v1.AuthorizationUrlResponse\x12c\n" +
-	"\x12ListPushRejections\x12%.wxrelay.v1.ListPushRejectionsRequest\x1a&.wxrelay.v1.ListPushRejectionsResponseB9Z7github.com/wxrelay/wxrelay/api/gen/wxrelay/v1;wxrelayv1b\x06proto3"
+	"\x12ListPushRejections\x12%.wxrelay.v1.ListPushRejectionsRequest\x1a&.wxrelay.v1.ListPushRejectionsResponse\x12?\n" +
+	"\x06Search\x12\x19.wxrelay.v1.SearchRequest\x1a\x1a.wxrelay.v1.SearchResponseB9Z7github.com/wxrelay/wxrelay/api/gen/wxrelay/v1;wxrelayv1b\x06proto3"
 
 var (
 	file_wxrelay_v1_tenant_proto_rawDescOnce sync.Once
@@ -2296,7 +2458,7 @@ func file_wxrelay_v1_tenant_proto_rawDescGZIP() []byte {
 }
 
 var file_wxrelay_v1_tenant_proto_enumTypes = make([]protoimpl.EnumInfo, 9)
-var file_wxrelay_v1_tenant_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
+var file_wxrelay_v1_tenant_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
 var file_wxrelay_v1_tenant_proto_goTypes = []any{
 	(Authorization_State)(0),            // 0: wxrelay.v1.Authorization.State
 	(Tenant_PushSecrets)(0),             // 1: wxrelay.v1.Tenant.PushSecrets
@@ -2307,94 +2469,103 @@ var file_wxrelay_v1_tenant_proto_goTypes = []any{
 	(Tenant_State)(0),                   // 6: wxrelay.v1.Tenant.State
 	(Health_State)(0),                   // 7: wxrelay.v1.Health.State
 	(Health_Kind)(0),                    // 8: wxrelay.v1.Health.Kind
-	(*ListPushRejectionsRequest)(nil),   // 9: wxrelay.v1.ListPushRejectionsRequest
-	(*ListPushRejectionsResponse)(nil),  // 10: wxrelay.v1.ListPushRejectionsResponse
-	(*PushRejection)(nil),               // 11: wxrelay.v1.PushRejection
-	(*Authorization)(nil),               // 12: wxrelay.v1.Authorization
-	(*AuthorizationUrlRequest)(nil),     // 13: wxrelay.v1.AuthorizationUrlRequest
-	(*AuthorizationUrlResponse)(nil),    // 14: wxrelay.v1.AuthorizationUrlResponse
-	(*Tenant)(nil),                      // 15: wxrelay.v1.Tenant
-	(*CreateTenantRequest)(nil),         // 16: wxrelay.v1.CreateTenantRequest
-	(*CreateTenantResponse)(nil),        // 17: wxrelay.v1.CreateTenantResponse
-	(*GetTenantRequest)(nil),            // 18: wxrelay.v1.GetTenantRequest
-	(*ListTenantsRequest)(nil),          // 19: wxrelay.v1.ListTenantsRequest
-	(*ListTenantsResponse)(nil),         // 20: wxrelay.v1.ListTenantsResponse
-	(*UpdateTenantRequest)(nil),         // 21: wxrelay.v1.UpdateTenantRequest
-	(*DeleteTenantRequest)(nil),         // 22: wxrelay.v1.DeleteTenantRequest
-	(*RotateApiKeyRequest)(nil),         // 23: wxrelay.v1.RotateApiKeyRequest
-	(*RotateApiKeyResponse)(nil),        // 24: wxrelay.v1.RotateApiKeyResponse
-	(*RotateWebhookSecretRequest)(nil),  // 25: wxrelay.v1.RotateWebhookSecretRequest
-	(*RotateWebhookSecretResponse)(nil), // 26: wxrelay.v1.RotateWebhookSecretResponse
-	(*Health)(nil),                      // 27: wxrelay.v1.Health
-	(*Tenant_TokenStatus)(nil),          // 28: wxrelay.v1.Tenant.TokenStatus
-	(*Health_Reason)(nil),               // 29: wxrelay.v1.Health.Reason
-	(*timestamppb.Timestamp)(nil),       // 30: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),         // 31: google.protobuf.Duration
-	(*fieldmaskpb.FieldMask)(nil),       // 32: google.protobuf.FieldMask
-	(*emptypb.Empty)(nil),               // 33: google.protobuf.Empty
+	(*SearchRequest)(nil),               // 9: wxrelay.v1.SearchRequest
+	(*SearchResponse)(nil),              // 10: wxrelay.v1.SearchResponse
+	(*ListPushRejectionsRequest)(nil),   // 11: wxrelay.v1.ListPushRejectionsRequest
+	(*ListPushRejectionsResponse)(nil),  // 12: wxrelay.v1.ListPushRejectionsResponse
+	(*PushRejection)(nil),               // 13: wxrelay.v1.PushRejection
+	(*Authorization)(nil),               // 14: wxrelay.v1.Authorization
+	(*AuthorizationUrlRequest)(nil),     // 15: wxrelay.v1.AuthorizationUrlRequest
+	(*AuthorizationUrlResponse)(nil),    // 16: wxrelay.v1.AuthorizationUrlResponse
+	(*Tenant)(nil),                      // 17: wxrelay.v1.Tenant
+	(*CreateTenantRequest)(nil),         // 18: wxrelay.v1.CreateTenantRequest
+	(*CreateTenantResponse)(nil),        // 19: wxrelay.v1.CreateTenantResponse
+	(*GetTenantRequest)(nil),            // 20: wxrelay.v1.GetTenantRequest
+	(*ListTenantsRequest)(nil),          // 21: wxrelay.v1.ListTenantsRequest
+	(*ListTenantsResponse)(nil),         // 22: wxrelay.v1.ListTenantsResponse
+	(*UpdateTenantRequest)(nil),         // 23: wxrelay.v1.UpdateTenantRequest
+	(*DeleteTenantRequest)(nil),         // 24: wxrelay.v1.DeleteTenantRequest
+	(*RotateApiKeyRequest)(nil),         // 25: wxrelay.v1.RotateApiKeyRequest
+	(*RotateApiKeyResponse)(nil),        // 26: wxrelay.v1.RotateApiKeyResponse
+	(*RotateWebhookSecretRequest)(nil),  // 27: wxrelay.v1.RotateWebhookSecretRequest
+	(*RotateWebhookSecretResponse)(nil), // 28: wxrelay.v1.RotateWebhookSecretResponse
+	(*Health)(nil),                      // 29: wxrelay.v1.Health
+	(*SearchResponse_EventHit)(nil),     // 30: wxrelay.v1.SearchResponse.EventHit
+	(*Tenant_TokenStatus)(nil),          // 31: wxrelay.v1.Tenant.TokenStatus
+	(*Health_Reason)(nil),               // 32: wxrelay.v1.Health.Reason
+	(*timestamppb.Timestamp)(nil),       // 33: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),         // 34: google.protobuf.Duration
+	(*fieldmaskpb.FieldMask)(nil),       // 35: google.protobuf.FieldMask
+	(*Event)(nil),                       // 36: wxrelay.v1.Event
+	(*emptypb.Empty)(nil),               // 37: google.protobuf.Empty
 }
 var file_wxrelay_v1_tenant_proto_depIdxs = []int32{
-	11, // 0: wxrelay.v1.ListPushRejectionsResponse.rejections:type_name -> wxrelay.v1.PushRejection
-	30, // 1: wxrelay.v1.PushRejection.first_time:type_name -> google.protobuf.Timestamp
-	30, // 2: wxrelay.v1.PushRejection.last_time:type_name -> google.protobuf.Timestamp
-	0,  // 3: wxrelay.v1.Authorization.state:type_name -> wxrelay.v1.Authorization.State
-	30, // 4: wxrelay.v1.Authorization.authorize_time:type_name -> google.protobuf.Timestamp
-	30, // 5: wxrelay.v1.Authorization.revoke_time:type_name -> google.protobuf.Timestamp
-	30, // 6: wxrelay.v1.AuthorizationUrlResponse.expire_time:type_name -> google.protobuf.Timestamp
-	3,  // 7: wxrelay.v1.Tenant.encrypt_mode:type_name -> wxrelay.v1.Tenant.EncryptMode
-	4,  // 8: wxrelay.v1.Tenant.data_format:type_name -> wxrelay.v1.Tenant.DataFormat
-	5,  // 9: wxrelay.v1.Tenant.reply_mode:type_name -> wxrelay.v1.Tenant.ReplyMode
-	6,  // 10: wxrelay.v1.Tenant.state:type_name -> wxrelay.v1.Tenant.State
-	30, // 11: wxrelay.v1.Tenant.create_time:type_name -> google.protobuf.Timestamp
-	30, // 12: wxrelay.v1.Tenant.update_time:type_name -> google.protobuf.Timestamp
-	2,  // 13: wxrelay.v1.Tenant.token_endpoint:type_name -> wxrelay.v1.Tenant.TokenEndpoint
-	28, // 14: wxrelay.v1.Tenant.token_status:type_name -> wxrelay.v1.Tenant.TokenStatus
-	1,  // 15: wxrelay.v1.Tenant.push_secrets:type_name -> wxrelay.v1.Tenant.PushSecrets
-	30, // 16: wxrelay.v1.Tenant.previous_push_secrets_until:type_name -> google.protobuf.Timestamp
-	31, // 17: wxrelay.v1.Tenant.push_silence_alert:type_name -> google.protobuf.Duration
-	27, // 18: wxrelay.v1.Tenant.health:type_name -> wxrelay.v1.Health
-	12, // 19: wxrelay.v1.Tenant.authorization:type_name -> wxrelay.v1.Authorization
-	15, // 20: wxrelay.v1.CreateTenantRequest.tenant:type_name -> wxrelay.v1.Tenant
-	15, // 21: wxrelay.v1.CreateTenantResponse.tenant:type_name -> wxrelay.v1.Tenant
-	15, // 22: wxrelay.v1.ListTenantsResponse.tenants:type_name -> wxrelay.v1.Tenant
-	15, // 23: wxrelay.v1.UpdateTenantRequest.tenant:type_name -> wxrelay.v1.Tenant
-	32, // 24: wxrelay.v1.UpdateTenantRequest.update_mask:type_name -> google.protobuf.FieldMask
-	7,  // 25: wxrelay.v1.Health.state:type_name -> wxrelay.v1.Health.State
-	29, // 26: wxrelay.v1.Health.reasons:type_name -> wxrelay.v1.Health.Reason
-	30, // 27: wxrelay.v1.Health.compute_time:type_name -> google.protobuf.Timestamp
-	30, // 28: wxrelay.v1.Tenant.TokenStatus.expire_time:type_name -> google.protobuf.Timestamp
-	30, // 29: wxrelay.v1.Tenant.TokenStatus.last_refresh_time:type_name -> google.protobuf.Timestamp
-	30, // 30: wxrelay.v1.Tenant.TokenStatus.last_error_time:type_name -> google.protobuf.Timestamp
-	30, // 31: wxrelay.v1.Tenant.TokenStatus.next_refresh_time:type_name -> google.protobuf.Timestamp
-	8,  // 32: wxrelay.v1.Health.Reason.kind:type_name -> wxrelay.v1.Health.Kind
-	7,  // 33: wxrelay.v1.Health.Reason.severity:type_name -> wxrelay.v1.Health.State
-	30, // 34: wxrelay.v1.Health.Reason.since:type_name -> google.protobuf.Timestamp
-	31, // 35: wxrelay.v1.Health.Reason.oldest_pending_age:type_name -> google.protobuf.Duration
-	30, // 36: wxrelay.v1.Health.Reason.last_push_time:type_name -> google.protobuf.Timestamp
-	30, // 37: wxrelay.v1.Health.Reason.last_rejection_time:type_name -> google.protobuf.Timestamp
-	16, // 38: wxrelay.v1.TenantService.CreateTenant:input_type -> wxrelay.v1.CreateTenantRequest
-	18, // 39: wxrelay.v1.TenantService.GetTenant:input_type -> wxrelay.v1.GetTenantRequest
-	19, // 40: wxrelay.v1.TenantService.ListTenants:input_type -> wxrelay.v1.ListTenantsRequest
-	21, // 41: wxrelay.v1.TenantService.UpdateTenant:input_type -> wxrelay.v1.UpdateTenantRequest
-	22, // 42: wxrelay.v1.TenantService.DeleteTenant:input_type -> wxrelay.v1.DeleteTenantRequest
-	23, // 43: wxrelay.v1.TenantService.RotateApiKey:input_type -> wxrelay.v1.RotateApiKeyRequest
-	25, // 44: wxrelay.v1.TenantService.RotateWebhookSecret:input_type -> wxrelay.v1.RotateWebhookSecretRequest
-	13, // 45: wxrelay.v1.TenantService.AuthorizationUrl:input_type -> wxrelay.v1.AuthorizationUrlRequest
-	9,  // 46: wxrelay.v1.TenantService.ListPushRejections:input_type -> wxrelay.v1.ListPushRejectionsRequest
-	17, // 47: wxrelay.v1.TenantService.CreateTenant:output_type -> wxrelay.v1.CreateTenantResponse
-	15, // 48: wxrelay.v1.TenantService.GetTenant:output_type -> wxrelay.v1.Tenant
-	20, // 49: wxrelay.v1.TenantService.ListTenants:output_type -> wxrelay.v1.ListTenantsResponse
-	15, // 50: wxrelay.v1.TenantService.UpdateTenant:output_type -> wxrelay.v1.Tenant
-	33, // 51: wxrelay.v1.TenantService.DeleteTenant:output_type -> google.protobuf.Empty
-	24, // 52: wxrelay.v1.TenantService.RotateApiKey:output_type -> wxrelay.v1.RotateApiKeyResponse
-	26, // 53: wxrelay.v1.TenantService.RotateWebhookSecret:output_type -> wxrelay.v1.RotateWebhookSecretResponse
-	14, // 54: wxrelay.v1.TenantService.AuthorizationUrl:output_type -> wxrelay.v1.AuthorizationUrlResponse
-	10, // 55: wxrelay.v1.TenantService.ListPushRejections:output_type -> wxrelay.v1.ListPushRejectionsResponse
-	47, // [47:56] is the sub-list for method output_type
-	38, // [38:47] is the sub-list for method input_type
-	38, // [38:38] is the sub-list for extension type_name
-	38, // [38:38] is the sub-list for extension extendee
-	0,  // [0:38] is the sub-list for field type_name
+	17, // 0: wxrelay.v1.SearchResponse.tenants:type_name -> wxrelay.v1.Tenant
+	30, // 1: wxrelay.v1.SearchResponse.events:type_name -> wxrelay.v1.SearchResponse.EventHit
+	13, // 2: wxrelay.v1.ListPushRejectionsResponse.rejections:type_name -> wxrelay.v1.PushRejection
+	33, // 3: wxrelay.v1.PushRejection.first_time:type_name -> google.protobuf.Timestamp
+	33, // 4: wxrelay.v1.PushRejection.last_time:type_name -> google.protobuf.Timestamp
+	0,  // 5: wxrelay.v1.Authorization.state:type_name -> wxrelay.v1.Authorization.State
+	33, // 6: wxrelay.v1.Authorization.authorize_time:type_name -> google.protobuf.Timestamp
+	33, // 7: wxrelay.v1.Authorization.revoke_time:type_name -> google.protobuf.Timestamp
+	33, // 8: wxrelay.v1.AuthorizationUrlResponse.expire_time:type_name -> google.protobuf.Timestamp
+	3,  // 9: wxrelay.v1.Tenant.encrypt_mode:type_name -> wxrelay.v1.Tenant.EncryptMode
+	4,  // 10: wxrelay.v1.Tenant.data_format:type_name -> wxrelay.v1.Tenant.DataFormat
+	5,  // 11: wxrelay.v1.Tenant.reply_mode:type_name -> wxrelay.v1.Tenant.ReplyMode
+	6,  // 12: wxrelay.v1.Tenant.state:type_name -> wxrelay.v1.Tenant.State
+	33, // 13: wxrelay.v1.Tenant.create_time:type_name -> google.protobuf.Timestamp
+	33, // 14: wxrelay.v1.Tenant.update_time:type_name -> google.protobuf.Timestamp
+	2,  // 15: wxrelay.v1.Tenant.token_endpoint:type_name -> wxrelay.v1.Tenant.TokenEndpoint
+	31, // 16: wxrelay.v1.Tenant.token_status:type_name -> wxrelay.v1.Tenant.TokenStatus
+	1,  // 17: wxrelay.v1.Tenant.push_secrets:type_name -> wxrelay.v1.Tenant.PushSecrets
+	33, // 18: wxrelay.v1.Tenant.previous_push_secrets_until:type_name -> google.protobuf.Timestamp
+	34, // 19: wxrelay.v1.Tenant.push_silence_alert:type_name -> google.protobuf.Duration
+	29, // 20: wxrelay.v1.Tenant.health:type_name -> wxrelay.v1.Health
+	14, // 21: wxrelay.v1.Tenant.authorization:type_name -> wxrelay.v1.Authorization
+	17, // 22: wxrelay.v1.CreateTenantRequest.tenant:type_name -> wxrelay.v1.Tenant
+	17, // 23: wxrelay.v1.CreateTenantResponse.tenant:type_name -> wxrelay.v1.Tenant
+	17, // 24: wxrelay.v1.ListTenantsResponse.tenants:type_name -> wxrelay.v1.Tenant
+	17, // 25: wxrelay.v1.UpdateTenantRequest.tenant:type_name -> wxrelay.v1.Tenant
+	35, // 26: wxrelay.v1.UpdateTenantRequest.update_mask:type_name -> google.protobuf.FieldMask
+	7,  // 27: wxrelay.v1.Health.state:type_name -> wxrelay.v1.Health.State
+	32, // 28: wxrelay.v1.Health.reasons:type_name -> wxrelay.v1.Health.Reason
+	33, // 29: wxrelay.v1.Health.compute_time:type_name -> google.protobuf.Timestamp
+	36, // 30: wxrelay.v1.SearchResponse.EventHit.event:type_name -> wxrelay.v1.Event
+	33, // 31: wxrelay.v1.Tenant.TokenStatus.expire_time:type_name -> google.protobuf.Timestamp
+	33, // 32: wxrelay.v1.Tenant.TokenStatus.last_refresh_time:type_name -> google.protobuf.Timestamp
+	33, // 33: wxrelay.v1.Tenant.TokenStatus.last_error_time:type_name -> google.protobuf.Timestamp
+	33, // 34: wxrelay.v1.Tenant.TokenStatus.next_refresh_time:type_name -> google.protobuf.Timestamp
+	8,  // 35: wxrelay.v1.Health.Reason.kind:type_name -> wxrelay.v1.Health.Kind
+	7,  // 36: wxrelay.v1.Health.Reason.severity:type_name -> wxrelay.v1.Health.State
+	33, // 37: wxrelay.v1.Health.Reason.since:type_name -> google.protobuf.Timestamp
+	34, // 38: wxrelay.v1.Health.Reason.oldest_pending_age:type_name -> google.protobuf.Duration
+	33, // 39: wxrelay.v1.Health.Reason.last_push_time:type_name -> google.protobuf.Timestamp
+	33, // 40: wxrelay.v1.Health.Reason.last_rejection_time:type_name -> google.protobuf.Timestamp
+	18, // 41: wxrelay.v1.TenantService.CreateTenant:input_type -> wxrelay.v1.CreateTenantRequest
+	20, // 42: wxrelay.v1.TenantService.GetTenant:input_type -> wxrelay.v1.GetTenantRequest
+	21, // 43: wxrelay.v1.TenantService.ListTenants:input_type -> wxrelay.v1.ListTenantsRequest
+	23, // 44: wxrelay.v1.TenantService.UpdateTenant:input_type -> wxrelay.v1.UpdateTenantRequest
+	24, // 45: wxrelay.v1.TenantService.DeleteTenant:input_type -> wxrelay.v1.DeleteTenantRequest
+	25, // 46: wxrelay.v1.TenantService.RotateApiKey:input_type -> wxrelay.v1.RotateApiKeyRequest
+	27, // 47: wxrelay.v1.TenantService.RotateWebhookSecret:input_type -> wxrelay.v1.RotateWebhookSecretRequest
+	15, // 48: wxrelay.v1.TenantService.AuthorizationUrl:input_type -> wxrelay.v1.AuthorizationUrlRequest
+	11, // 49: wxrelay.v1.TenantService.ListPushRejections:input_type -> wxrelay.v1.ListPushRejectionsRequest
+	9,  // 50: wxrelay.v1.TenantService.Search:input_type -> wxrelay.v1.SearchRequest
+	19, // 51: wxrelay.v1.TenantService.CreateTenant:output_type -> wxrelay.v1.CreateTenantResponse
+	17, // 52: wxrelay.v1.TenantService.GetTenant:output_type -> wxrelay.v1.Tenant
+	22, // 53: wxrelay.v1.TenantService.ListTenants:output_type -> wxrelay.v1.ListTenantsResponse
+	17, // 54: wxrelay.v1.TenantService.UpdateTenant:output_type -> wxrelay.v1.Tenant
+	37, // 55: wxrelay.v1.TenantService.DeleteTenant:output_type -> google.protobuf.Empty
+	26, // 56: wxrelay.v1.TenantService.RotateApiKey:output_type -> wxrelay.v1.RotateApiKeyResponse
+	28, // 57: wxrelay.v1.TenantService.RotateWebhookSecret:output_type -> wxrelay.v1.RotateWebhookSecretResponse
+	16, // 58: wxrelay.v1.TenantService.AuthorizationUrl:output_type -> wxrelay.v1.AuthorizationUrlResponse
+	12, // 59: wxrelay.v1.TenantService.ListPushRejections:output_type -> wxrelay.v1.ListPushRejectionsResponse
+	10, // 60: wxrelay.v1.TenantService.Search:output_type -> wxrelay.v1.SearchResponse
+	51, // [51:61] is the sub-list for method output_type
+	41, // [41:51] is the sub-list for method input_type
+	41, // [41:41] is the sub-list for extension type_name
+	41, // [41:41] is the sub-list for extension extendee
+	0,  // [0:41] is the sub-list for field type_name
 }
 
 func init() { file_wxrelay_v1_tenant_proto_init() }
@@ -2402,13 +2573,14 @@ func file_wxrelay_v1_tenant_proto_init() {
 	if File_wxrelay_v1_tenant_proto != nil {
 		return
 	}
+	file_wxrelay_v1_event_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_wxrelay_v1_tenant_proto_rawDesc), len(file_wxrelay_v1_tenant_proto_rawDesc)),
 			NumEnums:      9,
-			NumMessages:   21,
+			NumMessages:   24,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

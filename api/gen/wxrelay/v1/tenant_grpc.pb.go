@@ -29,6 +29,7 @@ const (
 	TenantService_RotateWebhookSecret_FullMethodName = "/wxrelay.v1.TenantService/RotateWebhookSecret"
 	TenantService_AuthorizationUrl_FullMethodName    = "/wxrelay.v1.TenantService/AuthorizationUrl"
 	TenantService_ListPushRejections_FullMethodName  = "/wxrelay.v1.TenantService/ListPushRejections"
+	TenantService_Search_FullMethodName              = "/wxrelay.v1.TenantService/Search"
 )
 
 // TenantServiceClient is the client API for TenantService service.
@@ -67,6 +68,9 @@ type TenantServiceClient interface {
 	// like from the relay. No body is kept. A tenant's API key may read its
 	// own.
 	ListPushRejections(ctx context.Context, in *ListPushRejectionsRequest, opts ...grpc.CallOption) (*ListPushRejectionsResponse, error)
+	// Finds, across tenants, the tenant with an id or appid, and the events
+	// with an event id or of a user (openid). Admin only.
+	Search(ctx context.Context, in *SearchRequest, opts ...grpc.CallOption) (*SearchResponse, error)
 }
 
 type tenantServiceClient struct {
@@ -167,6 +171,16 @@ func (c *tenantServiceClient) ListPushRejections(ctx context.Context, in *ListPu
 	return out, nil
 }
 
+func (c *tenantServiceClient) Search(ctx context.Context, in *SearchRequest, opts ...grpc.CallOption) (*SearchResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SearchResponse)
+	err := c.cc.Invoke(ctx, TenantService_Search_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // TenantServiceServer is the server API for TenantService service.
 // All implementations must embed UnimplementedTenantServiceServer
 // for forward compatibility.
@@ -203,6 +217,9 @@ type TenantServiceServer interface {
 	// like from the relay. No body is kept. A tenant's API key may read its
 	// own.
 	ListPushRejections(context.Context, *ListPushRejectionsRequest) (*ListPushRejectionsResponse, error)
+	// Finds, across tenants, the tenant with an id or appid, and the events
+	// with an event id or of a user (openid). Admin only.
+	Search(context.Context, *SearchRequest) (*SearchResponse, error)
 	mustEmbedUnimplementedTenantServiceServer()
 }
 
@@ -239,6 +256,9 @@ func (UnimplementedTenantServiceServer) AuthorizationUrl(context.Context, *Autho
 }
 func (UnimplementedTenantServiceServer) ListPushRejections(context.Context, *ListPushRejectionsRequest) (*ListPushRejectionsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListPushRejections not implemented")
+}
+func (UnimplementedTenantServiceServer) Search(context.Context, *SearchRequest) (*SearchResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Search not implemented")
 }
 func (UnimplementedTenantServiceServer) mustEmbedUnimplementedTenantServiceServer() {}
 func (UnimplementedTenantServiceServer) testEmbeddedByValue()                       {}
@@ -423,6 +443,24 @@ func _TenantService_ListPushRejections_Handler(srv interface{}, ctx context.Cont
 	return interceptor(ctx, in, info, handler)
 }
 
+func _TenantService_Search_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SearchRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(TenantServiceServer).Search(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: TenantService_Search_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(TenantServiceServer).Search(ctx, req.(*SearchRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // TenantService_ServiceDesc is the grpc.ServiceDesc for TenantService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -465,6 +503,10 @@ var TenantService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListPushRejections",
 			Handler:    _TenantService_ListPushRejections_Handler,
+		},
+		{
+			MethodName: "Search",
+			Handler:    _TenantService_Search_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -1,0 +1,2 @@
+-- The events by openid.
+DROP INDEX events_openid;
