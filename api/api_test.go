@@ -97,6 +97,7 @@ func newEnvWith(t *testing.T, change func(*api.Options)) *env {
 		Events:     relay.NewEvents(events),
 		Redeliver:  dispatcher,
 		Appender:   ingestor,
+		Recoveries: store.NewRecoveryStore(db),
 		// The operator's search across tenants.
 		Finder: struct {
 			*store.TenantStore

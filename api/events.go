@@ -32,10 +32,85 @@ type EventAppender interface {
 // eventServer implements wxrelayv1.EventServiceServer on relay.Events.
 type eventServer struct {
 	wxrelayv1.UnimplementedEventServiceServer
-	events    *relay.Events
-	redeliver Redeliverer
-	tenants   *tenant.Service
-	appender  EventAppender // nil: no test events
+	events     *relay.Events
+	redeliver  Redeliverer
+	tenants    *tenant.Service
+	appender   EventAppender       // nil: no test events
+	recoveries relay.RecoveryStore // nil: no recoveries
+	// recovered is called once a recovery is asked for, so that its
+	// first step need not wait for the job's next run; nil: it waits.
+	recovered func()
+}
+
+// maxRecoveryAge is how far back a recovery may reach: failed events are
+// kept 30 days by default, and a since further back asks for nothing more.
+const maxRecoveryAge = 366 * 24 * time.Hour
+
+func (s *eventServer) RecoverFailedEvents(ctx context.Context, req *wxrelayv1.RecoverFailedEventsRequest) (*wxrelayv1.Recovery, error) {
+	if s.recoveries == nil {
+		return nil, status.Error(codes.Unimplemented, "this relay recovers no events")
+	}
+	now := time.Now()
+	switch {
+	case req.GetSince() == nil:
+		return nil, &tenant.FieldError{Field: "since", Reason: "is required: the time from which failed events are delivered again, e.g. 2026-12-05T08:00:00Z"}
+	case req.GetSince().AsTime().After(now):
+		return nil, &tenant.FieldError{Field: "since", Reason: "is in the future"}
+	}
+	since := req.GetSince().AsTime()
+	if earliest := now.Add(-maxRecoveryAge); since.Before(earliest) {
+		since = earliest
+	}
+	t, err := s.tenants.Get(ctx, tenant.ID(req.GetId()))
+	if err != nil {
+		return nil, err
+	}
+	r, err := s.recoveries.CreateRecovery(ctx, t.ID, since, sender(ctx), now)
+	if err != nil {
+		return nil, err
+	}
+	if s.recovered != nil && !r.Done {
+		s.recovered()
+	}
+	return toProtoRecovery(r), nil
+}
+
+func (s *eventServer) GetRecovery(ctx context.Context, req *wxrelayv1.GetRecoveryRequest) (*wxrelayv1.Recovery, error) {
+	if s.recoveries == nil {
+		return nil, status.Error(codes.Unimplemented, "this relay recovers no events")
+	}
+	r, err := s.recoveries.Recovery(ctx, tenant.ID(req.GetId()), req.GetRecoveryId())
+	if err != nil {
+		return nil, err
+	}
+	return toProtoRecovery(r), nil
+}
+
+func (s *eventServer) ListRecoveries(ctx context.Context, req *wxrelayv1.ListRecoveriesRequest) (*wxrelayv1.ListRecoveriesResponse, error) {
+	resp := &wxrelayv1.ListRecoveriesResponse{}
+	if s.recoveries == nil {
+		return resp, nil
+	}
+	if _, err := s.tenants.Get(ctx, tenant.ID(req.GetId())); err != nil {
+		return nil, err
+	}
+	rs, err := s.recoveries.Recoveries(ctx, tenant.ID(req.GetId()), 20)
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range rs {
+		resp.Recoveries = append(resp.Recoveries, toProtoRecovery(r))
+	}
+	return resp, nil
+}
+
+func toProtoRecovery(r *relay.Recovery) *wxrelayv1.Recovery {
+	out := &wxrelayv1.Recovery{Id: r.ID, Since: timestamppb.New(r.Since), State: wxrelayv1.Recovery_STATE_RUNNING,
+		Total: r.Total, Recovered: r.Recovered, RequestedBy: r.RequestedBy, CreateTime: timestamppb.New(r.CreateTime)}
+	if r.Done {
+		out.State, out.FinishTime = wxrelayv1.Recovery_STATE_DONE, timestamppb.New(r.FinishTime)
+	}
+	return out
 }
 
 func (s *eventServer) SendTestEvent(ctx context.Context, req *wxrelayv1.SendTestEventRequest) (*wxrelayv1.Event, error) {

@@ -220,3 +220,41 @@ func TestSearch(t *testing.T) {
 		t.Errorf("events of one user: %s", r.raw)
 	}
 }
+
+// TestRecoverFailedEvents: a recovery counts the tenant's failed events
+// since its time and reports its progress; its inputs are checked, and
+// it follows the API's access rules.
+func TestRecoverFailedEvents(t *testing.T) {
+	e := newEnv(t)
+	body := validTenant()
+	c := e.createTenant(body)
+	other := validTenant()
+	other["appid"] = "wx00000000000000ac"
+	d := e.createTenant(other)
+	for i := range 3 {
+		e.push(c, body["appid"].(string), fmt.Sprintf("oRecoverUser00000000000000%d", i), int64(100+i))
+	}
+	if _, err := e.db.Bun().Exec(`UPDATE events SET state = 'failed', finished_at = receive_time WHERE tenant_id = ?`, c.id); err != nil {
+		t.Fatal(err)
+	}
+	since := time.Now().Add(-time.Hour).UTC().Format(time.RFC3339)
+	r := e.mustStatus(e.do("POST", "/v1/tenants/"+c.id+"/events:recoverFailed", c.apiKey, `{"since":"`+since+`"}`), 200)
+	id, _ := r.body["id"].(string)
+	if !strings.HasPrefix(id, "rcv_") || r.body["state"] != "STATE_RUNNING" || r.body["total"] != "3" || r.body["requested_by"] != "tenant" {
+		t.Errorf("recovery %s, want rcv_..., running, 3 to recover, asked by the tenant", r.raw)
+	}
+	if got := e.mustStatus(e.do("GET", "/v1/tenants/"+c.id+"/recoveries/"+id, e.admin, nil), 200); got.body["id"] != id {
+		t.Errorf("GetRecovery: %s", got.raw)
+	}
+	if list := e.mustStatus(e.do("GET", "/v1/tenants/"+c.id+"/recoveries", c.apiKey, nil), 200); len(list.body["recoveries"].([]any)) != 1 {
+		t.Errorf("ListRecoveries: %s", list.raw)
+	}
+	e.mustStatus(e.do("GET", "/v1/tenants/"+d.id+"/recoveries/"+id, e.admin, nil), 404)
+	e.mustStatus(e.do("POST", "/v1/tenants/"+c.id+"/events:recoverFailed", d.apiKey, `{"since":"`+since+`"}`), 403)
+	for _, bad := range []string{`{}`, `{"since":"` + time.Now().Add(time.Hour).UTC().Format(time.RFC3339) + `"}`} {
+		r := e.mustStatus(e.do("POST", "/v1/tenants/"+c.id+"/events:recoverFailed", e.admin, bad), 400)
+		if msg, _ := r.body["message"].(string); !strings.HasPrefix(msg, "since:") {
+			t.Errorf("recover with %s: %s, want an error at since", bad, r.raw)
+		}
+	}
+}

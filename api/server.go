@@ -82,7 +82,11 @@ type Options struct {
 	// Appender stores test events for delivery (SendTestEvent); nil
 	// refuses them.
 	Appender EventAppender
-	Messages Messenger
+	// Recoveries keeps bulk recoveries of failed events, which a job
+	// steps; Recovered wakes that job when one is asked for. Nil: none.
+	Recoveries relay.RecoveryStore
+	Recovered  func()
+	Messages   Messenger
 	// TokenStatus reports tenants' access token status for GetTenant
 	// (a *token.Keeper); nil leaves token_status unset.
 	TokenStatus TokenStatuser
@@ -241,7 +245,8 @@ func New(opts Options) (*Server, error) {
 		opts.Components = tenant.NewComponentService(noComponents{}, nil)
 	}
 	componentsSrv := &componentServer{components: opts.Components, tokens: opts.ComponentTokens, health: opts.ComponentHealth, auths: opts.Authorizations, publicURL: strings.TrimRight(opts.PublicURL, "/")}
-	eventsSrv := &eventServer{events: opts.Events, redeliver: opts.Redeliver, tenants: opts.Tenants, appender: opts.Appender}
+	eventsSrv := &eventServer{events: opts.Events, redeliver: opts.Redeliver, tenants: opts.Tenants, appender: opts.Appender,
+		recoveries: opts.Recoveries, recovered: opts.Recovered}
 	callsSrv := &callServer{tenants: opts.Tenants, calls: opts.Calls}
 	hs := health.NewServer()
 	// On the network, every message is read in a read slot (grpcgate.go);

@@ -45,7 +45,7 @@ func textInterceptor(ctx context.Context, req any, _ *grpc.UnaryServerInfo, hand
 // (tn_ and 16 characters, evt_ and 26); page tokens are base64 of a
 // cursor. A search query is one of these or an openid, of the same
 // alphabet.
-var idFields = map[protoreflect.Name]int{"id": 64, "event_id": 64, "component_id": 64, "page_token": 128, "query": 128, "openid": 128}
+var idFields = map[protoreflect.Name]int{"id": 64, "event_id": 64, "component_id": 64, "page_token": 128, "query": 128, "openid": 128, "recovery_id": 64}
 
 // checkIDs refuses an identifier over its length or with a character no id
 // has, naming the field and not echoing the value.

@@ -148,6 +148,7 @@ func New(o Options) (*Console, error) {
 		"POST /console/tenants/{id}/test-event":               c.sendTestEvent,
 		"GET /console/tenants/{id}/calls":                     c.callList,
 		"GET /console/search":                                 c.search,
+		"POST /console/tenants/{id}/recover":                  c.recoverFailed,
 		"GET /console/":                                       c.notFound,
 		"GET /console/components":                             c.componentList,
 		"GET /console/components/new":                         c.newComponentPage,

@@ -413,6 +413,10 @@ type eventListBody struct {
 	// Next is the query of the next page; "" on the last.
 	Next   string
 	States []string
+	// Recoveries are the tenant's latest bulk recoveries; Since is the
+	// recovery form's default, a day ago.
+	Recoveries []*wxrelayv1.Recovery
+	Since      string
 }
 
 // formTime is how the filter's datetime-local inputs send times: in UTC,
@@ -473,7 +477,38 @@ func (c *Console) eventList(w http.ResponseWriter, r *http.Request, s *session) 
 	if b.Error != "" {
 		code = http.StatusBadRequest
 	}
-	c.render(w, "events", code, pageData{Title: "Events", Nav: "tenants", CSRF: s.csrf(), Body: b})
+	b.Since = time.Now().UTC().Add(-24 * time.Hour).Format(formTime)
+	refresh := 0
+	if rs, err := c.events.ListRecoveries(ctx, &wxrelayv1.ListRecoveriesRequest{Id: t.GetId()}); err == nil {
+		b.Recoveries = rs.GetRecoveries()
+		for _, rc := range b.Recoveries {
+			if rc.GetState() == wxrelayv1.Recovery_STATE_RUNNING {
+				refresh = 2 // the progress moves
+			}
+		}
+	} else {
+		c.o.Logger.Error("console: recoveries", "tenant", t.GetId(), "err", err)
+	}
+	flash := ""
+	if r.URL.Query().Get("recovering") != "" {
+		flash = "Recovery started: the failed events are queued again in the background; its progress is below."
+	}
+	c.render(w, "events", code, pageData{Title: "Events", Nav: "tenants", CSRF: s.csrf(), Body: b, Refresh: refresh, Flash: flash})
+}
+
+// recoverFailed starts a bulk recovery of the tenant's failed events
+// received since the form's time (UTC).
+func (c *Console) recoverFailed(w http.ResponseWriter, r *http.Request, s *session) {
+	since, err := time.ParseInLocation(formTime, r.PostFormValue("since"), time.UTC)
+	if err != nil {
+		c.apiError(w, r, s, &tenant.FieldError{Field: "since", Reason: fmt.Sprintf("%q is not a time such as 2026-12-03T14:30", r.PostFormValue("since"))})
+		return
+	}
+	if _, err := c.events.RecoverFailedEvents(callCtx(r.Context(), s), &wxrelayv1.RecoverFailedEventsRequest{Id: r.PathValue("id"), Since: timestamppb.New(since)}); err != nil {
+		c.apiError(w, r, s, err)
+		return
+	}
+	http.Redirect(w, r, "/console/tenants/"+r.PathValue("id")+"/events?recovering=1", http.StatusSeeOther)
 }
 
 type eventBody struct {

@@ -208,7 +208,10 @@ func TestConsole_EndToEnd(t *testing.T) {
 	if body := js[string](t, ctx, `document.getElementById("payload").textContent`); !regexp.MustCompile(`"MsgId": \d+`).MatchString(body) {
 		t.Errorf("the payload shown is not the body delivered (MsgId a number):\n%s", body)
 	}
-	do(t, ctx, "redeliver",
+	if label := text(t, ctx, "#redeliver"); label != "Retry now" {
+		t.Errorf("a pending event's button reads %q, want Retry now", label)
+	}
+	do(t, ctx, "retry now",
 		chromedp.Click(chromedp.ID("redeliver")),
 		chromedp.WaitVisible(chromedp.CSS("p.flash")))
 	eventually(t, ctx, eventURL, "the redelivered event is delivered", func() bool {
@@ -346,4 +349,55 @@ func TestConsole_Settings(t *testing.T) {
 	if h1 := text(t, ctx, "h1"); !strings.Contains(h1, "New name") {
 		t.Errorf("the tenant page's title reads %q", h1)
 	}
+}
+
+// TestConsole_Recovery: a tenant whose webhook was down has failed
+// events; once it is back, the operator recovers everything that failed
+// since a time from the events page, in one go, and watches its progress
+// until every event is delivered.
+func TestConsole_Recovery(t *testing.T) {
+	ctx := browser(t)
+	shots := newScreenshots(t)
+	hook, failing := newSwitchableHook(t, http.StatusServiceUnavailable)
+	failing.Store(true)
+	dir := t.TempDir()
+	// One attempt, then FAILED.
+	p := startServe(t, dir, "WXRELAY_ALLOW_PRIVATE_WEBHOOKS=true", "WXRELAY_RETRY_SCHEDULE=0s")
+	admin := adminTokenIn(t, dir)
+	var created struct {
+		Tenant struct{ ID string } `json:"tenant"`
+	}
+	body := `{"appid":"` + consoleAppID + `","app_secret":"5ec2e75ec2e75ec2e75ec2e75ec2e75e","token":"` + consoleToken + `","encoding_aes_key":"` + consoleAESKey + `",
+		"encrypt_mode":"ENCRYPT_MODE_SAFE","data_format":"DATA_FORMAT_JSON","webhook_url":"` + hook.URL + `/wechat"}`
+	if code := p.api(t, "POST", "/v1/tenants", admin, body, &created); code != 200 {
+		t.Fatalf("create tenant: %d", code)
+	}
+	tid := created.Tenant.ID
+	origin := "http://" + p.http
+	for i := range 3 {
+		wxsimPush(t, origin+"/wx/"+tid, fmt.Sprintf("oRecoveryUser000000000000%d", i), "Anyone there?")
+	}
+	eventsURL := origin + "/console/tenants/" + tid + "/events"
+	do(t, ctx, "sign in", chromedp.Navigate(origin+"/console/login"),
+		chromedp.SendKeys(chromedp.ID("token"), admin), chromedp.Submit(chromedp.ID("token")),
+		chromedp.WaitVisible(chromedp.ID("tenants")))
+	eventually(t, ctx, eventsURL+"?state=FAILED", "the three events fail", func() bool {
+		return js[int](t, ctx, `document.querySelectorAll('#events tr[data-state="FAILED"]').length`) == 3
+	})
+
+	failing.Store(false)
+	do(t, ctx, "recover what failed in the last day",
+		chromedp.Navigate(eventsURL), chromedp.Click(chromedp.CSS("details.recover summary")),
+		chromedp.WaitVisible(chromedp.ID("recover")), chromedp.Click(chromedp.ID("recover")),
+		chromedp.WaitVisible(chromedp.CSS("p.flash")))
+	eventually(t, ctx, eventsURL, "the recovery finishes", func() bool {
+		return js[string](t, ctx, `document.querySelector('#recoveries tr[data-recovery]')?.dataset.state ?? ""`) == "DONE"
+	})
+	if progress := text(t, ctx, "#recoveries tr[data-recovery] .count"); progress != "3 of 3" {
+		t.Errorf("the recovery's progress reads %q, want 3 of 3", progress)
+	}
+	shots.take(ctx, "recovery done")
+	eventually(t, ctx, eventsURL+"?state=DELIVERED", "the recovered events are delivered", func() bool {
+		return js[int](t, ctx, `document.querySelectorAll('#events tr[data-state="DELIVERED"]').length`) == 3
+	})
 }

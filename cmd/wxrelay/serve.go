@@ -269,6 +269,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	componentHealth.OnChange(func(old, new health.Health) { logHealthChange(log, "component", string(new.Component), old, new) })
 	components.OnChange(push.ForgetComponent)
 	components.OnChange(func(id tenant.ComponentID) { componentKeeper.Forget(id) })
+	recoveries := store.NewRecoveryStore(db)
 	srv, err := api.New(api.Options{
 		Logger:  log,
 		Auth:    auth,
@@ -284,7 +285,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		Redeliver:       dispatcher,
 		// Test events, stored and delivered as pushes are.
 		Appender: ingestor,
-		Messages: messages,
+		// Bulk recoveries of failed events, stepped by the job below.
+		Recoveries: recoveries,
+		Messages:   messages,
 		// Idempotency keys of sends.
 		Idempotency: idempotency,
 		// GetTenant shows the token status, e.g. a wrong AppSecret.
@@ -388,6 +391,10 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		job{name: "component-authorizations", every: 10 * time.Second, exclusive: true, run: authorizer.Process},
 		// Ticket pushes that paused are asked for again.
 		job{name: "component-tickets", every: 5 * time.Minute, exclusive: true, run: component.NewTicketRestarter(components, wx, log, db.Now).Run},
+		// Bulk recoveries of failed events, a paced step at a time.
+		job{name: "recoveries", every: 2 * time.Second, exclusive: true, run: func(ctx context.Context) error {
+			return delivery.RunRecoveries(ctx, recoveries, dispatcher.Notify, 10*time.Second)
+		}},
 		// Each replica adds the refusals it counted.
 		job{name: "push-rejections", every: 5 * time.Second, run: func(ctx context.Context) error {
 			return rejections.Flush(ctx, rejectionStore)

@@ -23,6 +23,55 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type Recovery_State int32
+
+const (
+	Recovery_STATE_UNSPECIFIED Recovery_State = 0
+	Recovery_STATE_RUNNING     Recovery_State = 1
+	Recovery_STATE_DONE        Recovery_State = 2
+)
+
+// Enum value maps for Recovery_State.
+var (
+	Recovery_State_name = map[int32]string{
+		0: "STATE_UNSPECIFIED",
+		1: "STATE_RUNNING",
+		2: "STATE_DONE",
+	}
+	Recovery_State_value = map[string]int32{
+		"STATE_UNSPECIFIED": 0,
+		"STATE_RUNNING":     1,
+		"STATE_DONE":        2,
+	}
+)
+
+func (x Recovery_State) Enum() *Recovery_State {
+	p := new(Recovery_State)
+	*p = x
+	return p
+}
+
+func (x Recovery_State) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (Recovery_State) Descriptor() protoreflect.EnumDescriptor {
+	return file_wxrelay_v1_event_proto_enumTypes[0].Descriptor()
+}
+
+func (Recovery_State) Type() protoreflect.EnumType {
+	return &file_wxrelay_v1_event_proto_enumTypes[0]
+}
+
+func (x Recovery_State) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use Recovery_State.Descriptor instead.
+func (Recovery_State) EnumDescriptor() ([]byte, []int) {
+	return file_wxrelay_v1_event_proto_rawDescGZIP(), []int{0, 0}
+}
+
 type Event_State int32
 
 const (
@@ -62,11 +111,11 @@ func (x Event_State) String() string {
 }
 
 func (Event_State) Descriptor() protoreflect.EnumDescriptor {
-	return file_wxrelay_v1_event_proto_enumTypes[0].Descriptor()
+	return file_wxrelay_v1_event_proto_enumTypes[1].Descriptor()
 }
 
 func (Event_State) Type() protoreflect.EnumType {
-	return &file_wxrelay_v1_event_proto_enumTypes[0]
+	return &file_wxrelay_v1_event_proto_enumTypes[1]
 }
 
 func (x Event_State) Number() protoreflect.EnumNumber {
@@ -75,7 +124,310 @@ func (x Event_State) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Event_State.Descriptor instead.
 func (Event_State) EnumDescriptor() ([]byte, []int) {
-	return file_wxrelay_v1_event_proto_rawDescGZIP(), []int{1, 0}
+	return file_wxrelay_v1_event_proto_rawDescGZIP(), []int{6, 0}
+}
+
+// Recovery is a bulk redelivery of a tenant's failed events, in progress
+// or done.
+type Recovery struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// rcv_...
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// Events received at or after this time.
+	Since *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=since,proto3" json:"since,omitempty"`
+	State Recovery_State         `protobuf:"varint,3,opt,name=state,proto3,enum=wxrelay.v1.Recovery_State" json:"state,omitempty"`
+	// How many failed events there were when it began, and how many are
+	// queued for delivery again so far.
+	Total     int64 `protobuf:"varint,4,opt,name=total,proto3" json:"total,omitempty"`
+	Recovered int64 `protobuf:"varint,5,opt,name=recovered,proto3" json:"recovered,omitempty"`
+	// admin, or tenant.
+	RequestedBy   string                 `protobuf:"bytes,6,opt,name=requested_by,json=requestedBy,proto3" json:"requested_by,omitempty"`
+	CreateTime    *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	FinishTime    *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=finish_time,json=finishTime,proto3" json:"finish_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Recovery) Reset() {
+	*x = Recovery{}
+	mi := &file_wxrelay_v1_event_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Recovery) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Recovery) ProtoMessage() {}
+
+func (x *Recovery) ProtoReflect() protoreflect.Message {
+	mi := &file_wxrelay_v1_event_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Recovery.ProtoReflect.Descriptor instead.
+func (*Recovery) Descriptor() ([]byte, []int) {
+	return file_wxrelay_v1_event_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *Recovery) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Recovery) GetSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Since
+	}
+	return nil
+}
+
+func (x *Recovery) GetState() Recovery_State {
+	if x != nil {
+		return x.State
+	}
+	return Recovery_STATE_UNSPECIFIED
+}
+
+func (x *Recovery) GetTotal() int64 {
+	if x != nil {
+		return x.Total
+	}
+	return 0
+}
+
+func (x *Recovery) GetRecovered() int64 {
+	if x != nil {
+		return x.Recovered
+	}
+	return 0
+}
+
+func (x *Recovery) GetRequestedBy() string {
+	if x != nil {
+		return x.RequestedBy
+	}
+	return ""
+}
+
+func (x *Recovery) GetCreateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreateTime
+	}
+	return nil
+}
+
+func (x *Recovery) GetFinishTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.FinishTime
+	}
+	return nil
+}
+
+type RecoverFailedEventsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The tenant.
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// Required; not in the future.
+	Since         *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=since,proto3" json:"since,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RecoverFailedEventsRequest) Reset() {
+	*x = RecoverFailedEventsRequest{}
+	mi := &file_wxrelay_v1_event_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RecoverFailedEventsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RecoverFailedEventsRequest) ProtoMessage() {}
+
+func (x *RecoverFailedEventsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_wxrelay_v1_event_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RecoverFailedEventsRequest.ProtoReflect.Descriptor instead.
+func (*RecoverFailedEventsRequest) Descriptor() ([]byte, []int) {
+	return file_wxrelay_v1_event_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *RecoverFailedEventsRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *RecoverFailedEventsRequest) GetSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Since
+	}
+	return nil
+}
+
+type GetRecoveryRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The tenant.
+	Id            string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	RecoveryId    string `protobuf:"bytes,2,opt,name=recovery_id,json=recoveryId,proto3" json:"recovery_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetRecoveryRequest) Reset() {
+	*x = GetRecoveryRequest{}
+	mi := &file_wxrelay_v1_event_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetRecoveryRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetRecoveryRequest) ProtoMessage() {}
+
+func (x *GetRecoveryRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_wxrelay_v1_event_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetRecoveryRequest.ProtoReflect.Descriptor instead.
+func (*GetRecoveryRequest) Descriptor() ([]byte, []int) {
+	return file_wxrelay_v1_event_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *GetRecoveryRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *GetRecoveryRequest) GetRecoveryId() string {
+	if x != nil {
+		return x.RecoveryId
+	}
+	return ""
+}
+
+type ListRecoveriesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The tenant.
+	Id            string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListRecoveriesRequest) Reset() {
+	*x = ListRecoveriesRequest{}
+	mi := &file_wxrelay_v1_event_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListRecoveriesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListRecoveriesRequest) ProtoMessage() {}
+
+func (x *ListRecoveriesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_wxrelay_v1_event_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListRecoveriesRequest.ProtoReflect.Descriptor instead.
+func (*ListRecoveriesRequest) Descriptor() ([]byte, []int) {
+	return file_wxrelay_v1_event_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *ListRecoveriesRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+type ListRecoveriesResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Recoveries    []*Recovery            `protobuf:"bytes,1,rep,name=recoveries,proto3" json:"recoveries,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListRecoveriesResponse) Reset() {
+	*x = ListRecoveriesResponse{}
+	mi := &file_wxrelay_v1_event_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListRecoveriesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListRecoveriesResponse) ProtoMessage() {}
+
+func (x *ListRecoveriesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_wxrelay_v1_event_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListRecoveriesResponse.ProtoReflect.Descriptor instead.
+func (*ListRecoveriesResponse) Descriptor() ([]byte, []int) {
+	return file_wxrelay_v1_event_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *ListRecoveriesResponse) GetRecoveries() []*Recovery {
+	if x != nil {
+		return x.Recoveries
+	}
+	return nil
 }
 
 type SendTestEventRequest struct {
@@ -90,7 +442,7 @@ type SendTestEventRequest struct {
 
 func (x *SendTestEventRequest) Reset() {
 	*x = SendTestEventRequest{}
-	mi := &file_wxrelay_v1_event_proto_msgTypes[0]
+	mi := &file_wxrelay_v1_event_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -102,7 +454,7 @@ func (x *SendTestEventRequest) String() string {
 func (*SendTestEventRequest) ProtoMessage() {}
 
 func (x *SendTestEventRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wxrelay_v1_event_proto_msgTypes[0]
+	mi := &file_wxrelay_v1_event_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -115,7 +467,7 @@ func (x *SendTestEventRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SendTestEventRequest.ProtoReflect.Descriptor instead.
 func (*SendTestEventRequest) Descriptor() ([]byte, []int) {
-	return file_wxrelay_v1_event_proto_rawDescGZIP(), []int{0}
+	return file_wxrelay_v1_event_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *SendTestEventRequest) GetId() string {
@@ -162,7 +514,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_wxrelay_v1_event_proto_msgTypes[1]
+	mi := &file_wxrelay_v1_event_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -174,7 +526,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_wxrelay_v1_event_proto_msgTypes[1]
+	mi := &file_wxrelay_v1_event_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -187,7 +539,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_wxrelay_v1_event_proto_rawDescGZIP(), []int{1}
+	return file_wxrelay_v1_event_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Event) GetId() string {
@@ -280,7 +632,7 @@ type Attempt struct {
 
 func (x *Attempt) Reset() {
 	*x = Attempt{}
-	mi := &file_wxrelay_v1_event_proto_msgTypes[2]
+	mi := &file_wxrelay_v1_event_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -292,7 +644,7 @@ func (x *Attempt) String() string {
 func (*Attempt) ProtoMessage() {}
 
 func (x *Attempt) ProtoReflect() protoreflect.Message {
-	mi := &file_wxrelay_v1_event_proto_msgTypes[2]
+	mi := &file_wxrelay_v1_event_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -305,7 +657,7 @@ func (x *Attempt) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Attempt.ProtoReflect.Descriptor instead.
 func (*Attempt) Descriptor() ([]byte, []int) {
-	return file_wxrelay_v1_event_proto_rawDescGZIP(), []int{2}
+	return file_wxrelay_v1_event_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Attempt) GetTime() *timestamppb.Timestamp {
@@ -373,7 +725,7 @@ type ListEventsRequest struct {
 
 func (x *ListEventsRequest) Reset() {
 	*x = ListEventsRequest{}
-	mi := &file_wxrelay_v1_event_proto_msgTypes[3]
+	mi := &file_wxrelay_v1_event_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -385,7 +737,7 @@ func (x *ListEventsRequest) String() string {
 func (*ListEventsRequest) ProtoMessage() {}
 
 func (x *ListEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wxrelay_v1_event_proto_msgTypes[3]
+	mi := &file_wxrelay_v1_event_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -398,7 +750,7 @@ func (x *ListEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEventsRequest.ProtoReflect.Descriptor instead.
 func (*ListEventsRequest) Descriptor() ([]byte, []int) {
-	return file_wxrelay_v1_event_proto_rawDescGZIP(), []int{3}
+	return file_wxrelay_v1_event_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ListEventsRequest) GetId() string {
@@ -467,7 +819,7 @@ type ListEventsResponse struct {
 
 func (x *ListEventsResponse) Reset() {
 	*x = ListEventsResponse{}
-	mi := &file_wxrelay_v1_event_proto_msgTypes[4]
+	mi := &file_wxrelay_v1_event_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -479,7 +831,7 @@ func (x *ListEventsResponse) String() string {
 func (*ListEventsResponse) ProtoMessage() {}
 
 func (x *ListEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wxrelay_v1_event_proto_msgTypes[4]
+	mi := &file_wxrelay_v1_event_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -492,7 +844,7 @@ func (x *ListEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEventsResponse.ProtoReflect.Descriptor instead.
 func (*ListEventsResponse) Descriptor() ([]byte, []int) {
-	return file_wxrelay_v1_event_proto_rawDescGZIP(), []int{4}
+	return file_wxrelay_v1_event_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ListEventsResponse) GetEvents() []*Event {
@@ -520,7 +872,7 @@ type GetEventRequest struct {
 
 func (x *GetEventRequest) Reset() {
 	*x = GetEventRequest{}
-	mi := &file_wxrelay_v1_event_proto_msgTypes[5]
+	mi := &file_wxrelay_v1_event_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -532,7 +884,7 @@ func (x *GetEventRequest) String() string {
 func (*GetEventRequest) ProtoMessage() {}
 
 func (x *GetEventRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wxrelay_v1_event_proto_msgTypes[5]
+	mi := &file_wxrelay_v1_event_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -545,7 +897,7 @@ func (x *GetEventRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetEventRequest.ProtoReflect.Descriptor instead.
 func (*GetEventRequest) Descriptor() ([]byte, []int) {
-	return file_wxrelay_v1_event_proto_rawDescGZIP(), []int{5}
+	return file_wxrelay_v1_event_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *GetEventRequest) GetId() string {
@@ -573,7 +925,7 @@ type RedeliverEventRequest struct {
 
 func (x *RedeliverEventRequest) Reset() {
 	*x = RedeliverEventRequest{}
-	mi := &file_wxrelay_v1_event_proto_msgTypes[6]
+	mi := &file_wxrelay_v1_event_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -585,7 +937,7 @@ func (x *RedeliverEventRequest) String() string {
 func (*RedeliverEventRequest) ProtoMessage() {}
 
 func (x *RedeliverEventRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wxrelay_v1_event_proto_msgTypes[6]
+	mi := &file_wxrelay_v1_event_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -598,7 +950,7 @@ func (x *RedeliverEventRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RedeliverEventRequest.ProtoReflect.Descriptor instead.
 func (*RedeliverEventRequest) Descriptor() ([]byte, []int) {
-	return file_wxrelay_v1_event_proto_rawDescGZIP(), []int{6}
+	return file_wxrelay_v1_event_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *RedeliverEventRequest) GetId() string {
@@ -620,7 +972,36 @@ var File_wxrelay_v1_event_proto protoreflect.FileDescriptor
 const file_wxrelay_v1_event_proto_rawDesc = "" +
 	"\n" +
 	"\x16wxrelay/v1/event.proto\x12\n" +
-	"wxrelay.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\":\n" +
+	"wxrelay.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x92\x03\n" +
+	"\bRecovery\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x120\n" +
+	"\x05since\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x05since\x120\n" +
+	"\x05state\x18\x03 \x01(\x0e2\x1a.wxrelay.v1.Recovery.StateR\x05state\x12\x14\n" +
+	"\x05total\x18\x04 \x01(\x03R\x05total\x12\x1c\n" +
+	"\trecovered\x18\x05 \x01(\x03R\trecovered\x12!\n" +
+	"\frequested_by\x18\x06 \x01(\tR\vrequestedBy\x12;\n" +
+	"\vcreate_time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"createTime\x12;\n" +
+	"\vfinish_time\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"finishTime\"A\n" +
+	"\x05State\x12\x15\n" +
+	"\x11STATE_UNSPECIFIED\x10\x00\x12\x11\n" +
+	"\rSTATE_RUNNING\x10\x01\x12\x0e\n" +
+	"\n" +
+	"STATE_DONE\x10\x02\"^\n" +
+	"\x1aRecoverFailedEventsRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x120\n" +
+	"\x05since\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x05since\"E\n" +
+	"\x12GetRecoveryRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1f\n" +
+	"\vrecovery_id\x18\x02 \x01(\tR\n" +
+	"recoveryId\"'\n" +
+	"\x15ListRecoveriesRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"N\n" +
+	"\x16ListRecoveriesResponse\x124\n" +
+	"\n" +
+	"recoveries\x18\x01 \x03(\v2\x14.wxrelay.v1.RecoveryR\n" +
+	"recoveries\":\n" +
 	"\x14SendTestEventRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04note\x18\x02 \x01(\tR\x04note\"\x83\x04\n" +
@@ -668,13 +1049,16 @@ const file_wxrelay_v1_event_proto_rawDesc = "" +
 	"\bevent_id\x18\x02 \x01(\tR\aeventId\"B\n" +
 	"\x15RedeliverEventRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x19\n" +
-	"\bevent_id\x18\x02 \x01(\tR\aeventId2\xa5\x02\n" +
+	"\bevent_id\x18\x02 \x01(\tR\aeventId2\x98\x04\n" +
 	"\fEventService\x12K\n" +
 	"\n" +
 	"ListEvents\x12\x1d.wxrelay.v1.ListEventsRequest\x1a\x1e.wxrelay.v1.ListEventsResponse\x12:\n" +
 	"\bGetEvent\x12\x1b.wxrelay.v1.GetEventRequest\x1a\x11.wxrelay.v1.Event\x12F\n" +
 	"\x0eRedeliverEvent\x12!.wxrelay.v1.RedeliverEventRequest\x1a\x11.wxrelay.v1.Event\x12D\n" +
-	"\rSendTestEvent\x12 .wxrelay.v1.SendTestEventRequest\x1a\x11.wxrelay.v1.EventB9Z7github.com/wxrelay/wxrelay/api/gen/wxrelay/v1;wxrelayv1b\x06proto3"
+	"\rSendTestEvent\x12 .wxrelay.v1.SendTestEventRequest\x1a\x11.wxrelay.v1.Event\x12S\n" +
+	"\x13RecoverFailedEvents\x12&.wxrelay.v1.RecoverFailedEventsRequest\x1a\x14.wxrelay.v1.Recovery\x12C\n" +
+	"\vGetRecovery\x12\x1e.wxrelay.v1.GetRecoveryRequest\x1a\x14.wxrelay.v1.Recovery\x12W\n" +
+	"\x0eListRecoveries\x12!.wxrelay.v1.ListRecoveriesRequest\x1a\".wxrelay.v1.ListRecoveriesResponseB9Z7github.com/wxrelay/wxrelay/api/gen/wxrelay/v1;wxrelayv1b\x06proto3"
 
 var (
 	file_wxrelay_v1_event_proto_rawDescOnce sync.Once
@@ -688,44 +1072,62 @@ func file_wxrelay_v1_event_proto_rawDescGZIP() []byte {
 	return file_wxrelay_v1_event_proto_rawDescData
 }
 
-var file_wxrelay_v1_event_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_wxrelay_v1_event_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
+var file_wxrelay_v1_event_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_wxrelay_v1_event_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_wxrelay_v1_event_proto_goTypes = []any{
-	(Event_State)(0),              // 0: wxrelay.v1.Event.State
-	(*SendTestEventRequest)(nil),  // 1: wxrelay.v1.SendTestEventRequest
-	(*Event)(nil),                 // 2: wxrelay.v1.Event
-	(*Attempt)(nil),               // 3: wxrelay.v1.Attempt
-	(*ListEventsRequest)(nil),     // 4: wxrelay.v1.ListEventsRequest
-	(*ListEventsResponse)(nil),    // 5: wxrelay.v1.ListEventsResponse
-	(*GetEventRequest)(nil),       // 6: wxrelay.v1.GetEventRequest
-	(*RedeliverEventRequest)(nil), // 7: wxrelay.v1.RedeliverEventRequest
-	(*timestamppb.Timestamp)(nil), // 8: google.protobuf.Timestamp
-	(*structpb.Struct)(nil),       // 9: google.protobuf.Struct
+	(Recovery_State)(0),                // 0: wxrelay.v1.Recovery.State
+	(Event_State)(0),                   // 1: wxrelay.v1.Event.State
+	(*Recovery)(nil),                   // 2: wxrelay.v1.Recovery
+	(*RecoverFailedEventsRequest)(nil), // 3: wxrelay.v1.RecoverFailedEventsRequest
+	(*GetRecoveryRequest)(nil),         // 4: wxrelay.v1.GetRecoveryRequest
+	(*ListRecoveriesRequest)(nil),      // 5: wxrelay.v1.ListRecoveriesRequest
+	(*ListRecoveriesResponse)(nil),     // 6: wxrelay.v1.ListRecoveriesResponse
+	(*SendTestEventRequest)(nil),       // 7: wxrelay.v1.SendTestEventRequest
+	(*Event)(nil),                      // 8: wxrelay.v1.Event
+	(*Attempt)(nil),                    // 9: wxrelay.v1.Attempt
+	(*ListEventsRequest)(nil),          // 10: wxrelay.v1.ListEventsRequest
+	(*ListEventsResponse)(nil),         // 11: wxrelay.v1.ListEventsResponse
+	(*GetEventRequest)(nil),            // 12: wxrelay.v1.GetEventRequest
+	(*RedeliverEventRequest)(nil),      // 13: wxrelay.v1.RedeliverEventRequest
+	(*timestamppb.Timestamp)(nil),      // 14: google.protobuf.Timestamp
+	(*structpb.Struct)(nil),            // 15: google.protobuf.Struct
 }
 var file_wxrelay_v1_event_proto_depIdxs = []int32{
-	8,  // 0: wxrelay.v1.Event.receive_time:type_name -> google.protobuf.Timestamp
-	0,  // 1: wxrelay.v1.Event.state:type_name -> wxrelay.v1.Event.State
-	9,  // 2: wxrelay.v1.Event.payload:type_name -> google.protobuf.Struct
-	3,  // 3: wxrelay.v1.Event.attempts:type_name -> wxrelay.v1.Attempt
-	8,  // 4: wxrelay.v1.Event.next_attempt_time:type_name -> google.protobuf.Timestamp
-	8,  // 5: wxrelay.v1.Attempt.time:type_name -> google.protobuf.Timestamp
-	0,  // 6: wxrelay.v1.ListEventsRequest.state:type_name -> wxrelay.v1.Event.State
-	8,  // 7: wxrelay.v1.ListEventsRequest.received_after:type_name -> google.protobuf.Timestamp
-	8,  // 8: wxrelay.v1.ListEventsRequest.received_before:type_name -> google.protobuf.Timestamp
-	2,  // 9: wxrelay.v1.ListEventsResponse.events:type_name -> wxrelay.v1.Event
-	4,  // 10: wxrelay.v1.EventService.ListEvents:input_type -> wxrelay.v1.ListEventsRequest
-	6,  // 11: wxrelay.v1.EventService.GetEvent:input_type -> wxrelay.v1.GetEventRequest
-	7,  // 12: wxrelay.v1.EventService.RedeliverEvent:input_type -> wxrelay.v1.RedeliverEventRequest
-	1,  // 13: wxrelay.v1.EventService.SendTestEvent:input_type -> wxrelay.v1.SendTestEventRequest
-	5,  // 14: wxrelay.v1.EventService.ListEvents:output_type -> wxrelay.v1.ListEventsResponse
-	2,  // 15: wxrelay.v1.EventService.GetEvent:output_type -> wxrelay.v1.Event
-	2,  // 16: wxrelay.v1.EventService.RedeliverEvent:output_type -> wxrelay.v1.Event
-	2,  // 17: wxrelay.v1.EventService.SendTestEvent:output_type -> wxrelay.v1.Event
-	14, // [14:18] is the sub-list for method output_type
-	10, // [10:14] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	14, // 0: wxrelay.v1.Recovery.since:type_name -> google.protobuf.Timestamp
+	0,  // 1: wxrelay.v1.Recovery.state:type_name -> wxrelay.v1.Recovery.State
+	14, // 2: wxrelay.v1.Recovery.create_time:type_name -> google.protobuf.Timestamp
+	14, // 3: wxrelay.v1.Recovery.finish_time:type_name -> google.protobuf.Timestamp
+	14, // 4: wxrelay.v1.RecoverFailedEventsRequest.since:type_name -> google.protobuf.Timestamp
+	2,  // 5: wxrelay.v1.ListRecoveriesResponse.recoveries:type_name -> wxrelay.v1.Recovery
+	14, // 6: wxrelay.v1.Event.receive_time:type_name -> google.protobuf.Timestamp
+	1,  // 7: wxrelay.v1.Event.state:type_name -> wxrelay.v1.Event.State
+	15, // 8: wxrelay.v1.Event.payload:type_name -> google.protobuf.Struct
+	9,  // 9: wxrelay.v1.Event.attempts:type_name -> wxrelay.v1.Attempt
+	14, // 10: wxrelay.v1.Event.next_attempt_time:type_name -> google.protobuf.Timestamp
+	14, // 11: wxrelay.v1.Attempt.time:type_name -> google.protobuf.Timestamp
+	1,  // 12: wxrelay.v1.ListEventsRequest.state:type_name -> wxrelay.v1.Event.State
+	14, // 13: wxrelay.v1.ListEventsRequest.received_after:type_name -> google.protobuf.Timestamp
+	14, // 14: wxrelay.v1.ListEventsRequest.received_before:type_name -> google.protobuf.Timestamp
+	8,  // 15: wxrelay.v1.ListEventsResponse.events:type_name -> wxrelay.v1.Event
+	10, // 16: wxrelay.v1.EventService.ListEvents:input_type -> wxrelay.v1.ListEventsRequest
+	12, // 17: wxrelay.v1.EventService.GetEvent:input_type -> wxrelay.v1.GetEventRequest
+	13, // 18: wxrelay.v1.EventService.RedeliverEvent:input_type -> wxrelay.v1.RedeliverEventRequest
+	7,  // 19: wxrelay.v1.EventService.SendTestEvent:input_type -> wxrelay.v1.SendTestEventRequest
+	3,  // 20: wxrelay.v1.EventService.RecoverFailedEvents:input_type -> wxrelay.v1.RecoverFailedEventsRequest
+	4,  // 21: wxrelay.v1.EventService.GetRecovery:input_type -> wxrelay.v1.GetRecoveryRequest
+	5,  // 22: wxrelay.v1.EventService.ListRecoveries:input_type -> wxrelay.v1.ListRecoveriesRequest
+	11, // 23: wxrelay.v1.EventService.ListEvents:output_type -> wxrelay.v1.ListEventsResponse
+	8,  // 24: wxrelay.v1.EventService.GetEvent:output_type -> wxrelay.v1.Event
+	8,  // 25: wxrelay.v1.EventService.RedeliverEvent:output_type -> wxrelay.v1.Event
+	8,  // 26: wxrelay.v1.EventService.SendTestEvent:output_type -> wxrelay.v1.Event
+	2,  // 27: wxrelay.v1.EventService.RecoverFailedEvents:output_type -> wxrelay.v1.Recovery
+	2,  // 28: wxrelay.v1.EventService.GetRecovery:output_type -> wxrelay.v1.Recovery
+	6,  // 29: wxrelay.v1.EventService.ListRecoveries:output_type -> wxrelay.v1.ListRecoveriesResponse
+	23, // [23:30] is the sub-list for method output_type
+	16, // [16:23] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_wxrelay_v1_event_proto_init() }
@@ -738,8 +1140,8 @@ func file_wxrelay_v1_event_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_wxrelay_v1_event_proto_rawDesc), len(file_wxrelay_v1_event_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   7,
+			NumEnums:      2,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

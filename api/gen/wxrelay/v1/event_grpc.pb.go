@@ -19,10 +19,13 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	EventService_ListEvents_FullMethodName     = "/wxrelay.v1.EventService/ListEvents"
-	EventService_GetEvent_FullMethodName       = "/wxrelay.v1.EventService/GetEvent"
-	EventService_RedeliverEvent_FullMethodName = "/wxrelay.v1.EventService/RedeliverEvent"
-	EventService_SendTestEvent_FullMethodName  = "/wxrelay.v1.EventService/SendTestEvent"
+	EventService_ListEvents_FullMethodName          = "/wxrelay.v1.EventService/ListEvents"
+	EventService_GetEvent_FullMethodName            = "/wxrelay.v1.EventService/GetEvent"
+	EventService_RedeliverEvent_FullMethodName      = "/wxrelay.v1.EventService/RedeliverEvent"
+	EventService_SendTestEvent_FullMethodName       = "/wxrelay.v1.EventService/SendTestEvent"
+	EventService_RecoverFailedEvents_FullMethodName = "/wxrelay.v1.EventService/RecoverFailedEvents"
+	EventService_GetRecovery_FullMethodName         = "/wxrelay.v1.EventService/GetRecovery"
+	EventService_ListRecoveries_FullMethodName      = "/wxrelay.v1.EventService/ListRecoveries"
 )
 
 // EventServiceClient is the client API for EventService service.
@@ -44,6 +47,15 @@ type EventServiceClient interface {
 	// event is, so that its attempts show whether the webhook answers. A
 	// tenant's API key may send its own.
 	SendTestEvent(ctx context.Context, in *SendTestEventRequest, opts ...grpc.CallOption) (*Event, error)
+	// Queues again, in the background, every event of the tenant that
+	// failed and was received since a time: for a webhook back from a long
+	// outage. Progress in GetRecovery. A tenant's API key may recover its
+	// own.
+	RecoverFailedEvents(ctx context.Context, in *RecoverFailedEventsRequest, opts ...grpc.CallOption) (*Recovery, error)
+	// Returns one of the tenant's recoveries, with its progress.
+	GetRecovery(ctx context.Context, in *GetRecoveryRequest, opts ...grpc.CallOption) (*Recovery, error)
+	// Lists the tenant's latest 20 recoveries, newest first.
+	ListRecoveries(ctx context.Context, in *ListRecoveriesRequest, opts ...grpc.CallOption) (*ListRecoveriesResponse, error)
 }
 
 type eventServiceClient struct {
@@ -94,6 +106,36 @@ func (c *eventServiceClient) SendTestEvent(ctx context.Context, in *SendTestEven
 	return out, nil
 }
 
+func (c *eventServiceClient) RecoverFailedEvents(ctx context.Context, in *RecoverFailedEventsRequest, opts ...grpc.CallOption) (*Recovery, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Recovery)
+	err := c.cc.Invoke(ctx, EventService_RecoverFailedEvents_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *eventServiceClient) GetRecovery(ctx context.Context, in *GetRecoveryRequest, opts ...grpc.CallOption) (*Recovery, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Recovery)
+	err := c.cc.Invoke(ctx, EventService_GetRecovery_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *eventServiceClient) ListRecoveries(ctx context.Context, in *ListRecoveriesRequest, opts ...grpc.CallOption) (*ListRecoveriesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListRecoveriesResponse)
+	err := c.cc.Invoke(ctx, EventService_ListRecoveries_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // EventServiceServer is the server API for EventService service.
 // All implementations must embed UnimplementedEventServiceServer
 // for forward compatibility.
@@ -113,6 +155,15 @@ type EventServiceServer interface {
 	// event is, so that its attempts show whether the webhook answers. A
 	// tenant's API key may send its own.
 	SendTestEvent(context.Context, *SendTestEventRequest) (*Event, error)
+	// Queues again, in the background, every event of the tenant that
+	// failed and was received since a time: for a webhook back from a long
+	// outage. Progress in GetRecovery. A tenant's API key may recover its
+	// own.
+	RecoverFailedEvents(context.Context, *RecoverFailedEventsRequest) (*Recovery, error)
+	// Returns one of the tenant's recoveries, with its progress.
+	GetRecovery(context.Context, *GetRecoveryRequest) (*Recovery, error)
+	// Lists the tenant's latest 20 recoveries, newest first.
+	ListRecoveries(context.Context, *ListRecoveriesRequest) (*ListRecoveriesResponse, error)
 	mustEmbedUnimplementedEventServiceServer()
 }
 
@@ -134,6 +185,15 @@ func (UnimplementedEventServiceServer) RedeliverEvent(context.Context, *Redelive
 }
 func (UnimplementedEventServiceServer) SendTestEvent(context.Context, *SendTestEventRequest) (*Event, error) {
 	return nil, status.Error(codes.Unimplemented, "method SendTestEvent not implemented")
+}
+func (UnimplementedEventServiceServer) RecoverFailedEvents(context.Context, *RecoverFailedEventsRequest) (*Recovery, error) {
+	return nil, status.Error(codes.Unimplemented, "method RecoverFailedEvents not implemented")
+}
+func (UnimplementedEventServiceServer) GetRecovery(context.Context, *GetRecoveryRequest) (*Recovery, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetRecovery not implemented")
+}
+func (UnimplementedEventServiceServer) ListRecoveries(context.Context, *ListRecoveriesRequest) (*ListRecoveriesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListRecoveries not implemented")
 }
 func (UnimplementedEventServiceServer) mustEmbedUnimplementedEventServiceServer() {}
 func (UnimplementedEventServiceServer) testEmbeddedByValue()                      {}
@@ -228,6 +288,60 @@ func _EventService_SendTestEvent_Handler(srv interface{}, ctx context.Context, d
 	return interceptor(ctx, in, info, handler)
 }
 
+func _EventService_RecoverFailedEvents_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RecoverFailedEventsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(EventServiceServer).RecoverFailedEvents(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: EventService_RecoverFailedEvents_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(EventServiceServer).RecoverFailedEvents(ctx, req.(*RecoverFailedEventsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _EventService_GetRecovery_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetRecoveryRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(EventServiceServer).GetRecovery(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: EventService_GetRecovery_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(EventServiceServer).GetRecovery(ctx, req.(*GetRecoveryRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _EventService_ListRecoveries_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListRecoveriesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(EventServiceServer).ListRecoveries(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: EventService_ListRecoveries_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(EventServiceServer).ListRecoveries(ctx, req.(*ListRecoveriesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // EventService_ServiceDesc is the grpc.ServiceDesc for EventService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -250,6 +364,18 @@ var EventService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "SendTestEvent",
 			Handler:    _EventService_SendTestEvent_Handler,
+		},
+		{
+			MethodName: "RecoverFailedEvents",
+			Handler:    _EventService_RecoverFailedEvents_Handler,
+		},
+		{
+			MethodName: "GetRecovery",
+			Handler:    _EventService_GetRecovery_Handler,
+		},
+		{
+			MethodName: "ListRecoveries",
+			Handler:    _EventService_ListRecoveries_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -1,0 +1,2 @@
+-- Bulk recoveries.
+DROP TABLE recoveries;
