@@ -98,6 +98,8 @@ func newEnvWith(t *testing.T, change func(*api.Options)) *env {
 		Redeliver:  dispatcher,
 		Appender:   ingestor,
 		Recoveries: store.NewRecoveryStore(db),
+		Operators:  store.NewOperatorStore(db),
+		Audit:      store.NewAuditStore(db),
 		// The operator's search across tenants.
 		Finder: struct {
 			*store.TenantStore
@@ -227,7 +229,13 @@ type created struct {
 
 func (e *env) createTenant(body map[string]any) created {
 	e.t.Helper()
-	r := e.mustStatus(e.do("POST", "/v1/tenants", e.admin, body), 200)
+	return e.createTenantWith(e.admin, body)
+}
+
+// createTenantWith onboards body with the bearer token admin.
+func (e *env) createTenantWith(admin string, body map[string]any) created {
+	e.t.Helper()
+	r := e.mustStatus(e.do("POST", "/v1/tenants", admin, body), 200)
 	tn := r.body["tenant"].(map[string]any)
 	return created{id: tn["id"].(string), apiKey: r.body["api_key"].(string), webhookSecret: r.body["webhook_secret"].(string)}
 }

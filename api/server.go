@@ -119,6 +119,12 @@ type Options struct {
 	// FetchToken starts fetching a tenant's access token, in the
 	// background, once it is created; nil leaves it to the keeper's scan.
 	FetchToken func(tenant.ID)
+	// Operators keeps the named operators (OperatorService); with it the
+	// API takes their keys. Nil: no operators.
+	Operators tenant.OperatorStore
+	// Audit keeps the audit log of admins' changes (AuditService); nil
+	// keeps none.
+	Audit tenant.AuditStore
 	// Finder looks across tenants for the operator's Search; nil finds
 	// tenants by id only.
 	Finder Finder
@@ -174,6 +180,9 @@ func New(opts Options) (*Server, error) {
 		callRecordInterceptor(opts.CallRecorder),
 		errorInterceptor(log),
 		authUnaryInterceptor(opts.Auth),
+		// After auth, which names the caller, and around everything that
+		// can refuse a change, so that refusals are logged too.
+		auditInterceptor(opts.Audit, log),
 		// After auth: an unauthenticated caller learns nothing of its input.
 		textInterceptor,
 	}
@@ -248,6 +257,11 @@ func New(opts Options) (*Server, error) {
 	eventsSrv := &eventServer{events: opts.Events, redeliver: opts.Redeliver, tenants: opts.Tenants, appender: opts.Appender,
 		recoveries: opts.Recoveries, recovered: opts.Recovered}
 	callsSrv := &callServer{tenants: opts.Tenants, calls: opts.Calls}
+	if opts.Operators != nil {
+		opts.Auth.SetOperators(opts.Operators)
+	}
+	operatorsSrv := &operatorServer{auth: opts.Auth, store: opts.Operators}
+	auditSrv := &auditServer{store: opts.Audit}
 	hs := health.NewServer()
 	// On the network, every message is read in a read slot (grpcgate.go);
 	// in process (REST), the body was read, and bounded, already.
@@ -260,6 +274,8 @@ func New(opts Options) (*Server, error) {
 		{&wxrelayv1.EventService_ServiceDesc, eventsSrv},
 		{gateUploads(&wxrelayv1.MessageService_ServiceDesc, uploads), messages},
 		{&wxrelayv1.CallService_ServiceDesc, callsSrv},
+		{&wxrelayv1.OperatorService_ServiceDesc, operatorsSrv},
+		{&wxrelayv1.AuditService_ServiceDesc, auditSrv},
 		{&healthpb.Health_ServiceDesc, hs},
 	} {
 		gs.RegisterService(reads.unary(svc.desc), svc.impl)
@@ -269,6 +285,8 @@ func New(opts Options) (*Server, error) {
 	wxrelayv1.RegisterEventServiceServer(inproc, eventsSrv)
 	wxrelayv1.RegisterMessageServiceServer(inproc, messages)
 	wxrelayv1.RegisterCallServiceServer(inproc, callsSrv)
+	wxrelayv1.RegisterOperatorServiceServer(inproc, operatorsSrv)
+	wxrelayv1.RegisterAuditServiceServer(inproc, auditSrv)
 	reflection.Register(gs) // streams: read in slots by reads.streams
 	metrics.InitializeMetrics(gs)
 
@@ -288,6 +306,8 @@ func New(opts Options) (*Server, error) {
 		wxrelayv1.RegisterEventServiceHandlerClient(context.Background(), gw, wxrelayv1.NewEventServiceClient(inproc)),
 		wxrelayv1.RegisterMessageServiceHandlerClient(context.Background(), gw, wxrelayv1.NewMessageServiceClient(inproc)),
 		wxrelayv1.RegisterCallServiceHandlerClient(context.Background(), gw, wxrelayv1.NewCallServiceClient(inproc)),
+		wxrelayv1.RegisterOperatorServiceHandlerClient(context.Background(), gw, wxrelayv1.NewOperatorServiceClient(inproc)),
+		wxrelayv1.RegisterAuditServiceHandlerClient(context.Background(), gw, wxrelayv1.NewAuditServiceClient(inproc)),
 	} {
 		if err != nil {
 			s.Close()

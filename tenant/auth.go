@@ -18,6 +18,9 @@ import (
 type Principal struct {
 	Admin  bool
 	Tenant ID // set for tenant principals
+	// Operator is the name of the operator whose key it is; "" for an
+	// admin token, which names nobody.
+	Operator string
 }
 
 // CanAccess reports whether p may act on tenant id's resources.
@@ -58,6 +61,9 @@ type Authenticator struct {
 	// keyCache answers Precheck's question of an API key's currency; nil
 	// asks the store.
 	keyCache KeyHashStore
+
+	// operators checks operators' keys; nil refuses them.
+	operators OperatorStore
 
 	// wxKey is the MAC key of relay tokens (wxtoken.go), derived from key
 	// on first use.
@@ -178,24 +184,11 @@ func (a *Authenticator) verify(ctx context.Context, token string, keys KeyHashSt
 			return Principal{}, fmt.Errorf("%w: api key was rotated", ErrUnauthenticated)
 		}
 		return Principal{Tenant: id}, nil
+	case roleOperator:
+		return a.verifyOperator(ctx, c)
 	default:
 		return Principal{}, fmt.Errorf("%w: unknown role %q", ErrUnauthenticated, c.Role)
 	}
-}
-
-// VerifyAdmin checks that token is an unexpired admin token signed here
-// and returns when it expires: the console's session lasts as long as the
-// token it was opened with. ErrUnauthenticated for anything else, an API
-// key included.
-func (a *Authenticator) VerifyAdmin(token string) (time.Time, error) {
-	c, err := a.parse(token)
-	if err != nil {
-		return time.Time{}, err
-	}
-	if err := checkAdmin(c); err != nil {
-		return time.Time{}, err
-	}
-	return c.ExpiresAt.Time, nil
 }
 
 // Precheck is the check a request passes before the relay reads its body:
@@ -264,8 +257,9 @@ func (a *Authenticator) parse(token string) (claims, error) {
 		return claims{}, fmt.Errorf("%w: %v", ErrUnauthenticated, err)
 	}
 	// Only tokens that cannot expire are remembered: admin tokens do, and
-	// are rare on the hot path anyway.
-	if c.Role == roleTenant && c.ExpiresAt == nil && c.NotBefore == nil {
+	// are rare on the hot path anyway. (Whether a key is current is asked
+	// of the store every time.)
+	if (c.Role == roleTenant || c.Role == roleOperator) && c.ExpiresAt == nil && c.NotBefore == nil {
 		a.keysMu.Lock()
 		if a.keys == nil || len(a.keys) >= maxRememberedKeys {
 			a.keys = make(map[string]claims)

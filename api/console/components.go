@@ -42,7 +42,7 @@ func (c *Console) componentList(w http.ResponseWriter, r *http.Request, s *sessi
 			break
 		}
 	}
-	c.render(w, "components", http.StatusOK, pageData{Title: "Third-party platforms", Nav: "components", CSRF: s.csrf(), Refresh: 15, Body: rows})
+	c.render(w, "components", http.StatusOK, pageData{Title: "Third-party platforms", Nav: "components", CSRF: s.csrf(), Who: s.who(), Refresh: 15, Body: rows})
 }
 
 // componentForm is the registration form; the secrets are never written
@@ -53,7 +53,7 @@ type componentForm struct {
 }
 
 func (c *Console) newComponentPage(w http.ResponseWriter, r *http.Request, s *session) {
-	c.render(w, "component_new", http.StatusOK, pageData{Title: "Register a third-party platform", Nav: "components", CSRF: s.csrf(),
+	c.render(w, "component_new", http.StatusOK, pageData{Title: "Register a third-party platform", Nav: "components", CSRF: s.csrf(), Who: s.who(),
 		Body: componentForm{Errors: map[string]string{}}})
 }
 
@@ -72,7 +72,7 @@ func (c *Console) createComponent(w http.ResponseWriter, r *http.Request, s *ses
 		c.apiError(w, r, s, err)
 		return
 	}
-	c.render(w, "component_new", http.StatusBadRequest, pageData{Title: "Register a third-party platform", Nav: "components", CSRF: s.csrf(), Body: f})
+	c.render(w, "component_new", http.StatusBadRequest, pageData{Title: "Register a third-party platform", Nav: "components", CSRF: s.csrf(), Who: s.who(), Body: f})
 }
 
 type componentBody struct {
@@ -98,7 +98,7 @@ func (c *Console) componentPage(w http.ResponseWriter, r *http.Request, s *sessi
 		flash = "Registered. Paste the two URLs below on the open platform; the first ticket arrives within 10 minutes."
 	}
 	c.render(w, "component", http.StatusOK, pageData{Title: cmp.Or(comp.GetDisplayName(), comp.GetComponentAppid()), Nav: "components",
-		CSRF: s.csrf(), Flash: flash, Body: componentBody{C: comp, Health: healthName(comp.GetHealth().GetState()), Authorizers: auths.GetAuthorizers()}})
+		CSRF: s.csrf(), Who: s.who(), Flash: flash, Body: componentBody{C: comp, Health: healthName(comp.GetHealth().GetState()), Authorizers: auths.GetAuthorizers()}})
 }
 
 // authorizationURL makes a fresh consent link for a component's tenant

@@ -49,7 +49,7 @@ const Prefix = "/console/"
 // AdminVerifier checks an admin token and says when it expires;
 // *tenant.Authenticator is one.
 type AdminVerifier interface {
-	VerifyAdmin(token string) (time.Time, error)
+	VerifySignIn(ctx context.Context, token string) (tenant.Principal, time.Time, error)
 }
 
 // Stats counts a tenant's delivery attempts by the minute, for the chart;
@@ -94,6 +94,8 @@ type Console struct {
 	tenants wxrelayv1.TenantServiceClient
 	events  wxrelayv1.EventServiceClient
 	calls   wxrelayv1.CallServiceClient
+	ops     wxrelayv1.OperatorServiceClient
+	audit   wxrelayv1.AuditServiceClient
 	// components: third-party platforms (components.go).
 	components wxrelayv1.ComponentServiceClient
 	pages      map[string]*template.Template
@@ -116,6 +118,8 @@ func New(o Options) (*Console, error) {
 	}
 	c := &Console{o: o, tenants: wxrelayv1.NewTenantServiceClient(o.API), events: wxrelayv1.NewEventServiceClient(o.API),
 		calls:      wxrelayv1.NewCallServiceClient(o.API),
+		ops:        wxrelayv1.NewOperatorServiceClient(o.API),
+		audit:      wxrelayv1.NewAuditServiceClient(o.API),
 		components: wxrelayv1.NewComponentServiceClient(o.API)}
 	var err error
 	if c.pages, err = parsePages(); err != nil {
@@ -149,6 +153,10 @@ func New(o Options) (*Console, error) {
 		"GET /console/tenants/{id}/calls":                     c.callList,
 		"GET /console/search":                                 c.search,
 		"POST /console/tenants/{id}/recover":                  c.recoverFailed,
+		"GET /console/operators":                              c.operatorList,
+		"POST /console/operators":                             c.createOperator,
+		"POST /console/operators/{id}/delete":                 c.deleteOperator,
+		"GET /console/audit":                                  c.auditList,
 		"GET /console/":                                       c.notFound,
 		"GET /console/components":                             c.componentList,
 		"GET /console/components/new":                         c.newComponentPage,
@@ -207,6 +215,8 @@ func callCtx(ctx context.Context, s *session) context.Context {
 type pageData struct {
 	Title string
 	CSRF  string
+	// Who is the signed-in operator's name, or "admin token".
+	Who string
 	// Nav marks the current section in the header.
 	Nav string
 	// Flash is a one-line notice at the top of the page.
@@ -257,7 +267,7 @@ func (c *Console) apiError(w http.ResponseWriter, r *http.Request, s *session, e
 	case codes.Unavailable, codes.ResourceExhausted:
 		code = http.StatusServiceUnavailable
 	}
-	c.render(w, "error", code, pageData{Title: http.StatusText(code), CSRF: s.csrf(), Body: errorBody{
+	c.render(w, "error", code, pageData{Title: http.StatusText(code), CSRF: s.csrf(), Who: s.who(), Body: errorBody{
 		Status: code, Message: st.Message(),
 	}})
 }
@@ -268,7 +278,7 @@ type errorBody struct {
 }
 
 func (c *Console) notFound(w http.ResponseWriter, r *http.Request, s *session) {
-	c.render(w, "error", http.StatusNotFound, pageData{Title: "Not found", CSRF: s.csrf(), Body: errorBody{
+	c.render(w, "error", http.StatusNotFound, pageData{Title: "Not found", CSRF: s.csrf(), Who: s.who(), Body: errorBody{
 		Status: http.StatusNotFound, Message: fmt.Sprintf("there is no console page at %s", r.URL.Path),
 	}})
 }

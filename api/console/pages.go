@@ -84,7 +84,7 @@ func (c *Console) tenantList(w http.ResponseWriter, r *http.Request, s *session)
 	sortTenants(rows, b.Sort)
 	b.Rows = rows
 	// Health is computed every 15 s by default: the page follows it.
-	c.render(w, "tenants", http.StatusOK, pageData{Title: "Tenants", Nav: "tenants", CSRF: s.csrf(), Refresh: 15, Body: b})
+	c.render(w, "tenants", http.StatusOK, pageData{Title: "Tenants", Nav: "tenants", CSRF: s.csrf(), Who: s.who(), Refresh: 15, Body: b})
 }
 
 // healthRank orders tenants worst first.
@@ -192,7 +192,7 @@ func (f *tenantForm) apiFieldErrors(err error) bool {
 
 func (c *Console) newTenantPage(w http.ResponseWriter, r *http.Request, s *session) {
 	f := tenantForm{EncryptMode: "SAFE", DataFormat: "JSON", ReplyMode: "SUCCESS", Action: "/console/tenants", CheckCredentials: true}
-	c.render(w, "tenant_new", http.StatusOK, pageData{Title: "Onboard a mini-program", Nav: "new", CSRF: s.csrf(), Body: f})
+	c.render(w, "tenant_new", http.StatusOK, pageData{Title: "Onboard a mini-program", Nav: "new", CSRF: s.csrf(), Who: s.who(), Body: f})
 }
 
 // createTenant onboards a tenant through the API. On a validation error
@@ -208,7 +208,7 @@ func (c *Console) createTenant(w http.ResponseWriter, r *http.Request, s *sessio
 		resp, err := c.tenants.CreateTenant(callCtx(r.Context(), s), &wxrelayv1.CreateTenantRequest{Tenant: in, CheckCredentials: f.CheckCredentials})
 		if err == nil {
 			c.o.Logger.Info("console: tenant onboarded", "tenant", resp.GetTenant().GetId())
-			c.render(w, "created", http.StatusOK, pageData{Title: "Onboarded", Nav: "new", CSRF: s.csrf(), Body: createdBody{
+			c.render(w, "created", http.StatusOK, pageData{Title: "Onboarded", Nav: "new", CSRF: s.csrf(), Who: s.who(), Body: createdBody{
 				Tenant: resp.GetTenant(), APIKey: resp.GetApiKey(), WebhookSecret: resp.GetWebhookSecret(),
 			}})
 			return
@@ -221,7 +221,7 @@ func (c *Console) createTenant(w http.ResponseWriter, r *http.Request, s *sessio
 			return
 		}
 	}
-	c.render(w, "tenant_new", http.StatusBadRequest, pageData{Title: "Onboard a mini-program", Nav: "new", CSRF: s.csrf(), Body: f})
+	c.render(w, "tenant_new", http.StatusBadRequest, pageData{Title: "Onboard a mini-program", Nav: "new", CSRF: s.csrf(), Who: s.who(), Body: f})
 }
 
 // editTenantPage is the settings form of a tenant, filled with what the
@@ -244,7 +244,7 @@ func (c *Console) editTenantPage(w http.ResponseWriter, r *http.Request, s *sess
 	if d := t.GetPushSilenceAlert(); d != nil {
 		f.PushSilenceAlert = d.AsDuration().String()
 	}
-	c.render(w, "tenant_new", http.StatusOK, pageData{Title: "Settings", Nav: "tenants", CSRF: s.csrf(), Body: f})
+	c.render(w, "tenant_new", http.StatusOK, pageData{Title: "Settings", Nav: "tenants", CSRF: s.csrf(), Who: s.who(), Body: f})
 }
 
 // editableFields are the fields the settings form always sends; the
@@ -280,7 +280,7 @@ func (c *Console) updateTenant(w http.ResponseWriter, r *http.Request, s *sessio
 			return
 		}
 	}
-	c.render(w, "tenant_new", http.StatusBadRequest, pageData{Title: "Settings", Nav: "tenants", CSRF: s.csrf(), Body: f})
+	c.render(w, "tenant_new", http.StatusBadRequest, pageData{Title: "Settings", Nav: "tenants", CSRF: s.csrf(), Who: s.who(), Body: f})
 }
 
 // fieldViolations are a status's BadRequest details: field → message.
@@ -353,7 +353,7 @@ func (c *Console) showTenantWith(w http.ResponseWriter, r *http.Request, s *sess
 	if r.Method == http.MethodGet && r.URL.Query().Get("saved") != "" {
 		flash = "Saved."
 	}
-	c.render(w, "tenant", http.StatusOK, pageData{Title: cmp.Or(t.GetDisplayName(), t.GetAppid()), Nav: "tenants", CSRF: s.csrf(), Flash: flash, Body: b})
+	c.render(w, "tenant", http.StatusOK, pageData{Title: cmp.Or(t.GetDisplayName(), t.GetAppid()), Nav: "tenants", CSRF: s.csrf(), Who: s.who(), Flash: flash, Body: b})
 }
 
 // chart serves a tenant's chart alone, as an SVG image.
@@ -493,7 +493,7 @@ func (c *Console) eventList(w http.ResponseWriter, r *http.Request, s *session) 
 	if r.URL.Query().Get("recovering") != "" {
 		flash = "Recovery started: the failed events are queued again in the background; its progress is below."
 	}
-	c.render(w, "events", code, pageData{Title: "Events", Nav: "tenants", CSRF: s.csrf(), Body: b, Refresh: refresh, Flash: flash})
+	c.render(w, "events", code, pageData{Title: "Events", Nav: "tenants", CSRF: s.csrf(), Who: s.who(), Body: b, Refresh: refresh, Flash: flash})
 }
 
 // recoverFailed starts a bulk recovery of the tenant's failed events
@@ -554,7 +554,7 @@ func (c *Console) eventPage(w http.ResponseWriter, r *http.Request, s *session) 
 		payload.Reset()
 		payload.WriteString(e.GetDeliveredBody())
 	}
-	c.render(w, "event", http.StatusOK, pageData{Title: e.GetId(), Nav: "tenants", CSRF: s.csrf(), Flash: flash, Body: eventBody{T: t, E: e, Payload: payload.String()}})
+	c.render(w, "event", http.StatusOK, pageData{Title: e.GetId(), Nav: "tenants", CSRF: s.csrf(), Who: s.who(), Flash: flash, Body: eventBody{T: t, E: e, Payload: payload.String()}})
 }
 
 func (c *Console) redeliver(w http.ResponseWriter, r *http.Request, s *session) {
@@ -602,7 +602,7 @@ func (c *Console) callList(w http.ResponseWriter, r *http.Request, s *session) {
 	if next := resp.GetNextPageToken(); next != "" {
 		b.Next = url.Values{"page": {next}}.Encode()
 	}
-	c.render(w, "calls", http.StatusOK, pageData{Title: "Calls", Nav: "tenants", CSRF: s.csrf(), Body: b})
+	c.render(w, "calls", http.StatusOK, pageData{Title: "Calls", Nav: "tenants", CSRF: s.csrf(), Who: s.who(), Body: b})
 }
 
 // searchBody is what the operator's search found.
@@ -630,5 +630,5 @@ func (c *Console) search(w http.ResponseWriter, r *http.Request, s *session) {
 			b.Tenants, b.Events = resp.GetTenants(), resp.GetEvents()
 		}
 	}
-	c.render(w, "search", code, pageData{Title: "Search", Nav: "search", CSRF: s.csrf(), Body: b})
+	c.render(w, "search", code, pageData{Title: "Search", Nav: "search", CSRF: s.csrf(), Who: s.who(), Body: b})
 }

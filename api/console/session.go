@@ -25,6 +25,15 @@ type session struct {
 	id      string // the cookie's value
 	token   string
 	expires time.Time
+	actor   string // the operator's name, or "admin token"
+}
+
+// who names the signed-in operator in the header.
+func (s *session) who() string {
+	if s == nil {
+		return ""
+	}
+	return s.actor
 }
 
 // newSessionID returns a fresh session id: 32 random bytes.
@@ -96,7 +105,7 @@ func (c *Console) sessionOf(r *http.Request) (*session, bool) {
 	if err != nil || ck.Value == "" || len(ck.Value) > 64 {
 		return nil, false
 	}
-	token, _, ok, err := c.o.Sessions.FindSession(r.Context(), idHash(ck.Value), c.o.Now())
+	token, exp, ok, err := c.o.Sessions.FindSession(r.Context(), idHash(ck.Value), c.o.Now())
 	if err != nil {
 		c.o.Logger.ErrorContext(r.Context(), "console: read a session", "err", err)
 		return nil, false
@@ -104,11 +113,13 @@ func (c *Console) sessionOf(r *http.Request) (*session, bool) {
 	if !ok {
 		return nil, false
 	}
-	exp, err := c.o.Admins.VerifyAdmin(token)
+	// The token is verified on every request: an operator removed, or an
+	// admin token expired, ends the session at once.
+	p, _, err := c.o.Admins.VerifySignIn(r.Context(), token)
 	if err != nil {
 		return nil, false
 	}
-	return &session{id: ck.Value, token: token, expires: exp}, true
+	return &session{id: ck.Value, token: token, expires: exp, actor: p.Actor()}, true
 }
 
 // setSession opens a session with token, until it expires.
@@ -175,11 +186,11 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 	r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
 	token := strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(r.PostFormValue("token")), "Bearer "))
 	next = safeNext(r.PostFormValue("next"))
-	exp, err := c.o.Admins.VerifyAdmin(token)
+	p, exp, err := c.o.Admins.VerifySignIn(r.Context(), token)
 	if token == "" || err != nil {
-		msg := "That is not an admin token of this relay, or it has expired. Make one with: wxrelay admin-token"
+		msg := "That is not an operator key or an admin token of this relay, or it no longer works. An admin makes keys under Operators; wxrelay admin-token prints an admin token."
 		if token == "" {
-			msg = "Paste an admin token (wxrelay admin-token prints one)."
+			msg = "Paste your operator key, or an admin token (wxrelay admin-token prints one)."
 		} else {
 			c.o.Failures.Fail(client)
 		}
@@ -192,7 +203,7 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 			Error: "The session could not be stored; try again in a moment."}})
 		return
 	}
-	c.o.Logger.Info("console: operator signed in", "session_expires", exp.UTC())
+	c.o.Logger.Info("console: operator signed in", "operator", p.Actor(), "session_expires", exp.UTC())
 	http.Redirect(w, r, next, http.StatusSeeOther)
 }
 

@@ -13,7 +13,7 @@ import (
 // pageNames are the templates/ files that are pages; each is parsed with
 // layout.html and the shared partials.
 var pageNames = []string{"login", "tenants", "tenant_new", "created", "tenant", "events", "event", "error",
-	"components", "component", "component_new", "calls", "search"}
+	"components", "component", "component_new", "calls", "search", "operators", "audit"}
 
 func parsePages() (map[string]*template.Template, error) {
 	pages := map[string]*template.Template{}

@@ -269,7 +269,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	componentHealth.OnChange(func(old, new health.Health) { logHealthChange(log, "component", string(new.Component), old, new) })
 	components.OnChange(push.ForgetComponent)
 	components.OnChange(func(id tenant.ComponentID) { componentKeeper.Forget(id) })
-	recoveries := store.NewRecoveryStore(db)
+	recoveries, auditStore := store.NewRecoveryStore(db), store.NewAuditStore(db)
 	srv, err := api.New(api.Options{
 		Logger:  log,
 		Auth:    auth,
@@ -301,6 +301,10 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		CallRecorder: calls,
 		// Refused pushes, by tenant and cause.
 		PushRejections: rejectionStore,
+		// Named operators, each with a key of their own, and the audit
+		// log of what operators and admin tokens change.
+		Operators: store.NewOperatorStore(db),
+		Audit:     auditStore,
 		// The operator's search across tenants: by appid, event id, openid.
 		Finder: struct {
 			*store.TenantStore
@@ -439,9 +443,11 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 			_, ierr := pace.Run(ctx, func(limit int) (int, error) {
 				return idempotency.PruneIdempotencyKeys(ctx, time.Now().Add(-message.IdempotencyTTL), limit)
 			})
-			// Runs of refused pushes, once they are a day old.
+			// Runs of refused pushes, once they are a day old; the audit
+			// log after auditRetention.
 			_, rerr := rejectionStore.PrunePushRejections(ctx, time.Now().Add(-rejection.Retention))
-			return errors.Join(err, cerr, aerr, nerr, serr, werr, ierr, rerr)
+			_, lerr := auditStore.PruneAudit(ctx, time.Now().Add(-auditRetention))
+			return errors.Join(err, cerr, aerr, nerr, serr, werr, ierr, rerr, lerr)
 		}},
 	}
 	if cfg.AlertWebhook != "" {
@@ -725,3 +731,7 @@ func backup(ctx context.Context, args []string, getenv func(string) string, stdo
 	_, err = fmt.Fprintf(stdout, "backed up %s to %s; keep its secret key (the key file beside the database, or WXRELAY_SECRET_KEY) with it, but apart from it\n", cfg.DB, *to)
 	return err
 }
+
+// auditRetention is how long the audit log is kept: a little over a
+// year, long enough for a yearly review of who changed what.
+const auditRetention = 400 * 24 * time.Hour

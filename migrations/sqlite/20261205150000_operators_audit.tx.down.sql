@@ -1,0 +1,3 @@
+-- Operators and the audit log.
+DROP TABLE audit_log;
+DROP TABLE operators;

@@ -1,0 +1,67 @@
+package store_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/wxrelay/wxrelay/store"
+	"github.com/wxrelay/wxrelay/store/storetest"
+	"github.com/wxrelay/wxrelay/tenant"
+)
+
+func TestOperatorAndAuditStores(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		os := store.NewOperatorStore(db)
+		now := time.Date(2026, 12, 5, 9, 0, 0, 0, time.UTC)
+		alice := &tenant.Operator{ID: "op_alice", Name: "Alice", KeyHash: []byte("hash-a"), CreateTime: now, CreatedBy: tenant.AdminTokenActor}
+		if err := os.CreateOperator(ctx, alice); err != nil {
+			t.Fatal(err)
+		}
+		dup := &tenant.Operator{ID: "op_other", Name: "alice", KeyHash: []byte("x"), CreateTime: now, CreatedBy: "Alice"}
+		if err := os.CreateOperator(ctx, dup); !errors.Is(err, tenant.ErrConflict) {
+			t.Errorf("a second operator named alice (another case): %v, want ErrConflict", err)
+		}
+		if err := os.CreateOperator(ctx, &tenant.Operator{ID: "op_bob", Name: "bob", KeyHash: []byte("hash-b"), CreateTime: now, CreatedBy: "Alice"}); err != nil {
+			t.Fatal(err)
+		}
+		list, err := os.Operators(ctx)
+		if err != nil || len(list) != 2 || list[0].Name != "Alice" || list[1].CreatedBy != "Alice" || list[0].KeyHash != nil {
+			t.Errorf("Operators = %+v, %v; want Alice then bob, without key hashes", list, err)
+		}
+		name, hash, err := os.OperatorKey(ctx, "op_bob")
+		if err != nil || name != "bob" || string(hash) != "hash-b" {
+			t.Errorf("OperatorKey = %q %q %v", name, hash, err)
+		}
+		if err := os.DeleteOperator(ctx, "op_bob"); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := os.OperatorKey(ctx, "op_bob"); !errors.Is(err, tenant.ErrNotFound) {
+			t.Errorf("a removed operator's key: %v, want ErrNotFound", err)
+		}
+		if err := os.DeleteOperator(ctx, "op_bob"); !errors.Is(err, tenant.ErrNotFound) {
+			t.Errorf("removing twice: %v, want ErrNotFound", err)
+		}
+
+		as := store.NewAuditStore(db)
+		for i, m := range []string{"CreateTenant", "UpdateTenant", "DeleteTenant"} {
+			e := tenant.AuditEntry{Time: now.Add(time.Duration(i) * time.Hour), Actor: "Alice", Method: m, Target: "tn_x", Code: "OK"}
+			if err := as.AppendAudit(ctx, e); err != nil {
+				t.Fatal(err)
+			}
+		}
+		page, err := as.AuditEntries(ctx, 0, 2)
+		if err != nil || len(page) != 2 || page[0].Method != "DeleteTenant" || page[1].Method != "UpdateTenant" {
+			t.Fatalf("AuditEntries = %+v, %v; want the newest two", page, err)
+		}
+		rest, _ := as.AuditEntries(ctx, page[1].Seq, 10)
+		if len(rest) != 1 || rest[0].Method != "CreateTenant" || !rest[0].Time.Equal(now) {
+			t.Errorf("the next page = %+v", rest)
+		}
+		if n, err := as.PruneAudit(ctx, now.Add(90*time.Minute)); err != nil || n != 2 {
+			t.Errorf("PruneAudit = %d, %v; want 2", n, err)
+		}
+	})
+}

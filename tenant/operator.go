@@ -1,0 +1,142 @@
+package tenant
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+)
+
+// OperatorID names an operator: op_ and 16 random characters.
+type OperatorID string
+
+// Operator is a named person who runs the relay: each has a key of their
+// own, which works as an admin token on the API and signs them in to the
+// console, and which stops working at once when the operator is removed,
+// with every session it opened. What operators change is in the audit
+// log under their name; the admin tokens of `wxrelay admin-token` remain
+// for the first operator and for break-glass, and show there as such.
+type Operator struct {
+	ID         OperatorID
+	Name       string
+	KeyHash    []byte // the hash of the key's id; the key itself is shown once
+	CreateTime time.Time
+	CreatedBy  string // who added them: an operator's name, or "admin token"
+}
+
+// OperatorStore keeps operators; *store.OperatorStore is one.
+type OperatorStore interface {
+	// CreateOperator stores o. ErrConflict if the name is taken.
+	CreateOperator(ctx context.Context, o *Operator) error
+	// Operators lists the operators by name.
+	Operators(ctx context.Context) ([]*Operator, error)
+	// DeleteOperator removes the operator id and its console sessions.
+	// ErrNotFound.
+	DeleteOperator(ctx context.Context, id OperatorID) error
+	// OperatorKey returns operator id's name and key hash. ErrNotFound.
+	OperatorKey(ctx context.Context, id OperatorID) (name string, keyHash []byte, err error)
+}
+
+// ErrOperatorNotFound is an operator id that names none.
+var ErrOperatorNotFound = fmt.Errorf("operator %w", ErrNotFound)
+
+// roleOperator is the role of operators' keys.
+const roleOperator = "operator"
+
+// AdminTokenActor is how the audit log names a change made with an admin
+// token, which names nobody.
+const AdminTokenActor = "admin token"
+
+var operatorNamePattern = regexp.MustCompile(`^[\p{L}\p{N}][\p{L}\p{N} ._@-]{0,63}$`)
+
+// SetOperators has Verify take operators' keys, checked against s on
+// every call so that removing an operator revokes its key at once.
+func (a *Authenticator) SetOperators(s OperatorStore) { a.operators = s }
+
+// NewOperator adds an operator named name, added by createdBy, and
+// returns it with its key, which is not kept (only its id's hash is).
+func (a *Authenticator) NewOperator(ctx context.Context, name, createdBy string) (*Operator, string, error) {
+	if a.operators == nil {
+		return nil, "", errors.New("tenant: no operator store")
+	}
+	name = strings.TrimSpace(name)
+	if !operatorNamePattern.MatchString(name) {
+		return nil, "", fieldErr("name", "must be 1 to 64 letters, digits, spaces or . _ @ -, beginning with a letter or digit")
+	}
+	keyID := randomString(24)
+	b := make([]byte, 10)
+	rand.Read(b)
+	o := &Operator{ID: OperatorID("op_" + idEncoding.EncodeToString(b)), Name: name, KeyHash: hashKeyID(keyID),
+		CreateTime: a.now().UTC().Truncate(time.Microsecond), CreatedBy: createdBy}
+	key, err := a.sign(claims{Role: roleOperator, RegisteredClaims: jwt.RegisteredClaims{
+		Issuer: issuer, Subject: string(o.ID), IssuedAt: jwt.NewNumericDate(a.now()), ID: keyID,
+	}})
+	if err != nil {
+		return nil, "", err
+	}
+	if err := a.operators.CreateOperator(ctx, o); err != nil {
+		return nil, "", err
+	}
+	return o, key, nil
+}
+
+// verifyOperator checks an operator key's claims against the store.
+func (a *Authenticator) verifyOperator(ctx context.Context, c claims) (Principal, error) {
+	if a.operators == nil {
+		return Principal{}, fmt.Errorf("%w: operator keys are not taken here", ErrUnauthenticated)
+	}
+	name, hash, err := a.operators.OperatorKey(ctx, OperatorID(c.Subject))
+	if errors.Is(err, ErrNotFound) {
+		return Principal{}, fmt.Errorf("%w: the operator was removed", ErrUnauthenticated)
+	} else if err != nil {
+		return Principal{}, fmt.Errorf("verify operator key: %w", err)
+	}
+	if subtle.ConstantTimeCompare(hash, hashKeyID(c.ID)) != 1 {
+		return Principal{}, fmt.Errorf("%w: not the operator's current key", ErrUnauthenticated)
+	}
+	return Principal{Admin: true, Operator: name}, nil
+}
+
+// Actor names p in the audit log: the operator, the admin token, or the
+// tenant.
+func (p Principal) Actor() string {
+	switch {
+	case p.Operator != "":
+		return p.Operator
+	case p.Admin:
+		return AdminTokenActor
+	case p.Tenant != "":
+		return "tenant " + string(p.Tenant)
+	}
+	return ""
+}
+
+// OperatorSessionTTL is how long a console session opened with an
+// operator's key lasts; removing the operator ends it at once.
+const OperatorSessionTTL = 12 * time.Hour
+
+// VerifySignIn checks a token the console is given to sign in with, an
+// admin token or an operator's key, and returns who it is and when the
+// session it opens must end: the admin token's expiry, or
+// OperatorSessionTTL from now. ErrUnauthenticated for anything else, an
+// API key included.
+func (a *Authenticator) VerifySignIn(ctx context.Context, token string) (Principal, time.Time, error) {
+	c, err := a.parse(token)
+	if err != nil {
+		return Principal{}, time.Time{}, err
+	}
+	if c.Role == roleOperator {
+		p, err := a.verifyOperator(ctx, c)
+		return p, a.now().Add(OperatorSessionTTL), err
+	}
+	if err := checkAdmin(c); err != nil {
+		return Principal{}, time.Time{}, err
+	}
+	return Principal{Admin: true}, c.ExpiresAt.Time, nil
+}
