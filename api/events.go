@@ -189,7 +189,36 @@ func (s *eventServer) event(ctx context.Context, tid tenant.ID, id relay.EventID
 			ResponseBody:    strings.ToValidUTF8(string(a.ResponseBody[:min(len(a.ResponseBody), maxShownResponseBody)]), ""),
 		})
 	}
+	if e.State == relay.StatePending {
+		if pe.Held, err = s.held(ctx, tid); err != nil {
+			return nil, err
+		}
+	}
 	return pe, nil
+}
+
+// BreakerState tells whether a tenant's webhook's circuit breaker holds
+// its deliveries; delivery.Dispatcher is one.
+type BreakerState interface {
+	HeldUntil(tid tenant.ID, url string) time.Time
+}
+
+// held says what holds tenant tid's pending events beyond their next
+// attempt time, if anything does.
+func (s *eventServer) held(ctx context.Context, tid tenant.ID) (string, error) {
+	t, err := s.tenants.Get(ctx, tid)
+	if err != nil {
+		return "", err
+	}
+	if t.State == tenant.StateDisabled {
+		return "the tenant is disabled: its events wait until it is active again", nil
+	}
+	if b, ok := s.redeliver.(BreakerState); ok {
+		if until := b.HeldUntil(tid, t.WebhookURL); !until.IsZero() {
+			return fmt.Sprintf("the webhook's circuit breaker is open after failures in a row: no attempt before %s", until.UTC().Format(time.RFC3339)), nil
+		}
+	}
+	return "", nil
 }
 
 var eventStates = map[wxrelayv1.Event_State]relay.State{

@@ -258,3 +258,22 @@ func TestRecoverFailedEvents(t *testing.T) {
 		}
 	}
 }
+
+// TestPendingEventSaysWhatHoldsIt: a disabled tenant's pending event
+// says that the tenant's state holds it.
+func TestPendingEventSaysWhatHoldsIt(t *testing.T) {
+	e := newEnv(t)
+	body := validTenant()
+	c := e.createTenant(body)
+	e.push(c, body["appid"].(string), "oHeldUser00000000000000001", 7)
+	list := e.mustStatus(e.do("GET", "/v1/tenants/"+c.id+"/events", e.admin, nil), 200)
+	id := list.body["events"].([]any)[0].(map[string]any)["id"].(string)
+	if r := e.mustStatus(e.do("GET", "/v1/tenants/"+c.id+"/events/"+id, e.admin, nil), 200); r.body["held"] != nil {
+		t.Errorf("an active tenant's pending event is held: %v", r.body["held"])
+	}
+	e.mustStatus(e.do("PATCH", "/v1/tenants/"+c.id, e.admin, `{"state":"STATE_DISABLED"}`), 200)
+	r := e.mustStatus(e.do("GET", "/v1/tenants/"+c.id+"/events/"+id, e.admin, nil), 200)
+	if held, _ := r.body["held"].(string); !strings.Contains(held, "disabled") {
+		t.Errorf("a disabled tenant's pending event says held %q, want the tenant's state", held)
+	}
+}

@@ -684,6 +684,13 @@ func endpoint(tid tenant.ID, raw string) string {
 	return string(tid) + " " + u.String()
 }
 
+// HeldUntil is when tenant tid's webhook at url may be tried again, if
+// its circuit breaker holds its deliveries now, as this replica's
+// breakers know it; zero if nothing holds them.
+func (d *Dispatcher) HeldUntil(tid tenant.ID, url string) time.Time {
+	return d.opts.Breakers.OpenUntil(endpoint(tid, url), d.opts.Now())
+}
+
 // Redeliver queues one of tid's events again, due now and at the start of
 // the retry schedule, and wakes the dispatcher. It is delivered under its
 // own id, so receivers that de-duplicate on webhook-id see it as the same

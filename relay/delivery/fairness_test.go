@@ -129,6 +129,13 @@ func TestBreakersAreTheTenantsOwn(t *testing.T) {
 		return failed >= 3
 	})
 	time.Sleep(100 * time.Millisecond)
+	// What holds the broken tenant's events is said (an event's held).
+	if until := h.disp.HeldUntil(broken.ID, srv.URL+"/broken"); until.Before(h.clock.Now().Add(30 * time.Minute)) {
+		t.Errorf("HeldUntil of the broken webhook = %v, want about an hour on", until)
+	}
+	if until := h.disp.HeldUntil(good.ID, srv.URL+"/good"); !until.IsZero() {
+		t.Errorf("HeldUntil of the good webhook = %v, want zero", until)
+	}
 	if lat := h.deliverTimed(good.ID, host, 10, 0); p99(lat) > 5*time.Second {
 		t.Errorf("the healthy tenant on the same host waited %v", p99(lat))
 	}

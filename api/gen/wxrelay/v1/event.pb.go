@@ -508,6 +508,11 @@ type Event struct {
 	// MsgId a number, WeChat's field order. payload is the same as a
 	// Struct, which cannot keep either.
 	DeliveredBody string `protobuf:"bytes,10,opt,name=delivered_body,json=deliveredBody,proto3" json:"delivered_body,omitempty"`
+	// Why a pending event waits longer than next_attempt_time says, if
+	// anything holds it (GetEvent only): the tenant is disabled, or its
+	// webhook's circuit breaker is open after failures in a row (as the
+	// replica that answered knows it). Empty when nothing does.
+	Held          string `protobuf:"bytes,11,opt,name=held,proto3" json:"held,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -608,6 +613,13 @@ func (x *Event) GetNextAttemptTime() *timestamppb.Timestamp {
 func (x *Event) GetDeliveredBody() string {
 	if x != nil {
 		return x.DeliveredBody
+	}
+	return ""
+}
+
+func (x *Event) GetHeld() string {
+	if x != nil {
+		return x.Held
 	}
 	return ""
 }
@@ -1004,7 +1016,7 @@ const file_wxrelay_v1_event_proto_rawDesc = "" +
 	"recoveries\":\n" +
 	"\x14SendTestEventRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
-	"\x04note\x18\x02 \x01(\tR\x04note\"\x83\x04\n" +
+	"\x04note\x18\x02 \x01(\tR\x04note\"\x97\x04\n" +
 	"\x05Event\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04type\x18\x02 \x01(\tR\x04type\x12\x16\n" +
@@ -1016,7 +1028,8 @@ const file_wxrelay_v1_event_proto_rawDesc = "" +
 	"\battempts\x18\b \x03(\v2\x13.wxrelay.v1.AttemptR\battempts\x12F\n" +
 	"\x11next_attempt_time\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\x0fnextAttemptTime\x12%\n" +
 	"\x0edelivered_body\x18\n" +
-	" \x01(\tR\rdeliveredBody\"X\n" +
+	" \x01(\tR\rdeliveredBody\x12\x12\n" +
+	"\x04held\x18\v \x01(\tR\x04held\"X\n" +
 	"\x05State\x12\x15\n" +
 	"\x11STATE_UNSPECIFIED\x10\x00\x12\x11\n" +
 	"\rSTATE_PENDING\x10\x01\x12\x13\n" +
