@@ -152,18 +152,7 @@ func enumViolation(ctx context.Context, msg string) error {
 	if m == nil {
 		return nil
 	}
-	md := requestMessage(ctx)
-	if md == nil {
-		return nil
-	}
-	var fd protoreflect.FieldDescriptor
-	eachField(md, func(f protoreflect.FieldDescriptor) bool {
-		if f.Kind() == protoreflect.EnumKind && (f.JSONName() == m[1] || string(f.Name()) == m[1]) {
-			fd = f
-			return false
-		}
-		return true
-	})
+	fd := requestField(ctx, m[1], func(f protoreflect.FieldDescriptor) bool { return f.Kind() == protoreflect.EnumKind })
 	if fd == nil {
 		return nil
 	}
@@ -225,18 +214,7 @@ func typeViolation(ctx context.Context, msg string) error {
 	if m == nil {
 		return nil
 	}
-	md := requestMessage(ctx)
-	if md == nil {
-		return nil
-	}
-	var fd protoreflect.FieldDescriptor
-	eachField(md, func(f protoreflect.FieldDescriptor) bool {
-		if f.JSONName() == m[4] || string(f.Name()) == m[4] {
-			fd = f
-			return false
-		}
-		return true
-	})
+	fd := requestField(ctx, m[4], func(protoreflect.FieldDescriptor) bool { return true })
 	if fd == nil {
 		return nil
 	}
@@ -248,4 +226,23 @@ func typeViolation(ctx context.Context, msg string) error {
 		}
 	}
 	return fieldViolation(string(fd.Name()), fmt.Sprintf("must be %s, not %s (line %s, column %s)", want, m[5], m[1], m[2]))
+}
+
+// requestField is the field of the request message of the method ctx
+// calls, or of a message it holds, named name (its JSON name or its own)
+// and passing ok; nil if there is none.
+func requestField(ctx context.Context, name string, ok func(protoreflect.FieldDescriptor) bool) protoreflect.FieldDescriptor {
+	md := requestMessage(ctx)
+	if md == nil {
+		return nil
+	}
+	var fd protoreflect.FieldDescriptor
+	eachField(md, func(f protoreflect.FieldDescriptor) bool {
+		if ok(f) && (f.JSONName() == name || string(f.Name()) == name) {
+			fd = f
+			return false
+		}
+		return true
+	})
+	return fd
 }
