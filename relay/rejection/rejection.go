@@ -105,8 +105,8 @@ func (c Count) InForce(now time.Time) bool { return now.Sub(c.Last) <= Window }
 type Store interface {
 	// AddPushRejections adds counts to the runs, each beginning a new
 	// run where the stored one's latest refusal is over Window before
-	// the count's first. Counts of tenants that no longer exist are
-	// dropped, not an error.
+	// the earliest of counts (a flush's counts are seconds apart).
+	// Counts of tenants that no longer exist are dropped, not an error.
 	AddPushRejections(ctx context.Context, counts []Count) error
 	// PushRejections returns tid's runs whose latest refusal is after
 	// since, in the order of Causes.
