@@ -5,6 +5,7 @@
 //	wxrelay admin-token  print an admin bearer token
 //	wxrelay backup       write a consistent copy of a SQLite database
 //	wxrelay tenants      manage tenants over the REST API
+//	wxrelay operators    manage operators over the REST API
 //	wxrelay version      print the version
 package main
 
@@ -51,6 +52,7 @@ commands:
   admin-token  print one admin bearer token (--ttl 24h)
   backup       write a consistent copy of the SQLite database, while serve runs (--to FILE)
   tenants      onboard, list, inspect and rotate tenants over the API (wxrelay tenants -h)
+  operators    add, list and remove the people who run the relay (wxrelay operators -h)
   version      print the version
 
 Run 'wxrelay <command> -h' for the flags of a command. Every flag has a
@@ -76,6 +78,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return backup(ctx, args, getenv, stdout, stderr)
 	case "tenants":
 		return tenants(ctx, args, getenv, stdout, stderr)
+	case "operators":
+		return operators(ctx, args, getenv, stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, "wxrelay", versionString())
 		return nil

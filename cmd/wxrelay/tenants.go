@@ -38,20 +38,21 @@ with --admin-token (WXRELAY_ADMIN_TOKEN); without one, run where the relay
 runs and they sign a 10-minute token with its key, as admin-token does.
 `
 
-// tenantRun runs a tenant command; id is the tenant it names, if any.
-type tenantRun func(c *apiClient, id string, stdout io.Writer) error
+// apiRun runs a command over the API; id is its argument (the tenant, the
+// operator), if it takes one.
+type apiRun func(c *apiClient, id string, stdout io.Writer) error
 
-// tenantCommand is one of the tenant commands: bind adds its own flags,
+// apiCommand is a command over the API: bind adds its own flags,
 // if any, to fs and returns what runs it with them.
-type tenantCommand struct {
-	bind   func(fs *flagSet) tenantRun
+type apiCommand struct {
+	bind   func(fs *flagSet) apiRun
 	needID bool
 }
 
 // noFlags is bind for a command without flags of its own.
-func noFlags(run tenantRun) func(*flagSet) tenantRun { return func(*flagSet) tenantRun { return run } }
+func noFlags(run apiRun) func(*flagSet) apiRun { return func(*flagSet) apiRun { return run } }
 
-var tenantCommands = map[string]tenantCommand{
+var tenantCommands = map[string]apiCommand{
 	"create":        {bind: createTenantFlags},
 	"list":          {bind: noFlags(listTenantsCmd)},
 	"get":           {bind: noFlags(getTenantCmd), needID: true},
@@ -62,28 +63,42 @@ var tenantCommands = map[string]tenantCommand{
 }
 
 func tenants(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	return apiGroup{name: "tenants", usage: tenantsUsage, commands: tenantCommands, idName: "TENANT_ID"}.run(ctx, args, getenv, stdout, stderr)
+}
+
+// apiGroup is a group of commands over the REST API: wxrelay tenants,
+// wxrelay operators.
+type apiGroup struct {
+	name, usage string
+	commands    map[string]apiCommand
+	idName      string // what a command's argument names, for its usage line
+}
+
+// run parses args, a command of the group, its argument and its flags,
+// and runs it with an admin token: the one given, or one signed here.
+func (g apiGroup) run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		fmt.Fprint(stderr, tenantsUsage)
+		fmt.Fprint(stderr, g.usage)
 		return errUsage
 	}
 	name, args := args[0], args[1:]
-	cmd, ok := tenantCommands[name]
+	cmd, ok := g.commands[name]
 	if !ok {
-		fmt.Fprintf(stderr, "wxrelay tenants: unknown command %q\n\n%s", name, tenantsUsage)
+		fmt.Fprintf(stderr, "wxrelay %s: unknown command %q\n\n%s", g.name, name, g.usage)
 		return errUsage
 	}
 	var id string
 	if cmd.needID {
 		if len(args) == 0 || strings.HasPrefix(args[0], "-") {
-			fmt.Fprintf(stderr, "usage: wxrelay tenants %s TENANT_ID [flags]\n", name)
+			fmt.Fprintf(stderr, "usage: wxrelay %s %s %s [flags]\n", g.name, name, g.idName)
 			return errUsage
 		}
 		id, args = args[0], args[1:]
 	}
-	fs := newFlagSet("tenants "+name, getenv, stderr)
+	fs := newFlagSet(g.name+" "+name, getenv, stderr)
 	base := fs.String("url", "http://localhost:8080", "the relay's HTTP address (WXRELAY_URL)")
 	fs.bindEnv("url", "WXRELAY_URL")
-	token := fs.String("admin-token", "", "an admin token (WXRELAY_ADMIN_TOKEN); default: one signed here with the relay's key")
+	token := fs.String("admin-token", "", "an admin token or operator key (WXRELAY_ADMIN_TOKEN); default: one signed here with the relay's key")
 	fs.bindEnv("admin-token", "WXRELAY_ADMIN_TOKEN")
 	jsonOut := fs.Bool("json", false, "print the API's answer as it is")
 	runCmd := cmd.bind(fs)
@@ -200,7 +215,7 @@ type createFlags struct {
 	check                                                                 bool
 }
 
-func createTenantFlags(fs *flagSet) tenantRun {
+func createTenantFlags(fs *flagSet) apiRun {
 	f := &createFlags{}
 	fs.StringVar(&f.name, "name", "", "a display name")
 	fs.StringVar(&f.appid, "appid", "", "the mini program's AppID (wx and 16 hex characters)")
@@ -335,7 +350,7 @@ func getTenantCmd(c *apiClient, id string, stdout io.Writer) error {
 
 // rotateCmd is a command that rotates one of a tenant's credentials by
 // the API's :verb and prints the new value, field of the answer.
-func rotateCmd(verb, field, what string) tenantRun {
+func rotateCmd(verb, field, what string) apiRun {
 	return func(c *apiClient, id string, stdout io.Writer) error {
 		var resp map[string]any
 		raw, err := c.call(http.MethodPost, "/v1/tenants/"+url.PathEscape(id)+":"+verb, map[string]any{}, &resp)

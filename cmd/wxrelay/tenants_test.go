@@ -114,3 +114,28 @@ func TestTenantsCLI(t *testing.T) {
 		t.Errorf("get without an id: exit %d, %q", code, errOut)
 	}
 }
+
+// TestOperatorsCLI: the first operator is added from a shell where the
+// relay runs; their key then works as an admin token, also for the CLI,
+// until they are removed.
+func TestOperatorsCLI(t *testing.T) {
+	dir := t.TempDir()
+	p := startServe(t, dir)
+	url := "--url=http://" + p.http
+	out, errOut, code := cli(t, dir, "", "operators", "add", "Alice Wang", url)
+	key := strings.TrimSpace(out[strings.LastIndex(strings.TrimSpace(out), "\n")+1:])
+	if code != 0 || !strings.Contains(out, "operator Alice Wang added (op_") || strings.Count(key, ".") != 2 {
+		t.Fatalf("operators add: exit %d\n%s%s", code, out, errOut)
+	}
+	out, _, _ = cli(t, t.TempDir(), "", "operators", "list", url, "--admin-token="+key)
+	if !regexp.MustCompile(`(?m)^op_\S+\s+Alice Wang\s+\S+\s+admin token$`).MatchString(out) {
+		t.Errorf("operators list, with Alice's key, away from the relay's key:\n%s", out)
+	}
+	id := regexp.MustCompile(`op_[a-z0-9]+`).FindString(out)
+	if out, _, code = cli(t, dir, "", "operators", "remove", id, url); code != 0 || !strings.Contains(out, "removed "+id) {
+		t.Errorf("operators remove: exit %d\n%s", code, out)
+	}
+	if _, errOut, code = cli(t, t.TempDir(), "", "tenants", "list", url, "--admin-token="+key); code != 1 || !strings.Contains(errOut, "refused the admin token (401") {
+		t.Errorf("a removed operator's key: exit %d, %q; want 1 and a 401 said in words", code, errOut)
+	}
+}
