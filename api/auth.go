@@ -41,6 +41,7 @@ var policy = map[string]access{
 	wxrelayv1.OperatorService_CreateOperator_FullMethodName:    accessAdmin,
 	wxrelayv1.OperatorService_ListOperators_FullMethodName:     accessAdmin,
 	wxrelayv1.OperatorService_DeleteOperator_FullMethodName:    accessAdmin,
+	wxrelayv1.OperatorService_RotateOperatorKey_FullMethodName: accessAdmin,
 	wxrelayv1.AuditService_ListAuditEntries_FullMethodName:     accessAdmin,
 	wxrelayv1.ComponentService_CreateComponent_FullMethodName:  accessAdmin,
 	wxrelayv1.ComponentService_GetComponent_FullMethodName:     accessAdmin,

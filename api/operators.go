@@ -66,6 +66,17 @@ func (s *operatorServer) DeleteOperator(ctx context.Context, req *wxrelayv1.Dele
 	return &emptypb.Empty{}, nil
 }
 
+func (s *operatorServer) RotateOperatorKey(ctx context.Context, req *wxrelayv1.RotateOperatorKeyRequest) (*wxrelayv1.CreateOperatorResponse, error) {
+	if s.store == nil {
+		return nil, errNoOperators
+	}
+	o, key, err := s.auth.RotateOperatorKey(ctx, tenant.OperatorID(req.GetId()))
+	if err != nil {
+		return nil, err
+	}
+	return &wxrelayv1.CreateOperatorResponse{Operator: toProtoOperator(o), Key: key}, nil
+}
+
 func toProtoOperator(o *tenant.Operator) *wxrelayv1.Operator {
 	return &wxrelayv1.Operator{Id: string(o.ID), Name: o.Name, CreateTime: timestamppb.New(o.CreateTime), CreatedBy: o.CreatedBy}
 }
@@ -124,6 +135,7 @@ var audited = map[string]bool{
 	wxrelayv1.EventService_RecoverFailedEvents_FullMethodName:  true,
 	wxrelayv1.OperatorService_CreateOperator_FullMethodName:    true,
 	wxrelayv1.OperatorService_DeleteOperator_FullMethodName:    true,
+	wxrelayv1.OperatorService_RotateOperatorKey_FullMethodName: true,
 }
 
 // auditInterceptor records the audited calls of admins, whatever their

@@ -63,7 +63,15 @@ func TestOperators(t *testing.T) {
 	e.mustStatus(e.do("GET", "/v1/audit", c.apiKey, nil), 403)
 	e.mustStatus(e.do("GET", "/v1/operators", c.apiKey, nil), 403)
 
+	// A new key: the old one stops at once, the new one works.
+	var opID = op["id"].(string)
+	r = e.mustStatus(e.do("POST", "/v1/operators/"+opID+":rotateKey", e.admin, `{}`), 200)
+	newKey, _ := r.body["key"].(string)
+	e.mustStatus(e.do("GET", "/v1/tenants", key, nil), 401)
+	e.mustStatus(e.do("GET", "/v1/tenants", newKey, nil), 200)
+	key = newKey
+
 	// Removed, Alice's key stops working at once.
-	e.mustStatus(e.do("DELETE", "/v1/operators/"+op["id"].(string), e.admin, nil), 200)
+	e.mustStatus(e.do("DELETE", "/v1/operators/"+opID, e.admin, nil), 200)
 	e.mustStatus(e.do("GET", "/v1/tenants", key, nil), 401)
 }

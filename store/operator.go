@@ -83,6 +83,20 @@ func (s *OperatorStore) OperatorKey(ctx context.Context, id tenant.OperatorID) (
 	return row.Name, row.KeyHash, nil
 }
 
+// SetOperatorKey implements tenant.OperatorStore.
+func (s *OperatorStore) SetOperatorKey(ctx context.Context, id tenant.OperatorID, keyHash []byte) (*tenant.Operator, error) {
+	defer s.db.serialize()()
+	var row operatorRow
+	err := s.db.bun.NewUpdate().Model(&row).Set("key_hash = ?", keyHash).Where("id = ?", string(id)).
+		Returning("id, name, create_time, created_by").Scan(ctx)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("operator %s: %w", id, tenant.ErrOperatorNotFound)
+	} else if err != nil {
+		return nil, fmt.Errorf("operator %s: new key: %w", id, err)
+	}
+	return &tenant.Operator{ID: tenant.OperatorID(row.ID), Name: row.Name, CreateTime: row.CreateTime.UTC(), CreatedBy: row.CreatedBy}, nil
+}
+
 // AuditStore keeps the audit log (tenant.AuditEntry) in audit_log.
 type AuditStore struct{ db *DB }
 

@@ -35,6 +35,15 @@ func TestOperatorAndAuditStores(t *testing.T) {
 		if err != nil || name != "bob" || string(hash) != "hash-b" {
 			t.Errorf("OperatorKey = %q %q %v", name, hash, err)
 		}
+		if o, err := os.SetOperatorKey(ctx, "op_bob", []byte("hash-b2")); err != nil || o.Name != "bob" || o.CreatedBy != "Alice" {
+			t.Errorf("SetOperatorKey = %+v, %v", o, err)
+		}
+		if _, hash, _ := os.OperatorKey(ctx, "op_bob"); string(hash) != "hash-b2" {
+			t.Errorf("after SetOperatorKey the hash is %q", hash)
+		}
+		if _, err := os.SetOperatorKey(ctx, "op_nobody", []byte("x")); !errors.Is(err, tenant.ErrNotFound) {
+			t.Errorf("SetOperatorKey of nobody: %v, want ErrNotFound", err)
+		}
 		if err := os.DeleteOperator(ctx, "op_bob"); err != nil {
 			t.Fatal(err)
 		}

@@ -41,6 +41,9 @@ type OperatorStore interface {
 	DeleteOperator(ctx context.Context, id OperatorID) error
 	// OperatorKey returns operator id's name and key hash. ErrNotFound.
 	OperatorKey(ctx context.Context, id OperatorID) (name string, keyHash []byte, err error)
+	// SetOperatorKey replaces operator id's key hash and returns the
+	// operator. ErrNotFound.
+	SetOperatorKey(ctx context.Context, id OperatorID, keyHash []byte) (*Operator, error)
 }
 
 // ErrOperatorNotFound is an operator id that names none.
@@ -69,21 +72,46 @@ func (a *Authenticator) NewOperator(ctx context.Context, name, createdBy string)
 	if !operatorNamePattern.MatchString(name) {
 		return nil, "", fieldErr("name", "must be 1 to 64 letters, digits, spaces or . _ @ -, beginning with a letter or digit")
 	}
-	keyID := randomString(24)
 	b := make([]byte, 10)
 	rand.Read(b)
-	o := &Operator{ID: OperatorID("op_" + idEncoding.EncodeToString(b)), Name: name, KeyHash: hashKeyID(keyID),
+	o := &Operator{ID: OperatorID("op_" + idEncoding.EncodeToString(b)), Name: name,
 		CreateTime: a.now().UTC().Truncate(time.Microsecond), CreatedBy: createdBy}
-	key, err := a.sign(claims{Role: roleOperator, RegisteredClaims: jwt.RegisteredClaims{
-		Issuer: issuer, Subject: string(o.ID), IssuedAt: jwt.NewNumericDate(a.now()), ID: keyID,
-	}})
+	key, hash, err := a.operatorKey(o.ID)
 	if err != nil {
 		return nil, "", err
 	}
+	o.KeyHash = hash
 	if err := a.operators.CreateOperator(ctx, o); err != nil {
 		return nil, "", err
 	}
 	return o, key, nil
+}
+
+// RotateOperatorKey issues operator id a new key and returns it; the old
+// one stops working at once. ErrNotFound.
+func (a *Authenticator) RotateOperatorKey(ctx context.Context, id OperatorID) (*Operator, string, error) {
+	if a.operators == nil {
+		return nil, "", errors.New("tenant: no operator store")
+	}
+	key, hash, err := a.operatorKey(id)
+	if err != nil {
+		return nil, "", err
+	}
+	o, err := a.operators.SetOperatorKey(ctx, id, hash)
+	if err != nil {
+		return nil, "", err
+	}
+	return o, key, nil
+}
+
+// operatorKey signs a new key for operator id and returns it with the
+// hash of its id, which the store keeps.
+func (a *Authenticator) operatorKey(id OperatorID) (key string, hash []byte, err error) {
+	keyID := randomString(24)
+	key, err = a.sign(claims{Role: roleOperator, RegisteredClaims: jwt.RegisteredClaims{
+		Issuer: issuer, Subject: string(id), IssuedAt: jwt.NewNumericDate(a.now()), ID: keyID,
+	}})
+	return key, hashKeyID(keyID), err
 }
 
 // verifyOperator checks an operator key's claims against the store.

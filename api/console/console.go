@@ -156,6 +156,7 @@ func New(o Options) (*Console, error) {
 		"GET /console/operators":                              c.operatorList,
 		"POST /console/operators":                             c.createOperator,
 		"POST /console/operators/{id}/delete":                 c.deleteOperator,
+		"POST /console/operators/{id}/rotate-key":             c.rotateOperatorKey,
 		"GET /console/audit":                                  c.auditList,
 		"GET /console/":                                       c.notFound,
 		"GET /console/components":                             c.componentList,

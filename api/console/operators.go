@@ -53,6 +53,22 @@ func (c *Console) createOperator(w http.ResponseWriter, r *http.Request, s *sess
 	}
 }
 
+// rotateOperatorKey issues an operator a new key and shows it once.
+func (c *Console) rotateOperatorKey(w http.ResponseWriter, r *http.Request, s *session) {
+	resp, err := c.ops.RotateOperatorKey(callCtx(r.Context(), s), &wxrelayv1.RotateOperatorKeyRequest{Id: r.PathValue("id")})
+	if err != nil {
+		c.apiError(w, r, s, err)
+		return
+	}
+	c.o.Logger.Info("console: operator key rotated", "operator", resp.GetOperator().GetName(), "by", s.who())
+	if resp.GetOperator().GetName() == s.who() {
+		// Their own: this session held the old key, and ends with it.
+		http.Redirect(w, r, "/console/login?expired=1", http.StatusSeeOther)
+		return
+	}
+	c.showOperators(w, r, s, operatorsBody{NewName: resp.GetOperator().GetName(), NewKey: resp.GetKey()}, http.StatusOK)
+}
+
 func (c *Console) deleteOperator(w http.ResponseWriter, r *http.Request, s *session) {
 	if _, err := c.ops.DeleteOperator(callCtx(r.Context(), s), &wxrelayv1.DeleteOperatorRequest{Id: r.PathValue("id")}); err != nil {
 		c.apiError(w, r, s, err)

@@ -446,14 +446,21 @@ func TestConsole_Operators(t *testing.T) {
 		t.Errorf("signed in with Alice's key, the header says %q", who)
 	}
 	bobKey := addOperator("Bob")
+	// A new key for Bob: the one he had stops.
+	oldBobKey := bobKey
+	do(t, ctx, "give Bob a new key", chromedp.Navigate(base+"operators"),
+		chromedp.Submit(chromedp.CSS(`tr[data-operator="Bob"] form.rotate`)), chromedp.WaitVisible(chromedp.ID("new-key")))
+	if bobKey = text(t, ctx, "#new-key"); bobKey == oldBobKey || listTenants(t, p, oldBobKey) != 401 || listTenants(t, p, bobKey) != 200 {
+		t.Errorf("after Bob's new key, his old key and new key answer %d and %d, want 401 and 200", listTenants(t, p, oldBobKey), listTenants(t, p, bobKey))
+	}
 	do(t, ctx, "remove Bob", chromedp.Navigate(base+"operators"),
-		chromedp.Submit(chromedp.CSS(`tr[data-operator="Bob"] form`)), chromedp.WaitVisible(chromedp.CSS("p.flash")))
+		chromedp.Submit(chromedp.CSS(`tr[data-operator="Bob"] form.remove`)), chromedp.WaitVisible(chromedp.CSS("p.flash")))
 	do(t, ctx, "open the audit log", chromedp.Navigate(base+"audit"), chromedp.WaitVisible(chromedp.ID("audit")))
 	var rows []string
 	for i := range js[int](t, ctx, `document.querySelectorAll("#audit tbody tr").length`) {
 		rows = append(rows, strings.Join(strings.Fields(js[string](t, ctx, fmt.Sprintf(`document.querySelectorAll("#audit tbody tr")[%d].textContent`, i))), " "))
 	}
-	want := []string{"Alice DeleteOperator op_", "Alice CreateOperator op_", "admin token CreateOperator op_"}
+	want := []string{"Alice DeleteOperator op_", "Alice RotateOperatorKey op_", "Alice CreateOperator op_", "admin token CreateOperator op_"}
 	if len(rows) != len(want) {
 		t.Fatalf("the audit log shows\n%s\nwant %d rows", strings.Join(rows, "\n"), len(want))
 	}

@@ -23,6 +23,50 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type RotateOperatorKeyRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RotateOperatorKeyRequest) Reset() {
+	*x = RotateOperatorKeyRequest{}
+	mi := &file_wxrelay_v1_operator_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RotateOperatorKeyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RotateOperatorKeyRequest) ProtoMessage() {}
+
+func (x *RotateOperatorKeyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_wxrelay_v1_operator_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RotateOperatorKeyRequest.ProtoReflect.Descriptor instead.
+func (*RotateOperatorKeyRequest) Descriptor() ([]byte, []int) {
+	return file_wxrelay_v1_operator_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *RotateOperatorKeyRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
 type Operator struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// op_...
@@ -38,7 +82,7 @@ type Operator struct {
 
 func (x *Operator) Reset() {
 	*x = Operator{}
-	mi := &file_wxrelay_v1_operator_proto_msgTypes[0]
+	mi := &file_wxrelay_v1_operator_proto_msgTypes[1]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -50,7 +94,7 @@ func (x *Operator) String() string {
 func (*Operator) ProtoMessage() {}
 
 func (x *Operator) ProtoReflect() protoreflect.Message {
-	mi := &file_wxrelay_v1_operator_proto_msgTypes[0]
+	mi := &file_wxrelay_v1_operator_proto_msgTypes[1]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -63,7 +107,7 @@ func (x *Operator) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Operator.ProtoReflect.Descriptor instead.
 func (*Operator) Descriptor() ([]byte, []int) {
-	return file_wxrelay_v1_operator_proto_rawDescGZIP(), []int{0}
+	return file_wxrelay_v1_operator_proto_rawDescGZIP(), []int{1}
 }
 
 func (x *Operator) GetId() string {
@@ -103,7 +147,7 @@ type CreateOperatorRequest struct {
 
 func (x *CreateOperatorRequest) Reset() {
 	*x = CreateOperatorRequest{}
-	mi := &file_wxrelay_v1_operator_proto_msgTypes[1]
+	mi := &file_wxrelay_v1_operator_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -115,7 +159,7 @@ func (x *CreateOperatorRequest) String() string {
 func (*CreateOperatorRequest) ProtoMessage() {}
 
 func (x *CreateOperatorRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wxrelay_v1_operator_proto_msgTypes[1]
+	mi := &file_wxrelay_v1_operator_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -128,7 +172,7 @@ func (x *CreateOperatorRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateOperatorRequest.ProtoReflect.Descriptor instead.
 func (*CreateOperatorRequest) Descriptor() ([]byte, []int) {
-	return file_wxrelay_v1_operator_proto_rawDescGZIP(), []int{1}
+	return file_wxrelay_v1_operator_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *CreateOperatorRequest) GetName() string {
@@ -149,7 +193,7 @@ type CreateOperatorResponse struct {
 
 func (x *CreateOperatorResponse) Reset() {
 	*x = CreateOperatorResponse{}
-	mi := &file_wxrelay_v1_operator_proto_msgTypes[2]
+	mi := &file_wxrelay_v1_operator_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -161,7 +205,7 @@ func (x *CreateOperatorResponse) String() string {
 func (*CreateOperatorResponse) ProtoMessage() {}
 
 func (x *CreateOperatorResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wxrelay_v1_operator_proto_msgTypes[2]
+	mi := &file_wxrelay_v1_operator_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -174,7 +218,7 @@ func (x *CreateOperatorResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateOperatorResponse.ProtoReflect.Descriptor instead.
 func (*CreateOperatorResponse) Descriptor() ([]byte, []int) {
-	return file_wxrelay_v1_operator_proto_rawDescGZIP(), []int{2}
+	return file_wxrelay_v1_operator_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *CreateOperatorResponse) GetOperator() *Operator {
@@ -199,7 +243,7 @@ type ListOperatorsRequest struct {
 
 func (x *ListOperatorsRequest) Reset() {
 	*x = ListOperatorsRequest{}
-	mi := &file_wxrelay_v1_operator_proto_msgTypes[3]
+	mi := &file_wxrelay_v1_operator_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -211,7 +255,7 @@ func (x *ListOperatorsRequest) String() string {
 func (*ListOperatorsRequest) ProtoMessage() {}
 
 func (x *ListOperatorsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wxrelay_v1_operator_proto_msgTypes[3]
+	mi := &file_wxrelay_v1_operator_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -224,7 +268,7 @@ func (x *ListOperatorsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListOperatorsRequest.ProtoReflect.Descriptor instead.
 func (*ListOperatorsRequest) Descriptor() ([]byte, []int) {
-	return file_wxrelay_v1_operator_proto_rawDescGZIP(), []int{3}
+	return file_wxrelay_v1_operator_proto_rawDescGZIP(), []int{4}
 }
 
 type ListOperatorsResponse struct {
@@ -236,7 +280,7 @@ type ListOperatorsResponse struct {
 
 func (x *ListOperatorsResponse) Reset() {
 	*x = ListOperatorsResponse{}
-	mi := &file_wxrelay_v1_operator_proto_msgTypes[4]
+	mi := &file_wxrelay_v1_operator_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -248,7 +292,7 @@ func (x *ListOperatorsResponse) String() string {
 func (*ListOperatorsResponse) ProtoMessage() {}
 
 func (x *ListOperatorsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wxrelay_v1_operator_proto_msgTypes[4]
+	mi := &file_wxrelay_v1_operator_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -261,7 +305,7 @@ func (x *ListOperatorsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListOperatorsResponse.ProtoReflect.Descriptor instead.
 func (*ListOperatorsResponse) Descriptor() ([]byte, []int) {
-	return file_wxrelay_v1_operator_proto_rawDescGZIP(), []int{4}
+	return file_wxrelay_v1_operator_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ListOperatorsResponse) GetOperators() []*Operator {
@@ -280,7 +324,7 @@ type DeleteOperatorRequest struct {
 
 func (x *DeleteOperatorRequest) Reset() {
 	*x = DeleteOperatorRequest{}
-	mi := &file_wxrelay_v1_operator_proto_msgTypes[5]
+	mi := &file_wxrelay_v1_operator_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -292,7 +336,7 @@ func (x *DeleteOperatorRequest) String() string {
 func (*DeleteOperatorRequest) ProtoMessage() {}
 
 func (x *DeleteOperatorRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wxrelay_v1_operator_proto_msgTypes[5]
+	mi := &file_wxrelay_v1_operator_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -305,7 +349,7 @@ func (x *DeleteOperatorRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteOperatorRequest.ProtoReflect.Descriptor instead.
 func (*DeleteOperatorRequest) Descriptor() ([]byte, []int) {
-	return file_wxrelay_v1_operator_proto_rawDescGZIP(), []int{5}
+	return file_wxrelay_v1_operator_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *DeleteOperatorRequest) GetId() string {
@@ -336,7 +380,7 @@ type AuditEntry struct {
 
 func (x *AuditEntry) Reset() {
 	*x = AuditEntry{}
-	mi := &file_wxrelay_v1_operator_proto_msgTypes[6]
+	mi := &file_wxrelay_v1_operator_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -348,7 +392,7 @@ func (x *AuditEntry) String() string {
 func (*AuditEntry) ProtoMessage() {}
 
 func (x *AuditEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_wxrelay_v1_operator_proto_msgTypes[6]
+	mi := &file_wxrelay_v1_operator_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -361,7 +405,7 @@ func (x *AuditEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditEntry.ProtoReflect.Descriptor instead.
 func (*AuditEntry) Descriptor() ([]byte, []int) {
-	return file_wxrelay_v1_operator_proto_rawDescGZIP(), []int{6}
+	return file_wxrelay_v1_operator_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *AuditEntry) GetTime() *timestamppb.Timestamp {
@@ -417,7 +461,7 @@ type ListAuditEntriesRequest struct {
 
 func (x *ListAuditEntriesRequest) Reset() {
 	*x = ListAuditEntriesRequest{}
-	mi := &file_wxrelay_v1_operator_proto_msgTypes[7]
+	mi := &file_wxrelay_v1_operator_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -429,7 +473,7 @@ func (x *ListAuditEntriesRequest) String() string {
 func (*ListAuditEntriesRequest) ProtoMessage() {}
 
 func (x *ListAuditEntriesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wxrelay_v1_operator_proto_msgTypes[7]
+	mi := &file_wxrelay_v1_operator_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -442,7 +486,7 @@ func (x *ListAuditEntriesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditEntriesRequest.ProtoReflect.Descriptor instead.
 func (*ListAuditEntriesRequest) Descriptor() ([]byte, []int) {
-	return file_wxrelay_v1_operator_proto_rawDescGZIP(), []int{7}
+	return file_wxrelay_v1_operator_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ListAuditEntriesRequest) GetPageSize() int32 {
@@ -469,7 +513,7 @@ type ListAuditEntriesResponse struct {
 
 func (x *ListAuditEntriesResponse) Reset() {
 	*x = ListAuditEntriesResponse{}
-	mi := &file_wxrelay_v1_operator_proto_msgTypes[8]
+	mi := &file_wxrelay_v1_operator_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -481,7 +525,7 @@ func (x *ListAuditEntriesResponse) String() string {
 func (*ListAuditEntriesResponse) ProtoMessage() {}
 
 func (x *ListAuditEntriesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wxrelay_v1_operator_proto_msgTypes[8]
+	mi := &file_wxrelay_v1_operator_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -494,7 +538,7 @@ func (x *ListAuditEntriesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditEntriesResponse.ProtoReflect.Descriptor instead.
 func (*ListAuditEntriesResponse) Descriptor() ([]byte, []int) {
-	return file_wxrelay_v1_operator_proto_rawDescGZIP(), []int{8}
+	return file_wxrelay_v1_operator_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ListAuditEntriesResponse) GetEntries() []*AuditEntry {
@@ -516,7 +560,9 @@ var File_wxrelay_v1_operator_proto protoreflect.FileDescriptor
 const file_wxrelay_v1_operator_proto_rawDesc = "" +
 	"\n" +
 	"\x19wxrelay/v1/operator.proto\x12\n" +
-	"wxrelay.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8a\x01\n" +
+	"wxrelay.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"*\n" +
+	"\x18RotateOperatorKeyRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"\x8a\x01\n" +
 	"\bOperator\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12;\n" +
@@ -548,11 +594,12 @@ const file_wxrelay_v1_operator_proto_rawDesc = "" +
 	"page_token\x18\x02 \x01(\tR\tpageToken\"t\n" +
 	"\x18ListAuditEntriesResponse\x120\n" +
 	"\aentries\x18\x01 \x03(\v2\x16.wxrelay.v1.AuditEntryR\aentries\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken2\x8d\x02\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken2\xec\x02\n" +
 	"\x0fOperatorService\x12W\n" +
 	"\x0eCreateOperator\x12!.wxrelay.v1.CreateOperatorRequest\x1a\".wxrelay.v1.CreateOperatorResponse\x12T\n" +
 	"\rListOperators\x12 .wxrelay.v1.ListOperatorsRequest\x1a!.wxrelay.v1.ListOperatorsResponse\x12K\n" +
-	"\x0eDeleteOperator\x12!.wxrelay.v1.DeleteOperatorRequest\x1a\x16.google.protobuf.Empty2m\n" +
+	"\x0eDeleteOperator\x12!.wxrelay.v1.DeleteOperatorRequest\x1a\x16.google.protobuf.Empty\x12]\n" +
+	"\x11RotateOperatorKey\x12$.wxrelay.v1.RotateOperatorKeyRequest\x1a\".wxrelay.v1.CreateOperatorResponse2m\n" +
 	"\fAuditService\x12]\n" +
 	"\x10ListAuditEntries\x12#.wxrelay.v1.ListAuditEntriesRequest\x1a$.wxrelay.v1.ListAuditEntriesResponseB9Z7github.com/wxrelay/wxrelay/api/gen/wxrelay/v1;wxrelayv1b\x06proto3"
 
@@ -568,36 +615,39 @@ func file_wxrelay_v1_operator_proto_rawDescGZIP() []byte {
 	return file_wxrelay_v1_operator_proto_rawDescData
 }
 
-var file_wxrelay_v1_operator_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_wxrelay_v1_operator_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
 var file_wxrelay_v1_operator_proto_goTypes = []any{
-	(*Operator)(nil),                 // 0: wxrelay.v1.Operator
-	(*CreateOperatorRequest)(nil),    // 1: wxrelay.v1.CreateOperatorRequest
-	(*CreateOperatorResponse)(nil),   // 2: wxrelay.v1.CreateOperatorResponse
-	(*ListOperatorsRequest)(nil),     // 3: wxrelay.v1.ListOperatorsRequest
-	(*ListOperatorsResponse)(nil),    // 4: wxrelay.v1.ListOperatorsResponse
-	(*DeleteOperatorRequest)(nil),    // 5: wxrelay.v1.DeleteOperatorRequest
-	(*AuditEntry)(nil),               // 6: wxrelay.v1.AuditEntry
-	(*ListAuditEntriesRequest)(nil),  // 7: wxrelay.v1.ListAuditEntriesRequest
-	(*ListAuditEntriesResponse)(nil), // 8: wxrelay.v1.ListAuditEntriesResponse
-	(*timestamppb.Timestamp)(nil),    // 9: google.protobuf.Timestamp
-	(*emptypb.Empty)(nil),            // 10: google.protobuf.Empty
+	(*RotateOperatorKeyRequest)(nil), // 0: wxrelay.v1.RotateOperatorKeyRequest
+	(*Operator)(nil),                 // 1: wxrelay.v1.Operator
+	(*CreateOperatorRequest)(nil),    // 2: wxrelay.v1.CreateOperatorRequest
+	(*CreateOperatorResponse)(nil),   // 3: wxrelay.v1.CreateOperatorResponse
+	(*ListOperatorsRequest)(nil),     // 4: wxrelay.v1.ListOperatorsRequest
+	(*ListOperatorsResponse)(nil),    // 5: wxrelay.v1.ListOperatorsResponse
+	(*DeleteOperatorRequest)(nil),    // 6: wxrelay.v1.DeleteOperatorRequest
+	(*AuditEntry)(nil),               // 7: wxrelay.v1.AuditEntry
+	(*ListAuditEntriesRequest)(nil),  // 8: wxrelay.v1.ListAuditEntriesRequest
+	(*ListAuditEntriesResponse)(nil), // 9: wxrelay.v1.ListAuditEntriesResponse
+	(*timestamppb.Timestamp)(nil),    // 10: google.protobuf.Timestamp
+	(*emptypb.Empty)(nil),            // 11: google.protobuf.Empty
 }
 var file_wxrelay_v1_operator_proto_depIdxs = []int32{
-	9,  // 0: wxrelay.v1.Operator.create_time:type_name -> google.protobuf.Timestamp
-	0,  // 1: wxrelay.v1.CreateOperatorResponse.operator:type_name -> wxrelay.v1.Operator
-	0,  // 2: wxrelay.v1.ListOperatorsResponse.operators:type_name -> wxrelay.v1.Operator
-	9,  // 3: wxrelay.v1.AuditEntry.time:type_name -> google.protobuf.Timestamp
-	6,  // 4: wxrelay.v1.ListAuditEntriesResponse.entries:type_name -> wxrelay.v1.AuditEntry
-	1,  // 5: wxrelay.v1.OperatorService.CreateOperator:input_type -> wxrelay.v1.CreateOperatorRequest
-	3,  // 6: wxrelay.v1.OperatorService.ListOperators:input_type -> wxrelay.v1.ListOperatorsRequest
-	5,  // 7: wxrelay.v1.OperatorService.DeleteOperator:input_type -> wxrelay.v1.DeleteOperatorRequest
-	7,  // 8: wxrelay.v1.AuditService.ListAuditEntries:input_type -> wxrelay.v1.ListAuditEntriesRequest
-	2,  // 9: wxrelay.v1.OperatorService.CreateOperator:output_type -> wxrelay.v1.CreateOperatorResponse
-	4,  // 10: wxrelay.v1.OperatorService.ListOperators:output_type -> wxrelay.v1.ListOperatorsResponse
-	10, // 11: wxrelay.v1.OperatorService.DeleteOperator:output_type -> google.protobuf.Empty
-	8,  // 12: wxrelay.v1.AuditService.ListAuditEntries:output_type -> wxrelay.v1.ListAuditEntriesResponse
-	9,  // [9:13] is the sub-list for method output_type
-	5,  // [5:9] is the sub-list for method input_type
+	10, // 0: wxrelay.v1.Operator.create_time:type_name -> google.protobuf.Timestamp
+	1,  // 1: wxrelay.v1.CreateOperatorResponse.operator:type_name -> wxrelay.v1.Operator
+	1,  // 2: wxrelay.v1.ListOperatorsResponse.operators:type_name -> wxrelay.v1.Operator
+	10, // 3: wxrelay.v1.AuditEntry.time:type_name -> google.protobuf.Timestamp
+	7,  // 4: wxrelay.v1.ListAuditEntriesResponse.entries:type_name -> wxrelay.v1.AuditEntry
+	2,  // 5: wxrelay.v1.OperatorService.CreateOperator:input_type -> wxrelay.v1.CreateOperatorRequest
+	4,  // 6: wxrelay.v1.OperatorService.ListOperators:input_type -> wxrelay.v1.ListOperatorsRequest
+	6,  // 7: wxrelay.v1.OperatorService.DeleteOperator:input_type -> wxrelay.v1.DeleteOperatorRequest
+	0,  // 8: wxrelay.v1.OperatorService.RotateOperatorKey:input_type -> wxrelay.v1.RotateOperatorKeyRequest
+	8,  // 9: wxrelay.v1.AuditService.ListAuditEntries:input_type -> wxrelay.v1.ListAuditEntriesRequest
+	3,  // 10: wxrelay.v1.OperatorService.CreateOperator:output_type -> wxrelay.v1.CreateOperatorResponse
+	5,  // 11: wxrelay.v1.OperatorService.ListOperators:output_type -> wxrelay.v1.ListOperatorsResponse
+	11, // 12: wxrelay.v1.OperatorService.DeleteOperator:output_type -> google.protobuf.Empty
+	3,  // 13: wxrelay.v1.OperatorService.RotateOperatorKey:output_type -> wxrelay.v1.CreateOperatorResponse
+	9,  // 14: wxrelay.v1.AuditService.ListAuditEntries:output_type -> wxrelay.v1.ListAuditEntriesResponse
+	10, // [10:15] is the sub-list for method output_type
+	5,  // [5:10] is the sub-list for method input_type
 	5,  // [5:5] is the sub-list for extension type_name
 	5,  // [5:5] is the sub-list for extension extendee
 	0,  // [0:5] is the sub-list for field type_name
@@ -614,7 +664,7 @@ func file_wxrelay_v1_operator_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_wxrelay_v1_operator_proto_rawDesc), len(file_wxrelay_v1_operator_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   9,
+			NumMessages:   10,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

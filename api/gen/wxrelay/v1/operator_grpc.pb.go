@@ -20,9 +20,10 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	OperatorService_CreateOperator_FullMethodName = "/wxrelay.v1.OperatorService/CreateOperator"
-	OperatorService_ListOperators_FullMethodName  = "/wxrelay.v1.OperatorService/ListOperators"
-	OperatorService_DeleteOperator_FullMethodName = "/wxrelay.v1.OperatorService/DeleteOperator"
+	OperatorService_CreateOperator_FullMethodName    = "/wxrelay.v1.OperatorService/CreateOperator"
+	OperatorService_ListOperators_FullMethodName     = "/wxrelay.v1.OperatorService/ListOperators"
+	OperatorService_DeleteOperator_FullMethodName    = "/wxrelay.v1.OperatorService/DeleteOperator"
+	OperatorService_RotateOperatorKey_FullMethodName = "/wxrelay.v1.OperatorService/RotateOperatorKey"
 )
 
 // OperatorServiceClient is the client API for OperatorService service.
@@ -40,6 +41,10 @@ type OperatorServiceClient interface {
 	ListOperators(ctx context.Context, in *ListOperatorsRequest, opts ...grpc.CallOption) (*ListOperatorsResponse, error)
 	// Removes an operator: their key stops working at once.
 	DeleteOperator(ctx context.Context, in *DeleteOperatorRequest, opts ...grpc.CallOption) (*emptypb.Empty, error)
+	// Issues an operator a new key, shown this once: the old one, and every
+	// console session it opened, stop working at once (a key that leaked, or
+	// signing them out everywhere).
+	RotateOperatorKey(ctx context.Context, in *RotateOperatorKeyRequest, opts ...grpc.CallOption) (*CreateOperatorResponse, error)
 }
 
 type operatorServiceClient struct {
@@ -80,6 +85,16 @@ func (c *operatorServiceClient) DeleteOperator(ctx context.Context, in *DeleteOp
 	return out, nil
 }
 
+func (c *operatorServiceClient) RotateOperatorKey(ctx context.Context, in *RotateOperatorKeyRequest, opts ...grpc.CallOption) (*CreateOperatorResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CreateOperatorResponse)
+	err := c.cc.Invoke(ctx, OperatorService_RotateOperatorKey_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // OperatorServiceServer is the server API for OperatorService service.
 // All implementations must embed UnimplementedOperatorServiceServer
 // for forward compatibility.
@@ -95,6 +110,10 @@ type OperatorServiceServer interface {
 	ListOperators(context.Context, *ListOperatorsRequest) (*ListOperatorsResponse, error)
 	// Removes an operator: their key stops working at once.
 	DeleteOperator(context.Context, *DeleteOperatorRequest) (*emptypb.Empty, error)
+	// Issues an operator a new key, shown this once: the old one, and every
+	// console session it opened, stop working at once (a key that leaked, or
+	// signing them out everywhere).
+	RotateOperatorKey(context.Context, *RotateOperatorKeyRequest) (*CreateOperatorResponse, error)
 	mustEmbedUnimplementedOperatorServiceServer()
 }
 
@@ -113,6 +132,9 @@ func (UnimplementedOperatorServiceServer) ListOperators(context.Context, *ListOp
 }
 func (UnimplementedOperatorServiceServer) DeleteOperator(context.Context, *DeleteOperatorRequest) (*emptypb.Empty, error) {
 	return nil, status.Error(codes.Unimplemented, "method DeleteOperator not implemented")
+}
+func (UnimplementedOperatorServiceServer) RotateOperatorKey(context.Context, *RotateOperatorKeyRequest) (*CreateOperatorResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RotateOperatorKey not implemented")
 }
 func (UnimplementedOperatorServiceServer) mustEmbedUnimplementedOperatorServiceServer() {}
 func (UnimplementedOperatorServiceServer) testEmbeddedByValue()                         {}
@@ -189,6 +211,24 @@ func _OperatorService_DeleteOperator_Handler(srv interface{}, ctx context.Contex
 	return interceptor(ctx, in, info, handler)
 }
 
+func _OperatorService_RotateOperatorKey_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RotateOperatorKeyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(OperatorServiceServer).RotateOperatorKey(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: OperatorService_RotateOperatorKey_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(OperatorServiceServer).RotateOperatorKey(ctx, req.(*RotateOperatorKeyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // OperatorService_ServiceDesc is the grpc.ServiceDesc for OperatorService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -207,6 +247,10 @@ var OperatorService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "DeleteOperator",
 			Handler:    _OperatorService_DeleteOperator_Handler,
+		},
+		{
+			MethodName: "RotateOperatorKey",
+			Handler:    _OperatorService_RotateOperatorKey_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
