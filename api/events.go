@@ -37,9 +37,6 @@ type eventServer struct {
 	tenants    *tenant.Service
 	appender   EventAppender       // nil: no test events
 	recoveries relay.RecoveryStore // nil: no recoveries
-	// recovered is called once a recovery is asked for, so that its
-	// first step need not wait for the job's next run; nil: it waits.
-	recovered func()
 }
 
 // maxRecoveryAge is how far back a recovery may reach: failed events are
@@ -68,9 +65,6 @@ func (s *eventServer) RecoverFailedEvents(ctx context.Context, req *wxrelayv1.Re
 	r, err := s.recoveries.CreateRecovery(ctx, t.ID, since, sender(ctx), now)
 	if err != nil {
 		return nil, err
-	}
-	if s.recovered != nil && !r.Done {
-		s.recovered()
 	}
 	return toProtoRecovery(r), nil
 }

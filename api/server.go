@@ -83,9 +83,8 @@ type Options struct {
 	// refuses them.
 	Appender EventAppender
 	// Recoveries keeps bulk recoveries of failed events, which a job
-	// steps; Recovered wakes that job when one is asked for. Nil: none.
+	// steps every 2 s; nil: none.
 	Recoveries relay.RecoveryStore
-	Recovered  func()
 	Messages   Messenger
 	// TokenStatus reports tenants' access token status for GetTenant
 	// (a *token.Keeper); nil leaves token_status unset.
@@ -255,7 +254,7 @@ func New(opts Options) (*Server, error) {
 	}
 	componentsSrv := &componentServer{components: opts.Components, tokens: opts.ComponentTokens, health: opts.ComponentHealth, auths: opts.Authorizations, publicURL: strings.TrimRight(opts.PublicURL, "/")}
 	eventsSrv := &eventServer{events: opts.Events, redeliver: opts.Redeliver, tenants: opts.Tenants, appender: opts.Appender,
-		recoveries: opts.Recoveries, recovered: opts.Recovered}
+		recoveries: opts.Recoveries}
 	callsSrv := &callServer{tenants: opts.Tenants, calls: opts.Calls}
 	if opts.Operators != nil {
 		opts.Auth.SetOperators(opts.Operators)

@@ -37,50 +37,25 @@ type callRow struct {
 	Retried    bool          `bun:"retried"`
 }
 
-// AppendCalls implements calllog.Store. It commits relaxed: a record lost
-// in a crash loses nothing anything depends on.
+// AppendCalls implements calllog.Store, relaxed (appendForLiveTenants).
 func (s *CallStore) AppendCalls(ctx context.Context, calls []calllog.Call) error {
 	if len(calls) == 0 {
 		return nil
 	}
-	defer s.db.serialize()()
-	// Twice: on PostgreSQL a tenant deleted between the check and the
-	// insert fails the insert's foreign key; the second round leaves it out.
-	var err error
-	for range 2 {
-		err = s.db.relaxed.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
-			return appendCalls(ctx, tx, calls)
-		})
-		if err == nil || !isForeignKeyViolation(err) {
-			break
-		}
-	}
-	if err != nil {
+	ids := distinct(calls, func(c calllog.Call) string { return string(c.TenantID) })
+	if err := s.db.appendForLiveTenants(ctx, ids, func(ctx context.Context, tx bun.Tx, live map[string]bool) error {
+		return appendCalls(ctx, tx, calls, live)
+	}); err != nil {
 		return fmt.Errorf("append call records: %w", err)
 	}
 	return nil
 }
 
-func appendCalls(ctx context.Context, tx bun.Tx, calls []calllog.Call) error {
-	ids := map[string]bool{}
-	var list []string
-	for _, c := range calls {
-		if !ids[string(c.TenantID)] {
-			ids[string(c.TenantID)] = true
-			list = append(list, string(c.TenantID))
-		}
-	}
-	var live []string
-	if err := tx.NewSelect().Table("tenants").Column("id").Where("id IN (?)", bun.List(list)).Scan(ctx, &live); err != nil {
-		return err
-	}
-	exists := map[string]bool{}
-	for _, id := range live {
-		exists[id] = true
-	}
+// appendCalls inserts the calls of the live tenants.
+func appendCalls(ctx context.Context, tx bun.Tx, calls []calllog.Call, live map[string]bool) error {
 	rows := make([]callRow, 0, len(calls))
 	for _, c := range calls {
-		if !exists[string(c.TenantID)] {
+		if !live[string(c.TenantID)] {
 			continue
 		}
 		r := callRow{

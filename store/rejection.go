@@ -31,15 +31,14 @@ type rejectionRow struct {
 	LastTime  time.Time `bun:"last_time"`
 }
 
-// AddPushRejections implements rejection.Store, in one statement. A
-// stored run whose latest refusal is over rejection.Window before the
-// earliest of counts is replaced by a new run. It commits relaxed: a
-// count lost in a crash loses an account, not state.
+// AddPushRejections implements rejection.Store, relaxed
+// (appendForLiveTenants), in one statement. A stored run whose latest
+// refusal is over rejection.Window before the earliest of counts is
+// replaced by a new run.
 func (s *RejectionStore) AddPushRejections(ctx context.Context, counts []rejection.Count) error {
 	if len(counts) == 0 {
 		return nil
 	}
-	defer s.db.serialize()()
 	earliest := counts[0].First
 	for _, c := range counts {
 		if c.First.Before(earliest) {
@@ -47,53 +46,30 @@ func (s *RejectionStore) AddPushRejections(ctx context.Context, counts []rejecti
 		}
 	}
 	cutoff := earliest.Add(-rejection.Window).UTC()
-	// Twice: on PostgreSQL a tenant deleted between the check and the
-	// insert fails the insert's foreign key; the second round leaves it out.
-	var err error
-	for range 2 {
-		err = s.db.relaxed.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
-			rows, err := liveRejections(ctx, tx, counts)
-			if err != nil || len(rows) == 0 {
-				return err
+	ids := distinct(counts, func(c rejection.Count) string { return string(c.Tenant) })
+	err := s.db.appendForLiveTenants(ctx, ids, func(ctx context.Context, tx bun.Tx, live map[string]bool) error {
+		rows := make([]rejectionRow, 0, len(counts))
+		for _, c := range counts {
+			if live[string(c.Tenant)] {
+				rows = append(rows, rejectionRow{TenantID: string(c.Tenant), Cause: string(c.Cause), Count: c.N,
+					FirstTime: c.First.UTC(), LastTime: c.Last.UTC()})
 			}
-			_, err = tx.NewInsert().Model(&rows).
-				On("CONFLICT (tenant_id, cause) DO UPDATE").
-				Set("count = CASE WHEN ?TableAlias.last_time < ? THEN EXCLUDED.count ELSE ?TableAlias.count + EXCLUDED.count END", cutoff).
-				Set("first_time = CASE WHEN ?TableAlias.last_time < ? THEN EXCLUDED.first_time ELSE ?TableAlias.first_time END", cutoff).
-				Set("last_time = CASE WHEN EXCLUDED.last_time > ?TableAlias.last_time THEN EXCLUDED.last_time ELSE ?TableAlias.last_time END").
-				Exec(ctx)
-			return err
-		})
-		if err == nil || !isForeignKeyViolation(err) {
-			break
 		}
-	}
+		if len(rows) == 0 {
+			return nil
+		}
+		_, err := tx.NewInsert().Model(&rows).
+			On("CONFLICT (tenant_id, cause) DO UPDATE").
+			Set("count = CASE WHEN ?TableAlias.last_time < ? THEN EXCLUDED.count ELSE ?TableAlias.count + EXCLUDED.count END", cutoff).
+			Set("first_time = CASE WHEN ?TableAlias.last_time < ? THEN EXCLUDED.first_time ELSE ?TableAlias.first_time END", cutoff).
+			Set("last_time = CASE WHEN EXCLUDED.last_time > ?TableAlias.last_time THEN EXCLUDED.last_time ELSE ?TableAlias.last_time END").
+			Exec(ctx)
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("add push rejections: %w", err)
 	}
 	return nil
-}
-
-// liveRejections are the rows of counts whose tenants exist.
-func liveRejections(ctx context.Context, tx bun.Tx, counts []rejection.Count) ([]rejectionRow, error) {
-	var ids []string
-	for _, c := range counts {
-		if !slices.Contains(ids, string(c.Tenant)) {
-			ids = append(ids, string(c.Tenant))
-		}
-	}
-	var live []string
-	if err := tx.NewSelect().Table("tenants").Column("id").Where("id IN (?)", bun.List(ids)).Scan(ctx, &live); err != nil {
-		return nil, err
-	}
-	rows := make([]rejectionRow, 0, len(counts))
-	for _, c := range counts {
-		if slices.Contains(live, string(c.Tenant)) {
-			rows = append(rows, rejectionRow{TenantID: string(c.Tenant), Cause: string(c.Cause), Count: c.N,
-				FirstTime: c.First.UTC(), LastTime: c.Last.UTC()})
-		}
-	}
-	return rows, nil
 }
 
 // PushRejections implements rejection.Store.

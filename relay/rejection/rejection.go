@@ -129,21 +129,32 @@ type Tally struct {
 func (t *Tally) Note(tid tenant.ID, cause Cause, at time.Time) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	t.add(Count{Tenant: tid, Cause: cause, N: 1, First: at, Last: at})
+}
+
+// add adds c to the count of its tenant and cause. t.mu must be held.
+func (t *Tally) add(c Count) {
 	if t.counts == nil {
 		t.counts = make(map[key]*Count)
 	}
-	k := key{tid, cause}
-	c := t.counts[k]
-	if c == nil {
-		t.counts[k] = &Count{Tenant: tid, Cause: cause, N: 1, First: at, Last: at}
+	k := key{c.Tenant, c.Cause}
+	mine := t.counts[k]
+	if mine == nil {
+		t.counts[k] = &c
 		return
 	}
-	c.N++
-	c.First, c.Last = minTime(c.First, at), maxTime(c.Last, at)
+	mine.N += c.N
+	mine.First, mine.Last = minTime(mine.First, c.First), maxTime(mine.Last, c.Last)
 }
 
-// Flush adds what was counted since the last flush to s. Counts that
-// could not be stored are kept for the next flush.
+// FlushChunk is how many counts one store call adds: a flush after
+// strangers had pushes to many tenants refused holds the write lock in
+// short turns, not in one long statement.
+const FlushChunk = 500
+
+// Flush adds what was counted since the last flush to s, FlushChunk
+// counts a call. Counts that could not be stored are kept for the next
+// flush; those stored before are not counted again.
 func (t *Tally) Flush(ctx context.Context, s Store) error {
 	t.mu.Lock()
 	taken := t.counts
@@ -164,24 +175,17 @@ func (t *Tally) Flush(ctx context.Context, s Store) error {
 		}
 		return cmp.Compare(string(a.Cause), string(b.Cause))
 	})
-	err := s.AddPushRejections(ctx, counts)
-	if err != nil {
-		t.mu.Lock()
-		if t.counts == nil {
-			t.counts = taken
-		} else {
-			for k, c := range taken {
-				if mine := t.counts[k]; mine != nil {
-					mine.N += c.N
-					mine.First, mine.Last = minTime(mine.First, c.First), maxTime(mine.Last, c.Last)
-				} else {
-					t.counts[k] = c
-				}
+	for start := 0; start < len(counts); start += FlushChunk {
+		if err := s.AddPushRejections(ctx, counts[start:min(start+FlushChunk, len(counts))]); err != nil {
+			t.mu.Lock()
+			for _, c := range counts[start:] {
+				t.add(c)
 			}
+			t.mu.Unlock()
+			return err
 		}
-		t.mu.Unlock()
 	}
-	return err
+	return nil
 }
 
 // Pending is how many tenant-cause counts wait for the next flush.

@@ -3,6 +3,7 @@ package rejection_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -83,5 +84,50 @@ func TestCounted(t *testing.T) {
 		if rejection.Counted(outcome) {
 			t.Errorf("outcome %s is counted as a refusal of the tenant's pushes", outcome)
 		}
+	}
+}
+
+// failingAfter stores the first ok calls' counts, then fails.
+type failingAfter struct {
+	memStore
+	ok int
+}
+
+func (f *failingAfter) AddPushRejections(ctx context.Context, counts []rejection.Count) error {
+	if f.ok == 0 {
+		return errors.New("database is down")
+	}
+	f.ok--
+	return f.memStore.AddPushRejections(ctx, counts)
+}
+
+// TestTallyFlushesInChunks: a flush of many tenants' counts is stored in
+// chunks; when a chunk fails, the chunks stored before are not counted
+// again at the next flush.
+func TestTallyFlushesInChunks(t *testing.T) {
+	at := time.Date(2026, 12, 5, 10, 0, 0, 0, time.UTC)
+	var tally rejection.Tally
+	n := rejection.FlushChunk*2 + 10
+	for i := range n {
+		tally.Note(tenant.ID(fmt.Sprintf("tn_%05d", i)), rejection.BadSignature, at)
+	}
+	s := &failingAfter{ok: 1}
+	if err := tally.Flush(context.Background(), s); err == nil {
+		t.Fatal("a flush whose second chunk fails: no error")
+	}
+	if len(s.added) != 1 || len(s.added[0]) != rejection.FlushChunk || tally.Pending() != n-rejection.FlushChunk {
+		t.Fatalf("after a failed second chunk: %d chunks stored, %d counts kept; want 1 of %d, and %d kept",
+			len(s.added), tally.Pending(), rejection.FlushChunk, n-rejection.FlushChunk)
+	}
+	s.ok = 10
+	if err := tally.Flush(context.Background(), s); err != nil {
+		t.Fatal(err)
+	}
+	stored := 0
+	for _, chunk := range s.added {
+		stored += len(chunk)
+	}
+	if stored != n || tally.Pending() != 0 {
+		t.Errorf("%d counts stored in all, %d kept; want each of %d once", stored, tally.Pending(), n)
 	}
 }
