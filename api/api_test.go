@@ -93,13 +93,14 @@ func newEnvWith(t *testing.T, change func(*api.Options)) *env {
 		Auth:    auth,
 		Tenants: svc,
 		// The real component store.
-		Components: tenant.NewComponentService(store.NewComponentStore(db), nil),
-		Events:     relay.NewEvents(events),
-		Redeliver:  dispatcher,
-		Appender:   ingestor,
-		Recoveries: store.NewRecoveryStore(db),
-		Operators:  store.NewOperatorStore(db),
-		Audit:      store.NewAuditStore(db),
+		Components:     tenant.NewComponentService(store.NewComponentStore(db), nil),
+		Authorizations: store.NewComponentStore(db),
+		Events:         relay.NewEvents(events),
+		Redeliver:      dispatcher,
+		Appender:       ingestor,
+		Recoveries:     store.NewRecoveryStore(db),
+		Operators:      store.NewOperatorStore(db),
+		Audit:          store.NewAuditStore(db),
 		// The operator's search across tenants.
 		Finder: struct {
 			*store.TenantStore
@@ -140,6 +141,7 @@ func newEnvWith(t *testing.T, change func(*api.Options)) *env {
 // response is a decoded REST answer.
 type response struct {
 	status int
+	header http.Header
 	body   map[string]any
 	raw    string
 }
@@ -174,7 +176,7 @@ func (e *env) do(method, path, token string, body any) response {
 	}
 	defer resp.Body.Close()
 	raw, _ := io.ReadAll(resp.Body)
-	out := response{status: resp.StatusCode, raw: string(raw)}
+	out := response{status: resp.StatusCode, header: resp.Header, raw: string(raw)}
 	_ = json.Unmarshal(raw, &out.body)
 	return out
 }

@@ -32,18 +32,20 @@ type ComponentHealthChecker interface {
 	Latest(id tenant.ComponentID) (health.Health, bool)
 }
 
-// AuthorizationReader reads components' authorizations, and which tenant
-// an appid is; *store.ComponentStore with the tenant store is one
-// (AuthorizationLookup).
+// AuthorizationReader reads components' authorizations;
+// *store.ComponentStore is one.
 type AuthorizationReader interface {
-	Authorizations(ctx context.Context, cid tenant.ComponentID) ([]*tenant.Authorization, error)
 	FindAuthorization(ctx context.Context, cid tenant.ComponentID, appid string) (*tenant.Authorization, error)
-	// ComponentTenantID returns the id of component cid's tenant for
-	// appid. tenant.ErrNotFound.
-	ComponentTenantID(ctx context.Context, cid tenant.ComponentID, appid string) (tenant.ID, error)
+	// AuthorizerPage lists up to limit of cid's authorizers in appid
+	// order after the appid after, with their tenants.
+	AuthorizerPage(ctx context.Context, cid tenant.ComponentID, after string, limit int) ([]tenant.AuthorizerEntry, error)
 }
 
 func (s *componentServer) ListAuthorizers(ctx context.Context, req *wxrelayv1.ListAuthorizersRequest) (*wxrelayv1.ListAuthorizersResponse, error) {
+	size, after, err := tenant.ParsePage(int(req.GetPageSize()), req.GetPageToken())
+	if err != nil {
+		return nil, err
+	}
 	c, err := s.components.Get(ctx, tenant.ComponentID(req.GetId()))
 	if err != nil {
 		return nil, err
@@ -52,19 +54,18 @@ func (s *componentServer) ListAuthorizers(ctx context.Context, req *wxrelayv1.Li
 	if s.auths == nil {
 		return resp, nil
 	}
-	auths, err := s.auths.Authorizations(ctx, c.ID)
+	entries, err := s.auths.AuthorizerPage(ctx, c.ID, after, size+1)
 	if err != nil {
 		return nil, err
 	}
-	for _, a := range auths {
-		out := &wxrelayv1.ListAuthorizersResponse_Authorizer{Appid: a.AuthorizerAppID, State: authorizationState(a.State),
-			FuncInfo: funcInfo(a.FuncInfo), AuthorizeTime: timestamppb.New(a.AuthorizeTime)}
-		if tid, err := s.auths.ComponentTenantID(ctx, c.ID, a.AuthorizerAppID); err == nil {
-			out.TenantId = string(tid)
-		} else if !errors.Is(err, tenant.ErrNotFound) {
-			return nil, err
-		}
-		resp.Authorizers = append(resp.Authorizers, out)
+	if len(entries) > size {
+		entries = entries[:size]
+		resp.NextPageToken = tenant.NextPageToken(entries[size-1].AppID)
+	}
+	for _, a := range entries {
+		resp.Authorizers = append(resp.Authorizers, &wxrelayv1.ListAuthorizersResponse_Authorizer{Appid: a.AppID,
+			State: authorizationState(a.State), FuncInfo: funcInfo(a.FuncInfo), AuthorizeTime: timestamppb.New(a.AuthorizeTime),
+			TenantId: string(a.TenantID)})
 	}
 	return resp, nil
 }

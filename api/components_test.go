@@ -2,10 +2,13 @@ package api_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/wxrelay/wxrelay/store"
+	"github.com/wxrelay/wxrelay/tenant"
 )
 
 func validComponent(appid string) map[string]any {
@@ -157,4 +160,45 @@ func TestComponentTenants(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.mustStatus(e.do("DELETE", "/v1/components/"+cp, e.admin, nil), 200)
+}
+
+// TestListAuthorizersPages: an agency's authorizers are listed a page at
+// a time (50 by default), each page's token leading to the next, until
+// all are listed once; a bad token is refused at page_token.
+func TestListAuthorizersPages(t *testing.T) {
+	e := newEnv(t)
+	r := e.mustStatus(e.do("POST", "/v1/components", e.admin, validComponent("wx134c8103faa5a59e")), 200)
+	cid, _ := r.body["component"].(map[string]any)["id"].(string)
+	cs := store.NewComponentStore(e.db)
+	at := time.Now().UTC().Truncate(time.Second)
+	const n = 120
+	for i := range n {
+		if err := cs.SaveAuthorization(context.Background(), &tenant.Authorization{ComponentID: tenant.ComponentID(cid),
+			AuthorizerAppID: fmt.Sprintf("wxa00000000000%04d", i), State: tenant.AuthorizationAuthorized, FuncInfo: []int{17},
+			RefreshToken: "refreshtoken@@@" + fmt.Sprint(i), AuthorizeTime: at, UpdateTime: at}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	seen := map[string]bool{}
+	var sizes []int
+	for path := "/v1/components/" + cid + "/authorizers"; ; {
+		page := e.mustStatus(e.do("GET", path, e.admin, nil), 200)
+		auths, _ := page.body["authorizers"].([]any)
+		sizes = append(sizes, len(auths))
+		for _, a := range auths {
+			seen[a.(map[string]any)["appid"].(string)] = true
+		}
+		next, _ := page.body["next_page_token"].(string)
+		if next == "" || len(sizes) > 5 {
+			break
+		}
+		path = "/v1/components/" + cid + "/authorizers?page_token=" + next
+	}
+	if len(seen) != n || fmt.Sprint(sizes) != "[50 50 20]" {
+		t.Errorf("listed %d distinct authorizers in pages of %v, want %d in [50 50 20]", len(seen), sizes, n)
+	}
+	bad := e.mustStatus(e.do("GET", "/v1/components/"+cid+"/authorizers?page_token=nonsense", e.admin, nil), 400)
+	if msg, _ := bad.body["message"].(string); !strings.HasPrefix(msg, "page_token") {
+		t.Errorf("a bad page token: %s", bad.raw)
+	}
 }

@@ -86,6 +86,14 @@ func toStatus(ctx context.Context, log *slog.Logger, method string, err error) e
 		}
 		return st.Err()
 	}
+	if rr, ok := errors.AsType[*relay.RecoveryRunningError](err); ok {
+		st := status.New(codes.AlreadyExists, rr.Error())
+		if d, derr := st.WithDetails(&errdetails.ErrorInfo{Reason: "RECOVERY_RUNNING", Domain: "wxrelay",
+			Metadata: map[string]string{"recovery_id": rr.Running.ID}}); derr == nil {
+			st = d
+		}
+		return st.Err()
+	}
 	if st, ok := windowStatus(err); ok {
 		return st.Err()
 	}

@@ -251,6 +251,13 @@ func TestRecoverFailedEvents(t *testing.T) {
 	}
 	e.mustStatus(e.do("GET", "/v1/tenants/"+d.id+"/recoveries/"+id, e.admin, nil), 404)
 	e.mustStatus(e.do("POST", "/v1/tenants/"+c.id+"/events:recoverFailed", d.apiKey, `{"since":"`+since+`"}`), 403)
+	// One at a time: another, while this one runs, is refused and told
+	// which one to follow (in the message, and for scripts in the details).
+	again := e.mustStatus(e.do("POST", "/v1/tenants/"+c.id+"/events:recoverFailed", e.admin, `{"since":"`+since+`"}`), 409)
+	if msg, _ := again.body["message"].(string); !strings.Contains(msg, id) || !strings.Contains(msg, "still running") ||
+		!strings.Contains(again.raw, `"RECOVERY_RUNNING"`) || !strings.Contains(again.raw, `"recovery_id":"`+id+`"`) {
+		t.Errorf("a second recovery while %s runs: %s", id, again.raw)
+	}
 	for _, bad := range []string{`{}`, `{"since":"` + time.Now().Add(time.Hour).UTC().Format(time.RFC3339) + `"}`} {
 		r := e.mustStatus(e.do("POST", "/v1/tenants/"+c.id+"/events:recoverFailed", e.admin, bad), 400)
 		if msg, _ := r.body["message"].(string); !strings.HasPrefix(msg, "since:") {

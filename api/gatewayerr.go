@@ -38,6 +38,11 @@ func gatewayErrorHandler(ctx context.Context, mux *runtime.ServeMux, m runtime.M
 			err = v
 		}
 	}
+	if st, ok := status.FromError(err); ok {
+		if after := retryAfter(st); after != "" {
+			w.Header().Set("Retry-After", after)
+		}
+	}
 	runtime.DefaultHTTPErrorHandler(ctx, mux, m, w, r, clipStatus(err))
 }
 

@@ -130,6 +130,12 @@ type Options struct {
 	// PushRejections lists the runs of refused pushes per tenant; nil
 	// answers every listing empty.
 	PushRejections rejection.Store
+	// TenantWriteRate and TenantWriteBurst are each tenant's budget of
+	// redeliveries, test events and recoveries asked for with its own key
+	// (tenantwrites.go); zero means DefaultTenantWriteRate and
+	// DefaultTenantWriteBurst.
+	TenantWriteRate  float64
+	TenantWriteBurst int
 	// GRPCMaxIdle closes gRPC connections without a call for this long;
 	// zero means DefaultGRPCMaxIdle.
 	GRPCMaxIdle time.Duration
@@ -182,6 +188,9 @@ func New(opts Options) (*Server, error) {
 		// After auth, which names the caller, and around everything that
 		// can refuse a change, so that refusals are logged too.
 		auditInterceptor(opts.Audit, log),
+		// After audit: a write refused for the tenant's budget is its own
+		// traffic, as its writes are, and not an admin's change.
+		newTenantWrites(cmp.Or(opts.TenantWriteRate, DefaultTenantWriteRate), cmp.Or(opts.TenantWriteBurst, DefaultTenantWriteBurst), nil).interceptor,
 		// After auth: an unauthenticated caller learns nothing of its input.
 		textInterceptor,
 	}

@@ -226,6 +226,40 @@ func (s *ComponentStore) Authorizations(ctx context.Context, cid tenant.Componen
 	return out, nil
 }
 
+// AuthorizerPage lists up to limit of component cid's authorizations in
+// appid order after the appid after, each with the tenant bound to its
+// appid, in one query that opens no refresh token: an agency's list of
+// thousands of merchants is read a page at a time.
+func (s *ComponentStore) AuthorizerPage(ctx context.Context, cid tenant.ComponentID, after string, limit int) ([]tenant.AuthorizerEntry, error) {
+	var rows []struct {
+		AppID         string         `bun:"authorizer_appid"`
+		State         string         `bun:"state"`
+		FuncInfo      string         `bun:"func_info"`
+		AuthorizeTime time.Time      `bun:"authorize_time"`
+		TenantID      sql.NullString `bun:"tenant_id"`
+	}
+	err := s.db.bun.NewSelect().TableExpr("authorizations AS a").
+		Column("a.authorizer_appid", "a.state", "a.func_info", "a.authorize_time").ColumnExpr("t.id AS tenant_id").
+		Join("LEFT JOIN tenants AS t ON t.component_id = a.component_id AND lower(t.appid) = lower(a.authorizer_appid) AND "+notMarked).
+		Where("a.component_id = ?", string(cid)).Where("a.authorizer_appid > ?", after).
+		OrderExpr("a.authorizer_appid").Limit(int64(limit)).Scan(ctx, &rows)
+	if err != nil {
+		return nil, fmt.Errorf("authorizers of component %s: %w", cid, err)
+	}
+	out := make([]tenant.AuthorizerEntry, len(rows))
+	for i, r := range rows {
+		e := tenant.AuthorizerEntry{AppID: r.AppID, AuthorizeTime: r.AuthorizeTime.UTC(), TenantID: tenant.ID(r.TenantID.String)}
+		if e.State, err = authorizationStates.decode("state", r.State); err != nil {
+			return nil, err
+		}
+		if err := json.Unmarshal([]byte(r.FuncInfo), &e.FuncInfo); err != nil {
+			return nil, fmt.Errorf("authorization of %s: func_info holds no valid JSON", r.AppID)
+		}
+		out[i] = e
+	}
+	return out, nil
+}
+
 func (s *ComponentStore) authorizationFromRow(r *authorizationRow) (*tenant.Authorization, error) {
 	a := &tenant.Authorization{ComponentID: tenant.ComponentID(r.ComponentID), AuthorizerAppID: r.AuthorizerAppID,
 		AuthorizeTime: r.AuthorizeTime.UTC(), RevokeTime: r.RevokeTime.UTC(), UpdateTime: r.UpdateTime.UTC()}

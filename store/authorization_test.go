@@ -3,7 +3,9 @@ package store_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -148,6 +150,79 @@ func TestAuthorizationLifecycleEvents(t *testing.T) {
 		// A component that is gone.
 		if err := cs.RevokeAuthorization(ctx, "cp_zzzzzzzzzzzzzzzz", appA, at); err == nil {
 			t.Error("revoking for an unknown component succeeded")
+		}
+	})
+}
+
+// TestAuthorizerPage: a component's authorizers are listed a page at a
+// time in appid order, each with the tenant bound to its appid (not one
+// being deleted, nor another component's).
+func TestAuthorizerPage(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		cs, ts := store.NewComponentStore(db), store.NewTenantStore(db)
+		comp, other := newComponent("cp_pagepagepagepag1", "wx134c8103faa5a591"), newComponent("cp_pagepagepagepag2", "wx134c8103faa5a592")
+		for _, c := range []*tenant.Component{comp, other} {
+			if err := cs.CreateComponent(ctx, c); err != nil {
+				t.Fatal(err)
+			}
+		}
+		at := time.Date(2026, 12, 5, 9, 0, 0, 0, time.UTC)
+		var appids []string
+		for i := range 7 {
+			appid := fmt.Sprintf("wxa0000000000000%02d", i)
+			appids = append(appids, appid)
+			if err := cs.SaveAuthorization(ctx, &tenant.Authorization{ComponentID: comp.ID, AuthorizerAppID: appid, State: tenant.AuthorizationAuthorized,
+				FuncInfo: []int{17, i}, RefreshToken: "refreshtoken@@@" + appid, AuthorizeTime: at, UpdateTime: at}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := cs.RevokeAuthorization(ctx, comp.ID, appids[3], at.Add(time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+		bind := func(id string, c *tenant.Component, appid string) {
+			tn := newTenant(id, appid)
+			tn.ComponentID, tn.Secrets = c.ID, tenant.Secrets{}
+			mustCreate(t, ts, tn)
+		}
+		bind("tn_pagebound1", comp, strings.ToUpper(appids[1][:2])+appids[1][2:]) // appids compare without case
+		bind("tn_pagebound4", comp, appids[4])
+		if err := ts.Delete(ctx, "tn_pagebound4"); err != nil { // being deleted: no longer bound
+			t.Fatal(err)
+		}
+
+		var got []string
+		after, pages := "", 0
+		for {
+			page, err := cs.AuthorizerPage(ctx, comp.ID, after, 3)
+			if err != nil {
+				t.Fatal(err)
+			}
+			pages++
+			for _, e := range page {
+				got = append(got, fmt.Sprintf("%s %v %v %s", e.AppID, e.State, e.FuncInfo, e.TenantID))
+			}
+			if len(page) < 3 {
+				break
+			}
+			after = page[len(page)-1].AppID
+		}
+		var want []string
+		for i, appid := range appids {
+			state, tid := tenant.AuthorizationAuthorized, ""
+			if i == 3 {
+				state = tenant.AuthorizationRevoked
+			}
+			if i == 1 {
+				tid = "tn_pagebound1"
+			}
+			want = append(want, fmt.Sprintf("%s %v %v %s", appid, state, []int{17, i}, tid))
+		}
+		if !slices.Equal(got, want) || pages != 3 {
+			t.Errorf("in %d pages of 3:\n%s\nwant in 3 pages:\n%s", pages, strings.Join(got, "\n"), strings.Join(want, "\n"))
+		}
+		if page, err := cs.AuthorizerPage(ctx, other.ID, "", 3); err != nil || len(page) != 0 {
+			t.Errorf("another component's authorizers: %v, %v; want none", page, err)
 		}
 	})
 }

@@ -40,6 +40,9 @@ type recoveryRow struct {
 	LastSeq     int64     `bun:"last_seq"`
 	CreateTime  time.Time `bun:"create_time"`
 	FinishTime  time.Time `bun:"finish_time,nullzero"`
+	// StepTime is when it last took a step (its creation before the
+	// first): running recoveries take turns in its order.
+	StepTime time.Time `bun:"step_time"`
 }
 
 func (r *recoveryRow) toDomain() *relay.Recovery {
@@ -48,25 +51,52 @@ func (r *recoveryRow) toDomain() *relay.Recovery {
 }
 
 // CreateRecovery implements relay.RecoveryStore. Its total is counted now,
-// by a read that holds no write lock.
+// by a read that holds no write lock, once it is known that the tenant
+// has no recovery running; the partial unique index
+// recoveries_one_running settles a race between replicas.
 func (s *RecoveryStore) CreateRecovery(ctx context.Context, tid tenant.ID, since time.Time, requestedBy string, now time.Time) (*relay.Recovery, error) {
+	if err := s.refuseIfRunning(ctx, tid); err != nil {
+		return nil, err
+	}
 	total, err := s.db.bun.NewSelect().Table("events").Where("tenant_id = ?", string(tid)).
 		Where("state = 'failed'").Where("receive_time >= ?", since.UTC()).Count(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("recover failed events of tenant %s: count: %w", tid, err)
 	}
+	created := now.UTC().Truncate(time.Microsecond)
 	row := &recoveryRow{ID: "rcv_" + rand.Text()[:16], TenantID: string(tid), Since: since.UTC(), RequestedBy: requestedBy,
-		State: "running", Total: int64(total), CreateTime: now.UTC().Truncate(time.Microsecond)}
+		State: "running", Total: int64(total), CreateTime: created, StepTime: created}
 	if total == 0 {
 		row.State, row.FinishTime = "done", row.CreateTime
 	}
 	defer s.db.serialize()()
-	if _, err := s.db.bun.NewInsert().Model(row).Exec(ctx); isForeignKeyViolation(err) {
+	_, err = s.db.bun.NewInsert().Model(row).Exec(ctx)
+	switch {
+	case isForeignKeyViolation(err):
 		return nil, fmt.Errorf("recover failed events of tenant %s: %w", tid, tenant.ErrNotFound)
-	} else if err != nil {
+	case isUniqueViolation(err):
+		if err := s.refuseIfRunning(ctx, tid); err != nil {
+			return nil, err
+		}
+		return nil, fmt.Errorf("recover failed events of tenant %s: %w", tid, err)
+	case err != nil:
 		return nil, fmt.Errorf("recover failed events of tenant %s: %w", tid, err)
 	}
 	return row.toDomain(), nil
+}
+
+// refuseIfRunning answers a *relay.RecoveryRunningError if tid has a
+// recovery running.
+func (s *RecoveryStore) refuseIfRunning(ctx context.Context, tid tenant.ID) error {
+	var running recoveryRow
+	err := s.db.bun.NewSelect().Model(&running).Where("tenant_id = ?", string(tid)).Where("state = 'running'").Limit(1).Scan(ctx)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return nil
+	case err != nil:
+		return fmt.Errorf("recover failed events of tenant %s: %w", tid, err)
+	}
+	return &relay.RecoveryRunningError{Running: running.toDomain()}
 }
 
 // Recovery implements relay.RecoveryStore.
@@ -96,15 +126,15 @@ func (s *RecoveryStore) Recoveries(ctx context.Context, tid tenant.ID, limit int
 	return out, nil
 }
 
-// StepRecoveries implements relay.RecoveryStore: the oldest running
-// recovery looks at the next recoveryScan events of its tenant, read
+// StepRecoveries implements relay.RecoveryStore: the running recovery
+// that stepped longest ago (tenants take turns, one recovery each) looks at the next recoveryScan events of its tenant, read
 // outside the write lock, and queues the failed ones among them in one
 // short transaction, as Redeliver queues one; it is done once the scan
 // reaches the tenant's newest event. An event that changed meanwhile (a
 // redelivery of its own) is left as it is.
 func (s *RecoveryStore) StepRecoveries(ctx context.Context, now time.Time) (int, bool, error) {
 	var r recoveryRow
-	err := s.db.bun.NewSelect().Model(&r).Where("state = 'running'").OrderExpr("create_time").Limit(1).Scan(ctx)
+	err := s.db.bun.NewSelect().Model(&r).Where("state = 'running'").OrderExpr("step_time, id").Limit(1).Scan(ctx)
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, false, nil
 	} else if err != nil {
@@ -150,7 +180,7 @@ func (s *RecoveryStore) StepRecoveries(ctx context.Context, now time.Time) (int,
 			queued = int(n)
 		}
 		q := tx.NewUpdate().Model((*recoveryRow)(nil)).
-			Set("recovered = recovered + ?", queued).Set("last_seq = ?", last).
+			Set("recovered = recovered + ?", queued).Set("last_seq = ?", last).Set("step_time = ?", now.UTC()).
 			Where("id = ?", r.ID).Where("state = 'running'").Where("last_seq = ?", r.LastSeq)
 		if done {
 			q = q.Set("state = 'done'").Set("finish_time = ?", now.UTC())

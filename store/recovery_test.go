@@ -4,12 +4,18 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/uptrace/bun/migrate"
+
+	"github.com/wxrelay/wxrelay/migrations"
 	"github.com/wxrelay/wxrelay/relay"
 	"github.com/wxrelay/wxrelay/store"
 	"github.com/wxrelay/wxrelay/store/storetest"
+	"github.com/wxrelay/wxrelay/tenant"
 )
 
 // TestRecoveryStore: a recovery queues again exactly the tenant's failed
@@ -98,6 +104,145 @@ func TestRecoveryStore(t *testing.T) {
 		none, err := rs.CreateRecovery(ctx, b, now.Add(time.Minute), "ops", now)
 		if err != nil || !none.Done || none.Total != 0 {
 			t.Errorf("a recovery of nothing: %+v, %v; want done at once", none, err)
+		}
+	})
+}
+
+// TestRecoveriesTakeTurns: a tenant has one recovery running at a time,
+// also when replicas ask at once, and the running recoveries of all
+// tenants take a step each in turn: a long one does not make a short one
+// of another tenant wait until it ends.
+func TestRecoveriesTakeTurns(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		es, rs := store.NewEventStore(db), store.NewRecoveryStore(db)
+		long, short, raced := mustCreateTenant(t, db, "tn_turnlong"), mustCreateTenant(t, db, "tn_turnshort"), mustCreateTenant(t, db, "tn_turnraced")
+		const n = 4100 // three steps of the scan's 2,000
+		for start := 0; start < n; start += 500 {
+			var batch []*relay.Event
+			for i := start; i < min(start+500, n); i++ {
+				batch = append(batch, newEvent(long, fmt.Sprint(i)))
+			}
+			mustAppend(t, es, batch...)
+		}
+		mustAppend(t, es, newEvent(short, "s1"), newEvent(short, "s2"), newEvent(raced, "r1"))
+		now := time.Now().UTC()
+		if _, err := db.Bun().ExecContext(ctx, `UPDATE events SET state = 'failed', finished_at = ?`, now); err != nil {
+			t.Fatal(err)
+		}
+		since := now.Add(-time.Hour)
+
+		first, err := rs.CreateRecovery(ctx, long, since, "ops", now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = rs.CreateRecovery(ctx, long, since, "ops", now)
+		if running, ok := errors.AsType[*relay.RecoveryRunningError](err); !ok || running.Running.ID != first.ID || !errors.Is(err, tenant.ErrConflict) {
+			t.Fatalf("a second recovery while one runs: %v; want a RecoveryRunningError naming %s", err, first.ID)
+		}
+		second, err := rs.CreateRecovery(ctx, short, since, "ops", now.Add(time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Long's first step, then short's only one, then long's others.
+		var order []string
+		for step := 1; step <= 10; step++ {
+			_, running, err := rs.StepRecoveries(ctx, now.Add(time.Duration(step)*time.Minute))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !running {
+				break
+			}
+			l, _ := rs.Recovery(ctx, long, first.ID)
+			s, _ := rs.Recovery(ctx, short, second.ID)
+			order = append(order, fmt.Sprintf("long %d/%d short %d/%d", l.Recovered, l.Total, s.Recovered, s.Total))
+		}
+		want := []string{"long 2000/4100 short 0/2", "long 2000/4100 short 2/2", "long 4000/4100 short 2/2", "long 4100/4100 short 2/2"}
+		if fmt.Sprint(order) != fmt.Sprint(want) {
+			t.Errorf("progress step by step:\n%s\nwant\n%s", strings.Join(order, "\n"), strings.Join(want, "\n"))
+		}
+		if _, err := rs.CreateRecovery(ctx, long, since, "ops", now.Add(time.Hour)); err != nil {
+			t.Errorf("a recovery after the last one finished: %v", err)
+		}
+
+		// Replicas asking at once: one recovery starts, the others are told.
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		started, refused := 0, 0
+		for range 8 {
+			wg.Go(func() {
+				_, err := rs.CreateRecovery(ctx, raced, since, "ops", now)
+				mu.Lock()
+				defer mu.Unlock()
+				if _, ok := errors.AsType[*relay.RecoveryRunningError](err); ok {
+					refused++
+				} else if err == nil {
+					started++
+				} else {
+					t.Errorf("CreateRecovery at once: %v", err)
+				}
+			})
+		}
+		wg.Wait()
+		if started != 1 || refused != 7 {
+			t.Errorf("8 recoveries asked at once: %d started, %d refused as running; want 1 and 7", started, refused)
+		}
+	})
+}
+
+// TestMigrate_RecoveriesTakeTurns: the migration that allows one running
+// recovery per tenant keeps the oldest of those that ran side by side
+// before it, and ends the others with their progress.
+func TestMigrate_RecoveriesTakeTurns(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		a, b := mustCreateTenant(t, db, "tn_migratea"), mustCreateTenant(t, db, "tn_migrateb")
+		ms, err := migrations.For(db.Dialect())
+		if err != nil {
+			t.Fatal(err)
+		}
+		var turns *migrate.Migration
+		for _, m := range ms.Sorted() {
+			if m.Comment == "recoveries_take_turns" {
+				turns = &m
+			}
+		}
+		if turns == nil {
+			t.Fatal("no recoveries_take_turns migration")
+		}
+		m := migrate.NewMigrator(db.Bun(), ms)
+		if err := turns.Down(ctx, m, turns); err != nil {
+			t.Fatalf("down: %v", err)
+		}
+		t0 := time.Now().UTC().Truncate(time.Second)
+		for _, r := range []struct {
+			id  string
+			tid tenant.ID
+			at  time.Duration
+		}{{"rcv_a_second", a, time.Minute}, {"rcv_a_first", a, 0}, {"rcv_a_third", a, 2 * time.Minute}, {"rcv_b_only", b, 3 * time.Minute}} {
+			if _, err := db.Bun().ExecContext(ctx, `INSERT INTO recoveries (id, tenant_id, since, requested_by, state, total, recovered, create_time)
+				VALUES (?, ?, ?, 'ops', 'running', 5, 1, ?)`, r.id, string(r.tid), t0, t0.Add(r.at)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := turns.Up(ctx, m, turns); err != nil {
+			t.Fatalf("up: %v", err)
+		}
+		rs := store.NewRecoveryStore(db)
+		for id, wantDone := range map[string]bool{"rcv_a_first": false, "rcv_a_second": true, "rcv_a_third": true, "rcv_b_only": false} {
+			tid := a
+			if id == "rcv_b_only" {
+				tid = b
+			}
+			r, err := rs.Recovery(ctx, tid, id)
+			if err != nil || r.Done != wantDone || r.Recovered != 1 {
+				t.Errorf("after the migration %s = %+v, %v; want done %v, its progress kept", id, r, err, wantDone)
+			}
+		}
+		// And the first goes on, stepped in its turn.
+		if _, running, err := rs.StepRecoveries(ctx, time.Now()); err != nil || !running {
+			t.Errorf("stepping after the migration: running %v, %v", running, err)
 		}
 	})
 }

@@ -261,6 +261,16 @@ type Authorization struct {
 	UpdateTime    time.Time
 }
 
+// AuthorizerEntry is a line of a component's list of authorizers: a
+// grant, without its refresh token, and the tenant bound to its appid.
+type AuthorizerEntry struct {
+	AppID         string
+	State         AuthorizationState
+	FuncInfo      []int
+	AuthorizeTime time.Time
+	TenantID      ID // "" when no tenant is bound to the appid
+}
+
 // ErrAuthorizationNotFound: the mini program has not authorized the
 // component (as far as the relay has heard).
 var ErrAuthorizationNotFound = errors.New("authorization not found")

@@ -304,6 +304,14 @@ func newWebhookSecret() string {
 // pageOf reads a listing's page size (0: DefaultPageSize; at most
 // MaxPageSize) and its page token, the id to list after.
 func pageOf(pageSize int, pageToken string) (int, ID, error) {
+	size, after, err := ParsePage(pageSize, pageToken)
+	return size, ID(after), err
+}
+
+// ParsePage reads the page size (0: DefaultPageSize; at most MaxPageSize)
+// and page token of a listing ordered by a key: the key to list after,
+// "" for the first page.
+func ParsePage(pageSize int, pageToken string) (size int, after string, err error) {
 	switch {
 	case pageSize < 0:
 		return 0, "", fieldErr("page_size", "must not be negative")
@@ -312,15 +320,18 @@ func pageOf(pageSize int, pageToken string) (int, ID, error) {
 	case pageSize > MaxPageSize:
 		pageSize = MaxPageSize
 	}
-	after, err := decodePageToken(pageToken)
+	after, err = decodePageToken(pageToken)
 	return pageSize, after, err
 }
+
+// NextPageToken is the page token of the page after the key after.
+func NextPageToken(after string) string { return encodePageToken(ID(after)) }
 
 func encodePageToken(after ID) string {
 	return base64.RawURLEncoding.EncodeToString([]byte("after:" + after))
 }
 
-func decodePageToken(tok string) (ID, error) {
+func decodePageToken(tok string) (string, error) {
 	if tok == "" {
 		return "", nil
 	}
@@ -328,7 +339,7 @@ func decodePageToken(tok string) (ID, error) {
 	if err != nil || !strings.HasPrefix(string(b), "after:") {
 		return "", fieldErr("page_token", "is not a token returned by a previous page")
 	}
-	return ID(strings.TrimPrefix(string(b), "after:")), nil
+	return strings.TrimPrefix(string(b), "after:"), nil
 }
 
 // String keeps secrets out of logs and error messages even when a Tenant is

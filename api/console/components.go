@@ -3,6 +3,7 @@ package console
 import (
 	"cmp"
 	"net/http"
+	"net/url"
 	"strings"
 
 	"google.golang.org/grpc/codes"
@@ -79,6 +80,8 @@ type componentBody struct {
 	C           *wxrelayv1.Component
 	Health      string
 	Authorizers []*wxrelayv1.ListAuthorizersResponse_Authorizer
+	// Next is the query of the next page of authorizers; "" on the last.
+	Next string
 }
 
 func (c *Console) componentPage(w http.ResponseWriter, r *http.Request, s *session) {
@@ -88,17 +91,21 @@ func (c *Console) componentPage(w http.ResponseWriter, r *http.Request, s *sessi
 		c.apiError(w, r, s, err)
 		return
 	}
-	auths, err := c.components.ListAuthorizers(ctx, &wxrelayv1.ListAuthorizersRequest{Id: comp.GetId()})
+	auths, err := c.components.ListAuthorizers(ctx, &wxrelayv1.ListAuthorizersRequest{Id: comp.GetId(), PageSize: 100, PageToken: r.URL.Query().Get("page")})
 	if err != nil {
 		c.apiError(w, r, s, err)
 		return
+	}
+	next := ""
+	if tok := auths.GetNextPageToken(); tok != "" {
+		next = url.Values{"page": {tok}}.Encode()
 	}
 	flash := ""
 	if r.URL.Query().Get("registered") != "" {
 		flash = "Registered. Paste the two URLs below on the open platform; the first ticket arrives within 10 minutes."
 	}
 	c.render(w, "component", http.StatusOK, pageData{Title: cmp.Or(comp.GetDisplayName(), comp.GetComponentAppid()), Nav: "components",
-		CSRF: s.csrf(), Who: s.who(), Flash: flash, Body: componentBody{C: comp, Health: healthName(comp.GetHealth().GetState()), Authorizers: auths.GetAuthorizers()}})
+		CSRF: s.csrf(), Who: s.who(), Flash: flash, Body: componentBody{C: comp, Health: healthName(comp.GetHealth().GetState()), Authorizers: auths.GetAuthorizers(), Next: next}})
 }
 
 // authorizationURL makes a fresh consent link for a component's tenant

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	wxrelayv1 "github.com/wxrelay/wxrelay/api/gen/wxrelay/v1"
 	"github.com/wxrelay/wxrelay/relay"
 )
 
@@ -78,5 +79,35 @@ func TestPagesParse(t *testing.T) {
 		if pages[name].Lookup("content") == nil || pages[name].Lookup("layout") == nil {
 			t.Errorf("page %s lacks its content or the layout", name)
 		}
+	}
+}
+
+// TestEventsPageWhileRecovering: while a recovery runs, the form to start
+// another is disabled and says why (the API would refuse it); once done,
+// it is offered again.
+func TestEventsPageWhileRecovering(t *testing.T) {
+	pages, err := parsePages()
+	if err != nil {
+		t.Fatal(err)
+	}
+	render := func(running bool) string {
+		t.Helper()
+		state := wxrelayv1.Recovery_STATE_DONE
+		if running {
+			state = wxrelayv1.Recovery_STATE_RUNNING
+		}
+		body := eventListBody{T: &wxrelayv1.Tenant{Id: "tn_x", Appid: "wx0123456789abcdef"}, Running: running,
+			Recoveries: []*wxrelayv1.Recovery{{Id: "rcv_1", State: state, Total: 3, Recovered: 1}}}
+		var b strings.Builder
+		if err := pages["events"].ExecuteTemplate(&b, "layout", pageData{Title: "Events", Body: body}); err != nil {
+			t.Fatal(err)
+		}
+		return b.String()
+	}
+	if page := render(true); !strings.Contains(page, `id="recover" disabled`) || !strings.Contains(page, "One recovery at a time") {
+		t.Errorf("while a recovery runs the form is offered:\n%s", page)
+	}
+	if page := render(false); strings.Contains(page, `id="recover" disabled`) || strings.Contains(page, "One recovery at a time") {
+		t.Errorf("with no recovery running the form is disabled")
 	}
 }

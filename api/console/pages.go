@@ -417,6 +417,8 @@ type eventListBody struct {
 	// recovery form's default, a day ago.
 	Recoveries []*wxrelayv1.Recovery
 	Since      string
+	// Running is set while one of them runs: a tenant has one at a time.
+	Running bool
 }
 
 // formTime is how the filter's datetime-local inputs send times: in UTC,
@@ -484,6 +486,7 @@ func (c *Console) eventList(w http.ResponseWriter, r *http.Request, s *session) 
 		for _, rc := range b.Recoveries {
 			if rc.GetState() == wxrelayv1.Recovery_STATE_RUNNING {
 				refresh = 2 // the progress moves
+				b.Running = true
 			}
 		}
 	} else {

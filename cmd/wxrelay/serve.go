@@ -280,7 +280,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		ComponentTokens: componentKeeper,
 		ComponentHealth: componentHealth,
 		Consent:         consent,
-		Authorizations:  authorizationReader{componentStore, tenantStore},
+		Authorizations:  componentStore,
 		Events:          relay.NewEvents(eventStore),
 		Redeliver:       dispatcher,
 		// Test events, stored and delivered as pushes are.
@@ -685,13 +685,6 @@ func debugMux() *http.ServeMux {
 // pruneCalls deletes the call records older than cutoff.
 func pruneCalls(ctx context.Context, s calllog.Store, cutoff time.Time) (int, error) {
 	return pace.Run(ctx, func(limit int) (int, error) { return s.PruneCalls(ctx, cutoff, limit) })
-}
-
-// authorizationReader reads components' authorizations for the API, and
-// which of a component's tenants an appid is.
-type authorizationReader struct {
-	*store.ComponentStore
-	*store.TenantStore
 }
 
 // addrOf is ln's address, or "" for no listener.

@@ -25,8 +25,12 @@ const (
 )
 
 type ListAuthorizersRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// At most 500; 0 means 50.
+	PageSize int32 `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// next_page_token of the previous page.
+	PageToken     string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -68,9 +72,26 @@ func (x *ListAuthorizersRequest) GetId() string {
 	return ""
 }
 
+func (x *ListAuthorizersRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListAuthorizersRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
 type ListAuthorizersResponse struct {
-	state         protoimpl.MessageState                `protogen:"open.v1"`
-	Authorizers   []*ListAuthorizersResponse_Authorizer `protobuf:"bytes,1,rep,name=authorizers,proto3" json:"authorizers,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// In appid order.
+	Authorizers []*ListAuthorizersResponse_Authorizer `protobuf:"bytes,1,rep,name=authorizers,proto3" json:"authorizers,omitempty"`
+	// Empty on the last page.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -110,6 +131,13 @@ func (x *ListAuthorizersResponse) GetAuthorizers() []*ListAuthorizersResponse_Au
 		return x.Authorizers
 	}
 	return nil
+}
+
+func (x *ListAuthorizersResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
 }
 
 // Component is one third-party platform registered with wxrelay.
@@ -739,11 +767,15 @@ var File_wxrelay_v1_component_proto protoreflect.FileDescriptor
 const file_wxrelay_v1_component_proto_rawDesc = "" +
 	"\n" +
 	"\x1awxrelay/v1/component.proto\x12\n" +
-	"wxrelay.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17wxrelay/v1/tenant.proto\"(\n" +
+	"wxrelay.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17wxrelay/v1/tenant.proto\"d\n" +
 	"\x16ListAuthorizersRequest\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id\"\xc4\x02\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1b\n" +
+	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x03 \x01(\tR\tpageToken\"\xec\x02\n" +
 	"\x17ListAuthorizersResponse\x12P\n" +
-	"\vauthorizers\x18\x01 \x03(\v2..wxrelay.v1.ListAuthorizersResponse.AuthorizerR\vauthorizers\x1a\xd6\x01\n" +
+	"\vauthorizers\x18\x01 \x03(\v2..wxrelay.v1.ListAuthorizersResponse.AuthorizerR\vauthorizers\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x1a\xd6\x01\n" +
 	"\n" +
 	"Authorizer\x12\x14\n" +
 	"\x05appid\x18\x01 \x01(\tR\x05appid\x125\n" +

@@ -49,7 +49,7 @@ type ComponentServiceClient interface {
 	// Removes a component; refused (409) while tenants are bound to it.
 	DeleteComponent(ctx context.Context, in *DeleteComponentRequest, opts ...grpc.CallOption) (*emptypb.Empty, error)
 	// Lists the mini-programs that authorized the component, with or
-	// without a tenant.
+	// without a tenant, a page at a time.
 	ListAuthorizers(ctx context.Context, in *ListAuthorizersRequest, opts ...grpc.CallOption) (*ListAuthorizersResponse, error)
 }
 
@@ -142,7 +142,7 @@ type ComponentServiceServer interface {
 	// Removes a component; refused (409) while tenants are bound to it.
 	DeleteComponent(context.Context, *DeleteComponentRequest) (*emptypb.Empty, error)
 	// Lists the mini-programs that authorized the component, with or
-	// without a tenant.
+	// without a tenant, a page at a time.
 	ListAuthorizers(context.Context, *ListAuthorizersRequest) (*ListAuthorizersResponse, error)
 	mustEmbedUnimplementedComponentServiceServer()
 }

@@ -33,7 +33,10 @@ const (
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 //
 // EventService shows the pushes a tenant received and their delivery.
-// Tenants act on their own events; admins on any tenant's.
+// Tenants act on their own events; admins on any tenant's. A tenant's
+// key may make 5 RedeliverEvent, SendTestEvent and RecoverFailedEvents
+// calls a second, in bursts of 50; the call over the budget is refused
+// with RESOURCE_EXHAUSTED and a RetryInfo (REST: 429, Retry-After).
 type EventServiceClient interface {
 	// Lists a tenant's events, newest first.
 	ListEvents(ctx context.Context, in *ListEventsRequest, opts ...grpc.CallOption) (*ListEventsResponse, error)
@@ -50,7 +53,9 @@ type EventServiceClient interface {
 	// Queues again, in the background, every event of the tenant that
 	// failed and was received since a time: for a webhook back from a long
 	// outage. Progress in GetRecovery. A tenant's API key may recover its
-	// own.
+	// own. A tenant has one recovery running at a time: another is refused
+	// with ALREADY_EXISTS (REST: 409), reason RECOVERY_RUNNING, naming the
+	// running one in metadata recovery_id.
 	RecoverFailedEvents(ctx context.Context, in *RecoverFailedEventsRequest, opts ...grpc.CallOption) (*Recovery, error)
 	// Returns one of the tenant's recoveries, with its progress.
 	GetRecovery(ctx context.Context, in *GetRecoveryRequest, opts ...grpc.CallOption) (*Recovery, error)
@@ -141,7 +146,10 @@ func (c *eventServiceClient) ListRecoveries(ctx context.Context, in *ListRecover
 // for forward compatibility.
 //
 // EventService shows the pushes a tenant received and their delivery.
-// Tenants act on their own events; admins on any tenant's.
+// Tenants act on their own events; admins on any tenant's. A tenant's
+// key may make 5 RedeliverEvent, SendTestEvent and RecoverFailedEvents
+// calls a second, in bursts of 50; the call over the budget is refused
+// with RESOURCE_EXHAUSTED and a RetryInfo (REST: 429, Retry-After).
 type EventServiceServer interface {
 	// Lists a tenant's events, newest first.
 	ListEvents(context.Context, *ListEventsRequest) (*ListEventsResponse, error)
@@ -158,7 +166,9 @@ type EventServiceServer interface {
 	// Queues again, in the background, every event of the tenant that
 	// failed and was received since a time: for a webhook back from a long
 	// outage. Progress in GetRecovery. A tenant's API key may recover its
-	// own.
+	// own. A tenant has one recovery running at a time: another is refused
+	// with ALREADY_EXISTS (REST: 409), reason RECOVERY_RUNNING, naming the
+	// running one in metadata recovery_id.
 	RecoverFailedEvents(context.Context, *RecoverFailedEventsRequest) (*Recovery, error)
 	// Returns one of the tenant's recoveries, with its progress.
 	GetRecovery(context.Context, *GetRecoveryRequest) (*Recovery, error)

@@ -1,0 +1,140 @@
+package api
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	wxrelayv1 "github.com/wxrelay/wxrelay/api/gen/wxrelay/v1"
+	"github.com/wxrelay/wxrelay/tenant"
+)
+
+// A tenant's key may ask the relay to write on its behalf outside any
+// push: a redelivery, a test event, a bulk recovery. Each is a write under
+// the database's write lock, which on SQLite every tenant's pushes wait
+// for, so a script looping on one of them would slow everyone's ingest.
+// Each tenant therefore has a budget of such calls; over it, a call is
+// refused at once (429, with Retry-After and a RetryInfo detail) before
+// anything is read or written. Admin and operator calls have no budget:
+// they are few and trusted, and a recovery is how they move many events.
+var tenantWriteMethods = map[string]bool{
+	wxrelayv1.EventService_RedeliverEvent_FullMethodName:      true,
+	wxrelayv1.EventService_SendTestEvent_FullMethodName:       true,
+	wxrelayv1.EventService_RecoverFailedEvents_FullMethodName: true,
+}
+
+// Default budget: 5 writes a second, in bursts of up to 50; redelivering
+// a few dozen events by hand never meets it, and many are one recovery.
+const (
+	DefaultTenantWriteRate  = 5
+	DefaultTenantWriteBurst = 50
+)
+
+// tenantWrites holds each tenant's budget. A tenant with a full bucket
+// needs no entry, so entries are dropped once full again: the map holds
+// only tenants that wrote in the last burst/rate seconds.
+type tenantWrites struct {
+	rate  rate.Limit
+	burst int
+	now   func() time.Time
+
+	mu        sync.Mutex
+	buckets   map[tenant.ID]*rate.Limiter
+	lastSweep time.Time
+}
+
+func newTenantWrites(perSecond float64, burst int, now func() time.Time) *tenantWrites {
+	if now == nil {
+		now = time.Now
+	}
+	return &tenantWrites{rate: rate.Limit(perSecond), burst: burst, now: now, buckets: map[tenant.ID]*rate.Limiter{}}
+}
+
+// take spends one write of tid's budget, or says how long until one is
+// there.
+func (w *tenantWrites) take(tid tenant.ID) (wait time.Duration, ok bool) {
+	now := w.now()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.sweep(now)
+	l := w.buckets[tid]
+	if l == nil {
+		l = rate.NewLimiter(w.rate, w.burst)
+		w.buckets[tid] = l
+	}
+	r := l.ReserveN(now, 1)
+	if d := r.DelayFrom(now); d > 0 {
+		r.CancelAt(now)
+		return d, false
+	}
+	return 0, true
+}
+
+// sweep drops the buckets that filled again, at most once per refill
+// period, so that the map's size follows the tenants writing now.
+func (w *tenantWrites) sweep(now time.Time) {
+	full := time.Duration(float64(w.burst) / float64(w.rate) * float64(time.Second))
+	if now.Sub(w.lastSweep) < full {
+		return
+	}
+	w.lastSweep = now
+	for id, l := range w.buckets {
+		if l.TokensAt(now) >= float64(w.burst) {
+			delete(w.buckets, id)
+		}
+	}
+}
+
+// len is how many tenants have a bucket now.
+func (w *tenantWrites) len() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.buckets)
+}
+
+// interceptor refuses a tenant's write over its budget. It runs after
+// authUnaryInterceptor, which names the caller.
+func (w *tenantWrites) interceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	if !tenantWriteMethods[info.FullMethod] {
+		return handler(ctx, req)
+	}
+	p, ok := callerOf(ctx)
+	if !ok || p.Admin {
+		return handler(ctx, req)
+	}
+	if wait, ok := w.take(p.Tenant); !ok {
+		return nil, overBudget(wait, float64(w.rate), w.burst)
+	}
+	return handler(ctx, req)
+}
+
+// overBudget is the error of a write refused for wait.
+func overBudget(wait time.Duration, perSecond float64, burst int) error {
+	st := status.New(codes.ResourceExhausted, fmt.Sprintf(
+		"this tenant has asked for more than %g redeliveries, test events or recoveries a second (bursts of %d); retry in %s, "+
+			"or queue many failed events again at once with events:recoverFailed", perSecond, burst, wait.Round(time.Millisecond)))
+	if d, err := st.WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(wait)}); err == nil {
+		st = d
+	}
+	return st.Err()
+}
+
+// retryAfter is the Retry-After, in whole seconds rounded up, that a
+// status's RetryInfo asks for; "" without one.
+func retryAfter(st *status.Status) string {
+	for _, d := range st.Details() {
+		if ri, ok := d.(*errdetails.RetryInfo); ok && ri.GetRetryDelay() != nil {
+			return fmt.Sprint(max(1, int(math.Ceil(ri.GetRetryDelay().AsDuration().Seconds()))))
+		}
+	}
+	return ""
+}
