@@ -348,20 +348,7 @@ func TestMigrate_EventBodiesKept(t *testing.T) {
 		e2.Raw, e2.Payload = []byte{0, 0xff, 'x'}, []byte{}
 		mustAppend(t, es, e1, e2)
 
-		ms, err := migrations.For(db.Dialect())
-		if err != nil {
-			t.Fatal(err)
-		}
-		var bodies *migrate.Migration
-		for _, m := range ms.Sorted() {
-			if m.Comment == "event_bodies" {
-				bodies = &m
-			}
-		}
-		if bodies == nil {
-			t.Fatal("no event_bodies migration")
-		}
-		m := migrate.NewMigrator(db.Bun(), ms)
+		m, bodies := migrationNamed(t, db, "event_bodies")
 		if err := bodies.Down(ctx, m, bodies); err != nil {
 			t.Fatalf("down: %v", err)
 		}
@@ -406,4 +393,21 @@ func TestOpen_SkipMigrate(t *testing.T) {
 			t.Errorf("Find after Migrate: %v", err)
 		}
 	})
+}
+
+// migrationNamed finds the migration of db's dialect named name (its
+// file name after the time), with a migrator to run its steps by hand.
+func migrationNamed(t *testing.T, db *store.DB, name string) (*migrate.Migrator, *migrate.Migration) {
+	t.Helper()
+	ms, err := migrations.For(db.Dialect())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range ms.Sorted() {
+		if m.Comment == name {
+			return migrate.NewMigrator(db.Bun(), ms), &m
+		}
+	}
+	t.Fatalf("no %s migration", name)
+	return nil, nil
 }

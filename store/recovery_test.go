@@ -9,9 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/uptrace/bun/migrate"
-
-	"github.com/wxrelay/wxrelay/migrations"
 	"github.com/wxrelay/wxrelay/relay"
 	"github.com/wxrelay/wxrelay/store"
 	"github.com/wxrelay/wxrelay/store/storetest"
@@ -27,13 +24,7 @@ func TestRecoveryStore(t *testing.T) {
 		es, rs := store.NewEventStore(db), store.NewRecoveryStore(db)
 		a, b := mustCreateTenant(t, db, "tn_recovera"), mustCreateTenant(t, db, "tn_recoverb")
 		const n = 4100 // three steps of the scan's 2,000
-		for start := 0; start < n; start += 500 {
-			var batch []*relay.Event
-			for i := start; i < min(start+500, n); i++ {
-				batch = append(batch, newEvent(a, fmt.Sprint(i)))
-			}
-			mustAppend(t, es, batch...)
-		}
+		appendMany(t, es, a, n)
 		mustAppend(t, es, newEvent(b, "b1"))
 		now := time.Now().UTC()
 		since := now.Add(-time.Hour)
@@ -117,14 +108,7 @@ func TestRecoveriesTakeTurns(t *testing.T) {
 		ctx := context.Background()
 		es, rs := store.NewEventStore(db), store.NewRecoveryStore(db)
 		long, short, raced := mustCreateTenant(t, db, "tn_turnlong"), mustCreateTenant(t, db, "tn_turnshort"), mustCreateTenant(t, db, "tn_turnraced")
-		const n = 4100 // three steps of the scan's 2,000
-		for start := 0; start < n; start += 500 {
-			var batch []*relay.Event
-			for i := start; i < min(start+500, n); i++ {
-				batch = append(batch, newEvent(long, fmt.Sprint(i)))
-			}
-			mustAppend(t, es, batch...)
-		}
+		appendMany(t, es, long, 4100) // three steps of the scan's 2,000
 		mustAppend(t, es, newEvent(short, "s1"), newEvent(short, "s2"), newEvent(raced, "r1"))
 		now := time.Now().UTC()
 		if _, err := db.Bun().ExecContext(ctx, `UPDATE events SET state = 'failed', finished_at = ?`, now); err != nil {
@@ -198,20 +182,7 @@ func TestMigrate_RecoveriesTakeTurns(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, db *store.DB) {
 		ctx := context.Background()
 		a, b := mustCreateTenant(t, db, "tn_migratea"), mustCreateTenant(t, db, "tn_migrateb")
-		ms, err := migrations.For(db.Dialect())
-		if err != nil {
-			t.Fatal(err)
-		}
-		var turns *migrate.Migration
-		for _, m := range ms.Sorted() {
-			if m.Comment == "recoveries_take_turns" {
-				turns = &m
-			}
-		}
-		if turns == nil {
-			t.Fatal("no recoveries_take_turns migration")
-		}
-		m := migrate.NewMigrator(db.Bun(), ms)
+		m, turns := migrationNamed(t, db, "recoveries_take_turns")
 		if err := turns.Down(ctx, m, turns); err != nil {
 			t.Fatalf("down: %v", err)
 		}
@@ -245,4 +216,16 @@ func TestMigrate_RecoveriesTakeTurns(t *testing.T) {
 			t.Errorf("stepping after the migration: running %v, %v", running, err)
 		}
 	})
+}
+
+// appendMany stores n events of tid, in batches of 500.
+func appendMany(t *testing.T, es *store.EventStore, tid tenant.ID, n int) {
+	t.Helper()
+	for start := 0; start < n; start += 500 {
+		var batch []*relay.Event
+		for i := start; i < min(start+500, n); i++ {
+			batch = append(batch, newEvent(tid, fmt.Sprint(i)))
+		}
+		mustAppend(t, es, batch...)
+	}
 }
