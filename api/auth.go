@@ -7,7 +7,9 @@ import (
 	"strings"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 
 	wxrelayv1 "github.com/wxrelay/wxrelay/api/gen/wxrelay/v1"
 	"github.com/wxrelay/wxrelay/tenant"
@@ -60,6 +62,36 @@ var policy = map[string]access{
 	wxrelayv1.MessageService_SetTyping_FullMethodName:          accessTenant,
 	wxrelayv1.MessageService_UploadMedia_FullMethodName:        accessTenant,
 	wxrelayv1.CallService_ListCalls_FullMethodName:             accessTenant,
+}
+
+// viewerMethods are what an operator with the viewer role may call: the
+// reads an admin may make. Every other method changes something, or
+// sends as a tenant, and is refused to a viewer by readOnlyInterceptor.
+var viewerMethods = map[string]bool{
+	wxrelayv1.TenantService_GetTenant_FullMethodName:          true,
+	wxrelayv1.TenantService_ListTenants_FullMethodName:        true,
+	wxrelayv1.TenantService_ListPushRejections_FullMethodName: true,
+	wxrelayv1.TenantService_Search_FullMethodName:             true,
+	wxrelayv1.OperatorService_ListOperators_FullMethodName:    true,
+	wxrelayv1.AuditService_ListAuditEntries_FullMethodName:    true,
+	wxrelayv1.ComponentService_GetComponent_FullMethodName:    true,
+	wxrelayv1.ComponentService_ListComponents_FullMethodName:  true,
+	wxrelayv1.ComponentService_ListAuthorizers_FullMethodName: true,
+	wxrelayv1.EventService_ListEvents_FullMethodName:          true,
+	wxrelayv1.EventService_GetEvent_FullMethodName:            true,
+	wxrelayv1.EventService_GetRecovery_FullMethodName:         true,
+	wxrelayv1.EventService_ListRecoveries_FullMethodName:      true,
+	wxrelayv1.CallService_ListCalls_FullMethodName:            true,
+}
+
+// readOnlyInterceptor refuses a viewer any method but a read. It runs
+// after auditInterceptor, so that a viewer's refused change is in the
+// audit log as any refused change is.
+func readOnlyInterceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	if p, ok := callerOf(ctx); ok && p.ReadOnly && !viewerMethods[info.FullMethod] {
+		return nil, status.Errorf(codes.PermissionDenied, "%s is a viewer: operators with that role may read, not change", p.Actor())
+	}
+	return handler(ctx, req)
 }
 
 // publicPrefixes are services that need no token.

@@ -29,8 +29,12 @@ func (s *operatorServer) CreateOperator(ctx context.Context, req *wxrelayv1.Crea
 	if s.store == nil {
 		return nil, errNoOperators
 	}
+	role, ok := operatorRoles[req.GetRole()]
+	if !ok {
+		return nil, &tenant.FieldError{Field: "role", Reason: "must be ROLE_ADMIN or ROLE_VIEWER"}
+	}
 	p, _ := callerOf(ctx)
-	o, key, err := s.auth.NewOperator(ctx, req.GetName(), p.Actor())
+	o, key, err := s.auth.NewOperator(ctx, req.GetName(), role, p.Actor())
 	if err != nil {
 		return nil, err
 	}
@@ -77,8 +81,20 @@ func (s *operatorServer) RotateOperatorKey(ctx context.Context, req *wxrelayv1.R
 	return &wxrelayv1.CreateOperatorResponse{Operator: toProtoOperator(o), Key: key}, nil
 }
 
+// operatorRoles maps the API's roles to the domain's; unspecified is an
+// admin, as operators were before roles.
+var operatorRoles = map[wxrelayv1.Operator_Role]tenant.OperatorRole{
+	wxrelayv1.Operator_ROLE_UNSPECIFIED: tenant.RoleAdmin,
+	wxrelayv1.Operator_ROLE_ADMIN:       tenant.RoleAdmin,
+	wxrelayv1.Operator_ROLE_VIEWER:      tenant.RoleViewer,
+}
+
 func toProtoOperator(o *tenant.Operator) *wxrelayv1.Operator {
-	return &wxrelayv1.Operator{Id: string(o.ID), Name: o.Name, CreateTime: timestamppb.New(o.CreateTime), CreatedBy: o.CreatedBy}
+	role := wxrelayv1.Operator_ROLE_ADMIN
+	if o.Role == tenant.RoleViewer {
+		role = wxrelayv1.Operator_ROLE_VIEWER
+	}
+	return &wxrelayv1.Operator{Id: string(o.ID), Name: o.Name, Role: role, CreateTime: timestamppb.New(o.CreateTime), CreatedBy: o.CreatedBy}
 }
 
 // auditServer implements wxrelayv1.AuditServiceServer.

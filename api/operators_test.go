@@ -75,3 +75,64 @@ func TestOperators(t *testing.T) {
 	e.mustStatus(e.do("DELETE", "/v1/operators/"+opID, e.admin, nil), 200)
 	e.mustStatus(e.do("GET", "/v1/tenants", key, nil), 401)
 }
+
+// TestViewerOperators: an operator added as a viewer reads what an admin
+// may, and is refused every change and every send (403, saying why),
+// each refusal in the audit log under their name.
+func TestViewerOperators(t *testing.T) {
+	e := newEnv(t)
+	body := validTenant()
+	c := e.createTenant(body)
+	e.push(c, body["appid"].(string), "oViewerUser000000000000001", 1)
+	r := e.mustStatus(e.do("POST", "/v1/operators", e.admin, `{"name":"Support","role":"ROLE_VIEWER"}`), 200)
+	viewer, _ := r.body["key"].(string)
+	if op, _ := r.body["operator"].(map[string]any); op["role"] != "ROLE_VIEWER" {
+		t.Fatalf("CreateOperator as a viewer = %s", r.raw)
+	}
+	if r := e.mustStatus(e.do("POST", "/v1/operators", e.admin, `{"name":"Nobody","role":"ROLE_OWNER"}`), 400); !strings.Contains(r.raw, "role") {
+		t.Errorf("an unknown role: %s", r.raw)
+	}
+	if r := e.mustStatus(e.do("POST", "/v1/operators", e.admin, `{"name":"Ops"}`), 200); r.body["operator"].(map[string]any)["role"] != "ROLE_ADMIN" {
+		t.Errorf("an operator added without a role: %s, want ROLE_ADMIN", r.raw)
+	}
+
+	events := e.mustStatus(e.do("GET", "/v1/tenants/"+c.id+"/events", viewer, nil), 200)
+	eventID := events.body["events"].([]any)[0].(map[string]any)["id"].(string)
+	for _, read := range []string{"/v1/tenants", "/v1/tenants/" + c.id, "/v1/tenants/" + c.id + "/events/" + eventID,
+		"/v1/tenants/" + c.id + "/calls", "/v1/tenants/" + c.id + "/pushRejections", "/v1/search?query=" + c.id,
+		"/v1/operators", "/v1/audit", "/v1/components"} {
+		e.mustStatus(e.do("GET", read, viewer, nil), 200)
+	}
+	for _, change := range []struct{ method, path, body string }{
+		{"POST", "/v1/tenants", `{}`},
+		{"PATCH", "/v1/tenants/" + c.id, `{"display_name":"Mine now"}`},
+		{"POST", "/v1/tenants/" + c.id + ":rotateApiKey", `{}`},
+		{"DELETE", "/v1/tenants/" + c.id, ""},
+		{"POST", "/v1/tenants/" + c.id + "/events/" + eventID + ":redeliver", `{}`},
+		{"POST", "/v1/tenants/" + c.id + "/events:sendTest", `{}`},
+		{"POST", "/v1/tenants/" + c.id + "/messages:send", `{"touser":"oViewerUser000000000000001","msgtype":"text","text":{"content":"hi"}}`},
+		{"POST", "/v1/operators", `{"name":"Me too"}`},
+	} {
+		var b any
+		if change.body != "" {
+			b = change.body
+		}
+		r := e.mustStatus(e.do(change.method, change.path, viewer, b), 403)
+		if msg, _ := r.body["message"].(string); !strings.Contains(msg, "Support is a viewer") {
+			t.Errorf("%s %s by a viewer says %q, want why", change.method, change.path, msg)
+		}
+	}
+	if got := e.mustStatus(e.do("GET", "/v1/tenants/"+c.id, e.admin, nil), 200); got.body["display_name"] == "Mine now" {
+		t.Error("a viewer changed a tenant")
+	}
+	log := e.mustStatus(e.do("GET", "/v1/audit", e.admin, nil), 200)
+	refused := 0
+	for _, x := range log.body["entries"].([]any) {
+		if m := x.(map[string]any); m["actor"] == "Support" && m["code"] == "PERMISSION_DENIED" {
+			refused++
+		}
+	}
+	if refused != 7 { // every change above but the send, which is not audited
+		t.Errorf("the audit log has %d of the viewer's refused changes, want 7:\n%s", refused, log.raw)
+	}
+}

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"strings"
 	"testing"
 
 	"google.golang.org/protobuf/reflect/protoreflect"
@@ -22,6 +23,12 @@ func TestEveryMethodHasAPolicy(t *testing.T) {
 				n++
 				if _, ok := policy[name]; !ok {
 					t.Errorf("%s has no access policy (api/auth.go)", name)
+				}
+				// A viewer reads: what reads by its name is open to one,
+				// and nothing that is audited as a change.
+				read := strings.HasPrefix(string(m.Name()), "Get") || strings.HasPrefix(string(m.Name()), "List") || m.Name() == "Search"
+				if viewerMethods[name] != read || (viewerMethods[name] && audited[name]) {
+					t.Errorf("%s: open to viewers %v, a read by its name %v, audited %v", name, viewerMethods[name], read, audited[name])
 				}
 			}
 		}

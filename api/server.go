@@ -188,6 +188,7 @@ func New(opts Options) (*Server, error) {
 		// After auth, which names the caller, and around everything that
 		// can refuse a change, so that refusals are logged too.
 		auditInterceptor(opts.Audit, log),
+		readOnlyInterceptor,
 		// After audit: a write refused for the tenant's budget is its own
 		// traffic, as its writes are, and not an admin's change.
 		newTenantWrites(cmp.Or(opts.TenantWriteRate, DefaultTenantWriteRate), cmp.Or(opts.TenantWriteBurst, DefaultTenantWriteBurst), nil).interceptor,

@@ -25,15 +25,21 @@ type operatorRow struct {
 
 	ID         string    `bun:"id,pk"`
 	Name       string    `bun:"name"`
+	Role       string    `bun:"role"`
 	KeyHash    []byte    `bun:"key_hash"`
 	CreateTime time.Time `bun:"create_time"`
 	CreatedBy  string    `bun:"created_by"`
 }
 
+func (r *operatorRow) toDomain() *tenant.Operator {
+	return &tenant.Operator{ID: tenant.OperatorID(r.ID), Name: r.Name, Role: tenant.OperatorRole(r.Role), KeyHash: r.KeyHash,
+		CreateTime: r.CreateTime.UTC(), CreatedBy: r.CreatedBy}
+}
+
 // CreateOperator implements tenant.OperatorStore.
 func (s *OperatorStore) CreateOperator(ctx context.Context, o *tenant.Operator) error {
 	defer s.db.serialize()()
-	row := &operatorRow{ID: string(o.ID), Name: o.Name, KeyHash: o.KeyHash, CreateTime: o.CreateTime.UTC(), CreatedBy: o.CreatedBy}
+	row := &operatorRow{ID: string(o.ID), Name: o.Name, Role: string(o.Role), KeyHash: o.KeyHash, CreateTime: o.CreateTime.UTC(), CreatedBy: o.CreatedBy}
 	_, err := s.db.bun.NewInsert().Model(row).Exec(ctx)
 	if isUniqueViolation(err) {
 		return &tenant.ConflictError{Msg: fmt.Sprintf("an operator is already named %q", o.Name)}
@@ -51,8 +57,9 @@ func (s *OperatorStore) Operators(ctx context.Context) ([]*tenant.Operator, erro
 		return nil, fmt.Errorf("list operators: %w", err)
 	}
 	out := make([]*tenant.Operator, len(rows))
-	for i, r := range rows {
-		out[i] = &tenant.Operator{ID: tenant.OperatorID(r.ID), Name: r.Name, CreateTime: r.CreateTime.UTC(), CreatedBy: r.CreatedBy}
+	for i := range rows {
+		out[i] = rows[i].toDomain()
+		out[i].KeyHash = nil // not for listings
 	}
 	return out, nil
 }
@@ -71,16 +78,16 @@ func (s *OperatorStore) DeleteOperator(ctx context.Context, id tenant.OperatorID
 	return nil
 }
 
-// OperatorKey implements tenant.OperatorStore.
-func (s *OperatorStore) OperatorKey(ctx context.Context, id tenant.OperatorID) (string, []byte, error) {
+// Operator implements tenant.OperatorStore.
+func (s *OperatorStore) Operator(ctx context.Context, id tenant.OperatorID) (*tenant.Operator, error) {
 	var row operatorRow
-	err := s.db.bun.NewSelect().Model(&row).Column("name", "key_hash").Where("id = ?", string(id)).Scan(ctx)
+	err := s.db.bun.NewSelect().Model(&row).Where("id = ?", string(id)).Scan(ctx)
 	if errors.Is(err, sql.ErrNoRows) {
-		return "", nil, fmt.Errorf("operator %s: %w", id, tenant.ErrOperatorNotFound)
+		return nil, fmt.Errorf("operator %s: %w", id, tenant.ErrOperatorNotFound)
 	} else if err != nil {
-		return "", nil, fmt.Errorf("operator %s: %w", id, err)
+		return nil, fmt.Errorf("operator %s: %w", id, err)
 	}
-	return row.Name, row.KeyHash, nil
+	return row.toDomain(), nil
 }
 
 // SetOperatorKey implements tenant.OperatorStore.
@@ -88,13 +95,13 @@ func (s *OperatorStore) SetOperatorKey(ctx context.Context, id tenant.OperatorID
 	defer s.db.serialize()()
 	var row operatorRow
 	err := s.db.bun.NewUpdate().Model(&row).Set("key_hash = ?", keyHash).Where("id = ?", string(id)).
-		Returning("id, name, create_time, created_by").Scan(ctx)
+		Returning("id, name, role, create_time, created_by").Scan(ctx)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("operator %s: %w", id, tenant.ErrOperatorNotFound)
 	} else if err != nil {
 		return nil, fmt.Errorf("operator %s: new key: %w", id, err)
 	}
-	return &tenant.Operator{ID: tenant.OperatorID(row.ID), Name: row.Name, CreateTime: row.CreateTime.UTC(), CreatedBy: row.CreatedBy}, nil
+	return row.toDomain(), nil
 }
 
 // AuditStore keeps the audit log (tenant.AuditEntry) in audit_log.

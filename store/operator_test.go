@@ -16,30 +16,34 @@ func TestOperatorAndAuditStores(t *testing.T) {
 		ctx := context.Background()
 		os := store.NewOperatorStore(db)
 		now := time.Date(2026, 12, 5, 9, 0, 0, 0, time.UTC)
-		alice := &tenant.Operator{ID: "op_alice", Name: "Alice", KeyHash: []byte("hash-a"), CreateTime: now, CreatedBy: tenant.AdminTokenActor}
+		alice := &tenant.Operator{ID: "op_alice", Name: "Alice", Role: tenant.RoleAdmin, KeyHash: []byte("hash-a"), CreateTime: now, CreatedBy: tenant.AdminTokenActor}
 		if err := os.CreateOperator(ctx, alice); err != nil {
 			t.Fatal(err)
 		}
-		dup := &tenant.Operator{ID: "op_other", Name: "alice", KeyHash: []byte("x"), CreateTime: now, CreatedBy: "Alice"}
+		dup := &tenant.Operator{ID: "op_other", Name: "alice", Role: tenant.RoleAdmin, KeyHash: []byte("x"), CreateTime: now, CreatedBy: "Alice"}
 		if err := os.CreateOperator(ctx, dup); !errors.Is(err, tenant.ErrConflict) {
 			t.Errorf("a second operator named alice (another case): %v, want ErrConflict", err)
 		}
-		if err := os.CreateOperator(ctx, &tenant.Operator{ID: "op_bob", Name: "bob", KeyHash: []byte("hash-b"), CreateTime: now, CreatedBy: "Alice"}); err != nil {
+		if err := os.CreateOperator(ctx, &tenant.Operator{ID: "op_bob", Name: "bob", Role: tenant.RoleViewer, KeyHash: []byte("hash-b"), CreateTime: now, CreatedBy: "Alice"}); err != nil {
 			t.Fatal(err)
 		}
 		list, err := os.Operators(ctx)
-		if err != nil || len(list) != 2 || list[0].Name != "Alice" || list[1].CreatedBy != "Alice" || list[0].KeyHash != nil {
-			t.Errorf("Operators = %+v, %v; want Alice then bob, without key hashes", list, err)
+		if err != nil || len(list) != 2 || list[0].Name != "Alice" || list[1].CreatedBy != "Alice" || list[0].KeyHash != nil ||
+			list[0].Role != tenant.RoleAdmin || list[1].Role != tenant.RoleViewer {
+			t.Errorf("Operators = %+v, %v; want Alice (admin) then bob (viewer), without key hashes", list, err)
 		}
-		name, hash, err := os.OperatorKey(ctx, "op_bob")
-		if err != nil || name != "bob" || string(hash) != "hash-b" {
-			t.Errorf("OperatorKey = %q %q %v", name, hash, err)
+		bob, err := os.Operator(ctx, "op_bob")
+		if err != nil || bob.Name != "bob" || string(bob.KeyHash) != "hash-b" || bob.Role != tenant.RoleViewer {
+			t.Errorf("Operator = %+v %v", bob, err)
 		}
-		if o, err := os.SetOperatorKey(ctx, "op_bob", []byte("hash-b2")); err != nil || o.Name != "bob" || o.CreatedBy != "Alice" {
+		if o, err := os.SetOperatorKey(ctx, "op_bob", []byte("hash-b2")); err != nil || o.Name != "bob" || o.CreatedBy != "Alice" || o.Role != tenant.RoleViewer {
 			t.Errorf("SetOperatorKey = %+v, %v", o, err)
 		}
-		if _, hash, _ := os.OperatorKey(ctx, "op_bob"); string(hash) != "hash-b2" {
-			t.Errorf("after SetOperatorKey the hash is %q", hash)
+		if bob, _ := os.Operator(ctx, "op_bob"); string(bob.KeyHash) != "hash-b2" {
+			t.Errorf("after SetOperatorKey the hash is %q", bob.KeyHash)
+		}
+		if err := os.CreateOperator(ctx, &tenant.Operator{ID: "op_carol", Name: "carol", Role: "owner", KeyHash: []byte("c"), CreateTime: now, CreatedBy: "Alice"}); err == nil {
+			t.Errorf("an operator with role owner was stored; the schema takes admin and viewer")
 		}
 		if _, err := os.SetOperatorKey(ctx, "op_nobody", []byte("x")); !errors.Is(err, tenant.ErrNotFound) {
 			t.Errorf("SetOperatorKey of nobody: %v, want ErrNotFound", err)
@@ -47,7 +51,7 @@ func TestOperatorAndAuditStores(t *testing.T) {
 		if err := os.DeleteOperator(ctx, "op_bob"); err != nil {
 			t.Fatal(err)
 		}
-		if _, _, err := os.OperatorKey(ctx, "op_bob"); !errors.Is(err, tenant.ErrNotFound) {
+		if _, err := os.Operator(ctx, "op_bob"); !errors.Is(err, tenant.ErrNotFound) {
 			t.Errorf("a removed operator's key: %v, want ErrNotFound", err)
 		}
 		if err := os.DeleteOperator(ctx, "op_bob"); !errors.Is(err, tenant.ErrNotFound) {

@@ -21,6 +21,9 @@ type Principal struct {
 	// Operator is the name of the operator whose key it is; "" for an
 	// admin token, which names nobody.
 	Operator string
+	// ReadOnly is set for an operator who may read what admins may, and
+	// change nothing (RoleViewer).
+	ReadOnly bool
 }
 
 // CanAccess reports whether p may act on tenant id's resources.

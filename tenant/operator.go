@@ -25,10 +25,23 @@ type OperatorID string
 type Operator struct {
 	ID         OperatorID
 	Name       string
+	Role       OperatorRole
 	KeyHash    []byte // the hash of the key's id; the key itself is shown once
 	CreateTime time.Time
 	CreatedBy  string // who added them: an operator's name, or "admin token"
 }
+
+// OperatorRole is what an operator may do.
+type OperatorRole string
+
+const (
+	// RoleAdmin has an admin token's rights: everything.
+	RoleAdmin OperatorRole = "admin"
+	// RoleViewer may read everything an admin may, and change nothing:
+	// for support staff who look into a tenant's deliveries, and for
+	// dashboards.
+	RoleViewer OperatorRole = "viewer"
+)
 
 // OperatorStore keeps operators; *store.OperatorStore is one.
 type OperatorStore interface {
@@ -39,8 +52,8 @@ type OperatorStore interface {
 	// DeleteOperator removes the operator id and its console sessions.
 	// ErrNotFound.
 	DeleteOperator(ctx context.Context, id OperatorID) error
-	// OperatorKey returns operator id's name and key hash. ErrNotFound.
-	OperatorKey(ctx context.Context, id OperatorID) (name string, keyHash []byte, err error)
+	// Operator returns operator id, its key hash included. ErrNotFound.
+	Operator(ctx context.Context, id OperatorID) (*Operator, error)
 	// SetOperatorKey replaces operator id's key hash and returns the
 	// operator. ErrNotFound.
 	SetOperatorKey(ctx context.Context, id OperatorID, keyHash []byte) (*Operator, error)
@@ -62,9 +75,10 @@ var operatorNamePattern = regexp.MustCompile(`^[\p{L}\p{N}][\p{L}\p{N} ._@-]{0,6
 // every call so that removing an operator revokes its key at once.
 func (a *Authenticator) SetOperators(s OperatorStore) { a.operators = s }
 
-// NewOperator adds an operator named name, added by createdBy, and
-// returns it with its key, which is not kept (only its id's hash is).
-func (a *Authenticator) NewOperator(ctx context.Context, name, createdBy string) (*Operator, string, error) {
+// NewOperator adds an operator named name, with role (RoleAdmin when
+// ""), added by createdBy, and returns it with its key, which is not kept
+// (only its id's hash is).
+func (a *Authenticator) NewOperator(ctx context.Context, name string, role OperatorRole, createdBy string) (*Operator, string, error) {
 	if a.operators == nil {
 		return nil, "", errors.New("tenant: no operator store")
 	}
@@ -72,9 +86,16 @@ func (a *Authenticator) NewOperator(ctx context.Context, name, createdBy string)
 	if !operatorNamePattern.MatchString(name) {
 		return nil, "", fieldErr("name", "must be 1 to 64 letters, digits, spaces or . _ @ -, beginning with a letter or digit")
 	}
+	switch role {
+	case "":
+		role = RoleAdmin
+	case RoleAdmin, RoleViewer:
+	default:
+		return nil, "", fieldErr("role", "must be admin or viewer")
+	}
 	b := make([]byte, 10)
 	rand.Read(b)
-	o := &Operator{ID: OperatorID("op_" + idEncoding.EncodeToString(b)), Name: name,
+	o := &Operator{ID: OperatorID("op_" + idEncoding.EncodeToString(b)), Name: name, Role: role,
 		CreateTime: a.now().UTC().Truncate(time.Microsecond), CreatedBy: createdBy}
 	key, hash, err := a.operatorKey(o.ID)
 	if err != nil {
@@ -119,16 +140,18 @@ func (a *Authenticator) verifyOperator(ctx context.Context, c claims) (Principal
 	if a.operators == nil {
 		return Principal{}, fmt.Errorf("%w: operator keys are not taken here", ErrUnauthenticated)
 	}
-	name, hash, err := a.operators.OperatorKey(ctx, OperatorID(c.Subject))
+	o, err := a.operators.Operator(ctx, OperatorID(c.Subject))
 	if errors.Is(err, ErrNotFound) {
 		return Principal{}, fmt.Errorf("%w: the operator was removed", ErrUnauthenticated)
 	} else if err != nil {
 		return Principal{}, fmt.Errorf("verify operator key: %w", err)
 	}
-	if subtle.ConstantTimeCompare(hash, hashKeyID(c.ID)) != 1 {
+	if subtle.ConstantTimeCompare(o.KeyHash, hashKeyID(c.ID)) != 1 {
 		return Principal{}, fmt.Errorf("%w: not the operator's current key", ErrUnauthenticated)
 	}
-	return Principal{Admin: true, Operator: name}, nil
+	// The role is read with the key, on every call: a role changed in
+	// the database holds at once, as a removal does.
+	return Principal{Admin: true, Operator: o.Name, ReadOnly: o.Role != RoleAdmin}, nil
 }
 
 // Actor names p in the audit log: the operator, the admin token, or the

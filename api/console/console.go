@@ -216,8 +216,8 @@ func callCtx(ctx context.Context, s *session) context.Context {
 type pageData struct {
 	Title string
 	CSRF  string
-	// Who is the signed-in operator's name, or "admin token".
-	Who string
+	// Who is the signed-in operator.
+	Who signedIn
 	// Nav marks the current section in the header.
 	Nav string
 	// Flash is a one-line notice at the top of the page.

@@ -41,10 +41,14 @@ func (c *Console) showOperators(w http.ResponseWriter, r *http.Request, s *sessi
 // createOperator adds an operator and shows their key once.
 func (c *Console) createOperator(w http.ResponseWriter, r *http.Request, s *session) {
 	name := r.PostFormValue("name")
-	resp, err := c.ops.CreateOperator(callCtx(r.Context(), s), &wxrelayv1.CreateOperatorRequest{Name: name})
+	role := wxrelayv1.Operator_ROLE_ADMIN
+	if r.PostFormValue("role") == "viewer" {
+		role = wxrelayv1.Operator_ROLE_VIEWER
+	}
+	resp, err := c.ops.CreateOperator(callCtx(r.Context(), s), &wxrelayv1.CreateOperatorRequest{Name: name, Role: role})
 	switch st, _ := status.FromError(err); {
 	case err == nil:
-		c.o.Logger.Info("console: operator added", "operator", resp.GetOperator().GetName(), "by", s.who())
+		c.o.Logger.Info("console: operator added", "operator", resp.GetOperator().GetName(), "role", resp.GetOperator().GetRole().String(), "by", s.who().Name)
 		c.showOperators(w, r, s, operatorsBody{NewName: resp.GetOperator().GetName(), NewKey: resp.GetKey()}, http.StatusOK)
 	case st.Code() == codes.InvalidArgument || st.Code() == codes.AlreadyExists:
 		c.showOperators(w, r, s, operatorsBody{Error: st.Message()}, http.StatusBadRequest)
@@ -60,8 +64,8 @@ func (c *Console) rotateOperatorKey(w http.ResponseWriter, r *http.Request, s *s
 		c.apiError(w, r, s, err)
 		return
 	}
-	c.o.Logger.Info("console: operator key rotated", "operator", resp.GetOperator().GetName(), "by", s.who())
-	if resp.GetOperator().GetName() == s.who() {
+	c.o.Logger.Info("console: operator key rotated", "operator", resp.GetOperator().GetName(), "by", s.who().Name)
+	if resp.GetOperator().GetName() == s.who().Name {
 		// Their own: this session held the old key, and ends with it.
 		http.Redirect(w, r, "/console/login?expired=1", http.StatusSeeOther)
 		return

@@ -26,14 +26,26 @@ type session struct {
 	token   string
 	expires time.Time
 	actor   string // the operator's name, or "admin token"
+	// readOnly is set for a viewer, whose pages offer no change.
+	readOnly bool
+}
+
+// signedIn is who a page is shown to.
+type signedIn struct {
+	// Name is the operator's name, or "admin token"; "" on the sign-in
+	// page.
+	Name string
+	// ReadOnly is a viewer's: the page shows no form that changes
+	// anything (the API would refuse it).
+	ReadOnly bool
 }
 
 // who names the signed-in operator in the header.
-func (s *session) who() string {
+func (s *session) who() signedIn {
 	if s == nil {
-		return ""
+		return signedIn{}
 	}
-	return s.actor
+	return signedIn{Name: s.actor, ReadOnly: s.readOnly}
 }
 
 // newSessionID returns a fresh session id: 32 random bytes.
@@ -119,7 +131,7 @@ func (c *Console) sessionOf(r *http.Request) (*session, bool) {
 	if err != nil {
 		return nil, false
 	}
-	return &session{id: ck.Value, token: token, expires: exp, actor: p.Actor()}, true
+	return &session{id: ck.Value, token: token, expires: exp, actor: p.Actor(), readOnly: p.ReadOnly}, true
 }
 
 // setSession opens a session with token, until it expires.

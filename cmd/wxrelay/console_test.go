@@ -476,6 +476,41 @@ func TestConsole_Operators(t *testing.T) {
 	shots.take(ctx, "audit log")
 	signOut()
 
+	// A viewer, added from the console, reads the pages and is offered no
+	// change: no settings, no test event, no rotation, no new operator.
+	var created struct {
+		Tenant struct{ ID string } `json:"tenant"`
+	}
+	if code := p.api(t, "POST", "/v1/tenants", admin, `{"appid":"wx0123456789abcd77","app_secret":"5ec2e75ec2e75ec2e75ec2e75ec2e75e","token":"PushToken1",`+
+		`"encrypt_mode":"ENCRYPT_MODE_PLAINTEXT","data_format":"DATA_FORMAT_JSON","webhook_url":"https://shop.example.com/hook"}`, &created); code != 200 {
+		t.Fatalf("create a tenant: %d", code)
+	}
+	signIn("sign in as an admin to add a viewer", admin)
+	do(t, ctx, "add Vera, a viewer", chromedp.Navigate(base+"operators"),
+		chromedp.SendKeys(chromedp.ID("name"), "Vera"), chromedp.SetValue(chromedp.ID("role"), "viewer"),
+		chromedp.Submit(chromedp.ID("add-operator")), chromedp.WaitVisible(chromedp.ID("new-key")))
+	veraKey := text(t, ctx, "#new-key")
+	if role := js[string](t, ctx, `document.querySelector('tr[data-operator="Vera"]')?.dataset.role ?? ""`); role != "viewer" {
+		t.Errorf("Vera's row says role %q, want viewer", role)
+	}
+	signOut()
+	signIn("sign in as Vera", veraKey)
+	if badge := js[string](t, ctx, `document.getElementById("viewer")?.textContent ?? ""`); badge != "viewer" {
+		t.Errorf("a viewer's header shows %q beside her name, want viewer", badge)
+	}
+	do(t, ctx, "Vera opens the tenant", chromedp.Navigate(base+"tenants/"+created.Tenant.ID), chromedp.WaitVisible(chromedp.ID("calls")))
+	for _, change := range []string{"#settings", "#send-test-event", "#rotate-api-key", "#rotate-webhook-secret", `a[href="/console/tenants/new"]`} {
+		if js[bool](t, ctx, `document.querySelector('`+change+`') !== null`) {
+			t.Errorf("a viewer's tenant page offers %s", change)
+		}
+	}
+	shots.take(ctx, "viewer's tenant page")
+	do(t, ctx, "Vera opens the operators", chromedp.Navigate(base+"operators"), chromedp.WaitVisible(chromedp.ID("operators")))
+	if js[bool](t, ctx, `document.querySelector('#add-operator, form.rotate, form.remove') !== null`) {
+		t.Error("a viewer's operators page offers changes")
+	}
+	signOut()
+
 	// Bob's key was removed: it signs in no more.
 	do(t, ctx, "sign in as Bob", chromedp.Navigate(base+"login"),
 		chromedp.SendKeys(chromedp.ID("token"), bobKey), chromedp.Submit(chromedp.ID("token")),

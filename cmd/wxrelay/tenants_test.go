@@ -124,14 +124,29 @@ func TestOperatorsCLI(t *testing.T) {
 	url := "--url=http://" + p.http
 	out, errOut, code := cli(t, dir, "", "operators", "add", "Alice Wang", url)
 	key := strings.TrimSpace(out[strings.LastIndex(strings.TrimSpace(out), "\n")+1:])
-	if code != 0 || !strings.Contains(out, "operator Alice Wang added (op_") || strings.Count(key, ".") != 2 {
+	if code != 0 || !strings.Contains(out, "operator Alice Wang added (admin, op_") || strings.Count(key, ".") != 2 {
 		t.Fatalf("operators add: exit %d\n%s%s", code, out, errOut)
 	}
 	out, _, _ = cli(t, t.TempDir(), "", "operators", "list", url, "--admin-token="+key)
-	if !regexp.MustCompile(`(?m)^op_\S+\s+Alice Wang\s+\S+\s+admin token$`).MatchString(out) {
+	if !regexp.MustCompile(`(?m)^op_\S+\s+Alice Wang\s+admin\s+\S+\s+admin token$`).MatchString(out) {
 		t.Errorf("operators list, with Alice's key, away from the relay's key:\n%s", out)
 	}
 	id := regexp.MustCompile(`op_[a-z0-9]+`).FindString(out)
+	// A viewer, added by Alice: her key reads, and changes nothing.
+	out, errOut, code = cli(t, t.TempDir(), "", "operators", "add", "Vera", "--role=viewer", url, "--admin-token="+key)
+	viewerKey := strings.TrimSpace(out[strings.LastIndex(strings.TrimSpace(out), "\n")+1:])
+	if code != 0 || !strings.Contains(out, "operator Vera added (viewer, op_") {
+		t.Fatalf("operators add --role=viewer: exit %d\n%s%s", code, out, errOut)
+	}
+	if out, _, code := cli(t, t.TempDir(), "", "operators", "list", url, "--admin-token="+viewerKey); code != 0 || !regexp.MustCompile(`(?m)^op_\S+\s+Vera\s+viewer\s`).MatchString(out) {
+		t.Errorf("operators list with a viewer's key: exit %d\n%s", code, out)
+	}
+	if _, errOut, code := cli(t, t.TempDir(), "", "operators", "add", "Mallory", url, "--admin-token="+viewerKey); code != 1 || !strings.Contains(errOut, "Vera is a viewer") {
+		t.Errorf("a viewer adding an operator: exit %d, %q; want 1 and why", code, errOut)
+	}
+	if _, errOut, code := cli(t, dir, "", "operators", "add", "Nobody", "--role=owner", url); code == 0 || !strings.Contains(errOut, "admin or viewer") {
+		t.Errorf("--role=owner: exit %d, %q", code, errOut)
+	}
 	if out, _, code = cli(t, dir, "", "operators", "remove", id, url); code != 0 || !strings.Contains(out, "removed "+id) {
 		t.Errorf("operators remove: exit %d\n%s", code, out)
 	}

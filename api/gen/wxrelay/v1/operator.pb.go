@@ -23,6 +23,59 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type Operator_Role int32
+
+const (
+	// Not given: CreateOperator takes it as ROLE_ADMIN.
+	Operator_ROLE_UNSPECIFIED Operator_Role = 0
+	// An admin token's rights: everything.
+	Operator_ROLE_ADMIN Operator_Role = 1
+	// Reads everything an admin may; every change is refused
+	// (PERMISSION_DENIED, 403) and written to the audit log.
+	Operator_ROLE_VIEWER Operator_Role = 2
+)
+
+// Enum value maps for Operator_Role.
+var (
+	Operator_Role_name = map[int32]string{
+		0: "ROLE_UNSPECIFIED",
+		1: "ROLE_ADMIN",
+		2: "ROLE_VIEWER",
+	}
+	Operator_Role_value = map[string]int32{
+		"ROLE_UNSPECIFIED": 0,
+		"ROLE_ADMIN":       1,
+		"ROLE_VIEWER":      2,
+	}
+)
+
+func (x Operator_Role) Enum() *Operator_Role {
+	p := new(Operator_Role)
+	*p = x
+	return p
+}
+
+func (x Operator_Role) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (Operator_Role) Descriptor() protoreflect.EnumDescriptor {
+	return file_wxrelay_v1_operator_proto_enumTypes[0].Descriptor()
+}
+
+func (Operator_Role) Type() protoreflect.EnumType {
+	return &file_wxrelay_v1_operator_proto_enumTypes[0]
+}
+
+func (x Operator_Role) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use Operator_Role.Descriptor instead.
+func (Operator_Role) EnumDescriptor() ([]byte, []int) {
+	return file_wxrelay_v1_operator_proto_rawDescGZIP(), []int{1, 0}
+}
+
 type RotateOperatorKeyRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -75,7 +128,8 @@ type Operator struct {
 	Name       string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
 	CreateTime *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
 	// The operator who added them, or "admin token".
-	CreatedBy     string `protobuf:"bytes,4,opt,name=created_by,json=createdBy,proto3" json:"created_by,omitempty"`
+	CreatedBy     string        `protobuf:"bytes,4,opt,name=created_by,json=createdBy,proto3" json:"created_by,omitempty"`
+	Role          Operator_Role `protobuf:"varint,5,opt,name=role,proto3,enum=wxrelay.v1.Operator_Role" json:"role,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -138,9 +192,18 @@ func (x *Operator) GetCreatedBy() string {
 	return ""
 }
 
+func (x *Operator) GetRole() Operator_Role {
+	if x != nil {
+		return x.Role
+	}
+	return Operator_ROLE_UNSPECIFIED
+}
+
 type CreateOperatorRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// ROLE_ADMIN when not given.
+	Role          Operator_Role `protobuf:"varint,2,opt,name=role,proto3,enum=wxrelay.v1.Operator_Role" json:"role,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -180,6 +243,13 @@ func (x *CreateOperatorRequest) GetName() string {
 		return x.Name
 	}
 	return ""
+}
+
+func (x *CreateOperatorRequest) GetRole() Operator_Role {
+	if x != nil {
+		return x.Role
+	}
+	return Operator_ROLE_UNSPECIFIED
 }
 
 type CreateOperatorResponse struct {
@@ -562,16 +632,23 @@ const file_wxrelay_v1_operator_proto_rawDesc = "" +
 	"\x19wxrelay/v1/operator.proto\x12\n" +
 	"wxrelay.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"*\n" +
 	"\x18RotateOperatorKeyRequest\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id\"\x8a\x01\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"\xf8\x01\n" +
 	"\bOperator\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12;\n" +
 	"\vcreate_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"createTime\x12\x1d\n" +
 	"\n" +
-	"created_by\x18\x04 \x01(\tR\tcreatedBy\"+\n" +
+	"created_by\x18\x04 \x01(\tR\tcreatedBy\x12-\n" +
+	"\x04role\x18\x05 \x01(\x0e2\x19.wxrelay.v1.Operator.RoleR\x04role\"=\n" +
+	"\x04Role\x12\x14\n" +
+	"\x10ROLE_UNSPECIFIED\x10\x00\x12\x0e\n" +
+	"\n" +
+	"ROLE_ADMIN\x10\x01\x12\x0f\n" +
+	"\vROLE_VIEWER\x10\x02\"Z\n" +
 	"\x15CreateOperatorRequest\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\"\\\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12-\n" +
+	"\x04role\x18\x02 \x01(\x0e2\x19.wxrelay.v1.Operator.RoleR\x04role\"\\\n" +
 	"\x16CreateOperatorResponse\x120\n" +
 	"\boperator\x18\x01 \x01(\v2\x14.wxrelay.v1.OperatorR\boperator\x12\x10\n" +
 	"\x03key\x18\x02 \x01(\tR\x03key\"\x16\n" +
@@ -615,42 +692,46 @@ func file_wxrelay_v1_operator_proto_rawDescGZIP() []byte {
 	return file_wxrelay_v1_operator_proto_rawDescData
 }
 
+var file_wxrelay_v1_operator_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
 var file_wxrelay_v1_operator_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
 var file_wxrelay_v1_operator_proto_goTypes = []any{
-	(*RotateOperatorKeyRequest)(nil), // 0: wxrelay.v1.RotateOperatorKeyRequest
-	(*Operator)(nil),                 // 1: wxrelay.v1.Operator
-	(*CreateOperatorRequest)(nil),    // 2: wxrelay.v1.CreateOperatorRequest
-	(*CreateOperatorResponse)(nil),   // 3: wxrelay.v1.CreateOperatorResponse
-	(*ListOperatorsRequest)(nil),     // 4: wxrelay.v1.ListOperatorsRequest
-	(*ListOperatorsResponse)(nil),    // 5: wxrelay.v1.ListOperatorsResponse
-	(*DeleteOperatorRequest)(nil),    // 6: wxrelay.v1.DeleteOperatorRequest
-	(*AuditEntry)(nil),               // 7: wxrelay.v1.AuditEntry
-	(*ListAuditEntriesRequest)(nil),  // 8: wxrelay.v1.ListAuditEntriesRequest
-	(*ListAuditEntriesResponse)(nil), // 9: wxrelay.v1.ListAuditEntriesResponse
-	(*timestamppb.Timestamp)(nil),    // 10: google.protobuf.Timestamp
-	(*emptypb.Empty)(nil),            // 11: google.protobuf.Empty
+	(Operator_Role)(0),               // 0: wxrelay.v1.Operator.Role
+	(*RotateOperatorKeyRequest)(nil), // 1: wxrelay.v1.RotateOperatorKeyRequest
+	(*Operator)(nil),                 // 2: wxrelay.v1.Operator
+	(*CreateOperatorRequest)(nil),    // 3: wxrelay.v1.CreateOperatorRequest
+	(*CreateOperatorResponse)(nil),   // 4: wxrelay.v1.CreateOperatorResponse
+	(*ListOperatorsRequest)(nil),     // 5: wxrelay.v1.ListOperatorsRequest
+	(*ListOperatorsResponse)(nil),    // 6: wxrelay.v1.ListOperatorsResponse
+	(*DeleteOperatorRequest)(nil),    // 7: wxrelay.v1.DeleteOperatorRequest
+	(*AuditEntry)(nil),               // 8: wxrelay.v1.AuditEntry
+	(*ListAuditEntriesRequest)(nil),  // 9: wxrelay.v1.ListAuditEntriesRequest
+	(*ListAuditEntriesResponse)(nil), // 10: wxrelay.v1.ListAuditEntriesResponse
+	(*timestamppb.Timestamp)(nil),    // 11: google.protobuf.Timestamp
+	(*emptypb.Empty)(nil),            // 12: google.protobuf.Empty
 }
 var file_wxrelay_v1_operator_proto_depIdxs = []int32{
-	10, // 0: wxrelay.v1.Operator.create_time:type_name -> google.protobuf.Timestamp
-	1,  // 1: wxrelay.v1.CreateOperatorResponse.operator:type_name -> wxrelay.v1.Operator
-	1,  // 2: wxrelay.v1.ListOperatorsResponse.operators:type_name -> wxrelay.v1.Operator
-	10, // 3: wxrelay.v1.AuditEntry.time:type_name -> google.protobuf.Timestamp
-	7,  // 4: wxrelay.v1.ListAuditEntriesResponse.entries:type_name -> wxrelay.v1.AuditEntry
-	2,  // 5: wxrelay.v1.OperatorService.CreateOperator:input_type -> wxrelay.v1.CreateOperatorRequest
-	4,  // 6: wxrelay.v1.OperatorService.ListOperators:input_type -> wxrelay.v1.ListOperatorsRequest
-	6,  // 7: wxrelay.v1.OperatorService.DeleteOperator:input_type -> wxrelay.v1.DeleteOperatorRequest
-	0,  // 8: wxrelay.v1.OperatorService.RotateOperatorKey:input_type -> wxrelay.v1.RotateOperatorKeyRequest
-	8,  // 9: wxrelay.v1.AuditService.ListAuditEntries:input_type -> wxrelay.v1.ListAuditEntriesRequest
-	3,  // 10: wxrelay.v1.OperatorService.CreateOperator:output_type -> wxrelay.v1.CreateOperatorResponse
-	5,  // 11: wxrelay.v1.OperatorService.ListOperators:output_type -> wxrelay.v1.ListOperatorsResponse
-	11, // 12: wxrelay.v1.OperatorService.DeleteOperator:output_type -> google.protobuf.Empty
-	3,  // 13: wxrelay.v1.OperatorService.RotateOperatorKey:output_type -> wxrelay.v1.CreateOperatorResponse
-	9,  // 14: wxrelay.v1.AuditService.ListAuditEntries:output_type -> wxrelay.v1.ListAuditEntriesResponse
-	10, // [10:15] is the sub-list for method output_type
-	5,  // [5:10] is the sub-list for method input_type
-	5,  // [5:5] is the sub-list for extension type_name
-	5,  // [5:5] is the sub-list for extension extendee
-	0,  // [0:5] is the sub-list for field type_name
+	11, // 0: wxrelay.v1.Operator.create_time:type_name -> google.protobuf.Timestamp
+	0,  // 1: wxrelay.v1.Operator.role:type_name -> wxrelay.v1.Operator.Role
+	0,  // 2: wxrelay.v1.CreateOperatorRequest.role:type_name -> wxrelay.v1.Operator.Role
+	2,  // 3: wxrelay.v1.CreateOperatorResponse.operator:type_name -> wxrelay.v1.Operator
+	2,  // 4: wxrelay.v1.ListOperatorsResponse.operators:type_name -> wxrelay.v1.Operator
+	11, // 5: wxrelay.v1.AuditEntry.time:type_name -> google.protobuf.Timestamp
+	8,  // 6: wxrelay.v1.ListAuditEntriesResponse.entries:type_name -> wxrelay.v1.AuditEntry
+	3,  // 7: wxrelay.v1.OperatorService.CreateOperator:input_type -> wxrelay.v1.CreateOperatorRequest
+	5,  // 8: wxrelay.v1.OperatorService.ListOperators:input_type -> wxrelay.v1.ListOperatorsRequest
+	7,  // 9: wxrelay.v1.OperatorService.DeleteOperator:input_type -> wxrelay.v1.DeleteOperatorRequest
+	1,  // 10: wxrelay.v1.OperatorService.RotateOperatorKey:input_type -> wxrelay.v1.RotateOperatorKeyRequest
+	9,  // 11: wxrelay.v1.AuditService.ListAuditEntries:input_type -> wxrelay.v1.ListAuditEntriesRequest
+	4,  // 12: wxrelay.v1.OperatorService.CreateOperator:output_type -> wxrelay.v1.CreateOperatorResponse
+	6,  // 13: wxrelay.v1.OperatorService.ListOperators:output_type -> wxrelay.v1.ListOperatorsResponse
+	12, // 14: wxrelay.v1.OperatorService.DeleteOperator:output_type -> google.protobuf.Empty
+	4,  // 15: wxrelay.v1.OperatorService.RotateOperatorKey:output_type -> wxrelay.v1.CreateOperatorResponse
+	10, // 16: wxrelay.v1.AuditService.ListAuditEntries:output_type -> wxrelay.v1.ListAuditEntriesResponse
+	12, // [12:17] is the sub-list for method output_type
+	7,  // [7:12] is the sub-list for method input_type
+	7,  // [7:7] is the sub-list for extension type_name
+	7,  // [7:7] is the sub-list for extension extendee
+	0,  // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_wxrelay_v1_operator_proto_init() }
@@ -663,13 +744,14 @@ func file_wxrelay_v1_operator_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_wxrelay_v1_operator_proto_rawDesc), len(file_wxrelay_v1_operator_proto_rawDesc)),
-			NumEnums:      0,
+			NumEnums:      1,
 			NumMessages:   10,
 			NumExtensions: 0,
 			NumServices:   2,
 		},
 		GoTypes:           file_wxrelay_v1_operator_proto_goTypes,
 		DependencyIndexes: file_wxrelay_v1_operator_proto_depIdxs,
+		EnumInfos:         file_wxrelay_v1_operator_proto_enumTypes,
 		MessageInfos:      file_wxrelay_v1_operator_proto_msgTypes,
 	}.Build()
 	File_wxrelay_v1_operator_proto = out.File

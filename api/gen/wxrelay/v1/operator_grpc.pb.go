@@ -31,9 +31,11 @@ const (
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 //
 // OperatorService manages the people who run the relay. Each operator has
-// a key of their own: a bearer token with an admin's rights on the API,
-// and what signs them in to the console. Removing an operator revokes
-// the key, and every console session it opened, at once. Admin only.
+// a key of their own: a bearer token with the rights of their role on the
+// API (an admin's, or a viewer's, who reads everything an admin may and
+// changes nothing), and what signs them in to the console. Removing an
+// operator revokes the key, and every console session it opened, at
+// once. Admin only; a viewer may list them.
 type OperatorServiceClient interface {
 	// Adds an operator; the answer carries their key, shown this once.
 	CreateOperator(ctx context.Context, in *CreateOperatorRequest, opts ...grpc.CallOption) (*CreateOperatorResponse, error)
@@ -100,9 +102,11 @@ func (c *operatorServiceClient) RotateOperatorKey(ctx context.Context, in *Rotat
 // for forward compatibility.
 //
 // OperatorService manages the people who run the relay. Each operator has
-// a key of their own: a bearer token with an admin's rights on the API,
-// and what signs them in to the console. Removing an operator revokes
-// the key, and every console session it opened, at once. Admin only.
+// a key of their own: a bearer token with the rights of their role on the
+// API (an admin's, or a viewer's, who reads everything an admin may and
+// changes nothing), and what signs them in to the console. Removing an
+// operator revokes the key, and every console session it opened, at
+// once. Admin only; a viewer may list them.
 type OperatorServiceServer interface {
 	// Adds an operator; the answer carries their key, shown this once.
 	CreateOperator(context.Context, *CreateOperatorRequest) (*CreateOperatorResponse, error)

@@ -1,0 +1,2 @@
+-- Operators without roles: every one an admin again.
+ALTER TABLE operators DROP COLUMN role;
