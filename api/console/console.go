@@ -138,10 +138,10 @@ func New(o Options) (*Console, error) {
 	for pattern, h := range map[string]func(http.ResponseWriter, *http.Request, *session){
 		"POST /console/logout":                                c.logout,
 		"GET /console/{$}":                                    c.tenantList,
-		"GET /console/tenants/new":                            c.newTenantPage,
+		"GET /console/tenants/new":                            c.forChangers(c.newTenantPage),
 		"POST /console/tenants":                               c.createTenant,
 		"GET /console/tenants/{id}":                           c.tenantPage,
-		"GET /console/tenants/{id}/settings":                  c.editTenantPage,
+		"GET /console/tenants/{id}/settings":                  c.forChangers(c.editTenantPage),
 		"POST /console/tenants/{id}/settings":                 c.updateTenant,
 		"GET /console/tenants/{id}/chart.svg":                 c.chart,
 		"POST /console/tenants/{id}/rotate-api-key":           c.rotateAPIKey,
@@ -160,7 +160,7 @@ func New(o Options) (*Console, error) {
 		"GET /console/audit":                                  c.auditList,
 		"GET /console/":                                       c.notFound,
 		"GET /console/components":                             c.componentList,
-		"GET /console/components/new":                         c.newComponentPage,
+		"GET /console/components/new":                         c.forChangers(c.newComponentPage),
 		"POST /console/components":                            c.createComponent,
 		"GET /console/components/{id}":                        c.componentPage,
 		"POST /console/tenants/{id}/authorization-url":        c.authorizationURL,
@@ -276,6 +276,21 @@ func (c *Console) apiError(w http.ResponseWriter, r *http.Request, s *session, e
 type errorBody struct {
 	Status  int
 	Message string
+}
+
+// forChangers keeps a viewer off a page that is only a form to change
+// something, which the API would refuse on submission: they are told so
+// before they fill it in.
+func (c *Console) forChangers(page func(http.ResponseWriter, *http.Request, *session)) func(http.ResponseWriter, *http.Request, *session) {
+	return func(w http.ResponseWriter, r *http.Request, s *session) {
+		if s.who().ReadOnly {
+			c.render(w, "error", http.StatusForbidden, pageData{Title: "Viewers change nothing", CSRF: s.csrf(), Who: s.who(), Body: errorBody{
+				Status: http.StatusForbidden, Message: fmt.Sprintf("%s is a viewer: this page is a form to change the relay, which viewers may read, not change; an admin operator can", s.who().Name),
+			}})
+			return
+		}
+		page(w, r, s)
+	}
 }
 
 func (c *Console) notFound(w http.ResponseWriter, r *http.Request, s *session) {

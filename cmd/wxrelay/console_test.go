@@ -505,6 +505,12 @@ func TestConsole_Operators(t *testing.T) {
 		}
 	}
 	shots.take(ctx, "viewer's tenant page")
+	for _, form := range []string{"tenants/new", "tenants/" + created.Tenant.ID + "/settings", "components/new"} {
+		do(t, ctx, "Vera opens "+form+" by its URL", chromedp.Navigate(base+form), chromedp.WaitVisible(chromedp.CSS("p.error")))
+		if msg := text(t, ctx, "p.error"); !strings.Contains(msg, "Vera is a viewer") || js[bool](t, ctx, `document.querySelector('main form') !== null`) {
+			t.Errorf("a viewer at %s is shown a form, or %q", form, msg)
+		}
+	}
 	do(t, ctx, "Vera opens the operators", chromedp.Navigate(base+"operators"), chromedp.WaitVisible(chromedp.ID("operators")))
 	if js[bool](t, ctx, `document.querySelector('#add-operator, form.rotate, form.remove') !== null`) {
 		t.Error("a viewer's operators page offers changes")
