@@ -133,7 +133,7 @@ type Options struct {
 	// TenantWriteRate and TenantWriteBurst are each tenant's budget of
 	// redeliveries, test events and recoveries asked for with its own key
 	// (tenantwrites.go); zero means DefaultTenantWriteRate and
-	// DefaultTenantWriteBurst.
+	// DefaultTenantWriteBurst, a negative rate no budget.
 	TenantWriteRate  float64
 	TenantWriteBurst int
 	// GRPCMaxIdle closes gRPC connections without a call for this long;
@@ -191,7 +191,7 @@ func New(opts Options) (*Server, error) {
 		readOnlyInterceptor,
 		// After audit: a write refused for the tenant's budget is its own
 		// traffic, as its writes are, and not an admin's change.
-		newTenantWrites(cmp.Or(opts.TenantWriteRate, DefaultTenantWriteRate), cmp.Or(opts.TenantWriteBurst, DefaultTenantWriteBurst), nil).interceptor,
+		tenantWritesInterceptor(opts.TenantWriteRate, opts.TenantWriteBurst),
 		// After auth: an unauthenticated caller learns nothing of its input.
 		textInterceptor,
 	}

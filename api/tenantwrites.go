@@ -1,6 +1,7 @@
 package api
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"math"
@@ -99,6 +100,18 @@ func (w *tenantWrites) len() int {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return len(w.buckets)
+}
+
+// tenantWritesInterceptor is the interceptor of a budget of perSecond
+// (0: DefaultTenantWriteRate; negative: none) in bursts of burst (0:
+// DefaultTenantWriteBurst).
+func tenantWritesInterceptor(perSecond float64, burst int) grpc.UnaryServerInterceptor {
+	if perSecond < 0 {
+		return func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+			return handler(ctx, req)
+		}
+	}
+	return newTenantWrites(cmp.Or(perSecond, DefaultTenantWriteRate), cmp.Or(burst, DefaultTenantWriteBurst), nil).interceptor
 }
 
 // interceptor refuses a tenant's write over its budget. It runs after

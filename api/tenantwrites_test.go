@@ -70,3 +70,13 @@ func TestTenantWriteBudget(t *testing.T) {
 		t.Errorf("over gRPC the call over the budget got %v with details %v, want RESOURCE_EXHAUSTED and a RetryInfo", st.Code(), st.Details())
 	}
 }
+
+// TestTenantWriteBudgetOff: a negative rate (wxrelay's
+// --tenant-write-rate 0) sets no budget.
+func TestTenantWriteBudgetOff(t *testing.T) {
+	e := newEnvWith(t, func(o *api.Options) { o.TenantWriteRate, o.TenantWriteBurst = -1, 1 })
+	c := e.createTenant(validTenant())
+	for range 5 {
+		e.mustStatus(e.do("POST", "/v1/tenants/"+c.id+"/events:sendTest", c.apiKey, `{}`), 200)
+	}
+}

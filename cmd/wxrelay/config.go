@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/wxrelay/wxrelay/api"
 	"github.com/wxrelay/wxrelay/api/throttle"
 	"github.com/wxrelay/wxrelay/api/wxapi"
 	"github.com/wxrelay/wxrelay/relay/delivery"
@@ -46,6 +47,7 @@ type config struct {
 	PushMaxSkew          time.Duration    // how far a push's timestamp may be from now
 	WXAPIAddr            string           // a listener of its own for the WeChat-compatible API; "" for none
 	WXAPIRate            float64          // per-tenant calls a second on the compatible API; 0 for no limit
+	TenantWriteRate      float64          // per-tenant redeliveries, test events and recoveries a second; 0 for no limit
 	HealthInterval       time.Duration    // how often tenant health is computed (and alerts sent)
 	AlertWebhook         string           // the operator's alert webhook; "" for none
 	AlertWebhookSecret   string           // whsec_…, signs the alerts
@@ -101,6 +103,7 @@ func (fs *flagSet) addServeFlags() {
 	fs.DurationVar(&c.PushMaxSkew, "push-max-skew", ingress.DefaultMaxSkew, "refuse pushes whose timestamp is further than this from the relay's clock, at most 30m (WXRELAY_PUSH_MAX_SKEW)")
 	fs.StringVar(&c.WXAPIAddr, "wxapi-addr", "", "if set, also serve the WeChat-compatible API at the root of this address, for SDKs that can change only the API host (WXRELAY_WXAPI_ADDR)")
 	fs.Float64Var(&c.WXAPIRate, "wxapi-rate", wxapi.DefaultRate, "calls a second each tenant may make on the WeChat-compatible API, bursts of twice that; 0 for no limit (WXRELAY_WXAPI_RATE)")
+	fs.Float64Var(&c.TenantWriteRate, "tenant-write-rate", api.DefaultTenantWriteRate, "redeliveries, test events and recoveries a second each tenant's API key may ask for, bursts of ten times that; 0 for no limit (WXRELAY_TENANT_WRITE_RATE)")
 	fs.DurationVar(&c.HealthInterval, "health-interval", 15*time.Second, "how often every tenant's health is computed and health alerts are sent, 1s to 5m (WXRELAY_HEALTH_INTERVAL)")
 	fs.StringVar(&c.AlertWebhook, "alert-webhook", "", "if set, POST every tenant health transition here, signed with Standard Webhooks (WXRELAY_ALERT_WEBHOOK)")
 	c.TrustedProxies = throttle.DefaultProxies
@@ -115,8 +118,9 @@ func (fs *flagSet) addServeFlags() {
 		"health-interval": "WXRELAY_HEALTH_INTERVAL", "alert-webhook": "WXRELAY_ALERT_WEBHOOK",
 		"alert-webhook-secret": "WXRELAY_ALERT_WEBHOOK_SECRET", "wxapi-addr": "WXRELAY_WXAPI_ADDR",
 		"wxapi-rate": "WXRELAY_WXAPI_RATE", "http-addr": "WXRELAY_HTTP_ADDR", "grpc-addr": "WXRELAY_GRPC_ADDR",
-		"public-url": "WXRELAY_PUBLIC_URL",
-		"wechat-api": "WXRELAY_WECHAT_API", "wechat-mp": "WXRELAY_WECHAT_MP", "allow-private-webhooks": "WXRELAY_ALLOW_PRIVATE_WEBHOOKS",
+		"tenant-write-rate": "WXRELAY_TENANT_WRITE_RATE",
+		"public-url":        "WXRELAY_PUBLIC_URL",
+		"wechat-api":        "WXRELAY_WECHAT_API", "wechat-mp": "WXRELAY_WECHAT_MP", "allow-private-webhooks": "WXRELAY_ALLOW_PRIVATE_WEBHOOKS",
 		"retry-schedule": "WXRELAY_RETRY_SCHEDULE", "log-level": "WXRELAY_LOG_LEVEL",
 		"delivery-timeout": "WXRELAY_DELIVERY_TIMEOUT", "debug-addr": "WXRELAY_DEBUG_ADDR",
 		"retention": "WXRELAY_RETENTION", "failed-retention": "WXRELAY_FAILED_RETENTION",
@@ -248,6 +252,9 @@ func (c *config) validateServe() error {
 	}
 	if c.WXAPIRate < 0 || math.IsNaN(c.WXAPIRate) || math.IsInf(c.WXAPIRate, 0) {
 		return fmt.Errorf("--wxapi-rate / WXRELAY_WXAPI_RATE: %g must be 0 (no limit) or a positive number of calls a second", c.WXAPIRate)
+	}
+	if c.TenantWriteRate < 0 || math.IsNaN(c.TenantWriteRate) || math.IsInf(c.TenantWriteRate, 0) {
+		return fmt.Errorf("--tenant-write-rate / WXRELAY_TENANT_WRITE_RATE: %g must be 0 (no limit) or a positive number of writes a second", c.TenantWriteRate)
 	}
 	if c.HealthInterval < time.Second || c.HealthInterval > 5*time.Minute {
 		return fmt.Errorf("--health-interval / WXRELAY_HEALTH_INTERVAL: %s is outside 1s..5m", c.HealthInterval)
@@ -414,6 +421,7 @@ func (c config) LogValue() slog.Value {
 		slog.String("retry_schedule", durations(c.RetrySchedule)),
 		slog.String("retention", c.Retention.String()), slog.String("failed_retention", c.FailedRetention.String()),
 		slog.String("metrics_addr", c.MetricsAddr), slog.String("wxapi_addr", c.WXAPIAddr), slog.Float64("wxapi_rate", c.WXAPIRate),
+		slog.Float64("tenant_write_rate", c.TenantWriteRate),
 		slog.String("health_interval", c.HealthInterval.String()), slog.String("alert_webhook", redactURL(c.AlertWebhook)),
 		slog.Any("trusted_proxies", c.TrustedProxies),
 	)

@@ -47,6 +47,7 @@ func TestBadSettingsStopStartup(t *testing.T) {
 		{"alert webhook not a url", []string{"serve", "--db", db, "--alert-webhook", "ops.example.com", "--alert-webhook-secret", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}, nil, "--alert-webhook / WXRELAY_ALERT_WEBHOOK: not an absolute http or https URL"},
 		{"bad alert secret", []string{"serve", "--db", db, "--alert-webhook", "https://ops.example.com/a"}, map[string]string{"WXRELAY_ALERT_WEBHOOK_SECRET": "hunter2-not-whsec"}, "WXRELAY_ALERT_WEBHOOK_SECRET"},
 		{"health interval too short", []string{"serve", "--db", db, "--health-interval", "100ms"}, nil, "--health-interval / WXRELAY_HEALTH_INTERVAL: 100ms is outside 1s..5m"},
+		{"negative tenant write rate", []string{"serve", "--db", db}, map[string]string{"WXRELAY_TENANT_WRITE_RATE": "-5"}, "--tenant-write-rate / WXRELAY_TENANT_WRITE_RATE: -5 must be 0 (no limit)"},
 		{"negative push secret grace", []string{"serve", "--db", db}, map[string]string{"WXRELAY_PUSH_SECRET_GRACE": "-1m"}, "WXRELAY_PUSH_SECRET_GRACE"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {

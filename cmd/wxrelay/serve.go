@@ -301,6 +301,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		CallRecorder: calls,
 		// Refused pushes, by tenant and cause.
 		PushRejections: rejectionStore,
+		// 0 on the command line is no limit; the API takes a negative rate
+		// for that, and 0 for its default.
+		TenantWriteRate: cmp.Or(cfg.TenantWriteRate, -1), TenantWriteBurst: max(1, int(10*cfg.TenantWriteRate)),
 		// Named operators, each with a key of their own, and the audit
 		// log of what operators and admin tokens change.
 		Operators: store.NewOperatorStore(db),
