@@ -155,27 +155,38 @@ var audited = map[string]bool{
 }
 
 // auditInterceptor records the audited calls of admins, whatever their
-// outcome, after they end. It runs after authUnaryInterceptor, which
-// names the caller. A log entry that cannot be written is logged, and
-// the call's answer stands: the change is made.
+// outcome. It runs after authUnaryInterceptor, which names the caller.
+//
+// The entry is written before the call runs (code STARTED) and given
+// its outcome after, so that no change is made unlogged: a relay killed
+// in between leaves an entry that says the change was attempted. If the
+// entry cannot be written, the call is refused and nothing is changed;
+// if its outcome cannot, the failure is logged and the entry keeps
+// saying STARTED. Two writes per change: admins' changes are few.
 func auditInterceptor(store tenant.AuditStore, log *slog.Logger) grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-		resp, err := handler(ctx, req)
 		p, ok := callerOf(ctx)
 		if store == nil || !audited[info.FullMethod] || !ok || !p.Admin {
-			return resp, err
+			return handler(ctx, req)
 		}
+		target, detail := auditTarget(req, nil)
+		e := tenant.AuditEntry{Time: time.Now(), Actor: p.Actor(), Method: info.FullMethod[strings.LastIndex(info.FullMethod, "/")+1:],
+			Target: clip(target, 128), Detail: clip(detail, 256), Code: tenant.AuditStarted}
+		seq, aerr := store.AppendAudit(context.WithoutCancel(ctx), e)
+		if aerr != nil {
+			log.ErrorContext(ctx, "audit log: entry not written; the change is refused", "actor", e.Actor, "method", e.Method, "target", e.Target, "err", aerr)
+			return nil, status.Error(codes.Unavailable, "the audit log could not be written, so nothing was changed; retry in a moment")
+		}
+		resp, err := handler(ctx, req)
 		code := "OK"
 		if err != nil {
 			code = snakeCode(status.Code(toStatus(ctx, slog.New(slog.DiscardHandler), info.FullMethod, err)).String())
 		}
-		target, detail := auditTarget(req, resp)
-		// What a refused request named may be anything an admin sent.
-		target, detail = clip(target, 128), clip(detail, 256)
-		e := tenant.AuditEntry{Time: time.Now(), Actor: p.Actor(), Method: info.FullMethod[strings.LastIndex(info.FullMethod, "/")+1:],
-			Target: target, Detail: detail, Code: code}
-		if aerr := store.AppendAudit(context.WithoutCancel(ctx), e); aerr != nil {
-			log.ErrorContext(ctx, "audit log: entry not written", "actor", e.Actor, "method", e.Method, "target", e.Target, "err", aerr)
+		// The answer may name what was made; what a refused request named
+		// may be anything an admin sent.
+		target, detail = auditTarget(req, resp)
+		if ferr := store.FinishAudit(context.WithoutCancel(ctx), seq, clip(target, 128), clip(detail, 256), code); ferr != nil {
+			log.ErrorContext(ctx, "audit log: outcome not written; the entry says STARTED", "seq", seq, "actor", e.Actor, "method", e.Method, "code", code, "err", ferr)
 		}
 		return resp, err
 	}

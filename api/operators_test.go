@@ -1,8 +1,14 @@
 package api_test
 
 import (
+	"context"
+	"errors"
 	"strings"
+	"sync/atomic"
 	"testing"
+
+	"github.com/wxrelay/wxrelay/api"
+	"github.com/wxrelay/wxrelay/tenant"
 )
 
 // TestOperators: an admin adds named operators; an operator's key works
@@ -134,5 +140,60 @@ func TestViewerOperators(t *testing.T) {
 	}
 	if refused != 7 { // every change above but the send, which is not audited
 		t.Errorf("the audit log has %d of the viewer's refused changes, want 7:\n%s", refused, log.raw)
+	}
+}
+
+// flakyAudit is the real audit store, whose writes can be made to fail.
+type flakyAudit struct {
+	tenant.AuditStore
+	failAppend, failFinish atomic.Bool
+}
+
+func (f *flakyAudit) AppendAudit(ctx context.Context, e tenant.AuditEntry) (int64, error) {
+	if f.failAppend.Load() {
+		return 0, errors.New("disk full")
+	}
+	return f.AuditStore.AppendAudit(ctx, e)
+}
+
+func (f *flakyAudit) FinishAudit(ctx context.Context, seq int64, target, detail, code string) error {
+	if f.failFinish.Load() {
+		return errors.New("disk full")
+	}
+	return f.AuditStore.FinishAudit(ctx, seq, target, detail, code)
+}
+
+// TestNoChangeUnaudited: an admin's change is logged before it is made.
+// If the log cannot be written the change is refused and nothing
+// changes; if its outcome cannot be, the change stands and its entry
+// says STARTED, so the log never lacks a change that was made.
+func TestNoChangeUnaudited(t *testing.T) {
+	audit := &flakyAudit{}
+	e := newEnvWith(t, func(o *api.Options) { audit.AuditStore = o.Audit; o.Audit = audit })
+	c := e.createTenant(validTenant())
+
+	audit.failAppend.Store(true)
+	r := e.mustStatus(e.do("PATCH", "/v1/tenants/"+c.id, e.admin, `{"display_name":"Unlogged"}`), 503)
+	if msg, _ := r.body["message"].(string); !strings.Contains(msg, "nothing was changed") {
+		t.Errorf("a change the audit log cannot take: %s", r.raw)
+	}
+	if got := e.mustStatus(e.do("GET", "/v1/tenants/"+c.id, e.admin, nil), 200); got.body["display_name"] == "Unlogged" {
+		t.Error("a change was made that the audit log could not take")
+	}
+	if !strings.Contains(e.logBuf.String(), "audit log: entry not written; the change is refused") {
+		t.Errorf("the refusal is not logged:\n%s", e.logBuf.String())
+	}
+	audit.failAppend.Store(false)
+
+	audit.failFinish.Store(true)
+	e.mustStatus(e.do("PATCH", "/v1/tenants/"+c.id, e.admin, `{"display_name":"Logged"}`), 200)
+	audit.failFinish.Store(false)
+	log := e.mustStatus(e.do("GET", "/v1/audit", e.admin, nil), 200)
+	newest := log.body["entries"].([]any)[0].(map[string]any)
+	if newest["method"] != "UpdateTenant" || newest["target"] != c.id || newest["code"] != tenant.AuditStarted {
+		t.Errorf("the change whose outcome was not written is logged as %v, want UpdateTenant of %s, STARTED", newest, c.id)
+	}
+	if got := e.mustStatus(e.do("GET", "/v1/tenants/"+c.id, e.admin, nil), 200); got.body["display_name"] != "Logged" {
+		t.Error("the change whose outcome was not logged did not stand")
 	}
 }

@@ -126,11 +126,25 @@ type auditRow struct {
 
 // AppendAudit implements tenant.AuditStore, durably: the log answers for
 // changes that are.
-func (s *AuditStore) AppendAudit(ctx context.Context, e tenant.AuditEntry) error {
+func (s *AuditStore) AppendAudit(ctx context.Context, e tenant.AuditEntry) (int64, error) {
 	defer s.db.serialize()()
 	row := &auditRow{Time: e.Time.UTC().Truncate(time.Microsecond), Actor: e.Actor, Method: e.Method, Target: e.Target, Detail: e.Detail, Code: e.Code}
-	if _, err := s.db.bun.NewInsert().Model(row).ExcludeColumn("seq").Exec(ctx); err != nil {
-		return fmt.Errorf("append audit entry: %w", err)
+	if err := s.db.bun.NewInsert().Model(row).ExcludeColumn("seq").Returning("seq").Scan(ctx); err != nil {
+		return 0, fmt.Errorf("append audit entry: %w", err)
+	}
+	return row.Seq, nil
+}
+
+// FinishAudit implements tenant.AuditStore.
+func (s *AuditStore) FinishAudit(ctx context.Context, seq int64, target, detail, code string) error {
+	defer s.db.serialize()()
+	res, err := s.db.bun.NewUpdate().Model((*auditRow)(nil)).Set("target = ?", target).Set("detail = ?", detail).Set("code = ?", code).
+		Where("seq = ?", seq).Exec(ctx)
+	if err != nil {
+		return fmt.Errorf("finish audit entry %d: %w", seq, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("finish audit entry %d: %w", seq, tenant.ErrNotFound)
 	}
 	return nil
 }

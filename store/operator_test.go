@@ -59,18 +59,37 @@ func TestOperatorAndAuditStores(t *testing.T) {
 		}
 
 		as := store.NewAuditStore(db)
+		var seqs []int64
 		for i, m := range []string{"CreateTenant", "UpdateTenant", "DeleteTenant"} {
-			e := tenant.AuditEntry{Time: now.Add(time.Duration(i) * time.Hour), Actor: "Alice", Method: m, Target: "tn_x", Code: "OK"}
-			if err := as.AppendAudit(ctx, e); err != nil {
+			e := tenant.AuditEntry{Time: now.Add(time.Duration(i) * time.Hour), Actor: "Alice", Method: m, Target: "", Code: tenant.AuditStarted}
+			seq, err := as.AppendAudit(ctx, e)
+			if err != nil {
 				t.Fatal(err)
 			}
+			seqs = append(seqs, seq)
+		}
+		if seqs[0] <= 0 || seqs[1] <= seqs[0] || seqs[2] <= seqs[1] {
+			t.Fatalf("AppendAudit returned seqs %v, want increasing", seqs)
+		}
+		// The first two end; the third stays STARTED (its relay stopped).
+		if err := as.FinishAudit(ctx, seqs[0], "tn_x", "appid wx0123456789abcdef", "OK"); err != nil {
+			t.Fatal(err)
+		}
+		if err := as.FinishAudit(ctx, seqs[1], "tn_x", "fields: display_name", "INVALID_ARGUMENT"); err != nil {
+			t.Fatal(err)
+		}
+		if err := as.FinishAudit(ctx, seqs[2]+100, "tn_x", "", "OK"); !errors.Is(err, tenant.ErrNotFound) {
+			t.Errorf("FinishAudit of no entry: %v, want ErrNotFound", err)
 		}
 		page, err := as.AuditEntries(ctx, 0, 2)
 		if err != nil || len(page) != 2 || page[0].Method != "DeleteTenant" || page[1].Method != "UpdateTenant" {
 			t.Fatalf("AuditEntries = %+v, %v; want the newest two", page, err)
 		}
+		if page[0].Code != tenant.AuditStarted || page[1].Code != "INVALID_ARGUMENT" || page[1].Target != "tn_x" || page[1].Detail != "fields: display_name" {
+			t.Errorf("after FinishAudit: %+v", page)
+		}
 		rest, _ := as.AuditEntries(ctx, page[1].Seq, 10)
-		if len(rest) != 1 || rest[0].Method != "CreateTenant" || !rest[0].Time.Equal(now) {
+		if len(rest) != 1 || rest[0].Method != "CreateTenant" || !rest[0].Time.Equal(now) || rest[0].Code != "OK" || rest[0].Detail != "appid wx0123456789abcdef" {
 			t.Errorf("the next page = %+v", rest)
 		}
 		if n, err := as.PruneAudit(ctx, now.Add(90*time.Minute)); err != nil || n != 2 {

@@ -442,7 +442,10 @@ type AuditEntry struct {
 	Target string `protobuf:"bytes,4,opt,name=target,proto3" json:"target,omitempty"`
 	// For an update, the fields it changed; else what names the change.
 	Detail string `protobuf:"bytes,5,opt,name=detail,proto3" json:"detail,omitempty"`
-	// OK, or the gRPC code of the error (INVALID_ARGUMENT, NOT_FOUND, ...).
+	// OK, or the gRPC code of the error (INVALID_ARGUMENT, NOT_FOUND, ...);
+	// STARTED while the call runs. The entry is written before the change
+	// is made: one the relay stopped during keeps STARTED, the change
+	// attempted and its outcome unknown.
 	Code          string `protobuf:"bytes,6,opt,name=code,proto3" json:"code,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
