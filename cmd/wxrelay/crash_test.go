@@ -106,3 +106,61 @@ func TestAnsweredPushesSurviveSIGKILL(t *testing.T) {
 	}
 	t.Logf("answered %d pushes before SIGKILL; %d stored after restart", len(answered), len(stored))
 }
+
+// TestAuditEntrySurvivesSIGKILL: an admin's change is in the audit log
+// before it is made, so a relay killed during the change leaves an entry
+// that says it was attempted (STARTED), and the change itself did not
+// half-happen.
+func TestAuditEntrySurvivesSIGKILL(t *testing.T) {
+	dir := t.TempDir()
+	p := startServe(t, dir)
+	admin := adminTokenIn(t, dir)
+	const appid = "wx0123456789abcd55"
+	p.sim.AddApp(appid, "5ec2e75ec2e75ec2e75ec2e75ec2e75e")
+	// WeChat slow to answer the credentials check: the creation waits
+	// on it, its audit entry already written.
+	p.sim.SetLatency(time.Minute)
+	go func() {
+		body := `{"appid":"` + appid + `","app_secret":"5ec2e75ec2e75ec2e75ec2e75ec2e75e","token":"PushToken1",` +
+			`"encrypt_mode":"ENCRYPT_MODE_PLAINTEXT","data_format":"DATA_FORMAT_JSON","webhook_url":"https://hooks.example.com/a"}`
+		req, _ := http.NewRequest("POST", "http://"+p.http+"/v1/tenants?check_credentials=true", strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+admin)
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			resp.Body.Close() // the relay is killed first; nothing to check
+		}
+	}()
+	type entries struct {
+		Entries []struct{ Method, Code, Detail string } `json:"entries"`
+	}
+	started := func(p *process) bool {
+		var log entries
+		p.api(t, "GET", "/v1/audit", admin, "", &log)
+		return len(log.Entries) == 1 && log.Entries[0].Method == "CreateTenant" && log.Entries[0].Code == "STARTED" &&
+			log.Entries[0].Detail == "appid "+appid
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for !started(p) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no STARTED entry while the creation waits on WeChat:\n%s", p.stderr)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	p.cmd.Wait()
+
+	p2 := startServe(t, dir)
+	if !started(p2) {
+		var log entries
+		p2.api(t, "GET", "/v1/audit", admin, "", &log)
+		t.Errorf("after the kill the audit log holds %+v, want the creation STARTED", log.Entries)
+	}
+	var list struct {
+		Tenants []struct{ Appid string } `json:"tenants"`
+	}
+	p2.api(t, "GET", "/v1/tenants", admin, "", &list)
+	if len(list.Tenants) != 0 {
+		t.Errorf("the creation killed during its credentials check left tenants %+v", list.Tenants)
+	}
+}
