@@ -1,6 +1,7 @@
 package api
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -42,7 +43,10 @@ type AuthorizationReader interface {
 }
 
 func (s *componentServer) ListAuthorizers(ctx context.Context, req *wxrelayv1.ListAuthorizersRequest) (*wxrelayv1.ListAuthorizersResponse, error) {
-	size, after, err := tenant.ParsePage(int(req.GetPageSize()), req.GetPageToken())
+	// The contract shows the list unpaged: a client that asks for no page
+	// size gets the largest page, so that one without paging sees every
+	// authorizer of all but the largest agencies.
+	size, after, err := tenant.ParsePage(cmp.Or(int(req.GetPageSize()), tenant.MaxPageSize), req.GetPageToken())
 	if err != nil {
 		return nil, err
 	}

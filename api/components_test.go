@@ -163,8 +163,9 @@ func TestComponentTenants(t *testing.T) {
 }
 
 // TestListAuthorizersPages: an agency's authorizers are listed a page at
-// a time (50 by default), each page's token leading to the next, until
-// all are listed once; a bad token is refused at page_token.
+// a time, each page's token leading to the next, until all are listed
+// once; without a page size the page is the largest (500), so a client
+// that does not page sees them all; a bad token is refused at page_token.
 func TestListAuthorizersPages(t *testing.T) {
 	e := newEnv(t)
 	r := e.mustStatus(e.do("POST", "/v1/components", e.admin, validComponent("wx134c8103faa5a59e")), 200)
@@ -181,7 +182,10 @@ func TestListAuthorizersPages(t *testing.T) {
 	}
 	seen := map[string]bool{}
 	var sizes []int
-	for path := "/v1/components/" + cid + "/authorizers"; ; {
+	if all := e.mustStatus(e.do("GET", "/v1/components/"+cid+"/authorizers", e.admin, nil), 200); len(all.body["authorizers"].([]any)) != n || all.body["next_page_token"] != nil {
+		t.Errorf("without a page size: %d authorizers and next_page_token %v, want all %d and none", len(all.body["authorizers"].([]any)), all.body["next_page_token"], n)
+	}
+	for path := "/v1/components/" + cid + "/authorizers?page_size=50"; ; {
 		page := e.mustStatus(e.do("GET", path, e.admin, nil), 200)
 		auths, _ := page.body["authorizers"].([]any)
 		sizes = append(sizes, len(auths))
@@ -192,7 +196,7 @@ func TestListAuthorizersPages(t *testing.T) {
 		if next == "" || len(sizes) > 5 {
 			break
 		}
-		path = "/v1/components/" + cid + "/authorizers?page_token=" + next
+		path = "/v1/components/" + cid + "/authorizers?page_size=50&page_token=" + next
 	}
 	if len(seen) != n || fmt.Sprint(sizes) != "[50 50 20]" {
 		t.Errorf("listed %d distinct authorizers in pages of %v, want %d in [50 50 20]", len(seen), sizes, n)
