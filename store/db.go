@@ -352,6 +352,15 @@ func (db *DB) Writable(ctx context.Context) error {
 	if err := db.fileGone(); err != nil {
 		return err
 	}
+	// The probe below rewrites one row, which SQLite may fit in WAL space
+	// the file already holds while a push, which needs fresh pages, can
+	// no longer be stored: on a full file system the probe alone may say
+	// ready. So the room left is asked of the file system too.
+	if db.file != nil {
+		if free, ok := freeBytes(db.path); ok && free < minFreeBytes {
+			return fmt.Errorf("store: the file system of %s has %d bytes free: pushes could not be stored", db.path, free)
+		}
+	}
 	defer db.serialize()()
 	_, err := db.bun.NewRaw(`INSERT INTO readiness_probe (id, at) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET at = excluded.at`,
 		time.Now().UnixMilli()).Exec(ctx)
@@ -360,6 +369,11 @@ func (db *DB) Writable(ctx context.Context) error {
 	}
 	return nil
 }
+
+// minFreeBytes is the least room on the SQLite database's file system
+// with which the relay says it is ready: a batch of pushes and its WAL
+// frames take a few hundred KiB.
+const minFreeBytes = 1 << 20
 
 // fileGone returns an error when the SQLite database file is no longer the
 // one opened: deleted, or replaced.
