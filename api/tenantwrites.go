@@ -5,10 +5,8 @@ import (
 	"context"
 	"fmt"
 	"math"
-	"sync"
 	"time"
 
-	"golang.org/x/time/rate"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -16,6 +14,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	wxrelayv1 "github.com/wxrelay/wxrelay/api/gen/wxrelay/v1"
+	"github.com/wxrelay/wxrelay/api/internal/perkey"
 	"github.com/wxrelay/wxrelay/tenant"
 )
 
@@ -40,67 +39,30 @@ const (
 	DefaultTenantWriteBurst = 50
 )
 
-// tenantWrites holds each tenant's budget. A tenant with a full bucket
-// needs no entry, so entries are dropped once full again: the map holds
-// only tenants that wrote in the last burst/rate seconds.
+// tenantWrites holds each tenant's budget; only tenants that wrote in
+// the last burst/rate seconds hold a bucket (perkey).
 type tenantWrites struct {
-	rate  rate.Limit
-	burst int
-	now   func() time.Time
-
-	mu        sync.Mutex
-	buckets   map[tenant.ID]*rate.Limiter
-	lastSweep time.Time
+	rate    float64
+	burst   int
+	now     func() time.Time
+	buckets *perkey.Limiters[tenant.ID]
 }
 
 func newTenantWrites(perSecond float64, burst int, now func() time.Time) *tenantWrites {
 	if now == nil {
 		now = time.Now
 	}
-	return &tenantWrites{rate: rate.Limit(perSecond), burst: burst, now: now, buckets: map[tenant.ID]*rate.Limiter{}}
+	return &tenantWrites{rate: perSecond, burst: burst, now: now, buckets: perkey.New[tenant.ID](perSecond, burst)}
 }
 
 // take spends one write of tid's budget, or says how long until one is
 // there.
 func (w *tenantWrites) take(tid tenant.ID) (wait time.Duration, ok bool) {
-	now := w.now()
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.sweep(now)
-	l := w.buckets[tid]
-	if l == nil {
-		l = rate.NewLimiter(w.rate, w.burst)
-		w.buckets[tid] = l
-	}
-	r := l.ReserveN(now, 1)
-	if d := r.DelayFrom(now); d > 0 {
-		r.CancelAt(now)
-		return d, false
-	}
-	return 0, true
-}
-
-// sweep drops the buckets that filled again, at most once per refill
-// period, so that the map's size follows the tenants writing now.
-func (w *tenantWrites) sweep(now time.Time) {
-	full := time.Duration(float64(w.burst) / float64(w.rate) * float64(time.Second))
-	if now.Sub(w.lastSweep) < full {
-		return
-	}
-	w.lastSweep = now
-	for id, l := range w.buckets {
-		if l.TokensAt(now) >= float64(w.burst) {
-			delete(w.buckets, id)
-		}
-	}
+	return w.buckets.Take(tid, w.now())
 }
 
 // len is how many tenants have a bucket now.
-func (w *tenantWrites) len() int {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return len(w.buckets)
-}
+func (w *tenantWrites) len() int { return w.buckets.Len() }
 
 // tenantWritesInterceptor is the interceptor of a budget of perSecond
 // (0: DefaultTenantWriteRate; negative: none) in bursts of burst (0:
@@ -125,7 +87,7 @@ func (w *tenantWrites) interceptor(ctx context.Context, req any, info *grpc.Unar
 		return handler(ctx, req)
 	}
 	if wait, ok := w.take(p.Tenant); !ok {
-		return nil, overBudget(wait, float64(w.rate), w.burst)
+		return nil, overBudget(wait, w.rate, w.burst)
 	}
 	return handler(ctx, req)
 }

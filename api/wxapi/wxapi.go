@@ -30,13 +30,12 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"golang.org/x/time/rate"
 
+	"github.com/wxrelay/wxrelay/api/internal/perkey"
 	"github.com/wxrelay/wxrelay/api/throttle"
 	"github.com/wxrelay/wxrelay/relay/calllog"
 	"github.com/wxrelay/wxrelay/relay/message"
@@ -140,8 +139,7 @@ type Handler struct {
 	now      func() time.Time
 	metrics  *metrics
 
-	limitsMu sync.Mutex
-	limits   map[tenant.ID]*rate.Limiter
+	limits *perkey.Limiters[tenant.ID] // nil: no rate limit
 }
 
 // New returns a Handler.
@@ -155,7 +153,6 @@ func New(opts Options) (*Handler, error) {
 		http:     opts.HTTP,
 		log:      opts.Logger,
 		now:      opts.Now,
-		limits:   map[tenant.ID]*rate.Limiter{},
 	}
 	if h.upstream == "" {
 		h.upstream = "https://api.weixin.qq.com"
@@ -180,6 +177,9 @@ func New(opts Options) (*Handler, error) {
 	}
 	if h.opts.Burst <= 0 {
 		h.opts.Burst = max(1, int(h.opts.Rate))
+	}
+	if h.opts.Rate > 0 {
+		h.limits = perkey.New[tenant.ID](h.opts.Rate, h.opts.Burst)
 	}
 	if h.opts.Failures == nil {
 		h.opts.Failures = DefaultFailures()
@@ -247,23 +247,17 @@ func truncate(s string, n int) string {
 
 // allow takes one call from tid's rate limit.
 func (h *Handler) allow(tid tenant.ID) bool {
-	if h.opts.Rate < 0 {
+	if h.limits == nil {
 		return true
 	}
-	h.limitsMu.Lock()
-	l, ok := h.limits[tid]
-	if !ok {
-		l = rate.NewLimiter(rate.Limit(h.opts.Rate), h.opts.Burst)
-		h.limits[tid] = l
-	}
-	h.limitsMu.Unlock()
-	return l.Allow()
+	_, ok := h.limits.Take(tid, time.Now())
+	return ok
 }
 
 // Forget drops what the handler holds for tenant id (its rate limiter);
 // wire it to tenant.Service.OnChange so deleted tenants leave nothing.
 func (h *Handler) Forget(id tenant.ID) {
-	h.limitsMu.Lock()
-	delete(h.limits, id)
-	h.limitsMu.Unlock()
+	if h.limits != nil {
+		h.limits.Forget(id)
+	}
 }
